@@ -1,0 +1,147 @@
+"""Write a bundle (DESIGN.md section 5): reasoner GGUFs + SAM2 ONNX + manifest, atomically."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from segzero_edge import __version__
+from segzero_edge.bundle import MANIFEST, REQUIRED_FILES, SCHEMA_VERSION, file_entry
+from segzero_edge.fileio import atomic_dir
+from segzero_edge.prompt import PROMPT_TEMPLATE_ID, REASONER_SIZE
+from segzero_edge.targets import get_target
+
+from .memory import BITS_PER_WEIGHT, MemoryEstimate, estimate_before_export, estimate_from_files
+
+DEFAULT_N_CTX = 4096
+SAM2_HUB = {
+    "sam2.1_hiera_tiny": "facebook/sam2.1-hiera-tiny",
+    "sam2.1_hiera_small": "facebook/sam2.1-hiera-small",
+    "sam2.1_hiera_base_plus": "facebook/sam2.1-hiera-base-plus",
+    "sam2.1_hiera_large": "facebook/sam2.1-hiera-large",
+    "sam2_hiera_tiny": "facebook/sam2-hiera-tiny",
+    "sam2_hiera_small": "facebook/sam2-hiera-small",
+    "sam2_hiera_base_plus": "facebook/sam2-hiera-base-plus",
+    "sam2_hiera_large": "facebook/sam2-hiera-large",
+}
+
+
+class BundleTooLarge(ValueError):
+    """The bundle would not fit the target's memory budget."""
+
+    def __init__(self, est: MemoryEstimate) -> None:
+        super().__init__(f"bundle does not fit {est.target}: {est.explain()}")
+        self.estimate = est
+
+
+def resolve_sam2_checkpoint(src: str | Path) -> Path:
+    """A local ``.pt`` file, or a known name (e.g. ``sam2.1_hiera_tiny``) fetched from the hub."""
+    path = Path(src)
+    if path.is_file():
+        return path
+    name = str(src).removesuffix(".pt")
+    if name not in SAM2_HUB:
+        raise FileNotFoundError(
+            f"SAM2 checkpoint not found: {src} (a .pt file, or one of {', '.join(SAM2_HUB)})"
+        )
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(SAM2_HUB[name], f"{name}.pt"))
+    except Exception as e:  # offline, no such file, ...
+        raise FileNotFoundError(f"cannot download SAM2 checkpoint {name}: {e}") from None
+
+
+def _revision(model_dir: Path) -> str:
+    """The hub snapshot commit when the folder is one, else a hash of config.json."""
+    if model_dir.parent.name == "snapshots":
+        return model_dir.name
+    digest = hashlib.sha256((model_dir / "config.json").read_bytes()).hexdigest()[:16]
+    return f"local-config-sha256:{digest}"
+
+
+def export_bundle(
+    reasoner: str | Path,
+    segmenter: str | Path,
+    out: str | Path,
+    *,
+    target: str = "cpu",
+    quant: str = "Q4_K_M",
+    sam2_config: str | None = None,
+    n_ctx: int = DEFAULT_N_CTX,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Export a Qwen2.5-VL checkpoint and a SAM2 checkpoint into the bundle folder ``out``.
+
+    Refuses (``BundleTooLarge``) a bundle whose estimated memory exceeds the target's budget,
+    once before the export from parameter counts and once after from the written files.
+    """
+    from .hf_source import resolve_model
+    from .reasoner import export_reasoner
+    from .sam2_onnx import export_sam2
+
+    if quant not in BITS_PER_WEIGHT:
+        raise ValueError(f"unknown quantization {quant!r}; choose one of {', '.join(BITS_PER_WEIGHT)}")
+    tgt = get_target(target)
+    model_dir = resolve_model(reasoner)
+    ckpt = resolve_sam2_checkpoint(segmenter)
+    variant = sam2_config or ckpt.stem
+    before = estimate_before_export(tgt, model_dir, quant, variant, n_ctx)
+    if not before.fits:
+        raise BundleTooLarge(before)
+    config = json.loads((model_dir / "config.json").read_text())
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        files: dict[str, Path] = {}
+        files.update(export_reasoner(model_dir, tmp, quant=quant, progress=progress))
+        files.update(export_sam2(ckpt, tmp, config=sam2_config, progress=progress))
+        files = {Path(p).name: Path(p) for p in files.values()}
+        missing = [f for f in REQUIRED_FILES if f not in files]
+        if missing:
+            raise RuntimeError(f"export did not write {', '.join(missing)}")
+        after = estimate_from_files(tgt, files, config, variant, n_ctx)
+        if not after.fits:
+            raise BundleTooLarge(after)
+        manifest: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "created_by": f"segzero-edge {__version__}",
+            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "target": tgt.name,
+            "prompt_template": PROMPT_TEMPLATE_ID,
+            "reasoner": {
+                "source": str(reasoner),
+                "revision": _revision(model_dir),
+                "architecture": (config.get("architectures") or ["?"])[0],
+                "quantization": quant,
+                "input_size": REASONER_SIZE,
+                "image_tokens": (REASONER_SIZE // 28) ** 2,
+                "n_ctx": n_ctx,
+            },
+            "segmenter": {
+                "source": str(segmenter),
+                "checkpoint_sha256": file_entry(ckpt)["sha256"],
+                "variant": variant,
+                "image_size": 1024,
+            },
+            "memory_gb": after.to_json(),
+            "files": {name: file_entry(path) for name, path in sorted(files.items())},
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return Path(out)
+
+
+def build_tiny_bundle(out: str | Path, *, seed: int = 0, overwrite: bool = False) -> Path:
+    """The demo bundle: tiny randomly initialised Qwen2.5-VL and SAM2.1-tiny (meaningless masks)."""
+    from .tiny_qwen import build_tiny_qwen25vl
+    from .tiny_sam2 import build_sam2_checkpoint
+
+    with tempfile.TemporaryDirectory(prefix="segzero-tiny-") as work:
+        model_dir = build_tiny_qwen25vl(Path(work) / "qwen", seed=seed)
+        ckpt = build_sam2_checkpoint(Path(work) / "sam2.1_hiera_tiny.pt", seed=seed)
+        return export_bundle(
+            model_dir, ckpt, out, target="cpu", sam2_config="sam2.1_hiera_t", overwrite=overwrite
+        )

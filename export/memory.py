@@ -1,0 +1,161 @@
+"""Memory estimate of a bundle on a target device, checked before and after export.
+
+Figures are estimates: weights at their stored precision, the KV cache at f16 for the
+context, llama.cpp / TensorRT work buffers, and a fixed runtime overhead (CUDA context,
+Python, onnxruntime). They decide whether a bundle is refused for a target.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from segzero_edge.targets import Target
+
+BITS_PER_WEIGHT = {"Q4_K_M": 4.85, "Q8_0": 8.5, "F16": 16.0}
+SAM2_PARAMS_M = {"tiny": 38.9, "small": 46.0, "base_plus": 80.8, "large": 224.4}
+SAM2_WORK_GB = {"tiny": 0.40, "small": 0.45, "base_plus": 0.60, "large": 1.00}
+REASONER_WORK_GB = 0.50
+RUNTIME_OVERHEAD_GB = 0.60
+GB = 1e9
+
+
+@dataclass
+class MemoryEstimate:
+    """Estimated resident memory in GB, by part, and the target's budget."""
+
+    reasoner_weights: float
+    kv_cache: float
+    reasoner_work: float
+    segmenter_weights: float
+    segmenter_work: float
+    overhead: float
+    budget: float
+    target: str
+
+    @property
+    def total(self) -> float:
+        return (
+            self.reasoner_weights
+            + self.kv_cache
+            + self.reasoner_work
+            + self.segmenter_weights
+            + self.segmenter_work
+            + self.overhead
+        )
+
+    @property
+    def fits(self) -> bool:
+        return self.total <= self.budget
+
+    def to_json(self) -> dict[str, float | str | bool]:
+        return {**asdict(self), "total": round(self.total, 3), "fits": self.fits}
+
+    def explain(self) -> str:
+        parts = ", ".join(
+            f"{k.replace('_', ' ')} {v:.2f}"
+            for k, v in asdict(self).items()
+            if isinstance(v, float) and k != "budget"
+        )
+        return (
+            f"estimated {self.total:.2f} GB ({parts}) against the {self.budget:.2f} GB budget "
+            f"of {self.target}"
+        )
+
+
+def safetensors_param_counts(model_dir: Path) -> tuple[int, int]:
+    """``(text, vision)`` parameter counts read from safetensors headers (no tensor loading)."""
+    text = vision = 0
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no *.safetensors weights in {model_dir}")
+    for f in files:
+        with open(f, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(n))
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            count = 1
+            for d in info["shape"]:
+                count *= int(d)
+            if "visual" in name:
+                vision += count
+            else:
+                text += count
+    return text, vision
+
+
+def kv_cache_gb(config: dict, n_ctx: int) -> float:
+    """f16 K and V for ``n_ctx`` tokens over every layer."""
+    tc = config.get("text_config", config)
+    layers = int(tc["num_hidden_layers"])
+    heads = int(tc["num_attention_heads"])
+    kv_heads = int(tc.get("num_key_value_heads", heads))
+    head_dim = int(tc.get("head_dim") or tc["hidden_size"] // heads)
+    return n_ctx * layers * 2 * kv_heads * head_dim * 2 / GB
+
+
+def sam2_size_name(variant: str) -> str:
+    """``tiny`` / ``small`` / ``base_plus`` / ``large`` from a config or checkpoint name."""
+    v = variant.lower().replace("-", "_").replace("+", "_plus")
+    for key, names in (
+        ("base_plus", ("base_plus", "hiera_b")),
+        ("large", ("large", "hiera_l")),
+        ("small", ("small", "hiera_s")),
+        ("tiny", ("tiny", "hiera_t")),
+    ):
+        if any(n in v for n in names):
+            return key
+    return "large"  # unknown: assume the largest, so the check errs on the safe side
+
+
+def estimate(
+    target: Target,
+    *,
+    reasoner_weights_gb: float,
+    segmenter_weights_gb: float,
+    sam2_variant: str,
+    kv_gb: float,
+) -> MemoryEstimate:
+    return MemoryEstimate(
+        reasoner_weights=reasoner_weights_gb,
+        kv_cache=kv_gb,
+        reasoner_work=REASONER_WORK_GB,
+        segmenter_weights=segmenter_weights_gb,
+        segmenter_work=SAM2_WORK_GB[sam2_size_name(sam2_variant)],
+        overhead=RUNTIME_OVERHEAD_GB,
+        budget=target.budget_gb,
+        target=target.name,
+    )
+
+
+def estimate_before_export(
+    target: Target, model_dir: Path, quant: str, sam2_variant: str, n_ctx: int
+) -> MemoryEstimate:
+    """Estimate from the HF checkpoint's parameter counts and the SAM2 variant's size."""
+    text, vision = safetensors_param_counts(model_dir)
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    return estimate(
+        target,
+        reasoner_weights_gb=(text * BITS_PER_WEIGHT[quant] / 8 + vision * 2) / GB,
+        segmenter_weights_gb=SAM2_PARAMS_M[sam2_size_name(sam2_variant)] * 1e6 * 2 / GB,
+        sam2_variant=sam2_variant,
+        kv_gb=kv_cache_gb(config, n_ctx),
+    )
+
+
+def estimate_from_files(
+    target: Target, files: dict[str, Path], config: dict, sam2_variant: str, n_ctx: int
+) -> MemoryEstimate:
+    """Estimate from the exported files (SAM2 weights counted at FP16: half the FP32 ONNX)."""
+    size = {k: Path(p).stat().st_size / GB for k, p in files.items()}
+    return estimate(
+        target,
+        reasoner_weights_gb=size["reasoner.gguf"] + size["mmproj.gguf"],
+        segmenter_weights_gb=(size["sam2_encoder.onnx"] + size["sam2_decoder.onnx"]) / 2,
+        sam2_variant=sam2_variant,
+        kv_gb=kv_cache_gb(config, n_ctx),
+    )

@@ -1,0 +1,1 @@
+"""Subcommands of the segzero-edge CLI."""

@@ -1,0 +1,60 @@
+"""``segzero-edge export``: HF Qwen2.5-VL + SAM2 checkpoint -> bundle for a target device."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..targets import TARGET_NAMES
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a reasoner + SAM2 into a bundle (needs the [export] extra)",
+        description=(
+            "Convert a Qwen2.5-VL checkpoint (local folder or hub id) to GGUF + INT4 and a SAM2 "
+            "checkpoint (.pt or a name such as sam2.1_hiera_tiny) to ONNX, and write the bundle "
+            "atomically. Refuses a bundle that will not fit the target's memory budget. "
+            "TensorRT engines are built later, on the device: segzero-edge build-engines."
+        ),
+    )
+    p.add_argument("--reasoner", help="Qwen2.5-VL folder or hub id (e.g. Ricky06662/Seg-Zero-7B)")
+    p.add_argument("--segmenter", help="SAM2 .pt checkpoint or name (e.g. sam2.1_hiera_large)")
+    p.add_argument("--target", default="cpu", choices=TARGET_NAMES, help="device (memory budget)")
+    p.add_argument("--quant", default="Q4_K_M", choices=["Q4_K_M", "Q8_0", "F16"])
+    p.add_argument("--sam2-config", help="SAM2 config name when the checkpoint name hides it")
+    p.add_argument("--n-ctx", type=int, default=4096, help="reasoner context length")
+    p.add_argument("-o", "--output", type=Path, required=True, help="bundle folder to write")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle folder")
+    p.add_argument(
+        "--tiny",
+        action="store_true",
+        help="build the demo bundle from tiny random models (no downloads; masks meaningless)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from segzero_export.bundle import build_tiny_bundle, export_bundle
+    except ImportError as e:
+        raise ValueError(f"export needs the [export] extra: pip install 'segzero-edge[export]' ({e})")
+    if args.tiny:
+        out = build_tiny_bundle(args.output, overwrite=args.force)
+    else:
+        if not args.reasoner or not args.segmenter:
+            raise ValueError("--reasoner and --segmenter are required (or --tiny)")
+        out = export_bundle(
+            args.reasoner,
+            args.segmenter,
+            args.output,
+            target=args.target,
+            quant=args.quant,
+            sam2_config=args.sam2_config,
+            n_ctx=args.n_ctx,
+            overwrite=args.force,
+        )
+    print(f"bundle written: {out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,90 @@
+"""``segzero-edge segment IMAGE QUERY``: mask PNG, overlay PNG and JSON for one query."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_BUNDLE_ENV = "SEGZERO_BUNDLE"
+
+
+def default_bundle() -> Path:
+    """``$SEGZERO_BUNDLE``, else the tiny demo bundle in the user cache folder."""
+    if os.environ.get(DEFAULT_BUNDLE_ENV):
+        return Path(os.environ[DEFAULT_BUNDLE_ENV])
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return cache / "segzero-edge" / "tiny-bundle"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "segment",
+        help="segment what a query describes in an image",
+        description=(
+            "Run the reasoner and SAM2 on IMAGE for QUERY. Without --bundle the tiny demo "
+            "bundle (random weights, meaningless masks) is built on first use; that needs "
+            "the [export] extra."
+        ),
+    )
+    p.add_argument("image", help="image file (JPEG/PNG/...)")
+    p.add_argument("query", help='what to find, e.g. "the thing I can use to cut the bread"')
+    p.add_argument("--bundle", type=Path, default=None, help="bundle folder (segzero-edge export)")
+    p.add_argument("--out", type=Path, help="write the mask here as a PNG")
+    p.add_argument("--overlay", type=Path, help="write the image with mask, boxes, points")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--segmenter-backend", default="auto", choices=["auto", "tensorrt", "onnxruntime"])
+    p.add_argument("--no-grammar", action="store_true", help="decode without the answer grammar")
+    p.add_argument("--verify-hashes", action="store_true", help="check every file's sha256")
+    p.set_defaults(func=run)
+
+
+def _ensure_bundle(path: Path | None) -> Path:
+    if path is not None:
+        return path
+    path = default_bundle()
+    if not (path / "manifest.json").is_file():
+        print(
+            f"building the tiny demo bundle in {path} (random weights: masks are meaningless)",
+            file=sys.stderr,
+        )
+        try:
+            from segzero_export.bundle import build_tiny_bundle
+        except ImportError as e:
+            raise ValueError(
+                f"no --bundle given and the demo bundle needs the [export] extra ({e})"
+            ) from None
+        build_tiny_bundle(path, overwrite=True)
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..fileio import atomic_path
+    from ..image import load_image
+    from ..overlay import mask_image, overlay_image
+    from ..pipeline import SegZeroEdge
+
+    image = load_image(args.image)
+    bundle = _ensure_bundle(args.bundle)
+    with SegZeroEdge.from_bundle(
+        bundle,
+        segmenter_backend=args.segmenter_backend,
+        grammar=not args.no_grammar,
+        verify_hashes=args.verify_hashes,
+    ) as model:
+        result = model.segment(image, args.query)
+    for dest, pic in ((args.out, mask_image), (args.overlay, None)):
+        if dest is None:
+            continue
+        img = pic(result.mask) if pic else overlay_image(image, result)
+        with atomic_path(dest) as tmp:
+            img.save(tmp, format="PNG")
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        boxes = "; ".join(f"box={list(o.box)} points={list(o.points)}" for o in result.objects)
+        print(f"status={result.status.value} area={int(result.mask.sum())} {boxes}")
+        print(f"total {result.timings.get('total', 0.0) * 1000:.0f} ms")
+    return 0

@@ -1,0 +1,31 @@
+"""Pictures of a result: the mask as a PNG and an overlay with boxes and points."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .types import Segmentation
+
+
+def mask_image(mask: np.ndarray):  # -> PIL.Image.Image
+    """The mask as an 8-bit grayscale image (255 inside)."""
+    from PIL import Image
+
+    return Image.fromarray(mask.astype(np.uint8) * 255, "L")
+
+
+def overlay_image(image: np.ndarray, result: Segmentation, alpha: float = 0.5):
+    """``image`` with the mask tinted red, boxes in green and points in yellow."""
+    from PIL import Image, ImageDraw
+
+    out = image.astype(np.float32)
+    tint = np.array([255.0, 0.0, 0.0], dtype=np.float32)
+    out[result.mask] = (1 - alpha) * out[result.mask] + alpha * tint
+    pic = Image.fromarray(out.clip(0, 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(pic)
+    r = max(2, min(image.shape[:2]) // 100)
+    for obj in result.objects:
+        draw.rectangle(obj.box, outline=(0, 255, 0), width=max(1, r // 2))
+        for x, y in obj.points:
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=(255, 255, 0), outline=(0, 0, 0))
+    return pic

@@ -1,0 +1,217 @@
+"""``SegZeroEdge``: reasoner -> coordinate mapping -> SAM2 -> mask, with timings.
+
+The SAM2 image encoding runs on a worker thread while the reasoner thinks (they share only
+the image); encodings are cached per frame so several queries on one frame encode it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from . import pixels
+from .answer import parse_answer, to_image_frame
+from .backends import ImageEmbedding, Reasoner, Segmenter
+from .image import ImageLike, load_image
+from .prompt import build_prompt
+from .segmenter.prompts import prompt_arrays
+from .segmenter.select import select_masks
+from .types import ObjectPrompt, Segmentation, Status
+
+
+class BackendError(RuntimeError):
+    """A backend failed during a call; the message names the backend and the stage."""
+
+
+def _frame_key(img: np.ndarray) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr(img.shape).encode())
+    h.update(memoryview(img).cast("B"))
+    return h.hexdigest()
+
+
+class SegZeroEdge:
+    """Reasoning segmentation: ``segment(image, query) -> Segmentation``.
+
+    Build it with :meth:`from_bundle`, or pass any :class:`Reasoner` and :class:`Segmenter`.
+    ``segment`` is thread-safe: calls may come from several threads at once.
+    """
+
+    def __init__(
+        self,
+        reasoner: Reasoner,
+        segmenter: Segmenter,
+        *,
+        cache_frames: int = 4,
+        overlap: bool = True,
+        max_objects: int = 16,
+    ) -> None:
+        self.reasoner = reasoner
+        self.segmenter = segmenter
+        self.cache_frames = max(0, int(cache_frames))
+        self.overlap = overlap
+        self.max_objects = max_objects
+        self._reasoner_lock = threading.Lock()
+        self._segmenter_lock = threading.Lock()
+        self._cache_lock = threading.Lock()
+        self._cache: OrderedDict[str, Future[ImageEmbedding]] = OrderedDict()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segzero-sam2")
+        self._closed = False
+
+    @classmethod
+    def from_bundle(cls, path: str | os.PathLike[str], **options: Any) -> SegZeroEdge:
+        """Load a bundle directory (see README): verify its manifest, open the backends.
+
+        Options: ``reasoner_backend`` / ``segmenter_backend`` ("auto" or a name),
+        ``verify_hashes``, ``n_gpu_layers``, ``n_threads``, ``grammar``, ``max_new_tokens``,
+        ``cache_frames``, ``overlap``.
+        """
+        from .bundle import open_backends
+
+        pipeline_opts = {k: options.pop(k) for k in ("cache_frames", "overlap") if k in options}
+        reasoner, segmenter = open_backends(path, **options)
+        return cls(reasoner, segmenter, **pipeline_opts)
+
+    # -- SAM2 encoding with a per-frame cache ------------------------------------------
+    def _encode(self, img: np.ndarray, timings: dict[str, float]) -> ImageEmbedding:
+        t0 = time.perf_counter()
+        sam_in = pixels.preprocess_sam(img)
+        t1 = time.perf_counter()
+        with self._segmenter_lock:
+            try:
+                emb = self.segmenter.encode(sam_in)
+            except Exception as e:
+                raise BackendError(f"segmenter {self.segmenter.name!r} failed to encode: {e}") from e
+        timings["sam_preprocess"] = t1 - t0
+        timings["sam_encode"] = time.perf_counter() - t1
+        return emb
+
+    def _embedding_future(self, img: np.ndarray, timings: dict[str, float]) -> Future[ImageEmbedding]:
+        key = _frame_key(img) if self.cache_frames else ""
+        with self._cache_lock:
+            fut = self._cache.get(key) if key else None
+            if fut is not None:
+                self._cache.move_to_end(key)
+                timings["sam_cache_hit"] = 1.0
+                return fut
+            if self.overlap:
+                fut = self._pool.submit(self._encode, img, timings)
+            else:
+                fut = Future()
+                try:
+                    fut.set_result(self._encode(img, timings))
+                except BaseException as e:
+                    fut.set_exception(e)
+            if key:
+                self._cache[key] = fut
+                while len(self._cache) > self.cache_frames:
+                    self._cache.popitem(last=False)
+        return fut
+
+    def _forget(self, img: np.ndarray) -> None:
+        if self.cache_frames:
+            with self._cache_lock:
+                self._cache.pop(_frame_key(img), None)
+
+    # -- the call -----------------------------------------------------------------------
+    def segment(self, image: ImageLike, query: str) -> Segmentation:
+        """Segment what ``query`` describes in ``image`` (path, PIL image or H x W x 3 uint8)."""
+        if self._closed:
+            raise RuntimeError("this SegZeroEdge has been closed")
+        t_start = time.perf_counter()
+        prompt = build_prompt(query)
+        img = load_image(image)
+        h, w = img.shape[:2]
+        timings: dict[str, float] = {}
+        emb_future = self._embedding_future(img, timings)
+
+        t0 = time.perf_counter()
+        r_in = pixels.preprocess_reasoner(img)
+        timings["preprocess"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with self._reasoner_lock:
+            try:
+                out = self.reasoner.generate(r_in, prompt)
+            except Exception as e:
+                raise BackendError(f"reasoner {self.reasoner.name!r} failed: {e}") from e
+        timings["reason"] = time.perf_counter() - t0
+        timings.update(out.timings)
+        timings["generated_tokens"] = float(out.n_generated_tokens)
+
+        parsed = parse_answer(out.text, truncated=out.truncated)
+        objects = to_image_frame(parsed.objects[: self.max_objects], (h, w))
+        mask = np.zeros((h, w), dtype=bool)
+        scores: list[float] = []
+        status = parsed.status
+        if objects:
+            t0 = time.perf_counter()
+            try:
+                emb = emb_future.result()
+            except BaseException:
+                self._forget(img)
+                raise
+            timings["sam_wait"] = time.perf_counter() - t0
+            logits, scores = self._decode(emb, objects, (h, w), timings)
+            t0 = time.perf_counter()
+            mask = pixels.postprocess_masks(logits, (h, w)).mask
+            timings["postprocess"] = time.perf_counter() - t0
+        timings["total"] = time.perf_counter() - t_start
+        return Segmentation(
+            mask=mask,
+            objects=list(objects),
+            reasoning=parsed.reasoning,
+            answer_raw=out.text,
+            status=status,
+            timings=timings,
+            scores=scores,
+        )
+
+    def _decode(
+        self,
+        emb: ImageEmbedding,
+        objects: list[ObjectPrompt],
+        hw: tuple[int, int],
+        timings: dict[str, float],
+    ) -> tuple[np.ndarray, list[float]]:
+        t0 = time.perf_counter()
+        chosen, scores = [], []
+        for obj in objects:
+            coords, labels = prompt_arrays(obj.box, obj.points, hw)
+            with self._segmenter_lock:
+                try:
+                    low, iou = self.segmenter.decode(emb, coords, labels)
+                except Exception as e:
+                    raise BackendError(
+                        f"segmenter {self.segmenter.name!r} failed to decode: {e}"
+                    ) from e
+            masks, ious = select_masks(low, iou, multimask_output=True)
+            best = int(np.argmax(ious[0]))
+            chosen.append(masks[0, best])
+            scores.append(float(ious[0, best]))
+        timings["sam_decode"] = time.perf_counter() - t0
+        return np.stack(chosen), scores
+
+    def close(self) -> None:
+        """Release the backends and the worker thread."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pool.shutdown(wait=True)
+        self.reasoner.close()
+        self.segmenter.close()
+
+    def __enter__(self) -> SegZeroEdge:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["BackendError", "SegZeroEdge", "Status"]

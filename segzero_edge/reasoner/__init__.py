@@ -1,0 +1,1 @@
+"""Reasoner backends (llama.cpp)."""

@@ -1,0 +1,1 @@
+"""Segmenter backends (TensorRT, onnxruntime) and SAM2 prompt/mask helpers."""

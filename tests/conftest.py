@@ -1,0 +1,35 @@
+"""Shared pytest setup: GPU skipping and the per-area fixture plugins in tests/fixtures/."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = sorted(
+    f"tests.fixtures.{p.stem}"
+    for p in (Path(__file__).parent / "fixtures").glob("*.py")
+    if p.stem != "__init__"
+)
+
+
+def _gpu_reason() -> str | None:
+    if shutil.which("nvidia-smi") is None:
+        return "no NVIDIA GPU here (nvidia-smi not found); run `pytest -m gpu` on a Jetson or GPU host"
+    try:
+        subprocess.run(["nvidia-smi", "-L"], check=True, capture_output=True, timeout=20)
+    except (subprocess.SubprocessError, OSError) as e:
+        return f"nvidia-smi failed ({e}); no usable GPU"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = _gpu_reason()
+    if reason is None:
+        return
+    skip = pytest.mark.skip(reason=reason)
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
