@@ -86,14 +86,16 @@ def export_bundle(
     from .sam2_onnx import export_sam2
 
     if quant not in BITS_PER_WEIGHT:
-        raise ValueError(f"unknown quantization {quant!r}; choose one of {', '.join(BITS_PER_WEIGHT)}")
+        raise ValueError(
+            f"unknown quantization {quant!r}; choose one of {', '.join(BITS_PER_WEIGHT)}"
+        )
     tgt = get_target(target)
     model_dir = resolve_model(reasoner)
-    ckpt = resolve_sam2_checkpoint(segmenter)
-    variant = sam2_config or ckpt.stem
+    variant = sam2_config or Path(segmenter).stem
     before = estimate_before_export(tgt, model_dir, quant, variant, n_ctx)
     if not before.fits:
         raise BundleTooLarge(before)
+    ckpt = resolve_sam2_checkpoint(segmenter)
     config = json.loads((model_dir / "config.json").read_text())
     with atomic_dir(out, overwrite=overwrite) as tmp:
         files: dict[str, Path] = {}

@@ -88,6 +88,26 @@ def safetensors_param_counts(model_dir: Path) -> tuple[int, int]:
     return text, vision
 
 
+def config_param_counts(config: dict) -> tuple[int, int]:
+    """``(text, vision)`` parameter counts of a Qwen2.5-VL config, from a meta-device model.
+
+    No weights are read or allocated: this serves hub ids before download and tests.
+    """
+    import torch
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    cfg = Qwen2_5_VLConfig.from_dict(config)
+    with torch.device("meta"):
+        model = Qwen2_5_VLForConditionalGeneration(cfg)
+    text = vision = 0
+    for name, p in model.named_parameters(remove_duplicate=True):
+        if "visual" in name:
+            vision += p.numel()
+        else:
+            text += p.numel()
+    return text, vision
+
+
 def kv_cache_gb(config: dict, n_ctx: int) -> float:
     """f16 K and V for ``n_ctx`` tokens over every layer."""
     tc = config.get("text_config", config)
@@ -136,8 +156,22 @@ def estimate_before_export(
     target: Target, model_dir: Path, quant: str, sam2_variant: str, n_ctx: int
 ) -> MemoryEstimate:
     """Estimate from the HF checkpoint's parameter counts and the SAM2 variant's size."""
-    text, vision = safetensors_param_counts(model_dir)
     config = json.loads((Path(model_dir) / "config.json").read_text())
+    return estimate_from_config(
+        target, config, quant, sam2_variant, n_ctx, counts=safetensors_param_counts(model_dir)
+    )
+
+
+def estimate_from_config(
+    target: Target,
+    config: dict,
+    quant: str,
+    sam2_variant: str,
+    n_ctx: int,
+    counts: tuple[int, int] | None = None,
+) -> MemoryEstimate:
+    """Estimate from a config (parameter counts from ``counts`` or a meta-device model)."""
+    text, vision = counts if counts is not None else config_param_counts(config)
     return estimate(
         target,
         reasoner_weights_gb=(text * BITS_PER_WEIGHT[quant] / 8 + vision * 2) / GB,

@@ -9,6 +9,7 @@ Everything is deterministic from the seed.
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import tempfile
@@ -107,6 +108,43 @@ _PROSE = (
 )
 
 
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+_NOUNS = _words(
+    "car bus truck bicycle motorcycle boat train plane person man woman child boy girl dog cat "
+    "horse cow sheep bird elephant bear zebra giraffe umbrella bag backpack tie suitcase ball kite "
+    "bottle glass cup fork knife spoon bowl banana apple sandwich orange pizza cake chair sofa "
+    "plant bed table desk toilet television laptop mouse keyboard phone oven sink fridge book "
+    "clock vase scissors window door wall floor road street tree grass sky building house roof "
+    "lamp light shirt hat shoe box bench fence sign pole flower rock river mountain water shadow"
+)
+_ADJECTIVES = _words(
+    "red blue green yellow black white brown small large tall short old new wooden metal round "
+    "square left right top bottom front back middle nearest farthest bright dark empty open closed"
+)
+_VERBS = _words(
+    "holding sitting standing lying running walking carrying wearing looking using eating "
+    "riding pointing leaning hanging covering touching facing"
+)
+_PREPOSITIONS = _words("on under near behind beside above below inside between against across")
+
+
+def _sentences(rng: random.Random, count: int) -> list[str]:
+    """Simple random scene descriptions over a few hundred common words."""
+    out = []
+    for _ in range(count):
+        a, b = rng.choice(_NOUNS), rng.choice(_NOUNS)
+        adj, verb, prep = rng.choice(_ADJECTIVES), rng.choice(_VERBS), rng.choice(_PREPOSITIONS)
+        out.append(
+            f"The {adj} {a} is {verb} {prep} the {b}, so it is the object that matches."
+            if rng.random() < 0.5
+            else f"There is a {adj} {a} {prep} the {b}; the person {verb} it is in the image."
+        )
+    return out
+
+
 def _corpus(seed: int) -> list[str]:
     """A small deterministic English corpus with the Seg-Zero prompt, thinking and answers."""
     rng = random.Random(seed)
@@ -123,6 +161,7 @@ def _corpus(seed: int) -> list[str]:
             f"<think> The question asks for {query.lower()}. I look at the image and compare "
             f"the objects. </think><answer>[{', '.join(objs)}]</answer>"
         )
+    lines.extend(_sentences(rng, 400))
     return lines * 3
 
 
@@ -141,16 +180,19 @@ def _bpe_vocab_and_merges(seed: int) -> tuple[dict[str, int], list[tuple[str, st
     )
     trainer = trainers.BpeTrainer(
         vocab_size=BPE_VOCAB_SIZE,
-        min_frequency=2,
+        min_frequency=1,
         show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         special_tokens=[],
     )
     tok.train_from_iterator(_corpus(seed), trainer=trainer)
-    state: dict[str, Any] = __import__("json").loads(tok.to_str())
+    state: dict[str, Any] = json.loads(tok.to_str())
     vocab: dict[str, int] = state["model"]["vocab"]
-    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in state["model"]["merges"]]
-    return vocab, merges  # type: ignore[return-value]
+    merges: list[tuple[str, str]] = []
+    for merge in state["model"]["merges"]:  # ["a", "b"] pairs, or "a b" in older versions
+        left, right = merge if isinstance(merge, list) else merge.split(" ", 1)
+        merges.append((left, right))
+    return vocab, merges
 
 
 def _build_tokenizer(seed: int) -> Any:
@@ -159,10 +201,13 @@ def _build_tokenizer(seed: int) -> Any:
     from transformers import Qwen2Tokenizer
 
     vocab, merges = _bpe_vocab_and_merges(seed)
+    n_bpe = len(vocab)
+    # Give the special tokens their ids up front: the tokenizer registers eos/pad first.
+    vocab = {**vocab, **{t: n_bpe + i for i, (t, _) in enumerate(SPECIAL_TOKENS)}}
+    options: dict[str, Any] = {"merges": merges, "unk_token": None}  # pairs; no unk (byte-level)
     tokenizer = Qwen2Tokenizer(
         vocab=vocab,
-        merges=merges,
-        unk_token=None,
+        **options,
         bos_token=None,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
@@ -171,11 +216,15 @@ def _build_tokenizer(seed: int) -> Any:
         clean_up_tokenization_spaces=False,
     )
     for text, special in SPECIAL_TOKENS:
-        tokenizer.add_tokens([AddedToken(text, special=special, normalized=False)], special_tokens=special)
+        tokenizer.add_tokens(
+            [AddedToken(text, special=special, normalized=False)], special_tokens=special
+        )
     ids = [tokenizer.convert_tokens_to_ids(t) for t, _ in SPECIAL_TOKENS]
-    expected = list(range(len(vocab), len(vocab) + len(SPECIAL_TOKENS)))
+    expected = list(range(n_bpe, n_bpe + len(SPECIAL_TOKENS)))
     if ids != expected:
-        raise RuntimeError(f"special token ids {ids} are not contiguous after the BPE vocab {expected}")
+        raise RuntimeError(
+            f"special token ids {ids} are not contiguous after the BPE vocab {expected}"
+        )
     return tokenizer
 
 
@@ -187,7 +236,9 @@ def _config(tokenizer: Any, tie_word_embeddings: bool) -> Any:
     tid = tokenizer.convert_tokens_to_ids
     head_dim = TEXT_HIDDEN // TEXT_HEADS
     if sum(MROPE_SECTION) * 2 != head_dim:
-        raise RuntimeError(f"mrope_section {MROPE_SECTION} must sum to head_dim/2 = {head_dim // 2}")
+        raise RuntimeError(
+            f"mrope_section {MROPE_SECTION} must sum to head_dim/2 = {head_dim // 2}"
+        )
     text_config = {
         "vocab_size": vocab_size,
         "hidden_size": TEXT_HIDDEN,
@@ -304,13 +355,16 @@ def build_tiny_qwen25vl(out_dir: Path, seed: int = 0, *, tie_word_embeddings: bo
         torch.manual_seed(seed)
         model = Qwen2_5_VLForConditionalGeneration(config)
     _init_weights(model, seed)
-    model = model.to(torch.bfloat16).eval()
+    torch.nn.Module.to(model, torch.bfloat16).eval()
     model.config.dtype = torch.bfloat16
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         model.save_pretrained(tmp)
-        _processor(tokenizer).save_pretrained(tmp)
+        processor = _processor(tokenizer)
+        processor.save_pretrained(tmp)
+        # Hub checkpoints also carry preprocessor_config.json (read by GGUF converters).
+        processor.image_processor.save_pretrained(tmp)
         tmp.rename(out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -51,7 +51,7 @@ def _coords(v: Any, n: int) -> tuple[float, ...] | None:
 
 
 def _round(v: float) -> int:
-    return int(math.floor(v + 0.5))
+    return math.floor(v + 0.5)
 
 
 def _make_box(c: tuple[float, ...]) -> Box:

@@ -117,10 +117,13 @@ def open_backends(
     """Verify the bundle and open its reasoner (llama.cpp) and segmenter backends."""
     bundle = load_bundle(path, verify_hashes=verify_hashes)
     if reasoner_backend not in ("auto", "llama.cpp"):
-        raise ValueError(f"unknown reasoner backend {reasoner_backend!r}; use 'auto' or 'llama.cpp'")
+        raise ValueError(
+            f"unknown reasoner backend {reasoner_backend!r}; use 'auto' or 'llama.cpp'"
+        )
     from .reasoner.llama_cpp import LlamaCppReasoner
     from .segmenter.auto import open_segmenter
 
+    reasoner_options.setdefault("n_ctx", int(bundle.reasoner.get("n_ctx", 4096)))
     segmenter = open_segmenter(bundle.root, backend=segmenter_backend)
     try:
         reasoner = LlamaCppReasoner(

@@ -15,6 +15,10 @@ from . import __version__
 COMMANDS = [
     "segment",
     "export",
+    "bench",
+    "build_engines",
+    "doctor",
+    "eval",
 ]
 
 

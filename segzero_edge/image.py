@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
-ImageLike = Union[str, os.PathLike, np.ndarray, Any]  # Any: a PIL.Image.Image
+ImageLike = Any
+"""A path (str or os.PathLike), a PIL.Image.Image or an H x W x 3 uint8 array."""
 
 MAX_PIXELS = 64_000_000
 """Refuse images above this many pixels (8000 x 8000): a caller mistake, not a photo."""

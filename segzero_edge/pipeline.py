@@ -88,12 +88,16 @@ class SegZeroEdge:
             try:
                 emb = self.segmenter.encode(sam_in)
             except Exception as e:
-                raise BackendError(f"segmenter {self.segmenter.name!r} failed to encode: {e}") from e
+                raise BackendError(
+                    f"segmenter {self.segmenter.name!r} failed to encode: {e}"
+                ) from e
         timings["sam_preprocess"] = t1 - t0
         timings["sam_encode"] = time.perf_counter() - t1
         return emb
 
-    def _embedding_future(self, img: np.ndarray, timings: dict[str, float]) -> Future[ImageEmbedding]:
+    def _embedding_future(
+        self, img: np.ndarray, timings: dict[str, float]
+    ) -> Future[ImageEmbedding]:
         key = _frame_key(img) if self.cache_frames else ""
         with self._cache_lock:
             fut = self._cache.get(key) if key else None

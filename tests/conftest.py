@@ -16,6 +16,8 @@ pytest_plugins = sorted(
 
 
 def _gpu_reason() -> str | None:
+    if Path("/etc/nv_tegra_release").is_file():  # Jetson: the integrated GPU is always there
+        return None
     if shutil.which("nvidia-smi") is None:
         return "no NVIDIA GPU here (nvidia-smi not found); run `pytest -m gpu` on a Jetson or GPU host"
     try:

@@ -46,9 +46,9 @@ def test_bad_images_are_clear_value_errors(value: object, message: str) -> None:
 
 
 def test_missing_and_corrupt_files(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nope.png"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.png"):
         load_image(tmp_path / "nope.png")
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")
-    with pytest.raises(ValueError, match="bad.jpg"):
+    with pytest.raises(ValueError, match=r"bad\.jpg"):
         load_image(bad)

@@ -28,7 +28,7 @@ class GRPOSettings:
     # rollouts and batch
     prompts_per_step: int = 16
     num_generations: int = 8
-    per_device_train_batch_size: int = 8
+    per_device_train_batch_size: int = 2
     temperature: float = 1.0
     max_prompt_length: int = 1300
     max_completion_length: int = 1300
@@ -75,24 +75,29 @@ class GRPOSettings:
         if self.reward not in REWARD_KINDS:
             raise ValueError(f"reward must be one of {REWARD_KINDS}, got {self.reward!r}")
         if self.num_generations < 2:
-            raise ValueError(f"num_generations must be >= 2 (GRPO groups), got {self.num_generations}")
+            raise ValueError(
+                f"num_generations must be >= 2 (GRPO groups), got {self.num_generations}"
+            )
         for name in ("prompts_per_step", "per_device_train_batch_size", "image_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.image_size % 28:
-            raise ValueError(f"image_size must be a multiple of 28 (Qwen patch 14 x merge 2), got {self.image_size}")
+            raise ValueError(
+                f"image_size must be a multiple of 28 (patch 14 x merge 2), got {self.image_size}"
+            )
         if self.vllm_mode not in ("colocate", "server"):
             raise ValueError(f"vllm_mode must be 'colocate' or 'server', got {self.vllm_mode!r}")
         if self.scale_rewards not in ("group", "batch", "none"):
             raise ValueError(f"scale_rewards must be group/batch/none, got {self.scale_rewards!r}")
 
     def gradient_accumulation_steps(self, world_size: int) -> int:
-        """Micro-batches per optimizer step so that one step sees prompts_per_step x num_generations."""
+        """Micro-batches per optimizer step: one step sees prompts_per_step x num_generations."""
         completions = self.prompts_per_step * self.num_generations
         per_micro = self.per_device_train_batch_size * world_size
         if completions % per_micro:
             raise ValueError(
-                f"prompts_per_step x num_generations = {completions} completions is not divisible by "
+                f"prompts_per_step x num_generations = {completions} completions is not divisible "
+                f"by "
                 f"per_device_train_batch_size x world_size = {self.per_device_train_batch_size} x "
                 f"{world_size}; change per_device_train_batch_size"
             )
@@ -108,7 +113,9 @@ def _parse_value(text: str) -> Any:
     return yaml.safe_load(text)
 
 
-def load_settings(path: str | Path | None = None, overrides: list[str] | None = None) -> GRPOSettings:
+def load_settings(
+    path: str | Path | None = None, overrides: list[str] | None = None
+) -> GRPOSettings:
     """Settings from a YAML/JSON file (default: the packaged Seg-Zero config) plus ``key=value``."""
     path = Path(path) if path is not None else DEFAULT_CONFIG
     if not path.is_file():
@@ -134,13 +141,17 @@ def load_settings(path: str | Path | None = None, overrides: list[str] | None = 
             raw[key] = _parse_value(value)
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise ValueError(f"unknown setting(s) {unknown}; known: {sorted(known)} (or trl.<GRPOConfig field>)")
+        raise ValueError(
+            f"unknown setting(s) {unknown}; known: {sorted(known)} (or trl.<GRPOConfig field>)"
+        )
     settings = GRPOSettings(**raw)
     settings.validate()
     return settings
 
 
-def to_grpo_config(settings: GRPOSettings, output_dir: str | Path, world_size: int | None = None) -> Any:
+def to_grpo_config(
+    settings: GRPOSettings, output_dir: str | Path, world_size: int | None = None
+) -> Any:
     """The ``trl.GRPOConfig`` that runs ``settings`` on ``world_size`` processes."""
     from trl import GRPOConfig
 

@@ -40,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         from segzero_export.bundle import build_tiny_bundle, export_bundle
     except ImportError as e:
-        raise ValueError(f"export needs the [export] extra: pip install 'segzero-edge[export]' ({e})")
+        raise ValueError(
+            f"export needs the [export] extra: pip install 'segzero-edge[export]' ({e})"
+        ) from None
     if args.tiny:
         out = build_tiny_bundle(args.output, overwrite=args.force)
     else:

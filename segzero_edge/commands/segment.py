@@ -35,7 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="write the mask here as a PNG")
     p.add_argument("--overlay", type=Path, help="write the image with mask, boxes, points")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--segmenter-backend", default="auto", choices=["auto", "tensorrt", "onnxruntime"])
+    p.add_argument(
+        "--segmenter-backend", default="auto", choices=["auto", "tensorrt", "onnxruntime"]
+    )
     p.add_argument("--no-grammar", action="store_true", help="decode without the answer grammar")
     p.add_argument("--verify-hashes", action="store_true", help="check every file's sha256")
     p.set_defaults(func=run)

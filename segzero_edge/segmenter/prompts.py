@@ -18,8 +18,8 @@ def prompt_arrays(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(point_coords [1, P, 2] float32, point_labels [1, P] float32)`` as SAM2 builds them.
 
-    Coordinates are original-image pixels; they are scaled by ``1024 / W`` and ``1024 / H``
-    (SAM2ImagePredictor's ``normalize_coords=True``). The box corners come first.
+    Coordinates are original-image pixels; they are scaled into the 1024 frame
+    (SAM2ImagePredictor's ``normalize_coords=True``: ``x / W * 1024``). The box corners come first.
     """
     h, w = image_hw
     coords: list[tuple[float, float]] = []
@@ -36,5 +36,6 @@ def prompt_arrays(
     if not coords:
         raise ValueError("a SAM2 prompt needs a box or at least one point")
     arr = np.asarray(coords, dtype=np.float32).reshape(1, -1, 2)
-    arr = arr * np.array([SAM_SIZE / w, SAM_SIZE / h], dtype=np.float32)
+    # same float32 operation order as SAM2Transforms.transform_coords: (x / w) * 1024
+    arr = (arr / np.array([w, h], dtype=np.float32)) * np.float32(SAM_SIZE)
     return arr.astype(np.float32), np.asarray(labs, dtype=np.float32).reshape(1, -1)

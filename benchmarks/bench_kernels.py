@@ -1,0 +1,121 @@
+"""Time the native CPU twin against the numpy / torch / PIL paths on a 1920 x 1080 frame.
+
+Run: ``python benchmarks/bench_kernels.py [--repeats 7] [--threads 2]``. Prints the median of
+the repeats (one warm-up call excluded) in ms and the speed-up of the native twin. The CUDA
+kernels are timed too when a GPU is visible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from segzero_edge import native, pixels
+
+
+def median_ms(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def frame(h: int, w: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def mask_logits(n: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:256, 0:256].astype(np.float32)
+    return np.stack([60.0 - np.hypot(yy - 80 - 40 * i, xx - 128) for i in range(n)]).astype(
+        np.float32
+    )
+
+
+def cases(threads: int) -> list[tuple[str, dict[str, Callable[[], object]]]]:
+    """(name, {implementation: call}); the first implementation is the native twin."""
+    import torch
+    import torch.nn.functional as F
+    from sam2.utils.transforms import SAM2Transforms
+
+    img = frame(1080, 1920)
+    nv12 = pixels.rgb_to_nv12(img)
+    lg = mask_logits(3)
+    sam2 = SAM2Transforms(resolution=1024, mask_threshold=0.0)
+    t_lg = torch.from_numpy(lg)[None]
+
+    def torch_masks() -> object:
+        with torch.no_grad():
+            up = F.interpolate(t_lg, size=(1080, 1920), mode="bilinear", align_corners=False)
+            m = (up[0] > 0).any(0)
+            return m.sum().item(), m.nonzero()
+
+    def torch_sam() -> object:
+        with torch.no_grad():
+            return sam2(img)
+
+    return [
+        ("SAM2 input 1024x1024 f32", {
+            "native": lambda: native.preprocess(img, reasoner=False, threads=threads),
+            "numpy": lambda: pixels.preprocess_sam_numpy(img),
+            "torch (SAM2Transforms)": torch_sam,
+        }),
+        ("reasoner input 840x840 u8", {
+            "native": lambda: native.preprocess(img, sam=False, threads=threads),
+            "PIL": lambda: pixels.preprocess_reasoner_numpy(img),
+        }),
+        ("fused RGB -> both", {
+            "native": lambda: native.preprocess(img, threads=threads),
+            "numpy + PIL": lambda: (pixels.preprocess_sam_numpy(img),
+                                    pixels.preprocess_reasoner_numpy(img)),
+            "torch + PIL": lambda: (torch_sam(), pixels.preprocess_reasoner_numpy(img)),
+        }),
+        ("fused NV12 -> both", {
+            "native": lambda: native.preprocess(nv12, "nv12", threads=threads),
+            "numpy + PIL": lambda: (lambda rgb: (pixels.preprocess_sam_numpy(rgb),
+                                                 pixels.preprocess_reasoner_numpy(rgb)))(
+                pixels.nv12_to_rgb(nv12)),
+        }),
+        ("masks 3x256x256 -> 1920x1080", {
+            "native": lambda: native.postprocess_masks(lg, (1080, 1920), threads=threads),
+            "numpy": lambda: pixels.postprocess_masks_numpy(lg, (1080, 1920)),
+            "torch (F.interpolate)": torch_masks,
+        }),
+    ]  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=0, help="native / torch threads (0 = all)")
+    args = ap.parse_args()
+    ok, why = native.available()
+    if not ok:
+        raise SystemExit(f"native library unavailable: {why}")
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"native: {why}; torch threads {torch.get_num_threads()}; repeats {args.repeats}")
+    print(f"{'case':32s} {'implementation':24s} {'median ms':>10s} {'native speed-up':>16s}")
+    for name, impls in cases(args.threads):
+        timings = {k: median_ms(fn, args.repeats) for k, fn in impls.items()}
+        base = timings["native"]
+        for impl, ms in timings.items():
+            ratio = "" if impl == "native" else f"{ms / base:.2f}x"
+            print(f"{name:32s} {impl:24s} {ms:10.2f} {ratio:>16s}")
+    if native.cuda_available():
+        img = frame(1080, 1920)
+        ms = median_ms(lambda: native.preprocess(img, device="cuda"), args.repeats)
+        print(f"{'fused RGB -> both (CUDA, incl. copies)':57s} {ms:10.2f}")
+
+
+if __name__ == "__main__":
+    main()

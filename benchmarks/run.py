@@ -1,0 +1,338 @@
+"""``segzero-edge bench``: both sides on the same inputs, ratios, roofline, JSON + PNG."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .workload import BenchInputs
+
+SCHEMA_VERSION = 1
+SIDES = ("runtime", "reference")
+WORKER_CODE = (
+    "import sys; from segzero_edge.commands.bench import worker_main; "
+    "sys.exit(worker_main(sys.argv[1:]))"
+)
+
+
+@dataclass
+class BenchConfig:
+    """What one ``segzero-edge bench`` run measures."""
+
+    shapes: str = "tiny"
+    iters: int = 10
+    warmup: int = 1
+    decode_tokens: int = 64
+    threads: int | None = None
+    sides: tuple[str, ...] = SIDES
+    sam2: tuple[str, ...] | None = None
+    out_dir: Path = Path("bench-results")
+    cache: Path | None = None
+    target: str | None = None
+    bandwidth_mib: int = 256
+    timeout_s: float = 3600.0
+    plot: bool = True
+    bundle: Path | None = None
+    """Measure this bundle's files (runtime side only: the reference needs the sources)."""
+    segmenter_backend: str = "auto"
+    ref_dtype: str = "auto"
+    """Reference weights: auto = bfloat16 on CUDA; on CPU float32 (tiny) / bfloat16 (real)."""
+    inputs: BenchInputs = field(default_factory=BenchInputs)
+
+    @classmethod
+    def quick(cls, **kw: Any) -> BenchConfig:
+        """Small enough for under 5 minutes on 2 CPU cores (after the models are built)."""
+        base = {"iters": 2, "warmup": 1, "decode_tokens": 16, "bandwidth_mib": 128}
+        return cls(**{**base, **kw})
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "shapes": self.shapes,
+            "iters": self.iters,
+            "warmup": self.warmup,
+            "decode_tokens": self.decode_tokens,
+            "threads": self.threads,
+            "sides": list(self.sides),
+            "bundle": str(self.bundle) if self.bundle else None,
+            "segmenter_backend": self.segmenter_backend,
+            "inputs": self.inputs.to_json(),
+        }
+
+
+def fingerprint() -> tuple[str, dict[str, Any]]:
+    """This device's fingerprint and probe details (a CPU fallback if the probe is missing)."""
+    try:
+        from segzero_edge.device import device_fingerprint, device_info
+
+        return device_fingerprint(), device_info()
+    except ImportError:
+        import platform
+
+        return f"cpu-{platform.machine().lower().replace('_', '-')}", {}
+
+
+def gguf_decode_bytes(path: Path) -> float:
+    """Bytes one decode step reads from a text GGUF: all tensors but the embedding table
+    (read fully only when it doubles as the output matrix)."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    sizes = {t.name: int(t.n_bytes) for t in reader.tensors}
+    total = sum(v for k, v in sizes.items() if k != "token_embd.weight")
+    if "output.weight" not in sizes:
+        total += sizes.get("token_embd.weight", 0)
+    return float(total)
+
+
+def _load() -> float | None:
+    """1-minute load average (None where the OS has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+
+
+def shape_from_gguf(reasoner_gguf: Path, mmproj_gguf: Path, name: str = "model") -> Any:
+    """The :class:`ReasonerShape` of an exported GGUF pair (what the runtime side runs)."""
+    import gguf
+
+    from segzero_edge.roofline import ReasonerShape
+
+    def fields(path: Path) -> tuple[dict[str, Any], dict[str, list[int]]]:
+        r = gguf.GGUFReader(str(path))
+        meta = {k: f.contents() for k, f in r.fields.items() if not k.startswith("tokenizer.")}
+        return meta, {t.name: [int(d) for d in t.shape] for t in r.tensors}
+
+    t, tensors = fields(reasoner_gguf)
+    v, _ = fields(mmproj_gguf)
+    arch = t.get("general.architecture", "qwen2vl")
+    heads = int(t[f"{arch}.attention.head_count"])
+    hidden = int(t[f"{arch}.embedding_length"])
+    depth = int(v["clip.vision.block_count"])
+    wa = int(v.get("clip.vision.n_wa_pattern") or 0)
+    return ReasonerShape(
+        name=name,
+        layers=int(t[f"{arch}.block_count"]),
+        hidden=hidden,
+        intermediate=int(t[f"{arch}.feed_forward_length"]),
+        heads=heads,
+        kv_heads=int(t.get(f"{arch}.attention.head_count_kv") or heads),
+        head_dim=hidden // heads,
+        vocab=tensors["token_embd.weight"][1],
+        vision_depth=depth,
+        vision_hidden=int(v["clip.vision.embedding_length"]),
+        vision_intermediate=int(v["clip.vision.feed_forward_length"]),
+        vision_full_blocks=depth // wa if wa else depth,
+        patch_size=int(v.get("clip.vision.patch_size", 14)),
+        merge_size=int(v.get("clip.vision.spatial_merge_size", 2)),
+    )
+
+
+def run_side(side: str, cfg: dict[str, Any], timeout_s: float, log=print) -> dict[str, Any]:
+    """One side in a fresh Python process (its own peak RSS, threads and allocator)."""
+    with tempfile.TemporaryDirectory(prefix="segzero-bench-") as tmp:
+        cfg_path, out_path = Path(tmp) / "cfg.json", Path(tmp) / "out.json"
+        cfg_path.write_text(json.dumps(cfg))
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-c", WORKER_CODE, side, str(cfg_path), str(out_path)],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
+        if proc.returncode != 0 or not out_path.is_file():
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+            raise RuntimeError(f"the {side} benchmark failed (exit {proc.returncode}):\n{tail}")
+        res = json.loads(out_path.read_text())
+        res["wall_s"] = time.perf_counter() - t0
+        log(f"  {side}: done in {res['wall_s']:.1f} s")
+        return res
+
+
+def worker(argv: list[str]) -> int:
+    """Child-process entry: ``SIDE CFG_JSON OUT_JSON``."""
+    side, cfg_path, out_path = argv
+    cfg = json.loads(Path(cfg_path).read_text())
+    if side == "runtime":
+        from .runtime_side import run_runtime as fn
+    elif side == "reference":
+        from .reference_side import run_reference as fn
+    else:
+        raise ValueError(f"unknown side {side!r}")
+    res = fn(cfg)
+    Path(out_path).write_text(json.dumps(res))
+    return 0
+
+
+def _roofline(case_cfg: dict[str, Any], prompt_tokens: int, cfg: BenchConfig) -> Any:
+    from segzero_edge.roofline import Workload
+
+    model, mmproj = Path(case_cfg["reasoner_gguf"]), Path(case_cfg["mmproj_gguf"])
+    return Workload(
+        reasoner=shape_from_gguf(model, mmproj, name=f"qwen2.5-vl ({cfg.shapes})"),
+        sam2_variant=case_cfg["sam2_config"],
+        prompt_tokens=prompt_tokens,
+        decode_tokens=cfg.decode_tokens,
+        decode_weight_bytes=gguf_decode_bytes(Path(case_cfg["reasoner_gguf"])),
+    )
+
+
+def _case_configs(cfg: BenchConfig, log: Any) -> list[tuple[str, dict[str, Any]]]:
+    """(name, worker config) per case: the bundle's files, or each SAM2 config of ``shapes``."""
+    from .artifacts import ensure_artifacts
+
+    common = {
+        "inputs": {**cfg.inputs.to_json(), "decode_tokens": cfg.decode_tokens},
+        "iters": cfg.iters,
+        "warmup": cfg.warmup,
+        "threads": cfg.threads,
+        "segmenter_backend": cfg.segmenter_backend,
+        "ref_dtype": cfg.ref_dtype
+        if cfg.ref_dtype != "auto"
+        else ("auto-float32" if cfg.shapes == "tiny" else "auto-bfloat16"),
+    }
+    if cfg.bundle is not None:
+        from segzero_edge.bundle import load_bundle
+
+        b = load_bundle(cfg.bundle)
+        variant = str(b.manifest.get("segmenter", {}).get("variant", "sam2.1_hiera_t"))
+        files = {
+            "reasoner_gguf": str(b.path("reasoner.gguf")),
+            "mmproj_gguf": str(b.path("mmproj.gguf")),
+            "sam2_config": variant,
+            "sam2_encoder": str(b.path("sam2_encoder.onnx")),
+            "sam2_decoder": str(b.path("sam2_decoder.onnx")),
+        }
+        return [(f"bundle {b.root.name} ({variant})", {**common, **files})]
+    art = ensure_artifacts(cfg.shapes, cache=cfg.cache, log=log)
+    out = []
+    for sam in cfg.sam2 or tuple(art.sam2):
+        if sam not in art.sam2:
+            raise ValueError(f"SAM2 config {sam!r} not in the {cfg.shapes} set: {list(art.sam2)}")
+        files = {
+            "hf_dir": str(art.hf_dir),
+            "reasoner_gguf": str(art.reasoner_gguf),
+            "mmproj_gguf": str(art.mmproj_gguf),
+            "sam2_config": sam,
+            "sam2_checkpoint": str(art.sam2[sam]["checkpoint"]),
+            "sam2_encoder": str(art.sam2[sam]["encoder"]),
+            "sam2_decoder": str(art.sam2[sam]["decoder"]),
+        }
+        out.append((f"qwen2.5-vl-{cfg.shapes} + {sam}", {**common, **files}))
+    return out
+
+
+def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
+    """Measure, print the tables, write ``bench-<fingerprint>-<shapes>-<time>.json`` + PNG."""
+    from segzero_edge.roofline import decode_tokens_per_s, roofline, target_for_jetson
+    from segzero_edge.targets import host_memory_gb
+
+    from .bandwidth import measure_bandwidth
+    from .report import ratio_table, ratios, roofline_table
+
+    if cfg.iters < 1 or cfg.warmup < 0 or cfg.decode_tokens < 1:
+        raise ValueError("need iters >= 1, warmup >= 0 and decode_tokens >= 1")
+    bad = [s for s in cfg.sides if s not in SIDES]
+    if bad:
+        raise ValueError(f"unknown side(s) {bad}; choose from {', '.join(SIDES)}")
+    t_run = time.perf_counter()
+    fp, info = fingerprint()
+    here = cfg.target or target_for_jetson(info.get("jetson_model"), host_memory_gb())
+    log(
+        f"segzero-edge bench on {fp}: {cfg.shapes} shapes, {cfg.iters} iterations after "
+        f"{cfg.warmup} warm-up, {cfg.decode_tokens} decode tokens (EOS ignored)"
+    )
+    load_start = _load()
+    if load_start and load_start > (os.cpu_count() or 1):
+        log(
+            f"warning: load average {load_start:.1f} > {os.cpu_count()} cores: other work "
+            "competes for the CPU; absolute times are inflated (ratios less so)"
+        )
+    bw = measure_bandwidth(cfg.bandwidth_mib)
+    log(
+        f"memory bandwidth (one-thread {cfg.bandwidth_mib} MiB copy, best of "
+        f"{int(bw['repeats'])}): {bw['gbs']:.1f} GB/s"
+    )
+    sides = cfg.sides
+    if cfg.bundle is not None and "reference" in sides:
+        log("--bundle: measuring the runtime side only (the reference needs the source models)")
+        sides = tuple(x for x in sides if x != "reference") or ("runtime",)
+    cases_cfg = _case_configs(cfg, log)
+    cases = []
+    for name, case_cfg in cases_cfg:
+        log(f"case {name}")
+        case: dict[str, Any] = {"name": name, "sam2_config": case_cfg["sam2_config"]}
+        for side in sides:
+            case[side] = run_side(side, case_cfg, cfg.timeout_s, log)
+        if case.get("runtime") and case.get("reference"):
+            case["ratios"] = ratios(case["runtime"], case["reference"])
+        main = case.get("runtime") or case.get("reference")
+        work = _roofline(case_cfg, int(main["prompt_tokens"]), cfg)
+        roof = roofline(work)
+        measured = {k: v["p50"] for k, v in main["stats"].items()}
+        tps_ceiling_here = decode_tokens_per_s(work, bw["gbs"])
+        case["roofline"] = roof
+        case["this_machine"] = {
+            "bandwidth_gbs": bw["gbs"],
+            "decode_ceiling_tokens_per_s": tps_ceiling_here,
+            "decode_fraction_of_bandwidth": measured["decode_tokens_per_s"] / tps_ceiling_here,
+        }
+        if here:
+            from segzero_edge.roofline import fraction_of_ceiling
+
+            case["fraction_of_ceiling"] = fraction_of_ceiling(measured, roof[here]["floors_s"])
+        log("")
+        log(ratio_table(case))
+        log("")
+        log(
+            f"roofline floors (ms) for these shapes; measured = {main['side']} p50"
+            + (f"; fraction of the {here} ceiling" if here else "")
+        )
+        log(roofline_table(roof, measured, here))
+        log(
+            f"this machine: decode {measured['decode_tokens_per_s']:.1f} tok/s = "
+            f"{case['this_machine']['decode_fraction_of_bandwidth']:.1%} of its bandwidth "
+            f"ceiling ({tps_ceiling_here:.1f} tok/s at {bw['gbs']:.1f} GB/s, "
+            f"{work.decode_weight_bytes / 1e6:.1f} MB read per token)"
+        )
+        log("")
+        cases.append(case)
+    now = _dt.datetime.now(_dt.timezone.utc)
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "device_fingerprint": fp,
+        "device": info,
+        "target": here,
+        "created_at": now.isoformat(timespec="seconds"),
+        "config": cfg.to_json(),
+        "bandwidth": bw,
+        "cpu_count": os.cpu_count(),
+        "load_average": {"start": load_start, "end": _load()},
+        "cases": cases,
+        "wall_s": time.perf_counter() - t_run,
+    }
+    label = "bundle" if cfg.bundle is not None else cfg.shapes
+    stem = f"bench-{fp}-{label}-{now.strftime('%Y%m%dT%H%M%SZ')}"
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = cfg.out_dir / f"{stem}.json"
+    tmp = json_path.with_name(f".{stem}.json.tmp")
+    tmp.write_text(json.dumps(doc, indent=1, default=str))
+    os.replace(tmp, json_path)
+    doc["json_path"] = str(json_path)
+    log(f"wrote {json_path}")
+    if cfg.plot:
+        from .plot import plot_run
+
+        png = plot_run(doc, cfg.out_dir / f"{stem}.png")
+        doc["png_path"] = str(png)
+        log(f"wrote {png}")
+    log(f"bench took {time.perf_counter() - t_run:.0f} s")
+    return doc

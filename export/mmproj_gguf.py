@@ -1,0 +1,273 @@
+"""Qwen2.5-VL vision tower + patch merger -> llama.cpp ``mmproj`` GGUF (``qwen2.5vl_merger``).
+
+The layout is what llama.cpp's ``tools/mtmd`` (clip.cpp, qwen2vl graph) loads:
+
+- metadata ``clip.projector_type = "qwen2.5vl_merger"``, ``clip.has_vision_encoder``,
+  ``clip.use_silu`` and ``clip.vision.*`` (sizes, RMS eps, image mean/std, ``n_wa_pattern``,
+  ``spatial_merge_size``);
+- ``v.patch_embd.weight`` / ``v.patch_embd.weight.1``: the Conv3D patch embedding (temporal
+  kernel 2) split into two Conv2D kernels, one per frame (a still image is fed as two equal
+  frames, so their sum equals the Conv3D);
+- ``v.blk.N.{ln1,ln2}`` RMS norms, ``attn_{q,k,v}`` split from the fused ``qkv``, ``attn_out``,
+  ``ffn_{gate,up,down}``; ``v.post_ln`` (the merger's ``ln_q``); ``mm.0`` / ``mm.2`` (merger MLP).
+
+Only the ``gguf`` package's writer and constants are used (no llama.cpp converter code).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+OUTTYPES = ("f16", "f32")
+LLAMA_CPP_WINDOW_SIZE = 112
+"""llama.cpp's Qwen2.5-VL graph hard-codes a 112-pixel attention window (HF's default)."""
+
+_VISUAL_PREFIXES = ("visual.", "model.visual.")
+_DEFAULT_MEAN = (0.48145466, 0.4578275, 0.40821073)
+_DEFAULT_STD = (0.26862954, 0.26130258, 0.27577711)
+_VISION_RMS_EPS = 1e-6  # transformers builds the vision RMSNorms with a fixed eps of 1e-6
+
+
+class MmprojExportError(ValueError):
+    """The source folder cannot be exported as a Qwen2.5-VL mmproj."""
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise MmprojExportError(f"missing {path.name} in {path.parent}") from None
+    except json.JSONDecodeError as e:
+        raise MmprojExportError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise MmprojExportError(f"{path} does not hold a JSON object")
+    return data
+
+
+def _vision_params(src_dir: Path) -> dict[str, Any]:
+    """Validated vision hyper-parameters of a Qwen2.5-VL folder."""
+    config = _read_json(src_dir / "config.json")
+    if config.get("model_type") != "qwen2_5_vl":
+        raise MmprojExportError(
+            f"{src_dir}: model_type is {config.get('model_type')!r}, expected 'qwen2_5_vl'"
+        )
+    vc = config.get("vision_config")
+    if not isinstance(vc, dict):
+        raise MmprojExportError(f"{src_dir}/config.json has no vision_config")
+    text_hidden = (config.get("text_config") or {}).get("hidden_size", config.get("hidden_size"))
+
+    def need(key: str) -> Any:
+        if key not in vc:
+            raise MmprojExportError(f"{src_dir}/config.json: vision_config.{key} is missing")
+        return vc[key]
+
+    p = {
+        "hidden": int(need("hidden_size")),
+        "ffn": int(need("intermediate_size")),
+        "depth": int(need("depth")),
+        "heads": int(need("num_heads")),
+        "patch": int(vc.get("patch_size", 14)),
+        "merge": int(vc.get("spatial_merge_size", 2)),
+        "temporal": int(vc.get("temporal_patch_size", 2)),
+        "window": int(vc.get("window_size", LLAMA_CPP_WINDOW_SIZE)),
+        "out": int(vc.get("out_hidden_size", text_hidden or 0)),
+        "act": vc.get("hidden_act", "silu"),
+        "fullatt": list(vc.get("fullatt_block_indexes") or []),
+    }
+    problems = []
+    if p["temporal"] != 2:
+        problems.append(f"temporal_patch_size {p['temporal']} (llama.cpp supports 2)")
+    if p["merge"] != 2:
+        problems.append(f"spatial_merge_size {p['merge']} (llama.cpp's window code assumes 2)")
+    if p["window"] != LLAMA_CPP_WINDOW_SIZE:
+        problems.append(f"window_size {p['window']} (llama.cpp uses {LLAMA_CPP_WINDOW_SIZE})")
+    if p["act"] != "silu":
+        problems.append(f"hidden_act {p['act']!r} (qwen2.5vl_merger uses silu)")
+    if p["hidden"] % p["heads"] or (p["hidden"] // p["heads"]) % 4:
+        problems.append(f"head dim {p['hidden']}/{p['heads']} is not a multiple of 4 (M-RoPE)")
+    if p["ffn"] == p["hidden"]:
+        problems.append(
+            "intermediate_size == hidden_size: llama.cpp would take ffn_up/ffn_down as swapped"
+        )
+    if text_hidden and p["out"] != text_hidden:
+        problems.append(f"out_hidden_size {p['out']} != text hidden_size {text_hidden}")
+    if not p["fullatt"]:
+        problems.append("fullatt_block_indexes is empty (needed for n_wa_pattern)")
+    else:
+        n_wa = p["fullatt"][0] + 1
+        expected = list(range(n_wa - 1, p["depth"], n_wa))
+        if p["fullatt"] != expected:
+            problems.append(
+                f"fullatt_block_indexes {p['fullatt']} is not every {n_wa}th block {expected}"
+            )
+        p["n_wa_pattern"] = n_wa
+    if problems:
+        raise MmprojExportError(f"{src_dir}: unsupported vision config: " + "; ".join(problems))
+
+    pre_path = src_dir / "preprocessor_config.json"
+    pre = _read_json(pre_path) if pre_path.is_file() else {}
+    p["mean"] = [float(v) for v in pre.get("image_mean", _DEFAULT_MEAN)]
+    p["std"] = [float(v) for v in pre.get("image_std", _DEFAULT_STD)]
+    return p
+
+
+def _weight_files(src_dir: Path) -> list[Path]:
+    index = src_dir / "model.safetensors.index.json"
+    if index.is_file():
+        names = sorted(set(_read_json(index).get("weight_map", {}).values()))
+        files = [src_dir / n for n in names]
+    else:
+        files = sorted(src_dir.glob("*.safetensors"))
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise MmprojExportError(f"weight shards listed in the index are missing: {missing}")
+    if not files:
+        raise MmprojExportError(f"no *.safetensors weights in {src_dir}")
+    return files
+
+
+def _visual_tensors(src_dir: Path) -> dict[str, Any]:
+    """All ``visual.*`` tensors (prefix stripped) as float32 torch tensors."""
+    import torch
+    from safetensors import safe_open
+
+    out: dict[str, Any] = {}
+    for path in _weight_files(src_dir):
+        with safe_open(str(path), framework="pt") as f:
+            for key in f.keys():  # noqa: SIM118 (safe_open is not a dict)
+                for prefix in _VISUAL_PREFIXES:
+                    if key.startswith(prefix):
+                        out[key[len(prefix) :]] = f.get_tensor(key).to(torch.float32)
+    if not out:
+        raise MmprojExportError(f"{src_dir}: no visual.* tensors (not a Qwen2.5-VL checkpoint?)")
+    return out
+
+
+def _tensor_names(n: str, bid: int | None = None) -> str:
+    import gguf
+
+    base = gguf.TENSOR_NAMES[getattr(gguf.MODEL_TENSOR, n)]
+    return base.format(bid=bid) if bid is not None else base
+
+
+def _mapped(hf: dict[str, Any], p: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """(gguf name, float32 torch tensor) pairs in llama.cpp's naming."""
+
+    def take(key: str) -> Any:
+        try:
+            return hf.pop(key)
+        except KeyError:
+            raise MmprojExportError(f"checkpoint is missing tensor visual.{key}") from None
+
+    conv = take("patch_embed.proj.weight")
+    expect = (p["hidden"], 3, 2, p["patch"], p["patch"])
+    if tuple(conv.shape) != expect:
+        raise MmprojExportError(
+            f"patch_embed.proj.weight has shape {tuple(conv.shape)}, want {expect}"
+        )
+    patch = _tensor_names("V_ENC_EMBD_PATCH")
+    yield f"{patch}.weight", conv[:, :, 0].contiguous()
+    yield f"{patch}.weight.1", conv[:, :, 1].contiguous()
+
+    h = p["hidden"]
+    for i in range(p["depth"]):
+        b = f"blocks.{i}."
+        for part in ("weight", "bias"):
+            qkv = take(f"{b}attn.qkv.{part}")
+            if qkv.shape[0] != 3 * h:
+                raise MmprojExportError(f"{b}attn.qkv.{part} has {qkv.shape[0]} rows, want {3 * h}")
+            for j, n in enumerate(("V_ENC_ATTN_Q", "V_ENC_ATTN_K", "V_ENC_ATTN_V")):
+                yield f"{_tensor_names(n, i)}.{part}", qkv[j * h : (j + 1) * h].contiguous()
+            yield f"{_tensor_names('V_ENC_ATTN_O', i)}.{part}", take(f"{b}attn.proj.{part}")
+            for hf_name, n in (
+                ("gate_proj", "V_ENC_FFN_GATE"),
+                ("up_proj", "V_ENC_FFN_UP"),
+                ("down_proj", "V_ENC_FFN_DOWN"),
+            ):
+                yield f"{_tensor_names(n, i)}.{part}", take(f"{b}mlp.{hf_name}.{part}")
+        yield f"{_tensor_names('V_ENC_INPUT_NORM', i)}.weight", take(f"{b}norm1.weight")
+        yield f"{_tensor_names('V_ENC_POST_ATTN_NORM', i)}.weight", take(f"{b}norm2.weight")
+
+    yield f"{_tensor_names('V_POST_NORM')}.weight", take("merger.ln_q.weight")
+    for idx in (0, 2):
+        for part in ("weight", "bias"):
+            yield f"{_tensor_names('V_MMPROJ', idx)}.{part}", take(f"merger.mlp.{idx}.{part}")
+    if hf:
+        raise MmprojExportError(f"unexpected vision tensors not exported: {sorted(hf)[:8]}")
+
+
+def _to_numpy(t: Any, outtype: str) -> np.ndarray:
+    arr = t.numpy()
+    if outtype == "f16" and arr.ndim >= 2:
+        return arr.astype(np.float16)
+    return arr.astype(np.float32)
+
+
+def _write(src_dir: Path, tmp: Path, outtype: str, progress: bool) -> None:
+    import gguf
+
+    p = _vision_params(src_dir)
+    hf = _visual_tensors(src_dir)
+    w = gguf.GGUFWriter(str(tmp), arch=gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.MMPROJ])
+    w.add_type(gguf.GGUFType.MMPROJ)
+    w.add_name(f"{src_dir.name} vision")
+    ftype = gguf.LlamaFileType.MOSTLY_F16 if outtype == "f16" else gguf.LlamaFileType.ALL_F32
+    w.add_file_type(int(ftype))
+    w.add_clip_has_vision_encoder(True)
+    w.add_clip_projector_type(gguf.VisionProjectorType.QWEN25VL)
+    w.add_vision_use_silu(True)
+    w.add_vision_projection_dim(p["out"])
+    w.add_vision_image_size(560)  # informational: Qwen2.5-VL takes dynamic resolutions
+    w.add_vision_patch_size(p["patch"])
+    w.add_vision_embedding_length(p["hidden"])
+    w.add_vision_feed_forward_length(p["ffn"])
+    w.add_vision_block_count(p["depth"])
+    w.add_vision_head_count(p["heads"])
+    w.add_vision_attention_layernorm_eps(_VISION_RMS_EPS)
+    w.add_vision_image_mean(p["mean"])
+    w.add_vision_image_std(p["std"])
+    w.add_vision_spatial_merge_size(p["merge"])
+    w.add_vision_n_wa_pattern(p["n_wa_pattern"])
+    for name, tensor in _mapped(hf, p):
+        w.add_tensor(name, _to_numpy(tensor, outtype))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file(progress=progress)
+    w.close()
+
+
+def convert_mmproj(
+    src_dir: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    outtype: str = "f16",
+    progress: bool = True,
+) -> Path:
+    """Write the vision tower + merger of a local Qwen2.5-VL HF folder as an mmproj GGUF.
+
+    ``outtype``: ``"f16"`` (matrices F16, norms and biases F32) or ``"f32"``. The file is
+    written next to ``out_path`` under a temporary name and renamed when complete.
+    """
+    src = Path(src_dir)
+    out = Path(out_path)
+    if outtype not in OUTTYPES:
+        raise MmprojExportError(f"outtype must be one of {OUTTYPES}, got {outtype!r}")
+    if not src.is_dir():
+        raise MmprojExportError(f"source model folder not found: {src}")
+    if out.is_dir():
+        raise MmprojExportError(f"output path is a directory: {out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        _write(src, tmp, outtype, progress)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out

@@ -1,0 +1,62 @@
+"""Qwen2.5-VL checkpoint -> the reasoner's two bundle files: ``reasoner.gguf`` + ``mmproj.gguf``.
+
+``reasoner.gguf`` is the language model quantized to ``quant`` (Q4_K_M by default; the F16
+intermediate is deleted unless ``keep_f16``); ``mmproj.gguf`` is the vision tower + merger in
+F16 (it is small and quantizing it costs accuracy on grounding).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REASONER_FILE = "reasoner.gguf"
+MMPROJ_FILE = "mmproj.gguf"
+F16_FILE = "reasoner-f16.gguf"
+
+
+def export_reasoner(
+    src: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    quant: str = "Q4_K_M",
+    progress: bool = True,
+    keep_f16: bool = False,
+) -> dict[str, Path]:
+    """Export ``src`` (a local folder or hub id) into ``out_dir``.
+
+    Returns ``{"reasoner": .../reasoner.gguf, "mmproj": .../mmproj.gguf}`` plus
+    ``"reasoner_f16"`` when ``keep_f16`` is set and ``quant`` is not F16. Each file is written
+    under a temporary name and renamed when complete; existing files are replaced.
+    """
+    from .hf_source import resolve_model
+    from .mmproj_gguf import convert_mmproj
+    from .quantize import QTYPES, quantize_gguf
+    from .reasoner_gguf import convert_text_model
+
+    qtype = str(quant).upper()
+    if qtype not in QTYPES:
+        raise ValueError(f"unknown quantization {quant!r}; choose one of {', '.join(QTYPES)}")
+    model_dir = resolve_model(src)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"output path is not a folder: {out}")
+    out.mkdir(parents=True, exist_ok=True)
+
+    files: dict[str, Path] = {}
+    files["mmproj"] = convert_mmproj(model_dir, out / MMPROJ_FILE, outtype="f16", progress=progress)
+    if qtype in ("F16", "F32", "BF16"):
+        outtype = qtype.lower()
+        files["reasoner"] = convert_text_model(
+            model_dir, out / REASONER_FILE, outtype=outtype, progress=progress
+        )
+        return files
+    f16 = convert_text_model(model_dir, out / F16_FILE, outtype="f16", progress=progress)
+    try:
+        files["reasoner"] = quantize_gguf(f16, out / REASONER_FILE, qtype)
+    finally:
+        if not keep_f16:
+            f16.unlink(missing_ok=True)
+    if keep_f16:
+        files["reasoner_f16"] = f16
+    return files

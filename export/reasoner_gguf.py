@@ -1,0 +1,320 @@
+"""Qwen2.5-VL language model (Hugging Face safetensors) -> llama.cpp GGUF (``qwen2vl``).
+
+Tensors are streamed one at a time (a 7B checkpoint never sits in memory whole); the vision
+tower (``visual.*``) is left to the mmproj converter. Both the transformers-4 layout
+(``model.layers.*``, flat config) and the transformers-5 layout (``model.language_model.*``,
+nested ``text_config``) are read.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gguf
+import numpy as np
+from segzero_export.gguf_tokenizer import add_vocab, read_qwen2_vocab
+from segzero_export.hf_source import check_architecture, read_config, safetensors_files
+
+ARCH = gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.QWEN2VL]  # "qwen2vl"
+
+OUTTYPES: dict[str, gguf.LlamaFileType] = {
+    "f32": gguf.LlamaFileType.ALL_F32,
+    "f16": gguf.LlamaFileType.MOSTLY_F16,
+    "bf16": gguf.LlamaFileType.MOSTLY_BF16,
+}
+
+F16_MAX = 65504.0
+
+_T = gguf.MODEL_TENSOR
+_TOP: dict[str, gguf.MODEL_TENSOR] = {
+    "embed_tokens.weight": _T.TOKEN_EMBD,
+    "norm.weight": _T.OUTPUT_NORM,
+}
+_BLOCK: dict[str, gguf.MODEL_TENSOR] = {
+    "input_layernorm": _T.ATTN_NORM,
+    "self_attn.q_proj": _T.ATTN_Q,
+    "self_attn.k_proj": _T.ATTN_K,
+    "self_attn.v_proj": _T.ATTN_V,
+    "self_attn.o_proj": _T.ATTN_OUT,
+    "post_attention_layernorm": _T.FFN_NORM,
+    "mlp.gate_proj": _T.FFN_GATE,
+    "mlp.up_proj": _T.FFN_UP,
+    "mlp.down_proj": _T.FFN_DOWN,
+}
+_BIASED = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
+_TEXT_PREFIXES = ("model.language_model.", "model.")
+_VISION_PREFIXES = ("visual.", "model.visual.")
+_BLOCK_RE = re.compile(r"layers\.(\d+)\.(.+)\.(weight|bias)$")
+
+
+@dataclass(frozen=True)
+class TextHParams:
+    """The language-model hyper-parameters the GGUF needs."""
+
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    rms_norm_eps: float
+    rope_theta: float
+    mrope_section: list[int]
+    context_length: int
+    tie_word_embeddings: bool
+    raw: dict[str, Any]
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+
+def text_hparams(config: dict[str, Any]) -> TextHParams:
+    """Language-model hyper-parameters from a flat (transformers 4) or nested (5) config."""
+    text = {k: v for k, v in config.items() if k not in ("text_config", "vision_config")}
+    text.update(config.get("text_config") or {})
+    rope = text.get("rope_parameters") or text.get("rope_scaling") or {}
+    try:
+        hp = TextHParams(
+            vocab_size=int(text["vocab_size"]),
+            hidden_size=int(text["hidden_size"]),
+            intermediate_size=int(text["intermediate_size"]),
+            num_layers=int(text["num_hidden_layers"]),
+            num_heads=int(text["num_attention_heads"]),
+            num_kv_heads=int(text.get("num_key_value_heads") or text["num_attention_heads"]),
+            rms_norm_eps=float(text.get("rms_norm_eps", 1e-6)),
+            rope_theta=float(rope.get("rope_theta", text.get("rope_theta", 1000000.0))),
+            mrope_section=[int(s) for s in rope.get("mrope_section") or []],
+            context_length=int(text.get("max_position_embeddings", 32768)),
+            tie_word_embeddings=bool(
+                config.get("tie_word_embeddings") or text.get("tie_word_embeddings", False)
+            ),
+            raw=text,
+        )
+    except KeyError as e:
+        raise ValueError(f"config.json lacks the text-model field {e.args[0]!r}") from e
+    if not hp.mrope_section or len(hp.mrope_section) > 4:
+        raise ValueError(
+            f"config.json: rope mrope_section must list 1-4 sizes, got {hp.mrope_section!r}"
+        )
+    if sum(hp.mrope_section) * 2 != hp.head_dim:
+        raise ValueError(
+            f"config.json: mrope_section {hp.mrope_section} sums to {sum(hp.mrope_section)}, "
+            f"expected head_dim/2 = {hp.head_dim // 2}"
+        )
+    return hp
+
+
+def gguf_tensor_name(hf_name: str) -> str | None:
+    """GGUF name of a language-model tensor; None for vision tensors; ValueError if unknown."""
+    if hf_name.startswith(_VISION_PREFIXES):
+        return None
+    if hf_name == "lm_head.weight":
+        return f"{gguf.TENSOR_NAMES[_T.OUTPUT]}.weight"
+    for prefix in _TEXT_PREFIXES:
+        if not hf_name.startswith(prefix):
+            continue
+        rest = hf_name[len(prefix) :]
+        if rest in _TOP:
+            return f"{gguf.TENSOR_NAMES[_TOP[rest]]}.weight"
+        m = _BLOCK_RE.fullmatch(rest)
+        if m and m.group(2) in _BLOCK:
+            if m.group(3) == "bias" and m.group(2) not in _BIASED:
+                break
+            base = gguf.TENSOR_NAMES[_BLOCK[m.group(2)]].format(bid=int(m.group(1)))
+            return f"{base}.{m.group(3)}"
+    raise ValueError(f"unexpected tensor in the checkpoint: {hf_name}")
+
+
+def _expected_shapes(hp: TextHParams) -> dict[str, tuple[int, ...]]:
+    """GGUF name -> HF (row-major) shape of every tensor the qwen2vl graph needs."""
+    h, ff, d = hp.hidden_size, hp.intermediate_size, hp.head_dim
+    q, kv = hp.num_heads * d, hp.num_kv_heads * d
+    shapes: dict[str, tuple[int, ...]] = {
+        "token_embd.weight": (hp.vocab_size, h),
+        "output_norm.weight": (h,),
+    }
+    if not hp.tie_word_embeddings:
+        shapes["output.weight"] = (hp.vocab_size, h)
+    for i in range(hp.num_layers):
+        b = f"blk.{i}."
+        shapes.update(
+            {
+                b + "attn_norm.weight": (h,),
+                b + "attn_q.weight": (q, h),
+                b + "attn_q.bias": (q,),
+                b + "attn_k.weight": (kv, h),
+                b + "attn_k.bias": (kv,),
+                b + "attn_v.weight": (kv, h),
+                b + "attn_v.bias": (kv,),
+                b + "attn_output.weight": (h, q),
+                b + "ffn_norm.weight": (h,),
+                b + "ffn_gate.weight": (ff, h),
+                b + "ffn_up.weight": (ff, h),
+                b + "ffn_down.weight": (h, ff),
+            }
+        )
+    return shapes
+
+
+@dataclass(frozen=True)
+class _Plan:
+    gguf_name: str
+    hf_name: str
+    file: Path
+    shape: tuple[int, ...]
+    qtype: gguf.GGMLQuantizationType
+
+
+def _plan(model_dir: Path, hp: TextHParams, outtype: str) -> list[_Plan]:
+    from safetensors import safe_open
+
+    found: dict[str, tuple[str, Path, tuple[int, ...]]] = {}
+    for file in safetensors_files(model_dir):
+        with safe_open(str(file), framework="pt") as f:
+            for hf_name in f.keys():  # noqa: SIM118 (safe_open is not a dict)
+                name = gguf_tensor_name(hf_name)
+                if name is None:
+                    continue
+                if hp.tie_word_embeddings and name == "output.weight":
+                    continue  # tied: llama.cpp reuses token_embd
+                shape = tuple(f.get_slice(hf_name).get_shape())
+                found[name] = (hf_name, file, shape)
+    expected = _expected_shapes(hp)
+    missing = sorted(set(expected) - set(found))
+    if missing:
+        raise ValueError(
+            f"{model_dir}: checkpoint lacks tensors {missing[:8]}"
+            + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        )
+    extra = sorted(set(found) - set(expected))
+    if extra:
+        raise ValueError(f"{model_dir}: tensors beyond num_hidden_layers={hp.num_layers}: {extra}")
+    plans = []
+    for name, want in expected.items():
+        hf_name, file, shape = found[name]
+        if shape != want:
+            raise ValueError(f"{hf_name}: shape {list(shape)} does not match config {list(want)}")
+        if outtype == "f32" or len(shape) == 1:
+            qtype = gguf.GGMLQuantizationType.F32  # norms and biases stay F32, as llama.cpp expects
+        elif outtype == "f16":
+            qtype = gguf.GGMLQuantizationType.F16
+        else:
+            qtype = gguf.GGMLQuantizationType.BF16
+        plans.append(_Plan(name, hf_name, file, shape, qtype))
+    return plans
+
+
+def _encode(data: np.ndarray, plan: _Plan) -> np.ndarray:
+    if not np.isfinite(data).all():
+        raise ValueError(f"{plan.hf_name}: the checkpoint holds NaN or infinite values")
+    if plan.qtype == gguf.GGMLQuantizationType.F32:
+        return np.ascontiguousarray(data, dtype=np.float32)
+    if plan.qtype == gguf.GGMLQuantizationType.F16:
+        peak = float(np.abs(data).max()) if data.size else 0.0
+        if peak > F16_MAX:
+            raise ValueError(
+                f"{plan.hf_name}: values beyond the float16 range (max |x| = {peak:.3g}); "
+                "convert with outtype='bf16' or 'f32'"
+            )
+        return data.astype(np.float16)
+    return gguf.quants.quantize(np.ascontiguousarray(data, dtype=np.float32), plan.qtype)
+
+
+def _nbytes(plan: _Plan) -> int:
+    block, type_size = gguf.GGML_QUANT_SIZES[plan.qtype]
+    return int(np.prod(plan.shape)) // block * type_size
+
+
+def _write_metadata(writer: gguf.GGUFWriter, hp: TextHParams, name: str, outtype: str) -> None:
+    writer.add_name(name)
+    writer.add_context_length(hp.context_length)
+    writer.add_embedding_length(hp.hidden_size)
+    writer.add_block_count(hp.num_layers)
+    writer.add_feed_forward_length(hp.intermediate_size)
+    writer.add_head_count(hp.num_heads)
+    writer.add_head_count_kv(hp.num_kv_heads)
+    writer.add_layer_norm_rms_eps(hp.rms_norm_eps)
+    writer.add_rope_freq_base(hp.rope_theta)
+    writer.add_rope_dimension_sections(hp.mrope_section + [0] * (4 - len(hp.mrope_section)))
+    writer.add_file_type(OUTTYPES[outtype])
+
+
+def model_name(model_dir: Path) -> str:
+    """A readable model name: the repo of a hub cache snapshot, else the folder name."""
+    model_dir = Path(model_dir).resolve()
+    if model_dir.parent.name == "snapshots" and model_dir.parent.parent.name.startswith("models--"):
+        return model_dir.parent.parent.name.split("--")[-1]
+    return model_dir.name
+
+
+def convert_text_model(
+    src_dir: Path | str,
+    out_path: Path | str,
+    *,
+    outtype: str = "f16",
+    progress: bool = True,
+    name: str | None = None,
+) -> Path:
+    """Write the Qwen2.5-VL language model of ``src_dir`` as a ``qwen2vl`` GGUF at ``out_path``.
+
+    ``outtype``: "f16" (default; 2-D weights F16, norms/biases F32), "bf16" or "f32". ``name``
+    goes to ``general.name`` (default: the model's folder or hub repo name). The file is
+    written next to ``out_path`` under a temporary name and renamed when complete.
+    """
+    from safetensors import safe_open
+    from tqdm import tqdm
+
+    if outtype not in OUTTYPES:
+        raise ValueError(f"unknown outtype {outtype!r}; choose one of {sorted(OUTTYPES)}")
+    src_dir, out_path = Path(src_dir), Path(out_path)
+    config = read_config(src_dir)
+    check_architecture(config, src_dir / "config.json")
+    hp = text_hparams(config)
+    vocab = read_qwen2_vocab(src_dir, hp.vocab_size, hp.raw)
+    plans = _plan(src_dir, hp, outtype)
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    writer = gguf.GGUFWriter(tmp, ARCH)
+    try:
+        _write_metadata(writer, hp, name or model_name(src_dir), outtype)
+        add_vocab(writer, vocab)
+        for p in plans:
+            if p.qtype == gguf.GGMLQuantizationType.BF16:
+                byte_shape = (*p.shape[:-1], _nbytes(p) // int(np.prod(p.shape[:-1])))
+                writer.add_tensor_info(
+                    p.gguf_name, byte_shape, np.dtype(np.uint8), _nbytes(p), p.qtype
+                )
+            else:
+                dtype = np.dtype(
+                    np.float32 if p.qtype == gguf.GGMLQuantizationType.F32 else np.float16
+                )
+                writer.add_tensor_info(p.gguf_name, p.shape, dtype, _nbytes(p))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        total = sum(_nbytes(p) for p in plans)
+        with tqdm(
+            total=total,
+            unit="B",
+            unit_scale=True,
+            desc=f"GGUF {out_path.name}",
+            disable=not progress,
+        ) as bar:
+            for p in plans:
+                with safe_open(str(p.file), framework="pt") as f:
+                    data = f.get_tensor(p.hf_name).float().numpy()
+                writer.write_tensor_data(_encode(data, p))
+                bar.update(_nbytes(p))
+        writer.close()
+        os.replace(tmp, out_path)
+    except BaseException:
+        writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    return out_path

@@ -1,0 +1,305 @@
+"""SAM2 -> two ONNX graphs: the image encoder and the prompt encoder + mask decoder.
+
+The encoder graph is ``SAM2ImagePredictor.set_image`` after pre-processing (Hiera + FPN, the
+decoder's ``conv_s0``/``conv_s1`` projections and the ``no_mem_embed`` addition). The decoder
+graph embeds the prompts with plain arithmetic (no OneHot, no data-dependent Tile, so
+TensorRT parses it) and returns all four low-resolution mask logits with their IoU scores;
+mask selection, upsampling and thresholding happen outside (``segzero_edge``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from segzero_edge.fileio import atomic_path
+
+from .tiny_sam2 import build_sam2_model
+
+log = logging.getLogger(__name__)
+
+OPSET = 18
+ENCODER_FILE = "sam2_encoder.onnx"
+DECODER_FILE = "sam2_decoder.onnx"
+ENCODER_OUTPUTS = ("high_res_feats_0", "high_res_feats_1", "image_embed")
+DECODER_INPUTS = (
+    "image_embed",
+    "high_res_feats_0",
+    "high_res_feats_1",
+    "point_coords",
+    "point_labels",
+    "mask_input",
+    "has_mask_input",
+)
+DECODER_OUTPUTS = ("masks", "iou_predictions")
+_SIZES = {"tiny": "t", "small": "s", "base_plus": "b+", "base+": "b+", "large": "l"}
+
+
+class SAM2Encoder(nn.Module):
+    """``image [1, 3, 1024, 1024]`` -> the three feature maps the decoder graph takes."""
+
+    no_mem_embed: torch.Tensor
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.image_encoder = model.image_encoder
+        self.conv_s0 = model.sam_mask_decoder.conv_s0
+        self.conv_s1 = model.sam_mask_decoder.conv_s1
+        self.num_feature_levels = model.num_feature_levels
+        no_mem = model.no_mem_embed.detach().reshape(1, -1, 1, 1)
+        if not model.directly_add_no_mem_embed:
+            no_mem = torch.zeros_like(no_mem)
+        self.register_buffer("no_mem_embed", no_mem)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        fpn = self.image_encoder(image)["backbone_fpn"][-self.num_feature_levels :]
+        return self.conv_s0(fpn[0]), self.conv_s1(fpn[1]), fpn[2] + self.no_mem_embed
+
+
+class SAM2Decoder(nn.Module):
+    """Prompt encoder + mask decoder with all four mask outputs, batch 1, ``P`` prompts."""
+
+    dense_pe: torch.Tensor
+    gaussian: torch.Tensor
+    label_table: torch.Tensor
+    label_values: torch.Tensor
+    no_mask_embed: torch.Tensor
+    output_tokens: torch.Tensor
+    mask_downscaling: Any
+    transformer: Any
+    output_upscaling: Any
+    hyper_mlps: Any
+    iou_head: Any
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        pe = model.sam_prompt_encoder
+        dec = model.sam_mask_decoder
+        self.input_size = float(pe.input_image_size[0]), float(pe.input_image_size[1])
+        self.register_buffer("dense_pe", pe.get_dense_pe().detach())
+        self.register_buffer("gaussian", pe.pe_layer.positional_encoding_gaussian_matrix.detach())
+        # rows for labels -1 (padding), 0, 1, 2, 3 (see PromptEncoder._embed_points)
+        table = [pe.not_a_point_embed.weight] + [e.weight for e in pe.point_embeddings]
+        self.register_buffer("label_table", torch.cat(table, 0).detach())
+        self.register_buffer("label_values", torch.arange(-1, 4, dtype=torch.float32))
+        self.register_buffer("no_mask_embed", pe.no_mask_embed.weight.detach().reshape(1, -1, 1, 1))
+        self.mask_downscaling = pe.mask_downscaling
+        self.transformer = dec.transformer
+        self.output_upscaling = dec.output_upscaling
+        self.hyper_mlps = dec.output_hypernetworks_mlps
+        self.iou_head = dec.iou_prediction_head
+        tokens = [dec.iou_token.weight, dec.mask_tokens.weight]
+        self.token_offset = 0
+        if dec.pred_obj_scores:
+            tokens.insert(0, dec.obj_score_token.weight)
+            self.token_offset = 1
+        self.register_buffer("output_tokens", torch.cat(tokens, 0).detach()[None])
+        self.num_mask_tokens = dec.num_mask_tokens
+        if not dec.use_high_res_features:
+            raise ValueError(
+                "only SAM2 configs with high-resolution decoder features are supported"
+            )
+
+    def embed_points(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """SAM2's point embedding (with its padding point), one-hot written as arithmetic."""
+        coords = torch.cat([coords, torch.zeros_like(coords[:, :1])], dim=1) + 0.5
+        labels = torch.cat([labels, -torch.ones_like(labels[:, :1])], dim=1)
+        scale = torch.tensor([self.input_size[1], self.input_size[0]], dtype=coords.dtype)
+        xy = 2 * (coords / scale) - 1
+        xy = 2 * math.pi * (xy @ self.gaussian)
+        pos = torch.cat([torch.sin(xy), torch.cos(xy)], dim=-1)
+        onehot = (labels.unsqueeze(-1) == self.label_values).to(pos.dtype)
+        return pos * (1 - onehot[..., :1]) + onehot @ self.label_table
+
+    def forward(
+        self,
+        image_embed: torch.Tensor,
+        high_res_feats_0: torch.Tensor,
+        high_res_feats_1: torch.Tensor,
+        point_coords: torch.Tensor,
+        point_labels: torch.Tensor,
+        mask_input: torch.Tensor,
+        has_mask_input: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        sparse = self.embed_points(point_coords, point_labels)
+        has_mask = has_mask_input.reshape(1, 1, 1, 1)
+        dense = has_mask * self.mask_downscaling(mask_input) + (1 - has_mask) * self.no_mask_embed
+        tokens = torch.cat([self.output_tokens, sparse], dim=1)
+        src = image_embed + dense
+        _, c, h, w = src.shape
+        hs, src = self.transformer(src, self.dense_pe, tokens)
+        s = self.token_offset
+        iou_token = hs[:, s, :]
+        mask_tokens = hs[:, s + 1 : s + 1 + self.num_mask_tokens, :]
+        src = src.transpose(1, 2).reshape(1, c, h, w)
+        dc1, ln1, act1, dc2, act2 = self.output_upscaling
+        up = act1(ln1(dc1(src) + high_res_feats_1))
+        up = act2(dc2(up) + high_res_feats_0)
+        hyper = torch.stack(
+            [mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(self.hyper_mlps)], dim=1
+        )
+        _, uc, uh, uw = up.shape
+        masks = (hyper @ up.reshape(1, uc, uh * uw)).reshape(1, -1, uh, uw)
+        return masks, self.iou_head(iou_token)
+
+
+def infer_config(checkpoint: str | os.PathLike[str]) -> str:
+    """Config name from a checkpoint file name like ``sam2.1_hiera_base_plus.pt``."""
+    name = Path(checkpoint).name.lower()
+    family = "sam2.1" if "sam2.1" in name or "sam2_1" in name else "sam2"
+    m = re.search(r"hiera[_-](tiny|small|base_plus|base\+|large|t|s|b\+|l)(?![a-z])", name)
+    if m is None:
+        raise ValueError(
+            f"cannot infer the SAM2 config from {name!r}; pass config= "
+            "(e.g. 'sam2.1_hiera_t', 'sam2_hiera_b+')"
+        )
+    size = _SIZES.get(m.group(1), m.group(1))
+    return f"{family}_hiera_{size}"
+
+
+def _example_decoder_inputs(n_points: int = 3) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(0)
+    return (
+        torch.randn(1, 256, 64, 64, generator=g),
+        torch.randn(1, 32, 256, 256, generator=g),
+        torch.randn(1, 64, 128, 128, generator=g),
+        torch.rand(1, n_points, 2, generator=g) * 1024,
+        torch.tensor([[2.0, 3.0, 1.0][:n_points]]),
+        torch.zeros(1, 1, 256, 256),
+        torch.zeros(1),
+    )
+
+
+def _export(
+    module: nn.Module,
+    args: tuple[torch.Tensor, ...],
+    path: Path,
+    input_names: tuple[str, ...],
+    output_names: tuple[str, ...],
+    dynamic_axes: dict[str, dict[int, str]] | None = None,
+) -> None:
+    """Legacy (TorchScript) exporter: it gives compact graphs with named inputs/outputs."""
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=list(input_names),
+            output_names=list(output_names),
+            dynamic_axes=dynamic_axes,
+            opset_version=OPSET,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+
+
+OUTPUT_SHAPES = {
+    ENCODER_FILE: {
+        "high_res_feats_0": [1, 32, 256, 256],
+        "high_res_feats_1": [1, 64, 128, 128],
+        "image_embed": [1, 256, 64, 64],
+    },
+    DECODER_FILE: {"masks": [1, 4, 256, 256], "iou_predictions": [1, 4]},
+}
+
+
+def _pin_and_check(path: Path) -> None:
+    """Write the static output shapes into the graph and run the full ONNX checker."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for out in model.graph.output:
+        dims = out.type.tensor_type.shape.dim
+        for dim, size in zip(dims, OUTPUT_SHAPES[path.name][out.name], strict=True):
+            dim.Clear()
+            dim.dim_value = size
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+
+
+def simplify_onnx(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
+    """Simplify an exported graph with onnxslim (constant folding, shape-op removal) to ``dst``."""
+    import onnx
+    import onnxslim
+
+    model = onnxslim.slim(onnx.load(str(src)))
+    onnx.checker.check_model(model, full_check=True)
+    with atomic_path(dst) as tmp:
+        onnx.save(model, str(tmp))
+    return Path(dst)
+
+
+def export_sam2(
+    checkpoint: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    config: str | None = None,
+    simplify: bool = True,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Export a Meta SAM2 checkpoint to ``sam2_encoder.onnx`` and ``sam2_decoder.onnx``.
+
+    Returns ``{"encoder": path, "decoder": path}``. Both files are written to a temporary
+    folder first and moved into ``out_dir`` only when both are complete and valid.
+    """
+    ckpt = Path(checkpoint)
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"SAM2 checkpoint not found: {ckpt}")
+    config = config or infer_config(ckpt)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = ["load", "encoder", "decoder", "check"]
+    bar = tqdm(total=len(steps), desc="SAM2 -> ONNX", unit="step", disable=not progress)
+    t0 = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix=".sam2_onnx.", dir=out))
+    try:
+        bar.set_postfix_str(f"load {config}")
+        model = build_sam2_model(config, ckpt)
+        bar.update()
+        bar.set_postfix_str("export encoder")
+        _export(
+            SAM2Encoder(model).eval(),
+            (torch.zeros(1, 3, 1024, 1024),),
+            tmp / ENCODER_FILE,
+            ("image",),
+            ENCODER_OUTPUTS,
+        )
+        bar.update()
+        bar.set_postfix_str("export decoder")
+        _export(
+            SAM2Decoder(model).eval(),
+            _example_decoder_inputs(),
+            tmp / DECODER_FILE,
+            DECODER_INPUTS,
+            DECODER_OUTPUTS,
+            {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}},
+        )
+        bar.update()
+        bar.set_postfix_str("check" + (" + slim" if simplify else ""))
+        for name in (ENCODER_FILE, DECODER_FILE):
+            _pin_and_check(tmp / name)
+            if simplify:
+                simplify_onnx(tmp / name, tmp / name)
+        bar.update()
+        paths = {}
+        for key, name in (("encoder", ENCODER_FILE), ("decoder", DECODER_FILE)):
+            os.replace(tmp / name, out / name)
+            paths[key] = out / name
+    finally:
+        bar.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("exported %s to %s in %.1f s", config, out, time.perf_counter() - t0)
+    return paths

@@ -1,0 +1,535 @@
+"""Build and find the SAM2 TensorRT engines of a bundle, on the device that runs them.
+
+``build_engines(bundle)`` parses ``sam2_encoder.onnx`` / ``sam2_decoder.onnx`` with TensorRT's
+ONNX parser and writes
+
+```
+bundle/engines/<device-fingerprint>/
+  sam2_encoder.plan  sam2_decoder.plan   serialized engines
+  engines.json                           TensorRT version, fingerprint, ONNX sha256, flags
+  timing.cache                           TensorRT timing cache, reused by later builds
+```
+
+FP16 by default, with normalisation layers (TensorRT ``NORMALIZATION``, and the
+ReduceMean/Pow/Sqrt/Div chain of SAM2's hand-written ``LayerNorm2d``) pinned to FP32 under
+``OBEY_PRECISION_CONSTRAINTS``; ``fp32_layers`` pins more layers by name pattern. An engine
+is rebuilt when the TensorRT version, the device, its ONNX file or the build flags change.
+TensorRT comes with JetPack (not pip); without it :class:`TensorRTUnavailable` is raised.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fnmatch
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+from .bundle import MANIFEST, sha256_file
+from .device import device_fingerprint, load_tensorrt, tensorrt_version
+from .fileio import atomic_path
+
+if TYPE_CHECKING:
+    import tensorrt
+
+log = logging.getLogger(__name__)
+
+ENGINES_DIR = "engines"
+ENCODER = "sam2_encoder"
+DECODER = "sam2_decoder"
+ENGINE_NAMES = (ENCODER, DECODER)
+META_FILE = "engines.json"
+TIMING_CACHE_FILE = "timing.cache"
+META_SCHEMA = 1
+POINT_INPUTS = ("point_coords", "point_labels")
+POINTS_PROFILE = (1, 3, 16)  # min, opt (box corners + one point), max prompt points
+DEFAULT_WORKSPACE_MB = 1024
+NORM_CHAIN_DEPTH = 3  # ReduceMean -> Add(eps) -> Sqrt -> Div in a hand-written LayerNorm
+_NORM_CHAIN = frozenset({"ELEMENTWISE", "UNARY"})
+
+
+class TensorRTUnavailable(RuntimeError):
+    """The ``tensorrt`` Python package cannot be imported here."""
+
+
+class EngineBuildError(RuntimeError):
+    """TensorRT could not parse an ONNX graph or build an engine from it."""
+
+
+@dataclass(frozen=True)
+class BuildFlags:
+    """The options an engine was built with; a change means a rebuild."""
+
+    fp16: bool = True
+    fp32_layers: tuple[str, ...] = ()
+    points_profile: tuple[int, int, int] = POINTS_PROFILE
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "fp16": self.fp16,
+            "fp32_layers": list(self.fp32_layers),
+            "points_profile": list(self.points_profile),
+        }
+
+
+@dataclass
+class EngineSet:
+    """The engine folder of this device and what ``build_engines`` did in it."""
+
+    directory: Path
+    fingerprint: str
+    tensorrt_version: str
+    encoder: Path
+    decoder: Path
+    built: dict[str, str] = field(default_factory=dict)  # engine name -> why it was (re)built
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def plans(self) -> tuple[Path, Path]:
+        return self.encoder, self.decoder
+
+
+@dataclass(frozen=True)
+class LayerDesc:
+    """What the FP32 selection needs to know about one network layer."""
+
+    name: str
+    type: str  # TensorRT LayerType name, e.g. "REDUCE"
+    float_output: bool  # every output is a float tensor (precision can be set)
+    inputs_from: tuple[int, ...] = ()  # indices of the layers producing its inputs
+
+
+# ---------------------------------------------------------------- pure helpers (tested on CPU)
+
+
+def engine_dir(bundle_dir: str | os.PathLike[str], fingerprint: str | None = None) -> Path:
+    """``bundle/engines/<fingerprint>`` (this device's fingerprint by default)."""
+    return Path(bundle_dir) / ENGINES_DIR / (fingerprint or device_fingerprint())
+
+
+def plan_path(directory: Path, name: str) -> Path:
+    return directory / f"{name}.plan"
+
+
+def read_meta(directory: Path) -> dict[str, Any]:
+    """``engines.json`` of an engine folder; ``{}`` when missing or unreadable."""
+    path = directory / META_FILE
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        log.warning("ignoring unreadable %s: %s", path, e)
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def stale_reason(
+    name: str,
+    meta: dict[str, Any],
+    *,
+    plan: Path,
+    onnx_sha256: str,
+    tensorrt_version: str | None,
+    fingerprint: str,
+    flags: BuildFlags | None,
+) -> str | None:
+    """Why engine ``name`` must be (re)built, or ``None`` when it is current.
+
+    ``tensorrt_version`` / ``flags`` of ``None`` are not compared (finding engines without
+    TensorRT importable, or accepting whatever flags they were built with).
+    """
+    if not plan.is_file():
+        return f"{plan.name} does not exist"
+    if meta.get("schema_version") != META_SCHEMA:
+        return f"{META_FILE} is missing or has another schema"
+    entry = meta.get("engines", {}).get(name)
+    if not isinstance(entry, dict):
+        return f"{META_FILE} has no entry for {name}"
+    if meta.get("fingerprint") != fingerprint:
+        return f"built for device {meta.get('fingerprint')!r}, this is {fingerprint!r}"
+    if tensorrt_version is not None and meta.get("tensorrt_version") != tensorrt_version:
+        return f"built with TensorRT {meta.get('tensorrt_version')}, this is {tensorrt_version}"
+    if entry.get("onnx_sha256") != onnx_sha256:
+        return f"{entry.get('onnx', name + '.onnx')} changed (sha256 differs)"
+    size = plan.stat().st_size
+    if entry.get("plan_size") != size:
+        return f"{plan.name} has {size} bytes, {META_FILE} says {entry.get('plan_size')}"
+    if flags is not None and entry.get("flags") != flags.to_json():
+        return f"build flags changed: {entry.get('flags')} -> {flags.to_json()}"
+    return None
+
+
+def record_engine(
+    meta: dict[str, Any],
+    name: str,
+    *,
+    plan: Path,
+    onnx_name: str,
+    onnx_sha256: str,
+    fingerprint: str,
+    tensorrt_version: str,
+    flags: BuildFlags,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Enter a just-written ``plan`` into ``meta`` (the ``engines.json`` content), in place."""
+    same = (META_SCHEMA, fingerprint, tensorrt_version)
+    if (meta.get("schema_version"), meta.get("fingerprint"), meta.get("tensorrt_version")) != same:
+        meta.clear()  # entries of other engines were built for something else: drop them
+    meta.update(
+        schema_version=META_SCHEMA,
+        fingerprint=fingerprint,
+        tensorrt_version=tensorrt_version,
+        segzero_edge_version=__version__,
+    )
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    meta.setdefault("engines", {})[name] = {
+        "plan": plan.name,
+        "plan_size": plan.stat().st_size,
+        "onnx": onnx_name,
+        "onnx_sha256": onnx_sha256,
+        "flags": flags.to_json(),
+        "built_at": now,
+        **extra,
+    }
+    return meta
+
+
+def onnx_sha256(bundle_dir: Path, onnx_name: str) -> str:
+    """sha256 of a bundle ONNX file: from the manifest when it lists that size, else hashed."""
+    path = bundle_dir / onnx_name
+    size = path.stat().st_size
+    try:
+        entry = json.loads((bundle_dir / MANIFEST).read_text())["files"][onnx_name]
+        if entry["size"] == size and isinstance(entry["sha256"], str):
+            return str(entry["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return sha256_file(path)
+
+
+def matches_pattern(name: str, type_name: str, patterns: Iterable[str]) -> bool:
+    """``fnmatch`` on the layer name (case-insensitive); ``type:SOFTMAX`` matches a layer type."""
+    lname = name.lower()
+    for pattern in patterns:
+        p = pattern.strip().lower()
+        if p.startswith("type:"):
+            if fnmatch.fnmatchcase(type_name.lower(), p[5:]):
+                return True
+        elif fnmatch.fnmatchcase(lname, p) or fnmatch.fnmatchcase(lname, f"*{p}*"):
+            return True
+    return False
+
+
+def select_fp32_layers(layers: Sequence[LayerDesc], patterns: Iterable[str] = ()) -> set[int]:
+    """Indices of the layers to pin to FP32 (``layers`` in topological order).
+
+    Normalisation layers are pinned. From each reduce layer, element-wise/unary layers
+    downstream are pinned up to ``NORM_CHAIN_DEPTH`` steps (the Sub/Pow/Add/Sqrt/Div of a
+    hand-written LayerNorm such as SAM2's ``LayerNorm2d``). Plus any layer matching
+    ``patterns`` (see :func:`matches_pattern`).
+    Layers with non-float outputs (shape arithmetic) are never pinned.
+    """
+    pats = tuple(patterns)
+    depth: dict[int, int] = {}  # pinned layer -> steps from the reduce that began its chain
+    for i, layer in enumerate(layers):
+        if not layer.float_output:
+            continue
+        if layer.type == "REDUCE":
+            depth[i] = 0  # starts a hand-written normalisation chain
+        elif layer.type == "NORMALIZATION":
+            depth[i] = NORM_CHAIN_DEPTH  # self-contained: pinned, does not extend a chain
+        elif layer.type in _NORM_CHAIN:
+            near = [depth[j] for j in layer.inputs_from if j in depth]
+            if near and max(near) < NORM_CHAIN_DEPTH:  # max: the Div joining two paths ends it
+                depth[i] = max(near) + 1
+        if i not in depth and pats and matches_pattern(layer.name, layer.type, pats):
+            depth[i] = NORM_CHAIN_DEPTH  # pinned, but does not extend a chain
+    return set(depth)
+
+
+def dynamic_profile(
+    name: str, shape: Sequence[int], points_profile: tuple[int, int, int]
+) -> tuple[list[int], list[int], list[int]]:
+    """(min, opt, max) shapes of a network input; only the point dimension may be dynamic."""
+    if (
+        name not in POINT_INPUTS
+        or len(shape) < 2
+        or any(d < 0 for i, d in enumerate(shape) if i != 1)
+    ):
+        raise EngineBuildError(
+            f"input {name!r} has dynamic shape {tuple(shape)}; only the point dimension "
+            f"(dim 1) of {POINT_INPUTS} may be dynamic. Re-export the ONNX graphs with "
+            "segzero_export.sam2_onnx.export_sam2"
+        )
+    lo, opt, hi = points_profile
+    if not 1 <= lo <= opt <= hi:
+        raise ValueError(
+            f"points profile must satisfy 1 <= min <= opt <= max, got {points_profile}"
+        )
+    shapes = []
+    for n in (lo, opt, hi):
+        dims = [int(d) for d in shape]
+        dims[1] = n
+        shapes.append(dims)
+    return shapes[0], shapes[1], shapes[2]
+
+
+def write_meta(directory: Path, meta: dict[str, Any]) -> None:
+    """Write ``engines.json`` atomically."""
+    with atomic_path(directory / META_FILE) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def _write_bytes(path: Path, data: Any) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(memoryview(data))
+
+
+# ---------------------------------------------------------------- TensorRT
+
+
+def import_tensorrt() -> Any:
+    """``import tensorrt``, or :class:`TensorRTUnavailable` saying where it comes from."""
+    trt, why = load_tensorrt()
+    if trt is None:
+        raise TensorRTUnavailable(
+            f"TensorRT is not usable here: {why}. It comes with JetPack on a Jetson "
+            "(apt package python3-libnvinfer; in a venv use --system-site-packages), "
+            "not from pip; engines must be built on the device that runs them."
+        )
+    return trt
+
+
+def _layer_descs(network: tensorrt.INetworkDefinition) -> list[LayerDesc]:
+    import tensorrt as trt
+
+    floats = {trt.float32, trt.float16}
+    producer: dict[str, int] = {}
+    descs = []
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        outs = [layer.get_output(k) for k in range(layer.num_outputs)]
+        srcs = []
+        for k in range(layer.num_inputs):
+            t = layer.get_input(k)
+            if t is not None and t.name in producer:
+                srcs.append(producer[t.name])
+        descs.append(
+            LayerDesc(
+                name=layer.name,
+                type=layer.type.name,
+                float_output=bool(outs)
+                and all(o.dtype in floats and not o.is_shape_tensor for o in outs),
+                inputs_from=tuple(srcs),
+            )
+        )
+        for o in outs:
+            producer[o.name] = i
+    return descs
+
+
+def pin_fp32(network: tensorrt.INetworkDefinition, patterns: Iterable[str]) -> int:
+    """Set precision and output types of the selected layers to FP32; how many were pinned."""
+    import tensorrt as trt
+
+    chosen = select_fp32_layers(_layer_descs(network), patterns)
+    for i in sorted(chosen):
+        layer = network.get_layer(i)
+        layer.precision = trt.float32
+        for k in range(layer.num_outputs):
+            layer.set_output_type(k, trt.float32)
+    return len(chosen)
+
+
+def _parse_onnx(
+    builder: tensorrt.Builder, logger: tensorrt.ILogger, onnx: Path
+) -> tuple[tensorrt.INetworkDefinition, tensorrt.OnnxParser]:
+    """The network of ``onnx``, or :class:`EngineBuildError` listing every parser error."""
+    import tensorrt as trt
+
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx.read_bytes(), str(onnx)):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        listing = "\n  ".join(errors) or "(no parser error recorded)"
+        raise EngineBuildError(
+            f"TensorRT {trt.__version__} cannot parse {onnx} ({len(errors)} error(s)):\n  {listing}"
+        )
+    return network, parser  # the parser must outlive the network's weights
+
+
+def _build_one(
+    onnx: Path,
+    plan: Path,
+    cache_path: Path,
+    flags: BuildFlags,
+    workspace_mb: int,
+) -> dict[str, Any]:
+    """Parse, configure (FP16 + FP32 pins, point profile, timing cache), build, write."""
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network, _parser = _parse_onnx(builder, logger, onnx)
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+    pinned = 0
+    if flags.fp16:
+        if not builder.platform_has_fast_fp16:
+            log.warning("this GPU has no fast FP16; building %s in FP16 anyway", onnx.name)
+        config.set_flag(trt.BuilderFlag.FP16)
+        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+        pinned = pin_fp32(network, flags.fp32_layers)
+    profile = None
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        shape = tuple(int(tensor.shape[k]) for k in range(len(tensor.shape)))
+        if any(d < 0 for d in shape):
+            profile = profile or builder.create_optimization_profile()
+            lo, opt, hi = dynamic_profile(tensor.name, shape, flags.points_profile)
+            profile.set_shape(tensor.name, trt.Dims(lo), trt.Dims(opt), trt.Dims(hi))
+    if profile is not None:
+        config.add_optimization_profile(profile)
+    cache_bytes = cache_path.read_bytes() if cache_path.is_file() else b""
+    cache = config.create_timing_cache(cache_bytes)
+    config.set_timing_cache(cache, ignore_mismatch=True)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise EngineBuildError(
+            f"TensorRT {trt.__version__} failed to build an engine from {onnx} (see its log "
+            "above); try --fp32-layers to pin more layers, or a larger --workspace-mb"
+        )
+    _write_bytes(plan, serialized)
+    _write_bytes(cache_path, config.get_timing_cache().serialize())
+    return {"fp32_layers_pinned": pinned, "layers": network.num_layers}
+
+
+def build_engines(
+    bundle_dir: str | os.PathLike[str],
+    *,
+    fp32_layers: Sequence[str] = (),
+    fp16: bool = True,
+    force: bool = False,
+    workspace_mb: int = DEFAULT_WORKSPACE_MB,
+    points_profile: tuple[int, int, int] = POINTS_PROFILE,
+    progress: bool = True,
+) -> EngineSet:
+    """Build (or keep, when current) this device's SAM2 engines for ``bundle_dir``."""
+    root = Path(bundle_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"bundle folder not found: {root}")
+    onnx_files = {name: root / f"{name}.onnx" for name in ENGINE_NAMES}
+    for path in onnx_files.values():
+        if not path.is_file():
+            raise FileNotFoundError(f"SAM2 ONNX file missing from the bundle: {path}")
+    if workspace_mb < 1:
+        raise ValueError(f"workspace_mb must be >= 1, got {workspace_mb}")
+    flags = BuildFlags(fp16=fp16, fp32_layers=tuple(fp32_layers), points_profile=points_profile)
+    dynamic_profile(POINT_INPUTS[0], (1, -1, 2), points_profile)  # validate early
+    trt_version = str(import_tensorrt().__version__)
+    fingerprint = device_fingerprint()
+    out = engine_dir(root, fingerprint)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = read_meta(out)
+    result = EngineSet(
+        out, fingerprint, trt_version, plan_path(out, ENCODER), plan_path(out, DECODER)
+    )
+    hashes = {name: onnx_sha256(root, path.name) for name, path in onnx_files.items()}
+    todo: dict[str, str] = {}
+    for name in ENGINE_NAMES:
+        why = stale_reason(
+            name, meta, plan=plan_path(out, name), onnx_sha256=hashes[name],
+            tensorrt_version=trt_version, fingerprint=fingerprint, flags=flags,
+        )  # fmt: skip
+        if force or why:
+            todo[name] = why or "--force"
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), desc="TensorRT engines", unit="engine", disable=not progress)
+    try:
+        for name, why in todo.items():
+            bar.set_postfix_str(f"{name} ({why})")
+            if progress:
+                print(f"building {name}.plan: {why}", file=sys.stderr)
+            t0 = time.perf_counter()
+            stats = _build_one(
+                onnx_files[name],
+                plan_path(out, name),
+                out / TIMING_CACHE_FILE,
+                flags,
+                workspace_mb,
+            )
+            seconds = time.perf_counter() - t0
+            record_engine(
+                meta,
+                name,
+                plan=plan_path(out, name),
+                onnx_name=onnx_files[name].name,
+                onnx_sha256=hashes[name],
+                fingerprint=fingerprint,
+                tensorrt_version=trt_version,
+                flags=flags,
+                workspace_mb=workspace_mb,
+                build_seconds=round(seconds, 1),
+                **stats,
+            )
+            write_meta(out, meta)
+            result.built[name] = why
+            result.seconds[name] = seconds
+            bar.update()
+    finally:
+        bar.close()
+    return result
+
+
+def find_engines(bundle_dir: str | os.PathLike[str]) -> tuple[Path, Path] | None:
+    """``(encoder_plan, decoder_plan)`` built for this device and the bundle's ONNX, else None.
+
+    Compares the fingerprint, the TensorRT version (when importable), the ONNX sha256 (from
+    the manifest when it lists them) and the plan sizes; build flags are not compared.
+    """
+    root = Path(bundle_dir)
+    out = engine_dir(root)
+    if not out.is_dir():
+        return None
+    meta = read_meta(out)
+    trt_version, _ = tensorrt_version()
+    for name in ENGINE_NAMES:
+        onnx = root / f"{name}.onnx"
+        if not onnx.is_file():
+            return None
+        why = stale_reason(
+            name, meta, plan=plan_path(out, name), onnx_sha256=onnx_sha256(root, onnx.name),
+            tensorrt_version=trt_version, fingerprint=out.name, flags=None,
+        )  # fmt: skip
+        if why:
+            log.info("TensorRT engine %s in %s is not usable: %s", name, out, why)
+            return None
+    return plan_path(out, ENCODER), plan_path(out, DECODER)
+
+
+def engine_status(bundle_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """Per engine: ``"ok"`` or why it would be rebuilt (ignoring flags); for ``doctor``."""
+    root = Path(bundle_dir)
+    out = engine_dir(root)
+    meta = read_meta(out)
+    status = {}
+    for name in ENGINE_NAMES:
+        onnx = root / f"{name}.onnx"
+        if not onnx.is_file():
+            status[name] = f"{onnx} missing"
+            continue
+        why = stale_reason(
+            name, meta, plan=plan_path(out, name), onnx_sha256=onnx_sha256(root, onnx.name),
+            tensorrt_version=None, fingerprint=out.name, flags=None,
+        )  # fmt: skip
+        status[name] = why or "ok"
+    return status

@@ -1,0 +1,288 @@
+"""ctypes binding of ``libsegzero_kernels`` (``csrc/``): fused pixel pre/post-processing.
+
+The library is looked up at ``$SEGZERO_NATIVE_LIB`` (a file path) or in
+``segzero_edge/_lib/``; build it with ``cmake -S . -B build -DCMAKE_BUILD_TYPE=Release``,
+``cmake --build build -j2`` and ``cmake --install build``.
+``SEGZERO_NATIVE=0`` disables it (the numpy code in :mod:`segzero_edge.pixels` is used).
+
+CPU-twin wrappers take and return numpy arrays. The CUDA entry points take device pointers
+and a stream as ints (from any CUDA binding); ``*_cuda_host`` variants copy through host
+memory, for callers without their own device buffers (and for tests).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+LIB_NAME = "libsegzero_kernels.so"
+ENV_LIB = "SEGZERO_NATIVE_LIB"
+ENV_DISABLE = "SEGZERO_NATIVE"
+
+FORMATS = {"rgb": 0, "nv12": 1, "nv12_full": 2}
+PIL_LEGACY_ORDER = 1  # reasoner_flags bit: Pillow < 13 pass order
+SAM_DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}
+
+_u8p = ctypes.POINTER(ctypes.c_uint8)
+_f32p = ctypes.POINTER(ctypes.c_float)
+_u32p = ctypes.POINTER(ctypes.c_uint32)
+_i = ctypes.c_int
+_vp = ctypes.c_void_p
+
+_SIGNATURES: dict[str, tuple[object, list[object]]] = {
+    "sz_version": (ctypes.c_char_p, []),
+    "sz_last_error": (ctypes.c_char_p, []),
+    "sz_built_with_cuda": (_i, []),
+    "sz_cuda_device_count": (_i, []),
+    "sz_preprocess_cpu": (_i, [_vp, _i, _i, _i, _i, _vp, _i, _i, _vp, _i, _i, _i]),
+    "sz_postprocess_masks_cpu": (_i, [_vp, _i, _i, _i, _i, _i, _vp, _vp, _vp, _i]),
+    "sz_preprocess_cuda": (_i, [_vp, _i, _i, _i, _i, _vp, _i, _i, _vp, _i, _i, _vp]),
+    "sz_postprocess_masks_cuda": (_i, [_vp, _i, _i, _i, _i, _i, _vp, _vp, _vp]),
+    "sz_preprocess_cuda_host": (_i, [_vp, _i, _i, _i, _i, _vp, _i, _i, _vp, _i, _i]),
+    "sz_postprocess_masks_cuda_host": (_i, [_vp, _i, _i, _i, _i, _i, _vp, _vp]),
+}
+
+
+class NativeError(RuntimeError):
+    """A native call failed; the message is the library's own (``sz_last_error``)."""
+
+
+def library_path() -> Path:
+    """Where the library is looked for: ``$SEGZERO_NATIVE_LIB`` or ``segzero_edge/_lib/``."""
+    env = os.environ.get(ENV_LIB)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent / "_lib" / LIB_NAME
+
+
+_STATE: dict[str, object] = {}
+
+
+def _load() -> tuple[ctypes.CDLL | None, str]:
+    if "why" not in _STATE:
+        _STATE["lib"], _STATE["why"] = _open()
+    return _STATE["lib"], str(_STATE["why"])  # type: ignore[return-value]
+
+
+def reload() -> tuple[bool, str]:
+    """Forget the loaded library and look again (after changing the environment variables)."""
+    _STATE.clear()
+    return available()
+
+
+def _open() -> tuple[ctypes.CDLL | None, str]:
+    if os.environ.get(ENV_DISABLE, "1") == "0":
+        return None, f"disabled by {ENV_DISABLE}=0"
+    path = library_path()
+    if not path.is_file():
+        return None, f"{path} not found (build it with cmake, see README)"
+    try:
+        lib = ctypes.CDLL(str(path))
+        for name, (restype, argtypes) in _SIGNATURES.items():
+            fn = getattr(lib, name)
+            fn.restype = restype
+            fn.argtypes = argtypes
+    except (OSError, AttributeError) as e:
+        return None, f"{path} could not be loaded: {e}"
+    version = lib.sz_version().decode()
+    cuda = "with CUDA" if lib.sz_built_with_cuda() else "CPU only"
+    return lib, f"{path} ({version}, {cuda})"
+
+
+def available() -> tuple[bool, str]:
+    """Whether the native library is loaded, and where from or why not."""
+    lib, why = _load()
+    return lib is not None, why
+
+
+def cuda_available() -> bool:
+    """True when the library has CUDA kernels and a CUDA device is visible."""
+    lib, _ = _load()
+    return lib is not None and lib.sz_built_with_cuda() == 1 and lib.sz_cuda_device_count() > 0
+
+
+def _lib() -> ctypes.CDLL:
+    lib, why = _load()
+    if lib is None:
+        raise NativeError(f"native library unavailable: {why}")
+    return lib
+
+
+def _check(rc: int) -> None:
+    if rc != 0:
+        msg = _lib().sz_last_error().decode() or "unknown error"
+        raise NativeError(f"libsegzero_kernels failed (code {rc}): {msg}")
+
+
+@lru_cache(maxsize=1)
+def pil_legacy_order() -> bool:
+    """True when the installed Pillow (< 13) always runs the horizontal resize pass first."""
+    try:
+        import PIL
+    except ImportError:
+        return False
+    return int(PIL.__version__.split(".")[0]) < 13
+
+
+def _ptr(a: np.ndarray | None) -> int | None:
+    return None if a is None else a.ctypes.data
+
+
+def frame_geometry(frame: np.ndarray, fmt: str) -> tuple[int, int, int]:
+    """``(height, width, row stride in bytes)`` of an RGB (H x W x 3) or NV12 (H*3/2 x W) frame."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown frame format {fmt!r}; expected one of {sorted(FORMATS)}")
+    if frame.dtype != np.uint8:
+        raise ValueError(f"frame must be uint8, got {frame.dtype}")
+    if fmt == "rgb":
+        if frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"RGB frame must be H x W x 3, got shape {frame.shape}")
+        return frame.shape[0], frame.shape[1], frame.shape[1] * 3
+    if frame.ndim != 2 or frame.shape[0] % 3 or frame.shape[1] % 2 or frame.shape[0] == 0:
+        raise ValueError(f"NV12 frame must be (H * 3 / 2) x W with H, W even, got {frame.shape}")
+    return frame.shape[0] * 2 // 3, frame.shape[1], frame.shape[1]
+
+
+def preprocess(
+    frame: np.ndarray,
+    fmt: str = "rgb",
+    *,
+    sam: bool = True,
+    reasoner: bool = True,
+    sam_dtype: type = np.float32,
+    sam_size: int = 1024,
+    reasoner_size: int = 840,
+    device: str = "cpu",
+    threads: int = 0,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """One fused pass: ``([1, 3, S, S] SAM2 input or None, R x R x 3 uint8 or None)``.
+
+    ``device="cuda"`` runs the kernel through host buffers (``sz_preprocess_cuda_host``).
+    """
+    h, w, stride = frame_geometry(frame, fmt)
+    frame = np.ascontiguousarray(frame)
+    dt = np.dtype(sam_dtype)
+    if dt not in SAM_DTYPES:
+        raise ValueError(f"sam_dtype must be float32 or float16, got {dt}")
+    sam_out = np.empty((1, 3, sam_size, sam_size), dtype=dt) if sam else None
+    r_out = np.empty((reasoner_size, reasoner_size, 3), dtype=np.uint8) if reasoner else None
+    args = (_ptr(frame), h, w, stride, FORMATS[fmt], _ptr(sam_out), sam_size, SAM_DTYPES[dt])
+    flags = PIL_LEGACY_ORDER if pil_legacy_order() else 0
+    if device == "cpu":
+        _check(_lib().sz_preprocess_cpu(*args, _ptr(r_out), reasoner_size, flags, threads))
+    elif device == "cuda":
+        _check(_lib().sz_preprocess_cuda_host(*args, _ptr(r_out), reasoner_size, flags))
+    else:
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    return sam_out, r_out
+
+
+def unpack_bits(bits: np.ndarray, width: int) -> np.ndarray:
+    """``[H, ceil(W/32)]`` uint32 bitmask (bit x%32 of word x/32) -> H x W bool."""
+    as_bytes = bits.astype("<u4", copy=False).view(np.uint8)
+    return np.unpackbits(as_bytes, axis=1, bitorder="little")[:, :width].astype(bool)
+
+
+def postprocess_masks(
+    logits: np.ndarray,
+    out_hw: tuple[int, int],
+    *,
+    device: str = "cpu",
+    threads: int = 0,
+) -> tuple[np.ndarray, int, tuple[int, int, int, int] | None]:
+    """``[N, h, w]`` logits -> (H x W bool OR of upsampled masks > 0, area, box or None)."""
+    lg = np.ascontiguousarray(logits, dtype=np.float32)
+    if lg.ndim == 2:
+        lg = lg[None]
+    if lg.ndim != 3 or 0 in lg.shape:
+        raise ValueError(f"mask logits must be [N, h, w] with N, h, w > 0, got {logits.shape}")
+    oh, ow = (int(v) for v in out_hw)
+    if oh <= 0 or ow <= 0:
+        raise ValueError(f"output size must be positive, got {out_hw}")
+    n, lh, lw = lg.shape
+    stats = np.zeros(5, dtype=np.uint32)
+    if device == "cpu":
+        mask = np.empty((oh, ow), dtype=np.uint8)
+        rc = _lib().sz_postprocess_masks_cpu(
+            _ptr(lg), n, lh, lw, oh, ow, None, _ptr(mask), _ptr(stats), threads
+        )
+        _check(rc)
+        out = mask.view(bool)
+    elif device == "cuda":
+        bits = np.empty((oh, (ow + 31) // 32), dtype=np.uint32)
+        rc = _lib().sz_postprocess_masks_cuda_host(
+            _ptr(lg), n, lh, lw, oh, ow, _ptr(bits), _ptr(stats)
+        )
+        _check(rc)
+        out = unpack_bits(bits, ow)
+    else:
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    area = int(stats[0])
+    box = None if area == 0 else (int(stats[1]), int(stats[2]), int(stats[3]), int(stats[4]))
+    return out, area, box
+
+
+def postprocess_bits_cpu(
+    logits: np.ndarray, out_hw: tuple[int, int], threads: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """CPU twin's packed output: ``([H, ceil(W/32)] uint32 bitmask, stats [area,x1,y1,x2,y2])``."""
+    lg = np.ascontiguousarray(logits, dtype=np.float32)
+    if lg.ndim == 2:
+        lg = lg[None]
+    oh, ow = out_hw
+    bits = np.empty((oh, (ow + 31) // 32), dtype=np.uint32)
+    stats = np.zeros(5, dtype=np.uint32)
+    n, lh, lw = lg.shape
+    _check(
+        _lib().sz_postprocess_masks_cpu(
+            _ptr(lg), n, lh, lw, oh, ow, _ptr(bits), None, _ptr(stats), threads
+        )
+    )
+    return bits, stats
+
+
+def preprocess_cuda(
+    src_ptr: int,
+    height: int,
+    width: int,
+    stride: int,
+    fmt: str,
+    sam_ptr: int | None,
+    reasoner_ptr: int | None,
+    *,
+    sam_dtype: type = np.float32,
+    sam_size: int = 1024,
+    reasoner_size: int = 840,
+    stream: int = 0,
+) -> None:
+    """Queue the fused pre-processing kernel on ``stream``; every pointer is device memory."""
+    _check(
+        _lib().sz_preprocess_cuda(
+            src_ptr, height, width, stride, FORMATS[fmt], sam_ptr, sam_size,
+            SAM_DTYPES[np.dtype(sam_dtype)], reasoner_ptr, reasoner_size,
+            PIL_LEGACY_ORDER if pil_legacy_order() else 0, stream or None,
+        )
+    )  # fmt: skip
+
+
+def postprocess_masks_cuda(
+    logits_ptr: int,
+    n: int,
+    low_hw: tuple[int, int],
+    out_hw: tuple[int, int],
+    bits_ptr: int,
+    stats_ptr: int,
+    *,
+    stream: int = 0,
+) -> None:
+    """Queue the fused post-processing kernel; device pointers (bits, 5 uint32 stats)."""
+    _check(
+        _lib().sz_postprocess_masks_cuda(
+            logits_ptr, n, low_hw[0], low_hw[1], out_hw[0], out_hw[1], bits_ptr, stats_ptr,
+            stream or None,
+        )
+    )  # fmt: skip

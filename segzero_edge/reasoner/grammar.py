@@ -1,0 +1,80 @@
+"""GBNF grammar for the Seg-Zero ``<answer>`` and the fixed tags around it.
+
+Generation with the grammar is split in two phases (see ``llama_cpp.LlamaCppReasoner``):
+the thinking text is free but limited to a token budget and ends at ``</think>``; the answer
+is then sampled under :func:`answer_grammar`, which only admits
+
+``<answer>[{"bbox_2d": [x1, y1, x2, y2], "point_2d": [x, y]}, ...]</answer>``
+
+with integers in ``0..max_coord`` (no leading zeros), at most ``max_objects`` objects
+(``[]`` = no object) and, at each separator, nothing, one space or a newline with up to 8
+spaces/tabs of indentation (pretty-printed JSON passes). The language is finite, so the
+answer always terminates within :func:`max_answer_chars` characters (and as many tokens): it
+always parses.
+"""
+
+from __future__ import annotations
+
+from ..prompt import REASONER_SIZE
+
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>"
+ANSWER_OPEN = "<answer>"
+ANSWER_CLOSE = "</answer>"
+
+DEFAULT_MAX_OBJECTS = 8
+DEFAULT_MAX_COORD = REASONER_SIZE  # coordinates live in the 840 x 840 frame (x2/y2 may be 840)
+_MAX_INDENT = 8  # a separator may be nothing, one space, or a newline + up to 8 spaces/tabs
+_MAX_WS = 1 + _MAX_INDENT
+_WS_SLOTS_PER_OBJECT = 20  # separators inside one object, its box and its point
+
+
+def int_range_rule(max_value: int) -> str:
+    """GBNF alternatives matching exactly the decimal integers ``0..max_value``."""
+    if not isinstance(max_value, int) or max_value < 0:
+        raise ValueError(f"max_value must be a non-negative int, got {max_value!r}")
+    digits = str(max_value)
+    alts = ['"0"']
+    if len(digits) > 1:  # every number with fewer digits than max_value
+        alts.append("[1-9]" + (f" [0-9]{{0,{len(digits) - 2}}}" if len(digits) > 2 else ""))
+    prefix: list[str] = []
+    for i, ch in enumerate(digits):  # numbers with as many digits, digit by digit
+        lo, d = (1 if i == 0 else 0), int(ch)
+        if d > lo:
+            rest = len(digits) - i - 1
+            alts.append(" ".join([*prefix, f"[{lo}-{d - 1}]", *["[0-9]"] * rest]))
+        prefix.append(f'"{ch}"')
+    if max_value > 0:
+        alts.append(" ".join(prefix))
+    return " | ".join(alts)
+
+
+def answer_grammar(
+    max_objects: int = DEFAULT_MAX_OBJECTS, max_coord: int = DEFAULT_MAX_COORD
+) -> str:
+    """GBNF for optional white space + the ``<answer>...</answer>`` block (root rule ``root``)."""
+    if not isinstance(max_objects, int) or max_objects < 1:
+        raise ValueError(f"max_objects must be a positive int, got {max_objects!r}")
+    return "\n".join(
+        [
+            f'root ::= ws "{ANSWER_OPEN}" ws list ws "{ANSWER_CLOSE}"',
+            f'list ::= "[" ws ( obj ( ws "," ws obj ){{0,{max_objects - 1}}} )? ws "]"',
+            'obj ::= "{" ws "\\"bbox_2d\\"" ws ":" ws box ws "," ws '
+            '"\\"point_2d\\"" ws ":" ws point ws "}"',
+            'box ::= "[" ws int ws "," ws int ws "," ws int ws "," ws int ws "]"',
+            'point ::= "[" ws int ws "," ws int ws "]"',
+            f"int ::= {int_range_rule(max_coord)}",
+            f'ws ::= ( " " | "\\n" [ \\t]{{0,{_MAX_INDENT}}} )?',
+            "",
+        ]
+    )
+
+
+def max_answer_chars(
+    max_objects: int = DEFAULT_MAX_OBJECTS, max_coord: int = DEFAULT_MAX_COORD
+) -> int:
+    """An upper bound on the characters :func:`answer_grammar` can produce."""
+    ws, digits = _MAX_WS, len(str(max_coord))
+    obj = len('{"bbox_2d":[,,,],"point_2d":[,]}') + 6 * digits + _WS_SLOTS_PER_OBJECT * ws
+    lst = 2 + 2 * ws + max_objects * obj + (max_objects - 1) * (1 + 2 * ws)
+    return len(ANSWER_OPEN) + len(ANSWER_CLOSE) + 3 * ws + lst

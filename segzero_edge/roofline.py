@@ -1,0 +1,257 @@
+"""Roofline ceilings for the pipeline's stages on the target devices (DESIGN.md section 6).
+
+A stage cannot finish sooner than its arithmetic at the device's peak FP16 rate, nor sooner
+than the bytes it must read at the device's memory bandwidth:
+``floor = max(flops / peak_flops, bytes / bandwidth)``. Decode is bandwidth-bound: each
+generated token reads every weight it multiplies (the whole text model except the embedding
+table, of which one row is read) plus the KV cache so far. Prefill, the vision encoder and
+SAM2 are compute-bound. A measured time divided into its floor is the fraction of the
+ceiling reached (1.0 = at the roofline). Pure Python: no numpy, no torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .targets import TARGETS, Target
+
+GB = 1e9
+BITS_PER_WEIGHT = {"Q4_K_M": 4.85, "Q8_0": 8.5, "F16": 16.0, "F32": 32.0}
+"""Average stored bits per matmul weight (llama.cpp quant types; Q4_K_M mixes Q4_K/Q6_K)."""
+OUTPUT_BITS = {"Q4_K_M": 6.5625, "Q8_0": 8.5, "F16": 16.0, "F32": 32.0}
+"""The output (LM head) matrix: llama.cpp stores it as Q6_K in Q4_K_M files."""
+KV_BYTES = 2  # f16 K and V cache entries
+VISION_BYTES = 2  # the mmproj (vision tower) is stored in f16
+SAM2_BYTES = 2  # TensorRT FP16 engines
+
+SAM2_GFLOPS: dict[str, tuple[float, float, float, float]] = {
+    # variant: (encoder GFLOPs at 1024 x 1024, decoder GFLOPs for 3 prompt points (box + point),
+    #           encoder parameters in millions, decoder parameters in millions).
+    # Counted with torch.utils.flop_counter (2 per multiply-add, attention included) on the
+    # encoder / decoder modules this project exports, sam2 1.1.0's SAM2.1 configs.
+    "tiny": (292.4, 3.71, 27.2, 4.2),
+    "small": (360.1, 3.71, 34.3, 4.2),
+    "base_plus": (646.8, 3.71, 69.1, 4.2),
+    "large": (1822.8, 3.71, 212.7, 4.2),
+}
+
+
+@dataclass(frozen=True)
+class ReasonerShape:
+    """The sizes of a Qwen2.5-VL model that set its FLOPs and bytes."""
+
+    name: str
+    layers: int
+    hidden: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    vision_depth: int
+    vision_hidden: int
+    vision_intermediate: int
+    vision_full_blocks: int
+    vision_window: int = 112
+    patch_size: int = 14
+    merge_size: int = 2
+
+    @classmethod
+    def from_hf_config(cls, config: Mapping[str, Any], name: str = "model") -> ReasonerShape:
+        """From a Hugging Face ``Qwen2_5_VLConfig`` dict (``config.json``)."""
+        tc = config.get("text_config") or config
+        vc = config["vision_config"]
+        heads = int(tc["num_attention_heads"])
+        return cls(
+            name=name,
+            layers=int(tc["num_hidden_layers"]),
+            hidden=int(tc["hidden_size"]),
+            intermediate=int(tc["intermediate_size"]),
+            heads=heads,
+            kv_heads=int(tc.get("num_key_value_heads") or heads),
+            head_dim=int(tc.get("head_dim") or int(tc["hidden_size"]) // heads),
+            vocab=int(tc["vocab_size"]),
+            vision_depth=int(vc["depth"]),
+            vision_hidden=int(vc["hidden_size"]),
+            vision_intermediate=int(vc["intermediate_size"]),
+            vision_full_blocks=len(vc.get("fullatt_block_indexes") or ()),
+            vision_window=int(vc.get("window_size", 112)),
+            patch_size=int(vc.get("patch_size", 14)),
+            merge_size=int(vc.get("spatial_merge_size", 2)),
+        )
+
+    # -- parameter counts (matmul weights only; norms and biases are negligible) ---------
+    @property
+    def layer_params(self) -> int:
+        q = self.hidden * self.heads * self.head_dim
+        kv = 2 * self.hidden * self.kv_heads * self.head_dim
+        o = self.heads * self.head_dim * self.hidden
+        return q + kv + o + 3 * self.hidden * self.intermediate
+
+    @property
+    def output_params(self) -> int:
+        return self.vocab * self.hidden
+
+    @property
+    def vision_block_params(self) -> int:
+        v = self.vision_hidden
+        return 4 * v * v + 3 * v * self.vision_intermediate
+
+    @property
+    def vision_params(self) -> int:
+        v, m = self.vision_hidden, self.merge_size**2
+        patch = 3 * 2 * self.patch_size**2 * v
+        merger = (m * v) ** 2 + m * v * self.hidden
+        return patch + self.vision_depth * self.vision_block_params + merger
+
+    # -- FLOPs (2 per multiply-add) ------------------------------------------------------
+    def vision_flops(self, image_size: int = 840) -> float:
+        """Vision encoder on one ``image_size`` square image (window + full attention)."""
+        side = image_size // self.patch_size
+        n = side * side
+        v, m = self.vision_hidden, self.merge_size**2
+        window = (self.vision_window // self.patch_size) ** 2
+        windowed = self.vision_depth - self.vision_full_blocks
+        linear = (
+            2 * n * (3 * 2 * self.patch_size**2 * v + self.vision_depth * self.vision_block_params)
+        )
+        attn = 4 * n * v * (self.vision_full_blocks * n + windowed * min(window, n))
+        merger = 2 * (n // m) * ((m * v) ** 2 + m * v * self.hidden)
+        return float(linear + attn + merger)
+
+    def prefill_flops(self, n_tokens: int) -> float:
+        """Text model over an ``n_tokens`` prompt (causal attention; logits of the last token)."""
+        linear = 2 * n_tokens * self.layers * self.layer_params
+        attn = 2 * self.layers * self.heads * self.head_dim * n_tokens * n_tokens
+        return float(linear + attn + 2 * self.output_params)
+
+    # -- bytes -----------------------------------------------------------------------------
+    def weight_bytes_per_token(self, quant: str = "Q4_K_M") -> float:
+        """Weights one decode step reads: every layer's matmuls + the output matrix."""
+        if quant not in BITS_PER_WEIGHT:
+            raise ValueError(
+                f"unknown quantization {quant!r}; choose one of {list(BITS_PER_WEIGHT)}"
+            )
+        layers = self.layers * self.layer_params * BITS_PER_WEIGHT[quant] / 8
+        return layers + self.output_params * OUTPUT_BITS[quant] / 8
+
+    def kv_bytes(self, n_ctx: int) -> float:
+        """The f16 KV cache of ``n_ctx`` tokens (read once per decode step)."""
+        return float(n_ctx * self.layers * 2 * self.kv_heads * self.head_dim * KV_BYTES)
+
+
+QWEN25VL_3B = ReasonerShape("Qwen2.5-VL-3B", 36, 2048, 11008, 16, 2, 128, 151936, 32, 1280, 3420, 4)
+QWEN25VL_7B = ReasonerShape("Qwen2.5-VL-7B", 28, 3584, 18944, 28, 4, 128, 152064, 32, 1280, 3420, 4)
+
+
+def sam2_size_key(variant: str) -> str:
+    """``tiny`` / ``small`` / ``base_plus`` / ``large`` from a name like ``sam2.1_hiera_b+``."""
+    v = variant.lower().replace("-", "_").replace("+", "_plus")
+    for key, names in (
+        ("base_plus", ("base_plus", "hiera_b")),
+        ("large", ("large", "hiera_l")),
+        ("small", ("small", "hiera_s")),
+        ("tiny", ("tiny", "hiera_t")),
+    ):
+        if any(n in v for n in names):
+            return key
+    raise ValueError(f"unknown SAM2 variant {variant!r}; expected tiny, small, base+ or large")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One pipeline call: model shapes and sizes of the inputs."""
+
+    reasoner: ReasonerShape
+    sam2_variant: str = "tiny"
+    quant: str = "Q4_K_M"
+    prompt_tokens: int = 1030
+    decode_tokens: int = 64
+    image_size: int = 840
+    objects: int = 1
+    decode_weight_bytes: float | None = None
+    """Measured bytes one decode step reads (e.g. from the GGUF file); else estimated."""
+
+
+def _floor(flops: float, nbytes: float, target: Target) -> float | None:
+    times = []
+    if target.fp16_tflops > 0:
+        times.append(flops / (target.fp16_tflops * 1e12))
+    if target.bandwidth_gbs > 0:
+        times.append(nbytes / (target.bandwidth_gbs * GB))
+    return max(times) if times else None
+
+
+def decode_tokens_per_s(work: Workload, bandwidth_gbs: float) -> float:
+    """Bandwidth ceiling of decode in tokens/s (KV cache at the mean decode context)."""
+    if bandwidth_gbs <= 0:
+        raise ValueError(f"bandwidth must be > 0 GB/s, got {bandwidth_gbs}")
+    weights = work.decode_weight_bytes or work.reasoner.weight_bytes_per_token(work.quant)
+    ctx = work.prompt_tokens + work.decode_tokens / 2
+    return bandwidth_gbs * GB / (weights + work.reasoner.kv_bytes(int(ctx)))
+
+
+def stage_floors(work: Workload, target: Target) -> dict[str, float | None]:
+    """Lower bounds in seconds per stage (None where the target has no figure for it)."""
+    r = work.reasoner
+    sam = SAM2_GFLOPS[sam2_size_key(work.sam2_variant)]
+    weights = work.decode_weight_bytes or r.weight_bytes_per_token(work.quant)
+    floors: dict[str, float | None] = {
+        "vision_encode": _floor(
+            r.vision_flops(work.image_size), r.vision_params * VISION_BYTES, target
+        ),
+        "prefill": _floor(r.prefill_flops(work.prompt_tokens), weights, target),
+        "decode": (
+            work.decode_tokens / decode_tokens_per_s(work, target.bandwidth_gbs)
+            if target.bandwidth_gbs > 0
+            else None
+        ),
+        "sam_encode": _floor(sam[0] * 1e9, sam[2] * 1e6 * SAM2_BYTES, target),
+        "sam_decode": _floor(
+            work.objects * sam[1] * 1e9, work.objects * sam[3] * 1e6 * SAM2_BYTES, target
+        ),
+    }
+    # The reasoner and the SAM2 encoder share the GPU: end to end is their sum.
+    parts = [v for v in floors.values()]
+    floors["total"] = sum(parts) if all(v is not None for v in parts) else None  # type: ignore[misc]
+    return floors
+
+
+def roofline(work: Workload, targets: Mapping[str, Target] = TARGETS) -> dict[str, Any]:
+    """Floors per stage and the decode ceiling for every target, JSON-ready."""
+    out: dict[str, Any] = {"workload": {**asdict(work), "reasoner": work.reasoner.name}}
+    for name, t in targets.items():
+        out[name] = {
+            "floors_s": stage_floors(work, t),
+            "decode_tokens_per_s": decode_tokens_per_s(work, t.bandwidth_gbs),
+            "bandwidth_gbs": t.bandwidth_gbs,
+            "fp16_tflops": t.fp16_tflops,
+        }
+    return out
+
+
+def fraction_of_ceiling(
+    measured_s: Mapping[str, float], floors_s: Mapping[str, float | None]
+) -> dict[str, float]:
+    """``floor / measured`` per stage present in both (1.0 = at the roofline)."""
+    return {
+        k: floors_s[k] / v  # type: ignore[operator]
+        for k, v in measured_s.items()
+        if floors_s.get(k) is not None and v > 0
+    }
+
+
+def target_for_jetson(model: str | None, memory_gb: float = 0.0) -> str | None:
+    """The target name of a Jetson from its device-tree model string (None if not an Orin)."""
+    m = (model or "").lower()
+    if "orin" not in m:
+        return None
+    if "nano" in m:
+        return "orin-nano-8gb"
+    if " nx" in m or "orin nx" in m:
+        return "orin-nx-16gb"
+    if "agx" in m:
+        return "agx-orin-64gb" if memory_gb > 40 else "agx-orin-32gb"
+    return None

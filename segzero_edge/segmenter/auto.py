@@ -1,0 +1,73 @@
+"""Open the best SAM2 segmenter of a bundle: TensorRT engines when usable, else onnxruntime."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..backends import Segmenter
+
+BACKENDS = ("auto", "tensorrt", "onnxruntime")
+ENCODER_ONNX = "sam2_encoder.onnx"
+DECODER_ONNX = "sam2_decoder.onnx"
+ORT_ONLY_OPTIONS = ("providers", "threads")
+
+
+def tensorrt_status(bundle_dir: Path) -> tuple[tuple[Path, Path] | None, str]:
+    """``((encoder_plan, decoder_plan), "")`` when TensorRT can run here, else ``(None, why)``."""
+    try:
+        from . import tensorrt as trt_backend
+    except ImportError as e:
+        return None, f"the TensorRT backend module cannot be imported ({e})"
+    ok, why = trt_backend.available()
+    if not ok:
+        return None, why
+    from ..engines import find_engines
+
+    plans = find_engines(bundle_dir)
+    if plans is None:
+        return None, (
+            f"no TensorRT engines for this device under {bundle_dir / 'engines'} "
+            "(build them on this device first)"
+        )
+    return plans, ""
+
+
+def _open_onnxruntime(bundle_dir: Path, opts: dict[str, Any]) -> Segmenter:
+    from .onnxruntime import OrtSegmenter
+
+    encoder, decoder = bundle_dir / ENCODER_ONNX, bundle_dir / DECODER_ONNX
+    for path in (encoder, decoder):
+        if not path.is_file():
+            raise FileNotFoundError(f"SAM2 ONNX file missing from the bundle: {path}")
+    return OrtSegmenter(encoder, decoder, **opts)
+
+
+def open_segmenter(
+    bundle_dir: str | os.PathLike[str], backend: str = "auto", **opts: Any
+) -> Segmenter:
+    """A SAM2 segmenter for ``bundle_dir``.
+
+    ``backend``: ``"tensorrt"`` (engines built for this device), ``"onnxruntime"`` (the ONNX
+    graphs), or ``"auto"`` (TensorRT when available with engines for this device, else
+    onnxruntime). ``opts`` go to the chosen backend; in ``"auto"`` mode the onnxruntime-only
+    options (``providers``, ``threads``) are dropped when TensorRT is chosen.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown segmenter backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    root = Path(bundle_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"bundle folder not found: {root}")
+    if backend == "onnxruntime":
+        return _open_onnxruntime(root, opts)
+    plans, why = tensorrt_status(root)
+    if plans is None:
+        if backend == "tensorrt":
+            raise RuntimeError(f"segmenter backend 'tensorrt' is unavailable: {why}")
+        return _open_onnxruntime(root, opts)
+    from .tensorrt import TensorRTSegmenter
+
+    if backend == "auto":
+        opts = {k: v for k, v in opts.items() if k not in ORT_ONLY_OPTIONS}
+    return TensorRTSegmenter(*plans, **opts)

@@ -1,0 +1,163 @@
+"""SAM2 segmenter on onnxruntime: the two exported ONNX graphs, any execution provider."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..backends import ImageEmbedding
+
+PROVIDER_PREFERENCE = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "CPUExecutionProvider",
+)
+ENCODER_INPUTS = ("image",)
+ENCODER_OUTPUTS = ("high_res_feats_0", "high_res_feats_1", "image_embed")
+DECODER_INPUTS = (
+    "image_embed",
+    "high_res_feats_0",
+    "high_res_feats_1",
+    "point_coords",
+    "point_labels",
+    "mask_input",
+    "has_mask_input",
+)
+DECODER_OUTPUTS = ("masks", "iou_predictions")
+IMAGE_SHAPE = (1, 3, 1024, 1024)
+MASK_INPUT_SHAPE = (1, 1, 256, 256)
+
+
+def _short_name(provider: str) -> str:
+    return provider.removesuffix("ExecutionProvider").lower()
+
+
+def choose_providers(requested: Sequence[str] | None, available: Sequence[str]) -> list[str]:
+    """The requested providers (all must be available), or TensorRT > CUDA > CPU."""
+    if requested is None:
+        chosen = [p for p in PROVIDER_PREFERENCE if p in available]
+        return chosen or list(available)
+    missing = [p for p in requested if p not in available]
+    if missing:
+        raise ValueError(
+            f"onnxruntime execution provider(s) {missing} not available here; "
+            f"available: {list(available)}"
+        )
+    if not requested:
+        raise ValueError("providers must name at least one onnxruntime execution provider")
+    return list(requested)
+
+
+class OrtSegmenter:
+    """SAM2 encoder + decoder ONNX graphs run with onnxruntime (``Segmenter`` protocol)."""
+
+    def __init__(
+        self,
+        encoder_path: str | os.PathLike[str],
+        decoder_path: str | os.PathLike[str],
+        *,
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise RuntimeError(
+                "onnxruntime is not installed (pip install 'segzero-edge[runtime]')"
+            ) from e
+        paths = {"encoder": Path(encoder_path), "decoder": Path(decoder_path)}
+        for role, path in paths.items():
+            if not path.is_file():
+                raise FileNotFoundError(f"SAM2 {role} ONNX file not found: {path}")
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        chosen = choose_providers(providers, ort.get_available_providers())
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self._encoder = self._open(ort, paths["encoder"], options, chosen)
+        self._decoder = self._open(ort, paths["decoder"], options, chosen)
+        self._check_io(self._encoder, paths["encoder"], ENCODER_INPUTS, ENCODER_OUTPUTS)
+        self._check_io(self._decoder, paths["decoder"], DECODER_INPUTS, DECODER_OUTPUTS)
+        self.providers = list(self._encoder.get_providers())
+        self.name = f"onnxruntime-{_short_name(self.providers[0])}"
+        self._no_mask = np.zeros(MASK_INPUT_SHAPE, dtype=np.float32)
+
+    @staticmethod
+    def _open(ort: Any, path: Path, options: Any, providers: list[str]) -> Any:
+        try:
+            return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        except Exception as e:
+            raise RuntimeError(f"onnxruntime cannot load {path}: {e}") from e
+
+    @staticmethod
+    def _check_io(
+        session: Any, path: Path, inputs: tuple[str, ...], outputs: tuple[str, ...]
+    ) -> None:
+        got_in = tuple(i.name for i in session.get_inputs())
+        got_out = tuple(o.name for o in session.get_outputs())
+        if set(got_in) != set(inputs) or not set(outputs) <= set(got_out):
+            raise ValueError(
+                f"{path} is not a SAM2 graph of this project: inputs {got_in}, outputs "
+                f"{got_out}; expected inputs {inputs} and outputs {outputs} "
+                "(export it with segzero_export.sam2_onnx.export_sam2)"
+            )
+
+    def encode(self, image: np.ndarray) -> ImageEmbedding:
+        """``[1, 3, 1024, 1024]`` float32 normalised image -> SAM2 image features."""
+        if tuple(image.shape) != IMAGE_SHAPE:
+            raise ValueError(f"SAM2 encoder input must be {IMAGE_SHAPE}, got {tuple(image.shape)}")
+        image = np.ascontiguousarray(image, dtype=np.float32)
+        f0, f1, embed = self._encoder.run(list(ENCODER_OUTPUTS), {"image": image})
+        return ImageEmbedding(image_embed=embed, high_res_feats_0=f0, high_res_feats_1=f1)
+
+    def decode(
+        self,
+        embedding: ImageEmbedding,
+        point_coords: np.ndarray,
+        point_labels: np.ndarray,
+        *,
+        mask_input: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Prompts -> all four low-res mask logits ``[1, 4, 256, 256]`` and IoU ``[1, 4]``.
+
+        ``mask_input`` (optional, ``[1, 1, 256, 256]`` logits) is a previous low-res mask.
+        """
+        coords = np.ascontiguousarray(point_coords, dtype=np.float32)
+        labels = np.ascontiguousarray(point_labels, dtype=np.float32)
+        if coords.ndim != 3 or coords.shape[0] != 1 or coords.shape[2] != 2 or coords.shape[1] < 1:
+            raise ValueError(f"point_coords must be [1, P, 2] with P >= 1, got {coords.shape}")
+        if labels.shape != coords.shape[:2]:
+            raise ValueError(
+                f"point_labels must be [1, P] = {coords.shape[:2]}, got {labels.shape}"
+            )
+        mask: np.ndarray
+        if mask_input is None:
+            mask, has_mask = self._no_mask, np.zeros(1, dtype=np.float32)
+        else:
+            mask = np.ascontiguousarray(mask_input, dtype=np.float32).reshape(MASK_INPUT_SHAPE)
+            has_mask = np.ones(1, dtype=np.float32)
+        feeds = {
+            "image_embed": embedding.image_embed,
+            "high_res_feats_0": embedding.high_res_feats_0,
+            "high_res_feats_1": embedding.high_res_feats_1,
+            "point_coords": coords,
+            "point_labels": labels,
+            "mask_input": mask,
+            "has_mask_input": has_mask,
+        }
+        masks, iou = self._decoder.run(list(DECODER_OUTPUTS), feeds)
+        return masks, iou
+
+    def close(self) -> None:
+        """Release both sessions."""
+        self._encoder = None
+        self._decoder = None
+
+    def __repr__(self) -> str:
+        return f"OrtSegmenter(name={self.name!r}, providers={self.providers})"

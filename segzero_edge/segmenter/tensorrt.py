@@ -1,0 +1,376 @@
+"""SAM2 segmenter on TensorRT engines built on this device (``segzero-edge build-engines``).
+
+TensorRT 10 API (``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``) with device
+memory from cuda-python's runtime bindings. ``encode`` leaves the image features on the GPU:
+the returned :class:`~segzero_edge.backends.ImageEmbedding` holds :class:`DeviceBuffer` s that
+``decode`` reads in place, so several prompts (or queries) on one frame encode it once.
+``decode`` also accepts an embedding of numpy arrays (e.g. from the onnxruntime backend).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..backends import ImageEmbedding
+from .onnxruntime import (
+    DECODER_INPUTS,
+    DECODER_OUTPUTS,
+    ENCODER_INPUTS,
+    ENCODER_OUTPUTS,
+    IMAGE_SHAPE,
+    MASK_INPUT_SHAPE,
+)
+
+if TYPE_CHECKING:
+    import tensorrt
+
+log = logging.getLogger(__name__)
+
+FEATURES = ("image_embed", "high_res_feats_0", "high_res_feats_1")
+POINTS = ("point_coords", "point_labels")
+
+
+class CudaError(RuntimeError):
+    """A CUDA runtime call failed."""
+
+
+def _cudart() -> Any:
+    try:
+        from cuda.bindings import runtime
+    except ImportError:
+        from cuda import cudart as runtime  # type: ignore[no-redef]  # cuda-python < 12.6
+    return runtime
+
+
+def _check(result: Any, what: str) -> Any:
+    """Unpack a cuda-python ``(err, *values)`` result, raising :class:`CudaError` on failure."""
+    cudart = _cudart()
+    err, *values = result if isinstance(result, tuple) else (result,)
+    if err != cudart.cudaError_t.cudaSuccess:
+        _, name = cudart.cudaGetErrorName(err)
+        raise CudaError(f"{what} failed: {name.decode() if isinstance(name, bytes) else name}")
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def available() -> tuple[bool, str]:
+    """Whether this backend can run here: TensorRT, cuda-python and a CUDA device."""
+    from ..device import load_tensorrt
+
+    trt, why = load_tensorrt()
+    if trt is None:
+        return False, why
+    try:
+        cudart = _cudart()
+    except ImportError as e:
+        return False, f"cuda-python not installed ({e}); pip install cuda-python"
+    try:
+        count = _check(cudart.cudaGetDeviceCount(), "cudaGetDeviceCount")
+    except Exception as e:  # driver libraries missing raise from inside cuda-python
+        return False, f"no usable CUDA device: {e}"
+    if not count:
+        return False, "no CUDA device"
+    return True, f"TensorRT {trt.__version__}, {count} CUDA device(s)"
+
+
+class DeviceBuffer:
+    """A ``cudaMalloc`` allocation holding one tensor; freed by :meth:`free` or when collected."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype[Any] | type) -> None:
+        self.shape = tuple(int(d) for d in shape)
+        self.dtype = np.dtype(dtype)
+        self.nbytes = int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        self.ptr: int = int(_check(_cudart().cudaMalloc(max(self.nbytes, 1)), "cudaMalloc"))
+
+    def upload(self, array: np.ndarray, stream: Any) -> None:
+        """Copy ``array`` (cast to this buffer's dtype) onto the device, ordered on ``stream``.
+
+        From pageable host memory the call returns once the data is staged, so ``array`` may
+        be released at once; the copy completes before later work on ``stream``.
+        """
+        host = np.ascontiguousarray(array, dtype=self.dtype)
+        if host.nbytes > self.nbytes:
+            raise ValueError(f"{host.nbytes} bytes do not fit a {self.nbytes}-byte device buffer")
+        cudart = _cudart()
+        kind = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+        _check(
+            cudart.cudaMemcpyAsync(self.ptr, host.ctypes.data, host.nbytes, kind, stream),
+            "cudaMemcpyAsync (host to device)",
+        )
+
+    def download(self, stream: Any, shape: tuple[int, ...] | None = None) -> np.ndarray:
+        """A host copy (``shape`` may be smaller than the allocation, e.g. fewer points)."""
+        out = np.empty(shape or self.shape, dtype=self.dtype)
+        cudart = _cudart()
+        kind = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        _check(
+            cudart.cudaMemcpyAsync(out.ctypes.data, self.ptr, out.nbytes, kind, stream),
+            "cudaMemcpyAsync (device to host)",
+        )
+        _check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+        return out
+
+    def free(self) -> None:
+        if self.ptr:
+            ptr, self.ptr = self.ptr, 0
+            with contextlib.suppress(Exception):  # interpreter shutdown
+                _cudart().cudaFree(ptr)
+
+    def __del__(self) -> None:
+        self.free()
+
+    def __repr__(self) -> str:
+        return f"DeviceBuffer(shape={self.shape}, dtype={self.dtype}, ptr={self.ptr:#x})"
+
+
+class TensorRTSegmenter:
+    """SAM2 encoder + decoder TensorRT engines (``Segmenter`` protocol)."""
+
+    def __init__(
+        self,
+        encoder_plan: str | os.PathLike[str],
+        decoder_plan: str | os.PathLike[str],
+        *,
+        device: int = 0,
+    ) -> None:
+        from ..engines import import_tensorrt
+
+        import_tensorrt()  # a clear TensorRTUnavailable when missing
+        import tensorrt as trt
+
+        plans = {"encoder": Path(encoder_plan), "decoder": Path(decoder_plan)}
+        for role, path in plans.items():
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"SAM2 {role} TensorRT engine not found: {path} "
+                    "(build it on this device: segzero-edge build-engines BUNDLE)"
+                )
+        cudart = _cudart()
+        _check(cudart.cudaSetDevice(device), f"cudaSetDevice({device})")
+        self._buffers: dict[str, DeviceBuffer] = {}
+        self._stream: Any = None
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        self._encoder = self._load(plans["encoder"], ENCODER_INPUTS, ENCODER_OUTPUTS)
+        self._decoder = self._load(plans["decoder"], DECODER_INPUTS, DECODER_OUTPUTS)
+        for name in FEATURES:
+            out_dt = self._encoder.get_tensor_dtype(name)
+            in_dt = self._decoder.get_tensor_dtype(name)
+            if out_dt != in_dt:
+                raise ValueError(
+                    f"engine mismatch: encoder writes {name} as {out_dt}, decoder reads {in_dt}"
+                )
+        self._enc_ctx = self._encoder.create_execution_context()
+        self._dec_ctx = self._decoder.create_execution_context()
+        if self._enc_ctx is None or self._dec_ctx is None:
+            raise RuntimeError("TensorRT could not create an execution context (out of memory?)")
+        self._stream = _check(cudart.cudaStreamCreate(), "cudaStreamCreate")
+        self.max_points = int(self._decoder.get_tensor_profile_shape(POINTS[0], 0)[2][1])
+        for name in ("image", *DECODER_INPUTS, *DECODER_OUTPUTS):
+            if name in FEATURES:
+                continue  # features live in each ImageEmbedding
+            engine = self._encoder if name == "image" else self._decoder
+            shape = self._static_shape(engine, name)
+            self._buffers[name] = DeviceBuffer(shape, self._nptype(engine, name))
+        self._no_mask = np.zeros(MASK_INPUT_SHAPE, dtype=np.float32)
+        self._mask_is_zero = False  # device mask_input / has_mask_input hold zeros
+        self.device = device
+        self.tensorrt_version = str(trt.__version__)
+        self.name = "tensorrt"
+
+    def _load(
+        self, path: Path, inputs: tuple[str, ...], outputs: tuple[str, ...]
+    ) -> tensorrt.ICudaEngine:
+        engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+        if engine is None:
+            raise RuntimeError(
+                f"TensorRT {self._trt_version()} cannot load {path}: built with another "
+                "TensorRT version or GPU? Rebuild it here: "
+                "segzero-edge build-engines BUNDLE --force"
+            )
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        if set(names) != set(inputs) | set(outputs):
+            raise ValueError(
+                f"{path} is not a SAM2 engine of this project: tensors {names}; expected "
+                f"inputs {inputs} and outputs {outputs}"
+            )
+        return engine
+
+    @staticmethod
+    def _trt_version() -> str:
+        import tensorrt as trt
+
+        return str(trt.__version__)
+
+    @staticmethod
+    def _nptype(engine: tensorrt.ICudaEngine, name: str) -> np.dtype[Any]:
+        import tensorrt as trt
+
+        return np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+
+    def _static_shape(self, engine: tensorrt.ICudaEngine, name: str) -> tuple[int, ...]:
+        """The engine's shape of ``name``, with the point dimension at its profile maximum."""
+        dims = engine.get_tensor_shape(name)
+        shape = [int(dims[i]) for i in range(len(dims))]
+        if name in POINTS:
+            shape[1] = self.max_points
+        if any(d < 0 for d in shape):
+            raise ValueError(f"engine tensor {name} has an unexpected dynamic shape {shape}")
+        return tuple(shape)
+
+    def _run(self, ctx: tensorrt.IExecutionContext, what: str) -> None:
+        if not ctx.execute_async_v3(int(self._stream)):
+            raise RuntimeError(f"TensorRT {what} failed to enqueue (see the TensorRT log)")
+
+    def encode(self, image: np.ndarray) -> ImageEmbedding:
+        """``[1, 3, 1024, 1024]`` float32 normalised image -> features kept on the device."""
+        self._require_open()
+        if tuple(image.shape) != IMAGE_SHAPE:
+            raise ValueError(f"SAM2 encoder input must be {IMAGE_SHAPE}, got {tuple(image.shape)}")
+        self._buffers["image"].upload(image, self._stream)
+        return self.encode_loaded()
+
+    @property
+    def image_buffer(self) -> DeviceBuffer:
+        """The encoder's input on the device: a CUDA pre-processing kernel may write it directly
+        (queued on :attr:`stream`), then :meth:`encode_loaded` runs without a host copy."""
+        self._require_open()
+        return self._buffers["image"]
+
+    @property
+    def stream(self) -> int:
+        """The CUDA stream (as an int handle) all work of this segmenter is queued on."""
+        self._require_open()
+        return int(self._stream)
+
+    def encode_loaded(self) -> ImageEmbedding:
+        """Run the encoder on what :attr:`image_buffer` holds; features stay on the device."""
+        self._require_open()
+        ctx = self._enc_ctx
+        ctx.set_tensor_address("image", self._buffers["image"].ptr)
+        feats = {}
+        for name in ENCODER_OUTPUTS:
+            buf = DeviceBuffer(
+                self._static_shape(self._encoder, name), self._nptype(self._encoder, name)
+            )
+            ctx.set_tensor_address(name, buf.ptr)
+            feats[name] = buf
+        self._run(ctx, "encoder")
+        _check(_cudart().cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+        return ImageEmbedding(
+            image_embed=feats["image_embed"],
+            high_res_feats_0=feats["high_res_feats_0"],
+            high_res_feats_1=feats["high_res_feats_1"],
+        )
+
+    def _feature_ptr(self, name: str, value: Any) -> int:
+        expected = self._static_shape(self._decoder, name)
+        if isinstance(value, DeviceBuffer):
+            if value.shape != expected or value.ptr == 0:
+                raise ValueError(
+                    f"embedding {name} is {value!r}, the decoder wants shape {expected}"
+                )
+            return value.ptr
+        host = np.asarray(value)
+        if tuple(host.shape) != expected:
+            raise ValueError(f"embedding {name} has shape {host.shape}, expected {expected}")
+        key = f"host:{name}"
+        if key not in self._buffers:
+            self._buffers[key] = DeviceBuffer(expected, self._nptype(self._decoder, name))
+        self._buffers[key].upload(host, self._stream)
+        return self._buffers[key].ptr
+
+    def decode(
+        self,
+        embedding: ImageEmbedding,
+        point_coords: np.ndarray,
+        point_labels: np.ndarray,
+        *,
+        mask_input: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Prompts in the 1024 frame -> low-res logits ``[1, 4, 256, 256]``, IoU ``[1, 4]``."""
+        self._require_open()
+        coords = np.asarray(point_coords, dtype=np.float32)
+        labels = np.asarray(point_labels, dtype=np.float32)
+        if coords.ndim != 3 or coords.shape[0] != 1 or coords.shape[2] != 2 or coords.shape[1] < 1:
+            raise ValueError(f"point_coords must be [1, P, 2] with P >= 1, got {coords.shape}")
+        if labels.shape != coords.shape[:2]:
+            raise ValueError(
+                f"point_labels must be [1, P] = {coords.shape[:2]}, got {labels.shape}"
+            )
+        n = coords.shape[1]
+        if n > self.max_points:
+            raise ValueError(
+                f"{n} prompt points exceed the engine's profile maximum of {self.max_points} "
+                "(rebuild with a larger points profile)"
+            )
+        inputs: list[tuple[str, np.ndarray]] = [("point_coords", coords), ("point_labels", labels)]
+        if mask_input is not None or not self._mask_is_zero:
+            mask: np.ndarray
+            if mask_input is None:
+                mask, has_mask = self._no_mask, np.zeros(1, dtype=np.float32)
+            else:
+                mask = np.asarray(mask_input, dtype=np.float32).reshape(MASK_INPUT_SHAPE)
+                has_mask = np.ones(1, dtype=np.float32)
+            inputs += [("mask_input", mask), ("has_mask_input", has_mask)]
+        ctx = self._dec_ctx
+        for name in FEATURES:
+            ctx.set_tensor_address(name, self._feature_ptr(name, getattr(embedding, name)))
+        for name, host in inputs:
+            self._buffers[name].upload(host, self._stream)
+        if len(inputs) > 2:
+            self._mask_is_zero = mask_input is None  # the zero mask stays until replaced
+        for name in ("point_coords", "point_labels", "mask_input", "has_mask_input"):
+            ctx.set_tensor_address(name, self._buffers[name].ptr)
+        for name, shape in (("point_coords", (1, n, 2)), ("point_labels", (1, n))):
+            if not ctx.set_input_shape(name, shape):
+                raise ValueError(f"TensorRT rejected input shape {shape} for {name}")
+        for name in DECODER_OUTPUTS:
+            ctx.set_tensor_address(name, self._buffers[name].ptr)
+        self._run(ctx, "decoder")
+        masks, iou = (self._buffers[name].download(self._stream) for name in DECODER_OUTPUTS)
+        return masks.astype(np.float32, copy=False), iou.astype(np.float32, copy=False)
+
+    def _require_open(self) -> None:
+        if self._stream is None:
+            raise RuntimeError("TensorRTSegmenter is closed")
+        if self.device != 0:  # the current device is per host thread
+            _check(_cudart().cudaSetDevice(self.device), f"cudaSetDevice({self.device})")
+
+    def to_numpy(self, value: Any) -> np.ndarray:
+        """A host copy of an embedding field (a :class:`DeviceBuffer`, or an array as is)."""
+        self._require_open()
+        if isinstance(value, DeviceBuffer):
+            return value.download(self._stream)
+        return np.asarray(value)
+
+    def close(self) -> None:
+        """Free the device buffers, contexts, engines and the stream (idempotent)."""
+        for buf in self._buffers.values():
+            buf.free()
+        self._buffers = {}
+        for attr in ("_enc_ctx", "_dec_ctx", "_encoder", "_decoder"):  # contexts first
+            if hasattr(self, attr):
+                delattr(self, attr)
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            try:
+                _cudart().cudaStreamDestroy(stream)
+            except Exception as e:  # pragma: no cover - best effort
+                log.debug("cudaStreamDestroy failed: %s", e)
+
+    def __enter__(self) -> TensorRTSegmenter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"TensorRTSegmenter(tensorrt={self.tensorrt_version}, device={self.device})"

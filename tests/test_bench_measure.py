@@ -1,0 +1,56 @@
+"""Benchmark measuring helpers: percentiles, peak RSS, the bandwidth copy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from segzero_edge.commands.bench import load_bench
+
+load_bench()
+from segzero_bench.bandwidth import measure_bandwidth  # noqa: E402
+from segzero_bench.measure import (  # noqa: E402
+    aggregate,
+    peak_rss_mib,
+    percentile,
+    reset_peak_rss,
+    rss_mib,
+    summarize,
+)
+
+
+def test_percentile_matches_numpy() -> None:
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 7, 100):
+        xs = rng.random(n).tolist()
+        for q in (0, 50, 90, 99, 100):
+            assert percentile(xs, q) == pytest.approx(float(np.percentile(xs, q)))
+    with pytest.raises(ValueError, match="empty"):
+        percentile([], 50)
+
+
+def test_summarize_and_aggregate() -> None:
+    s = summarize([3.0, 1.0, 2.0])
+    assert s["p50"] == 2.0 and s["min"] == 1.0 and s["max"] == 3.0 and s["n"] == 3
+    agg = aggregate([{"a": 1.0, "b": 2.0}, {"a": 3.0}])
+    assert agg["a"]["mean"] == 2.0 and agg["b"]["n"] == 1
+
+
+def test_peak_rss_sees_a_large_allocation() -> None:
+    assert reset_peak_rss()
+    base = rss_mib()
+    block = np.ones(200 * 2**20 // 8)  # 200 MiB, touched
+    peak = peak_rss_mib()
+    del block
+    print(f"rss before {base:.0f} MiB, peak {peak:.0f} MiB")
+    assert peak >= base + 190, (base, peak)
+
+
+def test_bandwidth_is_sane() -> None:
+    bw = measure_bandwidth(64, repeats=3)
+    print(f"copy bandwidth {bw['gbs']:.1f} GB/s")
+    assert 0.3 < bw["gbs"] < 2000
+    assert bw["gbs"] >= bw["gbs_median"]
+    assert bw["bytes_per_copy"] == 2 * 64 * 2**20
+    with pytest.raises(ValueError, match="size_mib"):
+        measure_bandwidth(1)

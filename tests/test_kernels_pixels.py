@@ -1,0 +1,302 @@
+"""Pre/post-processing parity: native CPU twin and numpy fallback vs torch / PIL references.
+
+References: Meta's ``SAM2Transforms`` (torchvision Resize, antialias=True, + Normalize),
+``PIL.Image.resize(BILINEAR)``, ``F.interpolate(bilinear, align_corners=False) > 0``.
+Tolerances: SAM2 input max |diff| <= 5e-6 (float32 rounding; torch sums its taps in another
+order); reasoner input and masks exact; native twin == numpy bit for bit.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from segzero_edge import native, pixels
+
+SAM_TOL = 5e-6
+# (H, W): odd, tiny, portrait, landscape, upscaling, a 12 MP phone photo.
+SIZES = [(1, 1), (3, 5), (5, 3), (37, 1000), (840, 840), (1080, 1920), (2000, 999), (3024, 4032)]
+MASK_SIZES = [(1, 1), (3, 5), (256, 256), (100, 700), (1080, 1920), (3024, 4032)]
+
+
+@cache
+def rgb(h: int, w: int) -> np.ndarray:
+    """Random image: smooth gradient plus noise (so both flat and busy areas occur)."""
+    rng = np.random.default_rng(h * 10007 + w)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = (yy * 255 // max(h - 1, 1) + xx * 255 // max(w - 1, 1))[..., None] // 2
+    noise = rng.integers(-60, 61, (h, w, 3))
+    return np.clip(base + noise, 0, 255).astype(np.uint8)
+
+
+@cache
+def sam_reference(h: int, w: int) -> np.ndarray:
+    from sam2.utils.transforms import SAM2Transforms
+
+    with torch.no_grad():
+        return SAM2Transforms(resolution=1024, mask_threshold=0.0)(rgb(h, w))[None].numpy()
+
+
+@cache
+def pil_reference(h: int, w: int) -> np.ndarray:
+    img = Image.fromarray(rgb(h, w), "RGB").resize((840, 840), Image.BILINEAR)
+    return np.asarray(img)
+
+
+@cache
+def sam_numpy(h: int, w: int) -> np.ndarray:
+    return pixels.preprocess_sam_numpy(rgb(h, w))
+
+
+def logits(n: int, seed: int) -> np.ndarray:
+    """Mask logits with large blobs, noise and exact zeros (threshold edge cases)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:256, 0:256].astype(np.float32)
+    out = []
+    for _ in range(n):
+        cy, cx, r = rng.uniform(40, 216), rng.uniform(40, 216), rng.uniform(10, 80)
+        blob = r - np.hypot(yy - cy, xx - cx)
+        out.append(blob + rng.normal(0, 2, blob.shape).astype(np.float32))
+    lg = np.stack(out).astype(np.float32)
+    lg[:, ::17, ::13] = 0.0
+    return lg
+
+
+def torch_mask(lg: np.ndarray, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    up = F.interpolate(torch.from_numpy(lg)[None], size=hw, mode="bilinear", align_corners=False)
+    up = up[0].numpy()
+    return (up > 0).any(axis=0), up
+
+
+def box_of(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    ys, xs = np.nonzero(mask)
+    return None if ys.size == 0 else (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
+
+
+# ---- SAM2 input -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hw", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_kernels_sam_numpy_matches_sam2_transforms(hw: tuple[int, int]) -> None:
+    ref, got = sam_reference(*hw), sam_numpy(*hw)
+    assert got.shape == (1, 3, 1024, 1024) and got.dtype == np.float32
+    err = float(np.abs(got - ref).max())
+    print(f"numpy SAM2 input {hw}: max|diff| vs SAM2Transforms = {err:.2e}")
+    assert err <= SAM_TOL, f"numpy SAM2 input {hw}: max|diff| {err:.2e} > {SAM_TOL}"
+
+
+@pytest.mark.parametrize("hw", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_kernels_native_matches_references(native_cpu_lib: Path, hw: tuple[int, int]) -> None:
+    sam, reasoner = native.preprocess(rgb(*hw))
+    assert sam is not None and reasoner is not None
+    err = float(np.abs(sam - sam_reference(*hw)).max())
+    same_np = bool(np.array_equal(sam, sam_numpy(*hw)))
+    diff = np.abs(reasoner.astype(int) - pil_reference(*hw))
+    exact = float((diff == 0).mean())
+    print(f"native {hw}: SAM max|diff| {err:.2e}, == numpy {same_np}; PIL exact {exact:.4%}")
+    assert err <= SAM_TOL, f"native SAM2 input {hw}: max|diff| {err:.2e} > {SAM_TOL}"
+    assert same_np, f"native SAM2 input {hw} differs from the numpy twin"
+    assert diff.max() <= 1 and exact == 1.0, f"reasoner input {hw}: {exact:.4%} exact vs PIL"
+
+
+def test_kernels_reasoner_numpy_is_pil() -> None:
+    got = pixels.preprocess_reasoner_numpy(rgb(1080, 1920))
+    assert got.shape == (840, 840, 3) and got.dtype == np.uint8
+    assert np.array_equal(got, pil_reference(1080, 1920))
+
+
+def test_kernels_float16_output(native_cpu_lib: Path) -> None:
+    img = rgb(1080, 1920)
+    sam16, _ = native.preprocess(img, reasoner=False, sam_dtype=np.float16)
+    assert sam16 is not None and sam16.dtype == np.float16
+    np16 = pixels.preprocess_sam_numpy(img, np.float16)
+    assert np.array_equal(sam16.view(np.uint16), np16.view(np.uint16)), "f16 != numpy astype"
+    ref = sam_reference(1080, 1920)
+    ulp = np.spacing(np.abs(ref).astype(np.float16)).astype(np.float32)
+    # one half-ulp of rounding on top of the float32 tolerance (matters only near zero)
+    off = np.abs(sam16.astype(np.float32) - ref) / (ulp + SAM_TOL)
+    same = float((sam16 == ref.astype(np.float16)).mean())
+    print(f"float16 SAM2 input: max {off.max():.2f} half-ulp from torch, {same:.4%} == ref.half()")
+    assert off.max() <= 1.0, f"float16 output {off.max():.2f} half-ulp from the reference"
+
+
+# ---- NV12 -------------------------------------------------------------------------------------
+
+
+def yuv_reference(nv12: np.ndarray, full_range: bool) -> np.ndarray:
+    """Float64 BT.601 conversion with exact coefficients, chroma nearest, rounded."""
+    h = nv12.shape[0] * 2 // 3
+    y = nv12[:h].astype(np.float64)
+    uv = nv12[h:].reshape(h // 2, -1, 2).astype(np.float64) - 128
+    u = uv[..., 0].repeat(2, 0).repeat(2, 1)
+    v = uv[..., 1].repeat(2, 0).repeat(2, 1)
+    if full_range:
+        c, ku = y, 1.0
+    else:
+        c, ku = (y - 16) * 255 / 219, 255 / 224
+    r = c + 1.402 * ku * v
+    g = c - 0.344136 * ku * u - 0.714136 * ku * v
+    b = c + 1.772 * ku * u
+    return np.clip(np.rint(np.stack([r, g, b], -1)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("full_range", [False, True], ids=["limited", "full"])
+def test_kernels_nv12_conversion(full_range: bool) -> None:
+    rng = np.random.default_rng(5)
+    nv12 = rng.integers(0, 256, (720 * 3 // 2, 1280), dtype=np.uint8)
+    got = pixels.nv12_to_rgb(nv12, full_range=full_range).astype(int)
+    diff = np.abs(got - yuv_reference(nv12, full_range))
+    exact = float((diff == 0).mean())
+    print(f"NV12 {'full' if full_range else 'limited'} range vs float64: exact {exact:.4%}")
+    assert diff.max() <= 1 and exact > 0.99
+    if full_range:  # PIL's own YCbCr (JPEG, full range) conversion as a second reference
+        h = 720
+        ycc = np.stack(
+            [nv12[:h], *(nv12[h:].reshape(h // 2, -1, 2)[..., i].repeat(2, 0).repeat(2, 1)
+                         for i in (0, 1))], -1,
+        )  # fmt: skip
+        pil = np.asarray(Image.fromarray(ycc, "YCbCr").convert("RGB")).astype(int)
+        d = np.abs(got - pil)
+        print(f"NV12 full range vs PIL YCbCr: exact {(d == 0).mean():.4%}, max {d.max()}")
+        assert d.max() <= 1
+
+
+@pytest.mark.parametrize("hw", [(2, 2), (4, 6), (1080, 1920)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("fmt", ["nv12", "nv12_full"])
+def test_kernels_nv12_fused_path(native_cpu_lib: Path, hw: tuple[int, int], fmt: str) -> None:
+    nv12 = pixels.rgb_to_nv12(rgb(*hw), full_range=fmt == "nv12_full")
+    assert nv12.shape == (hw[0] * 3 // 2, hw[1])
+    sam, reasoner = native.preprocess(nv12, fmt)
+    conv = pixels.nv12_to_rgb(nv12, full_range=fmt == "nv12_full")
+    assert sam is not None and np.array_equal(sam, pixels.preprocess_sam_numpy(conv))
+    assert reasoner is not None and np.array_equal(reasoner, pixels.preprocess_reasoner_numpy(conv))
+    np_sam, np_reasoner = _numpy_only(lambda: pixels.preprocess_frame(nv12, fmt))
+    assert np.array_equal(np_sam, sam) and np.array_equal(np_reasoner, reasoner)
+
+
+# ---- masks ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hw", MASK_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("n", [1, 3])
+def test_kernels_masks_match_interpolate(native_cpu_lib: Path, hw: tuple[int, int], n: int) -> None:
+    lg = logits(n, seed=hw[0] + n)
+    ref, up = torch_mask(lg, hw)
+    for name, (mask, area, box) in {
+        "native": native.postprocess_masks(lg, hw),
+        "numpy": _as_tuple(pixels.postprocess_masks_numpy(lg, hw)),
+    }.items():
+        bad = mask != ref
+        near_zero = float(np.abs(up).min(axis=0)[bad].max()) if bad.any() else 0.0
+        print(f"{name} mask {hw} n={n}: {int(bad.sum())} of {ref.size} px differ from torch")
+        assert not bad.any(), f"{name}: {int(bad.sum())} px differ (|logit| {near_zero:.1e})"
+        assert area == int(ref.sum()) and box == box_of(ref), f"{name}: area/box wrong"
+
+
+def test_kernels_masks_empty_and_bits(native_cpu_lib: Path) -> None:
+    res = native.postprocess_masks(np.full((2, 256, 256), -1.0, np.float32), (33, 70))
+    assert res[1] == 0 and res[2] is None and not res[0].any()
+    lg = logits(2, seed=9)
+    mask, area, box = native.postprocess_masks(lg, (123, 77))
+    bits, stats = native.postprocess_bits_cpu(lg, (123, 77))
+    assert bits.shape == (123, 3)
+    assert np.array_equal(native.unpack_bits(bits, 77), mask)
+    assert int(stats[0]) == area and tuple(int(v) for v in stats[1:]) == box
+
+
+# ---- dispatch and errors ----------------------------------------------------------------------
+
+
+def _as_tuple(r: pixels.MaskResult) -> tuple[np.ndarray, int, tuple[int, int, int, int] | None]:
+    return r.mask, r.area, r.box
+
+
+def _numpy_only(fn):  # type: ignore[no-untyped-def]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(native.ENV_DISABLE, "0")
+        assert native.reload() == (False, "disabled by SEGZERO_NATIVE=0")
+        try:
+            return fn()
+        finally:
+            mp.delenv(native.ENV_DISABLE)
+            native.reload()
+
+
+def test_kernels_public_api_dispatch(native_cpu_lib: Path) -> None:
+    img = rgb(480, 640)
+    lg = logits(2, seed=3)
+    nat = (pixels.preprocess_sam(img), pixels.preprocess_reasoner(img))
+    nat_mask = pixels.postprocess_masks(lg, (480, 640))
+    fall = _numpy_only(
+        lambda: (pixels.preprocess_sam(img), pixels.preprocess_reasoner(img),
+                 pixels.postprocess_masks(lg, (480, 640)))
+    )  # fmt: skip
+    assert native.available()[0]
+    assert np.array_equal(nat[0], fall[0]) and np.array_equal(nat[1], fall[1])
+    assert np.array_equal(nat_mask.mask, fall[2].mask)
+    assert (nat_mask.area, nat_mask.box) == (fall[2].area, fall[2].box)
+    both = pixels.preprocess_frame(img)
+    assert np.array_equal(both[0], nat[0]) and np.array_equal(both[1], nat[1])
+
+
+def test_kernels_bad_input_errors(native_cpu_lib: Path) -> None:
+    with pytest.raises(ValueError, match="H x W x 3 uint8"):
+        pixels.preprocess_sam(np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError, match="H x W x 3 uint8"):
+        pixels.preprocess_sam_numpy(np.zeros((4, 4, 3), np.float32))
+    with pytest.raises(ValueError, match="NV12"):
+        native.preprocess(np.zeros((7, 6), np.uint8), "nv12")
+    with pytest.raises(ValueError, match="mask logits"):
+        pixels.postprocess_masks(np.zeros((1, 2, 0, 3), np.float32), (4, 4))
+    with pytest.raises(native.NativeError, match="too large"):
+        native.preprocess(np.zeros((2, 40000, 3), np.uint8), reasoner=False)
+    with pytest.raises(native.NativeError, match="CUDA"):
+        if native.cuda_available():
+            pytest.skip("CUDA present: the no-CUDA error does not apply")
+        native.preprocess(rgb(3, 5), device="cuda")
+
+
+def test_kernels_library_missing_gives_reason(tmp_path: Path) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(native.ENV_LIB, str(tmp_path / "nope.so"))
+        ok, why = native.reload()
+        assert not ok and "nope.so not found" in why
+        got = pixels.preprocess_reasoner(rgb(3, 5))  # numpy fallback still works
+        assert np.array_equal(got, pil_reference(3, 5))
+    native.reload()
+
+
+# ---- GPU: kernels vs CPU twin -----------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("hw", [(3, 5), (1080, 1920), (3024, 4032)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_kernels_cuda_preprocess_matches_cpu(native_cuda_lib: Path, hw: tuple[int, int]) -> None:
+    assert native.cuda_available(), "CUDA build loaded but no device visible"
+    for fmt, frame in (("rgb", rgb(*hw)), ("nv12", None)):
+        if fmt == "nv12":
+            if hw[0] % 2 or hw[1] % 2:
+                continue
+            frame = pixels.rgb_to_nv12(rgb(*hw))
+        for dt in (np.float32, np.float16):
+            cpu = native.preprocess(frame, fmt, sam_dtype=dt)
+            gpu = native.preprocess(frame, fmt, sam_dtype=dt, device="cuda")
+            assert np.array_equal(cpu[0], gpu[0]), f"SAM2 input {fmt} {dt} differs on GPU"
+            assert np.array_equal(cpu[1], gpu[1]), f"reasoner input {fmt} differs on GPU"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("hw", [(1, 1), (3, 5), (1080, 1920), (3024, 4032)])
+def test_kernels_cuda_masks_match_cpu(native_cuda_lib: Path, hw: tuple[int, int]) -> None:
+    lg = logits(3, seed=7)
+    cpu = native.postprocess_masks(lg, hw)
+    gpu = native.postprocess_masks(lg, hw, device="cuda")
+    assert np.array_equal(cpu[0], gpu[0]) and cpu[1:] == gpu[1:]
+    bits, _ = native.postprocess_bits_cpu(lg, hw)
+    assert np.array_equal(native.unpack_bits(bits, hw[1]), gpu[0])

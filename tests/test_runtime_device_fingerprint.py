@@ -1,0 +1,137 @@
+"""Device fingerprint: format, Jetson release parsing, GPU probes failing soft (CPU here)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from segzero_edge import device
+from segzero_edge.device import (
+    GpuInfo,
+    format_fingerprint,
+    is_valid_fingerprint,
+    parse_nvidia_smi,
+    parse_tegra_release,
+)
+
+ORIN_RELEASE = (
+    "# R36 (release), REVISION: 4.0, GCID: 37537400, BOARD: generic, EABI: aarch64, "
+    "DATE: Fri Sep 13 04:36:44 UTC 2024\n# KERNEL_VARIANT: oot\n"
+)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fingerprint(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv(device.ENV_FINGERPRINT, raising=False)
+    device.device_fingerprint.cache_clear()
+    yield
+    device.device_fingerprint.cache_clear()
+
+
+def test_format_jetson_orin() -> None:
+    orin = GpuInfo("Orin", (8, 7))
+    fp = format_fingerprint(orin, "10.3.0.30", "36.4.0")
+    assert fp == "orin-sm87-trt10.3.0-l4t36.4.0"
+    assert is_valid_fingerprint(fp)
+
+
+def test_format_desktop_gpu_and_cpu() -> None:
+    h100 = GpuInfo("NVIDIA H100 80GB HBM3", (9, 0))
+    assert format_fingerprint(h100, "10.13.0.35", None) == "h100-80gb-hbm3-sm90-trt10.13.0"
+    assert format_fingerprint(None, None, None, machine="x86_64") == "cpu-x86_64"
+    assert format_fingerprint(None, None, None, machine="aarch64") == "cpu-aarch64"
+    weird = format_fingerprint(GpuInfo("GeForce RTX/4090 (Ti) ", (8, 9)), None, None)
+    assert weird == "rtx-4090-ti-sm89"
+    for fp in (weird, "cpu-x86_64"):
+        assert is_valid_fingerprint(fp), fp
+
+
+def test_this_machine_fingerprint_is_filesystem_safe(tmp_path: Path) -> None:
+    fp = device.device_fingerprint()
+    print("device fingerprint here:", fp)
+    assert is_valid_fingerprint(fp), fp
+    assert re.fullmatch(r"[a-z0-9][a-z0-9._-]*", fp)
+    (tmp_path / fp).mkdir()  # a real folder name
+    gpu, why = device.probe_gpu()
+    if gpu is None:
+        assert fp.startswith("cpu-"), fp
+        assert why, "a failed probe must say why"
+    else:
+        cc = "".join(map(str, gpu.compute_capability))
+        assert f"-sm{cc}" in fp
+
+
+def test_env_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(device.ENV_FINGERPRINT, "orin-sm87-trt10.3.0-l4t36.4.0")
+    assert device.device_fingerprint() == "orin-sm87-trt10.3.0-l4t36.4.0"
+    device.device_fingerprint.cache_clear()
+    monkeypatch.setenv(device.ENV_FINGERPRINT, "../escape")
+    with pytest.raises(ValueError, match="not a safe folder name"):
+        device.device_fingerprint()
+
+
+@pytest.mark.parametrize("bad", ["", ".", "..", "a/b", "UPPER", "-lead", "x" * 200])
+def test_invalid_fingerprints(bad: str) -> None:
+    assert not is_valid_fingerprint(bad)
+
+
+def test_parse_tegra_release(tmp_path: Path) -> None:
+    assert parse_tegra_release(ORIN_RELEASE) == "36.4.0"
+    assert parse_tegra_release("# R35 (release), REVISION: 5.0, GCID: 1") == "35.5.0"
+    assert parse_tegra_release("something else") is None
+    path = tmp_path / "nv_tegra_release"
+    path.write_text(ORIN_RELEASE)
+    assert device.l4t_release(path) == ("36.4.0", "")
+    release, why = device.l4t_release(tmp_path / "missing")
+    assert release is None and "not found" in why
+
+
+def test_parse_nvidia_smi() -> None:
+    out = "NVIDIA H100 80GB HBM3, 9.0, 81559 MiB\nNVIDIA A10, 8.6, 23028 MiB\n"
+    gpu = parse_nvidia_smi(out)
+    assert gpu == GpuInfo("NVIDIA H100 80GB HBM3", (9, 0), 81559 << 20, "nvidia-smi")
+    second = parse_nvidia_smi(out, device=1)
+    assert second is not None and second.compute_capability == (8, 6)
+    assert parse_nvidia_smi(out, device=2) is None
+    assert parse_nvidia_smi("No devices were found") is None
+
+
+def test_probes_fail_soft_without_gpu() -> None:
+    gpu, why = device.probe_gpu_cuda_python(device=99)
+    assert gpu is None and why
+    version, why = device.tensorrt_version()
+    assert (version is None) == bool(why)
+
+
+def test_device_info_has_a_reason_for_every_missing_part() -> None:
+    info = device.device_info()
+    print("device info:", info)
+    assert info["fingerprint"] == device.device_fingerprint()
+    for key, reason in (
+        ("gpu", "gpu_reason"),
+        ("tensorrt_version", "tensorrt_reason"),
+        ("l4t_release", "l4t_reason"),
+    ):
+        assert (info[key] is None) == bool(info[reason]), f"{key} / {reason}: {info}"
+
+
+def test_device_modules_are_lean() -> None:
+    """Importing the TensorRT-side modules loads no torch / onnxruntime / tensorrt; the
+    fingerprint then probes tensorrt (for its version) but still no torch / onnxruntime."""
+    code = (
+        "import sys\n"
+        "import segzero_edge.device, segzero_edge.engines, segzero_edge.segmenter.tensorrt\n"
+        "import segzero_edge.commands.doctor, segzero_edge.commands.build_engines\n"
+        "heavy = ('torch', 'onnxruntime', 'tensorrt')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+        "segzero_edge.device.device_fingerprint()\n"
+        "print(sorted(m for m in heavy[:2] if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    assert out.split() == ["[]", "[]"], out

@@ -1,0 +1,211 @@
+"""SegZeroEdge end to end on the tiny bundle: statuses, faults, threads, cache, CLI."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segzero_edge import SegZeroEdge, Status
+from segzero_edge.backends import ImageEmbedding, ReasonerOutput, Segmenter
+from segzero_edge.pipeline import BackendError
+
+ROOT = Path(__file__).resolve().parents[1]
+KITCHEN = ROOT / "examples" / "kitchen.png"
+
+
+@pytest.fixture(scope="module")
+def model(tiny_bundle: Path) -> Iterator[SegZeroEdge]:
+    with SegZeroEdge.from_bundle(tiny_bundle, max_new_tokens=96) as m:
+        yield m
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    return np.asarray(Image.open(KITCHEN).convert("RGB"))
+
+
+class ScriptedReasoner:
+    """Replays fixed generations: drives the pipeline's handling of odd model answers."""
+
+    name = "scripted"
+
+    def __init__(self, text: str, truncated: bool = False) -> None:
+        self.text, self.truncated = text, truncated
+
+    def generate(self, image: np.ndarray, prompt: str) -> ReasonerOutput:
+        assert image.shape == (840, 840, 3) and "Please find" in prompt
+        return ReasonerOutput(self.text, self.truncated, 10, 5, {"decode": 0.0})
+
+    def close(self) -> None:
+        pass
+
+
+class FailingSegmenter:
+    """Wraps the real segmenter and raises on the n-th decode (a backend dying mid-call)."""
+
+    name = "failing"
+
+    def __init__(self, inner: Segmenter, fail_at: int) -> None:
+        self.inner, self.fail_at, self.calls = inner, fail_at, 0
+
+    def encode(self, image: np.ndarray) -> ImageEmbedding:
+        return self.inner.encode(image)
+
+    def decode(self, emb: ImageEmbedding, coords: np.ndarray, labels: np.ndarray):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return self.inner.decode(emb, coords, labels)
+
+    def close(self) -> None:
+        pass
+
+
+def test_segment_end_to_end(model: SegZeroEdge, image: np.ndarray) -> None:
+    r = model.segment(image, "the thing I can use to cut the bread")
+    assert r.mask.shape == (480, 640) and r.mask.dtype == bool
+    # with the answer grammar even a random model's answer parses
+    assert r.status in (Status.OK, Status.NO_OBJECT, Status.TRUNCATED), r.answer_raw
+    for key in ("preprocess", "reason", "total"):
+        assert r.timings[key] >= 0
+    if r.status is Status.OK:
+        assert r.objects and len(r.scores) == len(r.objects)
+        for o in r.objects:
+            assert 0 <= o.box[0] <= o.box[2] < 640 and 0 <= o.box[1] <= o.box[3] < 480
+    print(f"status={r.status.value} objects={r.objects} timings={r.timings}")
+
+
+def test_same_result_from_path_pil_and_array(model: SegZeroEdge, image: np.ndarray) -> None:
+    results = [model.segment(x, "the knife") for x in (KITCHEN, Image.open(KITCHEN), image)]
+    assert len({r.answer_raw for r in results}) == 1
+    for r in results[1:]:
+        np.testing.assert_array_equal(r.mask, results[0].mask)
+
+
+def test_frame_cache_encodes_once(model: SegZeroEdge, image: np.ndarray) -> None:
+    frame = image.copy()
+    frame[0, 0] ^= 1  # a frame the cache has not seen
+    a = model.segment(frame, "the cup")
+    b = model.segment(frame, "the bread")
+    assert "sam_cache_hit" not in a.timings and b.timings.get("sam_cache_hit") == 1.0
+
+
+def test_caller_mistakes_raise(model: SegZeroEdge, image: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="query is empty"):
+        model.segment(image, "  ")
+    with pytest.raises(ValueError, match="query is too long"):
+        model.segment(image, "x" * 5000)
+    with pytest.raises(ValueError, match="H x W x 3"):
+        model.segment(image[..., 0], "the knife")
+    with pytest.raises(ValueError, match="empty"):
+        model.segment(image[:0], "the knife")
+
+
+@pytest.mark.parametrize(
+    ("text", "truncated", "status"),
+    [
+        ("<think>lorem ipsum</think><answer>]]{{ garbage</answer>", False, Status.UNPARSEABLE),
+        ("#$%^ no tags at all", False, Status.UNPARSEABLE),
+        ('<think>the knife</think><answer>[{"bbox_2d": [10, 20', True, Status.TRUNCATED),
+        ("<think>nothing here</think><answer>[]</answer>", False, Status.NO_OBJECT),
+    ],
+)
+def test_model_side_failures_are_statuses(
+    model: SegZeroEdge, image: np.ndarray, text: str, truncated: bool, status: Status
+) -> None:
+    m = SegZeroEdge(ScriptedReasoner(text, truncated), model.segmenter)
+    r = m.segment(image, "the knife")
+    assert r.status is status and not r.mask.any() and r.objects == []
+    assert r.answer_raw == text
+
+
+def test_points_outside_the_image_are_clamped(model: SegZeroEdge, image: np.ndarray) -> None:
+    answer = '[{"bbox_2d": [-50, 700, 5000, 9000], "point_2d": [900, -3]}]'
+    text = f"<think>x</think><answer>{answer}</answer>"
+    r = SegZeroEdge(ScriptedReasoner(text), model.segmenter).segment(image, "the board")
+    assert r.status is Status.OK
+    (o,) = r.objects
+    assert o.box == (0, 400, 639, 479) and o.points == ((639, 0),)
+    assert r.mask.shape == (480, 640)
+
+
+def test_multi_object_masks_are_ored(model: SegZeroEdge, image: np.ndarray) -> None:
+    one = '{"bbox_2d": [100, 200, 400, 600], "point_2d": [250, 400]}'
+    two = '{"bbox_2d": [600, 50, 800, 250], "point_2d": [700, 150]}'
+    masks = []
+    for body in (f"[{one}]", f"[{two}]", f"[{one}, {two}]"):
+        text = f"<think>t</think><answer>{body}</answer>"
+        masks.append(SegZeroEdge(ScriptedReasoner(text), model.segmenter).segment(image, "q").mask)
+    np.testing.assert_array_equal(masks[2], masks[0] | masks[1])
+
+
+def test_backend_failure_mid_call_is_named_and_recoverable(
+    model: SegZeroEdge, image: np.ndarray
+) -> None:
+    text = '<think>t</think><answer>[{"bbox_2d": [1, 2, 300, 400], "point_2d": [5, 6]}]</answer>'
+    seg = FailingSegmenter(model.segmenter, fail_at=1)
+    m = SegZeroEdge(ScriptedReasoner(text), seg)
+    with pytest.raises(BackendError, match="segmenter 'failing' failed to decode: CUDA error"):
+        m.segment(image, "the knife")
+    r = m.segment(image, "the knife")  # the next call works
+    assert r.status is Status.OK and r.mask.shape == (480, 640)
+
+
+def test_threads_get_the_same_results_as_sequential_calls(
+    model: SegZeroEdge, image: np.ndarray
+) -> None:
+    queries = ["the knife", "the bread", "the cup"]
+    frames = [image, np.ascontiguousarray(image[:, ::-1])]
+    jobs = [(f, q) for f in range(len(frames)) for q in queries]
+    expected = {(f, q): model.segment(frames[f], q) for f, q in jobs}
+    got: dict[tuple[int, str, int], object] = {}
+    errors: list[BaseException] = []
+
+    def worker(t: int) -> None:
+        try:
+            for f, q in jobs[t % 3 :] + jobs[: t % 3]:
+                got[(f, q, t)] = model.segment(frames[f], q)
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert not any(t.is_alive() for t in threads), "deadlock: a worker never finished"
+    assert not errors, errors
+    assert len(got) == 4 * len(jobs)
+    for (f, q, _), r in got.items():
+        assert r.answer_raw == expected[(f, q)].answer_raw  # type: ignore[attr-defined]
+        np.testing.assert_array_equal(r.mask, expected[(f, q)].mask)  # type: ignore[attr-defined]
+
+
+def test_cli_segment_writes_mask_overlay_and_json(
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from segzero_edge.cli import main
+
+    out, overlay = tmp_path / "mask.png", tmp_path / "overlay.png"
+    argv = ["segment", str(KITCHEN), "the knife", "--bundle", str(tiny_bundle)]
+    assert main([*argv, "--out", str(out), "--overlay", str(overlay), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"] in {s.value for s in Status}
+    mask = np.asarray(Image.open(out))
+    assert mask.shape == (480, 640) and set(np.unique(mask)) <= {0, 255}
+    assert int((mask > 0).sum()) == report["mask_area"]
+    assert Image.open(overlay).size == (640, 480)
+
+
+def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from segzero_edge.cli import main
+
+    code = main(["segment", str(KITCHEN), "the knife", "--bundle", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "manifest.json is missing" in err and "Traceback" not in err
