@@ -83,7 +83,7 @@ def run_reference(cfg: dict[str, Any]) -> dict[str, Any]:
         t0 = time.perf_counter()
         processor = AutoProcessor.from_pretrained(cfg["hf_dir"])
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(cfg["hf_dir"], dtype=dtype)
-        model = model.to(device).eval()
+        model = model.to(device).eval()  # type: ignore[arg-type]
         sam = build_sam2_model(cfg["sam2_config"], cfg["sam2_checkpoint"]).to(device)
         predictor = SAM2ImagePredictor(sam)
         timed = _TimedTransforms(predictor._transforms)
@@ -109,7 +109,9 @@ def run_reference(cfg: dict[str, Any]) -> dict[str, Any]:
             row: dict[str, float] = {}
             timed.transform_s = timed.postprocess_s = 0.0
             t_start = time.perf_counter()
-            pil = Image.fromarray(img).resize((REASONER_SIZE, REASONER_SIZE), Image.BILINEAR)
+            pil = Image.fromarray(img).resize(
+                (REASONER_SIZE, REASONER_SIZE), Image.Resampling.BILINEAR
+            )
             messages = [
                 {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
             ]

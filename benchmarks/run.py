@@ -49,9 +49,15 @@ class BenchConfig:
 
     @classmethod
     def quick(cls, **kw: Any) -> BenchConfig:
-        """Small enough for under 5 minutes on 2 CPU cores (after the models are built)."""
+        """Small enough for under 5 minutes on 2 CPU cores (after the models are built).
+
+        One thread per backend unless ``threads`` is given: on a shared machine multi-thread
+        timings are dominated by thread-barrier stalls (llama.cpp especially), one thread is
+        not; both sides always get the same thread count.
+        """
         base = {"iters": 2, "warmup": 1, "decode_tokens": 16, "bandwidth_mib": 128}
-        return cls(**{**base, **kw})
+        kw = {k: v for k, v in kw.items() if not (k == "threads" and v is None)}
+        return cls(**{**base, "threads": 1, **kw})
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -141,6 +147,7 @@ def run_side(side: str, cfg: dict[str, Any], timeout_s: float, log=print) -> dic
     with tempfile.TemporaryDirectory(prefix="segzero-bench-") as tmp:
         cfg_path, out_path = Path(tmp) / "cfg.json", Path(tmp) / "out.json"
         cfg_path.write_text(json.dumps(cfg))
+        load_before = _load()
         t0 = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, "-c", WORKER_CODE, side, str(cfg_path), str(out_path)],
@@ -153,6 +160,7 @@ def run_side(side: str, cfg: dict[str, Any], timeout_s: float, log=print) -> dic
             raise RuntimeError(f"the {side} benchmark failed (exit {proc.returncode}):\n{tail}")
         res = json.loads(out_path.read_text())
         res["wall_s"] = time.perf_counter() - t0
+        res["load_average"] = {"start": load_before, "end": _load()}
         log(f"  {side}: done in {res['wall_s']:.1f} s")
         return res
 
@@ -246,15 +254,18 @@ def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
     t_run = time.perf_counter()
     fp, info = fingerprint()
     here = cfg.target or target_for_jetson(info.get("jetson_model"), host_memory_gb())
+    threads = cfg.threads or f"all {os.cpu_count()}"
     log(
         f"segzero-edge bench on {fp}: {cfg.shapes} shapes, {cfg.iters} iterations after "
-        f"{cfg.warmup} warm-up, {cfg.decode_tokens} decode tokens (EOS ignored)"
+        f"{cfg.warmup} warm-up, {cfg.decode_tokens} decode tokens (EOS ignored), "
+        f"{threads} thread(s) per backend"
     )
     load_start = _load()
     if load_start and load_start > (os.cpu_count() or 1):
         log(
             f"warning: load average {load_start:.1f} > {os.cpu_count()} cores: other work "
-            "competes for the CPU; absolute times are inflated (ratios less so)"
+            "competes for the CPU; absolute times are inflated, multi-thread ones most "
+            "(try --threads 1)"
         )
     bw = measure_bandwidth(cfg.bandwidth_mib)
     log(
@@ -275,6 +286,8 @@ def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
         if case.get("runtime") and case.get("reference"):
             case["ratios"] = ratios(case["runtime"], case["reference"])
         main = case.get("runtime") or case.get("reference")
+        if main is None:
+            raise ValueError("no side to measure: choose --side runtime, reference or both")
         work = _roofline(case_cfg, int(main["prompt_tokens"]), cfg)
         roof = roofline(work)
         measured = {k: v["p50"] for k, v in main["stats"].items()}

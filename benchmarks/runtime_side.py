@@ -88,6 +88,12 @@ def run_runtime(cfg: dict[str, Any]) -> dict[str, Any]:
             row["postprocess"] = time.perf_counter() - t
             row["total"] = time.perf_counter() - t_start
             row["decode_tokens_per_s"] = out.n_generated_tokens / max(out.timings["decode"], 1e-9)
+            if out.n_generated_tokens != inp.decode_tokens:
+                raise RuntimeError(
+                    f"llama.cpp decoded {out.n_generated_tokens} tokens, not the forced "
+                    f"{inp.decode_tokens}: the fixed-length option no longer works with "
+                    "LlamaCppReasoner (see benchmarks/runtime_side.py)"
+                )
             tokens.append((out.n_prompt_tokens, out.n_generated_tokens))
             assert mask.shape == hw
             if i >= cfg["warmup"]:

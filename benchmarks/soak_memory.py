@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     base = rng.integers(0, 256, (360, 480, 3), dtype=np.uint8)
     frames = [np.roll(base, 17 * i, axis=1) for i in range(6)]
     queries = ["the knife", "the red cup", "the bread", "what holds water", "the board"]
-    times, statuses = [], {}
+    times: list[float] = []
+    statuses: dict[str, int] = {}
     with SegZeroEdge.from_bundle(bundle, max_new_tokens=args.max_new_tokens) as model:
         rss_start = 0.0
         for i in range(args.calls):

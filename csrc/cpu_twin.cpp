@@ -1,5 +1,7 @@
-// CPU twin of the CUDA kernels: the same per-pixel functions (pixel_math.h), looped over
-// rows on a few std::threads. Filter taps are computed once per row / column and reused.
+// CPU twin of the CUDA kernels: the same functions of pixel_math.h on a few std::threads.
+// Filter taps are computed once per row / column, and the first resize pass is cached per
+// source line instead of recomputed per output pixel (same operations, same order, so the
+// results are bit-identical to the kernels'); NV12 is converted once per source pixel.
 #include <algorithm>
 #include <cstring>
 #include <thread>
@@ -65,38 +67,99 @@ void parallel_rows(int rows, int n_threads, Fn fn) {
   for (auto& th : pool) th.join();
 }
 
-// Output rows [b, e) of the SAM2 input, source format F.
-template <int F>
-void sam_rows(const Source& s, const TapTable<float>& ty, const TapTable<float>& tx, int size,
-              int dtype, void* out, int b, int e) {
-  const int64_t plane = static_cast<int64_t>(size) * size;
-  for (int oy = b; oy < e; ++oy) {
-    for (int ox = 0; ox < size; ++ox) {
-      float v[3];
-      sam_pixel<F>(s, ty.first[oy], ty.count[oy], ty.at(oy), tx.first[ox], tx.count[ox],
-                   tx.at(ox), v);
-      const int64_t o = static_cast<int64_t>(oy) * size + ox;
-      if (dtype == kF32) {
-        for (int c = 0; c < 3; ++c) static_cast<float*>(out)[c * plane + o] = v[c];
-      } else {
-        uint16_t* half = static_cast<uint16_t*>(out);
-        for (int c = 0; c < 3; ++c) half[c * plane + o] = float_to_half(v[c]);
-      }
-    }
+// Source lines [lo, hi) that a tap table reads.
+template <typename T>
+void tap_span(const TapTable<T>& t, int* lo, int* hi) {
+  *lo = t.first[0];
+  *hi = t.first[0] + t.count[0];
+  for (size_t i = 0; i < t.first.size(); ++i) {
+    *lo = std::min(*lo, t.first[i]);
+    *hi = std::max(*hi, t.first[i] + t.count[i]);
   }
 }
 
-// Output rows [b, e) of the reasoner input, source format F.
-template <int F>
-void pil_rows(const Source& s, const TapTable<int32_t>& ky, const TapTable<int32_t>& kx,
-              int size, bool vfirst, uint8_t* out, int b, int e) {
-  for (int oy = b; oy < e; ++oy) {
-    uint8_t* row = out + static_cast<int64_t>(oy) * size * 3;
-    for (int ox = 0; ox < size; ++ox) {
-      pil_pixel<F>(s, ky.first[oy], ky.count[oy], ky.at(oy), kx.first[ox], kx.count[ox],
-                   kx.at(ox), vfirst, row + 3 * ox);
+// SAM2 input from an RGB source: first pass cached per (source row, output column).
+void sam_two_pass(const Source& s, int size, int dtype, void* out, int n_threads) {
+  const auto ty = torch_table(s.h, size);
+  const auto tx = torch_table(s.w, size);
+  int ylo, yhi;
+  tap_span(ty, &ylo, &yhi);
+  std::vector<float> rows(static_cast<size_t>(yhi - ylo) * size * 3);
+  parallel_rows(yhi - ylo, n_threads, [&](int b, int e) {
+    for (int r = b; r < e; ++r) {
+      float* dst = rows.data() + static_cast<size_t>(r) * size * 3;
+      for (int ox = 0; ox < size; ++ox) {
+        sam_row_sum<kRGB>(s, ylo + r, tx.first[ox], tx.count[ox], tx.at(ox), dst + 3 * ox);
+      }
     }
-  }
+  });
+  const int64_t plane = static_cast<int64_t>(size) * size;
+  parallel_rows(size, n_threads, [&](int b, int e) {
+    for (int oy = b; oy < e; ++oy) {
+      const float* w = ty.at(oy);
+      for (int ox = 0; ox < size; ++ox) {
+        float acc[3] = {0.0f, 0.0f, 0.0f};
+        for (int iy = 0; iy < ty.count[oy]; ++iy) {
+          const size_t r = static_cast<size_t>(ty.first[oy] + iy - ylo);
+          sam_accumulate(acc, rows.data() + (r * size + ox) * 3, w[iy], iy == 0);
+        }
+        float v[3];
+        sam_normalize(acc, v);
+        const int64_t o = static_cast<int64_t>(oy) * size + ox;
+        if (dtype == kF32) {
+          for (int c = 0; c < 3; ++c) static_cast<float*>(out)[c * plane + o] = v[c];
+        } else {
+          uint16_t* half = static_cast<uint16_t*>(out);
+          for (int c = 0; c < 3; ++c) half[c * plane + o] = float_to_half(v[c]);
+        }
+      }
+    }
+  });
+}
+
+// Reasoner input from an RGB source, PIL's two passes with the first one cached.
+void pil_two_pass(const Source& s, int size, bool vfirst, uint8_t* out, int n_threads) {
+  const auto ky = pil_table(s.h, size);
+  const auto kx = pil_table(s.w, size);
+  const int32_t half = 1 << (kPilBits - 1);
+  // tmp[i][j]: first pass at (source row i, output column j), or at (output row i, source
+  // column j) when the vertical pass runs first.
+  int lo, hi;
+  tap_span(vfirst ? kx : ky, &lo, &hi);
+  const int n_i = vfirst ? size : hi - lo;
+  const int n_j = vfirst ? hi - lo : size;
+  std::vector<uint8_t> tmp(static_cast<size_t>(n_i) * n_j * 3);
+  parallel_rows(n_i, n_threads, [&](int b, int e) {
+    for (int i = b; i < e; ++i) {
+      uint8_t* dst = tmp.data() + static_cast<size_t>(i) * n_j * 3;
+      for (int j = 0; j < n_j; ++j) {
+        int v[3];
+        if (vfirst) {
+          pil_first_pass<kRGB>(s, ky.first[i], lo + j, 1, 0, ky.count[i], ky.at(i), v);
+        } else {
+          pil_first_pass<kRGB>(s, lo + i, kx.first[j], 0, 1, kx.count[j], kx.at(j), v);
+        }
+        for (int c = 0; c < 3; ++c) dst[3 * j + c] = static_cast<uint8_t>(v[c]);
+      }
+    }
+  });
+  parallel_rows(size, n_threads, [&](int b, int e) {
+    for (int oy = b; oy < e; ++oy) {
+      for (int ox = 0; ox < size; ++ox) {
+        int32_t acc[3] = {half, half, half};
+        const int n = vfirst ? kx.count[ox] : ky.count[oy];
+        const int32_t* k = vfirst ? kx.at(ox) : ky.at(oy);
+        for (int t = 0; t < n; ++t) {
+          const size_t i = vfirst ? oy : static_cast<size_t>(ky.first[oy] + t - lo);
+          const size_t j = vfirst ? static_cast<size_t>(kx.first[ox] + t - lo) : ox;
+          const uint8_t* p = tmp.data() + (i * n_j + j) * 3;
+          const int v[3] = {p[0], p[1], p[2]};
+          pil_accumulate(acc, v, k[t]);
+        }
+        pil_finish(acc, out + (static_cast<size_t>(oy) * size + ox) * 3);
+      }
+    }
+  });
 }
 
 }  // namespace
@@ -132,21 +195,11 @@ extern "C" int sz_preprocess_cpu(const uint8_t* src, int h, int w, int stride, i
     });
     s = Source{rgb.data(), h, w, 3 * w, kRGB};
   }
-  if (sam_out != nullptr) {
-    const auto ty = torch_table(h, sam_size);
-    const auto tx = torch_table(w, sam_size);
-    parallel_rows(sam_size, n_threads, [&](int b, int e) {
-      sam_rows<kRGB>(s, ty, tx, sam_size, sam_dtype, sam_out, b, e);
-    });
-  }
+  if (sam_out != nullptr) sam_two_pass(s, sam_size, sam_dtype, sam_out, n_threads);
   if (reasoner_out != nullptr) {
-    const auto ky = pil_table(h, reasoner_size);
-    const auto kx = pil_table(w, reasoner_size);
     const bool vfirst = pil_vertical_first(h, w, reasoner_size, reasoner_size,
                                            reasoner_flags & SZ_PIL_LEGACY_ORDER);
-    parallel_rows(reasoner_size, n_threads, [&](int b, int e) {
-      pil_rows<kRGB>(s, ky, kx, reasoner_size, vfirst, reasoner_out, b, e);
-    });
+    pil_two_pass(s, reasoner_size, vfirst, reasoner_out, n_threads);
   }
   return SZ_OK;
 }

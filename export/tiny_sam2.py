@@ -7,7 +7,6 @@ No weights can be downloaded here, so tests and smoke exports use a Meta-format 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import torch
@@ -26,9 +25,8 @@ def config_file(config: str) -> str:
         raise ValueError(
             f"unknown SAM2 config {config!r}; expected one of {', '.join(CONFIG_NAMES)}"
         )
-    family = re.match(r"(sam2(?:\.1)?)_", name)
-    assert family is not None
-    return f"configs/{family.group(1)}/{name}.yaml"
+    family = name.split("_hiera_")[0]
+    return f"configs/{family}/{name}.yaml"
 
 
 def load_state_dict(checkpoint: str | os.PathLike[str]) -> dict[str, torch.Tensor]:

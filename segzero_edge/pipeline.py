@@ -33,7 +33,7 @@ class BackendError(RuntimeError):
 def _frame_key(img: np.ndarray) -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update(repr(img.shape).encode())
-    h.update(memoryview(img).cast("B"))
+    h.update(np.ascontiguousarray(img).data)
     return h.hexdigest()
 
 

@@ -214,8 +214,8 @@ def stage_floors(work: Workload, target: Target) -> dict[str, float | None]:
         ),
     }
     # The reasoner and the SAM2 encoder share the GPU: end to end is their sum.
-    parts = [v for v in floors.values()]
-    floors["total"] = sum(parts) if all(v is not None for v in parts) else None  # type: ignore[misc]
+    parts = [v for v in floors.values() if v is not None]
+    floors["total"] = sum(parts) if len(parts) == len(floors) else None
     return floors
 
 

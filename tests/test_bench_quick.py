@@ -35,6 +35,7 @@ def test_bench_tiny_both_sides(
     assert len(files) == 1, files
     doc = json.loads(files[0].read_text())
     assert doc["schema_version"] == 1
+    assert doc["config"]["threads"] == 1  # --quick: one thread per backend on both sides
     assert files[0].name.startswith(f"bench-{doc['device_fingerprint']}-tiny-")
     assert doc["bandwidth"]["gbs"] > 0
     (case,) = doc["cases"]

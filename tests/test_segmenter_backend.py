@@ -12,7 +12,7 @@ import torch
 
 from segzero_edge.backends import Segmenter
 from segzero_edge.pixels import preprocess_sam
-from segzero_edge.segmenter.auto import open_segmenter
+from segzero_edge.segmenter.auto import open_segmenter, tensorrt_status
 from segzero_edge.segmenter.onnxruntime import OrtSegmenter, choose_providers
 from tests.fixtures.segmenter import synthetic_image
 
@@ -71,15 +71,13 @@ def test_open_segmenter(bundle_dir: Path, tmp_path: Path) -> None:
         seg = open_segmenter(bundle_dir, backend=backend, threads=1)
         assert isinstance(seg, Segmenter) and seg.name.startswith("onnxruntime-")
         seg.close()
-    try:
-        import tensorrt  # noqa: F401
-
-        has_trt = True
-    except ImportError:
-        has_trt = False
-    if not has_trt:
-        with pytest.raises(RuntimeError, match=r"backend 'tensorrt' is unavailable: .+"):
+    plans, why = tensorrt_status(bundle_dir)
+    if plans is None:  # no TensorRT here: forcing it must say why
+        print(f"tensorrt unavailable: {why}")
+        assert why
+        with pytest.raises(RuntimeError, match="backend 'tensorrt' is unavailable: ") as err:
             open_segmenter(bundle_dir, backend="tensorrt")
+        assert why in str(err.value)
     with pytest.raises(ValueError, match="unknown segmenter backend"):
         open_segmenter(bundle_dir, backend="coreml")
     with pytest.raises(FileNotFoundError, match="bundle folder not found"):

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pytest
 
 from segzero_edge.backends import ImageEmbedding
 from segzero_edge.pixels import postprocess_masks, preprocess_sam

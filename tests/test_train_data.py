@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from segzero_train import datasets, gt
-from segzero_train.rewards import GroundTruth, segzero_rewards
+from segzero_train.rewards import GroundTruth, multi_object_rewards, segzero_rewards
 from segzero_train.synthetic import make_sample, make_synthetic_set
 
 # ---------------------------------------------------------------- gt.py (hand-computed)
@@ -110,7 +110,16 @@ def test_synthetic_samples_are_consistent(train_f1_synth_dir: Path) -> None:
             f'[{{"bbox_2d": {list(g.boxes[0])}, "point_2d": {list(g.points[0])}}}]</answer>'
         )
         assert segzero_rewards(text, g)["total"] == 5.0
-        assert len(s.instances.boxes) == sum(r.label == "target" for r in s.regions)
+        inst = s.instances
+        assert len(inst.boxes) == sum(r.label == "target" for r in s.regions)
+        # a perfect multi-object answer from the per-instance ground truth scores 7
+        items = [
+            {"bbox_2d": list(b), "point_2d": list(p)}
+            for b, p in zip(inst.boxes, inst.points, strict=True)
+        ]
+        multi = multi_object_rewards(f"<think>x</think><answer>{json.dumps(items)}</answer>", inst)
+        assert multi["total"] == 7.0, (s.name, multi)
+    assert any(len(s.instances.boxes) > 1 for s in samples), "no multi-target sample"
 
 
 @pytest.mark.parametrize("index", range(40))

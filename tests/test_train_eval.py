@@ -11,8 +11,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from segzero_train.datasets import SegSample, iter_reasonseg
-from segzero_train.evaluate import Prediction, evaluate, evaluate_folder, write_report
+from segzero_train.evaluate import Prediction, evaluate, write_report
 from segzero_train.metrics import (
     SampleScore,
     format_summary,
@@ -63,6 +65,25 @@ def test_summaries_both_conventions() -> None:
     assert math.isnan(summarise([])["giou_lisa"])
     table = format_summary(splits)
     assert "62.50" in table and "58.33" in table, table
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 6))
+def test_metric_bounds(seed: int, n: int) -> None:
+    rng = np.random.default_rng(seed)
+    gts = [rng.choice(np.array([0, 1, 255], np.uint8), size=(5, 7)) for _ in range(n)]
+    preds = [rng.random((5, 7)) < 0.5 for _ in range(n)]
+    scores = [
+        score_sample(p, g, is_sentence=bool(k % 2))
+        for k, (p, g) in enumerate(zip(preds, gts, strict=True))
+    ]
+    for sc, g in zip(scores, gts, strict=True):
+        assert 0 <= sc.intersection <= min(sc.union, int((g == 1).sum()))
+    s = summarise(scores)
+    assert 0.0 <= s["giou_lisa"] <= 1.0
+    union = sum(sc.union for sc in scores)
+    if union:
+        assert s["ciou"] == pytest.approx(sum(sc.intersection for sc in scores) / union)
 
 
 # ---------------------------------------------------------------- the loop (oracle predictors)
@@ -138,10 +159,17 @@ def hf_predictor(tiny_qwen_dir: Path, sam2_checkpoint: Path) -> Any:
     return HFPredictor(tiny_qwen_dir, sam2_checkpoint, max_new_tokens=4)
 
 
-def test_hf_reference_end_to_end(hf_predictor: Any, train_f1_synth_dir: Path) -> None:
-    report = evaluate_folder(train_f1_synth_dir, hf_predictor, limit=1, progress=False)
+def test_hf_reference_end_to_end(
+    tiny_qwen_dir: Path, sam2_checkpoint: Path, train_f1_synth_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "hf.json"
+    argv = ["eval", "--hf", str(tiny_qwen_dir), "--sam2", str(sam2_checkpoint)]
+    argv += ["--data", str(train_f1_synth_dir), "--limit", "1", "--max-new-tokens", "4"]
+    assert main([*argv, "--quiet", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
     (row,) = report["rows"]
     print("hf tiny row:", {k: row[k] for k in ("status", "answer", "seconds")})
+    assert report["source"]["kind"] == "hf"
     # 4 greedy tokens of a random model: never a complete answer -> a parse failure
     assert row["status"] in ("truncated", "unparseable"), row
     assert report["summary"]["all"]["parse_failures"] == 1

@@ -106,3 +106,34 @@ def test_grpo_cpu_run_logs_one_finite_row_per_step(train_grpo_run):
         assert all(math.isfinite(v) for k, v in r.items() if k != "kl"), r
         assert 0.0 <= r["reward"] <= 5.0, r
     assert (train_grpo_run.output / "model.safetensors").is_file()
+
+
+def test_dataset_rows_carry_prompt_image_and_ground_truth(train_tiny_qwen_dir, train_synthetic_dir):
+    from PIL import Image
+    from segzero_train.grpo import build_dataset, load_samples, prompt_token_count
+    from transformers import AutoProcessor
+
+    from segzero_edge.prompt import build_prompt
+
+    processor = AutoProcessor.from_pretrained(train_tiny_qwen_dir)
+    samples = load_samples(train_synthetic_dir)[:3]
+    ds = build_dataset(samples, 112, processor, max_prompt_length=1300)
+    row = ds[0]
+    assert row["prompt"] == [{"role": "user", "content": build_prompt(samples[0].query)}]
+    assert row["image"].size == (112, 112)
+    assert row["gt_boxes"] == samples[0].boxes and row["gt_points"] == samples[0].points
+    # the prompt budget check counts exactly what the processor produces (840 -> 900 image tokens)
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image"},
+                {"type": "text", "text": build_prompt(samples[0].query)},
+            ],
+        }
+    ]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    ids = processor(text=[text], images=[Image.new("RGB", (840, 840))])["input_ids"]
+    assert prompt_token_count(processor, samples[0].query, 840) == len(ids[0])
+    with pytest.raises(ValueError, match="no training prompts"):
+        build_dataset(samples, 112, processor, max_prompt_length=10)

@@ -178,9 +178,10 @@ class HFPredictor:
         self.device = device
         self.max_new_tokens = int(max_new_tokens)
         self.processor = AutoProcessor.from_pretrained(model_dir)
-        self.model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
             model_dir, dtype=getattr(torch, dtype)
-        ).to(device)
+        )
+        self.model = model.to(device)  # type: ignore[arg-type]
         self.model.eval()
         sam = build_sam2_model(sam2_config or infer_config(sam2_checkpoint), sam2_checkpoint)
         self.sam = SAM2ImagePredictor(sam.to(device))
@@ -192,7 +193,7 @@ class HFPredictor:
         from segzero_edge.prompt import REASONER_SIZE, build_prompt
 
         square = Image.fromarray(image, "RGB").resize(
-            (REASONER_SIZE, REASONER_SIZE), Image.BILINEAR
+            (REASONER_SIZE, REASONER_SIZE), Image.Resampling.BILINEAR
         )
         messages = [
             {
@@ -271,14 +272,17 @@ def evaluate_folder(
     predictor: Predictor,
     *,
     limit: int | None = None,
+    split: str = "val",
     progress: bool = True,
     source: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """:func:`evaluate` over a ReasonSeg-style folder (``text[0]`` of each JSON)."""
-    from .datasets import iter_reasonseg
+    """:func:`evaluate` over a ReasonSeg folder (``text[0]`` of each JSON) or a RefCOCO layout
+    (``split`` of its refs; see :func:`segzero_train.datasets.iter_folder`)."""
+    from .datasets import iter_folder
 
     src = {"data": str(data_dir), **(source or {})}
-    return evaluate(iter_reasonseg(data_dir, limit=limit), predictor, progress=progress, source=src)
+    samples = iter_folder(data_dir, split=split, limit=limit)
+    return evaluate(samples, predictor, progress=progress, source=src)
 
 
 __all__ = [

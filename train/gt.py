@@ -69,9 +69,10 @@ def object_in_frame(
     if box is None or point is None:
         return None
     h, w = m.shape
-    fbox = (to_frame(box[0], w, frame), to_frame(box[1], h, frame))
-    fbox += (to_frame(box[2], w, frame), to_frame(box[3], h, frame))
-    return fbox, (to_frame(point[0], w, frame), to_frame(point[1], h, frame))  # type: ignore[return-value]
+    x1, y1, x2, y2 = box
+    fbox = (to_frame(x1, w, frame), to_frame(y1, h, frame))
+    fbox2 = (to_frame(x2, w, frame), to_frame(y2, h, frame))
+    return (*fbox, *fbox2), (to_frame(point[0], w, frame), to_frame(point[1], h, frame))
 
 
 def ground_truth_from_mask(mask: np.ndarray, frame: int = REASONER_SIZE) -> GroundTruth:

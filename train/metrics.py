@@ -79,7 +79,7 @@ def summarise(scores: Iterable[SampleScore]) -> dict[str, Any]:
     scores = list(scores)
     inter = sum(s.intersection for s in scores)
     union = sum(s.union for s in scores)
-    lisa = [s.iou(1.0) for s in scores]
+    lisa = [float(s.iou(1.0) or 0.0) for s in scores]
     excl = [v for v in (s.iou(None) for s in scores) if v is not None]
     return {
         "n": len(scores),

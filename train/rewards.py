@@ -197,7 +197,7 @@ def point_in_box(p: Sequence[float], box: Sequence[float]) -> bool:
     return box[0] <= p[0] <= box[2] and box[1] <= p[1] <= box[3]
 
 
-def _distance_matrix(p: Sequence[Sequence[float]], q: Sequence[Sequence[float]]) -> np.ndarray:
+def _distance_matrix(p: Any, q: Any) -> np.ndarray:
     a = np.asarray(p, dtype=np.float64).reshape(-1, 2)
     b = np.asarray(q, dtype=np.float64).reshape(-1, 2)
     return np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))

@@ -215,7 +215,7 @@ def make_sample(
     text = [sentence, phrase] if is_sentence else [phrase, sentence]
     ignore = _ignore_polygon(rng, targets[0]) if rng.random() < 0.25 else None
     img = _render(rng, w, h, shapes, ignore)
-    records = [
+    records: list[dict[str, Any]] = [
         {
             "label": "target",
             "points": [list(p) for p in t.polygon],

@@ -57,7 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument(
-        "--quick", action="store_true", help="2 iterations after 1 warm-up, 16 decode tokens"
+        "--quick",
+        action="store_true",
+        help="2 iterations after 1 warm-up, 16 decode tokens, 1 thread (unless --threads)",
     )
     p.add_argument(
         "--shapes",

@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=int, default=None, help="generation budget")
     p.add_argument("--device", default="cpu", help="torch device for --hf (cpu, cuda)")
     p.add_argument(
+        "--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="--hf dtype"
+    )
+    p.add_argument(
         "--segmenter-backend", default="auto", choices=["auto", "tensorrt", "onnxruntime"]
     )
     p.add_argument("--no-grammar", action="store_true", help="bundle: decode without grammar")
@@ -62,8 +65,10 @@ def _predictor(args: argparse.Namespace):  # -> (predictor, source dict)
         sam2_config=args.sam2_config,
         max_new_tokens=args.max_new_tokens or 1024,
         device=args.device,
+        dtype=args.dtype,
     )
     source = {"kind": "hf", "model": str(args.hf), "sam2": str(args.sam2), "device": args.device}
+    source["dtype"] = args.dtype
     return predictor, source
 
 
