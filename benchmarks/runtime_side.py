@@ -18,14 +18,9 @@ def fixed_length_reasoner(model: Path, mmproj: Path, tokens: int, **options: Any
     """
     from segzero_edge.reasoner.llama_cpp import LlamaCppReasoner
 
-    class FixedLengthReasoner(LlamaCppReasoner):
-        def _is_eog(self, token: int) -> bool:
-            return False
-
-        def _run(self, chain, n_past, budget, stops, out):  # type: ignore[override]
-            return super()._run(chain, n_past, budget, (), out)
-
-    return FixedLengthReasoner(model, mmproj, max_new_tokens=tokens, grammar=False, **options)
+    return LlamaCppReasoner(
+        model, mmproj, max_new_tokens=tokens, grammar=False, ignore_eos=True, **options
+    )
 
 
 def run_runtime(cfg: dict[str, Any]) -> dict[str, Any]:

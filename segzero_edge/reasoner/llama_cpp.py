@@ -135,6 +135,7 @@ class LlamaCppReasoner:
         kv_cache_type: str = "f16",
         warmup: bool = True,
         verbose: bool = False,
+        ignore_eos: bool = False,
     ) -> None:
         """Load ``model_path`` (text GGUF, any quantization) and ``mmproj_path`` (vision GGUF).
 
@@ -146,6 +147,8 @@ class LlamaCppReasoner:
         ``seed`` is unused by greedy decoding (kept for API stability). ``warmup=False`` skips
         libmtmd's warm-up encode (faster start, first image slower). ``verbose`` prints the
         llama.cpp log (it is always kept in ``load_log`` for the loading phase).
+        ``ignore_eos`` (benchmarks only, needs ``grammar=False``) decodes exactly
+        ``max_new_tokens`` tokens, past end-of-generation tokens and stop strings.
         """
         import llama_cpp
         from llama_cpp import mtmd_cpp
@@ -159,6 +162,9 @@ class LlamaCppReasoner:
                 raise FileNotFoundError(f"reasoner {what} file not found: {p}")
         if max_new_tokens < 1 or think_budget < 0:
             raise ValueError("max_new_tokens must be >= 1 and think_budget >= 0")
+        if ignore_eos and grammar:
+            raise ValueError("ignore_eos needs grammar=False (the grammar must end the answer)")
+        self.ignore_eos = bool(ignore_eos)
         kv_types = {"f16": llama_cpp.GGML_TYPE_F16, "f32": llama_cpp.GGML_TYPE_F32}
         if kv_cache_type not in kv_types:
             raise ValueError(
@@ -456,14 +462,14 @@ class LlamaCppReasoner:
         toks: list[tuple[int, int]] = []
         while len(toks) < budget:
             tok = int(self._ll.llama_sampler_sample(chain, self._ctx, -1))
-            if self._is_eog(tok):
+            if not self.ignore_eos and self._is_eog(tok):
                 return n_past, toks, "eog"
             toks.append((tok, len(out)))
             out += self.piece(tok)
             self._decode([tok], n_past)
             n_past += 1
             tail = bytes(out[toks[-1][1] - 16 :]) if toks[-1][1] >= 16 else bytes(out)
-            if any(s in tail for s in stops):
+            if not self.ignore_eos and any(s in tail for s in stops):
                 return n_past, toks, "stop"
         return n_past, toks, "budget"
 
