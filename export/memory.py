@@ -12,6 +12,7 @@ import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from segzero_edge.roofline import sam2_size_key
 from segzero_edge.targets import Target
 
 BITS_PER_WEIGHT = {"Q4_K_M": 4.85, "Q8_0": 8.5, "F16": 16.0}
@@ -119,17 +120,12 @@ def kv_cache_gb(config: dict, n_ctx: int) -> float:
 
 
 def sam2_size_name(variant: str) -> str:
-    """``tiny`` / ``small`` / ``base_plus`` / ``large`` from a config or checkpoint name."""
-    v = variant.lower().replace("-", "_").replace("+", "_plus")
-    for key, names in (
-        ("base_plus", ("base_plus", "hiera_b")),
-        ("large", ("large", "hiera_l")),
-        ("small", ("small", "hiera_s")),
-        ("tiny", ("tiny", "hiera_t")),
-    ):
-        if any(n in v for n in names):
-            return key
-    return "large"  # unknown: assume the largest, so the check errs on the safe side
+    """``tiny`` / ``small`` / ``base_plus`` / ``large``; an unknown name counts as ``large``,
+    so the budget check errs on the safe side."""
+    try:
+        return sam2_size_key(variant)
+    except ValueError:
+        return "large"
 
 
 def estimate(

@@ -25,6 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from segzero_edge.fileio import atomic_path
+from segzero_edge.segmenter.onnxruntime import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_OUTPUTS
 
 from .tiny_sam2 import build_sam2_model
 
@@ -33,17 +34,6 @@ log = logging.getLogger(__name__)
 OPSET = 18
 ENCODER_FILE = "sam2_encoder.onnx"
 DECODER_FILE = "sam2_decoder.onnx"
-ENCODER_OUTPUTS = ("high_res_feats_0", "high_res_feats_1", "image_embed")
-DECODER_INPUTS = (
-    "image_embed",
-    "high_res_feats_0",
-    "high_res_feats_1",
-    "point_coords",
-    "point_labels",
-    "mask_input",
-    "has_mask_input",
-)
-DECODER_OUTPUTS = ("masks", "iou_predictions")
 _SIZES = {"tiny": "t", "small": "s", "base_plus": "b+", "base+": "b+", "large": "l"}
 
 

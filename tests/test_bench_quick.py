@@ -6,19 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from segzero_bench.workload import STAGES
 
 from segzero_edge.cli import main
-
-STAGES = (
-    "preprocess",
-    "vision_encode",
-    "prefill",
-    "decode",
-    "sam_encode",
-    "sam_decode",
-    "postprocess",
-    "total",
-)
 
 
 def test_bench_tiny_both_sides(
