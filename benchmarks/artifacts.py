@@ -104,8 +104,9 @@ def real_qwen_config(tiny: dict) -> dict:
 def _real_qwen(out_dir: Path, seed: int) -> Path:
     """Qwen2.5-VL-3B-shaped folder with random bf16 weights (tokenizer of the tiny model)."""
     import torch
-    from segzero_export.tiny_qwen import build_tiny_qwen25vl
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    from segzero_export.tiny_qwen import build_tiny_qwen25vl
 
     tmp = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -45,7 +45,6 @@ def run_reference(cfg: dict[str, Any]) -> dict[str, Any]:
     import torch
     from PIL import Image
     from sam2.sam2_image_predictor import SAM2ImagePredictor
-    from segzero_export.tiny_sam2 import build_sam2_model
     from transformers import (
         AutoProcessor,
         LogitsProcessor,
@@ -54,6 +53,7 @@ def run_reference(cfg: dict[str, Any]) -> dict[str, Any]:
     )
 
     from segzero_edge.prompt import REASONER_SIZE, build_prompt
+    from segzero_export.tiny_sam2 import build_sam2_model
 
     inp = BenchInputs(**cfg["inputs"])
     if cfg.get("threads"):

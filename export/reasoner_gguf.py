@@ -16,6 +16,7 @@ from typing import Any
 
 import gguf
 import numpy as np
+
 from segzero_export.gguf_tokenizer import add_vocab, read_qwen2_vocab
 from segzero_export.hf_source import check_architecture, read_config, safetensors_files
 

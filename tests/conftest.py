@@ -19,7 +19,7 @@ def _gpu_reason() -> str | None:
     if Path("/etc/nv_tegra_release").is_file():  # Jetson: the integrated GPU is always there
         return None
     if shutil.which("nvidia-smi") is None:
-        return "no NVIDIA GPU here (nvidia-smi not found); run `pytest -m gpu` on a Jetson or GPU host"
+        return "no NVIDIA GPU here (nvidia-smi not found); run `pytest -m gpu` on a GPU host"
     try:
         subprocess.run(["nvidia-smi", "-L"], check=True, capture_output=True, timeout=20)
     except (subprocess.SubprocessError, OSError) as e:

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from segzero_bench.workload import STAGES
 
+from segzero_bench.workload import STAGES
 from segzero_edge.cli import main
 
 

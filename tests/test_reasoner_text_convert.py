@@ -129,7 +129,6 @@ def test_both_checkpoint_layouts_give_the_same_gguf(
 def test_untied_checkpoint_writes_output_tensor(tmp_path: Path) -> None:
     from segzero_export.reasoner_gguf import convert_text_model
     from segzero_export.tiny_qwen import build_tiny_qwen25vl
-
     from tests.fixtures.reasoner import llama_logits
 
     src = build_tiny_qwen25vl(tmp_path / "untied", seed=1, tie_word_embeddings=False)
@@ -176,6 +175,7 @@ def test_missing_layer_is_named(tiny_qwen_dir: Path, tmp_path: Path) -> None:
 def test_failure_mid_write_leaves_no_file(tiny_qwen_dir: Path, tmp_path: Path) -> None:
     import torch
     from safetensors.torch import load_file, save_file
+
     from segzero_export.reasoner_gguf import convert_text_model
 
     big = tmp_path / "big"
@@ -296,6 +296,7 @@ def test_sharded_checkpoint_gives_the_same_gguf(
 ) -> None:
     """Released 3B/7B checkpoints are sharded with a model.safetensors.index.json."""
     from safetensors.torch import load_file, save_file
+
     from segzero_export.reasoner_gguf import convert_text_model
 
     sharded = tmp_path / "tiny_qwen25vl"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from segzero_export.quantize import QTYPES, quantize_gguf
 
 

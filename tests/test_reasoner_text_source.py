@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from segzero_export.hf_source import resolve_model
 
 

@@ -28,6 +28,7 @@ def hf_tokenizer(tiny_qwen_dir: Path):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def gguf_vocab(tiny_text_ggufs: dict[str, Path]):  # type: ignore[no-untyped-def]
     import llama_cpp
+
     from segzero_export.quantize import capture_llama_log
 
     with capture_llama_log() as log:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from segzero_export.mmproj_gguf import MmprojExportError, convert_mmproj
 
 
@@ -101,6 +102,7 @@ def test_mmproj_f32_outtype(tiny_qwen_dir: Path, tmp_path: Path) -> None:
 
 def test_export_reasoner_writes_the_two_bundle_files(tiny_qwen_dir: Path, tmp_path: Path) -> None:
     import gguf
+
     from segzero_export.reasoner import export_reasoner
 
     files = export_reasoner(tiny_qwen_dir, tmp_path / "out", progress=False)

@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+
 from segzero_export.sam2_onnx import OPSET, export_sam2, infer_config
 
 ENCODER_IO = {

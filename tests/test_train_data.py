@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
 from segzero_train import datasets, gt
 from segzero_train.rewards import GroundTruth, multi_object_rewards, segzero_rewards
 from segzero_train.synthetic import make_sample, make_synthetic_set

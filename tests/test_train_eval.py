@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from segzero_edge.cli import main
 from segzero_train.datasets import SegSample, iter_reasonseg
 from segzero_train.evaluate import Prediction, evaluate, write_report
 from segzero_train.metrics import (
@@ -23,8 +25,6 @@ from segzero_train.metrics import (
     summarise,
     summarise_splits,
 )
-
-from segzero_edge.cli import main
 
 # ---------------------------------------------------------------- metrics (hand-computed)
 

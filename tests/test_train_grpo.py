@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from segzero_train.config import GRPOSettings, load_settings, to_grpo_config
 from segzero_train.grpo import (
     TABLE_NAME,
@@ -14,7 +15,6 @@ from segzero_train.grpo import (
     reward_funcs,
     reward_terms,
 )
-
 from tests.fixtures.train_model import GRPO_STEPS
 
 
@@ -60,10 +60,9 @@ def test_bad_settings_are_named(tmp_path):
 
 
 def test_reward_adapters_wrap_the_rewards():
-    from segzero_train.rewards import GroundTruth, segzero_rewards
-
     from segzero_edge.answer import format_answer
     from segzero_edge.types import ObjectPrompt
+    from segzero_train.rewards import GroundTruth, segzero_rewards
 
     boxes, points = [[100, 120, 300, 330]], [[200, 220]]
     good = format_answer([ObjectPrompt(box=(100, 120, 300, 330), points=((200, 220),))], "ok")
@@ -110,10 +109,10 @@ def test_grpo_cpu_run_logs_one_finite_row_per_step(train_grpo_run):
 
 def test_dataset_rows_carry_prompt_image_and_ground_truth(train_tiny_qwen_dir, train_synthetic_dir):
     from PIL import Image
-    from segzero_train.grpo import build_dataset, load_samples, prompt_token_count
     from transformers import AutoProcessor
 
     from segzero_edge.prompt import build_prompt
+    from segzero_train.grpo import build_dataset, load_samples, prompt_token_count
 
     processor = AutoProcessor.from_pretrained(train_tiny_qwen_dir)
     samples = load_samples(train_synthetic_dir)[:3]

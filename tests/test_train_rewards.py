@@ -8,6 +8,7 @@ import math
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from segzero_train.rewards import (
     GroundTruth,
     answer_format_soft,

@@ -110,7 +110,14 @@ def world_size_from_env() -> int:
 
 
 def _parse_value(text: str) -> Any:
-    return yaml.safe_load(text)
+    """YAML value; also reads ``1e-5`` as a float (YAML 1.1 wants ``1.0e-5``)."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def load_settings(
