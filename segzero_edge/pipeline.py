@@ -30,6 +30,10 @@ class BackendError(RuntimeError):
     """A backend failed during a call; the message names the backend and the stage."""
 
 
+_Encoded = tuple[ImageEmbedding, dict[str, float]]
+"""A frame's SAM2 embedding and the seconds its pre-processing and encoding took."""
+
+
 def _frame_key(img: np.ndarray) -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update(repr(img.shape).encode())
@@ -61,7 +65,7 @@ class SegZeroEdge:
         self._reasoner_lock = threading.Lock()
         self._segmenter_lock = threading.Lock()
         self._cache_lock = threading.Lock()
-        self._cache: OrderedDict[str, Future[ImageEmbedding]] = OrderedDict()
+        self._cache: OrderedDict[str, Future[_Encoded]] = OrderedDict()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segzero-sam2")
         self._closed = False
 
@@ -80,7 +84,7 @@ class SegZeroEdge:
         return cls(reasoner, segmenter, **pipeline_opts)
 
     # -- SAM2 encoding with a per-frame cache ------------------------------------------
-    def _encode(self, img: np.ndarray, timings: dict[str, float]) -> ImageEmbedding:
+    def _encode(self, img: np.ndarray) -> _Encoded:
         t0 = time.perf_counter()
         sam_in = pixels.preprocess_sam(img)
         t1 = time.perf_counter()
@@ -91,13 +95,9 @@ class SegZeroEdge:
                 raise BackendError(
                     f"segmenter {self.segmenter.name!r} failed to encode: {e}"
                 ) from e
-        timings["sam_preprocess"] = t1 - t0
-        timings["sam_encode"] = time.perf_counter() - t1
-        return emb
+        return emb, {"sam_preprocess": t1 - t0, "sam_encode": time.perf_counter() - t1}
 
-    def _embedding_future(
-        self, img: np.ndarray, timings: dict[str, float]
-    ) -> Future[ImageEmbedding]:
+    def _embedding_future(self, img: np.ndarray, timings: dict[str, float]) -> Future[_Encoded]:
         key = _frame_key(img) if self.cache_frames else ""
         with self._cache_lock:
             fut = self._cache.get(key) if key else None
@@ -106,11 +106,11 @@ class SegZeroEdge:
                 timings["sam_cache_hit"] = 1.0
                 return fut
             if self.overlap:
-                fut = self._pool.submit(self._encode, img, timings)
+                fut = self._pool.submit(self._encode, img)
             else:
                 fut = Future()
                 try:
-                    fut.set_result(self._encode(img, timings))
+                    fut.set_result(self._encode(img))
                 except BaseException as e:
                     fut.set_exception(e)
             if key:
@@ -157,10 +157,12 @@ class SegZeroEdge:
         if objects:
             t0 = time.perf_counter()
             try:
-                emb = emb_future.result()
+                emb, encode_timings = emb_future.result()
             except BaseException:
                 self._forget(img)
                 raise
+            if "sam_cache_hit" not in timings:
+                timings.update(encode_timings)
             timings["sam_wait"] = time.perf_counter() - t0
             logits, scores = self._decode(emb, objects, (h, w), timings)
             t0 = time.perf_counter()
