@@ -14,6 +14,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from segzero_edge.fileio import atomic_path
+
 SHAPES = ("tiny", "real")
 SAM2_CONFIGS = {"tiny": ("sam2.1_hiera_t",), "real": ("sam2.1_hiera_t", "sam2.1_hiera_b+")}
 
@@ -175,7 +177,6 @@ def ensure_artifacts(
             onnx = export_sam2(ckpt, d, config=config, progress=False)
         sam2[config] = {"checkpoint": ckpt, **onnx}
     art = Artifacts(shapes, hf_dir, files["reasoner"], files["mmproj"], sam2)
-    tmp = index.with_suffix(".tmp")
-    tmp.write_text(json.dumps(art.to_json(root), indent=2))
-    os.replace(tmp, index)
+    with atomic_path(index) as tmp:
+        tmp.write_text(json.dumps(art.to_json(root), indent=2))
     return art

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from segzero_edge.fileio import atomic_path
+
 from .workload import BenchInputs
 
 SCHEMA_VERSION = 1
@@ -334,11 +336,9 @@ def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
     }
     label = "bundle" if cfg.bundle is not None else cfg.shapes
     stem = f"bench-{fp}-{label}-{now.strftime('%Y%m%dT%H%M%SZ')}"
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
     json_path = cfg.out_dir / f"{stem}.json"
-    tmp = json_path.with_name(f".{stem}.json.tmp")
-    tmp.write_text(json.dumps(doc, indent=1, default=str))
-    os.replace(tmp, json_path)
+    with atomic_path(json_path) as tmp:
+        tmp.write_text(json.dumps(doc, indent=1, default=str))
     doc["json_path"] = str(json_path)
     log(f"wrote {json_path}")
     if cfg.plot:

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from segzero_edge.fileio import atomic_path
+
 OUTTYPES = ("f16", "f32")
 LLAMA_CPP_WINDOW_SIZE = 112
 """llama.cpp's Qwen2.5-VL graph hard-codes a 112-pixel attention window (HF's default)."""
@@ -263,11 +265,6 @@ def convert_mmproj(
         raise MmprojExportError(f"source model folder not found: {src}")
     if out.is_dir():
         raise MmprojExportError(f"output path is a directory: {out}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(out) as tmp:
         _write(src, tmp, outtype, progress)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import ctypes
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from segzero_edge.fileio import atomic_path
 
 QTYPES: dict[str, int] = {
     # name -> llama_ftype (llama.h)
@@ -79,23 +80,18 @@ def quantize_gguf(
 
     import llama_cpp
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = QTYPES[key]
     params.nthread = nthread
-    try:
+    with atomic_path(dst) as tmp:
         with capture_llama_log() as log:
             rc = llama_cpp.llama_model_quantize(
                 str(src).encode(), str(tmp).encode(), ctypes.byref(params)
             )
-        if rc != 0 or not tmp.is_file():
+        if rc != 0 or tmp.stat().st_size == 0:
             errors = [t.strip() for lvl, t in log if lvl in ("error", "warn")][-5:]
             raise RuntimeError(
                 f"llama.cpp failed to quantize {src} to {key} (code {rc}): "
                 + (" | ".join(errors) or "no error message")
             )
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dst

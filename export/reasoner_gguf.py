@@ -8,7 +8,6 @@ nested ``text_config``) are read.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import gguf
 import numpy as np
 
+from segzero_edge.fileio import atomic_path
 from segzero_export.gguf_tokenizer import add_vocab, read_qwen2_vocab
 from segzero_export.hf_source import check_architecture, read_config, safetensors_files
 
@@ -267,9 +267,6 @@ def convert_text_model(
     goes to ``general.name`` (default: the model's folder or hub repo name). The file is
     written next to ``out_path`` under a temporary name and renamed when complete.
     """
-    from safetensors import safe_open
-    from tqdm import tqdm
-
     if outtype not in OUTTYPES:
         raise ValueError(f"unknown outtype {outtype!r}; choose one of {sorted(OUTTYPES)}")
     src_dir, out_path = Path(src_dir), Path(out_path)
@@ -279,11 +276,29 @@ def convert_text_model(
     vocab = read_qwen2_vocab(src_dir, hp.vocab_size, hp.raw)
     plans = _plan(src_dir, hp, outtype)
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    with atomic_path(out_path) as tmp:
+        label = name or model_name(src_dir)
+        _write_file(tmp, out_path.name, hp, vocab, plans, label, outtype, progress)
+    return out_path
+
+
+def _write_file(
+    tmp: Path,
+    file_name: str,
+    hp: TextHParams,
+    vocab: Any,
+    plans: list[Any],
+    name: str,
+    outtype: str,
+    progress: bool,
+) -> None:
+    """Stream the header, metadata and every tensor of ``plans`` into ``tmp``."""
+    from safetensors import safe_open
+    from tqdm import tqdm
+
     writer = gguf.GGUFWriter(tmp, ARCH)
     try:
-        _write_metadata(writer, hp, name or model_name(src_dir), outtype)
+        _write_metadata(writer, hp, name, outtype)
         add_vocab(writer, vocab)
         for p in plans:
             if p.qtype == gguf.GGMLQuantizationType.BF16:
@@ -304,7 +319,7 @@ def convert_text_model(
             total=total,
             unit="B",
             unit_scale=True,
-            desc=f"GGUF {out_path.name}",
+            desc=f"GGUF {file_name}",
             disable=not progress,
         ) as bar:
             for p in plans:
@@ -312,10 +327,5 @@ def convert_text_model(
                     data = f.get_tensor(p.hf_name).float().numpy()
                 writer.write_tensor_data(_encode(data, p))
                 bar.update(_nbytes(p))
+    finally:
         writer.close()
-        os.replace(tmp, out_path)
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
-    return out_path
