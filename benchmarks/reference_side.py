@@ -52,7 +52,8 @@ def run_reference(cfg: dict[str, Any]) -> dict[str, Any]:
         Qwen2_5_VLForConditionalGeneration,
     )
 
-    from segzero_edge.prompt import REASONER_SIZE, build_prompt
+    from segzero_edge.layout import REASONER_SIZE
+    from segzero_edge.prompt import build_prompt
     from segzero_export.tiny_sam2 import build_sam2_model
 
     inp = BenchInputs(**cfg["inputs"])

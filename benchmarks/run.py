@@ -20,7 +20,7 @@ from .workload import BenchInputs
 SCHEMA_VERSION = 1
 SIDES = ("runtime", "reference")
 WORKER_CODE = (
-    "import sys; from segzero_edge.commands.bench import worker_main; "
+    "import sys; from segzero_bench.cli_bench import worker_main; "
     "sys.exit(worker_main(sys.argv[1:]))"
 )
 
@@ -112,7 +112,7 @@ def shape_from_gguf(reasoner_gguf: Path, mmproj_gguf: Path, name: str = "model")
     """The :class:`ReasonerShape` of an exported GGUF pair (what the runtime side runs)."""
     import gguf
 
-    from segzero_edge.roofline import ReasonerShape
+    from .roofline import ReasonerShape
 
     def fields(path: Path) -> tuple[dict[str, Any], dict[str, list[int]]]:
         r = gguf.GGUFReader(str(path))
@@ -183,7 +183,7 @@ def worker(argv: list[str]) -> int:
 
 
 def _roofline(case_cfg: dict[str, Any], prompt_tokens: int, cfg: BenchConfig) -> Any:
-    from segzero_edge.roofline import Workload
+    from .roofline import Workload
 
     model, mmproj = Path(case_cfg["reasoner_gguf"]), Path(case_cfg["mmproj_gguf"])
     return Workload(
@@ -242,11 +242,11 @@ def _case_configs(cfg: BenchConfig, log: Any) -> list[tuple[str, dict[str, Any]]
 
 def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
     """Measure, print the tables, write ``bench-<fingerprint>-<shapes>-<time>.json`` + PNG."""
-    from segzero_edge.roofline import decode_tokens_per_s, roofline, target_for_jetson
-    from segzero_edge.targets import host_memory_gb
+    from segzero_export.targets import host_memory_gb
 
     from .bandwidth import measure_bandwidth
     from .report import ratio_table, ratios, roofline_table
+    from .roofline import decode_tokens_per_s, roofline, target_for_jetson
 
     if cfg.iters < 1 or cfg.warmup < 0 or cfg.decode_tokens < 1:
         raise ValueError("need iters >= 1, warmup >= 0 and decode_tokens >= 1")
@@ -301,7 +301,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
             "decode_fraction_of_bandwidth": measured["decode_tokens_per_s"] / tps_ceiling_here,
         }
         if here:
-            from segzero_edge.roofline import fraction_of_ceiling
+            from .roofline import fraction_of_ceiling
 
             case["fraction_of_ceiling"] = fraction_of_ceiling(measured, roof[here]["floors_s"])
         log("")

@@ -1,4 +1,4 @@
-"""Write a bundle (DESIGN.md section 5): reasoner GGUFs + SAM2 ONNX + manifest, atomically."""
+"""Write a bundle (segzero_edge.layout): reasoner GGUFs + SAM2 ONNX + manifest, atomically."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from typing import Any
 from segzero_edge import __version__
 from segzero_edge.bundle import MANIFEST, REQUIRED_FILES, SCHEMA_VERSION, file_entry
 from segzero_edge.fileio import atomic_dir
-from segzero_edge.prompt import PROMPT_TEMPLATE_ID, REASONER_SIZE
-from segzero_edge.targets import get_target
+from segzero_edge.layout import REASONER_SIZE
+from segzero_edge.prompt import PROMPT_TEMPLATE_ID
 
 from .memory import BITS_PER_WEIGHT, MemoryEstimate, estimate_before_export, estimate_from_files
+from .targets import get_target
 
 DEFAULT_N_CTX = 4096
 SAM2_HUB = {

@@ -12,8 +12,9 @@ import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from segzero_edge.roofline import sam2_size_key
-from segzero_edge.targets import Target
+from segzero_edge.layout import sam2_size as sam2_size_key
+
+from .targets import Target
 
 BITS_PER_WEIGHT = {"Q4_K_M": 4.85, "Q8_0": 8.5, "F16": 16.0}
 SAM2_PARAMS_M = {"tiny": 38.9, "small": 46.0, "base_plus": 80.8, "large": 224.4}

@@ -7,5 +7,5 @@ cd "$(dirname "$0")/.."
 PY="${PY:-.venv/bin/python}"
 "$PY" scripts/trt_stubs.py .cache/trt-stubs
 MYPYPATH=.cache/trt-stubs "$PY" -m mypy --follow-imports=silent \
-    segzero_edge/device.py segzero_edge/engines.py segzero_edge/segmenter/tensorrt.py \
-    segzero_edge/commands/build_engines.py segzero_edge/commands/doctor.py
+    segzero_edge/device.py segzero_edge/engine_cache.py segzero_edge/segmenter/tensorrt.py \
+    export/engines.py export/cli_build_engines.py segzero_edge/commands/doctor.py

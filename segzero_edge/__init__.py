@@ -5,11 +5,11 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .answer import ParsedAnswer, parse_answer, to_image_frame
+from .layout import REASONER_SIZE
 from .pipeline import SegZeroEdge
-from .prompt import REASONER_SIZE, build_prompt
+from .prompt import build_prompt
 from .types import ObjectPrompt, Segmentation, Status
 
 __all__ = [

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .prompt import REASONER_SIZE
+from .layout import REASONER_SIZE
 from .types import Box, ObjectPrompt, Point, Status
 
 _THINK_RE = re.compile(r"<think>(.*?)(?:</think>|$)", re.DOTALL)

@@ -1,39 +1,34 @@
-"""Bundle manifest: what the exporter writes and the runtime verifies (DESIGN.md section 5).
+"""Read and verify a bundle's manifest, and open its backends.
 
-```
-bundle/
-  manifest.json  reasoner.gguf  mmproj.gguf  sam2_encoder.onnx  sam2_decoder.onnx
-  engines/<device-fingerprint>/{sam2_encoder,sam2_decoder}.plan   (built on the device)
-```
+The file layout is in :mod:`segzero_edge.layout`; the exporter (``segzero_export.bundle``)
+writes what this module reads.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from ._version import __version__
 from .backends import Reasoner, Segmenter
+from .errors import BundleError
+from .fileio import sha256_file
+from .layout import MANIFEST, MMPROJ_FILE, REASONER_FILE, REQUIRED_FILES, SCHEMA_VERSION
 
-MANIFEST = "manifest.json"
-SCHEMA_VERSION = 1
-REQUIRED_FILES = ("reasoner.gguf", "mmproj.gguf", "sam2_encoder.onnx", "sam2_decoder.onnx")
-
-
-class BundleError(ValueError):
-    """The bundle is missing, incomplete, corrupt or from an unsupported schema."""
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+__all__ = [
+    "MANIFEST",
+    "REQUIRED_FILES",
+    "SCHEMA_VERSION",
+    "Bundle",
+    "BundleError",
+    "file_entry",
+    "load_bundle",
+    "open_backends",
+    "sha256_file",
+]
 
 
 def file_entry(path: Path) -> dict[str, Any]:
@@ -127,7 +122,7 @@ def open_backends(
     segmenter = open_segmenter(bundle.root, backend=segmenter_backend)
     try:
         reasoner = LlamaCppReasoner(
-            bundle.path("reasoner.gguf"), bundle.path("mmproj.gguf"), **reasoner_options
+            bundle.path(REASONER_FILE), bundle.path(MMPROJ_FILE), **reasoner_options
         )
     except BaseException:
         segmenter.close()

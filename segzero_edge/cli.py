@@ -1,29 +1,27 @@
-"""``segzero-edge`` command line: one module per subcommand under ``segzero_edge.commands``.
+"""``segzero-edge`` command line: ``segment`` and ``doctor`` here, the rest by entry point.
 
-Each command module defines ``register(subparsers)`` and keeps heavy imports inside the
-function it runs, so ``segzero-edge --help`` stays fast and torch-free.
+See :mod:`segzero_edge.commands` for how commands are found. Every error a user can fix is
+one line on stderr and exit code 2; Ctrl+C exits 130.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
-from . import __version__
+from ._version import __version__
+from .commands import registered
+from .errors import BackendError, BundleError, CommandError, TensorRTUnavailable
 
-COMMANDS = [
-    "segment",
-    "export",
-    "bench",
-    "build_engines",
-    "doctor",
-    "eval",
-]
-
-
-class CommandError(Exception):
-    """A problem the user can fix; printed as one line, exit code 2."""
+USER_ERRORS = (
+    CommandError,
+    BundleError,
+    BackendError,
+    TensorRTUnavailable,
+    FileNotFoundError,
+    FileExistsError,
+    ValueError,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMANDS:
-        importlib.import_module(f".commands.{name}", __package__).register(sub)
+    for register in registered().values():
+        register(sub)
     return parser
 
 
@@ -44,12 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CommandError, FileNotFoundError, FileExistsError, ValueError) as e:
+    except USER_ERRORS as e:
         print(f"segzero-edge {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
 
+
+__all__ = ["CommandError", "build_parser", "main"]
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

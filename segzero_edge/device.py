@@ -19,6 +19,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .errors import TensorRTUnavailable
+
 ENV_FINGERPRINT = "SEGZERO_DEVICE_FINGERPRINT"
 TEGRA_RELEASE = Path("/etc/nv_tegra_release")
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
@@ -126,8 +128,23 @@ def tensorrt_version() -> tuple[str | None, str]:
     return (None, why) if trt is None else (str(trt.__version__), "")
 
 
-def _cudart() -> Any:
-    """cuda-python's runtime module (``cuda.bindings.runtime``, or the pre-12.6 ``cuda.cudart``)."""
+def import_tensorrt() -> Any:
+    """``import tensorrt``, or :class:`TensorRTUnavailable` saying where it comes from."""
+    trt, why = load_tensorrt()
+    if trt is None:
+        raise TensorRTUnavailable(
+            f"TensorRT is not usable here: {why}. It comes with JetPack on a Jetson "
+            "(apt package python3-libnvinfer; in a venv use --system-site-packages), "
+            "not from pip; engines must be built on the device that runs them."
+        )
+    return trt
+
+
+def cudart() -> Any:
+    """cuda-python's runtime module (``cuda.bindings.runtime``, or the pre-12.6 ``cuda.cudart``).
+
+    Raises ``ImportError`` when cuda-python is not installed.
+    """
     try:
         from cuda.bindings import runtime
     except ImportError:
@@ -147,18 +164,18 @@ def cuda_error_name(cudart: Any, err: Any) -> str:
 def probe_gpu_cuda_python(device: int = 0) -> tuple[GpuInfo | None, str]:
     """Device ``device`` through cuda-python's runtime API."""
     try:
-        cudart = _cudart()
+        rt = cudart()
     except ImportError as e:
         return None, f"cuda-python not installed ({e})"
     try:
-        err, count = cudart.cudaGetDeviceCount()
-        if err != cudart.cudaError_t.cudaSuccess:
-            return None, f"CUDA runtime: {cuda_error_name(cudart, err)}"
+        err, count = rt.cudaGetDeviceCount()
+        if err != rt.cudaError_t.cudaSuccess:
+            return None, f"CUDA runtime: {cuda_error_name(rt, err)}"
         if count <= device:
             return None, f"CUDA runtime sees {count} device(s); device {device} does not exist"
-        err, prop = cudart.cudaGetDeviceProperties(device)
-        if err != cudart.cudaError_t.cudaSuccess:
-            return None, f"cudaGetDeviceProperties: {cuda_error_name(cudart, err)}"
+        err, prop = rt.cudaGetDeviceProperties(device)
+        if err != rt.cudaError_t.cudaSuccess:
+            return None, f"cudaGetDeviceProperties: {cuda_error_name(rt, err)}"
         name = prop.name.split(b"\x00")[0].decode() if isinstance(prop.name, bytes) else prop.name
         return GpuInfo(
             name=str(name),

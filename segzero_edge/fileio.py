@@ -1,8 +1,9 @@
-"""Atomic file and folder writes: write beside the target, then rename over it."""
+"""Atomic file and folder writes (write beside the target, then rename over it); file hashes."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
@@ -49,3 +50,12 @@ def atomic_dir(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iter
             os.replace(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in ``chunk``-byte blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

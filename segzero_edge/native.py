@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .layout import SAM2_SIZE
+
 LIB_NAME = "libsegzero_kernels.so"
 ENV_LIB = "SEGZERO_NATIVE_LIB"
 ENV_DISABLE = "SEGZERO_NATIVE"
@@ -154,7 +156,7 @@ def preprocess(
     sam: bool = True,
     reasoner: bool = True,
     sam_dtype: type = np.float32,
-    sam_size: int = 1024,
+    sam_size: int = SAM2_SIZE,
     reasoner_size: int = 840,
     device: str = "cpu",
     threads: int = 0,
@@ -255,7 +257,7 @@ def preprocess_cuda(
     reasoner_ptr: int | None,
     *,
     sam_dtype: type = np.float32,
-    sam_size: int = 1024,
+    sam_size: int = SAM2_SIZE,
     reasoner_size: int = 840,
     stream: int = 0,
 ) -> None:

@@ -19,16 +19,12 @@ import numpy as np
 from . import pixels
 from .answer import parse_answer, to_image_frame
 from .backends import ImageEmbedding, Reasoner, Segmenter
+from .errors import BackendError
 from .image import ImageLike, load_image
 from .prompt import build_prompt
 from .segmenter.prompts import prompt_arrays
 from .segmenter.select import select_masks
 from .types import ObjectPrompt, Segmentation, Status
-
-
-class BackendError(RuntimeError):
-    """A backend failed during a call; the message names the backend and the stage."""
-
 
 _Encoded = tuple[ImageEmbedding, dict[str, float]]
 """A frame's SAM2 embedding and the seconds its pre-processing and encoding took."""

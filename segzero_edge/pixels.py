@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import native
-from .prompt import REASONER_SIZE
+from .layout import REASONER_SIZE, SAM2_SIZE
 
-SAM_SIZE = 1024
+SAM_SIZE = SAM2_SIZE
 SAM_MEAN = (0.485, 0.456, 0.406)
 SAM_STD = (0.229, 0.224, 0.225)
 

@@ -1,9 +1,6 @@
-"""The Seg-Zero user prompt (DESIGN.md section 1)."""
+"""The Seg-Zero user prompt (Seg-Zero's ``inference_scripts/infer_multi_object.py``)."""
 
 from __future__ import annotations
-
-REASONER_SIZE = 840
-"""The reasoner sees the image resized to exactly this square (30 * 28 pixels)."""
 
 MAX_QUERY_CHARS = 1000
 """Longer queries are refused: the prompt budget is 1300 tokens, 900 of them image tokens."""

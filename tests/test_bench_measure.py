@@ -5,11 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segzero_edge.commands.bench import load_bench
-
-load_bench()
-from segzero_bench.bandwidth import measure_bandwidth  # noqa: E402
-from segzero_bench.measure import (  # noqa: E402
+from segzero_bench.bandwidth import measure_bandwidth
+from segzero_bench.measure import (
     aggregate,
     peak_rss_mib,
     percentile,

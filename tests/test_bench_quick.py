@@ -53,11 +53,8 @@ def test_real_shapes_config(tiny_qwen_dir: Path) -> None:
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    from segzero_edge.commands.bench import load_bench
-    from segzero_edge.roofline import QWEN25VL_3B, ReasonerShape
-
-    load_bench()
     from segzero_bench.artifacts import real_qwen_config
+    from segzero_bench.roofline import QWEN25VL_3B, ReasonerShape
 
     cfg = real_qwen_config(json.loads((tiny_qwen_dir / "config.json").read_text()))
     assert ReasonerShape.from_hf_config(cfg, name=QWEN25VL_3B.name) == QWEN25VL_3B

@@ -8,14 +8,11 @@ from typing import Any
 
 import pytest
 
+from segzero_bench.measure import summarize
+from segzero_bench.plot import load_runs, plot_compare, plot_run
+from segzero_bench.report import ratio_table, ratios
+from segzero_bench.workload import STAGES
 from segzero_edge.cli import main
-from segzero_edge.commands.bench import load_bench
-
-load_bench()
-from segzero_bench.measure import summarize  # noqa: E402
-from segzero_bench.plot import load_runs, plot_compare, plot_run  # noqa: E402
-from segzero_bench.report import ratio_table, ratios  # noqa: E402
-from segzero_bench.workload import STAGES  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -1,4 +1,4 @@
-"""Roofline math (segzero_edge.roofline), checked against figures worked out by hand."""
+"""Roofline math (segzero_bench.roofline), checked against figures worked out by hand."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from segzero_edge.roofline import (
+from segzero_bench.roofline import (
     QWEN25VL_3B,
     QWEN25VL_7B,
     ReasonerShape,
@@ -18,7 +18,7 @@ from segzero_edge.roofline import (
     stage_floors,
     target_for_jetson,
 )
-from segzero_edge.targets import TARGETS, Target
+from segzero_export.targets import TARGETS, Target
 
 TOY = ReasonerShape("toy", 1, 4, 8, 2, 1, 2, 10, 1, 4, 8, 1)
 
@@ -36,7 +36,7 @@ def test_toy_counts_by_hand() -> None:
 
 
 def test_7b_decode_ceiling_matches_design() -> None:
-    """DESIGN section 6: 7B Q4_K_M ~4.7 GB file -> <= ~43 tok/s on AGX, ~22 on NX."""
+    """7B Q4_K_M ~4.7 GB file -> <= ~43 tok/s on AGX, ~22 on NX."""
     w = Workload(QWEN25VL_7B, prompt_tokens=1030, decode_tokens=64)
     layers = 28 * (3584 * 3584 * 2 + 2 * 3584 * 512 + 3 * 3584 * 18944)
     weights = layers * 4.85 / 8 + 152064 * 3584 * 6.5625 / 8

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segzero_edge.prompt import REASONER_SIZE, build_prompt
+from segzero_edge.layout import REASONER_SIZE
+from segzero_edge.prompt import build_prompt
 
 
 def test_tiny_qwen_loads_and_processor_gives_900_image_tokens(tiny_qwen_dir: Path) -> None:

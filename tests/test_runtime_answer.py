@@ -1,4 +1,4 @@
-"""The answer parser and coordinate mapping (DESIGN.md section 1)."""
+"""The answer parser and coordinate mapping (Seg-Zero inference_scripts)."""
 
 from __future__ import annotations
 

@@ -82,7 +82,7 @@ def test_not_a_bundle(tmp_path: Path) -> None:
 def test_export_refuses_a_bundle_over_budget_and_writes_nothing(
     tiny_qwen_dir: Path, tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from segzero_edge import targets
+    from segzero_export import targets
     from segzero_export.bundle import BundleTooLarge, export_bundle
 
     small = targets.Target("tiny-board", "a 100 MB board", 0.1, 0.1, 10, 1, "8.7", "nothing")

@@ -124,8 +124,9 @@ def test_device_modules_are_lean() -> None:
     fingerprint then probes tensorrt (for its version) but still no torch / onnxruntime."""
     code = (
         "import sys\n"
-        "import segzero_edge.device, segzero_edge.engines, segzero_edge.segmenter.tensorrt\n"
-        "import segzero_edge.commands.doctor, segzero_edge.commands.build_engines\n"
+        "import segzero_edge.device, segzero_edge.engine_cache, segzero_edge.segmenter.tensorrt\n"
+        "import segzero_edge.commands.doctor, segzero_export.engines\n"
+        "import segzero_export.cli_build_engines\n"
         "heavy = ('torch', 'onnxruntime', 'tensorrt')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
         "segzero_edge.device.device_fingerprint()\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from segzero_edge.targets import get_target
+from segzero_export.targets import get_target
 
 
 def qwen25vl_config(size: str) -> dict:

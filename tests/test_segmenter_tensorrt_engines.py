@@ -9,25 +9,28 @@ from typing import Any
 
 import pytest
 
-from segzero_edge import device, engines
-from segzero_edge.bundle import sha256_file
+from segzero_edge import device, engine_cache
 from segzero_edge.cli import main as cli_main
-from segzero_edge.engines import (
+from segzero_edge.engine_cache import (
     DECODER,
     ENCODER,
     ENGINE_NAMES,
     BuildFlags,
-    LayerDesc,
-    TensorRTUnavailable,
-    build_engines,
     engine_dir,
     find_engines,
-    matches_pattern,
     plan_path,
     read_meta,
+    stale_reason,
+)
+from segzero_edge.errors import TensorRTUnavailable
+from segzero_edge.fileio import sha256_file
+from segzero_export import engines
+from segzero_export.engines import (
+    LayerDesc,
+    build_engines,
+    matches_pattern,
     record_engine,
     select_fp32_layers,
-    stale_reason,
     write_meta,
 )
 
@@ -81,7 +84,7 @@ def reason(bundle: Path, name: str = ENCODER, **kw: Any) -> str | None:
     out = engine_dir(bundle)
     args: dict[str, Any] = {
         "plan": plan_path(out, name),
-        "onnx_sha256": engines.onnx_sha256(bundle, f"{name}.onnx"),
+        "onnx_sha256": engine_cache.onnx_sha256(bundle, f"{name}.onnx"),
         "tensorrt_version": TRT,
         "fingerprint": FP,
         "flags": BuildFlags(),
@@ -99,7 +102,7 @@ def test_fresh_engines_are_found(bundle: Path) -> None:
     assert meta["engines"][ENCODER]["flags"]["points_profile"] == [1, 3, 16]
     plans = find_engines(bundle)
     assert plans == (out / "sam2_encoder.plan", out / "sam2_decoder.plan")
-    assert engines.engine_status(bundle) == {ENCODER: "ok", DECODER: "ok"}
+    assert engine_cache.engine_status(bundle) == {ENCODER: "ok", DECODER: "ok"}
 
 
 def test_nothing_built_yet(bundle: Path) -> None:
@@ -111,7 +114,7 @@ def test_onnx_change_means_rebuild(bundle: Path) -> None:
     fake_build(bundle)
     onnx = bundle / "sam2_decoder.onnx"
     onnx.write_bytes(b"a re-exported decoder")  # manifest no longer matches: hash the file
-    assert engines.onnx_sha256(bundle, onnx.name) == sha256_file(onnx)
+    assert engine_cache.onnx_sha256(bundle, onnx.name) == sha256_file(onnx)
     assert "sam2_decoder.onnx changed" in (reason(bundle, DECODER) or "")
     assert reason(bundle, ENCODER) is None
     assert find_engines(bundle) is None
@@ -122,7 +125,7 @@ def test_onnx_hash_comes_from_the_manifest(bundle: Path) -> None:
     entry = manifest["files"]["sam2_encoder.onnx"]
     entry["sha256"] = "f" * 64  # same size: trusted without hashing
     (bundle / "manifest.json").write_text(json.dumps(manifest))
-    assert engines.onnx_sha256(bundle, "sam2_encoder.onnx") == "f" * 64
+    assert engine_cache.onnx_sha256(bundle, "sam2_encoder.onnx") == "f" * 64
 
 
 def test_tensorrt_upgrade_means_rebuild(bundle: Path) -> None:

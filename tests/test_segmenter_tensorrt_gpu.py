@@ -40,7 +40,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.fixture(scope="session")
 def trt_bundle(sam2_onnx: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A bundle folder with the shipped (slim) ONNX graphs and engines built for this GPU."""
-    from segzero_edge.engines import build_engines
+    from segzero_export.engines import build_engines
 
     root = tmp_path_factory.mktemp("trt_bundle")
     for key in ("encoder", "decoder"):
@@ -67,7 +67,8 @@ def cases() -> list[tuple[str, np.ndarray]]:
 
 
 def test_engines_written_found_and_kept(trt_bundle: Any) -> None:
-    from segzero_edge.engines import build_engines, find_engines
+    from segzero_edge.engine_cache import find_engines
+    from segzero_export.engines import build_engines
 
     root, result = trt_bundle
     assert set(result.built) == {"sam2_encoder", "sam2_decoder"}

@@ -1,4 +1,4 @@
-"""GRPO settings: the Seg-Zero recipe (DESIGN.md section 2) and its mapping onto TRL's GRPOConfig.
+"""GRPO settings: Seg-Zero's training recipe and its mapping onto TRL's GRPOConfig.
 
 ``GRPOSettings`` holds the recipe in Seg-Zero's own terms (prompts per step, rollouts per prompt,
 ...); :func:`to_grpo_config` turns it into a ``trl.GRPOConfig`` for a given number of processes.

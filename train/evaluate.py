@@ -191,7 +191,8 @@ class HFPredictor:
         """Greedy generation for an H x W x 3 image; returns (text, hit the token budget)."""
         from PIL import Image
 
-        from segzero_edge.prompt import REASONER_SIZE, build_prompt
+        from segzero_edge.layout import REASONER_SIZE
+        from segzero_edge.prompt import build_prompt
 
         square = Image.fromarray(image, "RGB").resize(
             (REASONER_SIZE, REASONER_SIZE), Image.Resampling.BILINEAR

@@ -339,7 +339,7 @@ def train_grpo(
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m segzero_train.grpo",
-        description="GRPO training of the Seg-Zero reasoner with TRL (DESIGN.md section 2).",
+        description="GRPO training of the Seg-Zero reasoner with TRL (Seg-Zero, arXiv 2503.06520).",
     )
     p.add_argument(
         "--model", required=True, help="Hugging Face Qwen2.5-VL folder (policy + reference)"

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from segzero_edge.prompt import REASONER_SIZE
+from segzero_edge.layout import REASONER_SIZE
 
 from .rewards import GroundTruth
 

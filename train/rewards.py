@@ -1,4 +1,5 @@
-"""Seg-Zero rewards (DESIGN.md section 2): the five-term single-object set and the multi-object set.
+"""Seg-Zero's rewards (its veRL reward code): the five-term single-object set and the
+multi-object set.
 
 Every function takes the generated text and a :class:`GroundTruth` in the 840 x 840 frame and
 returns floats; malformed, truncated or empty generations give 0 for the terms they affect and

@@ -106,7 +106,7 @@ def report(bundle: Path | None = None) -> dict[str, Any]:
         except Exception as e:  # a probe must never take the report down
             out["backends"][name] = _entry(False, f"probe failed: {type(e).__name__}: {e}")
     if bundle is not None:
-        from ..engines import engine_dir, engine_status
+        from ..engine_cache import engine_dir, engine_status
 
         out["engines"] = {
             "directory": str(engine_dir(bundle)),

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
+
+from ..errors import CommandError
+from ..layout import MANIFEST
 
 DEFAULT_BUNDLE_ENV = "SEGZERO_BUNDLE"
 
@@ -44,21 +48,30 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _ensure_bundle(path: Path | None) -> Path:
+    """``path``, or the demo bundle, built on first use by ``segzero-edge export --tiny``.
+
+    The export runs as a child process through the CLI (the runtime never imports the
+    exporter); it needs the [export] extra.
+    """
+    from . import registered
+
     if path is not None:
         return path
     path = default_bundle()
-    if not (path / "manifest.json").is_file():
+    if not (path / MANIFEST).is_file():
+        if "export" not in registered():
+            raise CommandError(
+                "no --bundle given, and building the demo bundle needs the exporter: "
+                "pip install 'segzero-edge[export]' (or pass --bundle)"
+            )
         print(
             f"building the tiny demo bundle in {path} (random weights: masks are meaningless)",
             file=sys.stderr,
         )
-        try:
-            from segzero_export.bundle import build_tiny_bundle
-        except ImportError as e:
-            raise ValueError(
-                f"no --bundle given and the demo bundle needs the [export] extra ({e})"
-            ) from None
-        build_tiny_bundle(path, overwrite=True)
+        cmd = [sys.executable, "-m", "segzero_edge.cli", "export", "--tiny", "--force"]
+        done = subprocess.run([*cmd, "-o", str(path)], check=False)
+        if done.returncode != 0:
+            raise CommandError(f"building the demo bundle failed (exit {done.returncode})")
     return path
 
 

@@ -15,7 +15,7 @@ always parses.
 
 from __future__ import annotations
 
-from ..prompt import REASONER_SIZE
+from ..layout import REASONER_SIZE
 
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"

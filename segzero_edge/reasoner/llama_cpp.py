@@ -25,12 +25,11 @@ from typing import Any
 import numpy as np
 
 from ..backends import ReasonerOutput
-from ..prompt import REASONER_SIZE
+from ..layout import IMAGE_TOKENS, PATCH_MERGE, REASONER_SIZE
 from . import grammar as gbnf
 
 SYSTEM_PROMPT = "You are a helpful assistant."
-PATCH_MERGE = 28  # Qwen2.5-VL: 14-pixel patches merged 2 x 2
-DEFAULT_IMAGE_TOKENS = (REASONER_SIZE // PATCH_MERGE) ** 2  # 900
+DEFAULT_IMAGE_TOKENS = IMAGE_TOKENS  # 900 for 840 x 840
 
 
 class ReasonerLoadError(RuntimeError):

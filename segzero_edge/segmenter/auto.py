@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from ..backends import Segmenter
+from ..layout import ENGINES_DIR
+from ..layout import SAM2_DECODER_FILE as DECODER_ONNX
+from ..layout import SAM2_ENCODER_FILE as ENCODER_ONNX
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime")
-ENCODER_ONNX = "sam2_encoder.onnx"
-DECODER_ONNX = "sam2_decoder.onnx"
 ORT_ONLY_OPTIONS = ("providers", "threads")
 
 
@@ -23,12 +24,12 @@ def tensorrt_status(bundle_dir: Path) -> tuple[tuple[Path, Path] | None, str]:
     ok, why = trt_backend.available()
     if not ok:
         return None, why
-    from ..engines import find_engines
+    from ..engine_cache import find_engines
 
     plans = find_engines(bundle_dir)
     if plans is None:
         return None, (
-            f"no TensorRT engines for this device under {bundle_dir / 'engines'} "
+            f"no TensorRT engines for this device under {bundle_dir / ENGINES_DIR} "
             "(build them on this device first)"
         )
     return plans, ""

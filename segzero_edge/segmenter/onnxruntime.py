@@ -10,26 +10,26 @@ from typing import Any
 import numpy as np
 
 from ..backends import ImageEmbedding
+from ..layout import (
+    SAM2_DECODER_INPUTS,
+    SAM2_DECODER_OUTPUTS,
+    SAM2_ENCODER_INPUTS,
+    SAM2_ENCODER_OUTPUTS,
+    SAM2_LOW_RES,
+    SAM2_SIZE,
+)
 
 PROVIDER_PREFERENCE = (
     "TensorrtExecutionProvider",
     "CUDAExecutionProvider",
     "CPUExecutionProvider",
 )
-ENCODER_INPUTS = ("image",)
-ENCODER_OUTPUTS = ("high_res_feats_0", "high_res_feats_1", "image_embed")
-DECODER_INPUTS = (
-    "image_embed",
-    "high_res_feats_0",
-    "high_res_feats_1",
-    "point_coords",
-    "point_labels",
-    "mask_input",
-    "has_mask_input",
-)
-DECODER_OUTPUTS = ("masks", "iou_predictions")
-IMAGE_SHAPE = (1, 3, 1024, 1024)
-MASK_INPUT_SHAPE = (1, 1, 256, 256)
+ENCODER_INPUTS = SAM2_ENCODER_INPUTS
+ENCODER_OUTPUTS = SAM2_ENCODER_OUTPUTS
+DECODER_INPUTS = SAM2_DECODER_INPUTS
+DECODER_OUTPUTS = SAM2_DECODER_OUTPUTS
+IMAGE_SHAPE = (1, 3, SAM2_SIZE, SAM2_SIZE)
+MASK_INPUT_SHAPE = (1, 1, SAM2_LOW_RES, SAM2_LOW_RES)
 
 
 def _short_name(provider: str) -> str:

@@ -6,7 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-SAM_SIZE = 1024
+from ..layout import SAM2_SIZE
+
+SAM_SIZE = SAM2_SIZE
 LABEL_NEGATIVE, LABEL_POSITIVE, LABEL_BOX_TL, LABEL_BOX_BR = 0, 1, 2, 3
 
 

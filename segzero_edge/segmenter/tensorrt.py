@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..backends import ImageEmbedding
+from ..device import cudart as _cudart
+from ..device import import_tensorrt, load_tensorrt
+from ..layout import SAM2_POINT_INPUTS
 from .onnxruntime import (
     DECODER_INPUTS,
     DECODER_OUTPUTS,
@@ -33,19 +36,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FEATURES = ("image_embed", "high_res_feats_0", "high_res_feats_1")
-POINTS = ("point_coords", "point_labels")
+POINTS = SAM2_POINT_INPUTS
 
 
 class CudaError(RuntimeError):
     """A CUDA runtime call failed."""
-
-
-def _cudart() -> Any:
-    try:
-        from cuda.bindings import runtime
-    except ImportError:
-        from cuda import cudart as runtime  # type: ignore[no-redef]  # cuda-python < 12.6
-    return runtime
 
 
 def _check(result: Any, what: str) -> Any:
@@ -62,8 +57,6 @@ def _check(result: Any, what: str) -> Any:
 
 def available() -> tuple[bool, str]:
     """Whether this backend can run here: TensorRT, cuda-python and a CUDA device."""
-    from ..device import load_tensorrt
-
     trt, why = load_tensorrt()
     if trt is None:
         return False, why
@@ -140,8 +133,6 @@ class TensorRTSegmenter:
         *,
         device: int = 0,
     ) -> None:
-        from ..engines import import_tensorrt
-
         import_tensorrt()  # a clear TensorRTUnavailable when missing
         import tensorrt as trt
 

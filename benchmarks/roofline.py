@@ -1,4 +1,4 @@
-"""Roofline ceilings for the pipeline's stages on the target devices (DESIGN.md section 6).
+"""Roofline ceilings for the pipeline's stages on the Jetson Orin targets (NVIDIA data sheets).
 
 A stage cannot finish sooner than its arithmetic at the device's peak FP16 rate, nor sooner
 than the bytes it must read at the device's memory bandwidth:
@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .targets import TARGETS, Target
+from segzero_edge.layout import sam2_size as sam2_size_key
+from segzero_export.targets import TARGETS, Target
 
 GB = 1e9
 BITS_PER_WEIGHT = {"Q4_K_M": 4.85, "Q8_0": 8.5, "F16": 16.0, "F32": 32.0}
@@ -144,20 +145,6 @@ class ReasonerShape:
 
 QWEN25VL_3B = ReasonerShape("Qwen2.5-VL-3B", 36, 2048, 11008, 16, 2, 128, 151936, 32, 1280, 3420, 4)
 QWEN25VL_7B = ReasonerShape("Qwen2.5-VL-7B", 28, 3584, 18944, 28, 4, 128, 152064, 32, 1280, 3420, 4)
-
-
-def sam2_size_key(variant: str) -> str:
-    """``tiny`` / ``small`` / ``base_plus`` / ``large`` from a name like ``sam2.1_hiera_b+``."""
-    v = variant.lower().replace("-", "_").replace("+", "_plus")
-    for key, names in (
-        ("base_plus", ("base_plus", "hiera_b")),
-        ("large", ("large", "hiera_l")),
-        ("small", ("small", "hiera_s")),
-        ("tiny", ("tiny", "hiera_t")),
-    ):
-        if any(n in v for n in names):
-            return key
-    raise ValueError(f"unknown SAM2 variant {variant!r}; expected tiny, small, base+ or large")
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _predictor(args: argparse.Namespace):  # -> (predictor, source dict)
     try:
-        from segzero_train.evaluate import BundlePredictor, HFPredictor
+        from .evaluate import BundlePredictor, HFPredictor
     except ImportError as e:
         raise ValueError(f"eval needs the segzero_train package and its extras ({e})") from None
     if args.bundle is not None:
@@ -77,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"data folder not found: {args.data}")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
-    from segzero_train.evaluate import evaluate_folder, write_report
-    from segzero_train.metrics import format_summary
+    from .evaluate import evaluate_folder, write_report
+    from .metrics import format_summary
 
     predictor, source = _predictor(args)
     try:

@@ -1,46 +1,19 @@
 """``segzero-edge bench``: this runtime vs the Seg-Zero reference, per stage, with rooflines.
 
-The measuring code is the ``segzero_bench`` package (``benchmarks/`` in the source tree); it
-needs the [export] extra (torch, transformers, sam2) for the reference side and matplotlib.
+Registered with the ``segzero-edge`` CLI through the ``segzero_edge.commands`` entry point. The
+measuring code needs the [bench] extra (torch, transformers, sam2 for the reference side, and
+matplotlib).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
-
-
-def load_bench() -> ModuleType:
-    """The ``segzero_bench`` package: installed, or ``benchmarks/`` beside this source tree."""
-    try:
-        return importlib.import_module("segzero_bench")
-    except ImportError:
-        pass
-    root = Path(__file__).resolve().parents[2] / "benchmarks"
-    init = root / "__init__.py"
-    if not init.is_file():
-        raise ValueError(
-            "the benchmark code (segzero_bench) is not installed; install segzero-edge from a "
-            "source checkout with the [export,dev] extras"
-        )
-    spec = importlib.util.spec_from_file_location(
-        "segzero_bench", init, submodule_search_locations=[str(root)]
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["segzero_bench"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def worker_main(argv: list[str]) -> int:
     """Entry of the per-side child processes the benchmark starts."""
-    load_bench()
-    from segzero_bench.run import worker  # type: ignore[import-not-found]
+    from .run import worker
 
     return int(worker(argv))
 
@@ -107,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _print_roofline() -> None:
-    from ..roofline import QWEN25VL_3B, QWEN25VL_7B, Workload, roofline
+    from .roofline import QWEN25VL_3B, QWEN25VL_7B, Workload, roofline
 
     for shape, sam in ((QWEN25VL_3B, "tiny"), (QWEN25VL_3B, "base_plus"), (QWEN25VL_7B, "large")):
         roof = roofline(Workload(shape, sam2_variant=sam))
@@ -126,15 +99,14 @@ def run(args: argparse.Namespace) -> int:
     if args.roofline:
         _print_roofline()
         return 0
-    load_bench()
     if args.compare:
-        from segzero_bench.plot import load_runs, plot_compare  # type: ignore[import-not-found]
+        from .plot import load_runs, plot_compare
 
         docs = load_runs(args.compare)
         out = args.out / "bench-compare.png" if args.out.suffix != ".png" else args.out
         print(f"wrote {plot_compare(docs, out)}")
         return 0
-    from segzero_bench.run import SIDES, BenchConfig, run_bench  # type: ignore[import-not-found]
+    from .run import SIDES, BenchConfig, run_bench
 
     opts = {
         "shapes": args.shapes,

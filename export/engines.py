@@ -1,20 +1,15 @@
-"""Build and find the SAM2 TensorRT engines of a bundle, on the device that runs them.
+"""Build a bundle's SAM2 TensorRT engines, on the device that runs them.
 
 ``build_engines(bundle)`` parses ``sam2_encoder.onnx`` / ``sam2_decoder.onnx`` with TensorRT's
-ONNX parser and writes
-
-```
-bundle/engines/<device-fingerprint>/
-  sam2_encoder.plan  sam2_decoder.plan   serialized engines
-  engines.json                           TensorRT version, fingerprint, ONNX sha256, flags
-  timing.cache                           TensorRT timing cache, reused by later builds
-```
+ONNX parser and writes this device's engine folder (see :mod:`segzero_edge.engine_cache`,
+whose staleness rules, build flags and ``engines.json`` schema this module follows).
 
 FP16 by default, with normalisation layers (TensorRT ``NORMALIZATION``, and the
 ReduceMean/Pow/Sqrt/Div chain of SAM2's hand-written ``LayerNorm2d``) pinned to FP32 under
 ``OBEY_PRECISION_CONSTRAINTS``; ``fp32_layers`` pins more layers by name pattern. An engine
 is rebuilt when the TensorRT version, the device, its ONNX file or the build flags change.
-TensorRT comes with JetPack (not pip); without it :class:`TensorRTUnavailable` is raised.
+TensorRT comes with JetPack (not pip); without it
+:class:`~segzero_edge.errors.TensorRTUnavailable` is raised. Needs no torch.
 """
 
 from __future__ import annotations
@@ -31,52 +26,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from .bundle import MANIFEST, sha256_file
-from .device import device_fingerprint, load_tensorrt, tensorrt_version
-from .fileio import atomic_path
+from segzero_edge._version import __version__
+from segzero_edge.device import device_fingerprint, import_tensorrt
+from segzero_edge.engine_cache import (
+    DECODER,
+    ENCODER,
+    ENGINE_NAMES,
+    META_FILE,
+    META_SCHEMA,
+    POINTS_PROFILE,
+    TIMING_CACHE_FILE,
+    BuildFlags,
+    engine_dir,
+    onnx_sha256,
+    plan_path,
+    read_meta,
+    stale_reason,
+)
+from segzero_edge.errors import TensorRTUnavailable
+from segzero_edge.fileio import atomic_path
+from segzero_edge.layout import SAM2_POINT_INPUTS as POINT_INPUTS
 
 if TYPE_CHECKING:
     import tensorrt
 
 log = logging.getLogger(__name__)
 
-ENGINES_DIR = "engines"
-ENCODER = "sam2_encoder"
-DECODER = "sam2_decoder"
-ENGINE_NAMES = (ENCODER, DECODER)
-META_FILE = "engines.json"
-TIMING_CACHE_FILE = "timing.cache"
-META_SCHEMA = 1
-POINT_INPUTS = ("point_coords", "point_labels")
-POINTS_PROFILE = (1, 3, 16)  # min, opt (box corners + one point), max prompt points
 DEFAULT_WORKSPACE_MB = 1024
 NORM_CHAIN_DEPTH = 3  # ReduceMean -> Add(eps) -> Sqrt -> Div in a hand-written LayerNorm
 _NORM_CHAIN = frozenset({"ELEMENTWISE", "UNARY"})
 
 
-class TensorRTUnavailable(RuntimeError):
-    """The ``tensorrt`` Python package cannot be imported here."""
-
-
 class EngineBuildError(RuntimeError):
     """TensorRT could not parse an ONNX graph or build an engine from it."""
-
-
-@dataclass(frozen=True)
-class BuildFlags:
-    """The options an engine was built with; a change means a rebuild."""
-
-    fp16: bool = True
-    fp32_layers: tuple[str, ...] = ()
-    points_profile: tuple[int, int, int] = POINTS_PROFILE
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "fp16": self.fp16,
-            "fp32_layers": list(self.fp32_layers),
-            "points_profile": list(self.points_profile),
-        }
 
 
 @dataclass
@@ -104,67 +86,6 @@ class LayerDesc:
     type: str  # TensorRT LayerType name, e.g. "REDUCE"
     float_output: bool  # every output is a float tensor (precision can be set)
     inputs_from: tuple[int, ...] = ()  # indices of the layers producing its inputs
-
-
-# ---------------------------------------------------------------- pure helpers (tested on CPU)
-
-
-def engine_dir(bundle_dir: str | os.PathLike[str], fingerprint: str | None = None) -> Path:
-    """``bundle/engines/<fingerprint>`` (this device's fingerprint by default)."""
-    return Path(bundle_dir) / ENGINES_DIR / (fingerprint or device_fingerprint())
-
-
-def plan_path(directory: Path, name: str) -> Path:
-    return directory / f"{name}.plan"
-
-
-def read_meta(directory: Path) -> dict[str, Any]:
-    """``engines.json`` of an engine folder; ``{}`` when missing or unreadable."""
-    path = directory / META_FILE
-    try:
-        meta = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        log.warning("ignoring unreadable %s: %s", path, e)
-        return {}
-    return meta if isinstance(meta, dict) else {}
-
-
-def stale_reason(
-    name: str,
-    meta: dict[str, Any],
-    *,
-    plan: Path,
-    onnx_sha256: str,
-    tensorrt_version: str | None,
-    fingerprint: str,
-    flags: BuildFlags | None,
-) -> str | None:
-    """Why engine ``name`` must be (re)built, or ``None`` when it is current.
-
-    ``tensorrt_version`` / ``flags`` of ``None`` are not compared (finding engines without
-    TensorRT importable, or accepting whatever flags they were built with).
-    """
-    if not plan.is_file():
-        return f"{plan.name} does not exist"
-    if meta.get("schema_version") != META_SCHEMA:
-        return f"{META_FILE} is missing or has another schema"
-    entry = meta.get("engines", {}).get(name)
-    if not isinstance(entry, dict):
-        return f"{META_FILE} has no entry for {name}"
-    if meta.get("fingerprint") != fingerprint:
-        return f"built for device {meta.get('fingerprint')!r}, this is {fingerprint!r}"
-    if tensorrt_version is not None and meta.get("tensorrt_version") != tensorrt_version:
-        return f"built with TensorRT {meta.get('tensorrt_version')}, this is {tensorrt_version}"
-    if entry.get("onnx_sha256") != onnx_sha256:
-        return f"{entry.get('onnx', name + '.onnx')} changed (sha256 differs)"
-    size = plan.stat().st_size
-    if entry.get("plan_size") != size:
-        return f"{plan.name} has {size} bytes, {META_FILE} says {entry.get('plan_size')}"
-    if flags is not None and entry.get("flags") != flags.to_json():
-        return f"build flags changed: {entry.get('flags')} -> {flags.to_json()}"
-    return None
 
 
 def record_engine(
@@ -200,19 +121,6 @@ def record_engine(
         **extra,
     }
     return meta
-
-
-def onnx_sha256(bundle_dir: Path, onnx_name: str) -> str:
-    """sha256 of a bundle ONNX file: from the manifest when it lists that size, else hashed."""
-    path = bundle_dir / onnx_name
-    size = path.stat().st_size
-    try:
-        entry = json.loads((bundle_dir / MANIFEST).read_text())["files"][onnx_name]
-        if entry["size"] == size and isinstance(entry["sha256"], str):
-            return str(entry["sha256"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return sha256_file(path)
 
 
 def matches_pattern(name: str, type_name: str, patterns: Iterable[str]) -> bool:
@@ -291,21 +199,6 @@ def write_meta(directory: Path, meta: dict[str, Any]) -> None:
 def _write_bytes(path: Path, data: Any) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(memoryview(data))
-
-
-# ---------------------------------------------------------------- TensorRT
-
-
-def import_tensorrt() -> Any:
-    """``import tensorrt``, or :class:`TensorRTUnavailable` saying where it comes from."""
-    trt, why = load_tensorrt()
-    if trt is None:
-        raise TensorRTUnavailable(
-            f"TensorRT is not usable here: {why}. It comes with JetPack on a Jetson "
-            "(apt package python3-libnvinfer; in a venv use --system-site-packages), "
-            "not from pip; engines must be built on the device that runs them."
-        )
-    return trt
 
 
 def _layer_descs(network: tensorrt.INetworkDefinition) -> list[LayerDesc]:
@@ -490,46 +383,19 @@ def build_engines(
     return result
 
 
-def find_engines(bundle_dir: str | os.PathLike[str]) -> tuple[Path, Path] | None:
-    """``(encoder_plan, decoder_plan)`` built for this device and the bundle's ONNX, else None.
-
-    Compares the fingerprint, the TensorRT version (when importable), the ONNX sha256 (from
-    the manifest when it lists them) and the plan sizes; build flags are not compared.
-    """
-    root = Path(bundle_dir)
-    out = engine_dir(root)
-    if not out.is_dir():
-        return None
-    meta = read_meta(out)
-    trt_version, _ = tensorrt_version()
-    for name in ENGINE_NAMES:
-        onnx = root / f"{name}.onnx"
-        if not onnx.is_file():
-            return None
-        why = stale_reason(
-            name, meta, plan=plan_path(out, name), onnx_sha256=onnx_sha256(root, onnx.name),
-            tensorrt_version=trt_version, fingerprint=out.name, flags=None,
-        )  # fmt: skip
-        if why:
-            log.info("TensorRT engine %s in %s is not usable: %s", name, out, why)
-            return None
-    return plan_path(out, ENCODER), plan_path(out, DECODER)
-
-
-def engine_status(bundle_dir: str | os.PathLike[str]) -> dict[str, str]:
-    """Per engine: ``"ok"`` or why it would be rebuilt (ignoring flags); for ``doctor``."""
-    root = Path(bundle_dir)
-    out = engine_dir(root)
-    meta = read_meta(out)
-    status = {}
-    for name in ENGINE_NAMES:
-        onnx = root / f"{name}.onnx"
-        if not onnx.is_file():
-            status[name] = f"{onnx} missing"
-            continue
-        why = stale_reason(
-            name, meta, plan=plan_path(out, name), onnx_sha256=onnx_sha256(root, onnx.name),
-            tensorrt_version=None, fingerprint=out.name, flags=None,
-        )  # fmt: skip
-        status[name] = why or "ok"
-    return status
+__all__ = [
+    "DEFAULT_WORKSPACE_MB",
+    "POINTS_PROFILE",
+    "BuildFlags",
+    "EngineBuildError",
+    "EngineSet",
+    "LayerDesc",
+    "TensorRTUnavailable",
+    "build_engines",
+    "dynamic_profile",
+    "matches_pattern",
+    "pin_fp32",
+    "record_engine",
+    "select_fp32_layers",
+    "write_meta",
+]

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..targets import TARGET_NAMES
+from .targets import TARGET_NAMES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from segzero_export.bundle import build_tiny_bundle, export_bundle
+        from .bundle import build_tiny_bundle, export_bundle
     except ImportError as e:
         raise ValueError(
             f"export needs the [export] extra: pip install 'segzero-edge[export]' ({e})"

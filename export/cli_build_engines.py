@@ -18,7 +18,7 @@ def _points(text: str) -> tuple[int, int, int]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..engines import DEFAULT_WORKSPACE_MB
+    from .engines import DEFAULT_WORKSPACE_MB
 
     p = sub.add_parser(
         "build-engines",
@@ -62,8 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import CommandError
-    from ..engines import POINTS_PROFILE, EngineBuildError, TensorRTUnavailable, build_engines
+    from segzero_edge.errors import CommandError
+
+    from .engines import POINTS_PROFILE, EngineBuildError, TensorRTUnavailable, build_engines
 
     try:
         result = build_engines(

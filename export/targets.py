@@ -1,4 +1,4 @@
-"""Target devices: memory budgets and roofline ceilings (DESIGN.md section 6).
+"""Target devices: memory budgets and roofline ceilings (NVIDIA Jetson Orin module data sheets).
 
 GPU FP16 figures are dense tensor-core peaks derived from NVIDIA's published sparse INT8
 TOPS (sparse INT8 / 4); they are ceilings for roofline estimates, not expected speeds.

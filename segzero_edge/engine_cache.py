@@ -1,0 +1,195 @@
+"""Where a bundle's TensorRT engines live for this device, and whether they are current.
+
+The runtime side of the engine cache (the builder, ``segzero_export.engines``, imports it):
+
+```
+bundle/engines/<device-fingerprint>/
+  sam2_encoder.plan  sam2_decoder.plan   serialized engines
+  engines.json                           TensorRT version, fingerprint, ONNX sha256, flags
+  timing.cache                           TensorRT timing cache, reused by later builds
+```
+
+An engine is stale when the TensorRT version, the device, its ONNX file (sha256) or the build
+flags (:class:`BuildFlags`) differ from what ``engines.json`` (schema ``META_SCHEMA``) records.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .device import device_fingerprint, tensorrt_version
+from .fileio import sha256_file
+from .layout import (
+    ENGINE_META_FILE,
+    ENGINES_DIR,
+    MANIFEST,
+    SAM2_DECODER,
+    SAM2_ENCODER,
+    SAM2_GRAPHS,
+    TIMING_CACHE_FILE,
+)
+
+log = logging.getLogger(__name__)
+
+ENCODER = SAM2_ENCODER
+DECODER = SAM2_DECODER
+ENGINE_NAMES = SAM2_GRAPHS
+META_FILE = ENGINE_META_FILE
+META_SCHEMA = 1
+POINTS_PROFILE = (1, 3, 16)  # min, opt (box corners + one point), max prompt points
+
+
+@dataclass(frozen=True)
+class BuildFlags:
+    """The options an engine was built with; a change means a rebuild."""
+
+    fp16: bool = True
+    fp32_layers: tuple[str, ...] = ()
+    points_profile: tuple[int, int, int] = POINTS_PROFILE
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "fp16": self.fp16,
+            "fp32_layers": list(self.fp32_layers),
+            "points_profile": list(self.points_profile),
+        }
+
+
+def engine_dir(bundle_dir: str | os.PathLike[str], fingerprint: str | None = None) -> Path:
+    """``bundle/engines/<fingerprint>`` (this device's fingerprint by default)."""
+    return Path(bundle_dir) / ENGINES_DIR / (fingerprint or device_fingerprint())
+
+
+def plan_path(directory: Path, name: str) -> Path:
+    return directory / f"{name}.plan"
+
+
+def read_meta(directory: Path) -> dict[str, Any]:
+    """``engines.json`` of an engine folder; ``{}`` when missing or unreadable."""
+    path = directory / META_FILE
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        log.warning("ignoring unreadable %s: %s", path, e)
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def stale_reason(
+    name: str,
+    meta: dict[str, Any],
+    *,
+    plan: Path,
+    onnx_sha256: str,
+    tensorrt_version: str | None,
+    fingerprint: str,
+    flags: BuildFlags | None,
+) -> str | None:
+    """Why engine ``name`` must be (re)built, or ``None`` when it is current.
+
+    ``tensorrt_version`` / ``flags`` of ``None`` are not compared (finding engines without
+    TensorRT importable, or accepting whatever flags they were built with).
+    """
+    if not plan.is_file():
+        return f"{plan.name} does not exist"
+    if meta.get("schema_version") != META_SCHEMA:
+        return f"{META_FILE} is missing or has another schema"
+    entry = meta.get("engines", {}).get(name)
+    if not isinstance(entry, dict):
+        return f"{META_FILE} has no entry for {name}"
+    if meta.get("fingerprint") != fingerprint:
+        return f"built for device {meta.get('fingerprint')!r}, this is {fingerprint!r}"
+    if tensorrt_version is not None and meta.get("tensorrt_version") != tensorrt_version:
+        return f"built with TensorRT {meta.get('tensorrt_version')}, this is {tensorrt_version}"
+    if entry.get("onnx_sha256") != onnx_sha256:
+        return f"{entry.get('onnx', name + '.onnx')} changed (sha256 differs)"
+    size = plan.stat().st_size
+    if entry.get("plan_size") != size:
+        return f"{plan.name} has {size} bytes, {META_FILE} says {entry.get('plan_size')}"
+    if flags is not None and entry.get("flags") != flags.to_json():
+        return f"build flags changed: {entry.get('flags')} -> {flags.to_json()}"
+    return None
+
+
+def onnx_sha256(bundle_dir: Path, onnx_name: str) -> str:
+    """sha256 of a bundle ONNX file: from the manifest when it lists that size, else hashed."""
+    path = bundle_dir / onnx_name
+    size = path.stat().st_size
+    try:
+        entry = json.loads((bundle_dir / MANIFEST).read_text())["files"][onnx_name]
+        if entry["size"] == size and isinstance(entry["sha256"], str):
+            return str(entry["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return sha256_file(path)
+
+
+def find_engines(bundle_dir: str | os.PathLike[str]) -> tuple[Path, Path] | None:
+    """``(encoder_plan, decoder_plan)`` built for this device and the bundle's ONNX, else None.
+
+    Compares the fingerprint, the TensorRT version (when importable), the ONNX sha256 (from
+    the manifest when it lists them) and the plan sizes; build flags are not compared.
+    """
+    root = Path(bundle_dir)
+    out = engine_dir(root)
+    if not out.is_dir():
+        return None
+    meta = read_meta(out)
+    trt_version, _ = tensorrt_version()
+    for name in ENGINE_NAMES:
+        onnx = root / f"{name}.onnx"
+        if not onnx.is_file():
+            return None
+        why = stale_reason(
+            name, meta, plan=plan_path(out, name), onnx_sha256=onnx_sha256(root, onnx.name),
+            tensorrt_version=trt_version, fingerprint=out.name, flags=None,
+        )  # fmt: skip
+        if why:
+            log.info("TensorRT engine %s in %s is not usable: %s", name, out, why)
+            return None
+    return plan_path(out, ENCODER), plan_path(out, DECODER)
+
+
+def engine_status(bundle_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """Per engine: ``"ok"`` or why it would be rebuilt (ignoring flags); for ``doctor``."""
+    root = Path(bundle_dir)
+    out = engine_dir(root)
+    meta = read_meta(out)
+    status = {}
+    for name in ENGINE_NAMES:
+        onnx = root / f"{name}.onnx"
+        if not onnx.is_file():
+            status[name] = f"{onnx} missing"
+            continue
+        why = stale_reason(
+            name, meta, plan=plan_path(out, name), onnx_sha256=onnx_sha256(root, onnx.name),
+            tensorrt_version=None, fingerprint=out.name, flags=None,
+        )  # fmt: skip
+        status[name] = why or "ok"
+    return status
+
+
+__all__ = [
+    "DECODER",
+    "ENCODER",
+    "ENGINE_NAMES",
+    "META_FILE",
+    "META_SCHEMA",
+    "POINTS_PROFILE",
+    "TIMING_CACHE_FILE",
+    "BuildFlags",
+    "engine_dir",
+    "engine_status",
+    "find_engines",
+    "onnx_sha256",
+    "plan_path",
+    "read_meta",
+    "stale_reason",
+]

@@ -1,0 +1,83 @@
+"""The bundle layout: file names, manifest keys, graph tensor names and fixed sizes.
+
+A leaf module (it imports nothing of the project): the exporter, the engine builder, the
+runtime and the benchmarks all read these names from here.
+
+```
+bundle/
+  manifest.json      MANIFEST (schema SCHEMA_VERSION)
+  reasoner.gguf      REASONER_FILE: Qwen2.5-VL text model (llama.cpp arch ``qwen2vl``)
+  mmproj.gguf        MMPROJ_FILE: vision tower + merger (projector ``qwen2.5vl_merger``)
+  sam2_encoder.onnx  SAM2_ENCODER_FILE   sam2_decoder.onnx  SAM2_DECODER_FILE
+  engines/<device-fingerprint>/{sam2_encoder,sam2_decoder}.plan, engines.json, timing.cache
+```
+"""
+
+from __future__ import annotations
+
+# --- files ---------------------------------------------------------------------------------
+MANIFEST = "manifest.json"
+SCHEMA_VERSION = 1
+REASONER_FILE = "reasoner.gguf"
+MMPROJ_FILE = "mmproj.gguf"
+SAM2_ENCODER = "sam2_encoder"
+SAM2_DECODER = "sam2_decoder"
+SAM2_ENCODER_FILE = f"{SAM2_ENCODER}.onnx"
+SAM2_DECODER_FILE = f"{SAM2_DECODER}.onnx"
+SAM2_GRAPHS = (SAM2_ENCODER, SAM2_DECODER)
+REQUIRED_FILES = (REASONER_FILE, MMPROJ_FILE, SAM2_ENCODER_FILE, SAM2_DECODER_FILE)
+
+ENGINES_DIR = "engines"
+ENGINE_META_FILE = "engines.json"
+TIMING_CACHE_FILE = "timing.cache"
+
+# --- reasoner (Qwen2.5-VL) -----------------------------------------------------------------
+REASONER_SIZE = 840
+"""The reasoner sees the image resized to exactly this square (Seg-Zero's ``resize_size``)."""
+PATCH_MERGE = 28
+"""Qwen2.5-VL: 14-pixel patches merged 2 x 2 into one image token."""
+IMAGE_TOKENS = (REASONER_SIZE // PATCH_MERGE) ** 2
+"""Image tokens of one 840 x 840 image: 30 x 30 = 900."""
+
+# --- segmenter (SAM2) ----------------------------------------------------------------------
+SAM2_SIZE = 1024
+"""SAM2's square input (``SAM2Base.image_size``); prompts are given in this frame."""
+SAM2_LOW_RES = 256
+"""Side of SAM2's low-resolution mask logits (``SAM2_SIZE // 4``)."""
+SAM2_MASK_TOKENS = 4
+"""Masks per decoder call: index 0 single-mask, 1..3 multimask (``num_multimask_outputs + 1``)."""
+
+SAM2_ENCODER_INPUTS = ("image",)
+SAM2_ENCODER_OUTPUTS = ("high_res_feats_0", "high_res_feats_1", "image_embed")
+SAM2_DECODER_INPUTS = (
+    "image_embed",
+    "high_res_feats_0",
+    "high_res_feats_1",
+    "point_coords",
+    "point_labels",
+    "mask_input",
+    "has_mask_input",
+)
+SAM2_DECODER_OUTPUTS = ("masks", "iou_predictions")
+SAM2_POINT_INPUTS = ("point_coords", "point_labels")
+
+SAM2_SIZES = {"tiny": "t", "small": "s", "base_plus": "b+", "large": "l"}
+"""SAM2 model sizes: checkpoint name part (``sam2.1_hiera_<size>``) -> config suffix."""
+
+
+def sam2_size(variant: str) -> str:
+    """The size name (``tiny``/``small``/``base_plus``/``large``) in a SAM2 config or checkpoint
+    name (``sam2.1_hiera_t``, ``sam2_hiera_large.pt``, ``sam2.1_hiera_b+``).
+
+    Raises ``ValueError`` when no size can be read from ``variant``.
+    """
+    v = variant.lower().replace("-", "_").replace("+", "_plus")
+    for key, names in (
+        ("base_plus", ("base_plus", "hiera_b")),
+        ("large", ("large", "hiera_l")),
+        ("small", ("small", "hiera_s")),
+        ("tiny", ("tiny", "hiera_t")),
+    ):
+        if any(n in v for n in names):
+            return key
+    raise ValueError(f"unknown SAM2 variant {variant!r}; expected tiny, small, base+ or large")

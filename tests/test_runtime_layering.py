@@ -1,0 +1,89 @@
+"""The runtime package's import graph: nothing from export/train/bench, and no cycles.
+
+Every ``import`` in ``segzero_edge/`` (module level and inside functions) is read from the
+source with ``ast``; relative imports are resolved against the importing module.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import segzero_edge
+
+ROOT = Path(segzero_edge.__file__).parent
+OTHER_PACKAGES = ("segzero_export", "segzero_train", "segzero_bench")
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Absolute names of every module ``path`` imports (``from a import b`` -> a and a.b)."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                mod = ".".join([*base, node.module] if node.module else base)
+            else:
+                mod = node.module or ""
+            out.add(mod)
+            out.update(f"{mod}.{a.name}" for a in node.names)
+    return out
+
+
+def _graph() -> dict[str, set[str]]:
+    files = {_module_name(p): p for p in ROOT.rglob("*.py")}
+    return {m: {i for i in _imports(p) if i in files} for m, p in files.items()}
+
+
+def test_runtime_imports_nothing_from_export_train_or_bench() -> None:
+    bad = {
+        _module_name(p): sorted(i for i in _imports(p) if i.split(".")[0] in OTHER_PACKAGES)
+        for p in ROOT.rglob("*.py")
+    }
+    bad = {m: v for m, v in bad.items() if v}
+    assert bad == {}, f"runtime modules import non-runtime packages: {bad}"
+
+
+def test_runtime_has_no_import_cycle() -> None:
+    graph = _graph()
+    # a package's __init__ importing its own submodules is not a cycle of the design: drop the
+    # edge from a submodule to its parent package (Python runs the parent first anyway)
+    for mod, deps in graph.items():
+        deps.difference_update({d for d in deps if mod.startswith(d + ".")})
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}  # 1 on the stack, 2 done
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                cycles.append([*stack[stack.index(dep) :], dep])
+            elif dep not in state:
+                visit(dep, stack)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
+    assert cycles == [], "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_layout_and_errors_are_leaves() -> None:
+    graph = _graph()
+    for leaf in ("segzero_edge.layout", "segzero_edge.errors", "segzero_edge._version"):
+        assert graph[leaf] == set(), f"{leaf} imports {graph[leaf]}"
