@@ -7,16 +7,21 @@ Python, onnxruntime). They decide whether a bundle is refused for a target.
 
 from __future__ import annotations
 
-import json
-import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from segzero_edge.layout import (
+    MMPROJ_FILE,
+    REASONER_FILE,
+    SAM2_DECODER_FILE,
+    SAM2_ENCODER_FILE,
+)
 from segzero_edge.layout import sam2_size as sam2_size_key
 
+from .hf_source import read_config, safetensors_files
+from .quantize import QUANT_TYPES, quant_type
 from .targets import Target
 
-BITS_PER_WEIGHT = {"Q4_K_M": 4.85, "Q8_0": 8.5, "F16": 16.0}
 SAM2_PARAMS_M = {"tiny": 38.9, "small": 46.0, "base_plus": 80.8, "large": 224.4}
 SAM2_WORK_GB = {"tiny": 0.40, "small": 0.45, "base_plus": 0.60, "large": 1.00}
 REASONER_WORK_GB = 0.50
@@ -68,25 +73,24 @@ class MemoryEstimate:
 
 
 def safetensors_param_counts(model_dir: Path) -> tuple[int, int]:
-    """``(text, vision)`` parameter counts read from safetensors headers (no tensor loading)."""
+    """``(text, vision)`` parameter counts of a checkpoint's safetensors shards.
+
+    Only the headers are read (``safetensors.safe_open`` slices, no tensor data). Raises
+    ``FileNotFoundError`` when the folder has no safetensors weights.
+    """
+    from safetensors import safe_open
+
     text = vision = 0
-    files = sorted(Path(model_dir).glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"no *.safetensors weights in {model_dir}")
-    for f in files:
-        with open(f, "rb") as fh:
-            (n,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(n))
-        for name, info in header.items():
-            if name == "__metadata__":
-                continue
-            count = 1
-            for d in info["shape"]:
-                count *= int(d)
-            if "visual" in name:
-                vision += count
-            else:
-                text += count
+    for f in safetensors_files(Path(model_dir)):
+        with safe_open(str(f), framework="numpy") as st:
+            for name in st.keys():  # noqa: SIM118 (safe_open is not a dict)
+                count = 1
+                for d in st.get_slice(name).get_shape():
+                    count *= int(d)
+                if "visual" in name:
+                    vision += count
+                else:
+                    text += count
     return text, vision
 
 
@@ -153,7 +157,7 @@ def estimate_before_export(
     target: Target, model_dir: Path, quant: str, sam2_variant: str, n_ctx: int
 ) -> MemoryEstimate:
     """Estimate from the HF checkpoint's parameter counts and the SAM2 variant's size."""
-    config = json.loads((Path(model_dir) / "config.json").read_text())
+    config = read_config(Path(model_dir))
     return estimate_from_config(
         target, config, quant, sam2_variant, n_ctx, counts=safetensors_param_counts(model_dir)
     )
@@ -171,7 +175,8 @@ def estimate_from_config(
     text, vision = counts if counts is not None else config_param_counts(config)
     return estimate(
         target,
-        reasoner_weights_gb=(text * BITS_PER_WEIGHT[quant] / 8 + vision * 2) / GB,
+        reasoner_weights_gb=(text * QUANT_TYPES[quant_type(quant)].bits_per_weight / 8 + vision * 2)
+        / GB,
         segmenter_weights_gb=SAM2_PARAMS_M[sam2_size_name(sam2_variant)] * 1e6 * 2 / GB,
         sam2_variant=sam2_variant,
         kv_gb=kv_cache_gb(config, n_ctx),
@@ -185,8 +190,8 @@ def estimate_from_files(
     size = {k: Path(p).stat().st_size / GB for k, p in files.items()}
     return estimate(
         target,
-        reasoner_weights_gb=size["reasoner.gguf"] + size["mmproj.gguf"],
-        segmenter_weights_gb=(size["sam2_encoder.onnx"] + size["sam2_decoder.onnx"]) / 2,
+        reasoner_weights_gb=size[REASONER_FILE] + size[MMPROJ_FILE],
+        segmenter_weights_gb=(size[SAM2_ENCODER_FILE] + size[SAM2_DECODER_FILE]) / 2,
         sam2_variant=sam2_variant,
         kv_gb=kv_cache_gb(config, n_ctx),
     )

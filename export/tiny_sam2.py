@@ -1,71 +1,77 @@
-"""SAM2 models from Meta's own configs: a seeded random checkpoint, and loading one.
+"""SAM2 models from Meta's own configs and loader: loading a checkpoint, and a seeded random one.
 
-No weights can be downloaded here, so tests and smoke exports use a Meta-format checkpoint
+Loading is Meta's ``sam2.build_sam.build_sam2`` (hydra config + ``_load_checkpoint``); the
+config names are those of ``sam2.build_sam.HF_MODEL_ID_TO_FILENAMES``. No weights can be
+downloaded here, so tests and smoke exports use a Meta-format checkpoint
 (``{"model": state_dict}``) of the real architecture with random weights.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import struct
 from pathlib import Path
 
 import torch
 
 from segzero_edge.fileio import atomic_path
 
-CONFIG_NAMES = tuple(
-    f"{family}_hiera_{size}" for family in ("sam2", "sam2.1") for size in ("t", "s", "b+", "l")
-)
+
+def config_files() -> dict[str, str]:
+    """Config name (``sam2.1_hiera_t``) -> hydra config path inside the ``sam2`` package, for
+    every model Meta publishes (``sam2.build_sam.HF_MODEL_ID_TO_FILENAMES``)."""
+    from sam2.build_sam import HF_MODEL_ID_TO_FILENAMES
+
+    return {
+        Path(cfg).stem: cfg.removesuffix(".yaml") + ".yaml"
+        for cfg, _ckpt in HF_MODEL_ID_TO_FILENAMES.values()
+    }
 
 
 def config_file(config: str) -> str:
-    """Hydra config path inside the ``sam2`` package for a name like ``sam2.1_hiera_t``."""
+    """Hydra config path inside the ``sam2`` package for a name like ``sam2.1_hiera_t``.
+
+    Raises ``ValueError`` naming the known configs for any other name.
+    """
     name = config.removesuffix(".yaml").split("/")[-1]
-    if name not in CONFIG_NAMES:
-        raise ValueError(
-            f"unknown SAM2 config {config!r}; expected one of {', '.join(CONFIG_NAMES)}"
-        )
-    family = name.split("_hiera_")[0]
-    return f"configs/{family}/{name}.yaml"
-
-
-def load_state_dict(checkpoint: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """The ``model`` state dict of a Meta SAM2 checkpoint, with clear errors."""
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"SAM2 checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint: {e!r}") from e
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
-        raise ValueError(f"{path} is not a Meta SAM2 checkpoint (expected {{'model': state_dict}})")
-    return ckpt["model"]
+    files = config_files()
+    if name not in files:
+        raise ValueError(f"unknown SAM2 config {config!r}; expected one of {', '.join(files)}")
+    return files[name]
 
 
 def build_sam2_model(
     config: str, checkpoint: str | os.PathLike[str] | None = None
 ) -> torch.nn.Module:
-    """Meta's ``build_sam2`` on CPU in eval mode (image-predictor post-processing settings)."""
+    """Meta's ``build_sam2`` on CPU in eval mode (image-predictor post-processing settings).
+
+    ``config``: a SAM2 config name (``sam2.1_hiera_t``); ``checkpoint``: a Meta checkpoint
+    (``{"model": state_dict}``) loaded strictly by Meta's ``_load_checkpoint``, or None for
+    random weights. Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for an
+    unknown config, an unreadable file, a file that is not a Meta SAM2 checkpoint or one whose
+    tensors do not match the config.
+    """
     from sam2.build_sam import build_sam2
 
-    model = build_sam2(config_file(config), ckpt_path=None, device="cpu", mode="eval")
-    if checkpoint is None:
-        return model
-    state = load_state_dict(checkpoint)
+    cfg = config_file(config)
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"SAM2 checkpoint not found: {checkpoint}")
+    ckpt = None if checkpoint is None else str(checkpoint)
     try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as e:  # tensor shape mismatches
-        lines = [ln.strip() for ln in str(e).splitlines()[1:]]
+        return build_sam2(cfg, ckpt_path=ckpt, device="cpu", mode="eval")
+    except (KeyError, TypeError, IndexError) as e:  # torch.load(...)["model"] failed
+        raise ValueError(
+            f"{checkpoint} is not a Meta SAM2 checkpoint (expected {{'model': state_dict}}): {e!r}"
+        ) from e
+    except (pickle.UnpicklingError, EOFError, struct.error) as e:  # not a torch.save file
+        raise ValueError(f"{checkpoint} is not a readable PyTorch checkpoint: {e!r}") from e
+    except RuntimeError as e:  # load_state_dict (strict): missing, unexpected or mis-shaped keys
+        lines = [ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()]
+        if not lines:  # not load_state_dict's report: torch.load itself failed
+            raise ValueError(f"{checkpoint} is not a readable PyTorch checkpoint: {e!r}") from e
         detail = "; ".join(lines[:2]) + (f"; ... ({len(lines)} in all)" if len(lines) > 2 else "")
         raise ValueError(f"{checkpoint} does not match the SAM2 config {config!r}: {detail}") from e
-    if missing or unexpected:
-        raise ValueError(
-            f"{checkpoint} does not match the SAM2 config {config!r}: "
-            f"{len(missing)} missing keys {missing[:3]}, "
-            f"{len(unexpected)} unexpected keys {unexpected[:3]}"
-        )
-    return model
 
 
 def build_sam2_checkpoint(
