@@ -14,7 +14,7 @@ The layout is what llama.cpp's ``tools/mtmd`` (clip.cpp, qwen2vl graph) loads:
 As llama.cpp's ``convert_hf_to_gguf.py --mmproj`` (``Qwen2VLVisionModel``) does, names are
 looked up in gguf-py's ``TensorNameMap`` for ``MODEL_ARCH.MMPROJ`` after the same two splits
 (qkv -> q/k/v, Conv3D -> two Conv2D); every tensor's bytes equal that converter's
-(tests/test_reasoner_text_llama_cpp_parity.py).
+(tests/test_reasoner_gguf_llama_cpp_parity.py).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The file matches what llama.cpp's own ``convert_hf_to_gguf.py`` (``Qwen2VLModel``) writes for
 the same checkpoint: tensor names are looked up in gguf-py's ``TensorNameMap`` for
 ``MODEL_ARCH.QWEN2VL``, 1-D tensors stay F32, and every tensor's bytes are identical
-(tests/test_reasoner_text_llama_cpp_parity.py). Tensors are streamed one at a time (a 7B
+(tests/test_reasoner_gguf_llama_cpp_parity.py). Tensors are streamed one at a time (a 7B
 checkpoint never sits in memory whole); the vision tower (``visual.*``) is left to the mmproj
 converter. Both the transformers-4 layout (``model.layers.*``, flat config) and the
 transformers-5 layout (``model.language_model.*``, nested ``text_config``) are read.
