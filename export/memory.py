@@ -141,6 +141,8 @@ def estimate(
     sam2_variant: str,
     kv_gb: float,
 ) -> MemoryEstimate:
+    """The estimate from weight and KV-cache sizes in GB (1e9 bytes), adding the fixed work
+    buffers of the reasoner and of the SAM2 variant and the runtime overhead."""
     return MemoryEstimate(
         reasoner_weights=reasoner_weights_gb,
         kv_cache=kv_gb,
@@ -156,7 +158,12 @@ def estimate(
 def estimate_before_export(
     target: Target, model_dir: Path, quant: str, sam2_variant: str, n_ctx: int
 ) -> MemoryEstimate:
-    """Estimate from the HF checkpoint's parameter counts and the SAM2 variant's size."""
+    """Estimate from the HF checkpoint's parameter counts and the SAM2 variant's size.
+
+    ``quant``: a :data:`segzero_export.quantize.QUANT_TYPES` name; ``n_ctx``: tokens of KV
+    cache. Raises ``FileNotFoundError`` / ``ValueError`` for a folder without a valid
+    config.json or safetensors weights, ``ValueError`` for an unknown ``quant``.
+    """
     config = read_config(Path(model_dir))
     return estimate_from_config(
         target, config, quant, sam2_variant, n_ctx, counts=safetensors_param_counts(model_dir)

@@ -251,8 +251,11 @@ def convert_mmproj(
 ) -> Path:
     """Write the vision tower + merger of a local Qwen2.5-VL HF folder as an mmproj GGUF.
 
-    ``outtype``: ``"f16"`` (matrices F16, norms and biases F32) or ``"f32"``. The file is
-    written next to ``out_path`` under a temporary name and renamed when complete.
+    ``outtype``: ``"f16"`` (matrices F16, norms and biases F32) or ``"f32"``, as
+    ``convert_hf_to_gguf.py --mmproj --outtype``. The file is written next to ``out_path``
+    under a temporary name and renamed when complete. Raises :class:`MmprojExportError` (a
+    ``ValueError``) for a missing folder or weights, a vision config llama.cpp's
+    ``qwen2.5vl_merger`` graph does not support, or missing / unexpected vision tensors.
     """
     src = Path(src_dir)
     out = Path(out_path)

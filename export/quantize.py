@@ -77,8 +77,12 @@ def quantize_gguf(
 ) -> Path:
     """Quantize the GGUF ``src`` (F32/F16/BF16) to ``qtype`` at ``dst``; returns ``dst``.
 
-    Writes ``dst`` under a temporary name first and renames it when llama.cpp succeeds.
-    ``nthread <= 0`` lets llama.cpp use every core.
+    ``qtype``: a :data:`QUANT_TYPES` name (case-insensitive). llama.cpp's own
+    ``llama_model_quantize`` (as ``llama-quantize``) picks each tensor's type. Writes ``dst``
+    under a temporary name first and renames it when llama.cpp succeeds. ``nthread <= 0``
+    lets llama.cpp use every core. Raises ``FileNotFoundError`` (no ``src``), ``ValueError``
+    (unknown type, not a GGUF, ``dst`` is ``src``) and ``RuntimeError`` with llama.cpp's last
+    warnings and errors when it fails.
     """
     key = quant_type(qtype)
     src, dst = Path(src), Path(dst)

@@ -25,6 +25,8 @@ def export_reasoner(
 ) -> dict[str, Path]:
     """Export ``src`` (a local folder or hub id) into ``out_dir``.
 
+    ``quant``: a :data:`segzero_export.quantize.QUANT_TYPES` name; float types are written by
+    the converter directly, the others through an F16 intermediate and llama.cpp's quantizer.
     Returns ``{"reasoner": .../reasoner.gguf, "mmproj": .../mmproj.gguf}`` plus
     ``"reasoner_f16"`` when ``keep_f16`` is set and ``quant`` is not F16. Each file is written
     under a temporary name and renamed when complete; existing files are replaced.

@@ -41,7 +41,8 @@ _NAME_SUFFIXES = (".weight", ".bias")
 
 @dataclass(frozen=True)
 class TextHParams:
-    """The language-model hyper-parameters the GGUF needs."""
+    """The language-model hyper-parameters the GGUF needs (field names of transformers'
+    ``Qwen2_5_VLTextConfig``; ``rope_theta`` is the RoPE frequency base)."""
 
     vocab_size: int
     hidden_size: int
@@ -61,7 +62,11 @@ class TextHParams:
 
 
 def text_hparams(config: dict[str, Any]) -> TextHParams:
-    """Language-model hyper-parameters from a flat (transformers 4) or nested (5) config."""
+    """Language-model hyper-parameters from a flat (transformers 4) or nested (5) config.
+
+    Raises ``ValueError`` naming a missing field, or an ``mrope_section`` that does not list
+    1-4 sizes summing to ``head_dim / 2`` (llama.cpp's ``rope.dimension_sections``).
+    """
     text = {k: v for k, v in config.items() if k not in ("text_config", "vision_config")}
     text.update(config.get("text_config") or {})
     rope = text.get("rope_parameters") or text.get("rope_scaling") or {}
@@ -256,9 +261,14 @@ def convert_text_model(
 ) -> Path:
     """Write the Qwen2.5-VL language model of ``src_dir`` as a ``qwen2vl`` GGUF at ``out_path``.
 
-    ``outtype``: "f16" (default; 2-D weights F16, norms/biases F32), "bf16" or "f32". ``name``
-    goes to ``general.name`` (default: the model's folder or hub repo name). The file is
-    written next to ``out_path`` under a temporary name and renamed when complete.
+    ``outtype``: "f16" (default; 2-D weights F16, norms/biases F32), "bf16" or "f32" (the
+    ``--outtype`` of llama.cpp's ``convert_hf_to_gguf.py``, whose tensors this matches bit for
+    bit). ``name`` goes to ``general.name`` (default: the model's folder or hub repo name).
+    The file is written next to ``out_path`` under a temporary name and renamed when complete.
+
+    Raises ``FileNotFoundError`` (no config.json, weights or tokenizer.json) and
+    ``ValueError`` (unknown outtype, another architecture, tensors missing or mis-shaped for
+    the config, values beyond float16, a tokenizer llama.cpp would not reproduce).
     """
     if outtype not in OUTTYPES:
         raise ValueError(f"unknown outtype {outtype!r}; choose one of {sorted(OUTTYPES)}")

@@ -246,7 +246,11 @@ def _pin_and_check(path: Path) -> None:
 
 
 def simplify_onnx(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
-    """Simplify an exported graph with onnxslim (constant folding, shape-op removal) to ``dst``."""
+    """Simplify an exported graph with onnxslim (constant folding, shape-op removal) to ``dst``.
+
+    The result passes ``onnx.checker.check_model(full_check=True)`` before it is written
+    (atomically; ``dst`` may be ``src``).
+    """
     import onnx
     import onnxslim
 

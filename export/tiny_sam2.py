@@ -77,7 +77,11 @@ def build_sam2_model(
 def build_sam2_checkpoint(
     out_path: str | os.PathLike[str], config: str = "sam2.1_hiera_t", seed: int = 0
 ) -> Path:
-    """Write a randomly initialised (seeded) SAM2 checkpoint of ``config`` to ``out_path``."""
+    """Write a randomly initialised (seeded) SAM2 checkpoint of ``config`` to ``out_path``.
+
+    The file has Meta's layout (``{"model": state_dict}``, float32), so
+    :func:`build_sam2_model` and Meta's ``build_sam2`` load it like a released checkpoint.
+    """
     out = Path(out_path)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
