@@ -19,6 +19,7 @@ from typing import Any
 
 from segzero_edge.layout import REASONER_SIZE
 from segzero_edge.layout import sam2_size as sam2_size_key
+from segzero_export.memory import SAM2_PARAMS_M
 from segzero_export.quantize import QUANT_TYPES
 from segzero_export.targets import TARGETS, Target
 
@@ -27,15 +28,15 @@ KV_BYTES = 2  # f16 K and V cache entries
 VISION_BYTES = 2  # the mmproj (vision tower) is stored in f16
 SAM2_BYTES = 2  # TensorRT FP16 engines
 
-SAM2_GFLOPS: dict[str, tuple[float, float, float, float]] = {
-    # variant: (encoder GFLOPs at 1024 x 1024, decoder GFLOPs for 3 prompt points (box + point),
-    #           encoder parameters in millions, decoder parameters in millions).
+SAM2_GFLOPS: dict[str, tuple[float, float]] = {
+    # variant: (encoder GFLOPs at 1024 x 1024, decoder GFLOPs for 3 prompt points (box + point)).
     # Counted with torch.utils.flop_counter (2 per multiply-add, attention included) on the
-    # encoder / decoder modules this project exports, sam2 1.1.0's SAM2.1 configs.
-    "tiny": (292.4, 3.71, 27.2, 4.2),
-    "small": (360.1, 3.71, 34.3, 4.2),
-    "base_plus": (646.8, 3.71, 69.1, 4.2),
-    "large": (1822.8, 3.71, 212.7, 4.2),
+    # encoder / decoder modules this project exports, sam2 1.1.0's SAM2.1 configs. Their
+    # parameter counts: segzero_export.memory.SAM2_PARAMS_M.
+    "tiny": (292.4, 3.71),
+    "small": (360.1, 3.71),
+    "base_plus": (646.8, 3.71),
+    "large": (1822.8, 3.71),
 }
 
 
@@ -230,7 +231,8 @@ def decode_tokens_per_s(work: Workload, bandwidth_gbs: float) -> float:
 def stage_floors(work: Workload, target: Target) -> dict[str, float | None]:
     """Lower bounds in seconds per stage (None where the target has no figure for it)."""
     r = work.reasoner
-    sam = SAM2_GFLOPS[sam2_size_key(work.sam2_variant)]
+    size = sam2_size_key(work.sam2_variant)
+    sam_flops, sam_params = SAM2_GFLOPS[size], SAM2_PARAMS_M[size]
     weights = work.decode_weight_bytes or r.weight_bytes_per_token(work.quant)
     floors: dict[str, float | None] = {
         "vision_encode": _floor(
@@ -242,9 +244,11 @@ def stage_floors(work: Workload, target: Target) -> dict[str, float | None]:
             if target.bandwidth_gbs > 0
             else None
         ),
-        "sam_encode": _floor(sam[0] * 1e9, sam[2] * 1e6 * SAM2_BYTES, target),
+        "sam_encode": _floor(sam_flops[0] * 1e9, sam_params[0] * 1e6 * SAM2_BYTES, target),
         "sam_decode": _floor(
-            work.objects * sam[1] * 1e9, work.objects * sam[3] * 1e6 * SAM2_BYTES, target
+            work.objects * sam_flops[1] * 1e9,
+            work.objects * sam_params[1] * 1e6 * SAM2_BYTES,
+            target,
         ),
     }
     # The reasoner and the SAM2 encoder share the GPU: end to end is their sum.

@@ -22,7 +22,16 @@ from .hf_source import read_config, safetensors_files
 from .quantize import QUANT_TYPES, quant_type
 from .targets import Target
 
-SAM2_PARAMS_M = {"tiny": 38.9, "small": 46.0, "base_plus": 80.8, "large": 224.4}
+SAM2_PARAMS_M: dict[str, tuple[float, float]] = {
+    # size: (encoder, decoder) parameters in millions of the two exported graphs' modules
+    # (segzero_export.sam2_onnx.SAM2Encoder / SAM2Decoder; Meta's published totals, 38.9 M for
+    # tiny ... 224.4 M for large, include the video memory modules the bundle leaves out).
+    # Counted on sam2 1.1.0's SAM2.1 configs.
+    "tiny": (27.2, 4.2),
+    "small": (34.3, 4.2),
+    "base_plus": (69.1, 4.2),
+    "large": (212.7, 4.2),
+}
 SAM2_WORK_GB = {"tiny": 0.40, "small": 0.45, "base_plus": 0.60, "large": 1.00}
 REASONER_WORK_GB = 0.50
 RUNTIME_OVERHEAD_GB = 0.60
@@ -184,7 +193,7 @@ def estimate_from_config(
         target,
         reasoner_weights_gb=(text * QUANT_TYPES[quant_type(quant)].bits_per_weight / 8 + vision * 2)
         / GB,
-        segmenter_weights_gb=SAM2_PARAMS_M[sam2_size_name(sam2_variant)] * 1e6 * 2 / GB,
+        segmenter_weights_gb=sum(SAM2_PARAMS_M[sam2_size_name(sam2_variant)]) * 1e6 * 2 / GB,
         sam2_variant=sam2_variant,
         kv_gb=kv_cache_gb(config, n_ctx),
     )
