@@ -37,11 +37,9 @@ from segzero_edge.layout import (
     SAM2_LOW_RES,
     SAM2_MASK_TOKENS,
     SAM2_SIZE,
-    SAM2_SIZES,
-    sam2_size,
 )
 
-from .tiny_sam2 import build_sam2_model
+from .sam2_model import build_sam2_model, infer_config
 
 log = logging.getLogger(__name__)
 
@@ -163,21 +161,6 @@ class SAM2Decoder(nn.Module):
         _, uc, uh, uw = up.shape
         masks = (hyper @ up.reshape(1, uc, uh * uw)).reshape(1, -1, uh, uw)
         return masks, self.iou_head(iou_token)
-
-
-def infer_config(checkpoint: str | os.PathLike[str]) -> str:
-    """Config name (``sam2.1_hiera_b+``) from a checkpoint file name like
-    ``sam2.1_hiera_base_plus.pt``; ValueError when the name gives no size."""
-    name = Path(checkpoint).name.lower()
-    family = "sam2.1" if "sam2.1" in name or "sam2_1" in name else "sam2"
-    try:
-        size = sam2_size(name)
-    except ValueError:
-        raise ValueError(
-            f"cannot infer the SAM2 config from {name!r}; pass config= "
-            "(e.g. 'sam2.1_hiera_t', 'sam2_hiera_b+')"
-        ) from None
-    return f"{family}_hiera_{SAM2_SIZES[size]}"
 
 
 def _example_decoder_inputs(n_points: int = 3) -> tuple[torch.Tensor, ...]:
