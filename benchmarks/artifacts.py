@@ -15,34 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segzero_edge.fileio import atomic_path
+from segzero_edge.layout import (
+    MMPROJ_FILE,
+    REASONER_FILE,
+    SAM2_DECODER_FILE,
+    SAM2_ENCODER_FILE,
+)
+
+from .roofline import QWEN25VL_3B_CONFIG
 
 SHAPES = ("tiny", "real")
 SAM2_CONFIGS = {"tiny": ("sam2.1_hiera_t",), "real": ("sam2.1_hiera_t", "sam2.1_hiera_b+")}
-
-QWEN25VL_3B_TEXT = {
-    "hidden_size": 2048,
-    "intermediate_size": 11008,
-    "num_hidden_layers": 36,
-    "num_attention_heads": 16,
-    "num_key_value_heads": 2,
-    "vocab_size": 151936,
-    "max_position_embeddings": 128000,
-    "rope_parameters": {
-        "rope_type": "default",
-        "rope_theta": 1000000.0,
-        "mrope_section": [16, 24, 24],
-    },
-    "tie_word_embeddings": True,
-}
-QWEN25VL_3B_VISION = {
-    "depth": 32,
-    "hidden_size": 1280,
-    "intermediate_size": 3420,
-    "num_heads": 16,
-    "out_hidden_size": 2048,
-    "fullatt_block_indexes": [7, 15, 23, 31],
-    "window_size": 112,
-}
 
 
 @dataclass
@@ -94,11 +77,12 @@ def default_cache() -> Path:
 
 def real_qwen_config(tiny: dict) -> dict:
     """The tiny model's ``config.json`` with Qwen2.5-VL-3B's sizes (token ids kept)."""
+    text, vision = QWEN25VL_3B_CONFIG["text_config"], QWEN25VL_3B_CONFIG["vision_config"]
     cfg = json.loads(json.dumps(tiny))
-    cfg["text_config"].update(QWEN25VL_3B_TEXT)
+    cfg["text_config"].update(text)
     cfg["text_config"].pop("layer_types", None)  # derived again from num_hidden_layers
-    cfg["text_config"]["max_window_layers"] = QWEN25VL_3B_TEXT["num_hidden_layers"]
-    cfg["vision_config"].update(QWEN25VL_3B_VISION)
+    cfg["text_config"]["max_window_layers"] = text["num_hidden_layers"]
+    cfg["vision_config"].update(vision)
     cfg["tie_word_embeddings"] = True
     return cfg
 
@@ -159,7 +143,7 @@ def ensure_artifacts(
         else:
             _real_qwen(hf_dir, seed)
     gguf_dir = root / "gguf"
-    files = {"reasoner": gguf_dir / "reasoner.gguf", "mmproj": gguf_dir / "mmproj.gguf"}
+    files = {"reasoner": gguf_dir / REASONER_FILE, "mmproj": gguf_dir / MMPROJ_FILE}
     if not all(p.is_file() for p in files.values()):
         log(f"exporting the reasoner to GGUF (Q4_K_M) in {gguf_dir}")
         files = export_reasoner(hf_dir, gguf_dir, quant="Q4_K_M", progress=False)
@@ -171,7 +155,7 @@ def ensure_artifacts(
             log(f"building the {config} checkpoint (random weights)")
             d.mkdir(parents=True, exist_ok=True)
             build_sam2_checkpoint(ckpt, config=config, seed=seed)
-        onnx = {"encoder": d / "sam2_encoder.onnx", "decoder": d / "sam2_decoder.onnx"}
+        onnx = {"encoder": d / SAM2_ENCODER_FILE, "decoder": d / SAM2_DECODER_FILE}
         if not all(p.is_file() for p in onnx.values()):
             log(f"exporting {config} to ONNX")
             onnx = export_sam2(ckpt, d, config=config, progress=False)

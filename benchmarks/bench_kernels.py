@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from segzero_edge import native, pixels
+from segzero_edge.layout import SAM2_SIZE
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
@@ -50,7 +51,7 @@ def cases(threads: int) -> list[tuple[str, dict[str, Callable[[], object]]]]:
     img = frame(1080, 1920)
     nv12 = pixels.rgb_to_nv12(img)
     lg = mask_logits(3)
-    sam2 = SAM2Transforms(resolution=1024, mask_threshold=0.0)
+    sam2 = SAM2Transforms(resolution=SAM2_SIZE, mask_threshold=0.0)
     t_lg = torch.from_numpy(lg)[None]
 
     def torch_masks() -> object:

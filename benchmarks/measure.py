@@ -95,13 +95,12 @@ class GpuMemorySampler:
 
     @staticmethod
     def _probe() -> Any:
+        from segzero_edge.device import cudart
+
         try:
-            from cuda.bindings import runtime as rt
+            rt = cudart()
         except ImportError:
-            try:
-                from cuda import cudart as rt  # type: ignore[no-redef]
-            except ImportError:
-                return None
+            return None
         try:
             err, _count = rt.cudaGetDeviceCount()
             if int(err) != 0 or _count < 1:

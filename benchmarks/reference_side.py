@@ -54,7 +54,7 @@ def run_reference(cfg: dict[str, Any]) -> dict[str, Any]:
 
     from segzero_edge.layout import REASONER_SIZE
     from segzero_edge.prompt import build_prompt
-    from segzero_export.tiny_sam2 import build_sam2_model
+    from segzero_export.sam2_model import build_sam2_model
 
     inp = BenchInputs(**cfg["inputs"])
     if cfg.get("threads"):

@@ -6,7 +6,9 @@ than the bytes it must read at the device's memory bandwidth:
 generated token reads every weight it multiplies (the whole text model except the embedding
 table, of which one row is read) plus the KV cache so far. Prefill, the vision encoder and
 SAM2 are compute-bound. A measured time divided into its floor is the fraction of the
-ceiling reached (1.0 = at the roofline). Pure Python: no numpy, no torch.
+ceiling reached (1.0 = at the roofline). No torch: bits per weight come from the exporter's
+one list of quantization types (``segzero_export.quantize.QUANT_TYPES``), the 3B / 7B sizes
+from the models' published ``config.json``.
 """
 
 from __future__ import annotations
@@ -15,27 +17,26 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from segzero_edge.layout import REASONER_SIZE
 from segzero_edge.layout import sam2_size as sam2_size_key
+from segzero_export.memory import SAM2_PARAMS_M
+from segzero_export.quantize import QUANT_TYPES
 from segzero_export.targets import TARGETS, Target
 
 GB = 1e9
-BITS_PER_WEIGHT = {"Q4_K_M": 4.85, "Q8_0": 8.5, "F16": 16.0, "F32": 32.0}
-"""Average stored bits per matmul weight (llama.cpp quant types; Q4_K_M mixes Q4_K/Q6_K)."""
-OUTPUT_BITS = {"Q4_K_M": 6.5625, "Q8_0": 8.5, "F16": 16.0, "F32": 32.0}
-"""The output (LM head) matrix: llama.cpp stores it as Q6_K in Q4_K_M files."""
 KV_BYTES = 2  # f16 K and V cache entries
 VISION_BYTES = 2  # the mmproj (vision tower) is stored in f16
 SAM2_BYTES = 2  # TensorRT FP16 engines
 
-SAM2_GFLOPS: dict[str, tuple[float, float, float, float]] = {
-    # variant: (encoder GFLOPs at 1024 x 1024, decoder GFLOPs for 3 prompt points (box + point),
-    #           encoder parameters in millions, decoder parameters in millions).
+SAM2_GFLOPS: dict[str, tuple[float, float]] = {
+    # variant: (encoder GFLOPs at 1024 x 1024, decoder GFLOPs for 3 prompt points (box + point)).
     # Counted with torch.utils.flop_counter (2 per multiply-add, attention included) on the
-    # encoder / decoder modules this project exports, sam2 1.1.0's SAM2.1 configs.
-    "tiny": (292.4, 3.71, 27.2, 4.2),
-    "small": (360.1, 3.71, 34.3, 4.2),
-    "base_plus": (646.8, 3.71, 69.1, 4.2),
-    "large": (1822.8, 3.71, 212.7, 4.2),
+    # encoder / decoder modules this project exports, sam2 1.1.0's SAM2.1 configs. Their
+    # parameter counts: segzero_export.memory.SAM2_PARAMS_M.
+    "tiny": (292.4, 3.71),
+    "small": (360.1, 3.71),
+    "base_plus": (646.8, 3.71),
+    "large": (1822.8, 3.71),
 }
 
 
@@ -108,7 +109,7 @@ class ReasonerShape:
         return patch + self.vision_depth * self.vision_block_params + merger
 
     # -- FLOPs (2 per multiply-add) ------------------------------------------------------
-    def vision_flops(self, image_size: int = 840) -> float:
+    def vision_flops(self, image_size: int = REASONER_SIZE) -> float:
         """Vision encoder on one ``image_size`` square image (window + full attention)."""
         side = image_size // self.patch_size
         n = side * side
@@ -131,20 +132,67 @@ class ReasonerShape:
     # -- bytes -----------------------------------------------------------------------------
     def weight_bytes_per_token(self, quant: str = "Q4_K_M") -> float:
         """Weights one decode step reads: every layer's matmuls + the output matrix."""
-        if quant not in BITS_PER_WEIGHT:
-            raise ValueError(
-                f"unknown quantization {quant!r}; choose one of {list(BITS_PER_WEIGHT)}"
-            )
-        layers = self.layers * self.layer_params * BITS_PER_WEIGHT[quant] / 8
-        return layers + self.output_params * OUTPUT_BITS[quant] / 8
+        if quant not in QUANT_TYPES:
+            raise ValueError(f"unknown quantization {quant!r}; choose one of {list(QUANT_TYPES)}")
+        q = QUANT_TYPES[quant]
+        layers = self.layers * self.layer_params * q.bits_per_weight / 8
+        return layers + self.output_params * q.output_bits / 8
 
     def kv_bytes(self, n_ctx: int) -> float:
         """The f16 KV cache of ``n_ctx`` tokens (read once per decode step)."""
         return float(n_ctx * self.layers * 2 * self.kv_heads * self.head_dim * KV_BYTES)
 
 
-QWEN25VL_3B = ReasonerShape("Qwen2.5-VL-3B", 36, 2048, 11008, 16, 2, 128, 151936, 32, 1280, 3420, 4)
-QWEN25VL_7B = ReasonerShape("Qwen2.5-VL-7B", 28, 3584, 18944, 28, 4, 128, 152064, 32, 1280, 3420, 4)
+_QWEN25VL_VISION = {
+    "depth": 32,
+    "hidden_size": 1280,
+    "intermediate_size": 3420,
+    "num_heads": 16,
+    "fullatt_block_indexes": [7, 15, 23, 31],
+    "window_size": 112,
+    "patch_size": 14,
+    "spatial_merge_size": 2,
+}
+QWEN25VL_3B_CONFIG: dict[str, Any] = {
+    # Qwen/Qwen2.5-VL-3B-Instruct config.json (sizes only), transformers-5 layout
+    "text_config": {
+        "hidden_size": 2048,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 36,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 2,
+        "vocab_size": 151936,
+        "max_position_embeddings": 128000,
+        "rope_parameters": {
+            "rope_type": "default",
+            "rope_theta": 1000000.0,
+            "mrope_section": [16, 24, 24],
+        },
+        "tie_word_embeddings": True,
+    },
+    "vision_config": {**_QWEN25VL_VISION, "out_hidden_size": 2048},
+}
+QWEN25VL_7B_CONFIG: dict[str, Any] = {
+    # Qwen/Qwen2.5-VL-7B-Instruct config.json (sizes only), transformers-5 layout
+    "text_config": {
+        "hidden_size": 3584,
+        "intermediate_size": 18944,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 28,
+        "num_key_value_heads": 4,
+        "vocab_size": 152064,
+        "max_position_embeddings": 128000,
+        "rope_parameters": {
+            "rope_type": "default",
+            "rope_theta": 1000000.0,
+            "mrope_section": [16, 24, 24],
+        },
+        "tie_word_embeddings": False,
+    },
+    "vision_config": {**_QWEN25VL_VISION, "out_hidden_size": 3584},
+}
+QWEN25VL_3B = ReasonerShape.from_hf_config(QWEN25VL_3B_CONFIG, "Qwen2.5-VL-3B")
+QWEN25VL_7B = ReasonerShape.from_hf_config(QWEN25VL_7B_CONFIG, "Qwen2.5-VL-7B")
 
 
 @dataclass(frozen=True)
@@ -156,7 +204,7 @@ class Workload:
     quant: str = "Q4_K_M"
     prompt_tokens: int = 1030
     decode_tokens: int = 64
-    image_size: int = 840
+    image_size: int = REASONER_SIZE
     objects: int = 1
     decode_weight_bytes: float | None = None
     """Measured bytes one decode step reads (e.g. from the GGUF file); else estimated."""
@@ -183,7 +231,8 @@ def decode_tokens_per_s(work: Workload, bandwidth_gbs: float) -> float:
 def stage_floors(work: Workload, target: Target) -> dict[str, float | None]:
     """Lower bounds in seconds per stage (None where the target has no figure for it)."""
     r = work.reasoner
-    sam = SAM2_GFLOPS[sam2_size_key(work.sam2_variant)]
+    size = sam2_size_key(work.sam2_variant)
+    sam_flops, sam_params = SAM2_GFLOPS[size], SAM2_PARAMS_M[size]
     weights = work.decode_weight_bytes or r.weight_bytes_per_token(work.quant)
     floors: dict[str, float | None] = {
         "vision_encode": _floor(
@@ -195,9 +244,11 @@ def stage_floors(work: Workload, target: Target) -> dict[str, float | None]:
             if target.bandwidth_gbs > 0
             else None
         ),
-        "sam_encode": _floor(sam[0] * 1e9, sam[2] * 1e6 * SAM2_BYTES, target),
+        "sam_encode": _floor(sam_flops[0] * 1e9, sam_params[0] * 1e6 * SAM2_BYTES, target),
         "sam_decode": _floor(
-            work.objects * sam[1] * 1e9, work.objects * sam[3] * 1e6 * SAM2_BYTES, target
+            work.objects * sam_flops[1] * 1e9,
+            work.objects * sam_params[1] * 1e6 * SAM2_BYTES,
+            target,
         ),
     }
     # The reasoner and the SAM2 encoder share the GPU: end to end is their sum.

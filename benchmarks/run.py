@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from segzero_edge.fileio import atomic_path
+from segzero_edge.layout import MMPROJ_FILE, REASONER_FILE, SAM2_DECODER_FILE, SAM2_ENCODER_FILE
 
 from .workload import BenchInputs
 
@@ -215,11 +216,11 @@ def _case_configs(cfg: BenchConfig, log: Any) -> list[tuple[str, dict[str, Any]]
         b = load_bundle(cfg.bundle)
         variant = str(b.manifest.get("segmenter", {}).get("variant", "sam2.1_hiera_t"))
         files = {
-            "reasoner_gguf": str(b.path("reasoner.gguf")),
-            "mmproj_gguf": str(b.path("mmproj.gguf")),
+            "reasoner_gguf": str(b.path(REASONER_FILE)),
+            "mmproj_gguf": str(b.path(MMPROJ_FILE)),
             "sam2_config": variant,
-            "sam2_encoder": str(b.path("sam2_encoder.onnx")),
-            "sam2_decoder": str(b.path("sam2_decoder.onnx")),
+            "sam2_encoder": str(b.path(SAM2_ENCODER_FILE)),
+            "sam2_decoder": str(b.path(SAM2_DECODER_FILE)),
         }
         return [(f"bundle {b.root.name} ({variant})", {**common, **files})]
     art = ensure_artifacts(cfg.shapes, cache=cfg.cache, log=log)

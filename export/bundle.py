@@ -12,23 +12,15 @@ from typing import Any
 from segzero_edge import __version__
 from segzero_edge.bundle import MANIFEST, REQUIRED_FILES, SCHEMA_VERSION, file_entry
 from segzero_edge.fileio import atomic_dir
-from segzero_edge.layout import REASONER_SIZE
+from segzero_edge.layout import IMAGE_TOKENS, REASONER_SIZE, SAM2_SIZE
 from segzero_edge.prompt import PROMPT_TEMPLATE_ID
 
-from .memory import BITS_PER_WEIGHT, MemoryEstimate, estimate_before_export, estimate_from_files
+from .hf_source import read_config
+from .memory import MemoryEstimate, estimate_before_export, estimate_from_files
+from .quantize import quant_type
 from .targets import get_target
 
 DEFAULT_N_CTX = 4096
-SAM2_HUB = {
-    "sam2.1_hiera_tiny": "facebook/sam2.1-hiera-tiny",
-    "sam2.1_hiera_small": "facebook/sam2.1-hiera-small",
-    "sam2.1_hiera_base_plus": "facebook/sam2.1-hiera-base-plus",
-    "sam2.1_hiera_large": "facebook/sam2.1-hiera-large",
-    "sam2_hiera_tiny": "facebook/sam2-hiera-tiny",
-    "sam2_hiera_small": "facebook/sam2-hiera-small",
-    "sam2_hiera_base_plus": "facebook/sam2-hiera-base-plus",
-    "sam2_hiera_large": "facebook/sam2-hiera-large",
-}
 
 
 class BundleTooLarge(ValueError):
@@ -39,20 +31,32 @@ class BundleTooLarge(ValueError):
         self.estimate = est
 
 
+def sam2_hub_ids() -> dict[str, str]:
+    """Checkpoint name (``sam2.1_hiera_tiny``) -> hub repository, from Meta's own table
+    (``sam2.build_sam.HF_MODEL_ID_TO_FILENAMES``)."""
+    from sam2.build_sam import HF_MODEL_ID_TO_FILENAMES
+
+    return {Path(ckpt).stem: repo for repo, (_cfg, ckpt) in HF_MODEL_ID_TO_FILENAMES.items()}
+
+
 def resolve_sam2_checkpoint(src: str | Path) -> Path:
-    """A local ``.pt`` file, or a known name (e.g. ``sam2.1_hiera_tiny``) fetched from the hub."""
+    """A local ``.pt`` file, or a known name (e.g. ``sam2.1_hiera_tiny``) fetched from the hub.
+
+    Raises ``FileNotFoundError`` for an unknown name or a failed download.
+    """
     path = Path(src)
     if path.is_file():
         return path
     name = str(src).removesuffix(".pt")
-    if name not in SAM2_HUB:
+    hub = sam2_hub_ids()
+    if name not in hub:
         raise FileNotFoundError(
-            f"SAM2 checkpoint not found: {src} (a .pt file, or one of {', '.join(SAM2_HUB)})"
+            f"SAM2 checkpoint not found: {src} (a .pt file, or one of {', '.join(hub)})"
         )
     try:
         from huggingface_hub import hf_hub_download
 
-        return Path(hf_hub_download(SAM2_HUB[name], f"{name}.pt"))
+        return Path(hf_hub_download(hub[name], f"{name}.pt"))
     except Exception as e:  # offline, no such file, ...
         raise FileNotFoundError(f"cannot download SAM2 checkpoint {name}: {e}") from None
 
@@ -86,10 +90,7 @@ def export_bundle(
     from .reasoner import export_reasoner
     from .sam2_onnx import export_sam2
 
-    if quant not in BITS_PER_WEIGHT:
-        raise ValueError(
-            f"unknown quantization {quant!r}; choose one of {', '.join(BITS_PER_WEIGHT)}"
-        )
+    quant = quant_type(quant)
     tgt = get_target(target)
     model_dir = resolve_model(reasoner)
     variant = sam2_config or Path(segmenter).stem
@@ -97,7 +98,7 @@ def export_bundle(
     if not before.fits:
         raise BundleTooLarge(before)
     ckpt = resolve_sam2_checkpoint(segmenter)
-    config = json.loads((model_dir / "config.json").read_text())
+    config = read_config(model_dir)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         files: dict[str, Path] = {}
         files.update(export_reasoner(model_dir, tmp, quant=quant, progress=progress))
@@ -121,14 +122,14 @@ def export_bundle(
                 "architecture": (config.get("architectures") or ["?"])[0],
                 "quantization": quant,
                 "input_size": REASONER_SIZE,
-                "image_tokens": (REASONER_SIZE // 28) ** 2,
+                "image_tokens": IMAGE_TOKENS,
                 "n_ctx": n_ctx,
             },
             "segmenter": {
                 "source": str(segmenter),
                 "checkpoint_sha256": file_entry(ckpt)["sha256"],
                 "variant": variant,
-                "image_size": 1024,
+                "image_size": SAM2_SIZE,
             },
             "memory_gb": after.to_json(),
             "files": {name: file_entry(path) for name, path in sorted(files.items())},

@@ -23,7 +23,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reasoner", help="Qwen2.5-VL folder or hub id (e.g. Ricky06662/Seg-Zero-7B)")
     p.add_argument("--segmenter", help="SAM2 .pt checkpoint or name (e.g. sam2.1_hiera_large)")
     p.add_argument("--target", default="cpu", choices=TARGET_NAMES, help="device (memory budget)")
-    p.add_argument("--quant", default="Q4_K_M", choices=["Q4_K_M", "Q8_0", "F16"])
+    try:  # gguf comes with the [export] extra; without it `run` says what to install
+        from .quantize import QUANT_TYPES
+
+        quant_choices: list[str] | None = list(QUANT_TYPES)
+    except ImportError:
+        quant_choices = None
+    p.add_argument(
+        "--quant", default="Q4_K_M", type=str.upper, choices=quant_choices, help="reasoner type"
+    )
     p.add_argument("--sam2-config", help="SAM2 config name when the checkpoint name hides it")
     p.add_argument("--n-ctx", type=int, default=4096, help="reasoner context length")
     p.add_argument("-o", "--output", type=Path, required=True, help="bundle folder to write")

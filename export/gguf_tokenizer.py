@@ -1,4 +1,9 @@
-"""Qwen2 byte-level BPE tokenizer (Hugging Face ``tokenizer.json``) -> GGUF tokenizer metadata."""
+"""Qwen2 byte-level BPE tokenizer (Hugging Face ``tokenizer.json``) -> GGUF tokenizer metadata.
+
+Follows llama.cpp's ``convert_hf_to_gguf.py`` (``TextModel._set_vocab_gpt2``): the token list
+and token types are built as its ``get_vocab_base`` builds them, and merges, special token ids,
+``add_*_token`` flags and the chat template come from gguf-py's ``gguf.SpecialVocab``.
+"""
 
 from __future__ import annotations
 
@@ -18,50 +23,20 @@ QWEN2_PRETOKENIZE_REGEX = (
 
 @dataclass(frozen=True)
 class GGUFVocab:
-    """Everything the ``tokenizer.*`` GGUF keys need."""
+    """Everything the ``tokenizer.*`` GGUF keys need.
+
+    ``tokens`` / ``token_types``: one entry per model token id (``vocab_size`` of them);
+    ``special``: merges, special token ids, ``add_*_token`` flags and the chat template.
+    """
 
     tokens: list[str]
-    token_types: list[int]
-    merges: list[str]
-    bos_id: int
-    eos_id: int
-    pad_id: int
-    chat_template: str | None
+    token_types: list[gguf.TokenType]
+    special: gguf.SpecialVocab
 
 
 def _looks_like_control(text: str) -> bool:
+    """llama.cpp's ``does_token_look_special`` for the Qwen2 vocabulary: ``<|...|>``."""
     return text.startswith("<|") and text.endswith("|>")
-
-
-def _token_id(name: str, value: Any, ids: dict[str, int]) -> int | None:
-    if isinstance(value, dict):  # {"content": "<|im_end|>", ...} in older tokenizer_config files
-        value = value.get("content")
-    if value is None:
-        return None
-    if value not in ids:
-        raise ValueError(f"tokenizer_config.json: {name} {value!r} is not in the vocabulary")
-    return ids[value]
-
-
-def _first_id(value: Any) -> int | None:
-    if isinstance(value, list):
-        return int(value[0]) if value else None
-    return None if value is None else int(value)
-
-
-def _chat_template(model_dir: Path, tok_config: dict[str, Any]) -> str | None:
-    jinja = model_dir / "chat_template.jinja"
-    if jinja.is_file():
-        return jinja.read_text(encoding="utf-8")
-    template = tok_config.get("chat_template")
-    if isinstance(template, str):
-        return template
-    as_json = model_dir / "chat_template.json"
-    if as_json.is_file():
-        value = json.loads(as_json.read_text(encoding="utf-8")).get("chat_template")
-        if isinstance(value, str):
-            return value
-    return None
 
 
 def _pretokenizer_patterns(node: Any) -> list[str]:
@@ -77,12 +52,16 @@ def _pretokenizer_patterns(node: Any) -> list[str]:
     return []
 
 
-def read_qwen2_vocab(model_dir: Path, vocab_size: int, text_config: dict[str, Any]) -> GGUFVocab:
-    """Read tokenizer.json / tokenizer_config.json of a Qwen2(-VL) checkpoint.
+def read_qwen2_vocab(model_dir: Path, vocab_size: int) -> GGUFVocab:
+    """Read the tokenizer of a Qwen2(-VL) checkpoint folder for a model of ``vocab_size`` ids.
 
-    Ids beyond the tokenizer up to the model's ``vocab_size`` become ``[PAD<id>]`` tokens of
-    type UNUSED (Qwen pads its embedding matrix). Special added tokens and ``<|...|>`` tokens
-    are CONTROL, other added tokens USER_DEFINED, the rest NORMAL.
+    Ids beyond the tokenizer up to ``vocab_size`` become ``[PAD<id>]`` tokens of type UNUSED
+    (Qwen pads its embedding matrix). Special added tokens and ``<|...|>`` tokens are CONTROL,
+    other added tokens USER_DEFINED, the rest NORMAL. ``gguf.SpecialVocab`` reads the merges,
+    the special token ids (``tokenizer_config.json``, then ``config.json``) and the chat
+    template. Raises ``FileNotFoundError`` without ``tokenizer.json`` and ``ValueError`` for
+    a tokenizer llama.cpp would not reproduce (not byte-level BPE, not Qwen2's pre-tokenizer,
+    ids beyond ``vocab_size``, no merges, no end-of-sequence token).
     """
     model_dir = Path(model_dir)
     path = model_dir / "tokenizer.json"
@@ -113,8 +92,10 @@ def read_qwen2_vocab(model_dir: Path, vocab_size: int, text_config: dict[str, An
             f"{vocab_size}"
         )
 
+    # gguf.BpeVocab would mark every added token CONTROL and not pad to vocab_size; llama.cpp's
+    # converter (get_vocab_base) does both as below, and its files are the reference here.
     tokens: list[str] = []
-    types: list[int] = []
+    types: list[gguf.TokenType] = []
     for i in range(vocab_size):
         text = by_id.get(i)
         if text is None:
@@ -128,29 +109,18 @@ def read_qwen2_vocab(model_dir: Path, vocab_size: int, text_config: dict[str, An
             tokens.append(text)
             types.append(gguf.TokenType.NORMAL)
 
-    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
-
-    tok_config_path = model_dir / "tokenizer_config.json"
-    tok_config: dict[str, Any] = (
-        json.loads(tok_config_path.read_text(encoding="utf-8")) if tok_config_path.is_file() else {}
-    )
-    eos = _token_id("eos_token", tok_config.get("eos_token"), ids)
-    if eos is None:
-        eos = _first_id(text_config.get("eos_token_id"))
-    bos = _token_id("bos_token", tok_config.get("bos_token"), ids)
-    if bos is None:
-        bos = _first_id(text_config.get("bos_token_id"))
-    pad = _token_id("pad_token", tok_config.get("pad_token"), ids)
-    if pad is None:
-        pad = _first_id(text_config.get("pad_token_id"))
-    fallback = ids.get("<|endoftext|>")
-    if eos is None:
-        eos = ids.get("<|im_end|>", fallback)
-    bos = fallback if bos is None else bos
-    pad = fallback if pad is None else pad
-    if bos is None or eos is None or pad is None:
-        raise ValueError(f"{model_dir}: cannot determine bos/eos/pad token ids")
-    return GGUFVocab(tokens, types, merges, bos, eos, pad, _chat_template(model_dir, tok_config))
+    special = gguf.SpecialVocab(model_dir, load_merges=True, n_vocab=vocab_size)
+    if not special.merges:
+        raise ValueError(f"{path}: the BPE tokenizer has no merges")
+    if "eos" not in special.special_token_ids:
+        raise ValueError(
+            f"{model_dir}: no end-of-sequence token (eos_token in tokenizer_config.json or "
+            "eos_token_id in config.json)"
+        )
+    # Qwen2 prepends no BOS (llama.cpp's qwen2 default too); say so in the file unless the
+    # tokenizer config sets it.
+    special.add_special_token.setdefault("bos", False)
+    return GGUFVocab(tokens, types, special)
 
 
 def add_vocab(writer: gguf.GGUFWriter, vocab: GGUFVocab) -> None:
@@ -159,10 +129,4 @@ def add_vocab(writer: gguf.GGUFWriter, vocab: GGUFVocab) -> None:
     writer.add_tokenizer_pre("qwen2")
     writer.add_token_list(vocab.tokens)
     writer.add_token_types(vocab.token_types)
-    writer.add_token_merges(vocab.merges)
-    writer.add_bos_token_id(vocab.bos_id)
-    writer.add_eos_token_id(vocab.eos_id)
-    writer.add_pad_token_id(vocab.pad_id)
-    writer.add_add_bos_token(False)
-    if vocab.chat_template is not None:
-        writer.add_chat_template(vocab.chat_template)
+    vocab.special.add_to_gguf(writer, quiet=True)

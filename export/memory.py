@@ -7,17 +7,31 @@ Python, onnxruntime). They decide whether a bundle is refused for a target.
 
 from __future__ import annotations
 
-import json
-import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from segzero_edge.layout import (
+    MMPROJ_FILE,
+    REASONER_FILE,
+    SAM2_DECODER_FILE,
+    SAM2_ENCODER_FILE,
+)
 from segzero_edge.layout import sam2_size as sam2_size_key
 
+from .hf_source import read_config, safetensors_files
+from .quantize import QUANT_TYPES, quant_type
 from .targets import Target
 
-BITS_PER_WEIGHT = {"Q4_K_M": 4.85, "Q8_0": 8.5, "F16": 16.0}
-SAM2_PARAMS_M = {"tiny": 38.9, "small": 46.0, "base_plus": 80.8, "large": 224.4}
+SAM2_PARAMS_M: dict[str, tuple[float, float]] = {
+    # size: (encoder, decoder) parameters in millions of the two exported graphs' modules
+    # (segzero_export.sam2_onnx.SAM2Encoder / SAM2Decoder; Meta's published totals, 38.9 M for
+    # tiny ... 224.4 M for large, include the video memory modules the bundle leaves out).
+    # Counted on sam2 1.1.0's SAM2.1 configs.
+    "tiny": (27.2, 4.2),
+    "small": (34.3, 4.2),
+    "base_plus": (69.1, 4.2),
+    "large": (212.7, 4.2),
+}
 SAM2_WORK_GB = {"tiny": 0.40, "small": 0.45, "base_plus": 0.60, "large": 1.00}
 REASONER_WORK_GB = 0.50
 RUNTIME_OVERHEAD_GB = 0.60
@@ -68,25 +82,24 @@ class MemoryEstimate:
 
 
 def safetensors_param_counts(model_dir: Path) -> tuple[int, int]:
-    """``(text, vision)`` parameter counts read from safetensors headers (no tensor loading)."""
+    """``(text, vision)`` parameter counts of a checkpoint's safetensors shards.
+
+    Only the headers are read (``safetensors.safe_open`` slices, no tensor data). Raises
+    ``FileNotFoundError`` when the folder has no safetensors weights.
+    """
+    from safetensors import safe_open
+
     text = vision = 0
-    files = sorted(Path(model_dir).glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"no *.safetensors weights in {model_dir}")
-    for f in files:
-        with open(f, "rb") as fh:
-            (n,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(n))
-        for name, info in header.items():
-            if name == "__metadata__":
-                continue
-            count = 1
-            for d in info["shape"]:
-                count *= int(d)
-            if "visual" in name:
-                vision += count
-            else:
-                text += count
+    for f in safetensors_files(Path(model_dir)):
+        with safe_open(str(f), framework="numpy") as st:
+            for name in st.keys():  # noqa: SIM118 (safe_open is not a dict)
+                count = 1
+                for d in st.get_slice(name).get_shape():
+                    count *= int(d)
+                if "visual" in name:
+                    vision += count
+                else:
+                    text += count
     return text, vision
 
 
@@ -137,6 +150,8 @@ def estimate(
     sam2_variant: str,
     kv_gb: float,
 ) -> MemoryEstimate:
+    """The estimate from weight and KV-cache sizes in GB (1e9 bytes), adding the fixed work
+    buffers of the reasoner and of the SAM2 variant and the runtime overhead."""
     return MemoryEstimate(
         reasoner_weights=reasoner_weights_gb,
         kv_cache=kv_gb,
@@ -152,8 +167,13 @@ def estimate(
 def estimate_before_export(
     target: Target, model_dir: Path, quant: str, sam2_variant: str, n_ctx: int
 ) -> MemoryEstimate:
-    """Estimate from the HF checkpoint's parameter counts and the SAM2 variant's size."""
-    config = json.loads((Path(model_dir) / "config.json").read_text())
+    """Estimate from the HF checkpoint's parameter counts and the SAM2 variant's size.
+
+    ``quant``: a :data:`segzero_export.quantize.QUANT_TYPES` name; ``n_ctx``: tokens of KV
+    cache. Raises ``FileNotFoundError`` / ``ValueError`` for a folder without a valid
+    config.json or safetensors weights, ``ValueError`` for an unknown ``quant``.
+    """
+    config = read_config(Path(model_dir))
     return estimate_from_config(
         target, config, quant, sam2_variant, n_ctx, counts=safetensors_param_counts(model_dir)
     )
@@ -171,8 +191,9 @@ def estimate_from_config(
     text, vision = counts if counts is not None else config_param_counts(config)
     return estimate(
         target,
-        reasoner_weights_gb=(text * BITS_PER_WEIGHT[quant] / 8 + vision * 2) / GB,
-        segmenter_weights_gb=SAM2_PARAMS_M[sam2_size_name(sam2_variant)] * 1e6 * 2 / GB,
+        reasoner_weights_gb=(text * QUANT_TYPES[quant_type(quant)].bits_per_weight / 8 + vision * 2)
+        / GB,
+        segmenter_weights_gb=sum(SAM2_PARAMS_M[sam2_size_name(sam2_variant)]) * 1e6 * 2 / GB,
         sam2_variant=sam2_variant,
         kv_gb=kv_cache_gb(config, n_ctx),
     )
@@ -185,8 +206,8 @@ def estimate_from_files(
     size = {k: Path(p).stat().st_size / GB for k, p in files.items()}
     return estimate(
         target,
-        reasoner_weights_gb=size["reasoner.gguf"] + size["mmproj.gguf"],
-        segmenter_weights_gb=(size["sam2_encoder.onnx"] + size["sam2_decoder.onnx"]) / 2,
+        reasoner_weights_gb=size[REASONER_FILE] + size[MMPROJ_FILE],
+        segmenter_weights_gb=(size[SAM2_ENCODER_FILE] + size[SAM2_DECODER_FILE]) / 2,
         sam2_variant=sam2_variant,
         kv_gb=kv_cache_gb(config, n_ctx),
     )

@@ -11,7 +11,10 @@ The layout is what llama.cpp's ``tools/mtmd`` (clip.cpp, qwen2vl graph) loads:
 - ``v.blk.N.{ln1,ln2}`` RMS norms, ``attn_{q,k,v}`` split from the fused ``qkv``, ``attn_out``,
   ``ffn_{gate,up,down}``; ``v.post_ln`` (the merger's ``ln_q``); ``mm.0`` / ``mm.2`` (merger MLP).
 
-Only the ``gguf`` package's writer and constants are used (no llama.cpp converter code).
+As llama.cpp's ``convert_hf_to_gguf.py --mmproj`` (``Qwen2VLVisionModel``) does, names are
+looked up in gguf-py's ``TensorNameMap`` for ``MODEL_ARCH.MMPROJ`` after the same two splits
+(qkv -> q/k/v, Conv3D -> two Conv2D); every tensor's bytes equal that converter's
+(tests/test_reasoner_gguf_llama_cpp_parity.py).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from typing import Any
 import numpy as np
 
 from segzero_edge.fileio import atomic_path
+
+from .hf_source import safetensors_files
 
 OUTTYPES = ("f16", "f32")
 LLAMA_CPP_WINDOW_SIZE = 112
@@ -121,18 +126,10 @@ def _vision_params(src_dir: Path) -> dict[str, Any]:
 
 
 def _weight_files(src_dir: Path) -> list[Path]:
-    index = src_dir / "model.safetensors.index.json"
-    if index.is_file():
-        names = sorted(set(_read_json(index).get("weight_map", {}).values()))
-        files = [src_dir / n for n in names]
-    else:
-        files = sorted(src_dir.glob("*.safetensors"))
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        raise MmprojExportError(f"weight shards listed in the index are missing: {missing}")
-    if not files:
-        raise MmprojExportError(f"no *.safetensors weights in {src_dir}")
-    return files
+    try:
+        return safetensors_files(src_dir)
+    except FileNotFoundError as e:
+        raise MmprojExportError(str(e)) from None
 
 
 def _visual_tensors(src_dir: Path) -> dict[str, Any]:
@@ -152,15 +149,19 @@ def _visual_tensors(src_dir: Path) -> dict[str, Any]:
     return out
 
 
-def _tensor_names(n: str, bid: int | None = None) -> str:
-    import gguf
-
-    base = gguf.TENSOR_NAMES[getattr(gguf.MODEL_TENSOR, n)]
-    return base.format(bid=bid) if bid is not None else base
-
-
 def _mapped(hf: dict[str, Any], p: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     """(gguf name, float32 torch tensor) pairs in llama.cpp's naming."""
+    import gguf
+
+    # llama.cpp's MmprojModel maps with n_blocks = depth; the merger MLP's layers 0 and 2 are
+    # looked up as blocks too, hence at least 3.
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.MMPROJ, max(p["depth"], 3))
+
+    def gguf_name(key: str) -> str:
+        found = names.get_name(f"visual.{key}", try_suffixes=(".weight", ".bias"))
+        if found is None:
+            raise MmprojExportError(f"gguf-py has no mmproj name for visual.{key}")
+        return found
 
     def take(key: str) -> Any:
         try:
@@ -174,9 +175,9 @@ def _mapped(hf: dict[str, Any], p: dict[str, Any]) -> Iterator[tuple[str, Any]]:
         raise MmprojExportError(
             f"patch_embed.proj.weight has shape {tuple(conv.shape)}, want {expect}"
         )
-    patch = _tensor_names("V_ENC_EMBD_PATCH")
-    yield f"{patch}.weight", conv[:, :, 0].contiguous()
-    yield f"{patch}.weight.1", conv[:, :, 1].contiguous()
+    patch = gguf_name("patch_embed.proj.weight")
+    yield patch, conv[:, :, 0].contiguous()
+    yield f"{patch}.1", conv[:, :, 1].contiguous()
 
     h = p["hidden"]
     for i in range(p["depth"]):
@@ -185,22 +186,18 @@ def _mapped(hf: dict[str, Any], p: dict[str, Any]) -> Iterator[tuple[str, Any]]:
             qkv = take(f"{b}attn.qkv.{part}")
             if qkv.shape[0] != 3 * h:
                 raise MmprojExportError(f"{b}attn.qkv.{part} has {qkv.shape[0]} rows, want {3 * h}")
-            for j, n in enumerate(("V_ENC_ATTN_Q", "V_ENC_ATTN_K", "V_ENC_ATTN_V")):
-                yield f"{_tensor_names(n, i)}.{part}", qkv[j * h : (j + 1) * h].contiguous()
-            yield f"{_tensor_names('V_ENC_ATTN_O', i)}.{part}", take(f"{b}attn.proj.{part}")
-            for hf_name, n in (
-                ("gate_proj", "V_ENC_FFN_GATE"),
-                ("up_proj", "V_ENC_FFN_UP"),
-                ("down_proj", "V_ENC_FFN_DOWN"),
-            ):
-                yield f"{_tensor_names(n, i)}.{part}", take(f"{b}mlp.{hf_name}.{part}")
-        yield f"{_tensor_names('V_ENC_INPUT_NORM', i)}.weight", take(f"{b}norm1.weight")
-        yield f"{_tensor_names('V_ENC_POST_ATTN_NORM', i)}.weight", take(f"{b}norm2.weight")
+            for j, n in enumerate("qkv"):
+                yield gguf_name(f"{b}attn.{n}.{part}"), qkv[j * h : (j + 1) * h].contiguous()
+            for key in ("attn.proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"):
+                yield gguf_name(f"{b}{key}.{part}"), take(f"{b}{key}.{part}")
+        for key in ("norm1", "norm2"):
+            yield gguf_name(f"{b}{key}.weight"), take(f"{b}{key}.weight")
 
-    yield f"{_tensor_names('V_POST_NORM')}.weight", take("merger.ln_q.weight")
-    for idx in (0, 2):
-        for part in ("weight", "bias"):
-            yield f"{_tensor_names('V_MMPROJ', idx)}.{part}", take(f"merger.mlp.{idx}.{part}")
+    for key in (
+        "merger.ln_q.weight",
+        *(f"merger.mlp.{i}.{w}" for i in (0, 2) for w in ("weight", "bias")),
+    ):
+        yield gguf_name(key), take(key)
     if hf:
         raise MmprojExportError(f"unexpected vision tensors not exported: {sorted(hf)[:8]}")
 
@@ -254,8 +251,11 @@ def convert_mmproj(
 ) -> Path:
     """Write the vision tower + merger of a local Qwen2.5-VL HF folder as an mmproj GGUF.
 
-    ``outtype``: ``"f16"`` (matrices F16, norms and biases F32) or ``"f32"``. The file is
-    written next to ``out_path`` under a temporary name and renamed when complete.
+    ``outtype``: ``"f16"`` (matrices F16, norms and biases F32) or ``"f32"``, as
+    ``convert_hf_to_gguf.py --mmproj --outtype``. The file is written next to ``out_path``
+    under a temporary name and renamed when complete. Raises :class:`MmprojExportError` (a
+    ``ValueError``) for a missing folder or weights, a vision config llama.cpp's
+    ``qwen2.5vl_merger`` graph does not support, or missing / unexpected vision tensors.
     """
     src = Path(src_dir)
     out = Path(out_path)

@@ -1,57 +1,67 @@
-"""Quantize a GGUF with llama.cpp (``llama_model_quantize`` through llama-cpp-python)."""
+"""Quantize a GGUF with llama.cpp (``llama_model_quantize`` through llama-cpp-python).
+
+:data:`QUANT_TYPES` is the one list of the reasoner's supported types: the exporter, the
+memory estimate (``segzero_export.memory``), the CLI and the roofline (``segzero_bench``) all
+read it. File types are gguf-py's ``LlamaFileType`` (llama.cpp's ``llama_ftype``, llama.h).
+"""
 
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+
+import gguf
 
 from segzero_edge.fileio import atomic_path
 
-QTYPES: dict[str, int] = {
-    # name -> llama_ftype (llama.h)
-    "F32": 0,
-    "F16": 1,
-    "Q8_0": 7,
-    "Q4_K_S": 14,
-    "Q4_K_M": 15,
-    "Q5_K_M": 17,
-    "Q6_K": 18,
-    "BF16": 32,
-}
-"""Supported target types; Q4_K_M is the INT4 default, Q8_0 / F16 are for fidelity checks."""
 
-LOG_LEVELS = {0: "none", 1: "debug", 2: "info", 3: "warn", 4: "error", 5: "cont"}
-"""ggml_log_level values (ggml.h; the comment in llama_cpp/_logger.py predates a renumbering)."""
+def _bits(qtype: gguf.GGMLQuantizationType) -> float:
+    """Stored bits per weight of one ggml type (``GGML_QUANT_SIZES``: block, bytes per block)."""
+    block, type_size = gguf.GGML_QUANT_SIZES[qtype]
+    return type_size * 8 / block
 
 
-@contextmanager
-def capture_llama_log() -> Iterator[list[tuple[str, str]]]:
-    """Collect llama.cpp / ggml log lines as ``(level, text)`` while the block runs.
+@dataclass(frozen=True)
+class QuantType:
+    """One supported reasoner type.
 
-    Replaces llama-cpp-python's log callback for the duration (nothing is printed) and puts it
-    back afterwards. ``cont`` lines carry the level of the line they continue.
+    ``file_type``: the GGUF's ``general.file_type`` (``gguf.LlamaFileType``).
+    ``bits_per_weight``: average stored bits per weight of the layers' matrices.
+    ``output_bits``: stored bits per weight of the output (LM head) matrix.
     """
-    import llama_cpp
-    import llama_cpp._logger as lp_logger
 
-    lines: list[tuple[str, str]] = []
+    file_type: gguf.LlamaFileType
+    bits_per_weight: float
+    output_bits: float
 
-    @llama_cpp.llama_log_callback
-    def _callback(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
-        name = LOG_LEVELS.get(level, str(level))
-        decoded = text.decode("utf-8", errors="replace")
-        if name == "cont" and lines:
-            lines[-1] = (lines[-1][0], lines[-1][1] + decoded)
-        else:
-            lines.append((name, decoded))
 
-    llama_cpp.llama_log_set(_callback, ctypes.c_void_p(0))
-    try:
-        yield lines
-    finally:
-        llama_cpp.llama_log_set(lp_logger.llama_log_callback, ctypes.c_void_p(0))
+_G = gguf.GGMLQuantizationType
+_F = gguf.LlamaFileType
+QUANT_TYPES: dict[str, QuantType] = {
+    # Q4_K_M (llama.cpp's llama-quant.cpp) stores the matrices as Q4_K, attn_v / ffn_down as Q6_K
+    # in about half the layers, and the output matrix as Q6_K: 4.85 bits on average.
+    "Q4_K_M": QuantType(_F.MOSTLY_Q4_K_M, 4.85, _bits(_G.Q6_K)),
+    "Q6_K": QuantType(_F.MOSTLY_Q6_K, _bits(_G.Q6_K), _bits(_G.Q6_K)),
+    "Q8_0": QuantType(_F.MOSTLY_Q8_0, _bits(_G.Q8_0), _bits(_G.Q8_0)),
+    "F16": QuantType(_F.MOSTLY_F16, _bits(_G.F16), _bits(_G.F16)),
+    "BF16": QuantType(_F.MOSTLY_BF16, _bits(_G.BF16), _bits(_G.BF16)),
+    "F32": QuantType(_F.ALL_F32, _bits(_G.F32), _bits(_G.F32)),
+}
+"""Supported reasoner types; Q4_K_M is the INT4 default, Q8_0 / F16 are for fidelity checks."""
+
+QTYPES: dict[str, gguf.LlamaFileType] = {name: q.file_type for name, q in QUANT_TYPES.items()}
+"""Type name -> ``llama_ftype`` passed to ``llama_model_quantize``."""
+
+
+def quant_type(name: str) -> str:
+    """The canonical (upper-case) name of a supported type; ValueError naming the choices."""
+    key = str(name).upper()
+    if key not in QUANT_TYPES:
+        raise ValueError(
+            f"unknown quantization type {name!r}; choose one of {', '.join(QUANT_TYPES)}"
+        )
+    return key
 
 
 def _check_gguf(path: Path) -> None:
@@ -67,12 +77,14 @@ def quantize_gguf(
 ) -> Path:
     """Quantize the GGUF ``src`` (F32/F16/BF16) to ``qtype`` at ``dst``; returns ``dst``.
 
-    Writes ``dst`` under a temporary name first and renames it when llama.cpp succeeds.
-    ``nthread <= 0`` lets llama.cpp use every core.
+    ``qtype``: a :data:`QUANT_TYPES` name (case-insensitive). llama.cpp's own
+    ``llama_model_quantize`` (as ``llama-quantize``) picks each tensor's type. Writes ``dst``
+    under a temporary name first and renames it when llama.cpp succeeds. ``nthread <= 0``
+    lets llama.cpp use every core. Raises ``FileNotFoundError`` (no ``src``), ``ValueError``
+    (unknown type, not a GGUF, ``dst`` is ``src``) and ``RuntimeError`` with llama.cpp's last
+    warnings and errors when it fails.
     """
-    key = qtype.upper()
-    if key not in QTYPES:
-        raise ValueError(f"unknown quantization type {qtype!r}; choose one of {', '.join(QTYPES)}")
+    key = quant_type(qtype)
     src, dst = Path(src), Path(dst)
     _check_gguf(src)
     if src.resolve() == dst.resolve():
@@ -80,11 +92,13 @@ def quantize_gguf(
 
     import llama_cpp
 
+    from segzero_edge.reasoner.llama_cpp import capture_log
+
     params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = QTYPES[key]
+    params.ftype = int(QTYPES[key])
     params.nthread = nthread
     with atomic_path(dst) as tmp:
-        with capture_llama_log() as log:
+        with capture_log() as log:
             rc = llama_cpp.llama_model_quantize(
                 str(src).encode(), str(tmp).encode(), ctypes.byref(params)
             )

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REASONER_FILE = "reasoner.gguf"
-MMPROJ_FILE = "mmproj.gguf"
+from segzero_edge.layout import MMPROJ_FILE, REASONER_FILE
+
 F16_FILE = "reasoner-f16.gguf"
 
 
@@ -25,18 +25,18 @@ def export_reasoner(
 ) -> dict[str, Path]:
     """Export ``src`` (a local folder or hub id) into ``out_dir``.
 
+    ``quant``: a :data:`segzero_export.quantize.QUANT_TYPES` name; float types are written by
+    the converter directly, the others through an F16 intermediate and llama.cpp's quantizer.
     Returns ``{"reasoner": .../reasoner.gguf, "mmproj": .../mmproj.gguf}`` plus
     ``"reasoner_f16"`` when ``keep_f16`` is set and ``quant`` is not F16. Each file is written
     under a temporary name and renamed when complete; existing files are replaced.
     """
     from .hf_source import resolve_model
     from .mmproj_gguf import convert_mmproj
-    from .quantize import QTYPES, quantize_gguf
-    from .reasoner_gguf import convert_text_model
+    from .quantize import quant_type, quantize_gguf
+    from .reasoner_gguf import OUTTYPES, convert_text_model
 
-    qtype = str(quant).upper()
-    if qtype not in QTYPES:
-        raise ValueError(f"unknown quantization {quant!r}; choose one of {', '.join(QTYPES)}")
+    qtype = quant_type(quant)
     model_dir = resolve_model(src)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -45,10 +45,9 @@ def export_reasoner(
 
     files: dict[str, Path] = {}
     files["mmproj"] = convert_mmproj(model_dir, out / MMPROJ_FILE, outtype="f16", progress=progress)
-    if qtype in ("F16", "F32", "BF16"):
-        outtype = qtype.lower()
+    if qtype.lower() in OUTTYPES:  # a float type: the converter writes it directly
         files["reasoner"] = convert_text_model(
-            model_dir, out / REASONER_FILE, outtype=outtype, progress=progress
+            model_dir, out / REASONER_FILE, outtype=qtype.lower(), progress=progress
         )
         return files
     f16 = convert_text_model(model_dir, out / F16_FILE, outtype="f16", progress=progress)

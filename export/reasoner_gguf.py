@@ -1,14 +1,17 @@
 """Qwen2.5-VL language model (Hugging Face safetensors) -> llama.cpp GGUF (``qwen2vl``).
 
-Tensors are streamed one at a time (a 7B checkpoint never sits in memory whole); the vision
-tower (``visual.*``) is left to the mmproj converter. Both the transformers-4 layout
-(``model.layers.*``, flat config) and the transformers-5 layout (``model.language_model.*``,
-nested ``text_config``) are read.
+The file matches what llama.cpp's own ``convert_hf_to_gguf.py`` (``Qwen2VLModel``) writes for
+the same checkpoint: tensor names are looked up in gguf-py's ``TensorNameMap`` for
+``MODEL_ARCH.QWEN2VL``, 1-D tensors stay F32, and every tensor's bytes are identical
+(tests/test_reasoner_gguf_llama_cpp_parity.py). Tensors are streamed one at a time (a 7B
+checkpoint never sits in memory whole); the vision tower (``visual.*``) is left to the mmproj
+converter. Both the transformers-4 layout (``model.layers.*``, flat config) and the
+transformers-5 layout (``model.language_model.*``, nested ``text_config``) are read.
 """
 
 from __future__ import annotations
 
-import re
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,30 +34,15 @@ OUTTYPES: dict[str, gguf.LlamaFileType] = {
 F16_MAX = 65504.0
 
 _T = gguf.MODEL_TENSOR
-_TOP: dict[str, gguf.MODEL_TENSOR] = {
-    "embed_tokens.weight": _T.TOKEN_EMBD,
-    "norm.weight": _T.OUTPUT_NORM,
-}
-_BLOCK: dict[str, gguf.MODEL_TENSOR] = {
-    "input_layernorm": _T.ATTN_NORM,
-    "self_attn.q_proj": _T.ATTN_Q,
-    "self_attn.k_proj": _T.ATTN_K,
-    "self_attn.v_proj": _T.ATTN_V,
-    "self_attn.o_proj": _T.ATTN_OUT,
-    "post_attention_layernorm": _T.FFN_NORM,
-    "mlp.gate_proj": _T.FFN_GATE,
-    "mlp.up_proj": _T.FFN_UP,
-    "mlp.down_proj": _T.FFN_DOWN,
-}
-_BIASED = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
-_TEXT_PREFIXES = ("model.language_model.", "model.")
-_VISION_PREFIXES = ("visual.", "model.visual.")
-_BLOCK_RE = re.compile(r"layers\.(\d+)\.(.+)\.(weight|bias)$")
+_BIASED = (_T.ATTN_Q, _T.ATTN_K, _T.ATTN_V)
+"""The only biases llama.cpp's qwen2vl graph loads (src/llama-model.cpp, LLM_ARCH_QWEN2VL)."""
+_NAME_SUFFIXES = (".weight", ".bias")
 
 
 @dataclass(frozen=True)
 class TextHParams:
-    """The language-model hyper-parameters the GGUF needs."""
+    """The language-model hyper-parameters the GGUF needs (field names of transformers'
+    ``Qwen2_5_VLTextConfig``; ``rope_theta`` is the RoPE frequency base)."""
 
     vocab_size: int
     hidden_size: int
@@ -67,7 +55,6 @@ class TextHParams:
     mrope_section: list[int]
     context_length: int
     tie_word_embeddings: bool
-    raw: dict[str, Any]
 
     @property
     def head_dim(self) -> int:
@@ -75,7 +62,11 @@ class TextHParams:
 
 
 def text_hparams(config: dict[str, Any]) -> TextHParams:
-    """Language-model hyper-parameters from a flat (transformers 4) or nested (5) config."""
+    """Language-model hyper-parameters from a flat (transformers 4) or nested (5) config.
+
+    Raises ``ValueError`` naming a missing field, or an ``mrope_section`` that does not list
+    1-4 sizes summing to ``head_dim / 2`` (llama.cpp's ``rope.dimension_sections``).
+    """
     text = {k: v for k, v in config.items() if k not in ("text_config", "vision_config")}
     text.update(config.get("text_config") or {})
     rope = text.get("rope_parameters") or text.get("rope_scaling") or {}
@@ -94,7 +85,6 @@ def text_hparams(config: dict[str, Any]) -> TextHParams:
             tie_word_embeddings=bool(
                 config.get("tie_word_embeddings") or text.get("tie_word_embeddings", False)
             ),
-            raw=text,
         )
     except KeyError as e:
         raise ValueError(f"config.json lacks the text-model field {e.args[0]!r}") from e
@@ -110,25 +100,32 @@ def text_hparams(config: dict[str, Any]) -> TextHParams:
     return hp
 
 
-def gguf_tensor_name(hf_name: str) -> str | None:
-    """GGUF name of a language-model tensor; None for vision tensors; ValueError if unknown."""
-    if hf_name.startswith(_VISION_PREFIXES):
+@functools.lru_cache(maxsize=4)
+def tensor_name_map(n_blocks: int) -> gguf.TensorNameMap:
+    """gguf-py's HF -> GGUF name map of ``qwen2vl`` for ``n_blocks`` layers."""
+    return gguf.get_tensor_name_map(gguf.MODEL_ARCH.QWEN2VL, n_blocks)
+
+
+def gguf_tensor_name(hf_name: str, n_blocks: int = 128) -> str | None:
+    """GGUF name of a language-model tensor, as llama.cpp's converter maps it.
+
+    ``visual.*`` tensors give None (the mmproj holds them); ``language_model.`` is dropped from
+    transformers-5 names (llama.cpp's ``TextModel.filter_tensors``); the rest is looked up in
+    :func:`tensor_name_map`. Raises ``ValueError`` for a name the ``qwen2vl`` graph does not
+    load (including layers ``>= n_blocks``).
+    """
+    if "visual." in hf_name:
         return None
-    if hf_name == "lm_head.weight":
-        return f"{gguf.TENSOR_NAMES[_T.OUTPUT]}.weight"
-    for prefix in _TEXT_PREFIXES:
-        if not hf_name.startswith(prefix):
-            continue
-        rest = hf_name[len(prefix) :]
-        if rest in _TOP:
-            return f"{gguf.TENSOR_NAMES[_TOP[rest]]}.weight"
-        m = _BLOCK_RE.fullmatch(rest)
-        if m and m.group(2) in _BLOCK:
-            if m.group(3) == "bias" and m.group(2) not in _BIASED:
-                break
-            base = gguf.TENSOR_NAMES[_BLOCK[m.group(2)]].format(bid=int(m.group(1)))
-            return f"{base}.{m.group(3)}"
-    raise ValueError(f"unexpected tensor in the checkpoint: {hf_name}")
+    name = hf_name.replace("language_model.", "")
+    found = tensor_name_map(n_blocks).get_type_and_name(name, try_suffixes=_NAME_SUFFIXES)
+    if found is None or (name.endswith(".bias") and found[0] not in _BIASED):
+        raise ValueError(f"unexpected tensor in the checkpoint: {hf_name}")
+    return found[1]
+
+
+def _gguf_name(tensor: gguf.MODEL_TENSOR, bid: int | None = None, suffix: str = "weight") -> str:
+    base = gguf.TENSOR_NAMES[tensor]
+    return f"{base.format(bid=bid) if bid is not None else base}.{suffix}"
 
 
 def _expected_shapes(hp: TextHParams) -> dict[str, tuple[int, ...]]:
@@ -136,29 +133,26 @@ def _expected_shapes(hp: TextHParams) -> dict[str, tuple[int, ...]]:
     h, ff, d = hp.hidden_size, hp.intermediate_size, hp.head_dim
     q, kv = hp.num_heads * d, hp.num_kv_heads * d
     shapes: dict[str, tuple[int, ...]] = {
-        "token_embd.weight": (hp.vocab_size, h),
-        "output_norm.weight": (h,),
+        _gguf_name(_T.TOKEN_EMBD): (hp.vocab_size, h),
+        _gguf_name(_T.OUTPUT_NORM): (h,),
     }
     if not hp.tie_word_embeddings:
-        shapes["output.weight"] = (hp.vocab_size, h)
+        shapes[_gguf_name(_T.OUTPUT)] = (hp.vocab_size, h)
     for i in range(hp.num_layers):
-        b = f"blk.{i}."
-        shapes.update(
-            {
-                b + "attn_norm.weight": (h,),
-                b + "attn_q.weight": (q, h),
-                b + "attn_q.bias": (q,),
-                b + "attn_k.weight": (kv, h),
-                b + "attn_k.bias": (kv,),
-                b + "attn_v.weight": (kv, h),
-                b + "attn_v.bias": (kv,),
-                b + "attn_output.weight": (h, q),
-                b + "ffn_norm.weight": (h,),
-                b + "ffn_gate.weight": (ff, h),
-                b + "ffn_up.weight": (ff, h),
-                b + "ffn_down.weight": (h, ff),
-            }
-        )
+        for tensor, shape in (
+            (_T.ATTN_NORM, (h,)),
+            (_T.ATTN_Q, (q, h)),
+            (_T.ATTN_K, (kv, h)),
+            (_T.ATTN_V, (kv, h)),
+            (_T.ATTN_OUT, (h, q)),
+            (_T.FFN_NORM, (h,)),
+            (_T.FFN_GATE, (ff, h)),
+            (_T.FFN_UP, (ff, h)),
+            (_T.FFN_DOWN, (h, ff)),
+        ):
+            shapes[_gguf_name(tensor, i)] = shape
+            if tensor in _BIASED:
+                shapes[_gguf_name(tensor, i, "bias")] = shape[:1]
     return shapes
 
 
@@ -175,13 +169,17 @@ def _plan(model_dir: Path, hp: TextHParams, outtype: str) -> list[_Plan]:
     from safetensors import safe_open
 
     found: dict[str, tuple[str, Path, tuple[int, ...]]] = {}
+    output = _gguf_name(_T.OUTPUT)
     for file in safetensors_files(model_dir):
         with safe_open(str(file), framework="pt") as f:
             for hf_name in f.keys():  # noqa: SIM118 (safe_open is not a dict)
-                name = gguf_tensor_name(hf_name)
+                try:
+                    name = gguf_tensor_name(hf_name, hp.num_layers)
+                except ValueError as e:
+                    raise ValueError(f"{e} (num_hidden_layers={hp.num_layers})") from None
                 if name is None:
                     continue
-                if hp.tie_word_embeddings and name == "output.weight":
+                if hp.tie_word_embeddings and name == output:
                     continue  # tied: llama.cpp reuses token_embd
                 shape = tuple(f.get_slice(hf_name).get_shape())
                 found[name] = (hf_name, file, shape)
@@ -194,7 +192,7 @@ def _plan(model_dir: Path, hp: TextHParams, outtype: str) -> list[_Plan]:
         )
     extra = sorted(set(found) - set(expected))
     if extra:
-        raise ValueError(f"{model_dir}: tensors beyond num_hidden_layers={hp.num_layers}: {extra}")
+        raise ValueError(f"{model_dir}: tensors the qwen2vl graph does not take: {extra}")
     plans = []
     for name, want in expected.items():
         hf_name, file, shape = found[name]
@@ -263,9 +261,14 @@ def convert_text_model(
 ) -> Path:
     """Write the Qwen2.5-VL language model of ``src_dir`` as a ``qwen2vl`` GGUF at ``out_path``.
 
-    ``outtype``: "f16" (default; 2-D weights F16, norms/biases F32), "bf16" or "f32". ``name``
-    goes to ``general.name`` (default: the model's folder or hub repo name). The file is
-    written next to ``out_path`` under a temporary name and renamed when complete.
+    ``outtype``: "f16" (default; 2-D weights F16, norms/biases F32), "bf16" or "f32" (the
+    ``--outtype`` of llama.cpp's ``convert_hf_to_gguf.py``, whose tensors this matches bit for
+    bit). ``name`` goes to ``general.name`` (default: the model's folder or hub repo name).
+    The file is written next to ``out_path`` under a temporary name and renamed when complete.
+
+    Raises ``FileNotFoundError`` (no config.json, weights or tokenizer.json) and
+    ``ValueError`` (unknown outtype, another architecture, tensors missing or mis-shaped for
+    the config, values beyond float16, a tokenizer llama.cpp would not reproduce).
     """
     if outtype not in OUTTYPES:
         raise ValueError(f"unknown outtype {outtype!r}; choose one of {sorted(OUTTYPES)}")
@@ -273,7 +276,7 @@ def convert_text_model(
     config = read_config(src_dir)
     check_architecture(config, src_dir / "config.json")
     hp = text_hparams(config)
-    vocab = read_qwen2_vocab(src_dir, hp.vocab_size, hp.raw)
+    vocab = read_qwen2_vocab(src_dir, hp.vocab_size)
     plans = _plan(src_dir, hp, outtype)
 
     with atomic_path(out_path) as tmp:

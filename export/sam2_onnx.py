@@ -1,10 +1,13 @@
 """SAM2 -> two ONNX graphs: the image encoder and the prompt encoder + mask decoder.
 
-The encoder graph is ``SAM2ImagePredictor.set_image`` after pre-processing (Hiera + FPN, the
-decoder's ``conv_s0``/``conv_s1`` projections and the ``no_mem_embed`` addition). The decoder
-graph embeds the prompts with plain arithmetic (no OneHot, no data-dependent Tile, so
-TensorRT parses it) and returns all four low-resolution mask logits with their IoU scores;
-mask selection, upsampling and thresholding happen outside (``segzero_edge``).
+Follows Meta's ``sam2/sam2_image_predictor.py``: the encoder graph is
+``SAM2ImagePredictor.set_image`` after pre-processing (Hiera + FPN, the decoder's
+``conv_s0``/``conv_s1`` projections and the ``no_mem_embed`` addition); the decoder graph is
+``_predict`` up to the low-resolution logits. The decoder embeds the prompts with plain
+arithmetic (no OneHot, no data-dependent Tile, so TensorRT parses it) and returns all four
+low-resolution mask logits with their IoU scores; mask selection, upsampling and thresholding
+happen outside (``segzero_edge``). Graph file and tensor names come from
+:mod:`segzero_edge.layout`.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -25,20 +27,29 @@ from torch import nn
 from tqdm import tqdm
 
 from segzero_edge.fileio import atomic_path
-from segzero_edge.segmenter.onnxruntime import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_OUTPUTS
+from segzero_edge.layout import (
+    SAM2_DECODER_FILE,
+    SAM2_DECODER_INPUTS,
+    SAM2_DECODER_OUTPUTS,
+    SAM2_ENCODER_FILE,
+    SAM2_ENCODER_INPUTS,
+    SAM2_ENCODER_OUTPUTS,
+    SAM2_LOW_RES,
+    SAM2_MASK_TOKENS,
+    SAM2_SIZE,
+)
 
-from .tiny_sam2 import build_sam2_model
+from .sam2_model import build_sam2_model, infer_config
 
 log = logging.getLogger(__name__)
 
 OPSET = 18
-ENCODER_FILE = "sam2_encoder.onnx"
-DECODER_FILE = "sam2_decoder.onnx"
-_SIZES = {"tiny": "t", "small": "s", "base_plus": "b+", "base+": "b+", "large": "l"}
 
 
 class SAM2Encoder(nn.Module):
-    """``image [1, 3, 1024, 1024]`` -> the three feature maps the decoder graph takes."""
+    """``image [1, 3, 1024, 1024]`` float32 (SAM2Transforms-normalised RGB) -> the decoder's
+    inputs ``high_res_feats_0 [1, 32, 256, 256]``, ``high_res_feats_1 [1, 64, 128, 128]`` and
+    ``image_embed [1, 256, 64, 64]`` (float32)."""
 
     no_mem_embed: torch.Tensor
 
@@ -59,7 +70,14 @@ class SAM2Encoder(nn.Module):
 
 
 class SAM2Decoder(nn.Module):
-    """Prompt encoder + mask decoder with all four mask outputs, batch 1, ``P`` prompts."""
+    """Prompt encoder + mask decoder with all four mask outputs, batch 1, ``P`` prompts.
+
+    Inputs: the encoder's three feature maps; ``point_coords [1, P, 2]`` float32 (x, y) in the
+    1024 x 1024 input frame; ``point_labels [1, P]`` float32 (1 positive, 0 negative, 2 / 3
+    box top-left / bottom-right, -1 padding); ``mask_input [1, 1, 256, 256]`` float32 logits and
+    ``has_mask_input [1]`` (0 or 1). Outputs: ``masks [1, 4, 256, 256]`` float32 logits (index
+    0 the single-mask output, 1..3 multimask) and ``iou_predictions [1, 4]``.
+    """
 
     dense_pe: torch.Tensor
     gaussian: torch.Tensor
@@ -145,29 +163,15 @@ class SAM2Decoder(nn.Module):
         return masks, self.iou_head(iou_token)
 
 
-def infer_config(checkpoint: str | os.PathLike[str]) -> str:
-    """Config name from a checkpoint file name like ``sam2.1_hiera_base_plus.pt``."""
-    name = Path(checkpoint).name.lower()
-    family = "sam2.1" if "sam2.1" in name or "sam2_1" in name else "sam2"
-    m = re.search(r"hiera[_-](tiny|small|base_plus|base\+|large|t|s|b\+|l)(?![a-z])", name)
-    if m is None:
-        raise ValueError(
-            f"cannot infer the SAM2 config from {name!r}; pass config= "
-            "(e.g. 'sam2.1_hiera_t', 'sam2_hiera_b+')"
-        )
-    size = _SIZES.get(m.group(1), m.group(1))
-    return f"{family}_hiera_{size}"
-
-
 def _example_decoder_inputs(n_points: int = 3) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(0)
     return (
         torch.randn(1, 256, 64, 64, generator=g),
         torch.randn(1, 32, 256, 256, generator=g),
         torch.randn(1, 64, 128, 128, generator=g),
-        torch.rand(1, n_points, 2, generator=g) * 1024,
+        torch.rand(1, n_points, 2, generator=g) * SAM2_SIZE,
         torch.tensor([[2.0, 3.0, 1.0][:n_points]]),
-        torch.zeros(1, 1, 256, 256),
+        torch.zeros(1, 1, SAM2_LOW_RES, SAM2_LOW_RES),
         torch.zeros(1),
     )
 
@@ -196,13 +200,17 @@ def _export(
         )
 
 
+_FEATURES = SAM2_SIZE // 16  # Hiera's stride-16 feature map: 64 x 64
 OUTPUT_SHAPES = {
-    ENCODER_FILE: {
-        "high_res_feats_0": [1, 32, 256, 256],
-        "high_res_feats_1": [1, 64, 128, 128],
-        "image_embed": [1, 256, 64, 64],
+    SAM2_ENCODER_FILE: {
+        "high_res_feats_0": [1, 32, SAM2_LOW_RES, SAM2_LOW_RES],
+        "high_res_feats_1": [1, 64, SAM2_LOW_RES // 2, SAM2_LOW_RES // 2],
+        "image_embed": [1, 256, _FEATURES, _FEATURES],
     },
-    DECODER_FILE: {"masks": [1, 4, 256, 256], "iou_predictions": [1, 4]},
+    SAM2_DECODER_FILE: {
+        "masks": [1, SAM2_MASK_TOKENS, SAM2_LOW_RES, SAM2_LOW_RES],
+        "iou_predictions": [1, SAM2_MASK_TOKENS],
+    },
 }
 
 
@@ -221,7 +229,11 @@ def _pin_and_check(path: Path) -> None:
 
 
 def simplify_onnx(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
-    """Simplify an exported graph with onnxslim (constant folding, shape-op removal) to ``dst``."""
+    """Simplify an exported graph with onnxslim (constant folding, shape-op removal) to ``dst``.
+
+    The result passes ``onnx.checker.check_model(full_check=True)`` before it is written
+    (atomically; ``dst`` may be ``src``).
+    """
     import onnx
     import onnxslim
 
@@ -242,8 +254,11 @@ def export_sam2(
 ) -> dict[str, Path]:
     """Export a Meta SAM2 checkpoint to ``sam2_encoder.onnx`` and ``sam2_decoder.onnx``.
 
-    Returns ``{"encoder": path, "decoder": path}``. Both files are written to a temporary
-    folder first and moved into ``out_dir`` only when both are complete and valid.
+    ``config`` is a SAM2 config name (``sam2.1_hiera_t``; default: inferred from the file
+    name). Returns ``{"encoder": path, "decoder": path}``. Both files are written to a
+    temporary folder first and moved into ``out_dir`` only when both are complete and valid.
+    Raises ``FileNotFoundError`` for a missing checkpoint and ``ValueError`` for a name with no
+    SAM2 size, an unknown config, or a checkpoint that does not match its config.
     """
     ckpt = Path(checkpoint)
     if not ckpt.is_file():
@@ -262,30 +277,30 @@ def export_sam2(
         bar.set_postfix_str("export encoder")
         _export(
             SAM2Encoder(model).eval(),
-            (torch.zeros(1, 3, 1024, 1024),),
-            tmp / ENCODER_FILE,
-            ("image",),
-            ENCODER_OUTPUTS,
+            (torch.zeros(1, 3, SAM2_SIZE, SAM2_SIZE),),
+            tmp / SAM2_ENCODER_FILE,
+            SAM2_ENCODER_INPUTS,
+            SAM2_ENCODER_OUTPUTS,
         )
         bar.update()
         bar.set_postfix_str("export decoder")
         _export(
             SAM2Decoder(model).eval(),
             _example_decoder_inputs(),
-            tmp / DECODER_FILE,
-            DECODER_INPUTS,
-            DECODER_OUTPUTS,
+            tmp / SAM2_DECODER_FILE,
+            SAM2_DECODER_INPUTS,
+            SAM2_DECODER_OUTPUTS,
             {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}},
         )
         bar.update()
         bar.set_postfix_str("check" + (" + slim" if simplify else ""))
-        for name in (ENCODER_FILE, DECODER_FILE):
+        for name in (SAM2_ENCODER_FILE, SAM2_DECODER_FILE):
             _pin_and_check(tmp / name)
             if simplify:
                 simplify_onnx(tmp / name, tmp / name)
         bar.update()
         paths = {}
-        for key, name in (("encoder", ENCODER_FILE), ("decoder", DECODER_FILE)):
+        for key, name in (("encoder", SAM2_ENCODER_FILE), ("decoder", SAM2_DECODER_FILE)):
             os.replace(tmp / name, out / name)
             paths[key] = out / name
     finally:

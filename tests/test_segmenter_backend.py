@@ -89,7 +89,8 @@ def test_open_segmenter(bundle_dir: Path, tmp_path: Path) -> None:
 
 def test_random_checkpoint(sam2_checkpoint: Path, sam2_cases, tmp_path: Path) -> None:
     """Meta format, strict load, deterministic in the seed, non-trivial masks."""
-    from segzero_export.tiny_sam2 import build_sam2_checkpoint, build_sam2_model
+    from segzero_export.sam2_model import build_sam2_model
+    from segzero_export.tiny_sam2 import build_sam2_checkpoint
 
     sd = torch.load(sam2_checkpoint, map_location="cpu", weights_only=True)
     assert set(sd) == {"model"} and len(sd["model"]) > 100

@@ -11,7 +11,8 @@ import onnx
 import pytest
 import torch
 
-from segzero_export.sam2_onnx import OPSET, export_sam2, infer_config
+from segzero_export.sam2_model import infer_config
+from segzero_export.sam2_onnx import OPSET, export_sam2
 
 ENCODER_IO = {
     "image": [1, 3, 1024, 1024],

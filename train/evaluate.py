@@ -167,8 +167,7 @@ class HFPredictor:
         from sam2.sam2_image_predictor import SAM2ImagePredictor
         from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-        from segzero_export.sam2_onnx import infer_config
-        from segzero_export.tiny_sam2 import build_sam2_model
+        from segzero_export.sam2_model import build_sam2_model, infer_config
 
         model_dir, sam2_checkpoint = Path(model_dir), Path(sam2_checkpoint)
         if not model_dir.is_dir():

@@ -22,6 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from segzero_edge.layout import PATCH_MERGE
 from segzero_edge.prompt import build_prompt
 
 from .config import GRPOSettings, load_settings, to_grpo_config
@@ -184,7 +185,7 @@ def prompt_token_count(processor: Any, query: str, image_size: int) -> int:
     ]
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     n_text = len(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
-    return n_text - 1 + (image_size // 28) ** 2
+    return n_text - 1 + (image_size // PATCH_MERGE) ** 2
 
 
 def build_dataset(

@@ -18,6 +18,7 @@ import ctypes
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,17 +51,23 @@ def chat_prompt(user_text: str, media_marker: str) -> str:
 
 
 # --- logging -------------------------------------------------------------------------------
+# One sink receives every llama.cpp / ggml / libmtmd log line of the process: the reasoner
+# reads its load errors from it, and :func:`capture_log` (used by the exporter's quantizer)
+# collects lines from it, so neither replaces the other's callback.
 
-
-_WARN, _ERROR, _CONT = 3, 4, 5  # ggml_log_level values (ggml.h)
+LOG_LEVELS = {0: "none", 1: "debug", 2: "info", 3: "warn", 4: "error", 5: "cont"}
+"""ggml_log_level values (ggml.h; the comment in llama_cpp/_logger.py predates a renumbering)."""
+_WARN, _ERROR, _CONT = 3, 4, 5
 
 
 @dataclass
 class _LogSink:
-    """Collects llama.cpp / mtmd log lines; prints them when verbose (errors always)."""
+    """Collects llama.cpp / mtmd log lines; prints them when verbose (errors always, unless a
+    :func:`capture_log` block is collecting them)."""
 
     verbose: bool = False
     lines: list[tuple[int, str]] = field(default_factory=list)
+    captures: list[list[tuple[str, str]]] = field(default_factory=list)
     _partial: str = ""
     _level: int = 2
 
@@ -68,12 +75,14 @@ class _LogSink:
         s = (text or b"").decode("utf-8", errors="replace")
         if level != _CONT:  # a continuation keeps the previous line's level
             self._level = level
-        if self.verbose or self._level == _ERROR:
+        if self.verbose or (self._level == _ERROR and not self.captures):
             print(s, end="", file=sys.stderr, flush=True)
         self._partial += s
         while "\n" in self._partial:
             line, self._partial = self._partial.split("\n", 1)
             self.lines.append((self._level, line))
+            for capture in self.captures:
+                capture.append((LOG_LEVELS.get(self._level, str(self._level)), line))
         del self.lines[:-2000]
 
 
@@ -89,12 +98,32 @@ def _install_logging(verbose: bool) -> None:
     if not _LOG_CALLBACKS:
         _LOG_CALLBACKS.append(llama_cpp.llama_log_callback(_SINK))
     cb = _LOG_CALLBACKS[0]
-    # set every time: other code (e.g. a log capture) may have replaced the global callback
+    # set every time: llama-cpp-python installs its own callback when it is imported
     llama_cpp.llama_log_set(cb, ctypes.c_void_p(0))
     for setter in ("mtmd_log_set", "mtmd_helper_log_set"):
         fn = getattr(mtmd_cpp, setter, None)
         if fn is not None:
             fn(cb, ctypes.c_void_p(0))
+
+
+@contextlib.contextmanager
+def capture_log() -> Iterator[list[tuple[str, str]]]:
+    """Collect llama.cpp / ggml log lines as ``(level, text)`` while the block runs.
+
+    ``level`` is a :data:`LOG_LEVELS` name (``"warn"``, ``"error"``, ...; a ``cont`` line
+    carries the level of the line it continues); ``text`` is one line without its newline.
+    Nothing is printed meanwhile. The lines come from the process's one log sink, which stays
+    installed afterwards (a reasoner loaded later still sees its own errors).
+    """
+    lines: list[tuple[str, str]] = []
+    _install_logging(_SINK.verbose)
+    _SINK.captures.append(lines)
+    try:
+        yield lines
+    finally:
+        _SINK.captures.remove(lines)
+        if _SINK._partial:  # a last line without its newline
+            lines.append((LOG_LEVELS.get(_SINK._level, str(_SINK._level)), _SINK._partial))
 
 
 # --- the reasoner --------------------------------------------------------------------------
