@@ -11,8 +11,9 @@ from typing import Any
 
 from segzero_edge import __version__
 from segzero_edge.bundle import MANIFEST, REQUIRED_FILES, SCHEMA_VERSION, file_entry
-from segzero_edge.fileio import atomic_dir
-from segzero_edge.layout import IMAGE_TOKENS, REASONER_SIZE, SAM2_SIZE
+from segzero_edge.fileio import atomic_dir, output_lock
+from segzero_edge.layout import IMAGE_TOKENS, MAX_N_CTX, REASONER_SIZE, SAM2_SIZE
+from segzero_edge.manifest import MANIFEST_SCHEMA, validate
 from segzero_edge.prompt import PROMPT_TEMPLATE_ID
 
 from .hf_source import read_config
@@ -85,21 +86,26 @@ def export_bundle(
 
     Refuses (``BundleTooLarge``) a bundle whose estimated memory exceeds the target's budget,
     once before the export from parameter counts and once after from the written files.
+    Raises ``FileExistsError`` before any work when ``out`` exists (without ``overwrite``) or
+    another export is writing it. Nothing is left behind when the export fails or is
+    interrupted (Ctrl+C, or SIGTERM through the CLI).
     """
     from .hf_source import resolve_model
     from .reasoner import export_reasoner
     from .sam2_onnx import export_sam2
 
     quant = quant_type(quant)
+    if isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or not 1 <= n_ctx <= MAX_N_CTX:
+        raise ValueError(f"n_ctx must be an integer from 1 to {MAX_N_CTX}, got {n_ctx!r}")
     tgt = get_target(target)
-    model_dir = resolve_model(reasoner)
-    variant = sam2_config or Path(segmenter).stem
-    before = estimate_before_export(tgt, model_dir, quant, variant, n_ctx)
-    if not before.fits:
-        raise BundleTooLarge(before)
-    ckpt = resolve_sam2_checkpoint(segmenter)
-    config = read_config(model_dir)
     with atomic_dir(out, overwrite=overwrite) as tmp:
+        model_dir = resolve_model(reasoner)
+        variant = sam2_config or Path(segmenter).stem
+        before = estimate_before_export(tgt, model_dir, quant, variant, n_ctx)
+        if not before.fits:
+            raise BundleTooLarge(before)
+        ckpt = resolve_sam2_checkpoint(segmenter)
+        config = read_config(model_dir)
         files: dict[str, Path] = {}
         files.update(export_reasoner(model_dir, tmp, quant=quant, progress=progress))
         files.update(export_sam2(ckpt, tmp, config=sam2_config, progress=progress))
@@ -134,18 +140,33 @@ def export_bundle(
             "memory_gb": after.to_json(),
             "files": {name: file_entry(path) for name, path in sorted(files.items())},
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        problems = validate(manifest, MANIFEST_SCHEMA)  # what the runtime will check
+        if problems:
+            raise RuntimeError(f"the exporter built an invalid manifest: {problems[0]}")
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n")
     return Path(out)
 
 
 def build_tiny_bundle(out: str | Path, *, seed: int = 0, overwrite: bool = False) -> Path:
-    """The demo bundle: tiny randomly initialised Qwen2.5-VL and SAM2.1-tiny (meaningless masks)."""
+    """The demo bundle: tiny randomly initialised Qwen2.5-VL and SAM2.1-tiny (meaningless masks).
+
+    Raises ``FileExistsError`` at once, before building the models, when ``out`` exists and
+    not ``overwrite``, or another export is writing it.
+    """
     from .tiny_qwen import build_tiny_qwen25vl
     from .tiny_sam2 import build_sam2_checkpoint
 
-    with tempfile.TemporaryDirectory(prefix="segzero-tiny-") as work:
-        model_dir = build_tiny_qwen25vl(Path(work) / "qwen", seed=seed)
-        ckpt = build_sam2_checkpoint(Path(work) / "sam2.1_hiera_tiny.pt", seed=seed)
-        return export_bundle(
-            model_dir, ckpt, out, target="cpu", sam2_config="sam2.1_hiera_t", overwrite=overwrite
-        )
+    with output_lock(out):  # export_bundle takes it again (same thread)
+        if Path(out).exists() and not overwrite:
+            raise FileExistsError(f"{out} already exists (pass overwrite/--force to replace it)")
+        with tempfile.TemporaryDirectory(prefix="segzero-tiny-") as work:
+            model_dir = build_tiny_qwen25vl(Path(work) / "qwen", seed=seed)
+            ckpt = build_sam2_checkpoint(Path(work) / "sam2.1_hiera_tiny.pt", seed=seed)
+            return export_bundle(
+                model_dir,
+                ckpt,
+                out,
+                target="cpu",
+                sam2_config="sam2.1_hiera_t",
+                overwrite=overwrite,
+            )

@@ -78,9 +78,9 @@ def validate_model_dir(model_dir: Path) -> Path:
 def resolve_model(src: str | Path, *, revision: str | None = None) -> Path:
     """Local checkpoint folder for ``src``: an existing folder, or a hub id (downloaded if online).
 
-    Raises FileNotFoundError for a missing folder / config / weights / tokenizer, ValueError for
-    an architecture other than Qwen2_5_VLForConditionalGeneration, and RuntimeError (naming the
-    id) when a hub download is impossible (offline, unknown id, gated repo).
+    Raises FileNotFoundError for a missing folder / config / weights / tokenizer, or (naming
+    the id) when a hub download is impossible (offline, unknown id, gated repo), and ValueError
+    for an architecture other than Qwen2_5_VLForConditionalGeneration.
     """
     path = Path(src).expanduser()
     if path.exists():
@@ -98,8 +98,9 @@ def resolve_model(src: str | Path, *, revision: str | None = None) -> Path:
             allow_patterns=["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model"],
         )
     except Exception as e:  # network, auth, unknown repo: report the id, not a deep traceback
-        raise RuntimeError(
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise FileNotFoundError(
             f"{text!r} is not a local folder and could not be downloaded from the Hugging Face hub "
-            f"({type(e).__name__}: {e}); pass a local folder instead"
+            f"({type(e).__name__}: {first}); pass a local folder instead"
         ) from e
     return validate_model_dir(Path(local))

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from segzero_edge.fileio import plain_modes
 from segzero_edge.prompt import EXAMPLE_ANSWER, build_prompt
 
 QWEN25VL_CHAT_TEMPLATE = (
@@ -365,6 +366,7 @@ def build_tiny_qwen25vl(out_dir: Path, seed: int = 0, *, tie_word_embeddings: bo
         processor.save_pretrained(tmp)
         # Hub checkpoints also carry preprocessor_config.json (read by GGUF converters).
         processor.image_processor.save_pretrained(tmp)
+        plain_modes(tmp)  # mkdtemp made it 0700
         tmp.rename(out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,22 +1,28 @@
 """Read and verify a bundle's manifest, and open its backends.
 
 The file layout is in :mod:`segzero_edge.layout`; the exporter (``segzero_export.bundle``)
-writes what this module reads.
+writes what this module reads; the manifest's schema is :mod:`segzero_edge.manifest`.
+
+Every name in the manifest's ``files`` table must stay inside the bundle folder: absolute
+names, ``..`` and empty or ``.`` components are refused before anything is opened. A bundle
+file may be a symbolic link only when its target, resolved, lies inside the bundle folder
+(itself resolved first), so a bundle cannot make the runtime read, hash or reveal the size of
+a file outside it.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._version import __version__
 from .backends import Reasoner, Segmenter
 from .errors import BundleError
 from .fileio import sha256_file
 from .layout import MANIFEST, MMPROJ_FILE, REASONER_FILE, REQUIRED_FILES, SCHEMA_VERSION
+from .manifest import field_name, parse_manifest
 
 __all__ = [
     "MANIFEST",
@@ -55,48 +61,58 @@ class Bundle:
         return dict(self.manifest.get("segmenter", {}))
 
 
+def member_path(root: Path, name: str, manifest: Path) -> Path:
+    """``root / name`` for a ``files`` entry, refusing names and links that leave ``root``.
+
+    ``root`` must be resolved (``Path.resolve()``). Raises :class:`BundleError` naming
+    ``manifest`` and the entry for an absolute name, a ``..``, ``.`` or empty component, a
+    backslash or NUL, text that is not UTF-8, or a symbolic link whose target is outside.
+    """
+    where = f"{manifest}: {field_name(('files', name))}"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BundleError(f"{where}: the name is not valid text") from None
+    if name.startswith("/") or re.match(r"[A-Za-z]:", name) or "\\" in name or "\0" in name:
+        raise BundleError(f"{where}: not a relative name inside the bundle folder")
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        raise BundleError(f"{where}: the name leaves the bundle folder (or has empty parts)")
+    path = root / name
+    if not path.resolve().is_relative_to(root):
+        raise BundleError(f"{where}: a symbolic link to a place outside the bundle folder")
+    return path
+
+
 def load_bundle(path: str | os.PathLike[str], *, verify_hashes: bool = False) -> Bundle:
     """Read and verify ``path``: manifest schema, every file present with its size.
 
-    With ``verify_hashes`` the sha256 of every file is checked too. Errors name the file.
+    With ``verify_hashes`` the sha256 of every file is checked too. Raises
+    :class:`BundleError` naming the file (and for the manifest, the field).
     """
-    root = Path(path)
-    if not root.is_dir():
-        raise BundleError(f"bundle folder not found: {root}")
+    given = Path(path)
+    if not given.is_dir():
+        raise BundleError(f"bundle folder not found: {given}")
+    root = given.resolve()
     mpath = root / MANIFEST
     if not mpath.is_file():
-        raise BundleError(f"{mpath} is missing: not a segzero-edge bundle")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BundleError(f"{mpath} is not valid JSON: {e}") from None
-    if not isinstance(manifest, dict):
-        raise BundleError(f"{mpath} must hold a JSON object")
-    version = manifest.get("schema_version")
-    if not isinstance(version, int):
-        raise BundleError(f"{mpath} has no integer schema_version")
-    if version > SCHEMA_VERSION:
-        raise BundleError(
-            f"{mpath} has schema_version {version}, newer than this runtime reads "
-            f"({SCHEMA_VERSION}); upgrade segzero-edge (this is {__version__})"
-        )
-    files = manifest.get("files")
-    if not isinstance(files, dict):
-        raise BundleError(f"{mpath} has no 'files' table")
+        raise BundleError(f"{given / MANIFEST} is missing: not a segzero-edge bundle")
+    manifest = parse_manifest(mpath)
+    files = manifest["files"]
     for name in REQUIRED_FILES:
         if name not in files:
             raise BundleError(f"{mpath} does not list required file {name}")
+    paths = {name: member_path(root, name, mpath) for name in files}
     for name, entry in files.items():
-        fpath = root / name
+        fpath = paths[name]
         if not fpath.is_file():
             raise BundleError(f"bundle file missing: {fpath}")
         size = fpath.stat().st_size
-        if size != entry.get("size"):
+        if size != entry["size"]:
             raise BundleError(
-                f"bundle file {fpath} has {size} bytes, manifest says {entry.get('size')}: "
+                f"bundle file {fpath} has {size} bytes, manifest says {entry['size']}: "
                 "truncated or replaced; re-export the bundle"
             )
-        if verify_hashes and sha256_file(fpath) != entry.get("sha256"):
+        if verify_hashes and sha256_file(fpath) != entry["sha256"]:
             raise BundleError(f"bundle file {fpath} is corrupt: sha256 differs from the manifest")
     return Bundle(root=root, manifest=manifest)
 
@@ -118,7 +134,7 @@ def open_backends(
     from .reasoner.llama_cpp import LlamaCppReasoner
     from .segmenter.auto import open_segmenter
 
-    reasoner_options.setdefault("n_ctx", int(bundle.reasoner.get("n_ctx", 4096)))
+    reasoner_options.setdefault("n_ctx", bundle.reasoner.get("n_ctx", 4096))
     segmenter = open_segmenter(bundle.root, backend=segmenter_backend)
     try:
         reasoner = LlamaCppReasoner(

@@ -1,27 +1,40 @@
 """``segzero-edge`` command line: ``segment`` and ``doctor`` here, the rest by entry point.
 
-See :mod:`segzero_edge.commands` for how commands are found. Every error a user can fix is
-one line on stderr and exit code 2; Ctrl+C exits 130.
+See :mod:`segzero_edge.commands` for how commands are found. Every error is one line on stderr
+and exit code 2 (set ``SEGZERO_EDGE_DEBUG=1`` for the traceback of an unexpected one); Ctrl+C
+exits 130 and SIGTERM 143, after the same clean-up (temporary folders are removed).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
 
 from ._version import __version__
 from .commands import registered
 from .errors import BackendError, BundleError, CommandError, TensorRTUnavailable
+
+DEBUG_ENV = "SEGZERO_EDGE_DEBUG"
+EXIT_ERROR, EXIT_INTERRUPT, EXIT_TERMINATED = 2, 130, 128 + signal.SIGTERM
 
 USER_ERRORS = (
     CommandError,
     BundleError,
     BackendError,
     TensorRTUnavailable,
-    FileNotFoundError,
-    FileExistsError,
+    OSError,  # FileNotFoundError, FileExistsError, disk full, read-only, permissions, ...
     ValueError,
 )
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived; raised in the main thread so ``finally`` blocks clean up."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,19 +50,78 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _sigterm_cleans_up() -> Iterator[None]:
+    """While the command runs, SIGTERM raises :class:`Terminated` (as SIGINT raises
+    KeyboardInterrupt) instead of killing the process before clean-up; a handler someone
+    else installed is left alone."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def one_line(error: BaseException) -> str:
+    """The message of ``error`` on one line (multi-line messages joined with "; ")."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return "; ".join(lines) or type(error).__name__
+
+
+def _flush_stdout() -> OSError | None:
+    """Flush stdout; when that fails (disk full, closed pipe), point it at /dev/null so the
+    interpreter's own flush at exit does not print a traceback, and return the error."""
+    try:
+        sys.stdout.flush()
+    except OSError as e:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        return e
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except USER_ERRORS as e:
-        print(f"segzero-edge {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+
+    def fail(message: str) -> int:
+        print(f"segzero-edge {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+
+    with _sigterm_cleans_up():
+        try:
+            code = int(args.func(args) or 0)
+            stuck = _flush_stdout()  # a full disk behind stdout is an error of this command
+            return fail(f"cannot write the output: {one_line(stuck)}") if stuck else code
+        except USER_ERRORS as e:
+            _flush_stdout()
+            return fail(one_line(e))
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPT
+        except Terminated:
+            return EXIT_TERMINATED
+        except Exception as e:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            return fail(
+                f"unexpected {type(e).__name__}: {one_line(e)} "
+                f"(set {DEBUG_ENV}=1 for the traceback)"
+            )
 
 
-__all__ = ["CommandError", "build_parser", "main"]
+__all__ = ["CommandError", "build_parser", "main", "one_line"]
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

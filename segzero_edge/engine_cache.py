@@ -101,7 +101,10 @@ def stale_reason(
         return f"{plan.name} does not exist"
     if meta.get("schema_version") != META_SCHEMA:
         return f"{META_FILE} is missing or has another schema"
-    entry = meta.get("engines", {}).get(name)
+    engines = meta.get("engines")
+    if not isinstance(engines, dict):
+        return f"{META_FILE} has no 'engines' table"
+    entry = engines.get(name)
     if not isinstance(entry, dict):
         return f"{META_FILE} has no entry for {name}"
     if meta.get("fingerprint") != fingerprint:

@@ -38,6 +38,9 @@ PATCH_MERGE = 28
 """Qwen2.5-VL: 14-pixel patches merged 2 x 2 into one image token."""
 IMAGE_TOKENS = (REASONER_SIZE // PATCH_MERGE) ** 2
 """Image tokens of one 840 x 840 image: 30 x 30 = 900."""
+MAX_N_CTX = 1 << 20
+"""Largest reasoner context (``n_ctx``, KV cells) a bundle or caller may ask for; llama.cpp
+keeps ``n_ctx`` in 32 bits, so larger values would wrap (Qwen2.5-VL is trained to 128 Ki)."""
 
 # --- segmenter (SAM2) ----------------------------------------------------------------------
 SAM2_SIZE = 1024

@@ -1,7 +1,8 @@
 """``SegZeroEdge``: reasoner -> coordinate mapping -> SAM2 -> mask, with timings.
 
 The SAM2 image encoding runs on a worker thread while the reasoner thinks (they share only
-the image); encodings are cached per frame so several queries on one frame encode it once.
+the image); encodings are cached per frame so several queries on one frame encode it once (a
+failed encoding is not kept). ``close()`` waits for the calls in progress on other threads.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ class SegZeroEdge:
         self._cache: OrderedDict[str, Future[_Encoded]] = OrderedDict()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segzero-sam2")
         self._closed = False
+        self._calls = 0  # segment() calls in progress
+        self._calls_done = threading.Condition()
 
     @classmethod
     def from_bundle(cls, path: str | os.PathLike[str], **options: Any) -> SegZeroEdge:
@@ -113,19 +116,40 @@ class SegZeroEdge:
                 self._cache[key] = fut
                 while len(self._cache) > self.cache_frames:
                     self._cache.popitem(last=False)
+        if key:  # a failed encoding leaves the cache, whether or not a caller waits for it
+            fut.add_done_callback(lambda f: self._forget_failed(key, f))
         return fut
 
-    def _forget(self, img: np.ndarray) -> None:
-        if self.cache_frames:
+    def _forget_failed(self, key: str, fut: Future[_Encoded]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
             with self._cache_lock:
-                self._cache.pop(_frame_key(img), None)
+                if self._cache.get(key) is fut:
+                    del self._cache[key]
 
     # -- the call -----------------------------------------------------------------------
     def segment(self, image: ImageLike, query: str) -> Segmentation:
-        """Segment what ``query`` describes in ``image`` (path, PIL image or H x W x 3 uint8)."""
-        if self._closed:
-            raise RuntimeError("this SegZeroEdge has been closed")
+        """Segment what ``query`` describes in ``image`` (path, PIL image or H x W x 3 uint8).
+
+        Raises ``ValueError`` for bad input (an image that cannot be read or is too large, an
+        empty, over-long or non-text query, a prompt that does not fit the reasoner's
+        context), ``BackendError`` when a backend fails, ``RuntimeError`` after :meth:`close`.
+        A reasoner that runs out of context gives ``Status.TRUNCATED``.
+        """
+        with self._calls_done:
+            if self._closed:
+                raise RuntimeError("this SegZeroEdge has been closed")
+            self._calls += 1
+        try:
+            return self._segment(image, query)
+        finally:
+            with self._calls_done:
+                self._calls -= 1
+                self._calls_done.notify_all()
+
+    def _segment(self, image: ImageLike, query: str) -> Segmentation:
         t_start = time.perf_counter()
+        if isinstance(query, str):
+            _require_text(query, "query")
         prompt = build_prompt(query)
         img = load_image(image)
         h, w = img.shape[:2]
@@ -139,6 +163,8 @@ class SegZeroEdge:
         with self._reasoner_lock:
             try:
                 out = self.reasoner.generate(r_in, prompt)
+            except ValueError:  # the caller's input (e.g. a prompt over the context): as is
+                raise
             except Exception as e:
                 raise BackendError(f"reasoner {self.reasoner.name!r} failed: {e}") from e
         timings["reason"] = time.perf_counter() - t0
@@ -154,9 +180,14 @@ class SegZeroEdge:
             t0 = time.perf_counter()
             try:
                 emb, encode_timings = emb_future.result()
-            except BaseException:
-                self._forget(img)
-                raise
+            except Exception:
+                if "sam_cache_hit" not in timings:
+                    raise
+                # an encoding that an earlier call started (and did not wait for) failed:
+                # this call encodes the frame afresh, once, instead of re-raising that error
+                self._forget_failed(_frame_key(img), emb_future)
+                del timings["sam_cache_hit"]
+                emb, encode_timings = self._embedding_future(img, timings).result()
             if "sam_cache_hit" not in timings:
                 timings.update(encode_timings)
             timings["sam_wait"] = time.perf_counter() - t0
@@ -201,10 +232,13 @@ class SegZeroEdge:
         return np.stack(chosen), scores
 
     def close(self) -> None:
-        """Release the backends and the worker thread."""
-        if self._closed:
-            return
-        self._closed = True
+        """Release the backends and the worker thread, once the calls in progress on other
+        threads have returned; later calls raise ``RuntimeError``. Idempotent."""
+        with self._calls_done:
+            if self._closed:
+                return
+            self._closed = True
+            self._calls_done.wait_for(lambda: self._calls == 0)
         self._pool.shutdown(wait=True)
         self.reasoner.close()
         self.segmenter.close()
@@ -214,6 +248,17 @@ class SegZeroEdge:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _require_text(text: str, what: str) -> None:
+    """``ValueError`` naming the first lone surrogate (not encodable as UTF-8) in ``text``."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"{what} is not valid text: lone surrogate {text[e.start]!r} at index {e.start} "
+            "(a non-UTF-8 byte on the command line?)"
+        ) from None
 
 
 __all__ = ["BackendError", "SegZeroEdge", "Status"]

@@ -84,5 +84,5 @@ def test_unreachable_hub_id_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) ->
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
-    with pytest.raises(RuntimeError, match=r"'Ricky06662/Seg-Zero-7B' is not a local folder"):
+    with pytest.raises(FileNotFoundError, match=r"'Ricky06662/Seg-Zero-7B' is not a local folder"):
         resolve_model("Ricky06662/Seg-Zero-7B")

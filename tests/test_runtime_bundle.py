@@ -58,7 +58,7 @@ def test_corrupt_file_is_found_by_hash(bundle_copy: Path) -> None:
     ("edit", "message"),
     [
         (lambda m: {**m, "schema_version": 99}, r"schema_version 99, newer"),
-        (lambda m: {k: v for k, v in m.items() if k != "files"}, r"no 'files' table"),
+        (lambda m: {k: v for k, v in m.items() if k != "files"}, r"manifest\.json: files: missing"),
         (lambda m: [m], "JSON object"),
     ],
 )

@@ -194,3 +194,38 @@ def test_encode_from_the_cuda_preprocessing_kernel(trt_segmenter: Any, cases) ->
         )
         assert c >= FEATURE_COSINE_MIN, f"{feat}: cosine {c:.5f}"
     src.free()
+
+
+def test_close_waits_for_an_encode_and_later_calls_are_refused(trt_bundle: Any) -> None:
+    """Issue 14: close() on another thread while encode() runs waits for it (no freed device
+    buffers under a running engine); later calls raise a clear RuntimeError."""
+    import threading
+
+    from segzero_edge.segmenter.tensorrt import TensorRTSegmenter
+
+    _, result = trt_bundle
+    seg = TensorRTSegmenter(*result.plans)
+    image = preprocess_sam(synthetic_image(480, 640, 3))
+    out: dict[str, Any] = {}
+
+    def encode() -> None:
+        try:
+            out["emb"] = seg.encode(image)
+        except BaseException as e:  # pragma: no cover - reported below
+            out["error"] = e
+
+    worker = threading.Thread(target=encode)
+    worker.start()
+    while seg._lock.acquire(blocking=False):  # until the worker holds the segmenter
+        seg._lock.release()
+        if out:
+            break
+        time.sleep(0.0005)
+    seg.close()
+    worker.join(60)
+    assert "error" not in out, out
+    assert out["emb"].image_embed.shape == (1, 256, 64, 64)
+    with pytest.raises(RuntimeError, match="TensorRTSegmenter has been closed"):
+        seg.encode(image)
+    with pytest.raises(RuntimeError, match="TensorRTSegmenter has been closed"):
+        seg.decode(out["emb"], np.zeros((1, 1, 2), np.float32), np.ones((1, 1), np.float32))

@@ -134,10 +134,11 @@ class SegSample:
 
 
 def _image_size(path: Path) -> tuple[int, int]:
-    from PIL import Image
+    """(W, H) as the runtime loads the image: EXIF orientation applied (LabelMe, which made the
+    ReasonSeg polygons, applies it too), read from the header."""
+    from segzero_edge.image import image_size
 
-    with Image.open(path) as img:
-        return img.size
+    return image_size(path)
 
 
 def _regions_from_shapes(shapes: Any, where: Path) -> list[Region]:

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from ..errors import CommandError
@@ -75,12 +76,31 @@ def _ensure_bundle(path: Path | None) -> Path:
     return path
 
 
+def _check_writable(flag: str, dest: Path) -> None:
+    """Before any model work: ``dest`` names a file whose folder takes new files."""
+    if dest.is_dir():
+        raise CommandError(f"{flag} {dest} is a directory; give a file name (e.g. mask.png)")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # a real file, not os.access: root passes access checks on read-only or special folders
+    with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", suffix=".check"):
+        pass
+
+
 def run(args: argparse.Namespace) -> int:
     from ..fileio import atomic_path
     from ..image import load_image
     from ..overlay import mask_image, overlay_image
     from ..pipeline import SegZeroEdge
 
+    for flag, dest in (("--out", args.out), ("--overlay", args.overlay)):
+        if dest is not None:
+            _check_writable(flag, dest)
+    try:
+        args.query.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CommandError(
+            f"the query {args.query!a} is not valid UTF-8 text (a byte of another encoding?)"
+        ) from None
     image = load_image(args.image)
     bundle = _ensure_bundle(args.bundle)
     with SegZeroEdge.from_bundle(

@@ -9,6 +9,13 @@ With ``grammar=True`` the generation has two phases: the thinking text is free, 
 ``think_budget`` tokens and closed with ``</think>`` (forced when the model does not write it);
 the answer is then sampled under the GBNF of :mod:`segzero_edge.reasoner.grammar`, so it
 always parses. ``grammar=False`` is plain greedy decoding up to ``max_new_tokens``.
+
+The caller's prompt is tokenized as plain text: only the chat template's own markers become
+special tokens (``<|im_end|>`` typed in a query stays text), and libmtmd's media marker in a
+prompt is text too. Budgets count KV cells, not positions: with M-RoPE the 900 image tokens
+take 900 cells but advance the position by only 30. A prompt that does not fit ``n_ctx`` is a
+``ValueError`` before anything is decoded; a generation that fills the context ends
+``truncated``. ``close()`` waits for a call in progress on another thread.
 """
 
 from __future__ import annotations
@@ -17,23 +24,25 @@ import contextlib
 import ctypes
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..backends import ReasonerOutput
-from ..layout import IMAGE_TOKENS, PATCH_MERGE, REASONER_SIZE
+from ..errors import BackendError
+from ..layout import IMAGE_TOKENS, MAX_N_CTX, PATCH_MERGE, REASONER_SIZE
 from . import grammar as gbnf
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 DEFAULT_IMAGE_TOKENS = IMAGE_TOKENS  # 900 for 840 x 840
 
 
-class ReasonerLoadError(RuntimeError):
+class ReasonerLoadError(BackendError):
     """The GGUF files could not be loaded by llama.cpp."""
 
 
@@ -50,6 +59,32 @@ def chat_prompt(user_text: str, media_marker: str) -> str:
     )
 
 
+def _utf8(text: str, what: str) -> bytes:
+    """``text`` as UTF-8; a ``ValueError`` naming the first lone surrogate when it has one."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"{what} is not valid text: lone surrogate {text[e.start]!r} at index {e.start} "
+            "(a non-UTF-8 byte?)"
+        ) from None
+
+
+_USER, _MEDIA = "\x00user\x00", "\x00media\x00"  # stand-ins no template or prompt holds
+
+
+def chat_parts(user_text: str) -> list[tuple[str, str]]:
+    """:func:`chat_prompt` as ``(kind, text)`` parts in order: ``"template"`` (special tokens
+    parsed), ``"image"`` (the image's place) and ``"user"`` (``user_text``, plain text)."""
+    parts: list[tuple[str, str]] = []
+    for piece in chat_prompt(_USER, _MEDIA).split("\x00"):
+        if piece in ("user", "media"):
+            parts.append(("user", user_text) if piece == "user" else ("image", ""))
+        elif piece:
+            parts.append(("template", piece))
+    return parts
+
+
 # --- logging -------------------------------------------------------------------------------
 # One sink receives every llama.cpp / ggml / libmtmd log line of the process: the reasoner
 # reads its load errors from it, and :func:`capture_log` (used by the exporter's quantizer)
@@ -60,34 +95,95 @@ LOG_LEVELS = {0: "none", 1: "debug", 2: "info", 3: "warn", 4: "error", 5: "cont"
 _WARN, _ERROR, _CONT = 3, 4, 5
 
 
-@dataclass
 class _LogSink:
-    """Collects llama.cpp / mtmd log lines; prints them when verbose (errors always, unless a
-    :func:`capture_log` block is collecting them)."""
+    """Collects llama.cpp / libmtmd log lines; prints them to stderr when ``verbose``. Error
+    lines go into the messages of the exceptions raised (one line on the command line);
+    :func:`capture_log` blocks get a copy of each line.
 
-    verbose: bool = False
-    lines: list[tuple[int, str]] = field(default_factory=list)
-    captures: list[list[tuple[str, str]]] = field(default_factory=list)
-    _partial: str = ""
-    _level: int = 2
+    A Ctrl+C while llama.cpp runs is raised in the first Python code that runs next, which is
+    this callback, often at its very first line; ctypes then prints and drops it ("Exception
+    ignored on calling ctypes callback") and the call goes on. The callback notes it instead
+    (inside: ``except``; at its first line: :func:`_unraisable_hook`, which ctypes calls), and
+    :meth:`raise_interrupt` raises it once the C call has returned.
+    """
+
+    def __init__(self) -> None:
+        self.verbose = False
+        self.interrupted = False
+        self.captures: list[list[tuple[str, str]]] = []
+        self._lines: list[tuple[int, str]] = []
+        self._count = 0  # lines seen so far (the list keeps the last 2000)
+        self._partial = ""
+        self._level = 2
 
     def __call__(self, level: int, text: bytes | None, _user: Any) -> None:
+        try:
+            self._record(level, text)
+        except KeyboardInterrupt:
+            self.interrupted = True
+        except Exception:  # logging must never take a llama.cpp call down
+            pass
+
+    def raise_interrupt(self) -> None:
+        """Raise the KeyboardInterrupt a callback caught (main thread: only it gets them)."""
+        if self.interrupted and threading.current_thread() is threading.main_thread():
+            self.interrupted = False
+            raise KeyboardInterrupt
+
+    def _record(self, level: int, text: bytes | None) -> None:
         s = (text or b"").decode("utf-8", errors="replace")
         if level != _CONT:  # a continuation keeps the previous line's level
             self._level = level
-        if self.verbose or (self._level == _ERROR and not self.captures):
-            print(s, end="", file=sys.stderr, flush=True)
         self._partial += s
         while "\n" in self._partial:
             line, self._partial = self._partial.split("\n", 1)
-            self.lines.append((self._level, line))
+            self._lines.append((self._level, line))
+            self._count += 1
             for capture in self.captures:
                 capture.append((LOG_LEVELS.get(self._level, str(self._level)), line))
-        del self.lines[:-2000]
+        del self._lines[:-2000]
+        if self.verbose:
+            print(s, end="", file=sys.stderr, flush=True)
+
+    @property
+    def count(self) -> int:
+        """Lines seen so far; pass it to :meth:`since` later."""
+        return self._count
+
+    def since(self, count: int) -> list[tuple[int, str]]:
+        """``(level, text)`` of the lines logged after :attr:`count` was ``count``."""
+        return self._lines[len(self._lines) - min(self._count - count, len(self._lines)) :]
 
 
 _SINK = _LogSink()
 _LOG_CALLBACKS: list[Any] = []  # ctypes callbacks must stay alive
+
+
+def _unraisable_hook(unraisable: Any) -> None:
+    """``sys.unraisablehook``: a KeyboardInterrupt that ctypes could not raise from the log
+    callback is noted for :meth:`_LogSink.raise_interrupt`; anything else goes on to the hook
+    that was installed before."""
+    if unraisable.object is _SINK and issubclass(unraisable.exc_type, KeyboardInterrupt):
+        _SINK.interrupted = True
+        return
+    _unraisable_hook.previous(unraisable)  # type: ignore[attr-defined]
+
+
+def _catch_dropped_interrupts() -> None:
+    """Put :func:`_unraisable_hook` in front of whatever ``sys.unraisablehook`` is now."""
+    if sys.unraisablehook is not _unraisable_hook:
+        _unraisable_hook.previous = sys.unraisablehook  # type: ignore[attr-defined]
+        sys.unraisablehook = _unraisable_hook
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """Raise, on the way out, a Ctrl+C that arrived while llama.cpp logged."""
+    _catch_dropped_interrupts()
+    try:
+        yield
+    finally:
+        _SINK.raise_interrupt()
 
 
 def _install_logging(verbose: bool) -> None:
@@ -95,6 +191,7 @@ def _install_logging(verbose: bool) -> None:
     from llama_cpp import mtmd_cpp
 
     _SINK.verbose = verbose
+    _catch_dropped_interrupts()
     if not _LOG_CALLBACKS:
         _LOG_CALLBACKS.append(llama_cpp.llama_log_callback(_SINK))
     cb = _LOG_CALLBACKS[0]
@@ -177,19 +274,28 @@ class LlamaCppReasoner:
         llama.cpp log (it is always kept in ``load_log`` for the loading phase).
         ``ignore_eos`` (benchmarks only, needs ``grammar=False``) decodes exactly
         ``max_new_tokens`` tokens, past end-of-generation tokens and stop strings.
+        ``n_ctx`` is the number of KV cells (1 to ``layout.MAX_N_CTX``; llama.cpp rounds it up
+        to a multiple of 256).
+
+        Raises ``FileNotFoundError`` for a missing file, ``ValueError`` for a bad option and
+        :class:`ReasonerLoadError` (a ``BackendError``) when llama.cpp cannot load the files.
         """
         import llama_cpp
         from llama_cpp import mtmd_cpp
 
+        self._lock = threading.RLock()  # one call at a time; close() waits for it
         self._ll = llama_cpp
         self._mt = mtmd_cpp
         self._model = self._ctx = self._mtmd = self._batch = None
+        self._cells = self._next_pos = 0  # KV cells in use; position after the last token
         paths = {"model": Path(model_path), "mmproj": Path(mmproj_path)}
         for what, p in paths.items():
             if not p.is_file():
                 raise FileNotFoundError(f"reasoner {what} file not found: {p}")
         if max_new_tokens < 1 or think_budget < 0:
             raise ValueError("max_new_tokens must be >= 1 and think_budget >= 0")
+        if isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or not 1 <= n_ctx <= MAX_N_CTX:
+            raise ValueError(f"n_ctx must be an integer from 1 to {MAX_N_CTX}, got {n_ctx!r}")
         if ignore_eos and grammar:
             raise ValueError("ignore_eos needs grammar=False (the grammar must end the answer)")
         self.ignore_eos = bool(ignore_eos)
@@ -209,13 +315,14 @@ class LlamaCppReasoner:
         self.last_stats = GenerationStats()
 
         _install_logging(verbose)
-        n_log = len(_SINK.lines)
+        n_log = _SINK.count
         threads = int(n_threads or os.cpu_count() or 1)
         llama_cpp.llama_backend_init()
 
         mparams = llama_cpp.llama_model_default_params()
         mparams.n_gpu_layers = int(n_gpu_layers)
         self._model = llama_cpp.llama_model_load_from_file(str(paths["model"]).encode(), mparams)
+        _SINK.raise_interrupt()
         if not self._model:
             raise ReasonerLoadError(
                 f"llama.cpp could not load {paths['model']}: {self._errors(n_log)}"
@@ -230,8 +337,9 @@ class LlamaCppReasoner:
         cparams.no_perf = True
         cparams.type_k = cparams.type_v = kv_types[kv_cache_type]
         self._ctx = llama_cpp.llama_init_from_model(self._model, cparams)
+        _SINK.raise_interrupt()
         if not self._ctx:
-            self.close()
+            self._free()
             raise ReasonerLoadError(f"llama.cpp could not create a context: {self._errors(n_log)}")
         self.n_ctx = int(llama_cpp.llama_n_ctx(self._ctx))
 
@@ -244,23 +352,24 @@ class LlamaCppReasoner:
         self._mtmd = mtmd_cpp.mtmd_init_from_file(
             str(paths["mmproj"]).encode(), self._model, tparams
         )
+        _SINK.raise_interrupt()
         if not self._mtmd:
-            self.close()
+            self._free()
             raise ReasonerLoadError(
                 f"libmtmd could not load {paths['mmproj']}: {self._errors(n_log)}"
             )
         if not mtmd_cpp.mtmd_support_vision(self._mtmd):
-            self.close()
+            self._free()
             raise ReasonerLoadError(f"{paths['mmproj']} has no vision encoder")
         self._marker = (mtmd_cpp.mtmd_default_marker() or b"<__media__>").decode()
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
-        self.load_log = [(lvl, s) for lvl, s in _SINK.lines[n_log:]]
+        self.load_log = _SINK.since(n_log)
 
     # -- small helpers ----------------------------------------------------------------------
 
     @staticmethod
     def _errors(since: int) -> str:
-        msgs = [s for lvl, s in _SINK.lines[since:] if lvl in (_WARN, _ERROR) and s.strip()]
+        msgs = [s for lvl, s in _SINK.since(since) if lvl in (_WARN, _ERROR) and s.strip()]
         return "; ".join(msgs[-5:]) or "no details in the log"
 
     @property
@@ -268,11 +377,12 @@ class LlamaCppReasoner:
         """Warning and error lines llama.cpp / mtmd logged while loading this model."""
         return [s for lvl, s in self.load_log if lvl in (_WARN, _ERROR) and s.strip()]
 
-    def tokenize(self, text: str) -> list[int]:
-        """Tokens of ``text`` (special tokens parsed, no BOS added)."""
-        data = text.encode("utf-8")
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
+        """Tokens of ``text``, no BOS added; with ``special`` the text of special tokens (e.g.
+        ``<|im_end|>``) becomes those tokens, else it is tokenized as plain text."""
+        data = _utf8(text, "text")
         buf = (self._ll.llama_token * (len(data) + 8))()
-        n = self._ll.llama_tokenize(self._vocab, data, len(data), buf, len(buf), False, True)
+        n = self._ll.llama_tokenize(self._vocab, data, len(data), buf, len(buf), False, special)
         if n < 0:
             raise RuntimeError(f"tokenization failed for {text[:40]!r}")
         return list(buf[:n])
@@ -290,15 +400,27 @@ class LlamaCppReasoner:
 
     def _clear(self) -> None:
         self._ll.llama_memory_clear(self._ll.llama_get_memory(self._ctx), True)
+        self._cells = self._next_pos = 0
 
     def _rollback(self, pos: int) -> None:
+        """Drop the text tokens at positions ``pos...`` (one KV cell each)."""
         mem = self._ll.llama_get_memory(self._ctx)
         self._ll.llama_memory_seq_rm(mem, 0, pos, -1)
+        self._cells -= self._next_pos - pos
+        self._next_pos = pos
+
+    @property
+    def free_cells(self) -> int:
+        """KV cells still free in the context (``n_ctx`` minus the cells in use)."""
+        return self.n_ctx - self._cells
 
     def _decode(self, tokens: list[int], pos: int, logits: str = "last") -> np.ndarray | None:
         """Decode ``tokens`` at positions ``pos...``; ``logits``: "none", "last" or "all"."""
-        if pos + len(tokens) > self.n_ctx:
-            raise ValueError(f"context full: {pos + len(tokens)} tokens > n_ctx {self.n_ctx}")
+        if len(tokens) > self.free_cells:  # the budgets keep this from happening
+            raise RuntimeError(
+                f"KV cache full: {len(tokens)} tokens, {self.free_cells} of n_ctx "
+                f"{self.n_ctx} cells free"
+            )
         out: list[np.ndarray] = []
         b = self._batch
         for start in range(0, len(tokens), self.n_batch):
@@ -312,9 +434,13 @@ class LlamaCppReasoner:
                 b.seq_id[i][0] = 0
                 want = logits == "all" or (logits == "last" and last_chunk and i == len(part) - 1)
                 b.logits[i] = 1 if want else 0
+            n_log = _SINK.count
             rc = self._ll.llama_decode(self._ctx, b)
+            _SINK.raise_interrupt()
             if rc != 0:
-                raise RuntimeError(f"llama_decode failed with code {rc}")
+                raise RuntimeError(f"llama_decode failed with code {rc}: {self._errors(n_log)}")
+            self._cells += len(part)
+            self._next_pos = pos + start + len(part)
             if logits == "all":
                 for i in range(len(part)):
                     ptr = self._ll.llama_get_logits_ith(self._ctx, i)
@@ -338,29 +464,97 @@ class LlamaCppReasoner:
             raise RuntimeError("mtmd_bitmap_init failed")
         return bmp
 
+    def _tokenize_prompt(self, bmp: Any, prompt: str) -> Any:
+        """The chat text around ``prompt`` as mtmd chunks (the caller frees them).
+
+        Each template part is tokenized with special tokens parsed, ``prompt`` as plain text
+        (``mtmd_tokenize_from_parts``: no media markers are looked for in any part), so the
+        user's text can neither inject control tokens nor a second image. For text without
+        special-token strings the ids equal tokenizing the whole chat text at once.
+        """
+        mt = self._mt
+        keep: list[Any] = []  # the ctypes objects the parts point into, alive until the call
+        parts: list[Any] = []
+        for kind, text in chat_parts(prompt):
+            part = mt.mtmd_input_part()
+            if kind == "image":
+                part.bitmap = bmp
+            else:
+                raw = _utf8(text, "prompt")
+                t = mt.mtmd_input_text()
+                t.text, t.text_len = raw, len(raw)
+                t.add_special, t.parse_special = False, kind == "template"
+                keep.append((t, raw))
+                part.text = ctypes.pointer(t)
+            keep.append(part)
+            parts.append(ctypes.pointer(part))
+        arr = (ctypes.POINTER(mt.mtmd_input_part) * len(parts))(*parts)
+        chunks = mt.mtmd_input_chunks_init()
+        rc = mt.mtmd_tokenize_from_parts(self._mtmd, chunks, arr, len(parts), False)
+        if rc != 0:
+            mt.mtmd_input_chunks_free(chunks)
+            raise RuntimeError(f"mtmd_tokenize_from_parts failed with code {rc}")
+        return chunks
+
+    def prompt_tokens(self, prompt: str) -> list[int]:
+        """Token ids of the chat text of ``prompt`` with one image, in order; each image token
+        is ``-1``. Its length is the number of KV cells the prompt takes."""
+        with self._lock, _interruptible():
+            self._require_open()
+            mt = self._mt
+            bmp = self._bitmap(np.zeros((REASONER_SIZE, REASONER_SIZE, 3), np.uint8))
+            try:
+                chunks = self._tokenize_prompt(bmp, prompt)
+            finally:
+                mt.mtmd_bitmap_free(bmp)
+            ids: list[int] = []
+            try:
+                for i in range(mt.mtmd_input_chunks_size(chunks)):
+                    chunk = mt.mtmd_input_chunks_get(chunks, i)
+                    if mt.mtmd_input_chunk_get_type(chunk) == mt.MTMD_INPUT_CHUNK_TYPE_TEXT:
+                        n = ctypes.c_size_t()
+                        ptr = mt.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n))
+                        ids += [int(ptr[j]) for j in range(n.value)]
+                    else:
+                        ids += [-1] * int(mt.mtmd_input_chunk_get_n_tokens(chunk))
+            finally:
+                mt.mtmd_input_chunks_free(chunks)
+            return ids
+
+    def _chunk_cells(self, chunks: Any) -> int:
+        mt = self._mt
+        n = mt.mtmd_input_chunks_size(chunks)
+        return sum(
+            int(mt.mtmd_input_chunk_get_n_tokens(mt.mtmd_input_chunks_get(chunks, i)))
+            for i in range(n)
+        )
+
     def _prefill(
         self, image: np.ndarray, prompt: str, *, text_logits: bool = False
     ) -> dict[str, Any]:
         """Clear the cache and evaluate system + image + prompt. Returns positions and timings.
 
         With ``text_logits`` the logits of every text token after the image are returned.
+        Raises ``ValueError`` before decoding anything when the prompt leaves no KV cell free.
         """
         if not isinstance(prompt, str):
             raise ValueError(f"prompt must be a str, got {type(prompt).__name__}")
         mt = self._mt
         self._clear()
         bmp = self._bitmap(image)
-        chunks = mt.mtmd_input_chunks_init()
+        try:
+            chunks = self._tokenize_prompt(bmp, prompt)
+        finally:
+            mt.mtmd_bitmap_free(bmp)
         res: dict[str, Any] = {"vision_encode": 0.0, "prefill": 0.0, "n_prompt_tokens": 0}
         try:
-            text = mt.mtmd_input_text()
-            raw = chat_prompt(prompt, self._marker).encode("utf-8")
-            text.text, text.text_len = raw, len(raw)
-            text.add_special, text.parse_special = False, True
-            arr = (mt.mtmd_bitmap_p_ctypes * 1)(bmp)
-            rc = mt.mtmd_tokenize(self._mtmd, chunks, ctypes.byref(text), arr, 1)
-            if rc != 0:
-                raise RuntimeError(f"mtmd_tokenize failed with code {rc}")
+            cells = self._chunk_cells(chunks)
+            if cells >= self.n_ctx:
+                raise ValueError(
+                    f"the prompt needs {cells} KV cells (image and text tokens) but the "
+                    f"context holds {self.n_ctx} and generation needs at least one more: "
+                    "shorten the query or use a larger n_ctx"
+                )
             n_past = 0
             seen_image = False
             text_after: list[np.ndarray] = []
@@ -382,10 +576,10 @@ class LlamaCppReasoner:
                     n_past += len(toks)
                     res["last_tokens"] = toks
                 elif kind == mt.MTMD_INPUT_CHUNK_TYPE_IMAGE:
-                    if n_past + n_tok > self.n_ctx:
-                        raise ValueError(f"context full: image needs {n_tok} more tokens")
                     t0 = time.perf_counter()
-                    if mt.mtmd_encode_chunk(self._mtmd, chunk) != 0:
+                    rc = mt.mtmd_encode_chunk(self._mtmd, chunk)
+                    _SINK.raise_interrupt()
+                    if rc != 0:
                         raise RuntimeError("mtmd_encode_chunk failed")
                     res["vision_encode"] += time.perf_counter() - t0
                     embd = mt.mtmd_get_output_embd(self._mtmd)
@@ -408,18 +602,18 @@ class LlamaCppReasoner:
                         mt.mtmd_helper_post_decode_callback(),
                         None,
                     )
+                    _SINK.raise_interrupt()
                     if rc != 0:
                         raise RuntimeError(f"decoding the image embeddings failed ({rc})")
                     res["prefill"] += time.perf_counter() - t0
-                    n_past = int(new_past.value)
+                    # M-RoPE: n_tok cells, but the position moves by far less (30 for 900)
+                    self._cells += n_tok
+                    n_past = self._next_pos = int(new_past.value)
                     seen_image = True
                 else:
                     raise RuntimeError(f"unexpected mtmd chunk type {kind}")
         finally:
             mt.mtmd_input_chunks_free(chunks)
-            mt.mtmd_bitmap_free(bmp)
-        if n_past + 1 > self.n_ctx:
-            raise ValueError(f"prompt fills the context ({n_past} >= n_ctx {self.n_ctx})")
         res["n_past"] = n_past
         if text_logits:
             res["text_logits"] = np.concatenate(text_after) if text_after else None
@@ -430,7 +624,13 @@ class LlamaCppReasoner:
     def prompt_logits(self, image: np.ndarray, prompt: str) -> dict[str, Any]:
         """Prefill only; returns ``text_logits`` [n_text_after_image, vocab] (float32),
         ``image_embd`` [n_image_tokens, n_embd], ``n_image_tokens`` and ``n_prompt_tokens``."""
-        return self._prefill(image, prompt, text_logits=True)
+        with self._lock, _interruptible():
+            self._require_open()
+            return self._prefill(image, prompt, text_logits=True)
+
+    def _require_open(self) -> None:
+        if self._ctx is None:
+            raise RuntimeError("this LlamaCppReasoner has been closed")
 
     def _new_grammar(self) -> Any:
         g = self._ll.llama_sampler_init_grammar(self._vocab, self.grammar_text.encode(), b"root")
@@ -459,11 +659,13 @@ class LlamaCppReasoner:
         is ``text`` (in any tokenization) gives the same answer with the grammar on exactly
         when this is True.
         """
-        g = self._new_grammar()
-        try:
-            return self._grammar_walk(g, self.tokenize(text))
-        finally:
-            self._ll.llama_sampler_free(g)
+        with self._lock, _interruptible():
+            self._require_open()
+            g = self._new_grammar()
+            try:
+                return self._grammar_walk(g, self.tokenize(text))
+            finally:
+                self._ll.llama_sampler_free(g)
 
     # -- generation -------------------------------------------------------------------------
 
@@ -501,20 +703,31 @@ class LlamaCppReasoner:
                 return n_past, toks, "stop"
         return n_past, toks, "budget"
 
-    def _force(self, text: str, n_past: int, out: bytearray) -> tuple[int, int]:
+    def _force(self, text: str, n_past: int, out: bytearray) -> tuple[int, int] | None:
+        """Decode ``text`` as if generated; ``None`` (nothing decoded) when the context is full."""
         toks = self.tokenize(text)
+        if len(toks) > self.free_cells:
+            return None
         self._decode(toks, n_past)
         out += text.encode()
         return n_past + len(toks), len(toks)
 
     def generate(self, image: np.ndarray, prompt: str) -> ReasonerOutput:
-        """Greedy generation for one image + prompt (see the module docstring)."""
-        if self._ctx is None:
-            raise RuntimeError("reasoner is closed")
+        """Greedy generation for one image + prompt (see the module docstring).
+
+        Raises ``ValueError`` (before decoding) for a prompt that is not text or does not fit
+        ``n_ctx``, ``RuntimeError`` after :meth:`close`; a generation that fills the context
+        returns ``truncated=True``.
+        """
+        with self._lock, _interruptible():
+            self._require_open()
+            return self._generate(image, prompt)
+
+    def _generate(self, image: np.ndarray, prompt: str) -> ReasonerOutput:
         pre = self._prefill(image, prompt)
         n_past, n_prompt = pre["n_past"], pre["n_prompt_tokens"]
         stats = GenerationStats(n_image_tokens=pre.get("n_image_tokens", 0))
-        room = self.n_ctx - n_past
+        room = self.free_cells
         out = bytearray()
         t0 = time.perf_counter()
         truncated = False
@@ -587,6 +800,7 @@ class LlamaCppReasoner:
             cut = text.index(opened)  # answer started without </think>: close thinking first
         forced = 0
         replaced = cut >= 0 and cut != len(text)
+        n_think = stats.think_tokens - (1 if replaced else 0)
         if replaced:
             # drop the last token and re-feed its text up to the cut
             last_tok_start = toks[-1][1]
@@ -595,27 +809,37 @@ class LlamaCppReasoner:
             keep = text[last_tok_start:cut]
             del out[last_tok_start:]
             if keep:
-                n_past, k = self._force(keep.decode("utf-8", errors="replace"), n_past, out)
+                done = self._force(keep.decode("utf-8", errors="replace"), n_past, out)
+                if done is None:  # the context is full: no room left for an answer
+                    return n_past, n_think, True
+                n_past, k = done
                 forced += k
         if close not in bytes(out):
-            n_past, k = self._force(gbnf.THINK_CLOSE, n_past, out)
+            done = self._force(gbnf.THINK_CLOSE, n_past, out)
+            if done is None:
+                stats.forced_tokens = forced
+                return n_past, n_think + forced, True
+            n_past, k = done
             forced += k
         # the answer, under the grammar; the grammar's language is finite so it terminates
         chain = self._sampler(True)
         try:
             for tok in answer_prefix:
                 ll.llama_sampler_accept(chain, tok)
-            cap = min(self._answer_cap, self.n_ctx - n_past)
+            cap = min(self._answer_cap, self.free_cells)
             n_past, atoks, why = self._run(chain, n_past, cap, (gbnf.ANSWER_CLOSE.encode(),), out)
         finally:
             ll.llama_sampler_free(chain)
         stats.answer_tokens = len(atoks)
         stats.forced_tokens = forced
-        n_think = stats.think_tokens - (1 if replaced else 0)
         return n_past, n_think + forced + len(atoks), stats.think_truncated or why == "budget"
 
     def close(self) -> None:
-        """Free the llama.cpp objects (idempotent)."""
+        """Free the llama.cpp objects (idempotent); waits for a call in progress."""
+        with self._lock, _interruptible():
+            self._free()
+
+    def _free(self) -> None:
         ll, mt = self._ll, self._mt
         if self._batch is not None:
             ll.llama_batch_free(self._batch)
@@ -637,5 +861,5 @@ class LlamaCppReasoner:
         self.close()
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.close()
+        with contextlib.suppress(Exception), self._lock:
+            self._free()

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backends import Segmenter
+from ..errors import TensorRTUnavailable
 from ..layout import ENGINES_DIR
 from ..layout import SAM2_DECODER_FILE as DECODER_ONNX
 from ..layout import SAM2_ENCODER_FILE as ENCODER_ONNX
@@ -54,6 +55,8 @@ def open_segmenter(
     graphs), or ``"auto"`` (TensorRT when available with engines for this device, else
     onnxruntime). ``opts`` go to the chosen backend; in ``"auto"`` mode the onnxruntime-only
     options (``providers``, ``threads``) are dropped when TensorRT is chosen.
+
+    Raises ``TensorRTUnavailable`` when ``"tensorrt"`` is asked for and cannot run here.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown segmenter backend {backend!r}; use one of {', '.join(BACKENDS)}")
@@ -65,7 +68,7 @@ def open_segmenter(
     plans, why = tensorrt_status(root)
     if plans is None:
         if backend == "tensorrt":
-            raise RuntimeError(f"segmenter backend 'tensorrt' is unavailable: {why}")
+            raise TensorRTUnavailable(f"segmenter backend 'tensorrt' is unavailable: {why}")
         return _open_onnxruntime(root, opts)
     from .tensorrt import TensorRTSegmenter
 

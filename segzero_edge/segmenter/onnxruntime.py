@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..backends import ImageEmbedding
+from ..errors import BackendError
 from ..layout import (
     SAM2_DECODER_INPUTS,
     SAM2_DECODER_OUTPUTS,
@@ -53,7 +55,11 @@ def choose_providers(requested: Sequence[str] | None, available: Sequence[str]) 
 
 
 class OrtSegmenter:
-    """SAM2 encoder + decoder ONNX graphs run with onnxruntime (``Segmenter`` protocol)."""
+    """SAM2 encoder + decoder ONNX graphs run with onnxruntime (``Segmenter`` protocol).
+
+    ``close()`` waits for a call in progress on another thread; later calls raise
+    ``RuntimeError``.
+    """
 
     def __init__(
         self,
@@ -69,6 +75,8 @@ class OrtSegmenter:
             raise RuntimeError(
                 "onnxruntime is not installed (pip install 'segzero-edge[runtime]')"
             ) from e
+        self._lock = threading.Lock()
+        self._encoder = self._decoder = None
         paths = {"encoder": Path(encoder_path), "decoder": Path(decoder_path)}
         for role, path in paths.items():
             if not path.is_file():
@@ -93,7 +101,8 @@ class OrtSegmenter:
         try:
             return ort.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as e:
-            raise RuntimeError(f"onnxruntime cannot load {path}: {e}") from e
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise BackendError(f"onnxruntime cannot load {path}: {first}") from e
 
     @staticmethod
     def _check_io(
@@ -113,7 +122,8 @@ class OrtSegmenter:
         if tuple(image.shape) != IMAGE_SHAPE:
             raise ValueError(f"SAM2 encoder input must be {IMAGE_SHAPE}, got {tuple(image.shape)}")
         image = np.ascontiguousarray(image, dtype=np.float32)
-        f0, f1, embed = self._encoder.run(list(ENCODER_OUTPUTS), {"image": image})
+        with self._lock:
+            f0, f1, embed = self._session("_encoder").run(list(ENCODER_OUTPUTS), {"image": image})
         return ImageEmbedding(image_embed=embed, high_res_feats_0=f0, high_res_feats_1=f1)
 
     def decode(
@@ -151,13 +161,21 @@ class OrtSegmenter:
             "mask_input": mask,
             "has_mask_input": has_mask,
         }
-        masks, iou = self._decoder.run(list(DECODER_OUTPUTS), feeds)
+        with self._lock:
+            masks, iou = self._session("_decoder").run(list(DECODER_OUTPUTS), feeds)
         return masks, iou
 
+    def _session(self, attr: str) -> Any:
+        session = getattr(self, attr)
+        if session is None:
+            raise RuntimeError("this OrtSegmenter has been closed")
+        return session
+
     def close(self) -> None:
-        """Release both sessions."""
-        self._encoder = None
-        self._decoder = None
+        """Release both sessions (idempotent); waits for a call in progress."""
+        with self._lock:
+            self._encoder = None
+            self._decoder = None
 
     def __repr__(self) -> str:
         return f"OrtSegmenter(name={self.name!r}, providers={self.providers})"

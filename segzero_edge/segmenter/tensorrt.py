@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -124,7 +125,11 @@ class DeviceBuffer:
 
 
 class TensorRTSegmenter:
-    """SAM2 encoder + decoder TensorRT engines (``Segmenter`` protocol)."""
+    """SAM2 encoder + decoder TensorRT engines (``Segmenter`` protocol).
+
+    ``close()`` waits for a call in progress on another thread; later calls raise
+    ``RuntimeError``.
+    """
 
     def __init__(
         self,
@@ -145,6 +150,7 @@ class TensorRTSegmenter:
                 )
         cudart = _cudart()
         _check(cudart.cudaSetDevice(device), f"cudaSetDevice({device})")
+        self._lock = threading.RLock()  # one call at a time; close() waits for it
         self._buffers: dict[str, DeviceBuffer] = {}
         self._stream: Any = None
         self._logger = trt.Logger(trt.Logger.WARNING)
@@ -222,11 +228,12 @@ class TensorRTSegmenter:
 
     def encode(self, image: np.ndarray) -> ImageEmbedding:
         """``[1, 3, 1024, 1024]`` float32 normalised image -> features kept on the device."""
-        self._require_open()
         if tuple(image.shape) != IMAGE_SHAPE:
             raise ValueError(f"SAM2 encoder input must be {IMAGE_SHAPE}, got {tuple(image.shape)}")
-        self._buffers["image"].upload(image, self._stream)
-        return self.encode_loaded()
+        with self._lock:
+            self._require_open()
+            self._buffers["image"].upload(image, self._stream)
+            return self.encode_loaded()
 
     @property
     def image_buffer(self) -> DeviceBuffer:
@@ -243,7 +250,11 @@ class TensorRTSegmenter:
 
     def encode_loaded(self) -> ImageEmbedding:
         """Run the encoder on what :attr:`image_buffer` holds; features stay on the device."""
-        self._require_open()
+        with self._lock:
+            self._require_open()
+            return self._encode_loaded()
+
+    def _encode_loaded(self) -> ImageEmbedding:
         ctx = self._enc_ctx
         ctx.set_tensor_address("image", self._buffers["image"].ptr)
         feats = {}
@@ -287,7 +298,17 @@ class TensorRTSegmenter:
         mask_input: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Prompts in the 1024 frame -> low-res logits ``[1, 4, 256, 256]``, IoU ``[1, 4]``."""
-        self._require_open()
+        with self._lock:
+            self._require_open()
+            return self._decode(embedding, point_coords, point_labels, mask_input)
+
+    def _decode(
+        self,
+        embedding: ImageEmbedding,
+        point_coords: np.ndarray,
+        point_labels: np.ndarray,
+        mask_input: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         coords = np.asarray(point_coords, dtype=np.float32)
         labels = np.asarray(point_labels, dtype=np.float32)
         if coords.ndim != 3 or coords.shape[0] != 1 or coords.shape[2] != 2 or coords.shape[1] < 1:
@@ -331,19 +352,26 @@ class TensorRTSegmenter:
 
     def _require_open(self) -> None:
         if self._stream is None:
-            raise RuntimeError("TensorRTSegmenter is closed")
+            raise RuntimeError("this TensorRTSegmenter has been closed")
         if self.device != 0:  # the current device is per host thread
             _check(_cudart().cudaSetDevice(self.device), f"cudaSetDevice({self.device})")
 
     def to_numpy(self, value: Any) -> np.ndarray:
         """A host copy of an embedding field (a :class:`DeviceBuffer`, or an array as is)."""
-        self._require_open()
-        if isinstance(value, DeviceBuffer):
-            return value.download(self._stream)
-        return np.asarray(value)
+        with self._lock:
+            self._require_open()
+            if isinstance(value, DeviceBuffer):
+                return value.download(self._stream)
+            return np.asarray(value)
 
     def close(self) -> None:
-        """Free the device buffers, contexts, engines and the stream (idempotent)."""
+        """Free the device buffers, contexts, engines and the stream (idempotent); waits for a
+        call in progress."""
+        lock = getattr(self, "_lock", None)  # __init__ may have failed before it was set
+        with lock or contextlib.nullcontext():
+            self._close()
+
+    def _close(self) -> None:
         for buf in self._buffers.values():
             buf.free()
         self._buffers = {}

@@ -1,0 +1,231 @@
+"""The bundle manifest's schema (as data, in JSON Schema terms) and its validation.
+
+``MANIFEST_SCHEMA`` is a JSON Schema (draft 2020-12, https://json-schema.org/draft/2020-12)
+using only the keywords in ``KEYWORDS``. :func:`parse_manifest` reads ``manifest.json`` and
+checks it against the schema; every problem is a :class:`~segzero_edge.errors.BundleError`
+naming the file and the field (``reasoner.n_ctx``, ``files["reasoner.gguf"].size``).
+
+The runtime must not depend on ``jsonschema`` (and its compiled ``rpds-py``) for one small
+schema, so :func:`validate` implements the few keywords used here; the tests check it against
+``jsonschema`` itself.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .errors import BundleError
+from .layout import MAX_N_CTX, SCHEMA_VERSION
+
+MAX_MANIFEST_BYTES = 1 << 20
+"""A manifest is a few KiB; a larger file is not one (and is not read into memory)."""
+MAX_DEPTH = 32
+"""Deepest nesting of objects and arrays a manifest may have."""
+
+_SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+_TEXT = {"type": "string"}
+_COUNT = {"type": "integer", "minimum": 1}
+
+MANIFEST_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "segzero-edge bundle manifest.json",
+    "type": "object",
+    "required": ["schema_version", "files", "reasoner", "segmenter"],
+    "properties": {
+        "schema_version": {"type": "integer", "minimum": 1, "maximum": SCHEMA_VERSION},
+        "created_by": _TEXT,
+        "created_at": _TEXT,
+        "target": _TEXT,
+        "prompt_template": _TEXT,
+        "reasoner": {
+            "type": "object",
+            "properties": {
+                "source": _TEXT,
+                "revision": _TEXT,
+                "architecture": _TEXT,
+                "quantization": _TEXT,
+                "input_size": _COUNT,
+                "image_tokens": _COUNT,
+                "n_ctx": {"type": "integer", "minimum": 1, "maximum": MAX_N_CTX},
+            },
+        },
+        "segmenter": {
+            "type": "object",
+            "properties": {
+                "source": _TEXT,
+                "checkpoint_sha256": _SHA256,
+                "variant": _TEXT,
+                "image_size": _COUNT,
+            },
+        },
+        "memory_gb": {"type": "object"},
+        "files": {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": {"type": "string", "minLength": 1},
+            "additionalProperties": {
+                "type": "object",
+                "required": ["size", "sha256"],
+                "properties": {"size": {"type": "integer", "minimum": 0}, "sha256": _SHA256},
+            },
+        },
+    },
+}
+
+KEYWORDS = frozenset(
+    {
+        "$schema",
+        "title",
+        "type",
+        "required",
+        "properties",
+        "additionalProperties",
+        "propertyNames",
+        "minProperties",
+        "minimum",
+        "maximum",
+        "minLength",
+        "pattern",
+    }
+)
+"""The JSON Schema keywords :func:`validate` implements (all that ``MANIFEST_SCHEMA`` uses)."""
+
+_TYPES = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+
+
+def field_name(path: tuple[str, ...]) -> str:
+    """``("files", "reasoner.gguf", "size")`` -> ``files["reasoner.gguf"].size``."""
+    out = ""
+    for key in path:
+        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            out += f".{key}" if out else key
+        else:
+            out += f"[{json.dumps(key)}]"
+    return out or "(top level)"
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, (dict, list)) else type(value).__name__
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def errors(instance: Any, schema: dict[str, Any], path: tuple[str, ...] = ()) -> Iterator[str]:
+    """Each way ``instance`` breaks ``schema``, as ``"<field>: <problem>"`` (JSON Schema
+    semantics for the keywords in :data:`KEYWORDS`)."""
+    where = field_name(path)
+    kind = schema.get("type")
+    if kind is not None and not _TYPES[kind](instance):
+        article = "an" if kind[0] in "aeiou" else "a"
+        yield f"{where}: expected {article} {kind}, got {_show(instance)}"
+        return
+    if isinstance(instance, (int, float)) and not isinstance(instance, bool):
+        if "minimum" in schema and instance < schema["minimum"]:
+            yield f"{where}: {_show(instance)} is below the minimum {schema['minimum']}"
+        if "maximum" in schema and instance > schema["maximum"]:
+            yield f"{where}: {_show(instance)} is above the maximum {schema['maximum']}"
+    if isinstance(instance, str):
+        if len(instance) < schema.get("minLength", 0):
+            yield f"{where}: {_show(instance)} is shorter than {schema['minLength']} characters"
+        if "pattern" in schema and not re.search(schema["pattern"], instance):
+            yield f"{where}: {_show(instance)} does not match {schema['pattern']}"
+    if isinstance(instance, dict):
+        for key in schema.get("required", ()):
+            if key not in instance:
+                yield f"{field_name((*path, key))}: missing"
+        if len(instance) < schema.get("minProperties", 0):
+            yield f"{where}: needs at least {schema['minProperties']} entries"
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties", True)
+        for key, value in instance.items():
+            if "propertyNames" in schema:
+                for problem in errors(key, schema["propertyNames"]):
+                    yield f"{field_name((*path, key))}: name {problem.split(': ', 1)[1]}"
+            if key in props:
+                yield from errors(value, props[key], (*path, key))
+            elif extra is False:
+                yield f"{field_name((*path, key))}: not allowed"
+            elif isinstance(extra, dict):
+                yield from errors(value, extra, (*path, key))
+
+
+def validate(instance: Any, schema: dict[str, Any]) -> list[str]:
+    """All problems of ``instance`` against ``schema`` (empty when valid)."""
+    return list(errors(instance, schema))
+
+
+def _finite_and_shallow(doc: Any) -> str | None:
+    """The first non-finite number (``Infinity``, ``NaN``, ``1e400``) or too-deep nesting, as
+    ``"<field>: <problem>"``; walked without recursion."""
+    stack: list[tuple[Any, tuple[str, ...]]] = [(doc, ())]
+    while stack:
+        value, path = stack.pop()
+        if len(path) > MAX_DEPTH:
+            return f"{field_name(path[:MAX_DEPTH])}: nested deeper than {MAX_DEPTH} levels"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{field_name(path)}: {json.dumps(value)} is not a JSON number (RFC 8259)"
+        if isinstance(value, dict):
+            stack.extend((v, (*path, str(k))) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, (*path, str(i))) for i, v in enumerate(value))
+    return None
+
+
+def parse_manifest(path: Path) -> dict[str, Any]:
+    """Read ``manifest.json`` at ``path`` and check it against :data:`MANIFEST_SCHEMA`.
+
+    Raises :class:`BundleError` naming ``path`` (and the field) when the file cannot be read,
+    is not JSON, holds a non-finite number or deep nesting, has a ``schema_version`` newer
+    than this runtime reads, or breaks the schema.
+    """
+    from ._version import __version__
+
+    try:
+        size = path.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise BundleError(f"{path} has {size} bytes, more than a manifest can have")
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except RecursionError:
+        raise BundleError(f"{path} is not a manifest: nested too deeply to read") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise BundleError(f"{path} is not valid JSON: {e}") from None
+    problem = _finite_and_shallow(manifest)
+    if problem:
+        raise BundleError(f"{path}: {problem}")
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{path} must hold a JSON object")
+    version = manifest.get("schema_version")
+    if _TYPES["integer"](version) and version > SCHEMA_VERSION:
+        raise BundleError(
+            f"{path} has schema_version {version}, newer than this runtime reads "
+            f"({SCHEMA_VERSION}); upgrade segzero-edge (this is {__version__})"
+        )
+    found = validate(manifest, MANIFEST_SCHEMA)
+    if found:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise BundleError(f"{path}: {found[0]}{more}")
+    return manifest
+
+
+__all__ = [
+    "KEYWORDS",
+    "MANIFEST_SCHEMA",
+    "MAX_DEPTH",
+    "MAX_MANIFEST_BYTES",
+    "errors",
+    "field_name",
+    "parse_manifest",
+    "validate",
+]

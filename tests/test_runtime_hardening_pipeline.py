@@ -1,0 +1,235 @@
+"""SegZeroEdge under threads, faults and hostile queries (issue 14), on the tiny bundle.
+
+``close()`` waits for calls in progress, a failed SAM2 encoding is not cached, a Ctrl+C
+reaches the caller, and random queries (special tokens, markers, surrogates, long CJK) give a
+status or a documented ``ValueError``, never a ``BackendError``.
+"""
+
+from __future__ import annotations
+
+import _thread
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from segzero_edge import SegZeroEdge, Status
+from segzero_edge.backends import ImageEmbedding, ReasonerOutput
+from segzero_edge.bundle import open_backends
+from segzero_edge.segmenter.onnxruntime import OrtSegmenter
+
+ANSWER_NONE = "<think>nothing like that here</think><answer>[]</answer>"
+ANSWER_ONE = (
+    '<think>the knife</think><answer>[{"bbox_2d": [100,100,400,300], "point_2d": [250,200]}]'
+    "</answer>"
+)
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    rng = np.random.default_rng(3)
+    return rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def ort(tiny_bundle: Path) -> Iterator[OrtSegmenter]:
+    seg = OrtSegmenter(tiny_bundle / "sam2_encoder.onnx", tiny_bundle / "sam2_decoder.onnx")
+    yield seg
+    seg.close()
+
+
+class Scripted:
+    """A reasoner replaying the given answers in turn (the pipeline's handling is under test)."""
+
+    name = "scripted"
+
+    def __init__(self, *texts: str) -> None:
+        self.texts = list(texts)
+
+    def generate(self, image: np.ndarray, prompt: str) -> ReasonerOutput:
+        return ReasonerOutput(self.texts.pop(0), False, 10, 5, {})
+
+    def close(self) -> None:
+        pass
+
+
+class FailsFirstEncode:
+    """The real ONNX segmenter whose first encode fails (a transient CUDA error, say)."""
+
+    name = "fails-first-encode"
+
+    def __init__(self, inner: OrtSegmenter) -> None:
+        self.inner, self.encodes = inner, 0
+
+    def encode(self, image: np.ndarray) -> ImageEmbedding:
+        self.encodes += 1
+        if self.encodes == 1:
+            raise RuntimeError("CUDA error: out of memory")
+        return self.inner.encode(image)
+
+    def decode(self, emb: ImageEmbedding, coords: np.ndarray, labels: np.ndarray) -> Any:
+        return self.inner.decode(emb, coords, labels)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_a_failed_encode_is_not_cached(ort: OrtSegmenter, image: np.ndarray, overlap: bool) -> None:
+    seg = FailsFirstEncode(ort)
+    model = SegZeroEdge(Scripted(ANSWER_NONE, ANSWER_ONE), seg, overlap=overlap)
+    first = model.segment(image, "the knife")  # no objects: nobody waits for the encoding
+    assert first.status is Status.NO_OBJECT
+    second = model.segment(image, "the knife")  # same frame: must encode again, not re-raise
+    assert second.status is Status.OK and second.mask.any()
+    assert seg.encodes == 2
+    model.close()
+
+
+class Gate:
+    """Wraps a real reasoner: tells when generate() has started."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.name = inner, inner.name
+        self.started, self.finished = threading.Event(), threading.Event()
+
+    def generate(self, image: np.ndarray, prompt: str) -> ReasonerOutput:
+        self.started.set()
+        out = self.inner.generate(image, prompt)
+        self.finished.set()
+        return out
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_close_waits_for_a_segment_on_another_thread(tiny_bundle: Path, image: np.ndarray) -> None:
+    reasoner, segmenter = open_backends(
+        tiny_bundle, segmenter_backend="onnxruntime", max_new_tokens=24, think_budget=12
+    )
+    gate = Gate(reasoner)
+    model = SegZeroEdge(gate, segmenter)
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["out"] = model.segment(image, "the knife")
+        except BaseException as e:  # pragma: no cover - reported below
+            result["error"] = e
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    assert gate.started.wait(60)
+    model.close()  # before issue 14: SIGSEGV in llama_decode
+    assert gate.finished.is_set()  # close() returned only after the call was through
+    worker.join(60)
+    assert "error" not in result, result
+    assert result["out"].status in (Status.OK, Status.NO_OBJECT, Status.TRUNCATED)
+    with pytest.raises(RuntimeError, match="SegZeroEdge has been closed"):
+        model.segment(image, "the knife")
+    # the backends themselves refuse calls after close with a clear error
+    with pytest.raises(RuntimeError, match="LlamaCppReasoner has been closed"):
+        reasoner.generate(np.zeros((840, 840, 3), np.uint8), "x")
+    with pytest.raises(RuntimeError, match="OrtSegmenter has been closed"):
+        segmenter.encode(np.zeros((1, 3, 1024, 1024), np.float32))
+    with pytest.raises(RuntimeError, match="OrtSegmenter has been closed"):
+        segmenter.decode(ImageEmbedding(0, 0, 0), np.zeros((1, 1, 2)), np.ones((1, 1)))
+
+
+def test_ctrl_c_during_segment_reaches_the_caller(tiny_bundle: Path, image: np.ndarray) -> None:
+    reasoner, segmenter = open_backends(
+        tiny_bundle, segmenter_backend="onnxruntime", max_new_tokens=24, think_budget=12
+    )
+    gate = Gate(reasoner)
+
+    def interrupt() -> None:
+        gate.started.wait(60)
+        _thread.interrupt_main()  # as Ctrl+C: lands wherever the main thread is, callbacks too
+
+    with SegZeroEdge(gate, segmenter) as model:
+        threading.Thread(target=interrupt).start()
+        with pytest.raises(KeyboardInterrupt):
+            model.segment(image, "the knife")
+            raise AssertionError("segment() returned normally after Ctrl+C")
+        assert model.segment(image, "the knife").status in tuple(Status)  # still usable
+
+
+# --- random hostile queries ---------------------------------------------------------------
+
+SPECIAL = ["<|im_end|>", "<|im_start|>", "<|vision_start|>", "<|image_pad|>", "<|endoftext|>"]
+MARKERS = ["<__media__>", "<think>", "</think>", "<answer>", "</answer>", "<|box_start|>"]
+PIECES = st.one_of(
+    st.sampled_from(SPECIAL + MARKERS),
+    st.text(min_size=1, max_size=12),  # includes lone surrogates
+    st.sampled_from(["\ud800", "\udcff", "\x00", "\n", "\u202e"]),
+    st.integers(1, 1000).map(lambda n: "刀" * n),
+    st.integers(1, 400).map(lambda n: "🍞" * n),
+)
+QUERIES = st.lists(PIECES, min_size=1, max_size=6).map("".join)
+
+
+@pytest.fixture(scope="module")
+def small_model(tiny_bundle: Path) -> Iterator[SegZeroEdge]:
+    """The tiny bundle with a 1280-cell context and short generations: long queries hit the
+    context limit."""
+    with SegZeroEdge.from_bundle(
+        tiny_bundle,
+        segmenter_backend="onnxruntime",
+        n_ctx=1280,
+        max_new_tokens=8,
+        think_budget=4,
+        n_threads=2,
+    ) as m:
+        yield m
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(query=QUERIES)
+def test_random_queries_give_a_status_or_a_documented_error(
+    small_model: SegZeroEdge, image: np.ndarray, query: str
+) -> None:
+    try:
+        r = small_model.segment(image, query)
+    except ValueError as e:  # documented: empty, too long, not text, over the context
+        assert any(
+            s in str(e)
+            for s in ("query is empty", "query is too long", "not valid text", "KV cells")
+        ), e
+        return
+    assert r.status in tuple(Status)
+    assert r.mask.shape == image.shape[:2]
+
+
+@pytest.fixture(scope="module")
+def default_model(tiny_bundle: Path) -> Iterator[SegZeroEdge]:
+    """The tiny bundle at its own context (n_ctx 4096 from the manifest)."""
+    with SegZeroEdge.from_bundle(
+        tiny_bundle, segmenter_backend="onnxruntime", max_new_tokens=8, think_budget=4
+    ) as m:
+        yield m
+
+
+@pytest.mark.parametrize("query", ["刀" * 1000, "🍞" * 1000], ids=["CJK", "emoji"])
+def test_long_queries_at_the_bundle_context(
+    default_model: SegZeroEdge, image: np.ndarray, query: str
+) -> None:
+    """1000-character queries on the bundle's 4096-cell context: truncated or refused at the
+    start, never "llama_decode failed"."""
+    from segzero_edge.prompt import build_prompt
+
+    n_ctx = default_model.reasoner.n_ctx  # type: ignore[attr-defined]
+    cells = len(default_model.reasoner.prompt_tokens(build_prompt(query)))  # type: ignore[attr-defined]
+    print(f"\n{query[:3]!r}...: {cells} KV cells of {n_ctx}")
+    try:
+        r = default_model.segment(image, query)
+    except ValueError as e:
+        assert cells >= n_ctx and "KV cells" in str(e)
+        return
+    assert cells < n_ctx and r.status in tuple(Status)
