@@ -12,6 +12,8 @@ from segzero_edge import device
 from segzero_edge.cli import main as cli_main
 from segzero_edge.commands import doctor
 
+pytestmark = pytest.mark.runtime
+
 BACKENDS = ("tensorrt", "cuda", "onnxruntime", "llama.cpp", "native")
 
 

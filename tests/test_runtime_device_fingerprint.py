@@ -18,6 +18,8 @@ from segzero_edge.device import (
     parse_tegra_release,
 )
 
+pytestmark = pytest.mark.runtime
+
 ORIN_RELEASE = (
     "# R36 (release), REVISION: 4.0, GCID: 37537400, BOARD: generic, EABI: aarch64, "
     "DATE: Fri Sep 13 04:36:44 UTC 2024\n# KERNEL_VARIANT: oot\n"

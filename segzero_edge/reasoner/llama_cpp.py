@@ -28,6 +28,7 @@ import numpy as np
 from ..backends import ReasonerOutput
 from ..layout import IMAGE_TOKENS, PATCH_MERGE, REASONER_SIZE
 from . import grammar as gbnf
+from . import llama_system
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 DEFAULT_IMAGE_TOKENS = IMAGE_TOKENS  # 900 for 840 x 840
@@ -164,6 +165,7 @@ class LlamaCppReasoner:
         warmup: bool = True,
         verbose: bool = False,
         ignore_eos: bool = False,
+        extra_bufts: bool | None = None,
     ) -> None:
         """Load ``model_path`` (text GGUF, any quantization) and ``mmproj_path`` (vision GGUF).
 
@@ -177,6 +179,12 @@ class LlamaCppReasoner:
         llama.cpp log (it is always kept in ``load_log`` for the loading phase).
         ``ignore_eos`` (benchmarks only, needs ``grammar=False``) decodes exactly
         ``max_new_tokens`` tokens, past end-of-generation tokens and stop strings.
+        ``extra_bufts`` sets ``llama_model_params.use_extra_bufts`` (weights repacked into
+        llama.cpp's CPU_REPACK / AMX buffer types); ``None`` decides as
+        :func:`segzero_edge.reasoner.llama_system.decide_extra_bufts` does: off where llama.cpp
+        reports AMX (its AMX kernels crash on some CPUs), on elsewhere,
+        ``$SEGZERO_LLAMA_EXTRA_BUFTS=1/0`` forces. ``info`` records the choice, the reason,
+        llama.cpp's CPU features and the buffer types the weights went to.
         """
         import llama_cpp
         from llama_cpp import mtmd_cpp
@@ -215,11 +223,21 @@ class LlamaCppReasoner:
 
         mparams = llama_cpp.llama_model_default_params()
         mparams.n_gpu_layers = int(n_gpu_layers)
+        use_extra, extra_why = llama_system.decide_extra_bufts(extra_bufts)
+        mparams.use_extra_bufts = use_extra
         self._model = llama_cpp.llama_model_load_from_file(str(paths["model"]).encode(), mparams)
         if not self._model:
             raise ReasonerLoadError(
                 f"llama.cpp could not load {paths['model']}: {self._errors(n_log)}"
             )
+        self.info: dict[str, Any] = {
+            "use_extra_bufts": use_extra,
+            "use_extra_bufts_reason": extra_why,
+            "cpu_features": llama_system.cpu_features(),
+            "model_buffers_mib": llama_system.model_buffer_types(
+                [line for _, line in _SINK.lines[n_log:]]
+            ),
+        }
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
 

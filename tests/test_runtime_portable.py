@@ -1,0 +1,147 @@
+"""Portability of the native parts the runtime loads (runs on the Python 3.10 runtime venv too).
+
+- The llama.cpp this project builds states its CPU baseline: on x86-64 it reports AVX2 and no
+  AVX-512 or AMX in ``llama_print_system_info()``, offers no AMX buffer type, and its CPU
+  library holds no AVX-512/AMX instructions (llama.cpp's AMX kernels crash on some CPUs,
+  llama.cpp issue 20824; AVX-512 code would raise SIGILL on CPUs without it).
+- The reasoner turns llama.cpp's extra buffer types off where llama.cpp reports AMX, unless
+  forced, and records the choice and where the weights went.
+- The native kernels came with the install (pip built them).
+- A native crash in a child process is a named test failure (tests/child.py).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import platform
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from segzero_edge import native
+from segzero_edge.reasoner import llama_system
+from tests.child import run_in_child
+
+pytestmark = pytest.mark.runtime
+
+EXPECTED_MARCH = {"x86_64": "x86-64-v3", "aarch64": "armv8.2-a"}
+
+
+def test_parse_system_info_of_several_backends() -> None:
+    text = "CPU : SSE3 = 1 | AVX2 = 1 | AMX_INT8 = 1 | REPACK = 1 | CUDA : ARCHS = 870 | FA = 1 | "
+    got = llama_system.parse_system_info(text)
+    assert got == {
+        "CPU": {"SSE3": "1", "AVX2": "1", "AMX_INT8": "1", "REPACK": "1"},
+        "CUDA": {"ARCHS": "870", "FA": "1"},
+    }
+    assert llama_system.amx_features(got["CPU"]) == ["AMX_INT8"]
+    assert llama_system.parse_system_info("") == {}
+
+
+def test_installed_llama_cpp_has_the_stated_cpu_baseline() -> None:
+    """What llama.cpp itself reports about the build: x86-64 gets AVX2/FMA/F16C, no AVX-512,
+    no AMX (and so no AMX buffer type); the CPU library has no zmm/tmm instructions."""
+    info = llama_system.system_info()
+    features = llama_system.cpu_features()
+    bufts = llama_system.extra_buffer_types()
+    print(f"\nllama_print_system_info(): {info}\nextra buffer types: {bufts}")
+    assert features, f"no CPU features in {info!r}"
+    assert "AMX" not in bufts
+    if platform.machine() != "x86_64":
+        pytest.skip("the x86-64 baseline checks apply to x86-64 builds")
+    assert llama_system.amx_features(features) == [], info
+    assert not [k for k in features if k.startswith("AVX512")], info
+    for k in ("AVX2", "FMA", "F16C"):
+        assert features.get(k) == "1", f"{k} missing from {info}"
+    assert llama_system.decide_extra_bufts(None, features)[0] is True
+    if shutil.which("objdump") is None:
+        return
+    import llama_cpp
+
+    lib = Path(llama_cpp.__file__).parent / "lib" / "libggml-cpu.so"
+    asm = subprocess.run(["objdump", "-d", str(lib)], capture_output=True, text=True)
+    assert asm.returncode == 0, asm.stderr
+    wide = [ln for ln in asm.stdout.splitlines() if re.search(r"%zmm|%tmm|tdpb|ldtilecfg", ln)]
+    assert not wide, f"AVX-512/AMX instructions in {lib}: {wide[:3]}"
+
+
+def test_extra_bufts_decision(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(llama_system.ENV_EXTRA_BUFTS, raising=False)
+    amx = {"AVX2": "1", "AMX_INT8": "1", "AMX_TILE": "1"}
+    use, why = llama_system.decide_extra_bufts(None, amx)
+    assert use is False and "AMX_INT8, AMX_TILE" in why and "20824" in why
+    assert llama_system.decide_extra_bufts(True, amx) == (True, "forced on (extra_bufts=)")
+    assert llama_system.decide_extra_bufts(None, {"AVX2": "1", "AMX_INT8": "0"})[0] is True
+    monkeypatch.setenv(llama_system.ENV_EXTRA_BUFTS, "1")
+    assert llama_system.decide_extra_bufts(None, amx)[0] is True
+    monkeypatch.setenv(llama_system.ENV_EXTRA_BUFTS, "0")
+    use, why = llama_system.decide_extra_bufts(None, {"AVX2": "1"})
+    assert use is False and llama_system.ENV_EXTRA_BUFTS in why
+    assert llama_system.decide_extra_bufts(True, {})[0] is True  # the argument wins
+    monkeypatch.setenv(llama_system.ENV_EXTRA_BUFTS, "maybe")
+    with pytest.raises(ValueError, match="SEGZERO_LLAMA_EXTRA_BUFTS"):
+        llama_system.decide_extra_bufts(None, {})
+
+
+def _load_info(bundle: Path, extra_bufts: bool | None, report_amx: bool) -> dict[str, Any]:
+    """Child: load the bundle's reasoner (llama.cpp reporting AMX when ``report_amx``) and
+    return its ``info``."""
+    from segzero_edge.reasoner import llama_cpp as backend
+
+    if report_amx:  # as llama.cpp reports on an AMX build: "AMX_INT8 = 1"
+        real = llama_system.cpu_features()
+        llama_system.cpu_features = lambda: {**real, "AMX_INT8": "1"}  # type: ignore[assignment]
+    r = backend.LlamaCppReasoner(
+        bundle / "reasoner.gguf", bundle / "mmproj.gguf", n_ctx=2048, n_gpu_layers=0,
+        n_threads=2, warmup=False, extra_bufts=extra_bufts,
+    )  # fmt: skip
+    try:
+        return r.info
+    finally:
+        r.close()
+
+
+def test_reasoner_turns_extra_bufts_off_where_amx_is_reported(tiny_bundle: Path) -> None:
+    cases = {(None, False): True, (None, True): False, (True, True): True, (False, False): False}
+    repack = "CPU_REPACK" in llama_system.extra_buffer_types()
+    for (extra, amx), expect in cases.items():
+        info = run_in_child(_load_info, tiny_bundle, extra, amx)
+        why, buffers = info["use_extra_bufts_reason"], info["model_buffers_mib"]
+        print(f"extra_bufts={extra} AMX={amx}: {info['use_extra_bufts']} ({why}); {buffers}")
+        assert info["use_extra_bufts"] is expect
+        assert info["model_buffers_mib"], "no 'model buffer size' line in llama.cpp's log"
+        if not expect:
+            assert not [b for b in info["model_buffers_mib"] if "REPACK" in b or "AMX" in b]
+        elif repack and platform.machine() == "x86_64":  # Q4_K is repacked for AVX2
+            assert "CPU_REPACK" in info["model_buffers_mib"]
+
+
+def test_native_kernels_came_with_the_install() -> None:
+    ok, why = native.available()
+    print(f"native: {why}")
+    assert ok, why
+    info = native.build_info()
+    assert info is not None and "cuda=" in info
+    march = EXPECTED_MARCH.get(platform.machine())
+    if march:
+        assert info.startswith(f"march={march} "), info
+
+
+def _segfault() -> None:
+    ctypes.string_at(0)  # reads address 0: SIGSEGV inside native code (libc's strlen)
+
+
+def _raise() -> None:
+    raise KeyError("from the child")
+
+
+def test_run_in_child_turns_a_signal_into_a_named_failure() -> None:
+    with pytest.raises(pytest.fail.Exception, match=r"_segfault crashed.*SIGSEGV \(signal 11\)"):
+        run_in_child(_segfault)
+    with pytest.raises(KeyError, match="from the child"):
+        run_in_child(_raise)
+    assert run_in_child(divmod, 7, 2) == (3, 1)
