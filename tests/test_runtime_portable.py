@@ -145,3 +145,24 @@ def test_run_in_child_turns_a_signal_into_a_named_failure() -> None:
     with pytest.raises(KeyError, match="from the child"):
         run_in_child(_raise)
     assert run_in_child(divmod, 7, 2) == (3, 1)
+
+
+def test_onnxruntime_tensorrt_ep_gets_fp16_caches_and_the_points_profile(tmp_path: Path) -> None:
+    """onnxruntime's TensorRT execution provider (Jetson): FP16, engine and timing caches in
+    the bundle's engine folder of this device (no rebuild at every start), and the decoder's
+    prompt-point profile of build-engines. (No TensorRT EP here: the options are checked.)"""
+    from segzero_edge.engine_cache import POINTS_PROFILE
+    from segzero_edge.segmenter.onnxruntime import tensorrt_provider_options
+
+    enc = tensorrt_provider_options(tmp_path)
+    dec = tensorrt_provider_options(tmp_path, decoder=True)
+    for opts in (enc, dec):
+        assert opts["trt_fp16_enable"] is True and opts["trt_engine_cache_enable"] is True
+        assert opts["trt_engine_cache_path"] == opts["trt_timing_cache_path"] == str(tmp_path)
+        assert opts["trt_timing_cache_enable"] is True
+    assert not [k for k in enc if k.startswith("trt_profile")]
+    lo, opt, hi = POINTS_PROFILE
+    assert dec["trt_profile_min_shapes"] == f"point_coords:1x{lo}x2,point_labels:1x{lo}"
+    assert dec["trt_profile_opt_shapes"] == f"point_coords:1x{opt}x2,point_labels:1x{opt}"
+    assert dec["trt_profile_max_shapes"] == f"point_coords:1x{hi}x2,point_labels:1x{hi}"
+    assert tensorrt_provider_options(tmp_path, fp16=False)["trt_fp16_enable"] is False

@@ -146,6 +146,20 @@ def report(bundle: Path | None = None, *, smoke: bool = True) -> dict[str, Any]:
     return out
 
 
+def _jetson_lines(dev: dict[str, Any]) -> list[str]:
+    jetson, probe = dev.get("jetson"), dev.get("cuda_probe")
+    if not jetson:
+        return []
+    name = jetson["module_name"] or "unknown module"
+    sms = f", {jetson['sm_count']} SMs" if jetson["sm_count"] else ""
+    lines = [f"Jetson module: {jetson['module'] or '?'} ({name}{sms}), SoC {jetson['soc']}"]
+    if probe and probe.get("sm_count") and probe["sm_count"] != jetson["sm_count"]:
+        lines.append(
+            f"  note: CUDA reports {probe['sm_count']} SMs, the module table {jetson['sm_count']}"
+        )
+    return lines
+
+
 def format_text(rep: dict[str, Any]) -> str:
     dev = rep["device"]
     gpu = dev["gpu"]
@@ -161,6 +175,7 @@ def format_text(rep: dict[str, Any]) -> str:
             else f"none ({dev['gpu_reason']})"
         ),
         f"L4T: {dev['l4t_release'] or 'none (' + dev['l4t_reason'] + ')'}",
+        *_jetson_lines(dev),
         "backends:",
     ]
     for name, entry in rep["backends"].items():
