@@ -24,7 +24,7 @@ mode="${1:-user}"
 PY="${PYTHON:-python3}"
 VENV="${VENV:-.venv}"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-VPY="$VENV/bin/python"
+VPY="$(cd "$VENV" && pwd)/bin/python"
 "$VPY" -m pip install -q -U pip wheel setuptools
 
 # --- llama-cpp-python: built from source with explicit CPU flags ---------------------------
@@ -70,7 +70,8 @@ export CMAKE_ARGS="${SEGZERO_CMAKE_ARGS:-}"
 
 native_report() {
     # The CMake warning about a build without CUDA is hidden by pip -q: say it here again.
-    "$VPY" - <<'PY'
+    # (Run from / so that the installed package is imported, not this source tree.)
+    (cd / && "$VPY" -) <<'PY'
 from segzero_edge import native
 ok, why = native.available()
 print(f"== native kernels: {why}")

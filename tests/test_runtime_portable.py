@@ -166,3 +166,29 @@ def test_onnxruntime_tensorrt_ep_gets_fp16_caches_and_the_points_profile(tmp_pat
     assert dec["trt_profile_opt_shapes"] == f"point_coords:1x{opt}x2,point_labels:1x{opt}"
     assert dec["trt_profile_max_shapes"] == f"point_coords:1x{hi}x2,point_labels:1x{hi}"
     assert tensorrt_provider_options(tmp_path, fp16=False)["trt_fp16_enable"] is False
+
+
+def test_jetson_extra_pins_cuda_python_12() -> None:
+    """JetPack 6 has a CUDA 12 driver; cuda-python 13 would make the TensorRT backend report
+    itself unavailable. The installed package's metadata carries the pin."""
+    import importlib.metadata
+
+    reqs = importlib.metadata.requires("segzero-edge") or []
+    jetson = [r.replace(" ", "") for r in reqs if 'extra=="jetson"' in r.replace(" ", "")]
+    assert any(r.startswith("cuda-python") and "<13" in r and ">=12.6" in r for r in jetson), reqs
+
+
+def test_auto_segmenter_says_why_built_engines_are_not_used(
+    bundle_copy: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Engines built under another fingerprint (e.g. 'cpu-aarch64' by a build-engines that
+    could not see the GPU) are not silently ignored: auto falls back with a warning."""
+    from segzero_edge.segmenter.auto import open_segmenter
+
+    other = bundle_copy / "engines" / "cpu-aarch64-trt10.3.0-l4t36.4.0"
+    other.mkdir(parents=True)
+    (other / "sam2_encoder.plan").write_bytes(b"plan")
+    seg = open_segmenter(bundle_copy, backend="auto", providers=["CPUExecutionProvider"])
+    seg.close()
+    assert seg.name == "onnxruntime-cpu"
+    assert "cpu-aarch64-trt10.3.0-l4t36.4.0" in caplog.text and "not used" in caplog.text
