@@ -207,3 +207,19 @@ def test_kernels_cpu_build_cuda_entry_points_say_no_cuda(native_cpu_lib: Path) -
     assert lib.sz_preprocess_cuda(None, 1, 1, 3, 0, None, 1024, 0, None, 840, 0, None) == -3
     assert b"without CUDA" in lib.sz_last_error()
     assert native.cuda_available() is False
+
+
+def test_readme_states_the_flags_the_builds_use() -> None:
+    """The README's install table lists exactly the llama.cpp flags scripts/setup.sh passes
+    and the CUDA architectures CMakeLists.txt defaults to."""
+    readme = (ROOT / "README.md").read_text()
+    setup = (ROOT / "scripts" / "setup.sh").read_text()
+    for arch in ("x86_64", "aarch64"):
+        block = setup.split(f"    {arch}")[1].split(";;")[0]
+        flags = " ".join(re.findall(r"-DGGML_\w+=\S+?(?=[\s\"])", block))
+        assert flags and f'CMAKE_ARGS="{flags}"' in readme, f"{arch}: {flags}"
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    archs = re.search(r"set\(CMAKE_CUDA_ARCHITECTURES ([^)]*)\)", cmake)
+    assert archs and f'CMAKE_CUDA_ARCHITECTURES="{archs.group(1).replace(" ", ";")}"' in readme
+    assert "-march=x86-64-v3" in readme and '"x86-64-v3"' in cmake
+    assert "-march=armv8.2-a" in readme and '"armv8.2-a"' in cmake
