@@ -347,10 +347,10 @@ def build_engines(
         raise ValueError(f"workspace_mb must be >= 1, got {workspace_mb}")
     flags = BuildFlags(fp16=fp16, fp32_layers=tuple(fp32_layers), points_profile=points_profile)
     dynamic_profile(POINT_INPUTS[0], (1, -1, 2), points_profile)  # validate early
-    identified, why = has_gpu_identity()
+    identified, gpu_why = has_gpu_identity()
     if not identified:
         raise EngineBuildError(
-            f"cannot identify this device's GPU ({why}): the engines would be stored under "
+            f"cannot identify this device's GPU ({gpu_why}): the engines would be stored under "
             f"{device_fingerprint()!r}, where the runtime on a GPU never looks. On a Jetson "
             "this reads /proc/device-tree; elsewhere install cuda-python matching the driver "
             f"(JetPack 6: pip install 'cuda-python>=12.6,<13') or set ${ENV_FINGERPRINT}"
