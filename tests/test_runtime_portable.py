@@ -120,6 +120,18 @@ def test_reasoner_turns_extra_bufts_off_where_amx_is_reported(tiny_bundle: Path)
             assert "CPU_REPACK" in info["model_buffers_mib"]
 
 
+def _from_bundle_info(bundle: Path) -> dict[str, Any]:
+    from segzero_edge import SegZeroEdge
+
+    with SegZeroEdge.from_bundle(bundle, extra_bufts=False, n_gpu_layers=0) as model:
+        return dict(model.reasoner.info)  # type: ignore[attr-defined]
+
+
+def test_from_bundle_passes_extra_bufts_to_the_reasoner(tiny_bundle: Path) -> None:
+    info = run_in_child(_from_bundle_info, tiny_bundle)
+    assert info["use_extra_bufts"] is False and info["use_extra_bufts_reason"].startswith("forced")
+
+
 def test_native_kernels_came_with_the_install() -> None:
     ok, why = native.available()
     print(f"native: {why}")
