@@ -104,7 +104,27 @@ def _open() -> tuple[ctypes.CDLL | None, str]:
         return None, f"{path} could not be loaded: {e}"
     version = lib.sz_version().decode()
     cuda = "with CUDA" if lib.sz_built_with_cuda() else "CPU only"
-    return lib, f"{path} ({version}, {cuda}; {lib.sz_build_info().decode()})"
+    info = lib.sz_build_info().decode()
+    mismatch = cpu_mismatch(info)
+    if mismatch:  # running it would end in SIGILL: use numpy instead
+        return None, f"{path} not used: {mismatch}"
+    return lib, f"{path} ({version}, {cuda}; {info})"
+
+
+def cpu_mismatch(build_info: str, flags: frozenset[str] | None = None) -> str | None:
+    """Why a library with ``build_info`` (``"march=x86-64-v3 cuda=..."``) cannot run on this
+    CPU (``flags`` from /proc/cpuinfo by default), or None when it can (or nobody can tell)."""
+    from .cpu import missing_for_march
+
+    march = build_info.split()[0].removeprefix("march=") if build_info else ""
+    missing = missing_for_march(march, flags)
+    if not missing:
+        return None
+    return (
+        f"built for -march={march}, but this CPU lacks {', '.join(missing)}; rebuild it for "
+        "this CPU (SEGZERO_CMAKE_ARGS=-DSEGZERO_CPU_ARCH=x86-64 scripts/setup.sh, or pip "
+        "install with CMAKE_ARGS=-DSEGZERO_CPU_ARCH=...)"
+    )
 
 
 def available() -> tuple[bool, str]:

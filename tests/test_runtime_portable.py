@@ -20,6 +20,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from segzero_edge import native
@@ -92,9 +93,12 @@ def _load_info(bundle: Path, extra_bufts: bool | None, report_amx: bool) -> dict
     return its ``info``."""
     from segzero_edge.reasoner import llama_cpp as backend
 
-    if report_amx:  # as llama.cpp reports on an AMX build: "AMX_INT8 = 1"
-        real = llama_system.cpu_features()
+    if report_amx:  # an AMX build on an AMX CPU: llama.cpp reports "AMX_INT8 = 1"
+        from segzero_edge import cpu
+
+        real, flags = llama_system.cpu_features(), cpu.cpu_flags()
         llama_system.cpu_features = lambda: {**real, "AMX_INT8": "1"}  # type: ignore[assignment]
+        cpu.cpu_flags = lambda: flags | {"amx_int8", "amx_tile"}  # type: ignore[assignment]
     r = backend.LlamaCppReasoner(
         bundle / "reasoner.gguf", bundle / "mmproj.gguf", n_ctx=2048, n_gpu_layers=0,
         n_threads=2, warmup=False, extra_bufts=extra_bufts,
@@ -204,3 +208,52 @@ def test_auto_segmenter_says_why_built_engines_are_not_used(
     seg.close()
     assert seg.name == "onnxruntime-cpu"
     assert "cpu-aarch64-trt10.3.0-l4t36.4.0" in caplog.text and "not used" in caplog.text
+
+
+X86_SSE4_ONLY = "processor\t: 0\nflags\t\t: fpu sse sse2 pni ssse3 sse4_1 sse4_2 popcnt\n"
+CORTEX_A57 = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid\n"
+ORIN_A78AE = (
+    "processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp "
+    "asimdhp cpuid asimdrdm lrcpc dcpop asimddp\n"
+)
+
+
+def test_cpu_flags_against_the_builds() -> None:
+    """A build for a newer instruction set than the CPU would die with SIGILL: the kernels
+    are not loaded (numpy is used) and the reasoner refuses to load, each saying why."""
+    from segzero_edge import cpu
+
+    old_x86 = cpu.parse_cpuinfo(X86_SSE4_ONLY)
+    assert {"pni", "sse4_2"} <= old_x86
+    assert cpu.missing_for_march("x86-64-v3", old_x86) == [
+        "abm", "avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "movbe",
+    ]  # fmt: skip
+    reason = native.cpu_mismatch("march=x86-64-v3 cuda=off", old_x86)
+    assert reason is not None and "lacks abm, avx, avx2" in reason
+    llama_x86 = {"SSE3": "1", "AVX": "1", "AVX2": "1", "FMA": "1", "F16C": "1", "REPACK": "1"}
+    assert cpu.missing_llama_features(llama_x86, old_x86) == ["AVX", "AVX2", "F16C", "FMA"]
+    assert cpu.missing_for_march("armv8.2-a", cpu.parse_cpuinfo(CORTEX_A57)) == ["atomics"]
+    orin = cpu.parse_cpuinfo(ORIN_A78AE)
+    assert cpu.missing_for_march("armv8.2-a", orin) == []
+    llama_arm = {"NEON": "1", "ARM_FMA": "1", "FP16_VA": "1", "DOTPROD": "1", "REPACK": "1"}
+    assert cpu.missing_llama_features(llama_arm, orin) == []
+    assert cpu.missing_for_march("x86-64-v3", frozenset()) == []  # unreadable: no verdict
+    # this machine runs what it built
+    assert native.cpu_mismatch(native.build_info() or "") is None
+    assert llama_system.cpu_mismatch() is None
+
+
+def test_kernels_built_for_a_newer_cpu_are_not_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from segzero_edge import cpu, pixels
+
+    if not (native.build_info() or "").startswith("march=x86-64-v3"):
+        pytest.skip("the installed kernels are not an x86-64-v3 build")
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: cpu.parse_cpuinfo(X86_SSE4_ONLY))
+    try:
+        ok, why = native.reload()
+        assert not ok and "not used: built for -march=x86-64-v3" in why, why
+        rgb = np.zeros((30, 40, 3), np.uint8)
+        assert pixels.preprocess_reasoner(rgb).shape == (840, 840, 3)  # numpy fallback
+    finally:
+        monkeypatch.undo()
+        assert native.reload()[0]

@@ -221,6 +221,9 @@ class LlamaCppReasoner:
         threads = int(n_threads or os.cpu_count() or 1)
         llama_cpp.llama_backend_init()
 
+        mismatch = llama_system.cpu_mismatch()
+        if mismatch:
+            raise ReasonerLoadError(mismatch)
         mparams = llama_cpp.llama_model_default_params()
         mparams.n_gpu_layers = int(n_gpu_layers)
         use_extra, extra_why = llama_system.decide_extra_bufts(extra_bufts)

@@ -150,6 +150,21 @@ def model_buffer_types(log_lines: list[str]) -> dict[str, float]:
     return out
 
 
+def cpu_mismatch() -> str | None:
+    """Why this llama.cpp build cannot run on this CPU (features compiled in that the CPU
+    lacks: the first decode would die with SIGILL), or None."""
+    from ..cpu import missing_llama_features
+
+    missing = missing_llama_features(cpu_features())
+    if not missing:
+        return None
+    return (
+        f"llama.cpp was built for {', '.join(missing)}, which this CPU lacks; rebuild "
+        "llama-cpp-python for it (LLAMA_CMAKE_ARGS with those features OFF, see "
+        "scripts/setup.sh)"
+    )
+
+
 def describe() -> dict[str, Any]:
     """Everything above for ``segzero-edge doctor``: features, buffer types, the decision."""
     use, why = decide_extra_bufts()
@@ -164,4 +179,5 @@ def describe() -> dict[str, Any]:
         "extra_buffer_types": bufts,
         "use_extra_bufts": use,
         "use_extra_bufts_reason": why,
+        "cpu_mismatch": cpu_mismatch(),
     }
