@@ -15,6 +15,7 @@ from typing import Any
 
 from segzero_edge.fileio import atomic_path
 from segzero_edge.layout import MMPROJ_FILE, REASONER_FILE, SAM2_DECODER_FILE, SAM2_ENCODER_FILE
+from segzero_edge.smoke import describe_exit
 
 from .workload import BenchInputs
 
@@ -160,7 +161,10 @@ def run_side(side: str, cfg: dict[str, Any], timeout_s: float, log=print) -> dic
         )
         if proc.returncode != 0 or not out_path.is_file():
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-            raise RuntimeError(f"the {side} benchmark failed (exit {proc.returncode}):\n{tail}")
+            how = describe_exit(proc.returncode)
+            if proc.returncode < 0:
+                how += ": a native crash in the worker (llama.cpp, onnxruntime, torch?)"
+            raise RuntimeError(f"the {side} benchmark worker failed ({how}):\n{tail}")
         res = json.loads(out_path.read_text())
         res["wall_s"] = time.perf_counter() - t0
         res["load_average"] = {"start": load_before, "end": _load()}

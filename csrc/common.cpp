@@ -74,3 +74,8 @@ int check_postprocess(const float* logits, int n, int lh, int lw, int out_h, int
 extern "C" const char* sz_last_error(void) { return sz::g_error; }
 
 extern "C" const char* sz_version(void) { return "segzero_kernels 0.1.0"; }
+
+#ifndef SEGZERO_BUILD_INFO
+#define SEGZERO_BUILD_INFO "march=unknown cuda=unknown"
+#endif
+extern "C" const char* sz_build_info(void) { return SEGZERO_BUILD_INFO; }

@@ -45,6 +45,8 @@ extern "C" {
 #define SZ_F16 1
 
 SZ_API const char* sz_version(void);
+// How it was built: "march=<CPU twin -march> cuda=<CUDA architectures, or off>"
+SZ_API const char* sz_build_info(void);
 SZ_API const char* sz_last_error(void);  // thread-local message of the last failed call
 SZ_API int sz_built_with_cuda(void);
 SZ_API int sz_cuda_device_count(void);  // < 0 when built without CUDA or the driver is missing

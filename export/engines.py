@@ -27,7 +27,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segzero_edge._version import __version__
-from segzero_edge.device import device_fingerprint, import_tensorrt
+from segzero_edge.device import (
+    ENV_FINGERPRINT,
+    device_fingerprint,
+    has_gpu_identity,
+    import_tensorrt,
+)
 from segzero_edge.engine_cache import (
     DECODER,
     ENCODER,
@@ -259,6 +264,23 @@ def _parse_onnx(
     return network, parser  # the parser must outlive the network's weights
 
 
+def apply_timing_cache(config: tensorrt.IBuilderConfig, cache_path: Path) -> bool:
+    """Give the builder the timing cache at ``cache_path``; True when the saved one was used.
+
+    Never with ``ignore_mismatch``: timings measured on another GPU (a cache copied from an
+    AGX Orin to an Orin Nano) would pick tactics for the wrong device. A cache TensorRT
+    rejects as made elsewhere is replaced by an empty one (and overwritten after the build).
+    """
+    cache_bytes = cache_path.read_bytes() if cache_path.is_file() else b""
+    if cache_bytes:
+        cache = config.create_timing_cache(cache_bytes)
+        if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+            return True
+        log.warning("%s was made on another device: starting a new timing cache", cache_path)
+    config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+    return False
+
+
 def _build_one(
     onnx: Path,
     plan: Path,
@@ -291,9 +313,7 @@ def _build_one(
             profile.set_shape(tensor.name, trt.Dims(lo), trt.Dims(opt), trt.Dims(hi))
     if profile is not None:
         config.add_optimization_profile(profile)
-    cache_bytes = cache_path.read_bytes() if cache_path.is_file() else b""
-    cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(cache, ignore_mismatch=True)
+    apply_timing_cache(config, cache_path)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineBuildError(
@@ -327,6 +347,14 @@ def build_engines(
         raise ValueError(f"workspace_mb must be >= 1, got {workspace_mb}")
     flags = BuildFlags(fp16=fp16, fp32_layers=tuple(fp32_layers), points_profile=points_profile)
     dynamic_profile(POINT_INPUTS[0], (1, -1, 2), points_profile)  # validate early
+    identified, gpu_why = has_gpu_identity()
+    if not identified:
+        raise EngineBuildError(
+            f"cannot identify this device's GPU ({gpu_why}): the engines would be stored under "
+            f"{device_fingerprint()!r}, where the runtime on a GPU never looks. On a Jetson "
+            "this reads /proc/device-tree; elsewhere install cuda-python matching the driver "
+            f"(JetPack 6: pip install 'cuda-python>=12.6,<13') or set ${ENV_FINGERPRINT}"
+        )
     trt_version = str(import_tensorrt().__version__)
     fingerprint = device_fingerprint()
     out = engine_dir(root, fingerprint)
@@ -391,6 +419,7 @@ __all__ = [
     "EngineSet",
     "LayerDesc",
     "TensorRTUnavailable",
+    "apply_timing_cache",
     "build_engines",
     "dynamic_profile",
     "matches_pattern",

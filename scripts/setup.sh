@@ -13,14 +13,18 @@
 #   VENV=.venv310               venv folder (default .venv)
 #   LLAMA_CMAKE_ARGS="..."      replaces the llama.cpp CPU flags below (e.g. -DGGML_NATIVE=ON
 #                               for a build that only ever runs on this machine)
-#   SEGZERO_CMAKE_ARGS="..."    extra CMake flags for csrc/ (e.g. -DSEGZERO_CUDA=OFF)
+#   SEGZERO_CMAKE_ARGS="..."    CMake flags for csrc/, space-separated (e.g. -DSEGZERO_CUDA=OFF,
+#                               -DSEGZERO_REQUIRE_CUDA=ON, -DCMAKE_CUDA_ARCHITECTURES=87);
+#                               the defaults are in CMakeLists.txt: -march=x86-64-v3 (x86-64)
+#                               or armv8.2-a (aarch64), CUDA 80/86/87/89/90 + PTX when nvcc is
+#                               found (PATH or /usr/local/cuda/bin)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-user}"
 PY="${PYTHON:-python3}"
 VENV="${VENV:-.venv}"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-VPY="$VENV/bin/python"
+VPY="$(cd "$VENV" && pwd)/bin/python"
 "$VPY" -m pip install -q -U pip wheel setuptools
 
 # --- llama-cpp-python: built from source with explicit CPU flags ---------------------------
@@ -61,9 +65,28 @@ if [ "$mode" != runtime ] || ! "$VPY" -m pip show -q llama-cpp-python >/dev/null
     "$VPY" -m pip install -q "llama-cpp-python==$LLAMA_VERSION"  # its pure-Python deps
 fi
 
+# scikit-build-core reads CMAKE_ARGS (space-separated) for the csrc/ build.
+export CMAKE_ARGS="${SEGZERO_CMAKE_ARGS:-}"
+
+native_report() {
+    # The CMake warning about a build without CUDA is hidden by pip -q: say it here again.
+    # (Run from / so that the installed package is imported, not this source tree.)
+    (cd / && "$VPY" -) <<'PY'
+from segzero_edge import native
+ok, why = native.available()
+print(f"== native kernels: {why}")
+if ok and not native.built_with_cuda():
+    import os, shutil
+    if shutil.which("nvidia-smi") or os.path.exists("/etc/nv_tegra_release"):
+        print("!! WARNING: this machine has an NVIDIA GPU but the kernels were built WITHOUT CUDA"
+              " (nvcc not found); set SEGZERO_CMAKE_ARGS=-DSEGZERO_REQUIRE_CUDA=ON to fail instead")
+PY
+}
+
 if [ "$mode" = runtime ]; then
     echo "== segzero-edge[runtime] (builds csrc/ for the CPU twin, CUDA when nvcc is found)"
-    "$VPY" -m pip install -q ${SEGZERO_CMAKE_ARGS:+--config-settings=cmake.args="$SEGZERO_CMAKE_ARGS"} ".[runtime]"
+    "$VPY" -m pip install -q ".[runtime]"
+    native_report
     echo "== done: $VENV (runtime only)"
     exit 0
 fi
@@ -76,17 +99,10 @@ echo "== Meta sam2 (no CUDA extension, no build isolation)"
 extras="export"
 [ "$mode" = dev ] && extras="export,train,bench,dev"
 echo "== segzero-edge[$extras] (editable; builds csrc/ into segzero_edge/_lib)"
-"$VPY" -m pip install -q ${SEGZERO_CMAKE_ARGS:+--config-settings=cmake.args="$SEGZERO_CMAKE_ARGS"} -e ".[$extras]"
+"$VPY" -m pip install -q -e ".[$extras]"
+native_report
 if [ "$mode" = dev ]; then
     # tensorrt-stubs declares a dependency on tensorrt itself, which is not on PyPI.
     "$VPY" -m pip install -q --no-deps tensorrt-stubs==10.13.0.35.1
-fi
-echo "== native kernels (CPU twin; CUDA too when nvcc is present)"
-if command -v cmake >/dev/null 2>&1 && [ -f CMakeLists.txt ]; then
-    cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-    cmake --build build -j"$(nproc)"
-    cmake --install build >/dev/null
-else
-    echo "cmake not found: the runtime will use its numpy fallback"
 fi
 echo "== done: activate with 'source $VENV/bin/activate'"

@@ -1,10 +1,18 @@
-"""Which device this is: GPU, compute capability, TensorRT version, Jetson L4T release.
+"""Which device this is: GPU, compute capability, TensorRT version, Jetson module and L4T release.
 
 ``device_fingerprint()`` names the folder TensorRT engines are stored under
-(``bundle/engines/<fingerprint>/``), e.g. ``orin-sm87-trt10.3.0-l4t36.4.0`` on a Jetson or
-``cpu-x86_64`` without a GPU. Engines are only valid for the GPU architecture and TensorRT
-version they were built with, so both are part of it. Every probe fails soft: it returns
-``None`` and a reason instead of raising. ``$SEGZERO_DEVICE_FINGERPRINT`` overrides the result.
+(``bundle/engines/<fingerprint>/``), e.g. ``orin-sm87-p3701-0005-trt10.3.0-l4t36.4.0`` on a
+Jetson AGX Orin 64GB or ``cpu-x86_64`` without a GPU. Engines are only valid for the GPU (its
+architecture and, TensorRT warns, its model: an AGX Orin has 16 SMs, an Orin Nano 8 or 4) and
+the TensorRT version they were built with, so all of them are part of it.
+
+The GPU is identified the same way whichever probe works: on a Jetson from the device tree
+(``/proc/device-tree/compatible`` names the SoC, e.g. ``nvidia,tegra234``, and the module,
+e.g. ``nvidia,p3737-0000+p3701-0005`` = carrier + module part number), needing neither
+cuda-python nor nvidia-smi; elsewhere from cuda-python or nvidia-smi, which report the same
+name and compute capability. Every probe fails soft: it returns ``None`` and a reason instead
+of raising. A result without a GPU is not cached (a later call probes again).
+``$SEGZERO_DEVICE_FINGERPRINT`` overrides the result.
 """
 
 from __future__ import annotations
@@ -15,7 +23,6 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +31,29 @@ from .errors import TensorRTUnavailable
 ENV_FINGERPRINT = "SEGZERO_DEVICE_FINGERPRINT"
 TEGRA_RELEASE = Path("/etc/nv_tegra_release")
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
+DEVICE_TREE_COMPATIBLE = Path("/proc/device-tree/compatible")
+# Tegra SoC (device-tree "nvidia,<soc>") -> integrated GPU name and compute capability
+TEGRA_GPUS = {
+    "tegra234": ("Orin", (8, 7)),
+    "tegra194": ("Xavier", (7, 2)),
+    "tegra186": ("TX2", (6, 2)),
+    "tegra210": ("TX1", (5, 3)),
+}
+# Jetson module part number -> (name, streaming multiprocessors), from NVIDIA's module data
+# sheets (CUDA cores / 128); for display only: the fingerprint uses the part number itself.
+JETSON_MODULES = {
+    "p3701-0000": ("Jetson AGX Orin 32GB", 14),
+    "p3701-0004": ("Jetson AGX Orin 32GB", 14),
+    "p3701-0005": ("Jetson AGX Orin 64GB", 16),
+    "p3701-0008": ("Jetson AGX Orin Industrial", 16),
+    "p3767-0000": ("Jetson Orin NX 16GB", 8),
+    "p3767-0001": ("Jetson Orin NX 8GB", 8),
+    "p3767-0003": ("Jetson Orin Nano 8GB", 8),
+    "p3767-0004": ("Jetson Orin Nano 4GB", 4),
+    "p3767-0005": ("Jetson Orin Nano 8GB (developer kit)", 8),
+}
+_COMPAT_SOC = re.compile(r"nvidia,(tegra\d+)$")
+_COMPAT_MODULE = re.compile(r"nvidia,(?:p\d{4}-\d{4}\+)?(p\d{4}-\d{4})(?:-[a-z0-9]+)?$")
 _SLUG = re.compile(r"[^a-z0-9._]+")
 _FINGERPRINT = re.compile(r"^[a-z0-9][a-z0-9._\-]*$")
 
@@ -36,6 +66,7 @@ class GpuInfo:
     compute_capability: tuple[int, int]
     total_memory_bytes: int | None = None
     source: str = ""
+    sm_count: int | None = None  # streaming multiprocessors (cuda-python reports it)
 
 
 def slug(text: str) -> str:
@@ -54,13 +85,17 @@ def format_fingerprint(
     trt_version: str | None,
     l4t_release: str | None,
     machine: str | None = None,
+    module: str | None = None,
 ) -> str:
-    """Join the parts: ``<gpu>-sm<XY>[-trt<a.b.c>][-l4t<r>]``, or ``cpu-<machine>[...]``."""
+    """Join the parts: ``<gpu>-sm<XY>[-<module>][-trt<a.b.c>][-l4t<r>]``, or
+    ``cpu-<machine>[...]``; ``module`` is a Jetson module part number (``p3701-0005``)."""
     if gpu is None:
         parts = ["cpu", slug(machine or platform.machine() or "unknown")]
     else:
         major, minor = gpu.compute_capability
         parts = [short_gpu_name(gpu.name), f"sm{major}{minor}"]
+        if module:
+            parts.append(slug(module))
     if trt_version:
         parts.append("trt" + slug(".".join(trt_version.split(".")[:3])))
     if l4t_release:
@@ -81,8 +116,9 @@ def parse_tegra_release(text: str) -> str | None:
     return f"{m.group(1)}.{m.group(2).strip('.')}"
 
 
-def l4t_release(path: Path = TEGRA_RELEASE) -> tuple[str | None, str]:
-    """The Jetson Linux (L4T) release, or ``None`` and why not."""
+def l4t_release(path: Path | None = None) -> tuple[str | None, str]:
+    """The Jetson Linux (L4T) release (``/etc/nv_tegra_release``), or ``None`` and why not."""
+    path = path or TEGRA_RELEASE
     try:
         text = path.read_text(errors="replace")
     except FileNotFoundError:
@@ -93,12 +129,64 @@ def l4t_release(path: Path = TEGRA_RELEASE) -> tuple[str | None, str]:
     return (release, "") if release else (None, f"{path} has an unknown format")
 
 
-def jetson_model(path: Path = DEVICE_TREE_MODEL) -> str | None:
+def jetson_model(path: Path | None = None) -> str | None:
     """The board name from the device tree (e.g. ``NVIDIA Jetson AGX Orin Developer Kit``)."""
+    path = path or DEVICE_TREE_MODEL
     try:
         return path.read_bytes().rstrip(b"\x00\n").decode(errors="replace") or None
     except OSError:
         return None
+
+
+def read_compatible(path: Path | None = None) -> list[str]:
+    """The device tree's ``compatible`` strings (NUL-separated), ``[]`` when there is none."""
+    path = path or DEVICE_TREE_COMPATIBLE
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return []
+    return [s.decode(errors="replace") for s in raw.split(b"\x00") if s]
+
+
+@dataclass(frozen=True)
+class JetsonInfo:
+    """A Jetson as its device tree describes it."""
+
+    soc: str  # "tegra234"
+    module: str | None  # module part number, "p3701-0005"
+    model: str | None  # board name, "NVIDIA Jetson AGX Orin Developer Kit"
+
+    @property
+    def gpu(self) -> GpuInfo | None:
+        """The integrated GPU of a known SoC (name and compute capability), else None."""
+        if self.soc not in TEGRA_GPUS:
+            return None
+        name, cc = TEGRA_GPUS[self.soc]
+        return GpuInfo(name, cc, source="device tree")
+
+    @property
+    def module_name(self) -> str | None:
+        return JETSON_MODULES[self.module][0] if self.module in JETSON_MODULES else None
+
+    @property
+    def sm_count(self) -> int | None:
+        return JETSON_MODULES[self.module][1] if self.module in JETSON_MODULES else None
+
+
+def parse_jetson(compatible: list[str], model: str | None = None) -> JetsonInfo | None:
+    """``["nvidia,p3768-0000+p3767-0005", "nvidia,tegra234"]`` -> soc ``tegra234``, module
+    ``p3767-0005`` (the part after ``+`` is the module, before it the carrier board; a
+    ``-super`` variant suffix is dropped); ``None`` when no ``nvidia,tegra*`` entry."""
+    socs = [m.group(1) for c in compatible if (m := _COMPAT_SOC.match(c))]
+    if not socs:
+        return None
+    modules = [m.group(1) for c in compatible if (m := _COMPAT_MODULE.match(c))]
+    return JetsonInfo(soc=socs[0], module=modules[0] if modules else None, model=model)
+
+
+def jetson_info() -> JetsonInfo | None:
+    """This machine's Jetson SoC, module and board from the device tree; None elsewhere."""
+    return parse_jetson(read_compatible(), jetson_model())
 
 
 def load_tensorrt() -> tuple[Any, str]:
@@ -182,6 +270,7 @@ def probe_gpu_cuda_python(device: int = 0) -> tuple[GpuInfo | None, str]:
             compute_capability=(int(prop.major), int(prop.minor)),
             total_memory_bytes=int(prop.totalGlobalMem),
             source="cuda-python",
+            sm_count=int(prop.multiProcessorCount),
         ), ""
     except Exception as e:  # missing driver libraries raise from inside cuda-python
         return None, f"cuda-python probe failed: {type(e).__name__}: {e}"
@@ -233,9 +322,30 @@ def probe_gpu(device: int = 0) -> tuple[GpuInfo | None, str]:
     return None, f"{why_cuda}; {why_smi}"
 
 
-@lru_cache(maxsize=4)
+def gpu_identity(device: int = 0) -> tuple[GpuInfo | None, str | None, str]:
+    """``(gpu, jetson module, why not)``: what the fingerprint is made of.
+
+    On a Jetson the device tree names the SoC's GPU and the module whichever probe works;
+    elsewhere :func:`probe_gpu` (cuda-python or nvidia-smi: the same name and capability).
+    """
+    jetson = jetson_info()
+    if jetson is not None and jetson.gpu is not None:
+        return jetson.gpu, jetson.module, ""
+    gpu, why = probe_gpu(device)
+    if jetson is not None and gpu is None:
+        why = f"unknown Jetson SoC {jetson.soc!r} and no CUDA probe worked: {why}"
+    return gpu, jetson.module if jetson else None, why
+
+
+_FINGERPRINTS: dict[int, str] = {}
+
+
 def device_fingerprint(device: int = 0) -> str:
-    """This machine's engine folder name (cached; ``$SEGZERO_DEVICE_FINGERPRINT`` overrides)."""
+    """This machine's engine folder name (``$SEGZERO_DEVICE_FINGERPRINT`` overrides).
+
+    Cached per process once a GPU is identified; without one every call probes again (a
+    driver or cuda-python installed later, or a GPU that was busy, is seen then).
+    """
     override = os.environ.get(ENV_FINGERPRINT)
     if override:
         if not is_valid_fingerprint(override):
@@ -244,17 +354,35 @@ def device_fingerprint(device: int = 0) -> str:
                 "(lower-case letters, digits, '.', '_', '-')"
             )
         return override
-    gpu, _ = probe_gpu(device)
+    if device in _FINGERPRINTS:
+        return _FINGERPRINTS[device]
+    gpu, module, _ = gpu_identity(device)
     trt, _ = tensorrt_version()
     l4t, _ = l4t_release()
-    return format_fingerprint(gpu, trt, l4t)
+    fp = format_fingerprint(gpu, trt, l4t, module=module)
+    if gpu is not None:
+        _FINGERPRINTS[device] = fp
+    return fp
+
+
+device_fingerprint.cache_clear = _FINGERPRINTS.clear  # type: ignore[attr-defined]
+
+
+def has_gpu_identity(device: int = 0) -> tuple[bool, str]:
+    """Whether this device's fingerprint names a GPU (or is overridden), and why not."""
+    if os.environ.get(ENV_FINGERPRINT):
+        return True, ""
+    gpu, _, why = gpu_identity(device)
+    return gpu is not None, why
 
 
 def device_info(device: int = 0) -> dict[str, Any]:
     """Everything the probes found, with a reason for each one that found nothing."""
-    gpu, gpu_why = probe_gpu(device)
+    gpu, _, gpu_why = gpu_identity(device)
+    probed, probe_why = probe_gpu(device)
     trt, trt_why = tensorrt_version()
     l4t, l4t_why = l4t_release()
+    jetson = jetson_info()
     info: dict[str, Any] = {
         "fingerprint": device_fingerprint(device),
         "machine": platform.machine(),
@@ -267,6 +395,23 @@ def device_info(device: int = 0) -> dict[str, Any]:
         "l4t_release": l4t,
         "l4t_reason": l4t_why,
         "jetson_model": jetson_model(),
+        "jetson": None
+        if jetson is None
+        else {
+            "soc": jetson.soc,
+            "module": jetson.module,
+            "module_name": jetson.module_name,
+            "sm_count": jetson.sm_count,
+        },
+        "cuda_probe": None
+        if probed is None
+        else {
+            "name": probed.name,
+            "compute_capability": f"{probed.compute_capability[0]}.{probed.compute_capability[1]}",
+            "sm_count": probed.sm_count,
+            "source": probed.source,
+        },
+        "cuda_probe_reason": probe_why,
     }
     if gpu is not None:
         info["gpu"] = {

@@ -1,9 +1,10 @@
 """ctypes binding of ``libsegzero_kernels`` (``csrc/``): fused pixel pre/post-processing.
 
-The library is looked up at ``$SEGZERO_NATIVE_LIB`` (a file path) or in
-``segzero_edge/_lib/``; build it with ``cmake -S . -B build -DCMAKE_BUILD_TYPE=Release``,
-``cmake --build build -j2`` and ``cmake --install build``.
-``SEGZERO_NATIVE=0`` disables it (the numpy code in :mod:`segzero_edge.pixels` is used).
+The library is looked up at ``$SEGZERO_NATIVE_LIB`` (a file path) or in ``_lib/`` of the
+``segzero_edge`` package (every folder of its ``__path__``: an editable install spans the
+source tree and site-packages). ``pip install .`` / ``pip install -e .`` build it (CMake through
+scikit-build-core, see CMakeLists.txt). ``SEGZERO_NATIVE=0`` disables it (the numpy code in
+:mod:`segzero_edge.pixels` is used).
 
 CPU-twin wrappers take and return numpy arrays. The CUDA entry points take device pointers
 and a stream as ints (from any CUDA binding); ``*_cuda_host`` variants copy through host
@@ -37,6 +38,7 @@ _vp = ctypes.c_void_p
 
 _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "sz_version": (ctypes.c_char_p, []),
+    "sz_build_info": (ctypes.c_char_p, []),
     "sz_last_error": (ctypes.c_char_p, []),
     "sz_built_with_cuda": (_i, []),
     "sz_cuda_device_count": (_i, []),
@@ -54,11 +56,18 @@ class NativeError(RuntimeError):
 
 
 def library_path() -> Path:
-    """Where the library is looked for: ``$SEGZERO_NATIVE_LIB`` or ``segzero_edge/_lib/``."""
+    """``$SEGZERO_NATIVE_LIB``, else the first ``_lib/libsegzero_kernels.so`` found next to this
+    module, then in the package's other folders (an editable install's site-packages part);
+    the path next to this module when there is none."""
     env = os.environ.get(ENV_LIB)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent / "_lib" / LIB_NAME
+    from . import __path__ as package_dirs
+
+    here = Path(__file__).resolve().parent
+    folders = [here, *(Path(d).resolve() for d in package_dirs)]
+    candidates = [d / "_lib" / LIB_NAME for d in dict.fromkeys(folders)]
+    return next((c for c in candidates if c.is_file()), candidates[0])
 
 
 _STATE: dict[str, object] = {}
@@ -81,7 +90,10 @@ def _open() -> tuple[ctypes.CDLL | None, str]:
         return None, f"disabled by {ENV_DISABLE}=0"
     path = library_path()
     if not path.is_file():
-        return None, f"{path} not found (build it with cmake, see README)"
+        return None, (
+            f"{path} not found: reinstall segzero-edge with pip (it builds csrc/ with CMake), "
+            "or point $SEGZERO_NATIVE_LIB at a build"
+        )
     try:
         lib = ctypes.CDLL(str(path))
         for name, (restype, argtypes) in _SIGNATURES.items():
@@ -92,13 +104,45 @@ def _open() -> tuple[ctypes.CDLL | None, str]:
         return None, f"{path} could not be loaded: {e}"
     version = lib.sz_version().decode()
     cuda = "with CUDA" if lib.sz_built_with_cuda() else "CPU only"
-    return lib, f"{path} ({version}, {cuda})"
+    info = lib.sz_build_info().decode()
+    mismatch = cpu_mismatch(info)
+    if mismatch:  # running it would end in SIGILL: use numpy instead
+        return None, f"{path} not used: {mismatch}"
+    return lib, f"{path} ({version}, {cuda}; {info})"
+
+
+def cpu_mismatch(build_info: str, flags: frozenset[str] | None = None) -> str | None:
+    """Why a library with ``build_info`` (``"march=x86-64-v3 cuda=..."``) cannot run on this
+    CPU (``flags`` from /proc/cpuinfo by default), or None when it can (or nobody can tell)."""
+    from .cpu import missing_for_march
+
+    march = build_info.split()[0].removeprefix("march=") if build_info else ""
+    missing = missing_for_march(march, flags)
+    if not missing:
+        return None
+    return (
+        f"built for -march={march}, but this CPU lacks {', '.join(missing)}; rebuild it for "
+        "this CPU (SEGZERO_CMAKE_ARGS=-DSEGZERO_CPU_ARCH=x86-64 scripts/setup.sh, or pip "
+        "install with CMAKE_ARGS=-DSEGZERO_CPU_ARCH=...)"
+    )
 
 
 def available() -> tuple[bool, str]:
     """Whether the native library is loaded, and where from or why not."""
     lib, why = _load()
     return lib is not None, why
+
+
+def build_info() -> str | None:
+    """``"march=<CPU twin -march> cuda=<CUDA architectures, or off>"``; None when not loaded."""
+    lib, _ = _load()
+    return None if lib is None else str(lib.sz_build_info().decode())
+
+
+def built_with_cuda() -> bool:
+    """True when the loaded library has CUDA kernels (whether or not a GPU is visible)."""
+    lib, _ = _load()
+    return lib is not None and lib.sz_built_with_cuda() == 1
 
 
 def cuda_available() -> bool:

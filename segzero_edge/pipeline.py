@@ -74,7 +74,8 @@ class SegZeroEdge:
 
         Options: ``reasoner_backend`` / ``segmenter_backend`` ("auto" or a name),
         ``verify_hashes``, ``n_gpu_layers``, ``n_threads``, ``grammar``, ``max_new_tokens``,
-        ``cache_frames``, ``overlap``.
+        ``extra_bufts`` (llama.cpp's extra buffer types; default off where llama.cpp reports
+        AMX), ``cache_frames``, ``overlap``.
         """
         from .bundle import open_backends
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,3 +66,22 @@ def test_real_shapes_config(tiny_qwen_dir: Path) -> None:
     n = sum(p.numel() for p in model.parameters())
     print(f"real-shape Qwen2.5-VL: {n / 1e9:.3f} B parameters")
     assert 3.7e9 < n < 3.8e9, n  # Qwen2.5-VL-3B-Instruct has 3.75 B
+
+
+def test_a_crashing_bench_worker_is_named(
+    bench_tiny_cache: Path, tmp_path: Path, crashing_library: Path
+) -> None:
+    """A native crash in a benchmark worker (here the kernels library segfaults when the
+    runtime side first preprocesses) fails the run naming the side and the signal."""
+    env = {**os.environ, "SEGZERO_NATIVE_LIB": str(crashing_library)}
+    argv = ["bench", "--quick", "--side", "runtime", "--iters", "1", "--warmup", "0",
+            "--decode-tokens", "4", "--no-plot", "--cache", str(bench_tiny_cache),
+            "--out", str(tmp_path)]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "segzero_edge.cli", *argv],
+        capture_output=True, text=True, timeout=900, env=env,
+    )  # fmt: skip
+    print(proc.stderr[-600:])
+    assert proc.returncode == 1, proc.stderr  # the parent lives and reports
+    assert "the runtime benchmark worker failed (killed by SIGSEGV (signal 11)" in proc.stderr
+    assert "a native crash in the worker" in proc.stderr

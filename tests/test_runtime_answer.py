@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from segzero_edge.answer import format_answer, parse_answer, to_image_frame
 from segzero_edge.types import ObjectPrompt, Status
 
+pytestmark = pytest.mark.runtime
+
 
 def test_multi_object_answer() -> None:
     text = (

@@ -17,6 +17,7 @@ def _replace(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+@pytest.mark.runtime
 def test_exported_manifest_describes_every_file(tiny_bundle: Path) -> None:
     b = load_bundle(tiny_bundle, verify_hashes=True)
     m = b.manifest
@@ -30,6 +31,7 @@ def test_exported_manifest_describes_every_file(tiny_bundle: Path) -> None:
     assert not [p for p in tiny_bundle.parent.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.runtime
 @pytest.mark.parametrize("name", REQUIRED_FILES)
 def test_missing_file_is_named(bundle_copy: Path, name: str) -> None:
     (bundle_copy / name).unlink()
@@ -37,6 +39,7 @@ def test_missing_file_is_named(bundle_copy: Path, name: str) -> None:
         load_bundle(bundle_copy)
 
 
+@pytest.mark.runtime
 def test_truncated_file_is_named(bundle_copy: Path) -> None:
     path = bundle_copy / "reasoner.gguf"
     _replace(path, path.read_bytes()[:-100])
@@ -44,6 +47,7 @@ def test_truncated_file_is_named(bundle_copy: Path) -> None:
         load_bundle(bundle_copy)
 
 
+@pytest.mark.runtime
 def test_corrupt_file_is_found_by_hash(bundle_copy: Path) -> None:
     path = bundle_copy / "sam2_decoder.onnx"
     data = bytearray(path.read_bytes())
@@ -54,6 +58,7 @@ def test_corrupt_file_is_found_by_hash(bundle_copy: Path) -> None:
         load_bundle(bundle_copy, verify_hashes=True)
 
 
+@pytest.mark.runtime
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -69,6 +74,7 @@ def test_bad_manifests(bundle_copy: Path, edit, message: str) -> None:  # type: 
         load_bundle(bundle_copy)
 
 
+@pytest.mark.runtime
 def test_not_a_bundle(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="not found"):
         load_bundle(tmp_path / "nowhere")

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from segzero_edge import device
 from segzero_edge.cli import main as cli_main
 from segzero_edge.commands import doctor
+
+pytestmark = pytest.mark.runtime
 
 BACKENDS = ("tensorrt", "cuda", "onnxruntime", "llama.cpp", "native")
 
@@ -102,3 +106,40 @@ def test_help_of_both_commands() -> None:
         [sys.executable, "-m", "segzero_edge.cli", "--help"], capture_output=True, text=True
     )
     assert "build-engines" in top.stdout and "doctor" in top.stdout
+
+
+def test_report_has_llama_cpp_features_and_smoke_results(report: dict) -> None:
+    """Each native library was loaded and run in a child process; llama.cpp's CPU features
+    and extra buffer types come from llama.cpp itself."""
+    from segzero_edge.reasoner import llama_system
+
+    assert set(report["smoke"]) == {"llama.cpp", "onnxruntime", "kernels"}
+    for name, res in report["smoke"].items():
+        assert res["ok"] and not res["died"] and res["returncode"] == 0, (name, res)
+    llama = report["llama_cpp"]
+    assert llama["cpu_features"] == llama_system.cpu_features()
+    assert llama["extra_buffer_types"] == list(llama_system.extra_buffer_types())
+    assert llama["use_extra_bufts"] == llama_system.decide_extra_bufts()[0]
+    text = doctor.format_text(report)
+    assert "llama.cpp system info: CPU : " in text and "llama.cpp extra buffer types: " in text
+    assert "smoke-tested in child processes" in text
+
+
+def test_doctor_names_a_library_that_crashes(crashing_library: Path) -> None:
+    """The kernels library segfaults when loaded: doctor survives, names it and the signal,
+    does not load it itself, reports the other libraries, and exits 1."""
+    env = {**os.environ, "SEGZERO_NATIVE_LIB": str(crashing_library)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "segzero_edge.cli", "doctor", "--json"],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    rep = json.loads(proc.stdout)
+    kernels = rep["smoke"]["kernels"]
+    print(kernels["reason"])
+    assert kernels["died"] and kernels["returncode"] == -11
+    assert "libsegzero_kernels" in kernels["reason"] and "SIGSEGV (signal 11)" in kernels["reason"]
+    assert rep["smoke"]["llama.cpp"]["ok"] and rep["smoke"]["onnxruntime"]["ok"]
+    native = rep["backends"]["native"]
+    assert not native["available"] and native["reason"].startswith("smoke test failed: ")
+    assert rep["backends"]["llama.cpp"]["available"]

@@ -18,6 +18,8 @@ from segzero_edge.device import (
     parse_tegra_release,
 )
 
+pytestmark = pytest.mark.runtime
+
 ORIN_RELEASE = (
     "# R36 (release), REVISION: 4.0, GCID: 37537400, BOARD: generic, EABI: aarch64, "
     "DATE: Fri Sep 13 04:36:44 UTC 2024\n# KERNEL_VARIANT: oot\n"
@@ -136,3 +138,96 @@ def test_device_modules_are_lean() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     ).stdout
     assert out.split() == ["[]", "[]"], out
+
+
+# Device-tree "compatible" lists of Orin modules (carrier+module, module, SoC), as Jetson
+# Linux writes them; the Orin Nano developer kit with JetPack 6.2 adds a "-super" suffix.
+ORIN_COMPATIBLE = {
+    "agx-64gb": ["nvidia,p3737-0000+p3701-0005", "nvidia,p3701-0005", "nvidia,tegra234"],
+    "agx-32gb": ["nvidia,p3737-0000+p3701-0004", "nvidia,p3701-0004", "nvidia,tegra234"],
+    "nx-16gb": ["nvidia,p3768-0000+p3767-0000", "nvidia,tegra234"],
+    "nano-4gb": ["nvidia,p3768-0000+p3767-0004", "nvidia,tegra234"],
+    "nano-devkit": ["nvidia,p3768-0000+p3767-0005", "nvidia,tegra234"],
+    "nano-devkit-super": ["nvidia,p3768-0000+p3767-0005-super", "nvidia,tegra234"],
+}
+
+
+def _fake_jetson(tmp: Path, monkeypatch: pytest.MonkeyPatch, compatible: list[str]) -> None:
+    """Device-tree and L4T files of a Jetson, where this module reads them."""
+    (tmp / "compatible").write_bytes(b"".join(c.encode() + b"\x00" for c in compatible))
+    (tmp / "model").write_bytes(b"NVIDIA Jetson AGX Orin Developer Kit\x00")
+    (tmp / "nv_tegra_release").write_text(ORIN_RELEASE)
+    monkeypatch.setattr(device, "DEVICE_TREE_COMPATIBLE", tmp / "compatible")
+    monkeypatch.setattr(device, "DEVICE_TREE_MODEL", tmp / "model")
+    monkeypatch.setattr(device, "TEGRA_RELEASE", tmp / "nv_tegra_release")
+    monkeypatch.setattr(device, "tensorrt_version", lambda: ("10.3.0.30", ""))
+
+
+def test_parse_jetson_modules() -> None:
+    got = {k: device.parse_jetson(v) for k, v in ORIN_COMPATIBLE.items()}
+    assert {k: (j.soc, j.module) for k, j in got.items() if j} == {
+        "agx-64gb": ("tegra234", "p3701-0005"),
+        "agx-32gb": ("tegra234", "p3701-0004"),
+        "nx-16gb": ("tegra234", "p3767-0000"),
+        "nano-4gb": ("tegra234", "p3767-0004"),
+        "nano-devkit": ("tegra234", "p3767-0005"),
+        "nano-devkit-super": ("tegra234", "p3767-0005"),
+    }
+    assert got["agx-64gb"].sm_count == 16 and got["nano-4gb"].sm_count == 4
+    assert got["agx-64gb"].gpu == GpuInfo("Orin", (8, 7), source="device tree")
+    assert device.parse_jetson(["qcom,sm8550"]) is None
+    assert device.parse_jetson([]) is None
+
+
+def test_orin_modules_get_different_fingerprints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An AGX Orin (16 SMs) and an Orin Nano (8 or 4) must not share engines; a "super"
+    power mode (clocks only) keeps its engines."""
+    fps = {}
+    for name, compatible in ORIN_COMPATIBLE.items():
+        _fake_jetson(tmp_path, monkeypatch, compatible)
+        device.device_fingerprint.cache_clear()
+        fps[name] = device.device_fingerprint()
+    print(fps)
+    assert fps["agx-64gb"] == "orin-sm87-p3701-0005-trt10.3.0-l4t36.4.0"
+    assert fps["nano-devkit"] == fps["nano-devkit-super"]
+    assert len(set(fps.values())) == len(fps) - 1
+    assert all(is_valid_fingerprint(fp) for fp in fps.values())
+
+
+def test_jetson_fingerprint_does_not_depend_on_the_probe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without cuda-python and nvidia-smi (build-engines in a bare venv) and with them (the
+    runtime), a Jetson gets the same fingerprint: the device tree names its GPU."""
+    _fake_jetson(tmp_path, monkeypatch, ORIN_COMPATIBLE["nano-4gb"])
+    monkeypatch.setattr(device, "probe_gpu_cuda_python", lambda d=0: (None, "not installed"))
+    monkeypatch.setattr(device, "probe_gpu_nvidia_smi", lambda d=0: (None, "not found"))
+    without = device.device_fingerprint()
+    device.device_fingerprint.cache_clear()
+    orin = GpuInfo("Orin", (8, 7), 7 << 30, "cuda-python", sm_count=4)
+    monkeypatch.setattr(device, "probe_gpu_cuda_python", lambda d=0: (orin, ""))
+    assert device.device_fingerprint() == without == "orin-sm87-p3767-0004-trt10.3.0-l4t36.4.0"
+    assert device.has_gpu_identity() == (True, "")
+    info = device.device_info()
+    assert info["jetson"] == {
+        "soc": "tegra234", "module": "p3767-0004", "module_name": "Jetson Orin Nano 4GB",
+        "sm_count": 4,
+    }  # fmt: skip
+    assert info["cuda_probe"]["sm_count"] == 4 and info["gpu"]["source"] == "device tree"
+
+
+def test_a_failed_probe_is_not_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No GPU found: the next call probes again (the driver may come later); a found GPU is
+    cached for the process."""
+    monkeypatch.setattr(device, "jetson_info", lambda: None)
+    monkeypatch.setattr(device, "probe_gpu_cuda_python", lambda d=0: (None, "no driver"))
+    monkeypatch.setattr(device, "probe_gpu_nvidia_smi", lambda d=0: (None, "no nvidia-smi"))
+    assert device.device_fingerprint().startswith("cpu-")
+    assert device.has_gpu_identity() == (False, "no driver; no nvidia-smi")
+    a10 = GpuInfo("NVIDIA A10", (8, 6), source="nvidia-smi")
+    monkeypatch.setattr(device, "probe_gpu_nvidia_smi", lambda d=0: (a10, ""))
+    assert device.device_fingerprint().startswith("a10-sm86")
+    monkeypatch.setattr(device, "probe_gpu_nvidia_smi", lambda d=0: (None, "gone"))
+    assert device.device_fingerprint().startswith("a10-sm86")  # cached once found

@@ -10,6 +10,8 @@ from PIL import Image
 
 from segzero_edge.image import load_image
 
+pytestmark = pytest.mark.runtime
+
 
 def test_array_pil_and_path_agree(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)

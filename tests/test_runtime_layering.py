@@ -9,7 +9,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import segzero_edge
+
+pytestmark = pytest.mark.runtime
 
 ROOT = Path(segzero_edge.__file__).parent
 OTHER_PACKAGES = ("segzero_export", "segzero_train", "segzero_bench")

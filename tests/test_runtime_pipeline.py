@@ -15,13 +15,15 @@ from segzero_edge import SegZeroEdge, Status
 from segzero_edge.backends import ImageEmbedding, ReasonerOutput, Segmenter
 from segzero_edge.pipeline import BackendError
 
+pytestmark = pytest.mark.runtime
+
 ROOT = Path(__file__).resolve().parents[1]
 KITCHEN = ROOT / "examples" / "kitchen.png"
 
 
 @pytest.fixture(scope="module")
-def model(tiny_bundle: Path) -> Iterator[SegZeroEdge]:
-    with SegZeroEdge.from_bundle(tiny_bundle, max_new_tokens=96) as m:
+def model(tiny_bundle_runs: Path) -> Iterator[SegZeroEdge]:
+    with SegZeroEdge.from_bundle(tiny_bundle_runs, max_new_tokens=96) as m:
         yield m
 
 
@@ -188,12 +190,12 @@ def test_threads_get_the_same_results_as_sequential_calls(
 
 
 def test_cli_segment_writes_mask_overlay_and_json(
-    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_bundle_runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from segzero_edge.cli import main
 
     out, overlay = tmp_path / "mask.png", tmp_path / "overlay.png"
-    argv = ["segment", str(KITCHEN), "the knife", "--bundle", str(tiny_bundle)]
+    argv = ["segment", str(KITCHEN), "the knife", "--bundle", str(tiny_bundle_runs)]
     assert main([*argv, "--out", str(out), "--overlay", str(overlay), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["status"] in {s.value for s in Status}

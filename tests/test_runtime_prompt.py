@@ -6,6 +6,8 @@ import pytest
 
 from segzero_edge.prompt import MAX_QUERY_CHARS, build_prompt, normalise_query
 
+pytestmark = pytest.mark.runtime
+
 
 def test_prompt_text_is_seg_zero_template() -> None:
     p = build_prompt("  The thing I can use to cut the BREAD?! ")

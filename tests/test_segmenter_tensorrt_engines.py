@@ -338,3 +338,50 @@ def test_segmenter_backend_unavailable_here(bundle: Path) -> None:
         trt_backend.TensorRTSegmenter(bundle / "a.plan", bundle / "b.plan")
     with pytest.raises(RuntimeError, match=r"'tensorrt' is unavailable: .*JetPack"):
         open_segmenter(bundle, backend="tensorrt")
+
+
+def test_build_engines_refuses_an_unidentified_gpu(
+    bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No device tree GPU, no cuda-python, no nvidia-smi: writing engines under 'cpu-...'
+    (where a GPU runtime never looks) is refused before TensorRT is even imported."""
+    monkeypatch.delenv(device.ENV_FINGERPRINT)
+    monkeypatch.setattr(device, "jetson_info", lambda: None)
+    monkeypatch.setattr(device, "probe_gpu_cuda_python", lambda d=0: (None, "not installed"))
+    monkeypatch.setattr(device, "probe_gpu_nvidia_smi", lambda d=0: (None, "not found"))
+    with pytest.raises(engines.EngineBuildError, match=r"cannot identify .*'cpu-.*cuda-python"):
+        build_engines(bundle, progress=False)
+    assert not (bundle / "engines").exists()
+
+
+class RecordingConfig:
+    """Stands in for tensorrt.IBuilderConfig (TensorRT cannot be installed here): records
+    the timing caches handed to it; rejects caches made "on another device" like TensorRT."""
+
+    def __init__(self, foreign: bytes = b"") -> None:
+        self.foreign, self.set_calls = foreign, []  # type: ignore[var-annotated]
+
+    def create_timing_cache(self, data: bytes) -> bytes:
+        return bytes(data)
+
+    def set_timing_cache(self, cache: bytes, ignore_mismatch: bool) -> bool:
+        self.set_calls.append((cache, ignore_mismatch))
+        return ignore_mismatch or cache != self.foreign
+
+
+def test_timing_cache_is_never_loaded_across_devices(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "timing.cache"
+    cfg = RecordingConfig()
+    assert engines.apply_timing_cache(cfg, path) is False  # none yet: an empty cache
+    assert cfg.set_calls == [(b"", False)]
+    path.write_bytes(b"timings of this orin")
+    cfg = RecordingConfig()
+    assert engines.apply_timing_cache(cfg, path) is True
+    assert cfg.set_calls == [(b"timings of this orin", False)]
+    path.write_bytes(b"timings of an agx")
+    cfg = RecordingConfig(foreign=b"timings of an agx")
+    assert engines.apply_timing_cache(cfg, path) is False
+    assert cfg.set_calls == [(b"timings of an agx", False), (b"", False)]
+    assert "made on another device" in caplog.text

@@ -198,10 +198,10 @@ def test_hf_reference_segments_a_parsed_answer(hf_predictor: Any, train_f1_synth
 
 @pytest.mark.slow
 def test_eval_command_on_tiny_bundle(
-    tiny_bundle: Path, train_f1_synth_dir: Path, tmp_path: Path
+    tiny_bundle_runs: Path, train_f1_synth_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "report.json"
-    argv = ["eval", "--bundle", str(tiny_bundle), "--data", str(train_f1_synth_dir)]
+    argv = ["eval", "--bundle", str(tiny_bundle_runs), "--data", str(train_f1_synth_dir)]
     assert (
         main([*argv, "--limit", "1", "--max-new-tokens", "24", "--quiet", "--out", str(out)]) == 0
     )

@@ -1,4 +1,7 @@
-"""``segzero-edge doctor``: the device fingerprint and which backends can run here (and why not)."""
+"""``segzero-edge doctor``: the device fingerprint, which backends can run here (and why not),
+llama.cpp's CPU features and buffer types, and a child-process smoke test of each native library
+the runtime loads (:mod:`segzero_edge.smoke`), so that a library that crashes is named instead of
+taking the doctor down."""
 
 from __future__ import annotations
 
@@ -15,13 +18,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="report the device fingerprint and which backends are available (and why not)",
         description=(
             "Probe this machine: GPU and compute capability, TensorRT, CUDA (cuda-python), "
-            "onnxruntime execution providers, llama.cpp GPU offload and the native kernels. "
-            "Each backend is listed with the reason it is or is not usable. With --bundle, "
-            "also says whether the bundle has current TensorRT engines for this device."
+            "onnxruntime execution providers, llama.cpp GPU offload, CPU features and buffer "
+            "types, and the native kernels. Each native library (llama.cpp + libmtmd, "
+            "onnxruntime, libsegzero_kernels) is first smoke-tested in a child process; one "
+            "that crashes is named with its signal. Each backend is listed with the reason it "
+            "is or is not usable. With --bundle, the smoke tests also run the bundle's models "
+            "and the report says whether the bundle has current TensorRT engines for this "
+            "device. Exit status 1 when a smoke-test child died."
         ),
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--bundle", type=Path, help="also check this bundle's engines for this device")
+    p.add_argument(
+        "--bundle", type=Path, help="also run this bundle's models and check its engines"
+    )
+    p.add_argument(
+        "--no-smoke", action="store_true", help="skip the child-process smoke tests (faster)"
+    )
     p.set_defaults(func=run)
 
 
@@ -95,16 +107,35 @@ CHECKS = {
 }
 
 
-def report(bundle: Path | None = None) -> dict[str, Any]:
-    """The doctor report as a dict: ``device``, ``backends`` (name -> available, reason)."""
-    from ..device import device_info
+# backend check -> the smoke test that must survive before it runs in this process
+SMOKE_OF = {"onnxruntime": "onnxruntime", "llama.cpp": "llama.cpp", "native": "kernels"}
 
-    out: dict[str, Any] = {"device": device_info(), "backends": {}}
+
+def report(bundle: Path | None = None, *, smoke: bool = True) -> dict[str, Any]:
+    """The doctor report as a dict: ``device``, ``smoke`` (library -> child-process result),
+    ``llama_cpp`` (CPU features, buffer types) and ``backends`` (name -> available, reason)."""
+    from ..device import device_info
+    from ..smoke import LIBRARIES, run_smoke
+
+    out: dict[str, Any] = {"device": device_info(), "smoke": {}, "backends": {}}
+    if smoke:
+        for lib in LIBRARIES:
+            out["smoke"][lib] = run_smoke(lib, bundle if bundle and bundle.is_dir() else None)
+    llama = out["smoke"].get("llama.cpp")
+    if llama is not None and llama.ok:
+        keys = ("system_info", "cpu_features", "amx", "extra_buffer_types", "use_extra_bufts",
+                "use_extra_bufts_reason", "cpu_mismatch", "reasoner_info")  # fmt: skip
+        out["llama_cpp"] = {k: llama.details[k] for k in keys if k in llama.details}
     for name, check in CHECKS.items():
+        child = out["smoke"].get(SMOKE_OF.get(name, ""))
+        if child is not None and not child.ok:  # loading it here could kill this process
+            out["backends"][name] = _entry(False, f"smoke test failed: {child.reason}")
+            continue
         try:
             out["backends"][name] = check()
         except Exception as e:  # a probe must never take the report down
             out["backends"][name] = _entry(False, f"probe failed: {type(e).__name__}: {e}")
+    out["smoke"] = {k: v.to_json() for k, v in out["smoke"].items()}
     if bundle is not None:
         from ..engine_cache import engine_dir, engine_status
 
@@ -113,6 +144,20 @@ def report(bundle: Path | None = None) -> dict[str, Any]:
             "status": engine_status(bundle) if bundle.is_dir() else {},
         }
     return out
+
+
+def _jetson_lines(dev: dict[str, Any]) -> list[str]:
+    jetson, probe = dev.get("jetson"), dev.get("cuda_probe")
+    if not jetson:
+        return []
+    name = jetson["module_name"] or "unknown module"
+    sms = f", {jetson['sm_count']} SMs" if jetson["sm_count"] else ""
+    lines = [f"Jetson module: {jetson['module'] or '?'} ({name}{sms}), SoC {jetson['soc']}"]
+    if probe and probe.get("sm_count") and probe["sm_count"] != jetson["sm_count"]:
+        lines.append(
+            f"  note: CUDA reports {probe['sm_count']} SMs, the module table {jetson['sm_count']}"
+        )
+    return lines
 
 
 def format_text(rep: dict[str, Any]) -> str:
@@ -130,11 +175,32 @@ def format_text(rep: dict[str, Any]) -> str:
             else f"none ({dev['gpu_reason']})"
         ),
         f"L4T: {dev['l4t_release'] or 'none (' + dev['l4t_reason'] + ')'}",
+        *_jetson_lines(dev),
         "backends:",
     ]
     for name, entry in rep["backends"].items():
         mark = "yes" if entry["available"] else "no "
         lines.append(f"  {name:<12} {mark}  {entry['reason']}")
+    llama = rep.get("llama_cpp")
+    if llama:
+        bufts = llama["extra_buffer_types"]
+        lines += [
+            f"llama.cpp system info: {llama['system_info']}",
+            "llama.cpp extra buffer types: "
+            + (", ".join(bufts) or "none" if isinstance(bufts, list) else str(bufts))
+            + f"; the reasoner uses them: {llama['use_extra_bufts_reason']}",
+        ]
+        if llama.get("cpu_mismatch"):
+            lines.append(f"llama.cpp CANNOT RUN on this CPU: {llama['cpu_mismatch']}")
+        buffers = (llama.get("reasoner_info") or {}).get("model_buffers_mib")
+        if buffers:
+            where = ", ".join(f"{k} {v:.1f} MiB" for k, v in buffers.items())
+            lines.append(f"llama.cpp model weights (bundle) in buffers: {where}")
+    if rep.get("smoke"):
+        lines.append("native libraries, smoke-tested in child processes:")
+        for name, res in rep["smoke"].items():
+            mark = "ok  " if res["ok"] else ("DIED" if res["died"] else "FAIL")
+            lines.append(f"  {name:<12} {mark} {res['seconds']:5.1f} s  {res['reason']}")
     if "engines" in rep:
         lines.append(f"engines ({rep['engines']['directory']}):")
         for name, status in rep["engines"]["status"].items() or [("bundle", "not found")]:
@@ -143,6 +209,6 @@ def format_text(rep: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    rep = report(args.bundle)
+    rep = report(args.bundle, smoke=not args.no_smoke)
     print(json.dumps(rep, indent=2) if args.json else format_text(rep))
-    return 0
+    return 1 if any(r["died"] for r in rep["smoke"].values()) else 0

@@ -37,6 +37,7 @@ from ..backends import ReasonerOutput
 from ..errors import BackendError
 from ..layout import IMAGE_TOKENS, MAX_N_CTX, PATCH_MERGE, REASONER_SIZE
 from . import grammar as gbnf
+from . import llama_system
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 DEFAULT_IMAGE_TOKENS = IMAGE_TOKENS  # 900 for 840 x 840
@@ -261,6 +262,7 @@ class LlamaCppReasoner:
         warmup: bool = True,
         verbose: bool = False,
         ignore_eos: bool = False,
+        extra_bufts: bool | None = None,
     ) -> None:
         """Load ``model_path`` (text GGUF, any quantization) and ``mmproj_path`` (vision GGUF).
 
@@ -276,9 +278,16 @@ class LlamaCppReasoner:
         ``max_new_tokens`` tokens, past end-of-generation tokens and stop strings.
         ``n_ctx`` is the number of KV cells (1 to ``layout.MAX_N_CTX``; llama.cpp rounds it up
         to a multiple of 256).
+        ``extra_bufts`` sets ``llama_model_params.use_extra_bufts`` (weights repacked into
+        llama.cpp's CPU_REPACK / AMX buffer types); ``None`` decides as
+        :func:`segzero_edge.reasoner.llama_system.decide_extra_bufts` does: off where llama.cpp
+        reports AMX (its AMX kernels crash on some CPUs), on elsewhere,
+        ``$SEGZERO_LLAMA_EXTRA_BUFTS=1/0`` forces. ``info`` records the choice, the reason,
+        llama.cpp's CPU features and the buffer types the weights went to.
 
         Raises ``FileNotFoundError`` for a missing file, ``ValueError`` for a bad option and
-        :class:`ReasonerLoadError` (a ``BackendError``) when llama.cpp cannot load the files.
+        :class:`ReasonerLoadError` (a ``BackendError``) when llama.cpp cannot load the files
+        or this CPU lacks instructions the llama.cpp build needs.
         """
         import llama_cpp
         from llama_cpp import mtmd_cpp
@@ -319,14 +328,27 @@ class LlamaCppReasoner:
         threads = int(n_threads or os.cpu_count() or 1)
         llama_cpp.llama_backend_init()
 
+        mismatch = llama_system.cpu_mismatch()
+        if mismatch:
+            raise ReasonerLoadError(mismatch)
         mparams = llama_cpp.llama_model_default_params()
         mparams.n_gpu_layers = int(n_gpu_layers)
+        use_extra, extra_why = llama_system.decide_extra_bufts(extra_bufts)
+        mparams.use_extra_bufts = use_extra
         self._model = llama_cpp.llama_model_load_from_file(str(paths["model"]).encode(), mparams)
         _SINK.raise_interrupt()
         if not self._model:
             raise ReasonerLoadError(
                 f"llama.cpp could not load {paths['model']}: {self._errors(n_log)}"
             )
+        self.info: dict[str, Any] = {
+            "use_extra_bufts": use_extra,
+            "use_extra_bufts_reason": extra_why,
+            "cpu_features": llama_system.cpu_features(),
+            "model_buffers_mib": llama_system.model_buffer_types(
+                [line for _, line in _SINK.lines[n_log:]]
+            ),
+        }
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
 

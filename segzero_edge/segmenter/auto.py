@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,10 @@ from ..layout import ENGINES_DIR
 from ..layout import SAM2_DECODER_FILE as DECODER_ONNX
 from ..layout import SAM2_ENCODER_FILE as ENCODER_ONNX
 
+log = logging.getLogger(__name__)
+
 BACKENDS = ("auto", "tensorrt", "onnxruntime")
-ORT_ONLY_OPTIONS = ("providers", "threads")
+ORT_ONLY_OPTIONS = ("providers", "threads", "fp16", "trt_cache_dir")
 
 
 def tensorrt_status(bundle_dir: Path) -> tuple[tuple[Path, Path] | None, str]:
@@ -54,7 +57,8 @@ def open_segmenter(
     ``backend``: ``"tensorrt"`` (engines built for this device), ``"onnxruntime"`` (the ONNX
     graphs), or ``"auto"`` (TensorRT when available with engines for this device, else
     onnxruntime). ``opts`` go to the chosen backend; in ``"auto"`` mode the onnxruntime-only
-    options (``providers``, ``threads``) are dropped when TensorRT is chosen.
+    options (``providers``, ``threads``, ``fp16``, ``trt_cache_dir``) are dropped when TensorRT
+    is chosen.
 
     Raises ``TensorRTUnavailable`` when ``"tensorrt"`` is asked for and cannot run here.
     """
@@ -69,6 +73,12 @@ def open_segmenter(
     if plans is None:
         if backend == "tensorrt":
             raise TensorRTUnavailable(f"segmenter backend 'tensorrt' is unavailable: {why}")
+        built = sorted(p.parent.name for p in (root / ENGINES_DIR).glob("*/*.plan"))
+        if built:  # engines were built (for this or another fingerprint): say why not used
+            log.warning(
+                "TensorRT engines in %s (built for %s) not used: %s; SAM2 runs on onnxruntime",
+                root / ENGINES_DIR, ", ".join(sorted(set(built))), why,
+            )  # fmt: skip
         return _open_onnxruntime(root, opts)
     from .tensorrt import TensorRTSegmenter
 

@@ -18,6 +18,7 @@ from ..layout import (
     SAM2_ENCODER_INPUTS,
     SAM2_ENCODER_OUTPUTS,
     SAM2_LOW_RES,
+    SAM2_POINT_INPUTS,
     SAM2_SIZE,
 )
 
@@ -36,6 +37,47 @@ MASK_INPUT_SHAPE = (1, 1, SAM2_LOW_RES, SAM2_LOW_RES)
 
 def _short_name(provider: str) -> str:
     return provider.removesuffix("ExecutionProvider").lower()
+
+
+TRT_CACHE_SUBDIR = "onnxruntime-trt"  # in bundle/engines/<device fingerprint>/
+
+
+def tensorrt_provider_options(
+    cache_dir: str | os.PathLike[str],
+    *,
+    fp16: bool = True,
+    points_profile: tuple[int, int, int] | None = None,
+    decoder: bool = False,
+) -> dict[str, Any]:
+    """Options of onnxruntime's TensorRT execution provider for the SAM2 graphs.
+
+    FP16; the engine cache and the timing cache in ``cache_dir`` (the bundle's engine folder
+    of this device, so engines are built once per device instead of at every start, which
+    takes minutes on an Orin); with ``decoder`` an optimisation profile for the decoder's
+    prompt points (``points_profile``, default the one ``build-engines`` uses). Option names
+    as in onnxruntime's TensorRT EP documentation (``trt_fp16_enable``,
+    ``trt_engine_cache_path``, ``trt_timing_cache_path``, ``trt_profile_{min,opt,max}_shapes``).
+    """
+    from ..engine_cache import POINTS_PROFILE
+
+    profile = points_profile or POINTS_PROFILE
+    shapes = {
+        which: ",".join(
+            f"{name}:1x{n}x2" if name == "point_coords" else f"{name}:1x{n}"
+            for name in SAM2_POINT_INPUTS
+        )
+        for which, n in zip(("min", "opt", "max"), profile, strict=True)
+    }
+    options: dict[str, Any] = {
+        "trt_fp16_enable": bool(fp16),
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(cache_dir),
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": str(cache_dir),
+    }
+    if decoder:
+        options.update({f"trt_profile_{which}_shapes": v for which, v in shapes.items()})
+    return options
 
 
 def choose_providers(requested: Sequence[str] | None, available: Sequence[str]) -> list[str]:
@@ -68,7 +110,15 @@ class OrtSegmenter:
         *,
         providers: Sequence[str] | None = None,
         threads: int | None = None,
+        fp16: bool = True,
+        trt_cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
+        """Open both graphs with ``providers`` (default: TensorRT > CUDA > CPU, those present).
+
+        With onnxruntime's TensorRT execution provider the engines are FP16 (``fp16``) and
+        cached in ``trt_cache_dir`` (default: ``engines/<device fingerprint>/onnxruntime-trt``
+        next to the ONNX files; see :func:`tensorrt_provider_options`).
+        """
         try:
             import onnxruntime as ort
         except ImportError as e:
@@ -84,12 +134,25 @@ class OrtSegmenter:
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         chosen = choose_providers(providers, ort.get_available_providers())
+        per_graph: dict[str, list[Any]] = {"encoder": list(chosen), "decoder": list(chosen)}
+        if "TensorrtExecutionProvider" in chosen:
+            if trt_cache_dir is None:
+                from ..engine_cache import engine_dir
+
+                trt_cache_dir = engine_dir(paths["encoder"].parent) / TRT_CACHE_SUBDIR
+            Path(trt_cache_dir).mkdir(parents=True, exist_ok=True)
+            i = chosen.index("TensorrtExecutionProvider")
+            for role, graph_providers in per_graph.items():
+                is_decoder = role == "decoder"
+                opts = tensorrt_provider_options(trt_cache_dir, fp16=fp16, decoder=is_decoder)
+                graph_providers[i] = ("TensorrtExecutionProvider", opts)
+        self.trt_cache_dir = None if trt_cache_dir is None else Path(trt_cache_dir)
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        self._encoder = self._open(ort, paths["encoder"], options, chosen)
-        self._decoder = self._open(ort, paths["decoder"], options, chosen)
+        self._encoder = self._open(ort, paths["encoder"], options, per_graph["encoder"])
+        self._decoder = self._open(ort, paths["decoder"], options, per_graph["decoder"])
         self._check_io(self._encoder, paths["encoder"], ENCODER_INPUTS, ENCODER_OUTPUTS)
         self._check_io(self._decoder, paths["decoder"], DECODER_INPUTS, DECODER_OUTPUTS)
         self.providers = list(self._encoder.get_providers())
@@ -97,7 +160,7 @@ class OrtSegmenter:
         self._no_mask = np.zeros(MASK_INPUT_SHAPE, dtype=np.float32)
 
     @staticmethod
-    def _open(ort: Any, path: Path, options: Any, providers: list[str]) -> Any:
+    def _open(ort: Any, path: Path, options: Any, providers: list[Any]) -> Any:
         try:
             return ort.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as e:

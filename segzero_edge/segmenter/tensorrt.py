@@ -56,6 +56,10 @@ def _check(result: Any, what: str) -> Any:
     return values[0] if len(values) == 1 else tuple(values)
 
 
+# cuda-python's major version must match the driver's CUDA: 13.x needs a CUDA 13 driver.
+CUDA_PYTHON_HINT = "pip install 'cuda-python>=12.6,<13' on JetPack 6 (CUDA 12.6)"
+
+
 def available() -> tuple[bool, str]:
     """Whether this backend can run here: TensorRT, cuda-python and a CUDA device."""
     trt, why = load_tensorrt()
@@ -64,11 +68,12 @@ def available() -> tuple[bool, str]:
     try:
         cudart = _cudart()
     except ImportError as e:
-        return False, f"cuda-python not installed ({e}); pip install cuda-python"
+        return False, f"cuda-python not installed ({e}); {CUDA_PYTHON_HINT}"
     try:
         count = _check(cudart.cudaGetDeviceCount(), "cudaGetDeviceCount")
     except Exception as e:  # driver libraries missing raise from inside cuda-python
-        return False, f"no usable CUDA device: {e}"
+        hint = f" (cuda-python newer than the driver? {CUDA_PYTHON_HINT})"
+        return False, f"no usable CUDA device: {e}" + (hint if "Driver" in str(e) else "")
     if not count:
         return False, "no CUDA device"
     return True, f"TensorRT {trt.__version__}, {count} CUDA device(s)"
