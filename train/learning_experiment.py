@@ -4,7 +4,8 @@
         [--grpo-steps N] [--learning-rate LR]
 
 For every seed: a tiny random Qwen2.5-VL (:mod:`segzero_export.tiny_qwen`, the same init for
-all seeds) gets a short SFT warm-up (:mod:`segzero_train.sft`, seeded data order) on synthetic
+all seeds) gets a short SFT warm-up (:mod:`segzero_train.sft`, seeded data order; or all seeds
+start from one warm-up, ``--sft-model``) on synthetic
 scenes (:mod:`segzero_train.synthetic`: 1-2 coloured shapes, the query names one of them), which
 teaches the answer format and a rough localisation; then GRPO (:mod:`segzero_train.grpo`, the
 Seg-Zero recipe with the overrides listed in ``GRPO_OVERRIDES``: a tiny model needs a larger
@@ -188,7 +189,7 @@ def run_seed(args: argparse.Namespace, seed: int, base: Path, train: Path, held:
         return json.loads(done.read_text())
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    sft = folder / "sft"
+    sft = args.sft_model or folder / "sft"
     if not sft.is_dir():
         train_sft(
             base, train, sft, steps=args.sft_steps, image_size=args.image_size,
@@ -282,6 +283,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=112, help="model input side (x28)")
     p.add_argument("--sft-steps", type=int, default=120)
     p.add_argument("--sft-lr", type=float, default=1e-3)
+    p.add_argument(
+        "--sft-model",
+        type=Path,
+        default=None,
+        help="start every seed's GRPO from this SFT model (one warm-up for all seeds)",
+    )
     p.add_argument("--grpo-steps", type=int, default=60)
     p.add_argument("--learning-rate", type=float, default=5e-5, help="GRPO learning rate")
     return p
