@@ -35,12 +35,10 @@ from typing import Any
 
 import numpy as np
 
-SHAPES = (1, 2)
 QUERY_KINDS = ("name",)
 GRPO_OVERRIDES = {
-    "prompts_per_step": 4,
     "num_generations": 8,
-    "per_device_train_batch_size": 16,  # 32 completions per step = 2 micro-batches
+    "per_device_train_batch_size": 16,
     "max_completion_length": 64,
     "bf16": False,  # fp32 throughout on CPU (fp32 master weights either way)
     "gradient_checkpointing": False,
@@ -53,11 +51,13 @@ GRPO_OVERRIDES = {
 """Changes to the Seg-Zero recipe for the tiny CPU model (everything else is the recipe)."""
 
 
-def make_sets(out: Path, n_train: int, n_heldout: int, size: tuple[int, int]) -> tuple[Path, Path]:
+def make_sets(
+    out: Path, n_train: int, n_heldout: int, size: tuple[int, int], shapes: tuple[int, int]
+) -> tuple[Path, Path]:
     """The synthetic training and held-out sets (fixed seeds, independent of the run seed)."""
     from .synthetic import make_synthetic_set
 
-    kw: dict[str, Any] = {"image_size": size, "shapes": SHAPES, "query_kinds": QUERY_KINDS}
+    kw: dict[str, Any] = {"image_size": size, "shapes": shapes, "query_kinds": QUERY_KINDS}
     train, held = out / "data_train", out / "data_heldout"
     if not train.is_dir():
         make_synthetic_set(train, n_train, seed=1000, **kw)
@@ -100,7 +100,7 @@ def generate(model_dir: Path, samples: list[Any], image_size: int, batch: int = 
         images = [square(Image.open(s.image_path), image_size) for s in chunk]
         inputs = processor(text=prompts, images=images, return_tensors="pt", padding=True)
         with torch.inference_mode():
-            out = model.generate(**inputs, max_new_tokens=96, do_sample=False)
+            out = model.generate(**inputs, max_new_tokens=80, do_sample=False)
         new = out[:, inputs["input_ids"].shape[1] :]
         texts.extend(processor.batch_decode(new, skip_special_tokens=True))
     return texts
@@ -167,11 +167,12 @@ def score(model_dir: Path, heldout: Path, image_size: int) -> dict[str, float]:
     }
 
 
-def grpo_argv(model: Path, data: Path, out: Path, steps: int, lr: float, seed: int, size: int):
+def grpo_argv(args: argparse.Namespace, model: Path, data: Path, out: Path, seed: int) -> list:
     """The ``python -m segzero_train.grpo`` arguments of one run."""
     argv = ["--model", str(model), "--data", str(data), "--output_dir", str(out)]
-    argv += ["--max_steps", str(steps), "--learning_rate", str(lr), "--seed", str(seed)]
-    argv += ["--image_size", str(size)]
+    argv += ["--max_steps", str(args.grpo_steps), "--learning_rate", str(args.learning_rate)]
+    argv += ["--seed", str(seed), "--image_size", str(args.image_size)]
+    argv += ["--prompts_per_step", str(args.prompts_per_step)]
     for key, value in GRPO_OVERRIDES.items():
         argv += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
     return argv
@@ -189,20 +190,22 @@ def run_seed(args: argparse.Namespace, seed: int, base: Path, train: Path, held:
         return json.loads(done.read_text())
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    sft = args.sft_model or folder / "sft"
+    sft = args.sft_model or (folder / "sft" if args.sft_per_seed else args.out / "sft")
     if not sft.is_dir():
         train_sft(
             base, train, sft, steps=args.sft_steps, image_size=args.image_size,
             batch_size=8, learning_rate=args.sft_lr, seed=seed, use_cpu=True,
         )  # fmt: skip
     t_sft = time.perf_counter() - t0
-    before = score(sft, held, args.image_size)
+    cached = sft / "heldout_scores.json"
+    if cached.is_file():
+        before = json.loads(cached.read_text())
+    else:
+        before = score(sft, held, args.image_size)
+        cached.write_text(json.dumps(before))
     print(f"seed {seed} after SFT: {before}", flush=True)
     grpo = folder / "grpo"
-    script, cfg = parse_args(
-        grpo_argv(sft, train, grpo, args.grpo_steps, args.learning_rate, seed, args.image_size),
-        world_size=1,
-    )
+    script, cfg = parse_args(grpo_argv(args, sft, train, grpo, seed), world_size=1)
     t1 = time.perf_counter()
     train_grpo(script, cfg)
     t_grpo = time.perf_counter() - t1
@@ -279,9 +282,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder (resumable)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--train-size", type=int, default=256)
-    p.add_argument("--heldout-size", type=int, default=64)
+    p.add_argument("--heldout-size", type=int, default=48)
     p.add_argument("--image-size", type=int, default=112, help="model input side (x28)")
-    p.add_argument("--sft-steps", type=int, default=120)
+    p.add_argument("--sft-steps", type=int, default=200)
     p.add_argument("--sft-lr", type=float, default=1e-3)
     p.add_argument(
         "--sft-model",
@@ -289,8 +292,10 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="start every seed's GRPO from this SFT model (one warm-up for all seeds)",
     )
-    p.add_argument("--grpo-steps", type=int, default=60)
-    p.add_argument("--learning-rate", type=float, default=5e-5, help="GRPO learning rate")
+    p.add_argument("--grpo-steps", type=int, default=30)
+    p.add_argument("--prompts-per-step", type=int, default=2, help="x 8 rollouts")
+    p.add_argument("--shapes", type=int, nargs=2, default=[1, 1], help="min, max per scene")
+    p.add_argument("--learning-rate", type=float, default=1e-4, help="GRPO learning rate")
     return p
 
 
@@ -302,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     base = args.out / "tiny_qwen"
     if not base.is_dir():
         build_tiny_qwen25vl(base, seed=0)
-    train, held = make_sets(args.out, args.train_size, args.heldout_size, (224, 168))
+    shapes = (args.shapes[0], args.shapes[1])
+    train, held = make_sets(args.out, args.train_size, args.heldout_size, (224, 168), shapes)
     results = []
     for seed in args.seeds:
         results.append(run_seed(args, seed, base, train, held))
