@@ -287,6 +287,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sft-steps", type=int, default=200)
     p.add_argument("--sft-lr", type=float, default=1e-3)
     p.add_argument(
+        "--sft-per-seed",
+        action="store_true",
+        help="one SFT warm-up per seed (default: one for all seeds, trained with the first seed)",
+    )
+    p.add_argument(
         "--sft-model",
         type=Path,
         default=None,
