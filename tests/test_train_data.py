@@ -297,3 +297,16 @@ def test_segzero_set_rows_for_grpo_and_sft(train_f1_synth_dir: Path, tmp_path: P
         load_segzero_set(tmp_path / "other")
     with pytest.raises(ValueError, match="not found"):
         open_source(tmp_path / "nope")
+
+
+def test_region_queries_name_the_grid_cell() -> None:
+    from segzero_train.synthetic import REGIONS
+
+    for i in range(20):
+        _, meta = make_sample(3, i, (224, 168), shapes=(1, 1), query_kinds=("region",))
+        (shape,) = meta["scene"]
+        region = REGIONS[int(shape["cy"] * 3 // 168)][int(shape["cx"] * 3 // 224)]
+        assert any(f"{shape['name']} in the {region}" in t for t in meta["text"]), meta
+        assert len([r for r in meta["shapes"] if r["label"] == "target"]) == 1
+    with pytest.raises(ValueError, match="query_kinds"):
+        make_synthetic_set("/nonexistent/x", 1, query_kinds=("colour",))

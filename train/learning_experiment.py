@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-QUERY_KINDS = ("name",)
+QUERY_KINDS = ("region",)
 GRPO_OVERRIDES = {
     "num_generations": 8,
     "per_device_train_batch_size": 16,

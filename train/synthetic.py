@@ -146,11 +146,35 @@ def _extreme_target(shapes: list[Shape], which: str) -> Shape | None:
     return ranked[0] if abs(key(ranked[1]) - key(ranked[0])) > gap else None
 
 
-QUERY_KINDS = ("name", "relation", "extreme")
+DEFAULT_QUERY_KINDS = ("name", "relation", "extreme")
+QUERY_KINDS = (*DEFAULT_QUERY_KINDS, "region")
+"""``region``: one shape near a 3 x 3 grid cell centre, named with its cell (see
+:func:`_place_on_grid`); the other kinds place shapes anywhere."""
+REGIONS = (
+    ("top left", "top centre", "top right"),
+    ("centre left", "centre", "centre right"),
+    ("bottom left", "bottom centre", "bottom right"),
+)
+GRID_RADIUS = (0.12, 0.16)
+"""Shape radius on the grid, as a fraction of min(W, H)."""
+GRID_JITTER = 0.03
+"""Largest offset of a grid shape from its cell centre, as a fraction of W (x) and H (y)."""
+
+
+def _place_on_grid(rng: np.random.Generator, w: int, h: int) -> tuple[Shape, str]:
+    """One shape near the centre of a random cell of a 3 x 3 grid, and the cell's name."""
+    row, col = int(rng.integers(3)), int(rng.integers(3))
+    colour = list(COLOURS)[int(rng.integers(len(COLOURS)))]
+    kind = KINDS[int(rng.integers(len(KINDS)))]
+    r = float(rng.uniform(*GRID_RADIUS)) * min(w, h)
+    cx = (col + 0.5) * w / 3 + float(rng.uniform(-GRID_JITTER, GRID_JITTER)) * w
+    cy = (row + 0.5) * h / 3 + float(rng.uniform(-GRID_JITTER, GRID_JITTER)) * h
+    cx, cy = min(max(cx, r + 1), w - r - 1), min(max(cy, r + 1), h - r - 1)
+    return Shape(colour, kind, cx, cy, r, _polygon(kind, cx, cy, r)), REGIONS[row][col]
 
 
 def _candidates(
-    shapes: list[Shape], kinds: tuple[str, ...] = QUERY_KINDS
+    shapes: list[Shape], kinds: tuple[str, ...] = DEFAULT_QUERY_KINDS
 ) -> list[tuple[list[Shape], str, str]]:
     """Every unambiguous (targets, phrase, sentence) of the given query kinds."""
     out: list[tuple[list[Shape], str, str]] = []
@@ -215,22 +239,32 @@ def make_sample(
     image_size: tuple[int, int] = (640, 480),
     multi_fraction: float = 0.0,
     shapes: tuple[int, int] = (3, 5),
-    query_kinds: tuple[str, ...] = QUERY_KINDS,
+    query_kinds: tuple[str, ...] = DEFAULT_QUERY_KINDS,
 ) -> tuple[Any, dict[str, Any]]:
     """One (PIL image, ReasonSeg JSON dict) pair; deterministic in (seed, index).
 
     ``shapes``: (min, max) shapes per scene; ``query_kinds``: any of ``"name"`` ("the red
-    circle"), ``"relation"`` ("the shape left of ..."), ``"extreme"`` ("the largest shape").
+    circle"), ``"relation"`` ("the shape left of ..."), ``"extreme"`` ("the largest shape"),
+    or ``"region"`` alone (one shape near a 3 x 3 grid cell: "the red circle in the top left").
     """
     w, h = image_size
     rng = np.random.default_rng([seed, index])
     scene_shapes = shapes
-    while True:
-        placed = _place_shapes(rng, w, h, scene_shapes)
-        if len(placed) >= scene_shapes[0] and _candidates(placed, query_kinds):
-            break
+    region = None
+    if "region" in query_kinds:
+        shape, region = _place_on_grid(rng, w, h)
+        placed = [shape]
+    else:
+        while True:
+            placed = _place_shapes(rng, w, h, scene_shapes)
+            if len(placed) >= scene_shapes[0] and _candidates(placed, query_kinds):
+                break
     multi = _multi_candidates(placed) if rng.random() < multi_fraction else []
     pool = multi or _candidates(placed, query_kinds)
+    if region is not None:
+        name = placed[0].name
+        sentence = f"Where is the {name} in the {region}?"
+        pool = [([placed[0]], f"the {name} in the {region}", sentence)]
     targets, phrase, sentence = pool[int(rng.integers(len(pool)))]
     is_sentence = bool(rng.random() < 0.5)
     if sentence == "{name}":
@@ -279,7 +313,7 @@ def make_synthetic_set(
     image_size: tuple[int, int] = (640, 480),
     multi_fraction: float = 0.0,
     shapes: tuple[int, int] = (3, 5),
-    query_kinds: tuple[str, ...] = QUERY_KINDS,
+    query_kinds: tuple[str, ...] = DEFAULT_QUERY_KINDS,
     overwrite: bool = False,
 ) -> Path:
     """Write ``n`` samples into ``out_dir`` (atomically) and return its path."""
