@@ -66,8 +66,12 @@ def make_sets(
     return train, held
 
 
-def generate(model_dir: Path, samples: list[Any], image_size: int, batch: int = 16) -> list[str]:
-    """Greedy answers of an HF model for samples (:class:`segzero_train.datasets.SegSample`)."""
+def generate(
+    model_dir: Path, samples: list[Any], image_size: int, batch: int = 16, sampled: int = 0
+) -> list[str]:
+    """Greedy answers of an HF model for samples (:class:`segzero_train.datasets.SegSample`);
+    with ``sampled=k``, k answers per sample at temperature 1 (GRPO's rollout setting), in a row.
+    """
     import torch
     from PIL import Image
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -100,7 +104,13 @@ def generate(model_dir: Path, samples: list[Any], image_size: int, batch: int = 
         images = [square(Image.open(s.image_path), image_size) for s in chunk]
         inputs = processor(text=prompts, images=images, return_tensors="pt", padding=True)
         with torch.inference_mode():
-            out = model.generate(**inputs, max_new_tokens=80, do_sample=False)
+            if sampled:
+                out = model.generate(
+                    **inputs, max_new_tokens=80, do_sample=True, temperature=1.0, top_p=1.0,
+                    top_k=0, num_return_sequences=sampled,
+                )  # fmt: skip
+            else:
+                out = model.generate(**inputs, max_new_tokens=80, do_sample=False)
         new = out[:, inputs["input_ids"].shape[1] :]
         texts.extend(processor.batch_decode(new, skip_special_tokens=True))
     return texts
@@ -141,8 +151,12 @@ class BoxMaskPredictor:
         return mask
 
 
-def score(model_dir: Path, heldout: Path, image_size: int) -> dict[str, float]:
-    """Held-out scores of a model: mean accuracy reward, mean total reward, gIoU/cIoU."""
+def score(model_dir: Path, heldout: Path, image_size: int, sampled: int = 4) -> dict[str, float]:
+    """Held-out scores of a model: greedy mean accuracy reward, mean total reward, gIoU/cIoU;
+    and the mean accuracy reward of ``sampled`` temperature-1 answers per sample."""
+    import torch
+
+    torch.manual_seed(0)
     from .datasets import iter_reasonseg
     from .evaluate import evaluate
     from .rewards import segzero_rewards
@@ -164,7 +178,17 @@ def score(model_dir: Path, heldout: Path, image_size: int) -> dict[str, float]:
         "giou": float(lisa["giou"]),
         "ciou": float(lisa["ciou"]),
         "parse_failures": int(lisa["parse_failures"]),
+        "sampled_accuracy_reward": _sampled_accuracy(model_dir, samples, image_size, sampled),
     }
+
+
+def _sampled_accuracy(model_dir: Path, samples: list[Any], image_size: int, k: int) -> float:
+    from .rewards import segzero_rewards
+
+    texts = generate(model_dir, samples, image_size, sampled=k)
+    gts = [s.ground_truth for s in samples for _ in range(k)]
+    rewards = [segzero_rewards(t, g) for t, g in zip(texts, gts, strict=True)]
+    return float(np.mean([r["box_iou"] + r["box_l1"] + r["points"] for r in rewards]))
 
 
 def grpo_argv(args: argparse.Namespace, model: Path, data: Path, out: Path, seed: int) -> list:
@@ -228,6 +252,7 @@ def summary_table(results: list[dict]) -> str:
         ("accuracy_reward", "accuracy reward (0..3)"),
         ("box_iou_reward", "box IoU > 0.5 (0..1)"),
         ("total_reward", "total reward (0..5)"),
+        ("sampled_accuracy_reward", "accuracy reward, 4 samples at T=1"),
         ("giou", "gIoU (box masks)"),
         ("ciou", "cIoU (box masks)"),
     ]
