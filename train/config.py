@@ -77,7 +77,9 @@ class SegZeroArguments:
             raise ValueError(f"--reward must be one of {REWARD_KINDS}, got {self.reward!r}")
         if self.prompts_per_step < 1:
             raise ValueError(f"--prompts_per_step must be >= 1, got {self.prompts_per_step}")
-        if self.image_size < 28 or self.image_size % 28:
+        from segzero_edge.layout import PATCH_MERGE
+
+        if self.image_size < PATCH_MERGE or self.image_size % PATCH_MERGE:
             raise ValueError(
                 f"--image_size must be a multiple of 28 (patch 14 x merge 2), got {self.image_size}"
             )

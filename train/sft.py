@@ -54,8 +54,10 @@ def train_sft(
         raise ValueError(f"not a Hugging Face model folder (no config.json): {model_dir}")
     if output_dir.exists():
         raise FileExistsError(f"output folder already exists: {output_dir}")
-    if image_size % 28:
-        raise ValueError(f"image_size must be a multiple of 28, got {image_size}")
+    from segzero_edge.layout import PATCH_MERGE
+
+    if image_size % PATCH_MERGE:
+        raise ValueError(f"image_size must be a multiple of {PATCH_MERGE}, got {image_size}")
     processor = AutoProcessor.from_pretrained(model_dir)
     dataset = training_dataset(
         data, image_size=image_size, split=split, max_samples=max_samples, completion=True
