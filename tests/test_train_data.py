@@ -236,3 +236,77 @@ def test_refcoco_loader(tmp_path: Path, refs_format: str) -> None:
     (tmp_path / "refs2.json").write_text(json.dumps(refs))
     with pytest.raises(ValueError, match="RLE"):
         list(datasets.iter_refcoco(tmp_path / "instances.json", tmp_path / "refs2.json", images))
+
+
+# ---------------------------------------------------------------- Seg-Zero's released sets
+
+
+def test_parse_solution_both_published_forms() -> None:
+    from segzero_train.data import parse_solution
+
+    v1 = parse_solution("<box>(10,20),(300,400)</box><points>(50,60),(70,80)</points>")
+    assert v1.boxes == [(10, 20, 300, 400)] and v1.points == [(50, 60), (70, 80)]
+    multi = parse_solution(
+        '[{"bbox_2d": [1, 2, 3, 4], "point_2d": [2, 3]}, '
+        '{"bbox_2d": [100, 200, 300, 400], "point_2d": [150, 250]}]'
+    )
+    assert multi.boxes == [(1, 2, 3, 4), (100, 200, 300, 400)]
+    assert multi.points == [(2, 3), (150, 250)]
+    assert parse_solution("[]").boxes == []
+    for bad, match in (
+        ("a box", "unreadable solution"),
+        ('{"bbox_2d": [1, 2, 3, 4]}', "list of objects"),
+        ('[{"bbox_2d": [1, 2, 3]}]', "bbox_2d/point_2d"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            parse_solution(bad)
+
+
+def test_segzero_set_rows_for_grpo_and_sft(train_f1_synth_dir: Path, tmp_path: Path) -> None:
+    import datasets as hf
+
+    from segzero_train.data import load_segzero_set, open_source, target_text, training_dataset
+    from tests.fixtures.train_data import write_segzero_set
+
+    folder = write_segzero_set(train_f1_synth_dir, tmp_path / "disk", size=168)
+    samples = [s for s in datasets.iter_reasonseg(train_f1_synth_dir)]
+    ds = training_dataset(folder, image_size=56, completion=True)
+    # multi-target samples have one union target; every sample has one
+    assert len(ds) == len(samples)
+    for k in (0, 1):  # <box> form, then JSON form
+        row, want = ds[k], gt.ground_truth_from_mask(samples[k].target)
+        assert row["query"] == samples[k].query
+        assert row["gt_boxes"] == [list(want.boxes[0])]
+        assert row["gt_points"][0] == list(want.points[0])
+        assert row["image"].size == (56, 56) and row["image"].mode == "RGB"
+        assert row["completion"] == [{"role": "assistant", "content": target_text(want)}]
+    assert len(ds[0]["gt_points"]) == 2 and len(ds[1]["gt_points"]) == 1
+    # the same set as a hub snapshot (parquet files under data/) loads the same rows
+    parquet = tmp_path / "snapshot"
+    (parquet / "data").mkdir(parents=True)
+    hf.load_from_disk(str(folder))["train"].to_parquet(str(parquet / "data" / "train-0.parquet"))
+    assert training_dataset(parquet, image_size=56)["gt_boxes"] == ds["gt_boxes"]
+    assert open_source(folder).hf is not None and open_source(train_f1_synth_dir).hf is None
+    # the multi-object reward needs one point per box: the <box> form has two
+    with pytest.raises(ValueError, match="one point per box"):
+        training_dataset(folder, image_size=56, per_instance=True)
+    with pytest.raises(ValueError, match="no split 'test'"):
+        load_segzero_set(folder, "test")
+    hf.Dataset.from_dict({"problem": ["x"]}).save_to_disk(str(tmp_path / "other"))
+    with pytest.raises(ValueError, match="missing column"):
+        load_segzero_set(tmp_path / "other")
+    with pytest.raises(ValueError, match="not found"):
+        open_source(tmp_path / "nope")
+
+
+def test_region_queries_name_the_grid_cell() -> None:
+    from segzero_train.synthetic import REGIONS
+
+    for i in range(20):
+        _, meta = make_sample(3, i, (224, 168), shapes=(1, 1), query_kinds=("region",))
+        (shape,) = meta["scene"]
+        region = REGIONS[int(shape["cy"] * 3 // 168)][int(shape["cx"] * 3 // 224)]
+        assert any(f"{shape['name']} in the {region}" in t for t in meta["text"]), meta
+        assert len([r for r in meta["shapes"] if r["label"] == "target"]) == 1
+    with pytest.raises(ValueError, match="query_kinds"):
+        make_synthetic_set("/nonexistent/x", 1, query_kinds=("colour",))

@@ -16,55 +16,104 @@ from hypothesis import strategies as st
 
 from segzero_edge.cli import main
 from segzero_train.datasets import SegSample, iter_reasonseg
-from segzero_train.evaluate import Prediction, evaluate, write_report
+from segzero_train.evaluate import Prediction, evaluate, segzero_answer_objects, write_report
 from segzero_train.metrics import (
     SampleScore,
     format_summary,
     intersection_union,
-    score_sample,
+    score_lisa,
+    score_segzero,
     summarise,
     summarise_splits,
 )
 
-# ---------------------------------------------------------------- metrics (hand-computed)
+# ---------------------------------------------------------------- protocols (hand-computed)
 
 GT3 = np.array([[1, 1, 0], [1, 255, 0], [0, 0, 0]], np.uint8)
 PRED3 = np.array([[1, 0, 0], [1, 1, 1], [0, 0, 0]], bool)
+EMPTY = np.zeros((3, 3), np.uint8)
+IGNORE_ONLY = np.array([[255, 255, 0], [0, 0, 0], [0, 0, 0]], np.uint8)
+TOP_ROW = np.array([[1, 1, 1], [0, 0, 0], [0, 0, 0]], bool)
+
+# (ground truth, prediction or None for a parse failure, is_sentence)
+CASES = [
+    (GT3, PRED3, True),  # ignore pixel (1, 1) predicted
+    (GT3, None, False),  # parse failure
+    (EMPTY, np.zeros((3, 3), bool), False),  # empty target, empty prediction
+    (EMPTY, None, True),  # empty target, parse failure
+    (IGNORE_ONLY, TOP_ROW, False),  # only ignore pixels in the ground truth
+]
 
 
-def test_intersection_union_ignore_and_failures() -> None:
-    # target {(0,0),(0,1),(1,0)}; pred minus the ignore pixel {(0,0),(1,0),(1,2)}
+def test_per_sample_intersection_and_union() -> None:
+    # LISA: the ignore pixel leaves both I and U; target {(0,0),(0,1),(1,0)}
     assert intersection_union(PRED3, GT3) == (2, 4)
     assert intersection_union(None, GT3) == (0, 3)
-    assert intersection_union(GT3 == 1, GT3) == (3, 3)
     assert intersection_union(GT3 != 0, GT3) == (3, 3)  # predicting the ignore pixel is free
-    s = score_sample(GT3 == 1, GT3, is_sentence=True, parse_failed=True)
-    assert (s.intersection, s.union, s.parse_failed) == (0, 3, True)
+    lisa = [score_lisa(p, g) for g, p, _ in CASES]
+    assert [(s.intersection, s.union) for s in lisa] == [(2, 4), (0, 3), (0, 0), (0, 0), (0, 1)]
+    # Seg-Zero: mask.astype(bool) makes the ignore pixel target: target 4, prediction 4
+    sz = [score_segzero(p, g) for g, p, _ in CASES]
+    assert [(s.intersection, s.union) for s in sz] == [(3, 5), (0, 4), (0, 0), (0, 0), (2, 3)]
+    assert [s.skipped for s in sz] == [False, False, True, False, False]
+    assert [s.parse_failed for s in sz] == [False, True, False, True, False]
     with pytest.raises(ValueError, match="shape"):
-        intersection_union(np.zeros((2, 2), bool), GT3)
+        score_segzero(np.zeros((2, 2), bool), GT3)
+    with pytest.raises(ValueError, match="2-D"):
+        score_lisa(None, np.zeros((2, 2, 2), np.uint8))
 
 
-def test_summaries_both_conventions() -> None:
-    scores = [
-        SampleScore(2, 4, is_sentence=True),
-        SampleScore(0, 3, is_sentence=False, parse_failed=True),
-        SampleScore(0, 0, is_sentence=False),  # empty target, empty prediction
-        SampleScore(5, 5, is_sentence=True),
+def test_protocol_summaries_match_the_references() -> None:
+    lisa = [score_lisa(p, g, is_sentence=s) for g, p, s in CASES]
+    got = summarise(lisa, "lisa")
+    # LISA: mean of I/(U+1e-5), U = 0 counts 1.0; cIoU = sum I / (sum U + 1e-10)
+    assert got["giou"] == pytest.approx((2 / (4 + 1e-5) + 0 + 1 + 1 + 0) / 5, abs=1e-12)
+    assert got["ciou"] == pytest.approx(2 / (8 + 1e-10), abs=1e-15)
+    assert (got["n"], got["counted"], got["parse_failures"], got["empty_union"]) == (5, 5, 2, 2)
+    sz = [score_segzero(p, g, is_sentence=s) for g, p, s in CASES]
+    got = summarise(sz, "segzero")
+    # Seg-Zero: the parsed empty-union sample is skipped; the failed one counts IoU 0
+    assert got["giou"] == pytest.approx((3 / 5 + 0 + 0 + 2 / 3) / 4, abs=1e-12)
+    assert got["ciou"] == pytest.approx(5 / 12, abs=1e-12)
+    assert (got["n"], got["counted"], got["skipped"], got["parse_failures"]) == (5, 4, 1, 2)
+    splits = summarise_splits(sz, "segzero")
+    assert splits["sentence"]["giou"] == pytest.approx((3 / 5 + 0) / 2)
+    assert splits["phrase"]["ciou"] == pytest.approx(2 / 7)
+    assert math.isnan(summarise([], "lisa")["giou"])
+    assert summarise([SampleScore(0, 0, parse_failed=True)], "segzero")["giou"] == 0.0
+    with pytest.raises(ValueError, match="protocol"):
+        summarise(lisa, "coco")
+    table = format_summary({"lisa": summarise_splits(lisa, "lisa")})
+    assert "lisa" in table and "25.00" in table, table
+
+
+def test_segzero_answer_rule() -> None:
+    good = '<think>a</think><answer>[{"bbox_2d": [84, 168, 420, 504], "point_2d": [210, 336]}]'
+    # image 160 x 120: x * 160/840, y * 120/840, int(v + 0.5)
+    assert segzero_answer_objects(good + "</answer>", (120, 160)) == [([16, 24, 80, 72], [40, 48])]
+    fenced = '<answer>```json\n[{"bbox_2d": [1, 2, 3, 4], "point_2d": [2, 3]}]\n```</answer>'
+    fails = [
+        good,  # no closing tag
+        fenced,  # the ```json fence: json.loads fails (the runtime parser accepts it)
+        '<answer>{"bbox_2d": [1, 2, 3, 4], "point_2d": [2, 3]}</answer>',  # a dict, not a list
+        '<answer>[{"bbox_2d": [1, 2, 3, 4]}]</answer>',  # no point
+        '<answer>[{"bbox_2d": [1, 2, 3], "point_2d": [2, 3]}]</answer>',  # 3 numbers
+        '<answer>[{"bbox_2d": ["1", 2, 3, 4], "point_2d": [2, 3]}]</answer>',  # a string
+        "no answer at all",
     ]
-    s = summarise(scores)
-    assert s["giou_lisa"] == pytest.approx((0.5 + 0 + 1 + 1) / 4)
-    assert s["giou_exclude"] == pytest.approx((0.5 + 0 + 1) / 3)
-    assert s["ciou"] == pytest.approx(7 / 12)
-    assert (s["n"], s["empty_union"], s["parse_failures"]) == (4, 1, 1)
-    splits = summarise_splits(scores)
-    assert splits["sentence"]["giou_lisa"] == pytest.approx(0.75)
-    assert splits["sentence"]["ciou"] == pytest.approx(7 / 9)
-    assert splits["phrase"]["giou_lisa"] == pytest.approx(0.5)
-    assert splits["phrase"]["giou_exclude"] == pytest.approx(0.0)
-    assert splits["phrase"]["ciou"] == 0.0
-    assert math.isnan(summarise([])["giou_lisa"])
-    table = format_summary(splits)
-    assert "62.50" in table and "58.33" in table, table
+    for text in fails:
+        assert segzero_answer_objects(text, (840, 840)) is None, text
+    assert segzero_answer_objects("<answer> [] </answer>", (840, 840)) == []
+    # the first answer counts (the runtime parser takes the last); 5 numbers: the first 4
+    two = (
+        '<answer>[{"bbox_2d": [1, 2, 3, 4, 9], "point_2d": [2, 3]}]</answer>'
+        '<answer>[{"bbox_2d": [5, 6, 7, 8], "point_2d": [6, 7]}]</answer>'
+    )
+    assert segzero_answer_objects(two, (840, 840)) == [([1, 2, 3, 4], [2, 3])]
+    # not clamped (the runtime clamps into the image)
+    assert segzero_answer_objects(
+        '<answer>[{"bbox_2d": [-10, 0, 900, 840], "point_2d": [0, 0]}]</answer>', (840, 840)
+    ) == [([-9, 0, 900, 840], [0, 0])]
 
 
 @settings(max_examples=60, deadline=None)
@@ -73,55 +122,75 @@ def test_metric_bounds(seed: int, n: int) -> None:
     rng = np.random.default_rng(seed)
     gts = [rng.choice(np.array([0, 1, 255], np.uint8), size=(5, 7)) for _ in range(n)]
     preds = [rng.random((5, 7)) < 0.5 for _ in range(n)]
-    scores = [
-        score_sample(p, g, is_sentence=bool(k % 2))
-        for k, (p, g) in enumerate(zip(preds, gts, strict=True))
-    ]
-    for sc, g in zip(scores, gts, strict=True):
-        assert 0 <= sc.intersection <= min(sc.union, int((g == 1).sum()))
-    s = summarise(scores)
-    assert 0.0 <= s["giou_lisa"] <= 1.0
-    union = sum(sc.union for sc in scores)
-    if union:
-        assert s["ciou"] == pytest.approx(sum(sc.intersection for sc in scores) / union)
+    for scorer, protocol in ((score_lisa, "lisa"), (score_segzero, "segzero")):
+        scores = [
+            scorer(p, g, is_sentence=bool(k % 2))
+            for k, (p, g) in enumerate(zip(preds, gts, strict=True))
+        ]
+        for sc in scores:
+            assert 0 <= sc.intersection <= sc.union
+        s = summarise(scores, protocol)
+        if s["counted"]:
+            assert 0.0 <= s["giou"] <= 1.0 + 1e-9 and 0.0 <= s["ciou"] <= 1.0
 
 
 # ---------------------------------------------------------------- the loop (oracle predictors)
 
 
-def predict_with(fn: Any, status: str = "ok") -> Any:
+def predict_with(fn: Any, status: str = "ok", answer: str = "") -> Any:
     def predict(sample: SegSample) -> Prediction:
-        return Prediction(mask=fn(sample), status=status)
+        return Prediction(mask=fn(sample), status=status, answer=answer)
 
     return predict
 
 
 def test_evaluate_loop_oracles(train_f1_synth_dir: Path, tmp_path: Path) -> None:
     samples = list(iter_reasonseg(train_f1_synth_dir))
-    perfect = evaluate(samples, predict_with(lambda s: s.target), progress=False)
-    assert perfect["summary"]["all"]["giou_lisa"] == 1.0
-    assert perfect["summary"]["all"]["ciou"] == 1.0
-    # the ignore pixels are excluded: predicting them as well changes nothing
-    with_ignore = evaluate(samples, predict_with(lambda s: s.mask != 0), progress=False)
-    assert with_ignore["summary"]["all"]["ciou"] == 1.0
-    # a perfect mask under a parse failure still counts I = 0
-    failed = evaluate(samples, predict_with(lambda s: s.target, "unparseable"), progress=False)
-    assert failed["summary"]["all"]["giou_lisa"] == 0.0
-    assert failed["summary"]["all"]["parse_failures"] == len(samples)
+    assert any((s.mask == 255).any() for s in samples), "the set should hold ignore pixels"
+    answer = '<think>x</think><answer>[{"bbox_2d": [1, 2, 3, 4], "point_2d": [2, 3]}]</answer>'
+    perfect = evaluate(samples, predict_with(lambda s: s.target, answer=answer), progress=False)
+    assert perfect["summary"]["lisa"]["all"]["giou"] == pytest.approx(1.0, abs=1e-6)
+    assert perfect["summary"]["lisa"]["all"]["ciou"] == pytest.approx(1.0)
+    # Seg-Zero counts the ignore pixels as target: the same mask misses them
+    sz = perfect["summary"]["segzero"]["all"]
+    ignore = sum(int((s.mask == 255).sum()) for s in samples)
+    target = sum(int((s.mask == 1).sum()) for s in samples)
+    assert sz["ciou"] == pytest.approx(target / (target + ignore))
+    assert perfect["rows"][0]["objects_differ"] is True  # the oracle has no objects
+    # predicting the ignore pixels as well: free under LISA, right under Seg-Zero
+    both = evaluate(samples, predict_with(lambda s: s.mask != 0, answer=answer), progress=False)
+    assert both["summary"]["lisa"]["all"]["ciou"] == pytest.approx(1.0)
+    assert both["summary"]["segzero"]["all"]["ciou"] == pytest.approx(1.0)
+    # a fenced answer: the runtime parsed it (status ok), Seg-Zero's rule does not
+    fenced = "<answer>```json\n[]\n```</answer>"
+    report = evaluate(samples, predict_with(lambda s: s.target, answer=fenced), progress=False)
+    assert report["summary"]["lisa"]["all"]["parse_failures"] == 0
+    assert report["summary"]["segzero"]["all"]["parse_failures"] == len(samples)
+    assert report["summary"]["segzero"]["all"]["giou"] == 0.0
+    # a runtime parse failure: I = 0 under both
+    failed = evaluate(
+        samples, predict_with(lambda s: s.target, "unparseable", "x"), progress=False,
+        protocols=["lisa"],
+    )  # fmt: skip
+    assert failed["summary"]["lisa"]["all"]["giou"] == 0.0
+    assert list(failed["summary"]) == ["lisa"]
     # half the target (top rows): hand-checkable per-sample I/U
-    half = evaluate(samples, predict_with(lambda s: _top_half(s.target)), progress=False, limit=5)
+    half = evaluate(
+        samples, predict_with(lambda s: _top_half(s.target), answer=answer), progress=False,
+        limit=5,
+    )  # fmt: skip
     assert len(half["rows"]) == 5
     for row, s in zip(half["rows"], samples, strict=False):
-        assert row["intersection"] == int(_top_half(s.target).sum())
-        assert row["union"] == row["gt_area"] == int(s.target.sum())
-        assert row["iou"] == pytest.approx(row["intersection"] / row["union"])
-    split = perfect["summary"]
+        assert row["lisa"]["intersection"] == int(_top_half(s.target).sum())
+        assert row["lisa"]["union"] == row["gt_area"] == int(s.target.sum())
+    split = perfect["summary"]["lisa"]
     assert split["sentence"]["n"] + split["phrase"]["n"] == split["all"]["n"] == len(samples)
-    assert split["sentence"]["n"] > 0 and split["phrase"]["n"] > 0
     out = write_report(half, tmp_path / "r" / "report.json")
-    assert json.loads(out.read_text())["summary"]["all"]["n"] == 5
+    assert json.loads(out.read_text())["summary"]["lisa"]["all"]["n"] == 5
     with pytest.raises(ValueError, match="no samples"):
         evaluate([], predict_with(lambda s: s.target))
+    with pytest.raises(ValueError, match="protocols"):
+        evaluate(samples, predict_with(lambda s: s.target), protocols=["coco"])
 
 
 def _top_half(mask: np.ndarray) -> np.ndarray:
@@ -175,8 +244,10 @@ def test_hf_reference_end_to_end(
     assert report["source"]["kind"] == "hf"
     # 4 greedy tokens of a random model: never a complete answer -> a parse failure
     assert row["status"] in ("truncated", "unparseable"), row
-    assert report["summary"]["all"]["parse_failures"] == 1
-    assert row["intersection"] == 0 and row["union"] == row["gt_area"] > 0
+    for protocol in ("segzero", "lisa"):  # both by default
+        assert report["summary"][protocol]["all"]["parse_failures"] == 1
+    assert row["lisa"]["intersection"] == 0 and row["lisa"]["union"] == row["gt_area"] > 0
+    assert row["segzero"]["union"] == row["gt_area"] + row["ignore_area"]
 
 
 def test_hf_reference_segments_a_parsed_answer(hf_predictor: Any, train_f1_synth_dir: Path) -> None:
@@ -212,6 +283,7 @@ def test_eval_command_on_tiny_bundle(
     assert row["status"] in ("ok", "no_object", "unparseable", "truncated")
     sample = next(iter(iter_reasonseg(train_f1_synth_dir)))
     assert row["gt_area"] == int(sample.target.sum())
-    assert 0 <= row["intersection"] <= min(row["gt_area"], row["union"])
-    assert row["union"] >= max(row["gt_area"], row["pred_area"] - int((sample.mask == 255).sum()))
-    assert report["summary"]["all"]["n"] == 1
+    lisa = row["lisa"]
+    assert 0 <= lisa["intersection"] <= min(row["gt_area"], lisa["union"])
+    assert lisa["union"] >= max(row["gt_area"], row["pred_area"] - row["ignore_area"])
+    assert report["summary"]["lisa"]["all"]["n"] == 1

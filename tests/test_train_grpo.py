@@ -1,65 +1,111 @@
-"""GRPO on TRL: recipe -> GRPOConfig mapping, reward adapters, and a CPU SFT + GRPO run."""
+"""GRPO on TRL: the Seg-Zero recipe as parsed GRPOConfig, reward adapters, a CPU SFT + GRPO run
+with a resume, fp32 master weights."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
-from segzero_train.config import GRPOSettings, load_settings, to_grpo_config
+from segzero_train.config import load_yaml, parse_args
 from segzero_train.grpo import (
     TABLE_NAME,
     RewardTerm,
     completion_text,
     read_table,
+    resolve_resume,
     reward_funcs,
     reward_terms,
 )
-from tests.fixtures.train_model import GRPO_STEPS
+from tests.fixtures.train_model import GRPO_STEPS, TINY_CPU_CONFIG, TRAIN_IMAGE_SIZE
+
+CONFIGS = Path(__file__).resolve().parents[1] / "train" / "configs"
 
 
-def test_default_settings_are_the_segzero_recipe(tmp_path):
-    s = load_settings(None, ["trl.use_cpu=true"])
-    cfg = to_grpo_config(s, tmp_path, world_size=1)
+def _args(tmp_path: Path, *extra: str) -> list[str]:
+    base = ["--model", "m", "--data", "d", "--output_dir", str(tmp_path), "--use_cpu", "true"]
+    return [*base, *extra]
+
+
+def test_default_arguments_are_the_segzero_recipe(tmp_path: Path) -> None:
+    script, cfg = parse_args(_args(tmp_path), world_size=1)
+    assert script.prompts_per_step == 16 and script.reward == "segzero"
+    assert script.image_size == 840 and script.max_prompt_length == 1300
     assert cfg.num_generations == 8
     assert cfg.temperature == 1.0 and cfg.top_p == 1.0 and cfg.top_k == 0
-    # 16 prompts x 8 rollouts = 128 completions per optimizer step, one generation per step
-    assert cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps == 128
-    assert (
-        cfg.generation_batch_size == 128
-        and cfg.steps_per_generation == cfg.gradient_accumulation_steps
-    )
+    # 16 prompts x 8 rollouts = 128 completions per optimizer step, one sequence per micro-batch
+    assert cfg.per_device_train_batch_size == 1 and cfg.gradient_accumulation_steps == 128
+    assert cfg.generation_batch_size == 128 and cfg.steps_per_generation == 128
     assert cfg.num_iterations == 1
     assert cfg.learning_rate == 1e-6 and str(cfg.lr_scheduler_type.value) == "constant"
-    assert cfg.weight_decay == 1e-2 and "adamw" in str(cfg.optim.value)
+    assert cfg.weight_decay == 1e-2 and str(cfg.optim.value) == "adamw_torch"
     assert cfg.max_grad_norm == 1.0 and cfg.epsilon == 0.2
     assert cfg.beta == 5e-3 and cfg.use_bias_correction_kl is False
-    assert cfg.scale_rewards == "group" and cfg.loss_type == "dapo"
-    assert cfg.max_completion_length == 1300 and s.max_prompt_length == 1300
+    assert cfg.scale_rewards == "group" and cfg.loss_type == "grpo"
+    assert cfg.entropy_coef == 1e-3 and cfg.use_adaptive_entropy is False
+    assert cfg.use_vllm is False and cfg.vllm_importance_sampling_correction is False
+    assert cfg.max_completion_length == 1300 and cfg.mask_truncated_completions is False
+    assert cfg.vllm_max_model_length == 2600
+    assert cfg.bf16 is True and cfg.remove_unused_columns is False
 
 
-def test_multi_object_and_world_sizes():
-    multi = load_settings(None, ["reward=multi_object"])
-    assert multi.kl_beta == 1e-2
-    s = GRPOSettings()
-    assert s.gradient_accumulation_steps(1) == 64
-    assert s.gradient_accumulation_steps(8) == 8
+def test_world_sizes_and_the_multi_object_variant(tmp_path: Path) -> None:
+    _, cfg = parse_args(_args(tmp_path), world_size=8)
+    assert cfg.gradient_accumulation_steps == 16  # x 8 processes x 1 sequence = 128
     with pytest.raises(ValueError, match="not divisible"):
-        s.gradient_accumulation_steps(3)
+        parse_args(_args(tmp_path), world_size=3)
+    multi = str(CONFIGS / "grpo_multi_object.yaml")
+    script, cfg = parse_args(_args(tmp_path, "--config", multi), world_size=8)
+    assert script.reward == "multi_object" and cfg.beta == 1e-2
+    assert cfg.loss_type == "bnpo" and cfg.max_completion_length == 2000
+    assert cfg.per_device_train_batch_size == 16 and cfg.gradient_accumulation_steps == 1
+    assert cfg.entropy_coef == 1e-3  # still the recipe's
 
 
-def test_bad_settings_are_named(tmp_path):
-    with pytest.raises(ValueError, match="unknown setting"):
-        load_settings(None, ["learning_rat=1"])
-    with pytest.raises(ValueError, match="key=value"):
-        load_settings(None, ["max_steps"])
+def test_flags_and_yaml_keep_strings_as_strings(tmp_path: Path) -> None:
+    _, cfg = parse_args(_args(tmp_path, "--save_strategy", "no", "--learning_rate", "1e-5"))
+    assert str(cfg.save_strategy.value) == "no" and cfg.learning_rate == 1e-5
+    user = tmp_path / "user.yaml"
+    user.write_text("save_strategy: no\nlearning_rate: 1e-5\nlogging_steps: 3\n")
+    assert load_yaml(user)["save_strategy"] == "no"  # YAML 1.1 would say False
+    _, cfg = parse_args(_args(tmp_path, "--config", str(user), "--logging_steps", "5"))
+    assert str(cfg.save_strategy.value) == "no" and cfg.learning_rate == 1e-5
+    assert cfg.logging_steps == 5  # the flag wins over the file
+
+
+def test_bad_arguments_are_named(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learning_rat: 1\n")
+    with pytest.raises(ValueError, match="learning_rat"):
+        parse_args(_args(tmp_path, "--config", str(bad)))
+    with pytest.raises(ValueError, match="learning_rat"):  # no prefix matching
+        parse_args(_args(tmp_path, "--learning_rat", "1"))
     with pytest.raises(ValueError, match="image_size"):
-        load_settings(None, ["image_size=100"])
+        parse_args(_args(tmp_path, "--image_size", "100"))
     with pytest.raises(ValueError, match="not found"):
-        load_settings(tmp_path / "missing.yaml")
+        parse_args(_args(tmp_path, "--config", str(tmp_path / "missing.yaml")))
+    with pytest.raises(ValueError, match="gradient_accumulation_steps"):
+        parse_args(_args(tmp_path, "--gradient_accumulation_steps", "4"), world_size=1)
+    with pytest.raises(ValueError, match="--model"):
+        parse_args(["--data", "d", "--output_dir", str(tmp_path)])
 
 
-def test_reward_adapters_wrap_the_rewards():
+def test_resume_finds_the_latest_checkpoint(tmp_path: Path) -> None:
+    assert resolve_resume(None, tmp_path) is None
+    with pytest.raises(ValueError, match="no checkpoint"):
+        resolve_resume("latest", tmp_path)
+    for step in (2, 10, 9):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    assert resolve_resume("latest", tmp_path) == str(tmp_path / "checkpoint-10")
+    assert resolve_resume(str(tmp_path / "checkpoint-2"), tmp_path) == str(
+        tmp_path / "checkpoint-2"
+    )
+    with pytest.raises(ValueError, match="not found"):
+        resolve_resume(str(tmp_path / "checkpoint-3"), tmp_path)
+
+
+def test_reward_adapters_wrap_the_rewards() -> None:
     from segzero_edge.answer import format_answer
     from segzero_edge.types import ObjectPrompt
     from segzero_train.rewards import GroundTruth, segzero_rewards
@@ -86,7 +132,7 @@ def test_reward_adapters_wrap_the_rewards():
     )
 
 
-def test_sft_warmup_lowers_the_loss(train_sft_run):
+def test_sft_warmup_lowers_the_loss(train_sft_run) -> None:
     line = [ln for ln in train_sft_run.log.splitlines() if ln.startswith("sft done")]
     assert line, train_sft_run.log[-2000:]
     print(line[0])
@@ -95,32 +141,73 @@ def test_sft_warmup_lowers_the_loss(train_sft_run):
     assert last < 0.7 * first, line[0]
 
 
-def test_grpo_cpu_run_logs_one_finite_row_per_step(train_grpo_run):
+def test_grpo_cpu_run_resumes_and_changes_the_weights(train_sft_run, train_grpo_run) -> None:
+    from safetensors.numpy import load_file
+
     table = train_grpo_run.output / TABLE_NAME
     assert table.is_file(), train_grpo_run.log[-3000:]
     print(table.read_text())
+    assert "=== resumed ===" in train_grpo_run.log
+    assert (
+        f"checkpoint-{GRPO_STEPS - 1}" in train_grpo_run.log
+        or (train_grpo_run.output / f"checkpoint-{GRPO_STEPS - 1}").is_dir()
+    )
     rows = read_table(table)
+    # the resumed run continues the table: one row per step, none repeated
     assert [int(r["step"]) for r in rows] == list(range(1, GRPO_STEPS + 1))
     for r in rows:
-        assert all(math.isfinite(v) for k, v in r.items() if k != "kl"), r
+        assert math.isfinite(r["loss"]) and math.isfinite(r["reward"]), r
+        assert all(math.isfinite(v) for k, v in r.items() if k not in ("kl", "entropy")), r
         assert 0.0 <= r["reward"] <= 5.0, r
-    assert (train_grpo_run.output / "model.safetensors").is_file()
+    before = load_file(str(train_sft_run.output / "model.safetensors"))
+    after = load_file(str(train_grpo_run.output / "model.safetensors"))
+    assert before.keys() == after.keys()
+    changed = sum(int((before[k] != after[k]).sum()) for k in before)
+    total = sum(v.size for v in before.values())
+    print(f"weights changed: {changed}/{total} = {changed / total:.3f}")
+    assert changed / total > 0.5  # fp32 master weights: AdamW moves (nearly) every weight
 
 
-def test_dataset_rows_carry_prompt_image_and_ground_truth(train_tiny_qwen_dir, train_synthetic_dir):
+def test_bf16_keeps_fp32_master_weights(train_tiny_qwen_dir, train_synthetic_dir, tmp_path) -> None:
+    import torch
+
+    from segzero_train.grpo import build_trainer
+
+    argv = [
+        "--model", str(train_tiny_qwen_dir), "--data", str(train_synthetic_dir),
+        "--output_dir", str(tmp_path), "--config", str(TINY_CPU_CONFIG),
+        "--image_size", str(TRAIN_IMAGE_SIZE), "--bf16", "true", "--max_samples", "2",
+    ]  # fmt: skip
+    script, cfg = parse_args(argv, world_size=1)
+    trainer = build_trainer(script, cfg)
+    assert {p.dtype for p in trainer.model.parameters()} == {torch.float32}
+    assert {p.dtype for p in trainer.ref_model.parameters()} == {torch.bfloat16}
+    assert trainer.args.bf16 and trainer.entropy_coef == 1e-3
+
+
+def test_dataset_rows_carry_prompt_image_and_ground_truth(
+    train_tiny_qwen_dir, train_synthetic_dir
+) -> None:
     from PIL import Image
     from transformers import AutoProcessor
 
     from segzero_edge.prompt import build_prompt
-    from segzero_train.grpo import build_dataset, load_samples, prompt_token_count
+    from segzero_train.data import prompt_token_count, training_dataset
+    from segzero_train.datasets import iter_reasonseg
+    from segzero_train.gt import ground_truth_from_mask
 
     processor = AutoProcessor.from_pretrained(train_tiny_qwen_dir)
-    samples = load_samples(train_synthetic_dir)[:3]
-    ds = build_dataset(samples, 112, processor, max_prompt_length=1300)
+    samples = list(iter_reasonseg(train_synthetic_dir, limit=3))
+    ds = training_dataset(
+        train_synthetic_dir, image_size=112, processor=processor, max_prompt_length=1300,
+        max_samples=3,
+    )  # fmt: skip
     row = ds[0]
     assert row["prompt"] == [{"role": "user", "content": build_prompt(samples[0].query)}]
-    assert row["image"].size == (112, 112)
-    assert row["gt_boxes"] == samples[0].boxes and row["gt_points"] == samples[0].points
+    assert row["image"].size == (112, 112) and row["image"].mode == "RGB"
+    gt = ground_truth_from_mask(samples[0].target)
+    assert row["gt_boxes"] == [list(b) for b in gt.boxes]
+    assert row["gt_points"] == [list(p) for p in gt.points]
     # the prompt budget check counts exactly what the processor produces (840 -> 900 image tokens)
     messages = [
         {
@@ -135,4 +222,6 @@ def test_dataset_rows_carry_prompt_image_and_ground_truth(train_tiny_qwen_dir, t
     ids = processor(text=[text], images=[Image.new("RGB", (840, 840))])["input_ids"]
     assert prompt_token_count(processor, samples[0].query, 840) == len(ids[0])
     with pytest.raises(ValueError, match="no training prompts"):
-        build_dataset(samples, 112, processor, max_prompt_length=10)
+        training_dataset(
+            train_synthetic_dir, image_size=112, processor=processor, max_prompt_length=10
+        )

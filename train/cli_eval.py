@@ -1,4 +1,5 @@
-"""``segzero-edge eval``: gIoU / cIoU of a bundle (or the HF reference) on a ReasonSeg folder."""
+"""``segzero-edge eval``: gIoU / cIoU of a bundle (or the HF reference) on a ReasonSeg folder,
+under Seg-Zero's and LISA's protocols (:mod:`segzero_train.metrics`)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Segment text[0] of every sample of a ReasonSeg-format folder (JPG + JSON with "
             "polygons) with a bundle, or with the Hugging Face reference (--hf MODEL_DIR "
-            "--sam2 CKPT), and write a JSON report: gIoU under both empty-union conventions, "
-            "cIoU, the is_sentence splits, parse failures and one row per sample."
+            "--sam2 CKPT), and write a JSON report: gIoU and cIoU under Seg-Zero's and LISA's "
+            "evaluation protocols (both by default; they differ on ignore pixels, empty masks "
+            "and parse failures), the is_sentence splits and one row per sample."
         ),
     )
     p.add_argument(
@@ -31,6 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--hf", type=Path, metavar="MODEL_DIR", help="HF Qwen2.5-VL folder")
     p.add_argument("--sam2", type=Path, help="SAM2 checkpoint (.pt) for --hf")
     p.add_argument("--sam2-config", help="SAM2 config name when the file name hides it")
+    p.add_argument(
+        "--protocol",
+        action="append",
+        choices=["segzero", "lisa"],
+        help="scoring protocol; repeat for both (default: both)",
+    )
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N samples")
     p.add_argument("--out", type=Path, help="write the JSON report here")
     p.add_argument("--max-new-tokens", type=int, default=None, help="generation budget")
@@ -87,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
             predictor,
             limit=args.limit,
             split=args.split,
+            protocols=tuple(dict.fromkeys(args.protocol or ("segzero", "lisa"))),
             progress=not args.quiet,
             source=source,
         )

@@ -1,107 +1,130 @@
-"""GRPO settings: Seg-Zero's training recipe and its mapping onto TRL's GRPOConfig.
+"""Command-line and config parsing for GRPO: Seg-Zero's recipe as TRL ``GRPOConfig`` defaults.
 
-``GRPOSettings`` holds the recipe in Seg-Zero's own terms (prompts per step, rollouts per prompt,
-...); :func:`to_grpo_config` turns it into a ``trl.GRPOConfig`` for a given number of processes.
-Settings load from a YAML/JSON file and ``key=value`` overrides; unknown keys are refused, and
-any other ``GRPOConfig`` field can be passed through the ``trl`` mapping.
+Follows TRL's own scripts (``trl/scripts/grpo.py``): a dataclass of script arguments
+(:class:`SegZeroArguments`) next to ``trl.GRPOConfig``, both parsed by ``trl.TrlParser``:
+
+1. the packaged recipe ``configs/grpo_segzero.yaml`` sets the defaults (Seg-Zero's veRL config,
+   mapped onto TRL as train/README.md explains);
+2. ``--config FILE`` (YAML) replaces any of them;
+3. ``--<field> VALUE`` flags replace those. Values are typed by the dataclass field, so
+   ``--save_strategy no`` stays the string ``"no"``.
+
+YAML files are read with YAML 1.2 booleans (only ``true``/``false``): YAML 1.1 would turn
+``save_strategy: no`` into ``False``. The optimizer step is derived as in Seg-Zero:
+``prompts_per_step x num_generations`` completions = ``per_device_train_batch_size x
+gradient_accumulation_steps x world size``; ``gradient_accumulation_steps`` is computed from it.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 REWARD_KINDS = ("segzero", "multi_object")
-DEFAULT_CONFIG = Path(__file__).parent / "configs" / "grpo_segzero.yaml"
+CONFIG_DIR = Path(__file__).parent / "configs"
+RECIPE = CONFIG_DIR / "grpo_segzero.yaml"
+"""The Seg-Zero recipe; always applied first."""
 
 
 @dataclass
-class GRPOSettings:
-    """The Seg-Zero GRPO recipe; every field maps onto TRL (see train/README.md)."""
+class SegZeroArguments:
+    """Script arguments of ``python -m segzero_train.grpo``; every ``trl.GRPOConfig`` field is a
+    flag as well (``--learning_rate``, ``--beta``, ``--save_strategy`` ...)."""
 
-    # rollouts and batch
-    prompts_per_step: int = 16
-    num_generations: int = 8
-    per_device_train_batch_size: int = 2
-    temperature: float = 1.0
-    max_prompt_length: int = 1300
-    max_completion_length: int = 1300
-    # optimisation
-    learning_rate: float = 1e-6
-    weight_decay: float = 1e-2
-    max_grad_norm: float = 1.0
-    epsilon: float = 0.2
-    num_iterations: int = 1
-    beta: float | None = None  # None: 5e-3 (segzero) or 1e-2 (multi_object)
-    scale_rewards: str = "group"
-    loss_type: str = "dapo"
-    # rewards and data
-    reward: str = "segzero"
-    image_size: int = 840
-    # schedule, precision, logging
-    num_train_epochs: float = 1.0
-    max_steps: int = -1
-    bf16: bool = True
-    gradient_checkpointing: bool = True
-    logging_steps: int = 1
-    save_steps: int = 100
-    save_total_limit: int | None = 3
-    seed: int = 42
-    report_to: str = "none"
-    # rollouts through vLLM
-    use_vllm: bool = False
-    vllm_mode: str = "colocate"
-    vllm_server_base_url: str | None = None
-    vllm_gpu_memory_utilization: float = 0.3
-    vllm_tensor_parallel_size: int = 1
-    # any other trl.GRPOConfig field, passed through unchanged
-    trl: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def kl_beta(self) -> float:
-        """KL coefficient: explicit ``beta`` or the Seg-Zero default for the reward kind."""
-        if self.beta is not None:
-            return self.beta
-        return 1e-2 if self.reward == "multi_object" else 5e-3
+    model: str | None = field(
+        default=None, metadata={"help": "Hugging Face Qwen2.5-VL folder (policy and reference)"}
+    )
+    data: str | None = field(
+        default=None,
+        metadata={
+            "help": "training data: a Seg-Zero set (save_to_disk folder, a downloaded hub "
+            "snapshot, or the hub id, e.g. Ricky06662/refCOCOg_9k_840), a ReasonSeg folder "
+            "(JPG + JSON) or a RefCOCO folder (instances.json, refs(umd).p, train2014/)"
+        },
+    )
+    data_split: str = field(default="train", metadata={"help": "split of --data to train on"})
+    max_samples: int | None = field(
+        default=None, metadata={"help": "use the first N training samples (smoke runs)"}
+    )
+    prompts_per_step: int = field(
+        default=16, metadata={"help": "prompts per optimizer step (Seg-Zero rollout_batch_size)"}
+    )
+    reward: str = field(
+        default="segzero", metadata={"help": "segzero (max 5) or multi_object (max 7)"}
+    )
+    image_size: int = field(
+        default=840, metadata={"help": "side of the square image shown to the model (x28)"}
+    )
+    max_prompt_length: int = field(
+        default=1300,
+        metadata={"help": "prompts longer than this (text + image tokens) are left out"},
+    )
+    resume: str | None = field(
+        default=None,
+        metadata={"help": "'latest' (newest checkpoint-N in --output_dir) or a checkpoint folder"},
+    )
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad setting."""
+        """Raise ``ValueError`` naming the first bad argument."""
+        if not self.model:
+            raise ValueError("--model is required (a Hugging Face Qwen2.5-VL folder)")
+        if not self.data:
+            raise ValueError("--data is required (a Seg-Zero set, ReasonSeg or RefCOCO folder)")
         if self.reward not in REWARD_KINDS:
-            raise ValueError(f"reward must be one of {REWARD_KINDS}, got {self.reward!r}")
-        if self.num_generations < 2:
-            raise ValueError(
-                f"num_generations must be >= 2 (GRPO groups), got {self.num_generations}"
-            )
-        for name in ("prompts_per_step", "per_device_train_batch_size", "image_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.image_size % 28:
-            raise ValueError(
-                f"image_size must be a multiple of 28 (patch 14 x merge 2), got {self.image_size}"
-            )
-        if self.vllm_mode not in ("colocate", "server"):
-            raise ValueError(f"vllm_mode must be 'colocate' or 'server', got {self.vllm_mode!r}")
-        if self.scale_rewards not in ("group", "batch", "none"):
-            raise ValueError(f"scale_rewards must be group/batch/none, got {self.scale_rewards!r}")
+            raise ValueError(f"--reward must be one of {REWARD_KINDS}, got {self.reward!r}")
+        if self.prompts_per_step < 1:
+            raise ValueError(f"--prompts_per_step must be >= 1, got {self.prompts_per_step}")
+        from segzero_edge.layout import PATCH_MERGE
 
-    def gradient_accumulation_steps(self, world_size: int) -> int:
-        """Micro-batches per optimizer step: one step sees prompts_per_step x num_generations."""
-        completions = self.prompts_per_step * self.num_generations
-        per_micro = self.per_device_train_batch_size * world_size
-        if completions % per_micro:
+        if self.image_size < PATCH_MERGE or self.image_size % PATCH_MERGE:
             raise ValueError(
-                f"prompts_per_step x num_generations = {completions} completions is not divisible "
-                f"by "
-                f"per_device_train_batch_size x world_size = {self.per_device_train_batch_size} x "
-                f"{world_size}; change per_device_train_batch_size"
+                f"--image_size must be a multiple of 28 (patch 14 x merge 2), got {self.image_size}"
             )
-        return completions // per_micro
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ValueError(f"--max_samples must be >= 1, got {self.max_samples}")
+
+
+# ------------------------------------------------------------------------- YAML
+
+
+def _yaml_loader() -> Any:
+    """``yaml.SafeLoader`` with YAML 1.2 booleans: only true/false, never yes/no/on/off."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    # PyYAML implements YAML 1.1 only; drop its bool resolver and re-add the 1.2 one.
+    Loader.yaml_implicit_resolvers = {
+        key: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+        for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    yaml12_bool = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+    Loader.add_implicit_resolver("tag:yaml.org,2002:bool", yaml12_bool, list("tTfF"))
+    return Loader
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping (YAML 1.2 booleans); ``ValueError`` naming the file when it is not one."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file not found: {path}")
+    try:
+        data = yaml.load(path.read_text(), Loader=_yaml_loader())  # a yaml.SafeLoader subclass
+    except yaml.YAMLError as e:
+        raise ValueError(f"cannot parse config file {path}: {e}") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping, got {type(data).__name__}")
+    return data
+
+
+# ------------------------------------------------------------------------- parsing
 
 
 def world_size_from_env() -> int:
@@ -109,105 +132,103 @@ def world_size_from_env() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def _parse_value(text: str) -> Any:
-    """YAML value; also reads ``1e-5`` as a float (YAML 1.1 wants ``1.0e-5``)."""
-    value = yaml.safe_load(text)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
+def gradient_accumulation_steps(
+    prompts_per_step: int, num_generations: int, per_device_train_batch_size: int, world_size: int
+) -> int:
+    """Micro-batches per optimizer step so that one step sees every completion of its prompts."""
+    completions = prompts_per_step * num_generations
+    per_micro = per_device_train_batch_size * world_size
+    if completions % per_micro:
+        raise ValueError(
+            f"prompts_per_step x num_generations = {completions} completions is not divisible by "
+            f"per_device_train_batch_size x world_size = {per_device_train_batch_size} x "
+            f"{world_size}; change --per_device_train_batch_size"
+        )
+    return completions // per_micro
 
 
-def load_settings(
-    path: str | Path | None = None, overrides: list[str] | None = None
-) -> GRPOSettings:
-    """Settings from a YAML/JSON file (default: the packaged Seg-Zero config) plus ``key=value``."""
-    path = Path(path) if path is not None else DEFAULT_CONFIG
-    if not path.is_file():
-        raise ValueError(f"config file not found: {path}")
-    text = path.read_text()
-    try:
-        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as e:
-        raise ValueError(f"cannot parse config file {path}: {e}") from e
-    raw = {} if raw is None else raw
-    if not isinstance(raw, dict):
-        raise ValueError(f"config file {path} must hold a mapping, got {type(raw).__name__}")
-    raw = dict(raw)
-    known = {f.name for f in dataclasses.fields(GRPOSettings)}
-    for item in overrides or []:
-        if "=" not in item:
-            raise ValueError(f"override must look like key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        key = key.strip().lstrip("-").replace("-", "_")
-        if key.startswith("trl."):
-            raw.setdefault("trl", {})[key[4:]] = _parse_value(value)
-        else:
-            raw[key] = _parse_value(value)
-    unknown = sorted(set(raw) - known)
+def make_parser() -> Any:
+    """``trl.TrlParser`` over (:class:`SegZeroArguments`, ``trl.GRPOConfig``)."""
+    from trl import GRPOConfig, TrlParser
+
+    return TrlParser(
+        (SegZeroArguments, GRPOConfig),
+        prog="python -m segzero_train.grpo",
+        allow_abbrev=False,  # --learning_rat must not silently set --learning_rate
+        description=(
+            "GRPO training of the Seg-Zero reasoner with TRL (Seg-Zero, arXiv 2503.06520). "
+            "Defaults: Seg-Zero's recipe (configs/grpo_segzero.yaml); --config FILE (YAML) "
+            "replaces any of them, --<field> VALUE flags replace both."
+        ),
+    )
+
+
+def _apply_config(parser: Any, path: str | Path) -> None:
+    values = load_yaml(path)
+    remaining = parser.set_defaults_with_config(**values)
+    unknown = remaining[::2]
     if unknown:
         raise ValueError(
-            f"unknown setting(s) {unknown}; known: {sorted(known)} (or trl.<GRPOConfig field>)"
+            f"{path}: unknown setting(s) {[u.lstrip('-') for u in unknown]}; settings are "
+            "SegZeroArguments or trl.GRPOConfig fields"
         )
-    settings = GRPOSettings(**raw)
-    settings.validate()
-    return settings
 
 
-def to_grpo_config(
-    settings: GRPOSettings, output_dir: str | Path, world_size: int | None = None
-) -> Any:
-    """The ``trl.GRPOConfig`` that runs ``settings`` on ``world_size`` processes."""
-    from trl import GRPOConfig
+def parse_args(argv: list[str] | None = None, world_size: int | None = None) -> tuple[Any, Any]:
+    """``(SegZeroArguments, GRPOConfig)`` from the recipe, ``--config`` and flags.
 
-    settings.validate()
-    world_size = world_size or world_size_from_env()
-    kwargs: dict[str, Any] = dict(
-        output_dir=str(output_dir),
-        # one optimizer step = prompts_per_step prompts x num_generations rollouts, on-policy
-        per_device_train_batch_size=settings.per_device_train_batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps(world_size),
-        num_generations=settings.num_generations,
-        num_iterations=settings.num_iterations,
-        temperature=settings.temperature,
-        top_p=1.0,
-        top_k=0,
-        max_completion_length=settings.max_completion_length,
-        # optimiser: AdamW, constant LR, grad clip
-        learning_rate=settings.learning_rate,
-        lr_scheduler_type="constant",
-        warmup_steps=0,
-        optim="adamw_torch",
-        weight_decay=settings.weight_decay,
-        max_grad_norm=settings.max_grad_norm,
-        # PPO clip, KL(k3) in the loss, group-normalised advantages, token-level mean
-        epsilon=settings.epsilon,
-        beta=settings.kl_beta,
-        use_bias_correction_kl=False,
-        scale_rewards=settings.scale_rewards,
-        multi_objective_aggregation="sum_then_normalize",
-        loss_type=settings.loss_type,
-        mask_truncated_completions=False,
-        # run control
-        num_train_epochs=settings.num_train_epochs,
-        max_steps=settings.max_steps,
-        bf16=settings.bf16,
-        gradient_checkpointing=settings.gradient_checkpointing,
-        logging_steps=settings.logging_steps,
-        save_steps=settings.save_steps,
-        save_total_limit=settings.save_total_limit,
-        seed=settings.seed,
-        report_to=settings.report_to,
-        remove_unused_columns=False,
-        # vLLM rollouts
-        use_vllm=settings.use_vllm,
-        vllm_mode=settings.vllm_mode,
-        vllm_server_base_url=settings.vllm_server_base_url,
-        vllm_gpu_memory_utilization=settings.vllm_gpu_memory_utilization,
-        vllm_tensor_parallel_size=settings.vllm_tensor_parallel_size,
-        vllm_max_model_length=settings.max_prompt_length + settings.max_completion_length,
+    Raises ``ValueError`` naming an unknown setting, a missing file, or a batch that does not
+    divide into ``prompts_per_step x num_generations`` completions; ``SystemExit`` (argparse) on
+    an unknown flag.
+    """
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = make_parser()
+    configs: list[str | Path] = [RECIPE]
+    while "--config" in argv:
+        k = argv.index("--config")
+        if k + 1 >= len(argv):
+            raise ValueError("--config needs a file")
+        configs.append(argv.pop(k + 1))
+        argv.pop(k)
+    for path in configs:
+        _apply_config(parser, path)
+    # GRPOConfig derives generation_batch_size / steps_per_generation from
+    # gradient_accumulation_steps when it is built: settle that first, on the plain namespace.
+    ns, _ = parser.parse_known_args(argv)
+    SegZeroArguments(**{f.name: getattr(ns, f.name) for f in fields(SegZeroArguments)}).validate()
+    ga = gradient_accumulation_steps(
+        ns.prompts_per_step,
+        ns.num_generations,
+        ns.per_device_train_batch_size,
+        world_size or world_size_from_env(),
     )
-    kwargs.update(settings.trl)
-    return GRPOConfig(**kwargs)
+    explicit = any(a.split("=")[0] == "--gradient_accumulation_steps" for a in argv)
+    if explicit and ns.gradient_accumulation_steps != ga:
+        raise ValueError(
+            f"--gradient_accumulation_steps {ns.gradient_accumulation_steps} does not give "
+            f"{ns.prompts_per_step} prompts x {ns.num_generations} rollouts per step (needs "
+            f"{ga}); leave it out, it is derived from --prompts_per_step"
+        )
+    parser.set_defaults(gradient_accumulation_steps=ga)
+    script, cfg = parser.parse_args_and_config(argv)
+    if not cfg.output_dir:
+        raise ValueError("--output_dir is required")
+    # The reward functions read the ground-truth columns: TRL must keep them.
+    cfg.remove_unused_columns = False
+    if cfg.vllm_max_model_length is None:
+        cfg.vllm_max_model_length = script.max_prompt_length + cfg.max_completion_length
+    return script, cfg
+
+
+__all__ = [
+    "RECIPE",
+    "REWARD_KINDS",
+    "SegZeroArguments",
+    "gradient_accumulation_steps",
+    "load_yaml",
+    "make_parser",
+    "parse_args",
+    "world_size_from_env",
+]

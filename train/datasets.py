@@ -7,8 +7,9 @@ truth in the 840 frame (:mod:`segzero_train.gt`).
 ReasonSeg folder (``iter_reasonseg``): ``NAME.jpg`` + ``NAME.json`` pairs (JSON files without a
 same-named image, e.g. ``manifest.json``, are skipped). JSON: ``text`` (list; ``text[0]`` is
 the query), ``is_sentence``, ``shapes`` (``label``, polygon ``points`` ``[[x, y], ...]``).
-Rasterisation follows LISA: polygons are filled largest-area first (smaller ones paint over
-larger), label ``"ignore"`` -> 255, ``"flag"`` skipped, any other label -> 1 (target).
+Rasterisation follows LISA's and Seg-Zero's own code (:func:`rasterise`: int32 polygons drawn
+with OpenCV, largest area first); labels containing ``"ignore"`` -> 255, ``"flag"`` skipped, any
+other label -> 1 (target).
 
 RefCOCO(g) (``iter_refcoco``): the files of the refer toolkit layout:
 
@@ -51,24 +52,42 @@ class Region:
     group: Any = None
 
 
-def _polygon_area(poly: tuple[tuple[float, float], ...]) -> float:
-    xs = np.array([p[0] for p in poly])
-    ys = np.array([p[1] for p in poly])
-    return float(0.5 * abs(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1))))
+def _label_value(label: str) -> int | None:
+    """LISA's rule: ``"flag"`` skipped, any label containing ``"ignore"`` -> 255, others -> 1."""
+    low = label.lower()
+    if low == "flag":
+        return None
+    return IGNORE_VALUE if "ignore" in low else 1
+
+
+def _draw(canvas: np.ndarray, polygon: tuple[tuple[float, float], ...], value: int) -> None:
+    import cv2
+
+    pts = np.array([polygon], dtype=np.int32)  # truncates, as LISA and Seg-Zero do
+    cv2.polylines(canvas, pts, True, value, 1)
+    cv2.fillPoly(canvas, pts, value)
 
 
 def rasterise(regions: list[Region], size: tuple[int, int]) -> np.ndarray:
-    """H x W uint8 mask: targets 1, ignore 255, flag skipped; largest polygons drawn first."""
-    from PIL import Image, ImageDraw
+    """H x W uint8 mask: targets 1, ignore 255, flag skipped.
 
+    LISA's ``utils/data_processing.py`` ``get_mask_from_json`` (also Seg-Zero's
+    ``evaluation_scripts/create_reasonseg_hf.py``): every polygon is cast to int32, drawn with
+    ``cv2.polylines`` (thickness 1) and ``cv2.fillPoly``; polygons are painted in decreasing
+    order of their drawn area (``np.argsort(areas)[::-1]``), so smaller ones paint over larger.
+    """
     w, h = size
-    canvas = Image.new("L", (w, h), 0)
-    draw = ImageDraw.Draw(canvas)
-    drawn = [r for r in regions if r.label != "flag" and len(r.polygon) >= 3]
-    for r in sorted(drawn, key=lambda r: -_polygon_area(r.polygon)):
-        value = IGNORE_VALUE if r.label == "ignore" else 1
-        draw.polygon([(float(x), float(y)) for x, y in r.polygon], fill=value, outline=value)
-    return np.asarray(canvas, dtype=np.uint8).copy()
+    drawn = [(r, v) for r in regions if (v := _label_value(r.label)) is not None and r.polygon]
+    areas = []
+    for r, _ in drawn:
+        tmp = np.zeros((h, w), np.uint8)
+        _draw(tmp, r.polygon, 1)
+        areas.append(int(tmp.sum()))
+    mask = np.zeros((h, w), np.uint8)
+    for k in np.argsort(areas)[::-1]:
+        region, value = drawn[int(k)]
+        _draw(mask, region.polygon, value)
+    return mask
 
 
 @dataclass
@@ -116,10 +135,10 @@ class SegSample:
         """One bool mask per target instance (polygons sharing a group; ungrouped ones alone)."""
         groups: dict[Any, list[Region]] = {}
         for k, r in enumerate(self.regions):
-            if r.label in ("ignore", "flag"):
+            if _label_value(r.label) != 1:
                 continue
             groups.setdefault(r.group if r.group is not None else ("solo", k), []).append(r)
-        ignore = [r for r in self.regions if r.label == "ignore"]
+        ignore = [r for r in self.regions if _label_value(r.label) == IGNORE_VALUE]
         return [rasterise(g + ignore, self.size) == 1 for g in groups.values()]
 
     @property

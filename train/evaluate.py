@@ -1,8 +1,18 @@
 """Evaluate reasoning segmentation on a ReasonSeg-style folder: gIoU / cIoU report.
 
-Two predictors run the same protocol (``segzero_edge.prompt.build_prompt`` on ``text[0]``,
-answers parsed by ``segzero_edge.answer.parse_answer``; an unparseable or truncated answer
-is a parse failure: ``I = 0, U = |gt|``):
+Every sample is scored under the protocols of :mod:`segzero_train.metrics` (``segzero`` and
+``lisa`` by default). The prompt is ``segzero_edge.prompt.build_prompt(text[0])``. What counts
+as a parse failure differs:
+
+- ``lisa``: the runtime's parse (``segzero_edge.answer.parse_answer``): an unparseable or
+  truncated answer is a failure, i.e. an empty prediction;
+- ``segzero``: Seg-Zero's own rule (:func:`segzero_answer_objects`): ``json.loads`` of the
+  first ``<answer>...</answer>``, every item with ``bbox_2d`` and ``point_2d``. When its objects
+  differ from the runtime's (it keeps unclamped coordinates and the first answer, the runtime
+  the last) the objects are segmented again where the predictor can (``segment_objects``, the
+  HF reference); otherwise the run's mask is used and the row says ``objects_differ``.
+
+Two predictors:
 
 - :class:`BundlePredictor`: the on-device pipeline, ``SegZeroEdge.from_bundle(B).segment``;
 - :class:`HFPredictor`: the Hugging Face reference: ``Qwen2_5_VLForConditionalGeneration``
@@ -17,26 +27,71 @@ is a parse failure: ``I = 0, U = |gt|``):
 from __future__ import annotations
 
 import json
+import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from segzero_edge.layout import REASONER_SIZE
+
 from .datasets import SegSample
-from .metrics import score_sample, summarise_splits
+from .metrics import PROTOCOLS, SCORERS, summarise_splits
 
 PARSE_FAILURE_STATUSES = frozenset({"unparseable", "truncated"})
-REPORT_VERSION = 1
+REPORT_VERSION = 2
 CONVENTIONS = {
-    "giou_lisa": "mean of I/U; an empty union (empty target, empty prediction) counts 1.0 (LISA)",
-    "giou_exclude": "mean of I/U over samples with a non-empty union (empty unions left out)",
-    "ciou": "sum I / sum U",
-    "parse_failure": "unparseable or truncated answer: I = 0, U = ground-truth area",
-    "ignore": "ground-truth pixels labelled 'ignore' (255) are left out of I and U",
+    "lisa": (
+        "LISA train_ds.py validate: ignore (255) pixels left out of I and U; gIoU = mean of "
+        "I/(U+1e-5), U = 0 counts 1.0; cIoU = sum I/(sum U+1e-10); a runtime parse failure "
+        "is an empty prediction"
+    ),
+    "segzero": (
+        "Seg-Zero evaluation_visionreasoner.py + calculate_iou.py: ignore pixels count as "
+        "target; json.loads of the first <answer> with bbox_2d/point_2d per item, else I = 0, "
+        "U = target area (kept even if 0); a parsed answer with U = 0 is skipped; gIoU = mean "
+        "I/U, cIoU = sum I/sum U"
+    ),
 }
+_SEGZERO_ANSWER_RE = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.DOTALL)
+
+
+def segzero_answer_objects(
+    text: str, image_hw: tuple[int, int], frame: int = REASONER_SIZE
+) -> list[tuple[list[int], list[int]]] | None:
+    """``[(box, point), ...]`` in the image frame by Seg-Zero's rule, ``None`` on failure.
+
+    Seg-Zero's ``evaluation_scripts/evaluation_visionreasoner.py``
+    (``extract_bbox_points_think``): the first ``<answer>\\s*(.*?)\\s*</answer>``, ``json.loads``,
+    then for every item ``int(v * W / 840 + 0.5)`` of ``bbox_2d[0:4]`` and ``point_2d[0:2]``;
+    any error of that step (no answer, bad JSON, a dict instead of a list, a missing key, a
+    non-number) is a parse failure. Coordinates are not clamped.
+    """
+    m = _SEGZERO_ANSWER_RE.search(text) if isinstance(text, str) else None
+    if m is None:
+        return None
+    h, w = image_hw
+    fx, fy = w / frame, h / frame
+    try:
+        data = json.loads(m.group(1))
+        boxes = [
+            [int(item["bbox_2d"][k] * f + 0.5) for k, f in enumerate((fx, fy, fx, fy))]
+            for item in data
+        ]
+        points = [
+            [int(item["point_2d"][k] * f + 0.5) for k, f in enumerate((fx, fy))] for item in data
+        ]
+    except Exception:  # the reference treats every error of this step as a parse failure
+        return None
+    return list(zip(boxes, points, strict=True))
+
+
+def _same_objects(strict: list[tuple[list[int], list[int]]], objects: list[dict[str, Any]]) -> bool:
+    runtime = [(list(o["bbox_2d"]), [list(p) for p in o["point_2d"]]) for o in objects]
+    return runtime == [(b, [p]) for b, p in strict]
 
 
 @dataclass
@@ -61,51 +116,68 @@ def evaluate(
     samples: Iterable[SegSample],
     predict: Predictor,
     *,
+    protocols: Sequence[str] = PROTOCOLS,
     limit: int | None = None,
     progress: bool = True,
     source: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run ``predict`` on each sample (at most ``limit``) and build the report."""
+    """Run ``predict`` on each sample (at most ``limit``) and build the report.
+
+    The report holds ``summary[protocol][split]`` (:func:`segzero_train.metrics.summarise`) and
+    one row per sample with each protocol's ``I`` and ``U``. Raises ``ValueError`` for an
+    unknown protocol or no sample.
+    """
     from tqdm import tqdm
 
+    unknown = [p for p in protocols if p not in SCORERS]
+    if unknown or not protocols:
+        raise ValueError(f"protocols must be among {PROTOCOLS}, got {list(protocols)}")
     samples = list(samples)[:limit] if limit is not None else list(samples)
     if not samples:
         raise ValueError("no samples to evaluate")
     rows: list[dict[str, Any]] = []
-    scores = []
+    scores: dict[str, list[Any]] = {p: [] for p in protocols}
+    resegment = getattr(predict, "segment_objects", None)
     bar = tqdm(samples, desc="eval", unit="sample", disable=not progress)
     for sample in bar:
         gt = sample.mask
         t0 = time.perf_counter()
         pred = predict(sample)
         seconds = pred.seconds or time.perf_counter() - t0
-        score = score_sample(
-            pred.mask, gt, is_sentence=sample.is_sentence, parse_failed=pred.parse_failed
-        )
-        scores.append(score)
-        rows.append(
-            {
-                "name": sample.name,
-                "query": sample.query,
-                "is_sentence": sample.is_sentence,
-                "status": pred.status,
-                "intersection": score.intersection,
-                "union": score.union,
-                "iou": score.iou(1.0),
-                "gt_area": int((gt == 1).sum()),
-                "pred_area": int(np.asarray(pred.mask, bool).sum()),
-                "objects": pred.objects,
-                "answer": pred.answer,
-                "seconds": round(float(seconds), 4),
-            }
-        )
-        done = summarise_splits(scores)["all"]
-        bar.set_postfix(giou=f"{done['giou_lisa']:.3f}", ciou=f"{done['ciou']:.3f}")
+        row: dict[str, Any] = {
+            "name": sample.name,
+            "query": sample.query,
+            "is_sentence": sample.is_sentence,
+            "status": pred.status,
+            "gt_area": int((gt == 1).sum()),
+            "ignore_area": int((gt == 255).sum()),
+            "pred_area": int(np.asarray(pred.mask, bool).sum()),
+            "objects": pred.objects,
+            "answer": pred.answer,
+            "seconds": round(float(seconds), 4),
+        }
+        for protocol in protocols:
+            if protocol == "lisa":
+                mask = None if pred.parse_failed else pred.mask
+            else:
+                strict = segzero_answer_objects(pred.answer, gt.shape)
+                mask = None if strict is None else pred.mask
+                if strict is not None and not _same_objects(strict, pred.objects):
+                    if resegment is not None:
+                        mask = resegment(sample, strict)
+                    else:
+                        row["objects_differ"] = True
+            score = SCORERS[protocol](mask, gt, is_sentence=sample.is_sentence)
+            scores[protocol].append(score)
+            row[protocol] = {k: v for k, v in score.to_json().items() if k != "is_sentence"}
+        rows.append(row)
+        done = summarise_splits(scores[protocols[0]], protocols[0])["all"]
+        bar.set_postfix(giou=f"{done['giou']:.3f}", ciou=f"{done['ciou']:.3f}")
     return {
         "version": REPORT_VERSION,
         "source": source or {},
-        "conventions": CONVENTIONS,
-        "summary": summarise_splits(scores),
+        "conventions": {p: CONVENTIONS[p] for p in protocols},
+        "summary": {p: summarise_splits(scores[p], p) for p in protocols},
         "rows": rows,
     }
 
@@ -242,6 +314,15 @@ class HFPredictor:
                 scores.append(float(ious[best]))
         return mask, scores
 
+    def segment_objects(
+        self, sample: SegSample, objects: list[tuple[list[int], list[int]]]
+    ) -> np.ndarray:
+        """Mask for image-frame ``(box, point)`` pairs (the ``segzero`` protocol's objects)."""
+        from segzero_edge.types import ObjectPrompt
+
+        prompts = [ObjectPrompt(box=tuple(b), points=(tuple(p),)) for b, p in objects]  # type: ignore[arg-type]
+        return self.masks_for(sample.load_image(), prompts)[0]
+
     def predict_text(self, image: np.ndarray, text: str, truncated: bool = False) -> Prediction:
         """Parse a generation and segment it (the second half of :meth:`__call__`)."""
         from segzero_edge.answer import parse_answer, to_image_frame
@@ -274,6 +355,7 @@ def evaluate_folder(
     *,
     limit: int | None = None,
     split: str = "val",
+    protocols: Sequence[str] = PROTOCOLS,
     progress: bool = True,
     source: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -283,7 +365,7 @@ def evaluate_folder(
 
     src = {"data": str(data_dir), **(source or {})}
     samples = iter_folder(data_dir, split=split, limit=limit)
-    return evaluate(samples, predictor, progress=progress, source=src)
+    return evaluate(samples, predictor, protocols=protocols, progress=progress, source=src)
 
 
 __all__ = [
@@ -293,5 +375,6 @@ __all__ = [
     "Prediction",
     "evaluate",
     "evaluate_folder",
+    "segzero_answer_objects",
     "write_report",
 ]

@@ -1,31 +1,31 @@
 """GRPO training of the Seg-Zero reasoner (Qwen2.5-VL) with TRL's ``GRPOTrainer``.
 
-    python -m segzero_train.grpo --model DIR --data DIR --output DIR [--config FILE] [key=value ...]
+    python -m segzero_train.grpo --model DIR --data DATA --output_dir DIR [--config FILE]
+        [--resume latest|CHECKPOINT] [--<GRPOConfig field> VALUE ...]
 
-``--data`` is a ReasonSeg-format folder (JPG + JSON pairs). Each prompt is the Seg-Zero user turn
-(image resized to ``image_size`` squared, then ``segzero_edge.prompt.build_prompt(query)``); the
-ground-truth boxes/points travel as dataset columns to the reward functions. Answers are always
-scored in the 840 x 840 frame the runtime maps back from (``REASONER_SIZE``), whatever
-``image_size`` the model is shown (smaller only to keep CPU runs cheap). One TRL reward function
-per reward term, so TRL logs each. After every optimizer step one row (step, mean total reward,
-mean of each term, KL) is added to ``reward_table.tsv`` in the output folder and printed.
+Defaults are Seg-Zero's recipe (``configs/grpo_segzero.yaml``, parsed by
+:mod:`segzero_train.config`). ``--data`` is any source of :mod:`segzero_train.data` (Seg-Zero's
+released sets, ReasonSeg or RefCOCO folders). Each prompt is the Seg-Zero user turn (image
+squared to ``image_size``, then ``segzero_edge.prompt.build_prompt(query)``); the ground-truth
+boxes/points travel as dataset columns to the reward functions. Answers are always scored in
+the 840 x 840 frame the runtime maps back from (``REASONER_SIZE``), whatever ``image_size`` the
+model is shown (smaller only to keep CPU runs cheap). One TRL reward function per reward term,
+so TRL logs each. After every optimizer step one row (step, mean total reward, mean of each
+term, loss, KL, entropy) is added to ``reward_table.tsv`` in the output folder and printed.
+
+Precision: the policy is loaded in float32 (master weights) and ``bf16: true`` computes under
+bf16 autocast; DeepSpeed ZeRO keeps its own fp32 master copy and bf16 weights. Without
+DeepSpeed/FSDP the frozen reference model is cast to bf16, as veRL keeps it.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-
-from segzero_edge.layout import PATCH_MERGE
-from segzero_edge.prompt import build_prompt
-
-from .config import GRPOSettings, load_settings, to_grpo_config
 
 TABLE_NAME = "reward_table.tsv"
 FORMAT_TERMS = ("think_format", "answer_format", "item_format", "non_repeat")
@@ -119,145 +119,38 @@ def is_format_term(term: str) -> bool:
     return term in FORMAT_TERMS
 
 
-# --------------------------------------------------------------------------- data
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One training prompt: image file, query and ground truth in the ``REASONER_SIZE`` frame."""
-
-    image_path: Path
-    query: str
-    boxes: list[list[int]]
-    points: list[list[int]]
-
-
-def load_samples(data_dir: str | Path, *, per_instance: bool = False) -> list[Sample]:
-    """ReasonSeg-format folder -> samples with ground truth in the 840 frame.
-
-    ``per_instance``: one box/point per target instance (multi-object reward) instead of the
-    whole target as one object (Seg-Zero reward).
-    """
-    from .datasets import iter_reasonseg
-
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise ValueError(f"data folder not found: {data_dir}")
-    samples = []
-    for item in iter_reasonseg(data_dir):
-        gt = item.instances if per_instance else item.ground_truth
-        if not gt.boxes:
-            continue  # empty target: nothing to localise
-        samples.append(
-            Sample(
-                image_path=Path(item.image_path),
-                query=item.query,
-                boxes=[[round(v) for v in b] for b in gt.boxes],
-                points=[[round(v) for v in p] for p in gt.points],
-            )
-        )
-    if not samples:
-        raise ValueError(f"no ReasonSeg samples with a target in {data_dir}")
-    return samples
-
-
-def load_square_image(path: Path, size: int) -> Any:
-    """The image as RGB, resized to ``size`` x ``size`` with PIL bilinear (as the runtime does)."""
-    from PIL import Image
-
-    from segzero_edge.image import load_image
-
-    return Image.fromarray(load_image(path), "RGB").resize((size, size), Image.BILINEAR)
-
-
-def user_turn(query: str) -> list[dict[str, Any]]:
-    """The Seg-Zero conversation prompt; TRL inserts the image block before the text."""
-    return [{"role": "user", "content": build_prompt(query)}]
-
-
-def prompt_token_count(processor: Any, query: str, image_size: int) -> int:
-    """Tokens of the templated prompt including the image's merged patch tokens."""
-    messages = [
-        {
-            "role": "user",
-            "content": [{"type": "image"}, {"type": "text", "text": build_prompt(query)}],
-        }
-    ]
-    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    n_text = len(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
-    return n_text - 1 + (image_size // PATCH_MERGE) ** 2
-
-
-def build_dataset(
-    samples: list[Sample],
-    image_size: int,
-    processor: Any = None,
-    max_prompt_length: int | None = None,
-) -> Any:
-    """A ``datasets.Dataset`` with ``prompt``, ``image``, ``gt_boxes``, ``gt_points``, ``query``.
-
-    Prompts longer than ``max_prompt_length`` tokens are dropped (TRL cannot truncate a prompt
-    that holds image tokens); the count is printed.
-    """
-    import datasets
-
-    rows, dropped = [], 0
-    for s in samples:
-        too_long = (
-            processor is not None
-            and max_prompt_length is not None
-            and prompt_token_count(processor, s.query, image_size) > max_prompt_length
-        )
-        if too_long:
-            dropped += 1
-            continue
-        rows.append(
-            {
-                "prompt": user_turn(s.query),
-                "image": load_square_image(s.image_path, image_size),
-                "gt_boxes": s.boxes,
-                "gt_points": s.points,
-                "query": s.query,
-            }
-        )
-    if dropped:
-        print(f"dropped {dropped} prompt(s) longer than {max_prompt_length} tokens", flush=True)
-    if not rows:
-        raise ValueError("no training prompts left (all longer than max_prompt_length?)")
-    features = datasets.Features(
-        {
-            "prompt": [{"role": datasets.Value("string"), "content": datasets.Value("string")}],
-            "image": datasets.Image(),
-            "gt_boxes": datasets.Sequence(datasets.Sequence(datasets.Value("int32"))),
-            "gt_points": datasets.Sequence(datasets.Sequence(datasets.Value("int32"))),
-            "query": datasets.Value("string"),
-        }
-    )
-    return datasets.Dataset.from_list(rows, features=features)
-
-
 # --------------------------------------------------------------------------- logging
 
 
-def _reward_table_callback(output_dir: Path, terms: list[str]) -> Any:
+def table_columns(terms: list[str]) -> list[str]:
+    """Columns of ``reward_table.tsv`` for a list of reward terms."""
+    return ["step", "loss", "reward", *terms, "accuracy_sum", "kl", "entropy", "completion_len"]
+
+
+def _reward_table_callback(output_dir: Path, terms: list[str], rows: list[dict[str, float]]) -> Any:
     from transformers import TrainerCallback
 
     class RewardTable(TrainerCallback):
         """Collect one row per optimizer step from TRL's logs; write and print the table."""
 
         def __init__(self) -> None:
-            self.rows: list[dict[str, float]] = []
-            self.columns = ["step", "reward", *terms, "accuracy_sum", "kl", "completion_len"]
+            self.rows: list[dict[str, float]] = list(rows)
+            self.columns = table_columns(terms)
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
             logs = logs or {}
             if "reward" not in logs:
                 return
-            row = {"step": float(state.global_step), "reward": float(logs["reward"])}
+            row = {
+                "step": float(state.global_step),
+                "loss": float(logs.get("loss", math.nan)),
+                "reward": float(logs["reward"]),
+            }
             for t in terms:
                 row[t] = float(logs.get(f"rewards/{t}/mean", math.nan))
             row["accuracy_sum"] = sum(row[t] for t in terms if not is_format_term(t))
             row["kl"] = float(logs.get("kl", math.nan))
+            row["entropy"] = float(logs.get("entropy", math.nan))
             row["completion_len"] = float(logs.get("completions/mean_length", math.nan))
             self.rows.append(row)
             if state.is_world_process_zero:
@@ -276,11 +169,11 @@ def format_row(row: dict[str, float], columns: list[str]) -> str:
 
 def write_table(path: Path, rows: list[dict[str, float]], columns: list[str]) -> None:
     """Write the reward table atomically (temp file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    from segzero_edge.fileio import atomic_path
+
     lines = ["\t".join(columns), *(format_row(r, columns) for r in rows)]
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
 
 
 def read_table(path: str | Path) -> list[dict[str, float]]:
@@ -293,80 +186,106 @@ def read_table(path: str | Path) -> list[dict[str, float]]:
 # --------------------------------------------------------------------------- training
 
 
-def train_grpo(
-    model_dir: str | Path,
-    data_dir: str | Path,
-    output_dir: str | Path,
-    settings: GRPOSettings,
-) -> list[dict[str, float]]:
-    """Run GRPO; return the per-step reward table rows (also ``output_dir/reward_table.tsv``)."""
+def resolve_resume(resume: str | None, output_dir: str | Path) -> str | None:
+    """The checkpoint folder to resume from: ``None``, ``"latest"`` or a path.
+
+    ``"latest"`` is the newest ``checkpoint-N`` in ``output_dir``
+    (``transformers.trainer_utils.get_last_checkpoint``). Raises ``ValueError`` when there is
+    none or the path is not a folder.
+    """
+    if not resume:
+        return None
+    if resume == "latest":
+        from transformers.trainer_utils import get_last_checkpoint
+
+        last = get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+        if last is None:
+            raise ValueError(f"--resume latest: no checkpoint-N folder in {output_dir}")
+        return str(last)
+    if not Path(resume).is_dir():
+        raise ValueError(f"--resume: checkpoint folder not found: {resume}")
+    return str(resume)
+
+
+def _checkpoint_step(checkpoint: str) -> int:
+    import json
+
+    state = Path(checkpoint) / "trainer_state.json"
+    if state.is_file():
+        return int(json.loads(state.read_text()).get("global_step", 0))
+    return int(Path(checkpoint).name.rsplit("-", 1)[-1])
+
+
+def build_trainer(script: Any, cfg: Any, rows: list[dict[str, float]] | None = None) -> Any:
+    """The ``GRPOTrainer`` for parsed arguments (:func:`segzero_train.config.parse_args`).
+
+    Raises ``ValueError`` for a model folder without ``config.json`` or unusable data.
+    """
     import torch
     from transformers import AutoProcessor
     from trl import GRPOTrainer
 
-    model_dir, output_dir = Path(model_dir), Path(output_dir)
+    from .data import training_dataset
+
+    script.validate()
+    model_dir = Path(script.model)
     if not (model_dir / "config.json").is_file():
         raise ValueError(f"not a Hugging Face model folder (no config.json): {model_dir}")
-    settings.validate()
-    args = to_grpo_config(settings, output_dir)
-    if args.model_init_kwargs is None:
-        dtype = "bfloat16" if settings.bf16 else "float32"
-        args.model_init_kwargs = {"dtype": dtype}
+    # fp32 master weights: AdamW on bf16 weights rounds most 1e-6-sized updates away.
+    cfg.model_init_kwargs = {"dtype": "float32", **(cfg.model_init_kwargs or {})}
     processor = AutoProcessor.from_pretrained(model_dir, padding_side="left")
-    dataset = build_dataset(
-        load_samples(data_dir, per_instance=settings.reward == "multi_object"),
-        settings.image_size,
-        processor,
-        settings.max_prompt_length,
+    dataset = training_dataset(
+        script.data,
+        image_size=script.image_size,
+        split=script.data_split,
+        per_instance=script.reward == "multi_object",
+        processor=processor,
+        max_prompt_length=script.max_prompt_length,
+        max_samples=script.max_samples,
     )
-    terms = reward_terms(settings.reward)
-    table = _reward_table_callback(output_dir, terms)
-    torch.manual_seed(settings.seed)
+    terms = reward_terms(script.reward)
+    table = _reward_table_callback(Path(cfg.output_dir), terms, rows or [])
     trainer = GRPOTrainer(
         model=str(model_dir),
-        reward_funcs=reward_funcs(settings.reward),
-        args=args,
+        reward_funcs=reward_funcs(script.reward),
+        args=cfg,
         train_dataset=dataset,
         processing_class=processor,
         callbacks=[table],
     )
-    trainer.train()
-    trainer.save_model(str(output_dir))
+    trainer.reward_table = table
+    distributed = trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled
+    if cfg.bf16 and trainer.ref_model is not None and not distributed:
+        trainer.ref_model.to(torch.bfloat16)  # frozen: bf16 like veRL's reference worker
+    return trainer
+
+
+def train_grpo(script: Any, cfg: Any) -> list[dict[str, float]]:
+    """Run GRPO; return the per-step reward table rows (also ``output_dir/reward_table.tsv``)."""
+    resume = resolve_resume(script.resume or cfg.resume_from_checkpoint, cfg.output_dir)
+    rows: list[dict[str, float]] = []
+    table_path = Path(cfg.output_dir) / TABLE_NAME
+    if resume is not None and table_path.is_file():
+        step = _checkpoint_step(resume)
+        rows = [r for r in read_table(table_path) if r["step"] <= step]
+    trainer = build_trainer(script, cfg, rows)
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(cfg.output_dir)
     if trainer.accelerator.is_main_process:
-        processor.save_pretrained(str(output_dir))
-    return table.rows
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m segzero_train.grpo",
-        description="GRPO training of the Seg-Zero reasoner with TRL (Seg-Zero, arXiv 2503.06520).",
-    )
-    p.add_argument(
-        "--model", required=True, help="Hugging Face Qwen2.5-VL folder (policy + reference)"
-    )
-    p.add_argument("--data", required=True, help="ReasonSeg-format folder (JPG + JSON pairs)")
-    p.add_argument("--output", required=True, help="output folder (checkpoints, reward_table.tsv)")
-    p.add_argument(
-        "--config", default=None, help="settings YAML/JSON (default: configs/grpo_segzero.yaml)"
-    )
-    p.add_argument(
-        "overrides",
-        nargs="*",
-        help="key=value settings overrides, e.g. max_steps=10 trl.logging_dir=x",
-    )
-    return p
+        trainer.processing_class.save_pretrained(cfg.output_dir)
+    return trainer.reward_table.rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    from .config import parse_args
+
     try:
-        settings = load_settings(args.config, args.overrides)
+        script, cfg = parse_args(argv)
+        rows = train_grpo(script, cfg)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    rows = train_grpo(args.model, args.data, args.output, settings)
-    print(f"done: {len(rows)} step(s); table in {Path(args.output) / TABLE_NAME}")
+    print(f"done: {len(rows)} step(s); table in {Path(cfg.output_dir) / TABLE_NAME}")
     return 0
 
 

@@ -1,11 +1,14 @@
 """Short supervised warm-up so a (tiny) reasoner learns the Seg-Zero output format.
 
-    python -m segzero_train.sft --model DIR --data DIR --output DIR [--steps N] [--image-size S]
+    python -m segzero_train.sft --model DIR --data DATA --output DIR [--steps N] [--image-size S]
 
-Each example is the Seg-Zero user turn (image + ``build_prompt(query)``) followed by the target
-``<think>...</think><answer>[...]</answer>`` built from the ground truth with
-``segzero_edge.answer.format_answer``; the loss covers the assistant tokens only. Runs on
-``transformers.Trainer`` (so ``accelerate launch`` / DeepSpeed work as for GRPO).
+``--data`` is any source of :mod:`segzero_train.data` (Seg-Zero's released sets, ReasonSeg or
+RefCOCO folders, the synthetic set). Each example is the Seg-Zero user turn (image +
+``build_prompt(query)``) and, as the assistant turn, the answer built from the ground truth
+(``<think>...</think><answer>[...]</answer>``, :func:`segzero_train.data.target_text`). Runs on
+``trl.SFTTrainer`` with its vision-language prompt-completion collator: the loss covers the
+completion tokens only (``completion_only_loss``), and ``accelerate launch`` / DeepSpeed work as
+for GRPO.
 """
 
 from __future__ import annotations
@@ -16,70 +19,11 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
-
-from segzero_edge.answer import format_answer
-from segzero_edge.prompt import build_prompt
-from segzero_edge.types import ObjectPrompt
-
-from .grpo import Sample, load_samples, load_square_image
-
-IGNORE_INDEX = -100
-
-
-DEFAULT_REASONING = "I look at the image and compare the objects."
-"""Placeholder thinking for the warm-up: the data has no reasoning text, only the format matters."""
-
-
-def target_text(sample: Sample, reasoning: str = DEFAULT_REASONING) -> str:
-    """The answer a well-behaved model writes for ``sample`` (coordinates in the 840 frame)."""
-    objects = [
-        ObjectPrompt(box=tuple(b), points=(tuple(p),))  # type: ignore[arg-type]
-        for b, p in zip(sample.boxes, sample.points, strict=True)
-    ]
-    return format_answer(objects, reasoning)
-
-
-class SFTCollator:
-    """Chat-templated prompt + target; labels mask everything but the assistant answer."""
-
-    def __init__(self, processor: Any, image_size: int) -> None:
-        self.processor = processor
-        self.image_size = image_size
-        self.eos = processor.tokenizer.eos_token
-
-    def __call__(self, samples: list[Sample]) -> dict[str, Any]:
-        messages = [
-            [
-                {
-                    "role": "user",
-                    "content": [{"type": "image"}, {"type": "text", "text": build_prompt(s.query)}],
-                }
-            ]
-            for s in samples
-        ]
-        prompts = [
-            self.processor.apply_chat_template(m, add_generation_prompt=True, tokenize=False)
-            for m in messages
-        ]
-        texts = [p + target_text(s) + self.eos for p, s in zip(prompts, samples, strict=True)]
-        images = [load_square_image(s.image_path, self.image_size) for s in samples]
-        tok = self.processor.tokenizer
-        tok.padding_side = "right"
-        batch = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
-        prompt_ids = self.processor(text=prompts, images=images, padding=True, return_tensors="pt")
-        prompt_lens = prompt_ids["attention_mask"].sum(dim=1)
-        labels = batch["input_ids"].clone()
-        for i, n in enumerate(prompt_lens.tolist()):
-            labels[i, :n] = IGNORE_INDEX
-        labels[batch["attention_mask"] == 0] = IGNORE_INDEX
-        batch["labels"] = labels
-        return dict(batch)
 
 
 def train_sft(
     model_dir: str | Path,
-    data_dir: str | Path,
+    data: str | Path,
     output_dir: str | Path,
     *,
     steps: int = 200,
@@ -89,39 +33,42 @@ def train_sft(
     seed: int = 0,
     use_cpu: bool | None = None,
     bf16: bool = False,
+    split: str = "train",
+    max_samples: int | None = None,
+    progress: bool = False,
 ) -> dict[str, float]:
-    """Fine-tune on the folder's ground-truth answers; write model + processor to ``output_dir``.
+    """Fine-tune on the ground-truth answers of ``data``; write model + processor to ``output_dir``.
 
     Returns ``{"first_loss", "last_loss", "steps"}`` (mean of the first / last 10 logged losses).
-    The output folder is written to a temp dir next to it, then renamed.
+    The output folder is written to a temp dir next to it, then renamed. Raises ``ValueError``
+    for a bad model folder, data or image size, ``FileExistsError`` when ``output_dir`` exists.
     """
     import torch
-    from transformers import (
-        AutoModelForImageTextToText,
-        AutoProcessor,
-        Trainer,
-        TrainingArguments,
-    )
+    from transformers import AutoProcessor
+    from trl import SFTConfig, SFTTrainer
+
+    from .data import training_dataset
 
     model_dir, output_dir = Path(model_dir), Path(output_dir)
     if not (model_dir / "config.json").is_file():
         raise ValueError(f"not a Hugging Face model folder (no config.json): {model_dir}")
     if output_dir.exists():
         raise FileExistsError(f"output folder already exists: {output_dir}")
-    if image_size % 28:
-        raise ValueError(f"image_size must be a multiple of 28, got {image_size}")
-    samples = load_samples(data_dir)
+    from segzero_edge.layout import PATCH_MERGE
+
+    if image_size % PATCH_MERGE:
+        raise ValueError(f"image_size must be a multiple of {PATCH_MERGE}, got {image_size}")
     processor = AutoProcessor.from_pretrained(model_dir)
-    torch.manual_seed(seed)
-    dtype = torch.bfloat16 if bf16 else torch.float32
-    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=dtype)
+    dataset = training_dataset(
+        data, image_size=image_size, split=split, max_samples=max_samples, completion=True
+    )
     if use_cpu is None:
         use_cpu = not torch.cuda.is_available()
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
     try:
-        args = TrainingArguments(
+        args = SFTConfig(
             output_dir=str(tmp / "trainer"),
             max_steps=steps,
             per_device_train_batch_size=batch_size,
@@ -135,19 +82,19 @@ def train_sft(
             seed=seed,
             use_cpu=use_cpu,
             bf16=bf16,
-            remove_unused_columns=False,
+            # fp32 master weights; the image tokens must never be cut
+            model_init_kwargs={"dtype": "float32"},
+            max_length=None,
             dataloader_num_workers=0,
-            disable_tqdm=True,
+            disable_tqdm=not progress,
+            gradient_checkpointing=False,
         )
-        trainer = Trainer(
-            model=model,
-            args=args,
-            train_dataset=samples,  # type: ignore[arg-type]
-            data_collator=SFTCollator(processor, image_size),
+        trainer = SFTTrainer(
+            model=str(model_dir), args=args, train_dataset=dataset, processing_class=processor
         )
         trainer.train()
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-        model.save_pretrained(tmp / "model")
+        trainer.save_model(str(tmp / "model"))
         processor.save_pretrained(tmp / "model")
         (tmp / "model").rename(output_dir)
     finally:
@@ -165,14 +112,20 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m segzero_train.sft", description=__doc__.split("\n")[0]
     )
     p.add_argument("--model", required=True, help="Hugging Face Qwen2.5-VL folder")
-    p.add_argument("--data", required=True, help="ReasonSeg-format folder (e.g. the synthetic set)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="Seg-Zero set (folder or hub id), ReasonSeg or RefCOCO folder, synthetic set",
+    )
+    p.add_argument("--split", default="train", help="split of --data")
+    p.add_argument("--max-samples", type=int, default=None, help="first N samples only")
     p.add_argument("--output", required=True, help="output model folder (must not exist)")
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--image-size", type=int, default=840)
+    p.add_argument("--steps", type=int, default=200, help="optimizer steps")
+    p.add_argument("--image-size", type=int, default=840, help="square image side (x28)")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (fp32 master weights)")
     return p
 
 
@@ -182,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         stats = train_sft(
             a.model, a.data, a.output, steps=a.steps, image_size=a.image_size,
             batch_size=a.batch_size, learning_rate=a.lr, seed=a.seed, bf16=a.bf16,
+            split=a.split, max_samples=a.max_samples, progress=True,
         )  # fmt: skip
     except (ValueError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -92,8 +92,10 @@ def _polygon(kind: str, cx: float, cy: float, r: float) -> tuple[tuple[float, fl
     return tuple(pts)
 
 
-def _place_shapes(rng: np.random.Generator, w: int, h: int) -> list[Shape]:
-    count = int(rng.integers(3, 6))
+def _place_shapes(
+    rng: np.random.Generator, w: int, h: int, shapes_range: tuple[int, int] = (3, 5)
+) -> list[Shape]:
+    count = int(rng.integers(shapes_range[0], shapes_range[1] + 1))
     pairs = [(c, k) for c in COLOURS for k in KINDS]
     order = rng.permutation(len(pairs))
     shapes: list[Shape] = []
@@ -137,22 +139,58 @@ def _extreme_target(shapes: list[Shape], which: str) -> Shape | None:
         "largest": lambda s: -s.r,
         "smallest": lambda s: s.r,
     }[which]
+    if len(shapes) < 2:
+        return None
     ranked = sorted(shapes, key=key)
     gap = 0.25 * min(s.r for s in shapes)
     return ranked[0] if abs(key(ranked[1]) - key(ranked[0])) > gap else None
 
 
-def _candidates(shapes: list[Shape]) -> list[tuple[list[Shape], str, str]]:
-    """Every unambiguous (targets, phrase, sentence) the scene supports."""
+DEFAULT_QUERY_KINDS = ("name", "relation", "extreme")
+QUERY_KINDS = (*DEFAULT_QUERY_KINDS, "region")
+"""``region``: one shape near a 3 x 3 grid cell centre, named with its cell (see
+:func:`_place_on_grid`); the other kinds place shapes anywhere."""
+REGIONS = (
+    ("top left", "top centre", "top right"),
+    ("centre left", "centre", "centre right"),
+    ("bottom left", "bottom centre", "bottom right"),
+)
+GRID_RADIUS = (0.12, 0.16)
+"""Shape radius on the grid, as a fraction of min(W, H)."""
+GRID_JITTER = 0.03
+"""Largest offset of a grid shape from its cell centre, as a fraction of W (x) and H (y)."""
+
+
+def _place_on_grid(rng: np.random.Generator, w: int, h: int) -> tuple[Shape, str]:
+    """One shape near the centre of a random cell of a 3 x 3 grid, and the cell's name."""
+    row, col = int(rng.integers(3)), int(rng.integers(3))
+    colour = list(COLOURS)[int(rng.integers(len(COLOURS)))]
+    kind = KINDS[int(rng.integers(len(KINDS)))]
+    r = float(rng.uniform(*GRID_RADIUS)) * min(w, h)
+    cx = (col + 0.5) * w / 3 + float(rng.uniform(-GRID_JITTER, GRID_JITTER)) * w
+    cy = (row + 0.5) * h / 3 + float(rng.uniform(-GRID_JITTER, GRID_JITTER)) * h
+    cx, cy = min(max(cx, r + 1), w - r - 1), min(max(cy, r + 1), h - r - 1)
+    return Shape(colour, kind, cx, cy, r, _polygon(kind, cx, cy, r)), REGIONS[row][col]
+
+
+def _candidates(
+    shapes: list[Shape], kinds: tuple[str, ...] = DEFAULT_QUERY_KINDS
+) -> list[tuple[list[Shape], str, str]]:
+    """Every unambiguous (targets, phrase, sentence) of the given query kinds."""
     out: list[tuple[list[Shape], str, str]] = []
     for s in shapes:
-        out.append(([s], f"the {s.name}", "{name}"))
+        if "name" in kinds:
+            out.append(([s], f"the {s.name}", "{name}"))
     for rel, (phrase, sentence) in RELATIONS.items():
+        if "relation" not in kinds:
+            break
         for ref in shapes:
             t = _relation_target(shapes, ref, rel)
             if t is not None:
                 out.append(([t], phrase.format(ref=ref.name), sentence.format(ref=ref.name)))
     for which, (phrase, sentence) in EXTREMES.items():
+        if "extreme" not in kinds:
+            break
         t = _extreme_target(shapes, which)
         if t is not None:
             out.append(([t], phrase, sentence))
@@ -196,17 +234,37 @@ def _render(
 
 
 def make_sample(
-    seed: int, index: int, image_size: tuple[int, int] = (640, 480), multi_fraction: float = 0.0
+    seed: int,
+    index: int,
+    image_size: tuple[int, int] = (640, 480),
+    multi_fraction: float = 0.0,
+    shapes: tuple[int, int] = (3, 5),
+    query_kinds: tuple[str, ...] = DEFAULT_QUERY_KINDS,
 ) -> tuple[Any, dict[str, Any]]:
-    """One (PIL image, ReasonSeg JSON dict) pair; deterministic in (seed, index)."""
+    """One (PIL image, ReasonSeg JSON dict) pair; deterministic in (seed, index).
+
+    ``shapes``: (min, max) shapes per scene; ``query_kinds``: any of ``"name"`` ("the red
+    circle"), ``"relation"`` ("the shape left of ..."), ``"extreme"`` ("the largest shape"),
+    or ``"region"`` alone (one shape near a 3 x 3 grid cell: "the red circle in the top left").
+    """
     w, h = image_size
     rng = np.random.default_rng([seed, index])
-    while True:
-        shapes = _place_shapes(rng, w, h)
-        if len(shapes) >= 3:
-            break
-    multi = _multi_candidates(shapes) if rng.random() < multi_fraction else []
-    pool = multi or _candidates(shapes)
+    scene_shapes = shapes
+    region = None
+    if "region" in query_kinds:
+        shape, region = _place_on_grid(rng, w, h)
+        placed = [shape]
+    else:
+        while True:
+            placed = _place_shapes(rng, w, h, scene_shapes)
+            if len(placed) >= scene_shapes[0] and _candidates(placed, query_kinds):
+                break
+    multi = _multi_candidates(placed) if rng.random() < multi_fraction else []
+    pool = multi or _candidates(placed, query_kinds)
+    if region is not None:
+        name = placed[0].name
+        sentence = f"Where is the {name} in the {region}?"
+        pool = [([placed[0]], f"the {name} in the {region}", sentence)]
     targets, phrase, sentence = pool[int(rng.integers(len(pool)))]
     is_sentence = bool(rng.random() < 0.5)
     if sentence == "{name}":
@@ -214,7 +272,7 @@ def make_sample(
         sentence = template.format(name=targets[0].name)
     text = [sentence, phrase] if is_sentence else [phrase, sentence]
     ignore = _ignore_polygon(rng, targets[0]) if rng.random() < 0.25 else None
-    img = _render(rng, w, h, shapes, ignore)
+    img = _render(rng, w, h, placed, ignore)
     records: list[dict[str, Any]] = [
         {
             "label": "target",
@@ -242,7 +300,7 @@ def make_sample(
         "imagePath": f"{index:06d}.jpg",
         "imageHeight": h,
         "imageWidth": w,
-        "scene": [{"name": s.name, "cx": s.cx, "cy": s.cy, "r": s.r} for s in shapes],
+        "scene": [{"name": s.name, "cx": s.cx, "cy": s.cy, "r": s.r} for s in placed],
     }
     return img, meta
 
@@ -254,6 +312,8 @@ def make_synthetic_set(
     seed: int = 0,
     image_size: tuple[int, int] = (640, 480),
     multi_fraction: float = 0.0,
+    shapes: tuple[int, int] = (3, 5),
+    query_kinds: tuple[str, ...] = DEFAULT_QUERY_KINDS,
     overwrite: bool = False,
 ) -> Path:
     """Write ``n`` samples into ``out_dir`` (atomically) and return its path."""
@@ -261,13 +321,17 @@ def make_synthetic_set(
 
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    if not 1 <= shapes[0] <= shapes[1]:
+        raise ValueError(f"shapes must be (min, max) with 1 <= min <= max, got {shapes}")
+    if not query_kinds or set(query_kinds) - set(QUERY_KINDS):
+        raise ValueError(f"query_kinds must be a subset of {QUERY_KINDS}, got {query_kinds}")
     w, h = (int(v) for v in image_size)
     if w < 64 or h < 64:
         raise ValueError(f"image_size must be at least 64 x 64, got {w} x {h}")
     out = Path(out_dir)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         for i in range(n):
-            img, meta = make_sample(seed, i, (w, h), multi_fraction)
+            img, meta = make_sample(seed, i, (w, h), multi_fraction, shapes, query_kinds)
             img.save(tmp / f"{i:06d}.jpg", format="JPEG", quality=92)
             (tmp / f"{i:06d}.json").write_text(json.dumps(meta, indent=1))
         manifest = {"generator": "segzero_train.synthetic", "seed": seed, "n": n, "size": [w, h]}

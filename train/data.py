@@ -1,0 +1,325 @@
+"""Training rows for GRPO and SFT: Seg-Zero's released sets, ReasonSeg and RefCOCO folders.
+
+:func:`training_dataset` turns any source into one ``datasets.Dataset`` with the columns
+
+- ``prompt``: the Seg-Zero user turn ``[{"role": "user", "content": build_prompt(query)}]``
+  (TRL inserts the image block in front of the text);
+- ``image``: the picture shown to the model, ``image_size`` x ``image_size`` RGB (PIL bilinear,
+  as the runtime resizes to 840; the released sets are stored at 840 x 840 already);
+- ``gt_boxes`` / ``gt_points``: the ground truth in the 840 x 840 frame (int32 lists);
+- ``query``; and with ``completion=True`` (SFT) the assistant turn ``completion`` holding the
+  answer built from the ground truth (:func:`target_text`).
+
+Sources (:func:`open_source`):
+
+- Seg-Zero's released training sets, as Seg-Zero publishes and reads them (Hugging Face
+  datasets with ``problem``, ``solution`` and an 840 x 840 ``image``; Seg-Zero's
+  ``verl/utils/rl_dataset.py`` reads ``load_from_disk(path)["train"]``): a ``save_to_disk``
+  folder, a downloaded hub snapshot (parquet files), or the hub id itself
+  (``Ricky06662/refCOCOg_9k_840``, ``Ricky06662/VisionReasoner_multi_object_7k_840``; needs
+  the network). ``solution`` comes in two forms, both read by :func:`parse_solution`;
+- a ReasonSeg folder (JPG + JSON polygons) or a RefCOCO folder (``instances.json`` +
+  ``refs(umd).p`` + ``train2014/``), see :mod:`segzero_train.datasets`: the ground truth is the
+  tight box and the inscribed point of the target mask (:mod:`segzero_train.gt`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from segzero_edge.layout import PATCH_MERGE, REASONER_SIZE
+from segzero_edge.prompt import build_prompt
+
+from .rewards import GroundTruth
+
+SEGZERO_COLUMNS = ("problem", "solution", "image")
+"""Columns of Seg-Zero's released training sets that training reads."""
+
+_V1_BOX_RE = re.compile(r"<box>\((\d+),(\d+)\),\((\d+),(\d+)\)</box>")
+_V1_POINTS_RE = re.compile(r"<points>\((\d+),(\d+)\),\((\d+),(\d+)\)</points>")
+
+DEFAULT_REASONING = "I look at the image and compare the objects."
+"""Placeholder thinking for the SFT targets: the data has no reasoning text."""
+
+
+def parse_solution(text: str) -> GroundTruth:
+    """The ``solution`` of a Seg-Zero training row as ground truth in the 840 frame.
+
+    Two published forms:
+
+    - ``<box>(x1,y1),(x2,y2)</box><points>(x1,y1),(x2,y2)</points>``: the RefCOCOg sets of the
+      first release (one box, the two inscribed-circle centres; Seg-Zero's
+      ``verl/utils/reward_score/seg_restrict.py`` reads them with these patterns);
+    - a JSON list ``[{"bbox_2d": [x1, y1, x2, y2], "point_2d": [x, y]}, ...]``: the
+      multi-object sets (``prepare_dataset/gen_training_dataset.py``), one point per box.
+
+    Raises ``ValueError`` naming the text when it is neither.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"solution must be a string, got {type(text).__name__}")
+    box = _V1_BOX_RE.search(text)
+    if box is not None:
+        points = _V1_POINTS_RE.search(text)
+        values = [] if points is None else [int(v) for v in points.groups()]
+        pts = [values[i : i + 2] for i in range(0, len(values), 2)]
+        return GroundTruth(boxes=[[int(v) for v in box.groups()]], points=pts)
+    try:
+        items = json.loads(text)
+    except ValueError:
+        raise ValueError(f"unreadable solution (not <box>... nor JSON): {text[:120]!r}") from None
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ValueError(f"solution JSON must be a list of objects, got {text[:120]!r}")
+    try:
+        return GroundTruth(
+            boxes=[i["bbox_2d"] for i in items], points=[i["point_2d"] for i in items]
+        )
+    except (KeyError, ValueError) as e:
+        raise ValueError(
+            f"solution item without a valid bbox_2d/point_2d ({e}): {text[:120]!r}"
+        ) from None
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def is_hf_dataset_dir(path: Path) -> bool:
+    """A ``save_to_disk`` folder (Dataset or DatasetDict) or a hub snapshot with parquet files."""
+    return (
+        (path / "dataset_dict.json").is_file()
+        or (path / "dataset_info.json").is_file()
+        or any(path.glob("data/*.parquet"))
+        or any(path.glob("*.parquet"))
+    )
+
+
+def load_segzero_set(source: str | Path, split: str = "train") -> Any:
+    """One split of a Seg-Zero training set (``datasets.Dataset``) from a folder or the hub.
+
+    Raises ``ValueError`` when the split or a needed column is missing, or when a hub id cannot
+    be reached.
+    """
+    import datasets
+
+    path = Path(source)
+    if path.is_dir():
+        if (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file():
+            loaded = datasets.load_from_disk(str(path))
+        else:
+            loaded = datasets.load_dataset(str(path))
+    else:
+        try:
+            loaded = datasets.load_dataset(str(source))
+        except Exception as e:  # the hub client raises many types (offline, missing, auth)
+            raise ValueError(
+                f"cannot load the dataset {source!r} (not a local folder; from the hub: {e})"
+            ) from None
+    if isinstance(loaded, datasets.DatasetDict):
+        if split not in loaded:
+            raise ValueError(f"{source}: no split {split!r} (has {sorted(loaded)})")
+        loaded = loaded[split]
+    missing = [c for c in SEGZERO_COLUMNS if c not in loaded.column_names]
+    if missing:
+        raise ValueError(
+            f"{source}: not a Seg-Zero training set, missing column(s) {missing} "
+            f"(has {loaded.column_names})"
+        )
+    return loaded
+
+
+@dataclass(frozen=True)
+class TrainingSource:
+    """An opened source: a Seg-Zero set (``hf``) or a list of masks (``samples``)."""
+
+    name: str
+    hf: Any = None
+    samples: Any = None
+
+
+def open_source(data: str | Path, split: str = "train") -> TrainingSource:
+    """Open ``data``: an HF Seg-Zero set (folder or hub id), a ReasonSeg or a RefCOCO folder."""
+    from .datasets import iter_folder
+
+    path = Path(data)
+    if path.is_dir() and not is_hf_dataset_dir(path):
+        return TrainingSource(name=str(data), samples=iter_folder(path, split=split))
+    if not path.exists() and (str(data).startswith((".", "/")) or "/" not in str(data)):
+        raise ValueError(f"data folder not found: {data}")
+    return TrainingSource(name=str(data), hf=load_segzero_set(data, split))
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def user_turn(query: str) -> list[dict[str, str]]:
+    """The Seg-Zero user turn (text only; TRL puts the image block in front of it)."""
+    return [{"role": "user", "content": build_prompt(query)}]
+
+
+def target_text(gt: GroundTruth, reasoning: str = DEFAULT_REASONING) -> str:
+    """The answer a well-behaved model writes: one ``bbox_2d``/``point_2d`` item per box (the
+    box's own point, or the first point when there are fewer points than boxes)."""
+    from segzero_edge.answer import format_answer
+    from segzero_edge.types import ObjectPrompt
+
+    objects = []
+    for k, box in enumerate(gt.boxes):
+        point = gt.points[k] if k < len(gt.points) and len(gt.points) == len(gt.boxes) else None
+        if point is None:
+            point = gt.points[0] if gt.points else ((box[0] + box[2]) // 2, (box[1] + box[3]) // 2)
+        objects.append(ObjectPrompt(box=tuple(box), points=(tuple(point),)))  # type: ignore[arg-type]
+    return format_answer(objects, reasoning)
+
+
+def prompt_token_count(processor: Any, query: str, image_size: int) -> int:
+    """Tokens of the templated prompt including the image's merged patch tokens."""
+    messages = [
+        {
+            "role": "user",
+            "content": [{"type": "image"}, {"type": "text", "text": build_prompt(query)}],
+        }
+    ]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    n_text = len(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+    return n_text - 1 + (image_size // PATCH_MERGE) ** 2
+
+
+def square(image: Any, size: int) -> Any:
+    """``image`` (PIL) as RGB ``size`` x ``size``, PIL bilinear (as the runtime resizes)."""
+    from PIL import Image
+
+    image = image.convert("RGB")
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    return image
+
+
+def _ground_truth_rows(source: TrainingSource, per_instance: bool, limit: int | None) -> list[Any]:
+    """``(query, GroundTruth, image or row index)`` for every usable sample, in order."""
+    rows: list[Any] = []
+    if source.hf is not None:
+        ds = source.hf
+        n = len(ds) if limit is None else min(limit, len(ds))
+        problems = ds.select(range(n))["problem"]
+        solutions = ds.select(range(n))["solution"]
+        for k, (query, solution) in enumerate(zip(problems, solutions, strict=True)):
+            try:
+                gt = parse_solution(solution)
+            except ValueError as e:
+                raise ValueError(f"{source.name} row {k}: {e}") from None
+            if per_instance and len(gt.points) != len(gt.boxes):
+                raise ValueError(
+                    f"{source.name} row {k}: the multi_object reward needs one point per box "
+                    f"(got {len(gt.boxes)} box(es), {len(gt.points)} point(s))"
+                )
+            if gt.boxes:
+                rows.append((query, gt, k))
+        return rows
+    from .gt import ground_truth_from_mask, ground_truth_from_masks
+
+    for sample in source.samples:
+        if limit is not None and len(rows) >= limit:
+            break
+        gt = (
+            ground_truth_from_masks(sample.instance_masks())
+            if per_instance
+            else ground_truth_from_mask(sample.target)
+        )
+        if gt.boxes:
+            rows.append((sample.query, gt, sample.image_path))
+    return rows
+
+
+def training_dataset(
+    data: str | Path | TrainingSource,
+    *,
+    image_size: int = REASONER_SIZE,
+    split: str = "train",
+    per_instance: bool = False,
+    processor: Any = None,
+    max_prompt_length: int | None = None,
+    max_samples: int | None = None,
+    completion: bool = False,
+) -> Any:
+    """The training rows of ``data`` as a ``datasets.Dataset`` (see the module docstring).
+
+    ``per_instance``: one box/point per instance (the multi-object reward) instead of the whole
+    target as one object. Samples without a target are left out; so are prompts longer than
+    ``max_prompt_length`` tokens (TRL cannot truncate a prompt that holds image tokens; with a
+    ``processor``), and the count is printed. Raises ``ValueError`` when no row is left.
+    """
+    import datasets
+
+    source = data if isinstance(data, TrainingSource) else open_source(data, split)
+    rows = _ground_truth_rows(source, per_instance, max_samples)
+    if processor is not None and max_prompt_length is not None:
+        kept = [
+            r for r in rows if prompt_token_count(processor, r[0], image_size) <= max_prompt_length
+        ]
+        if len(kept) < len(rows):
+            print(
+                f"left out {len(rows) - len(kept)} prompt(s) longer than {max_prompt_length} "
+                "tokens",
+                flush=True,
+            )
+        rows = kept
+    if not rows:
+        raise ValueError(
+            f"no training prompts in {source.name} (no sample with a target, or all longer than "
+            "max_prompt_length)"
+        )
+    columns: dict[str, Any] = {
+        "prompt": [user_turn(q) for q, _, _ in rows],
+        "gt_boxes": [[list(map(int, b)) for b in gt.boxes] for _, gt, _ in rows],
+        "gt_points": [[list(map(int, p)) for p in gt.points] for _, gt, _ in rows],
+        "query": [q for q, _, _ in rows],
+    }
+    features: dict[str, Any] = {
+        "prompt": [{"role": datasets.Value("string"), "content": datasets.Value("string")}],
+        "gt_boxes": datasets.Sequence(datasets.Sequence(datasets.Value("int32"))),
+        "gt_points": datasets.Sequence(datasets.Sequence(datasets.Value("int32"))),
+        "query": datasets.Value("string"),
+    }
+    if completion:
+        columns["completion"] = [
+            [{"role": "assistant", "content": target_text(gt)}] for _, gt, _ in rows
+        ]
+        features["completion"] = features["prompt"]
+    if source.hf is not None:
+        # The images stay in the source's Arrow files (no copy); only the row order is selected.
+        images = source.hf.select([k for _, _, k in rows]).select_columns(["image"])
+        light = datasets.Dataset.from_dict(columns, features=datasets.Features(features))
+        out = datasets.concatenate_datasets([images, light], axis=1)
+        return out.with_transform(_SquareImages(image_size), columns=["image"],
+                                  output_all_columns=True)  # fmt: skip
+    columns["image"] = [str(p) for _, _, p in rows]
+    features["image"] = datasets.Image()
+    out = datasets.Dataset.from_dict(columns, features=datasets.Features(features))
+    return out.with_transform(_SquareImages(image_size), columns=["image"], output_all_columns=True)
+
+
+class _SquareImages:
+    """Dataset transform: decode and square the ``image`` column on access (no copy on disk)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        return {"image": [square(im, self.size) for im in batch["image"]]}
+
+
+__all__ = [
+    "TrainingSource",
+    "is_hf_dataset_dir",
+    "load_segzero_set",
+    "open_source",
+    "parse_solution",
+    "prompt_token_count",
+    "square",
+    "target_text",
+    "training_dataset",
+    "user_turn",
+]
