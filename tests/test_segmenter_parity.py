@@ -129,7 +129,8 @@ def test_batched_decode_matches_per_prompt_and_predictor(
     from segzero_edge.segmenter.prompts import batch_prompts
 
     worst_self, worst_ref = 0.0, 0.0
-    for case, emb in zip(sam2_cases, ort_embeddings, strict=True):
+    # one case (one predictor set_image) keeps this under ~30 s on 2 cores
+    for case, emb in zip(sam2_cases[-1:], ort_embeddings[-1:], strict=True):
         hw = case.image.shape[:2]
         # the case's prompts plus box + point prompts on shifted boxes: batches of 4, 1, 1
         h, w = hw
