@@ -19,7 +19,7 @@ from segzero_edge.reasoner.prefix_cache import PrefixCache, PrefixState
 from tests.fixtures.reasoner_vision import make_test_image, open_reasoner
 
 QUERIES = ("the cup", "where to grasp it", "something to put it on")
-BUDGET = {"max_new_tokens": 24, "think_budget": 12}
+BUDGET = {"max_new_tokens": 24, "think_budget": 12, "max_objects": 1}  # short answers
 # tiny model: 2 layers x (K + V) x 2 KV heads x 64 x f16 = 1024 bytes per KV cell
 TINY_KV_BYTES_PER_TOKEN = 2 * 2 * 2 * 64 * 2
 IMAGE_TOKENS, IMAGE_SIDE = 900, 30  # 840 x 840: 30 x 30 merged patches
