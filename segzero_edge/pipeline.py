@@ -9,7 +9,6 @@ that frame, and all objects of one answer are decoded by SAM2 in one decoder cal
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
@@ -25,6 +24,7 @@ from .answer import parse_answer, to_image_frame
 from .backends import ImageEmbedding, Reasoner, Segmenter
 from .errors import BackendError
 from .image import ImageLike, load_image
+from .image import frame_key as _frame_key
 from .prompt import build_prompt
 from .segmenter.prompts import batch_prompts, prompt_arrays
 from .segmenter.select import select_masks
@@ -32,13 +32,6 @@ from .types import ObjectPrompt, Segmentation, Status
 
 _Encoded = tuple[ImageEmbedding, dict[str, float]]
 """A frame's SAM2 embedding and the seconds its pre-processing and encoding took."""
-
-
-def _frame_key(img: np.ndarray) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    h.update(repr(img.shape).encode())
-    h.update(np.ascontiguousarray(img).data)
-    return h.hexdigest()
 
 
 class SegZeroEdge:
