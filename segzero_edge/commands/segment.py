@@ -41,9 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "(with its 'query'). With one query the paths are used as given."
         ),
     )
-    p.add_argument("image", help="image file (JPEG/PNG/...)")
+    p.add_argument("image", metavar="IMAGE", help="image file (JPEG/PNG/...)")
     p.add_argument(
         "query",
+        metavar="QUERY",
         nargs="+",
         help='what to find, e.g. "the thing I can use to cut the bread"; several allowed',
     )
