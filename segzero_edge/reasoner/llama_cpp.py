@@ -305,7 +305,7 @@ class LlamaCppReasoner:
         reports AMX (its AMX kernels crash on some CPUs), on elsewhere,
         ``$SEGZERO_LLAMA_EXTRA_BUFTS=1/0`` forces. ``info`` records the choice, the reason,
         llama.cpp's CPU features and the buffer types the weights went to.
-        to a multiple of 256). ``prefix_cache_mb`` bounds the per-frame prefix cache (MiB of
+        ``prefix_cache_mb`` bounds the per-frame prefix cache (MiB of
         saved KV state; 0 turns it off); see the module docstring and :attr:`prefix_cache`.
 
         Raises ``FileNotFoundError`` for a missing file, ``ValueError`` for a bad option and
