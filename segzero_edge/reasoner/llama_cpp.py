@@ -373,7 +373,7 @@ class LlamaCppReasoner:
             "use_extra_bufts_reason": extra_why,
             "cpu_features": llama_system.cpu_features(),
             "model_buffers_mib": llama_system.model_buffer_types(
-                [line for _, line in _SINK.lines[n_log:]]
+                [line for _, line in _SINK.since(n_log)]
             ),
         }
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
