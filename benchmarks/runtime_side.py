@@ -18,6 +18,9 @@ def fixed_length_reasoner(model: Path, mmproj: Path, tokens: int, **options: Any
     """
     from segzero_edge.reasoner.llama_cpp import LlamaCppReasoner
 
+    # every iteration runs on the same frame: without this the 2nd.. would restore the cached
+    # image prefix (benchmarks/multiquery.py measures that) instead of timing a first query
+    options.setdefault("prefix_cache_mb", 0)
     return LlamaCppReasoner(
         model, mmproj, max_new_tokens=tokens, grammar=False, ignore_eos=True, **options
     )

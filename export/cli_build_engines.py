@@ -57,6 +57,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="MIN,OPT,MAX",
         help="decoder optimisation profile for the number of prompt points (default 1,3,16)",
     )
+    p.add_argument(
+        "--prompts",
+        type=_points,
+        default=None,
+        metavar="MIN,OPT,MAX",
+        help="decoder optimisation profile for the prompts (objects of one answer) decoded in "
+        "one call (default 1,1,16)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=run)
 
@@ -64,7 +72,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from segzero_edge.errors import CommandError
 
-    from .engines import POINTS_PROFILE, EngineBuildError, TensorRTUnavailable, build_engines
+    from .engines import (
+        POINTS_PROFILE,
+        PROMPTS_PROFILE,
+        EngineBuildError,
+        TensorRTUnavailable,
+        build_engines,
+    )
 
     try:
         result = build_engines(
@@ -74,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             force=args.force,
             workspace_mb=args.workspace_mb,
             points_profile=args.points or POINTS_PROFILE,
+            prompts_profile=args.prompts or PROMPTS_PROFILE,
             progress=not args.quiet,
         )
     except (TensorRTUnavailable, EngineBuildError) as e:

@@ -40,6 +40,7 @@ from segzero_edge.engine_cache import (
     META_FILE,
     META_SCHEMA,
     POINTS_PROFILE,
+    PROMPTS_PROFILE,
     TIMING_CACHE_FILE,
     BuildFlags,
     engine_dir,
@@ -168,29 +169,43 @@ def select_fp32_layers(layers: Sequence[LayerDesc], patterns: Iterable[str] = ()
     return set(depth)
 
 
+def _check_profile(what: str, profile: tuple[int, int, int]) -> None:
+    lo, opt, hi = profile
+    if not 1 <= lo <= opt <= hi:
+        raise ValueError(f"{what} profile must satisfy 1 <= min <= opt <= max, got {profile}")
+
+
 def dynamic_profile(
-    name: str, shape: Sequence[int], points_profile: tuple[int, int, int]
+    name: str,
+    shape: Sequence[int],
+    points_profile: tuple[int, int, int],
+    prompts_profile: tuple[int, int, int] = PROMPTS_PROFILE,
 ) -> tuple[list[int], list[int], list[int]]:
-    """(min, opt, max) shapes of a network input; only the point dimension may be dynamic."""
+    """(min, opt, max) shapes of a network input.
+
+    Only the prompt (batch, dim 0) and point (dim 1) dimensions of ``point_coords`` /
+    ``point_labels`` may be dynamic; a static dimension keeps its size (a decoder exported
+    before the batch axis has a fixed batch of 1).
+    """
     if (
         name not in POINT_INPUTS
         or len(shape) < 2
-        or any(d < 0 for i, d in enumerate(shape) if i != 1)
+        or any(d < 0 for i, d in enumerate(shape) if i > 1)
     ):
         raise EngineBuildError(
-            f"input {name!r} has dynamic shape {tuple(shape)}; only the point dimension "
-            f"(dim 1) of {POINT_INPUTS} may be dynamic. Re-export the ONNX graphs with "
-            "segzero_export.sam2_onnx.export_sam2"
+            f"input {name!r} has dynamic shape {tuple(shape)}; only the prompt and point "
+            f"dimensions (dims 0 and 1) of {POINT_INPUTS} may be dynamic. Re-export the ONNX "
+            "graphs with segzero_export.sam2_onnx.export_sam2"
         )
-    lo, opt, hi = points_profile
-    if not 1 <= lo <= opt <= hi:
-        raise ValueError(
-            f"points profile must satisfy 1 <= min <= opt <= max, got {points_profile}"
-        )
+    _check_profile("points", points_profile)
+    _check_profile("prompts", prompts_profile)
     shapes = []
-    for n in (lo, opt, hi):
+    for n_prompts, n_points in zip(prompts_profile, points_profile, strict=True):
         dims = [int(d) for d in shape]
-        dims[1] = n
+        if dims[0] < 0:
+            dims[0] = n_prompts
+        if dims[1] < 0:
+            dims[1] = n_points
         shapes.append(dims)
     return shapes[0], shapes[1], shapes[2]
 
@@ -309,7 +324,9 @@ def _build_one(
         shape = tuple(int(tensor.shape[k]) for k in range(len(tensor.shape)))
         if any(d < 0 for d in shape):
             profile = profile or builder.create_optimization_profile()
-            lo, opt, hi = dynamic_profile(tensor.name, shape, flags.points_profile)
+            lo, opt, hi = dynamic_profile(
+                tensor.name, shape, flags.points_profile, flags.prompts_profile
+            )
             profile.set_shape(tensor.name, trt.Dims(lo), trt.Dims(opt), trt.Dims(hi))
     if profile is not None:
         config.add_optimization_profile(profile)
@@ -333,9 +350,14 @@ def build_engines(
     force: bool = False,
     workspace_mb: int = DEFAULT_WORKSPACE_MB,
     points_profile: tuple[int, int, int] = POINTS_PROFILE,
+    prompts_profile: tuple[int, int, int] = PROMPTS_PROFILE,
     progress: bool = True,
 ) -> EngineSet:
-    """Build (or keep, when current) this device's SAM2 engines for ``bundle_dir``."""
+    """Build (or keep, when current) this device's SAM2 engines for ``bundle_dir``.
+
+    ``points_profile`` / ``prompts_profile``: the decoder's (min, opt, max) points per prompt
+    and prompts per call (objects of one answer decoded together).
+    """
     root = Path(bundle_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"bundle folder not found: {root}")
@@ -345,8 +367,13 @@ def build_engines(
             raise FileNotFoundError(f"SAM2 ONNX file missing from the bundle: {path}")
     if workspace_mb < 1:
         raise ValueError(f"workspace_mb must be >= 1, got {workspace_mb}")
-    flags = BuildFlags(fp16=fp16, fp32_layers=tuple(fp32_layers), points_profile=points_profile)
-    dynamic_profile(POINT_INPUTS[0], (1, -1, 2), points_profile)  # validate early
+    flags = BuildFlags(
+        fp16=fp16,
+        fp32_layers=tuple(fp32_layers),
+        points_profile=points_profile,
+        prompts_profile=prompts_profile,
+    )
+    dynamic_profile(POINT_INPUTS[0], (-1, -1, 2), points_profile, prompts_profile)  # validate
     identified, gpu_why = has_gpu_identity()
     if not identified:
         raise EngineBuildError(
@@ -414,6 +441,7 @@ def build_engines(
 __all__ = [
     "DEFAULT_WORKSPACE_MB",
     "POINTS_PROFILE",
+    "PROMPTS_PROFILE",
     "BuildFlags",
     "EngineBuildError",
     "EngineSet",

@@ -8,6 +8,10 @@ arithmetic (no OneHot, no data-dependent Tile, so TensorRT parses it) and return
 low-resolution mask logits with their IoU scores; mask selection, upsampling and thresholding
 happen outside (``segzero_edge``). Graph file and tensor names come from
 :mod:`segzero_edge.layout`.
+
+The decoder takes a batch of prompts on one image (``point_coords [B, P, 2]``), as SAM2's
+``MaskDecoder.predict_masks`` with ``repeat_image=True``: the image features and the dense
+prompt embedding are broadcast over the batch, so one call decodes every object of an answer.
 """
 
 from __future__ import annotations
@@ -70,13 +74,14 @@ class SAM2Encoder(nn.Module):
 
 
 class SAM2Decoder(nn.Module):
-    """Prompt encoder + mask decoder with all four mask outputs, batch 1, ``P`` prompts.
+    """Prompt encoder + mask decoder with all four mask outputs for ``B`` prompts of ``P`` points.
 
-    Inputs: the encoder's three feature maps; ``point_coords [1, P, 2]`` float32 (x, y) in the
-    1024 x 1024 input frame; ``point_labels [1, P]`` float32 (1 positive, 0 negative, 2 / 3
-    box top-left / bottom-right, -1 padding); ``mask_input [1, 1, 256, 256]`` float32 logits and
-    ``has_mask_input [1]`` (0 or 1). Outputs: ``masks [1, 4, 256, 256]`` float32 logits (index
-    0 the single-mask output, 1..3 multimask) and ``iou_predictions [1, 4]``.
+    Inputs: the encoder's three feature maps (batch 1); ``point_coords [B, P, 2]`` float32
+    (x, y) in the 1024 x 1024 input frame; ``point_labels [B, P]`` float32 (1 positive, 0
+    negative, 2 / 3 box top-left / bottom-right, -1 padding); ``mask_input [1, 1, 256, 256]``
+    float32 logits and ``has_mask_input [1]`` (0 or 1), one previous mask for every prompt of
+    the batch. Outputs: ``masks [B, 4, 256, 256]`` float32 logits (index 0 the single-mask
+    output, 1..3 multimask) and ``iou_predictions [B, 4]``.
     """
 
     dense_pe: torch.Tensor
@@ -141,17 +146,20 @@ class SAM2Decoder(nn.Module):
         mask_input: torch.Tensor,
         has_mask_input: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        sparse = self.embed_points(point_coords, point_labels)
+        sparse = self.embed_points(point_coords, point_labels)  # [B, P + 1, C]
+        b = sparse.shape[0]
         has_mask = has_mask_input.reshape(1, 1, 1, 1)
         dense = has_mask * self.mask_downscaling(mask_input) + (1 - has_mask) * self.no_mask_embed
-        tokens = torch.cat([self.output_tokens, sparse], dim=1)
-        src = image_embed + dense
+        # SAM2 repeats the image per prompt (repeat_interleave); Expand is the same, and
+        # TensorRT parses it. dense_pe and the high-res features broadcast over the batch.
+        tokens = torch.cat([self.output_tokens.expand(b, -1, -1), sparse], dim=1)
+        src = (image_embed + dense).expand(b, -1, -1, -1)
         _, c, h, w = src.shape
         hs, src = self.transformer(src, self.dense_pe, tokens)
         s = self.token_offset
         iou_token = hs[:, s, :]
         mask_tokens = hs[:, s + 1 : s + 1 + self.num_mask_tokens, :]
-        src = src.transpose(1, 2).reshape(1, c, h, w)
+        src = src.transpose(1, 2).reshape(-1, c, h, w)
         dc1, ln1, act1, dc2, act2 = self.output_upscaling
         up = act1(ln1(dc1(src) + high_res_feats_1))
         up = act2(dc2(up) + high_res_feats_0)
@@ -159,18 +167,19 @@ class SAM2Decoder(nn.Module):
             [mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(self.hyper_mlps)], dim=1
         )
         _, uc, uh, uw = up.shape
-        masks = (hyper @ up.reshape(1, uc, uh * uw)).reshape(1, -1, uh, uw)
+        masks = (hyper @ up.reshape(-1, uc, uh * uw)).reshape(-1, self.num_mask_tokens, uh, uw)
         return masks, self.iou_head(iou_token)
 
 
-def _example_decoder_inputs(n_points: int = 3) -> tuple[torch.Tensor, ...]:
+def _example_decoder_inputs(n_prompts: int = 2, n_points: int = 3) -> tuple[torch.Tensor, ...]:
+    """Example decoder inputs; a batch above 1 keeps the tracer from specialising it away."""
     g = torch.Generator().manual_seed(0)
     return (
         torch.randn(1, 256, 64, 64, generator=g),
         torch.randn(1, 32, 256, 256, generator=g),
         torch.randn(1, 64, 128, 128, generator=g),
-        torch.rand(1, n_points, 2, generator=g) * SAM2_SIZE,
-        torch.tensor([[2.0, 3.0, 1.0][:n_points]]),
+        torch.rand(n_prompts, n_points, 2, generator=g) * SAM2_SIZE,
+        torch.tensor([[2.0, 3.0, 1.0][:n_points]] * n_prompts),
         torch.zeros(1, 1, SAM2_LOW_RES, SAM2_LOW_RES),
         torch.zeros(1),
     )
@@ -200,22 +209,30 @@ def _export(
         )
 
 
+PROMPTS_AXIS = "num_prompts"
+POINTS_AXIS = "num_points"
+DECODER_DYNAMIC_AXES = {
+    "point_coords": {0: PROMPTS_AXIS, 1: POINTS_AXIS},
+    "point_labels": {0: PROMPTS_AXIS, 1: POINTS_AXIS},
+    "masks": {0: PROMPTS_AXIS},
+    "iou_predictions": {0: PROMPTS_AXIS},
+}
 _FEATURES = SAM2_SIZE // 16  # Hiera's stride-16 feature map: 64 x 64
-OUTPUT_SHAPES = {
+OUTPUT_SHAPES: dict[str, dict[str, list[int | str]]] = {
     SAM2_ENCODER_FILE: {
         "high_res_feats_0": [1, 32, SAM2_LOW_RES, SAM2_LOW_RES],
         "high_res_feats_1": [1, 64, SAM2_LOW_RES // 2, SAM2_LOW_RES // 2],
         "image_embed": [1, 256, _FEATURES, _FEATURES],
     },
     SAM2_DECODER_FILE: {
-        "masks": [1, SAM2_MASK_TOKENS, SAM2_LOW_RES, SAM2_LOW_RES],
-        "iou_predictions": [1, SAM2_MASK_TOKENS],
+        "masks": [PROMPTS_AXIS, SAM2_MASK_TOKENS, SAM2_LOW_RES, SAM2_LOW_RES],
+        "iou_predictions": [PROMPTS_AXIS, SAM2_MASK_TOKENS],
     },
 }
 
 
 def _pin_and_check(path: Path) -> None:
-    """Write the static output shapes into the graph and run the full ONNX checker."""
+    """Write the output shapes (static sizes, named batch axis) and run the full ONNX checker."""
     import onnx
 
     model = onnx.load(str(path))
@@ -223,7 +240,10 @@ def _pin_and_check(path: Path) -> None:
         dims = out.type.tensor_type.shape.dim
         for dim, size in zip(dims, OUTPUT_SHAPES[path.name][out.name], strict=True):
             dim.Clear()
-            dim.dim_value = size
+            if isinstance(size, str):
+                dim.dim_param = size
+            else:
+                dim.dim_value = size
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
 
@@ -290,7 +310,7 @@ def export_sam2(
             tmp / SAM2_DECODER_FILE,
             SAM2_DECODER_INPUTS,
             SAM2_DECODER_OUTPUTS,
-            {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}},
+            DECODER_DYNAMIC_AXES,
         )
         bar.update()
         bar.set_postfix_str("check" + (" + slim" if simplify else ""))

@@ -49,10 +49,12 @@ class Segmenter(Protocol):
     """SAM2 image encoder + prompt/mask decoder.
 
     ``encode`` takes ``[1, 3, 1024, 1024]`` float32 (mean/std normalised).
-    ``decode`` takes ``point_coords [1, P, 2]`` float32 in the 1024 frame and
-    ``point_labels [1, P]`` float32 (1 positive, 0 negative, 2/3 box corners) and returns
-    all the decoder's masks: low-res logits ``[1, 4, 256, 256]`` and IoU ``[1, 4]``
-    (index 0 is the single-mask output, 1..3 the multimask outputs).
+    ``decode`` takes a batch of B prompts on that image, ``point_coords [B, P, 2]`` float32 in
+    the 1024 frame and ``point_labels [B, P]`` float32 (1 positive, 0 negative, 2/3 box
+    corners), and returns all the decoder's masks per prompt: low-res logits
+    ``[B, 4, 256, 256]`` and IoU ``[B, 4]`` (index 0 is the single-mask output, 1..3 the
+    multimask outputs), each row what decoding that prompt alone gives (SAM2's
+    ``MaskDecoder.predict_masks`` with ``repeat_image=True``).
     """
 
     name: str

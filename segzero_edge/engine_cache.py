@@ -42,6 +42,7 @@ ENGINE_NAMES = SAM2_GRAPHS
 META_FILE = ENGINE_META_FILE
 META_SCHEMA = 1
 POINTS_PROFILE = (1, 3, 16)  # min, opt (box corners + one point), max prompt points
+PROMPTS_PROFILE = (1, 1, 16)  # min, opt, max prompts (objects) per decoder call
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,14 @@ class BuildFlags:
     fp16: bool = True
     fp32_layers: tuple[str, ...] = ()
     points_profile: tuple[int, int, int] = POINTS_PROFILE
+    prompts_profile: tuple[int, int, int] = PROMPTS_PROFILE
 
     def to_json(self) -> dict[str, Any]:
         return {
             "fp16": self.fp16,
             "fp32_layers": list(self.fp32_layers),
             "points_profile": list(self.points_profile),
+            "prompts_profile": list(self.prompts_profile),
         }
 
 
@@ -186,6 +189,7 @@ __all__ = [
     "META_FILE",
     "META_SCHEMA",
     "POINTS_PROFILE",
+    "PROMPTS_PROFILE",
     "TIMING_CACHE_FILE",
     "BuildFlags",
     "engine_dir",

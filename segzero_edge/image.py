@@ -131,3 +131,18 @@ def load_image(image: ImageLike) -> np.ndarray:
         "image must be a file path, a PIL.Image.Image or an H x W x 3 uint8 numpy array, "
         f"got {type(image).__name__}"
     )
+
+
+def frame_key(image: np.ndarray) -> str:
+    """A content key of an image array: blake2b-128 over its shape and bytes (hex, 32 chars).
+
+    Two arrays get the same key exactly when they hold the same pixels (up to hash collisions),
+    whatever object they are; the per-frame caches (SAM2 embedding, reasoner prefix) use it.
+    """
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr(tuple(image.shape)).encode())
+    h.update(repr(image.dtype.str).encode())
+    h.update(np.ascontiguousarray(image).data)
+    return h.hexdigest()

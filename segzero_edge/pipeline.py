@@ -3,15 +3,17 @@
 The SAM2 image encoding runs on a worker thread while the reasoner thinks (they share only
 the image); encodings are cached per frame so several queries on one frame encode it once (a
 failed encoding is not kept). ``close()`` waits for the calls in progress on other threads.
+The reasoner (llama.cpp) keeps the KV state after a frame's image tokens for later queries on
+that frame, and all objects of one answer are decoded by SAM2 in one decoder call.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -22,20 +24,14 @@ from .answer import parse_answer, to_image_frame
 from .backends import ImageEmbedding, Reasoner, Segmenter
 from .errors import BackendError
 from .image import ImageLike, load_image
+from .image import frame_key as _frame_key
 from .prompt import build_prompt
-from .segmenter.prompts import prompt_arrays
+from .segmenter.prompts import batch_prompts, prompt_arrays
 from .segmenter.select import select_masks
 from .types import ObjectPrompt, Segmentation, Status
 
 _Encoded = tuple[ImageEmbedding, dict[str, float]]
 """A frame's SAM2 embedding and the seconds its pre-processing and encoding took."""
-
-
-def _frame_key(img: np.ndarray) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    h.update(repr(img.shape).encode())
-    h.update(np.ascontiguousarray(img).data)
-    return h.hexdigest()
 
 
 class SegZeroEdge:
@@ -141,29 +137,76 @@ class SegZeroEdge:
                 raise RuntimeError("this SegZeroEdge has been closed")
             self._calls += 1
         try:
-            return self._segment(image, query)
+            return self._segment_many(image, [query])[0]
         finally:
             with self._calls_done:
                 self._calls -= 1
                 self._calls_done.notify_all()
 
-    def _segment(self, image: ImageLike, query: str) -> Segmentation:
-        t_start = time.perf_counter()
-        if isinstance(query, str):
-            _require_text(query, "query")
-        prompt = build_prompt(query)
-        img = load_image(image)
-        h, w = img.shape[:2]
-        timings: dict[str, float] = {}
-        emb_future = self._embedding_future(img, timings)
+    def segment_many(self, image: ImageLike, queries: Sequence[str]) -> list[Segmentation]:
+        """Segment each of ``queries`` in one ``image``; one :class:`Segmentation` per query.
 
+        The image is loaded, pre-processed and SAM2-encoded once; the reasoner evaluates the
+        image tokens once and, for the 2nd..Nth query, restores the KV state after them
+        (``timings["reasoner_cache_hit"] == 1.0``) and evaluates only the query. Each result
+        equals what ``segment(image, query)`` returns. Raises ``ValueError`` for a bad image or
+        any bad query (before any model work), like :meth:`segment`.
+        """
+        with self._calls_done:
+            if self._closed:
+                raise RuntimeError("this SegZeroEdge has been closed")
+            self._calls += 1
+        try:
+            return self._segment_many(image, queries)
+        finally:
+            with self._calls_done:
+                self._calls -= 1
+                self._calls_done.notify_all()
+
+    def _segment_many(self, image: ImageLike, queries: Sequence[str]) -> list[Segmentation]:
+        t_start = time.perf_counter()
+        if isinstance(queries, str) or not isinstance(queries, Sequence):
+            raise ValueError("queries must be a list of str (for one query use segment())")
+        if not queries:
+            raise ValueError("queries is empty: give at least one query")
+        for query in queries:
+            if isinstance(query, str):
+                _require_text(query, "query")
+        prompts = [build_prompt(q) for q in queries]
+        img = load_image(image)
+        first: dict[str, float] = {}
+        emb_future = self._embedding_future(img, first)
         t0 = time.perf_counter()
         r_in = pixels.preprocess_reasoner(img)
-        timings["preprocess"] = time.perf_counter() - t0
+        first["preprocess"] = time.perf_counter() - t0
+        fkey = _frame_key(img)
+        results = []
+        for i, prompt in enumerate(prompts):
+            # the 2nd..Nth query reuse the frame's embedding: a SAM2 cache hit
+            timings = dict(first) if i == 0 else {"sam_cache_hit": 1.0}
+            t_query = t_start if i == 0 else time.perf_counter()
+            result = self._segment_prompt(img, fkey, r_in, prompt, emb_future, timings)
+            result.timings["total"] = time.perf_counter() - t_query
+            results.append(result)
+        return results
+
+    def _segment_prompt(
+        self,
+        img: np.ndarray,
+        fkey: str,
+        r_in: np.ndarray,
+        prompt: str,
+        emb_future: Future[_Encoded],
+        timings: dict[str, float],
+    ) -> Segmentation:
+        h, w = img.shape[:2]
         t0 = time.perf_counter()
+        # the frame key lets the reasoner reuse its KV state of this frame's image tokens
+        cached = getattr(self.reasoner, "prefix_cache", None) is not None
+        kwargs = {"frame_key": fkey} if cached else {}
         with self._reasoner_lock:
             try:
-                out = self.reasoner.generate(r_in, prompt)
+                out = self.reasoner.generate(r_in, prompt, **kwargs)
             except ValueError:  # the caller's input (e.g. a prompt over the context): as is
                 raise
             except Exception as e:
@@ -186,7 +229,7 @@ class SegZeroEdge:
                     raise
                 # an encoding that an earlier call started (and did not wait for) failed:
                 # this call encodes the frame afresh, once, instead of re-raising that error
-                self._forget_failed(_frame_key(img), emb_future)
+                self._forget_failed(fkey, emb_future)
                 del timings["sam_cache_hit"]
                 emb, encode_timings = self._embedding_future(img, timings).result()
             if "sam_cache_hit" not in timings:
@@ -196,7 +239,6 @@ class SegZeroEdge:
             t0 = time.perf_counter()
             mask = pixels.postprocess_masks(logits, (h, w)).mask
             timings["postprocess"] = time.perf_counter() - t0
-        timings["total"] = time.perf_counter() - t_start
         return Segmentation(
             mask=mask,
             objects=list(objects),
@@ -214,10 +256,13 @@ class SegZeroEdge:
         hw: tuple[int, int],
         timings: dict[str, float],
     ) -> tuple[np.ndarray, list[float]]:
+        """All objects' prompts in one decoder call (one per distinct point count); the best
+        multimask output of each, by predicted IoU, and its score."""
         t0 = time.perf_counter()
-        chosen, scores = [], []
-        for obj in objects:
-            coords, labels = prompt_arrays(obj.box, obj.points, hw)
+        chosen: list[np.ndarray] = [np.empty(0)] * len(objects)
+        scores = [0.0] * len(objects)
+        arrays = [prompt_arrays(obj.box, obj.points, hw) for obj in objects]
+        for idx, coords, labels in batch_prompts(arrays):
             with self._segmenter_lock:
                 try:
                     low, iou = self.segmenter.decode(emb, coords, labels)
@@ -226,9 +271,10 @@ class SegZeroEdge:
                         f"segmenter {self.segmenter.name!r} failed to decode: {e}"
                     ) from e
             masks, ious = select_masks(low, iou, multimask_output=True)
-            best = int(np.argmax(ious[0]))
-            chosen.append(masks[0, best])
-            scores.append(float(ious[0, best]))
+            best = np.argmax(ious, axis=1)
+            for row, i in enumerate(idx):
+                chosen[i] = masks[row, best[row]]
+                scores[i] = float(ious[row, best[row]])
         timings["sam_decode"] = time.perf_counter() - t0
         return np.stack(chosen), scores
 

@@ -30,10 +30,16 @@ def reasoner(tiny_text_ggufs: dict[str, Path], tiny_mmproj: Path) -> Any:
 
 
 def _check_timings(out: ReasonerOutput, wall: float | None = None) -> None:
-    assert set(out.timings) == {"vision_encode", "prefill", "decode"}, out.timings
-    assert all(v > 0 for v in out.timings.values()), out.timings
+    """Stage seconds, and the prefix cache flag: a hit (the same image as an earlier call)
+    skips the vision encoder."""
+    assert set(out.timings) == {"vision_encode", "prefill", "decode", "reasoner_cache_hit"}
+    hit = out.timings["reasoner_cache_hit"]
+    assert hit in (0.0, 1.0), out.timings
+    stages = {k: v for k, v in out.timings.items() if k != "reasoner_cache_hit"}
+    assert stages["prefill"] > 0 and stages["decode"] > 0, out.timings
+    assert (stages["vision_encode"] > 0) is (hit == 0.0), out.timings
     if wall is not None:
-        assert sum(out.timings.values()) <= wall
+        assert sum(stages.values()) <= wall
 
 
 def test_generate_with_grammar_returns_a_parseable_answer(

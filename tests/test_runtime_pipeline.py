@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from PIL import Image
 
 from segzero_edge import SegZeroEdge, Status
 from segzero_edge.backends import ImageEmbedding, ReasonerOutput, Segmenter
+from segzero_edge.image import frame_key
 from segzero_edge.pipeline import BackendError
 
 pytestmark = pytest.mark.runtime
@@ -43,6 +45,25 @@ class ScriptedReasoner:
     def generate(self, image: np.ndarray, prompt: str) -> ReasonerOutput:
         assert image.shape == (840, 840, 3) and "Please find" in prompt
         return ReasonerOutput(self.text, self.truncated, 10, 5, {"decode": 0.0})
+
+    def close(self) -> None:
+        pass
+
+
+class CountingSegmenter:
+    """Wraps the real segmenter and records the batch shape of every decode call."""
+
+    name = "counting"
+
+    def __init__(self, inner: Segmenter) -> None:
+        self.inner, self.shapes = inner, []  # type: ignore[var-annotated]
+
+    def encode(self, image: np.ndarray) -> ImageEmbedding:
+        return self.inner.encode(image)
+
+    def decode(self, emb: ImageEmbedding, coords: np.ndarray, labels: np.ndarray):  # type: ignore[no-untyped-def]
+        self.shapes.append(coords.shape)
+        return self.inner.decode(emb, coords, labels)
 
     def close(self) -> None:
         pass
@@ -138,13 +159,72 @@ def test_points_outside_the_image_are_clamped(model: SegZeroEdge, image: np.ndar
 
 
 def test_multi_object_masks_are_ored(model: SegZeroEdge, image: np.ndarray) -> None:
+    """An answer's objects are decoded in one SAM2 call; masks and scores equal one call each."""
     one = '{"bbox_2d": [100, 200, 400, 600], "point_2d": [250, 400]}'
     two = '{"bbox_2d": [600, 50, 800, 250], "point_2d": [700, 150]}'
-    masks = []
-    for body in (f"[{one}]", f"[{two}]", f"[{one}, {two}]"):
+    three = '{"bbox_2d": [300, 500, 700, 800], "point_2d": [500, 650]}'
+    results, seg = [], CountingSegmenter(model.segmenter)
+    for body in (f"[{one}]", f"[{two}]", f"[{three}]", f"[{one}, {two}, {three}]"):
         text = f"<think>t</think><answer>{body}</answer>"
-        masks.append(SegZeroEdge(ScriptedReasoner(text), model.segmenter).segment(image, "q").mask)
-    np.testing.assert_array_equal(masks[2], masks[0] | masks[1])
+        results.append(SegZeroEdge(ScriptedReasoner(text), seg).segment(image, "q"))
+    assert seg.shapes == [(1, 3, 2), (1, 3, 2), (1, 3, 2), (3, 3, 2)]
+    np.testing.assert_array_equal(
+        results[3].mask, results[0].mask | results[1].mask | results[2].mask
+    )
+    alone = [r.scores[0] for r in results[:3]]
+    np.testing.assert_allclose(results[3].scores, alone, rtol=0, atol=1e-6)
+
+
+def test_objects_with_other_point_counts_get_their_own_call(
+    model: SegZeroEdge, image: np.ndarray
+) -> None:
+    """Prompts are never padded (SAM2's padding points change masks): one call per P."""
+    body = (
+        '[{"bbox_2d": [100, 200, 400, 600], "point_2d": [250, 400]}, '
+        '{"bbox_2d": [600, 50, 800, 250]}, '
+        '{"bbox_2d": [300, 500, 700, 800], "point_2d": [500, 650]}]'
+    )
+    seg = CountingSegmenter(model.segmenter)
+    text = f"<think>t</think><answer>{body}</answer>"
+    r = SegZeroEdge(ScriptedReasoner(text), seg).segment(image, "q")
+    assert r.status is Status.OK and [len(o.points) for o in r.objects] == [1, 0, 1]
+    assert sorted(seg.shapes) == [(1, 2, 2), (2, 3, 2)] and len(r.scores) == 3
+
+
+def test_segment_many_equals_cold_segment_calls(
+    model: SegZeroEdge, image: np.ndarray, tiny_bundle: Path
+) -> None:
+    """One frame, several queries: the results of one cold segment() each (no reasoner prefix
+    cache, no SAM2 cache), with the image prefix and the SAM2 embedding reused for the
+    2nd..Nth query."""
+    frame = image.copy()
+    frame[1, 1] ^= 3  # a frame no cache has seen
+    queries = ["the knife", "the cup", "where to grasp the cup"]
+    many = model.segment_many(frame, queries)
+    assert len(many) == 3
+    assert frame_key(frame) in model.reasoner.prefix_cache  # type: ignore[attr-defined]
+    assert many[0].timings["reasoner_cache_hit"] == 0.0 and "sam_cache_hit" not in many[0].timings
+    for r in many[1:]:
+        assert r.timings["reasoner_cache_hit"] == 1.0 and r.timings["sam_cache_hit"] == 1.0
+        assert r.timings["vision_encode"] == 0.0
+    opts = {"max_new_tokens": 96, "prefix_cache_mb": 0, "cache_frames": 0}
+    with SegZeroEdge.from_bundle(tiny_bundle, **opts) as cold:
+        single = [cold.segment(frame, q) for q in queries]
+    for a, b in zip(many, single, strict=True):
+        assert b.timings["reasoner_cache_hit"] == 0.0
+        assert a.answer_raw == b.answer_raw and a.status is b.status
+        np.testing.assert_array_equal(a.mask, b.mask)
+    again = model.segment(frame, queries[0])  # later segment() calls on the frame hit too
+    assert again.timings["reasoner_cache_hit"] == 1.0 and again.answer_raw == many[0].answer_raw
+
+
+def test_segment_many_bad_queries(model: SegZeroEdge, image: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="list of str"):
+        model.segment_many(image, "the knife")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="queries is empty"):
+        model.segment_many(image, [])
+    with pytest.raises(ValueError, match="query is empty"):
+        model.segment_many(image, ["the knife", " "])
 
 
 def test_backend_failure_mid_call_is_named_and_recoverable(
@@ -171,6 +251,11 @@ def test_threads_get_the_same_results_as_sequential_calls(
 
     def worker(t: int) -> None:
         try:
+            if t % 2:  # segment_many: every query of a frame in one call
+                for f in (t // 2, 1 - t // 2):
+                    for q, r in zip(queries, model.segment_many(frames[f], queries), strict=True):
+                        got[(f, q, t)] = r
+                return
             for f, q in jobs[t % 3 :] + jobs[: t % 3]:
                 got[(f, q, t)] = model.segment(frames[f], q)
         except BaseException as e:  # surfaced below
@@ -203,6 +288,29 @@ def test_cli_segment_writes_mask_overlay_and_json(
     assert mask.shape == (480, 640) and set(np.unique(mask)) <= {0, 255}
     assert int((mask > 0).sum()) == report["mask_area"]
     assert Image.open(overlay).size == (640, 480)
+
+
+def test_cli_segment_several_queries(
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from segzero_edge.cli import main
+
+    out, overlay = tmp_path / "mask.png", tmp_path / "overlay.png"
+    argv = ["segment", str(KITCHEN), "the knife", "the cup", "--bundle", str(tiny_bundle)]
+    assert main([*argv, "--out", str(out), "--overlay", str(overlay), "--json"]) == 0
+    reports = json.loads(capsys.readouterr().out)
+    assert [r["query"] for r in reports] == ["the knife", "the cup"]
+    assert [r["timings"]["reasoner_cache_hit"] for r in reports] == [0.0, 1.0]
+    for i, report in enumerate(reports, start=1):
+        mask = np.asarray(Image.open(tmp_path / f"mask-{i}.png"))
+        assert int((mask > 0).sum()) == report["mask_area"]
+        assert Image.open(tmp_path / f"overlay-{i}.png").size == (640, 480)
+    assert not out.exists() and not overlay.exists()
+    with pytest.raises(SystemExit):
+        main(["segment", "--help"])
+    # argparse wraps lines, also after a hyphen
+    help_text = re.sub(r"-\s+", "-", " ".join(capsys.readouterr().out.split()))
+    assert "mask-1.png, mask-2.png" in help_text and "QUERY [QUERY ...]" in help_text
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -39,10 +39,13 @@ def test_ort_segmenter_protocol(ort_segmenter: OrtSegmenter, ort_embeddings) -> 
     assert float(np.abs(low2 - low).max()) > 1e-4
     with pytest.raises(ValueError, match=r"encoder input must be \(1, 3, 1024, 1024\)"):
         ort_segmenter.encode(np.zeros((1, 3, 512, 512), np.float32))
-    with pytest.raises(ValueError, match=r"point_coords must be \[1, P, 2\]"):
+    with pytest.raises(ValueError, match=r"point_coords must be \[B, P, 2\]"):
         ort_segmenter.decode(emb, np.zeros((1, 0, 2), np.float32), np.zeros((1, 0), np.float32))
-    with pytest.raises(ValueError, match=r"point_labels must be \[1, P\]"):
+    with pytest.raises(ValueError, match=r"point_coords must be \[B, P, 2\]"):
+        ort_segmenter.decode(emb, np.zeros((0, 1, 2), np.float32), np.zeros((0, 1), np.float32))
+    with pytest.raises(ValueError, match=r"point_labels must be \[B, P\]"):
         ort_segmenter.decode(emb, coords, np.ones((1, 2), np.float32))
+    assert ort_segmenter.max_prompts is None  # the exported graph has a batch axis
 
 
 def test_ort_segmenter_errors(sam2_onnx: dict[str, Any], tmp_path: Path) -> None:

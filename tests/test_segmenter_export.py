@@ -24,12 +24,12 @@ DECODER_IO = {
     "image_embed": [1, 256, 64, 64],
     "high_res_feats_0": [1, 32, 256, 256],
     "high_res_feats_1": [1, 64, 128, 128],
-    "point_coords": [1, "num_points", 2],
-    "point_labels": [1, "num_points"],
+    "point_coords": ["num_prompts", "num_points", 2],
+    "point_labels": ["num_prompts", "num_points"],
     "mask_input": [1, 1, 256, 256],
     "has_mask_input": [1],
-    "masks": [1, 4, 256, 256],
-    "iou_predictions": [1, 4],
+    "masks": ["num_prompts", 4, 256, 256],
+    "iou_predictions": ["num_prompts", 4],
 }
 
 
@@ -78,7 +78,8 @@ def test_decoder_graph_is_tensorrt_friendly(sam2_onnx: dict[str, Any], kind: str
 
 
 def test_simplified_graphs_match_raw(sam2_onnx: dict[str, Any], sam2_cases, ort_embeddings) -> None:
-    """onnxslim output against the unsimplified export, encoder and decoder (P = 1, 2, 5)."""
+    """onnxslim output against the unsimplified export, encoder and decoder (B x P = 1 x 1,
+    1 x 2, 3 x 5)."""
     import onnxruntime as ort
 
     def session(kind: str, role: str) -> Any:
@@ -94,20 +95,21 @@ def test_simplified_graphs_match_raw(sam2_onnx: dict[str, Any], sam2_cases, ort_
     decoders = {k: session(k, "decoder") for k in ("raw", "slim")}
     rng = np.random.default_rng(0)
     worst = 0.0
-    for n in (1, 2, 5):
+    for b, n in ((1, 1), (1, 2), (3, 5)):
         feeds = {
             "image_embed": embed,
             "high_res_feats_0": f0,
             "high_res_feats_1": f1,
-            "point_coords": (rng.random((1, n, 2)) * 1024).astype(np.float32),
-            "point_labels": rng.integers(0, 4, (1, n)).astype(np.float32),
+            "point_coords": (rng.random((b, n, 2)) * 1024).astype(np.float32),
+            "point_labels": rng.integers(0, 4, (b, n)).astype(np.float32),
             "mask_input": rng.normal(size=(1, 1, 256, 256)).astype(np.float32),
             "has_mask_input": np.array([n % 2], dtype=np.float32),
         }
         outs = [sess.run(None, feeds) for sess in decoders.values()]
-        for a, b in zip(*outs, strict=True):
-            worst = max(worst, float(np.abs(a - b).max()))
-    print(f"decoder slim vs raw (P=1,2,5, with/without mask input): max abs diff {worst:.2e}")
+        for x, y in zip(*outs, strict=True):
+            assert x.shape[0] == b
+            worst = max(worst, float(np.abs(x - y).max()))
+    print(f"decoder slim vs raw (B x P up to 3 x 5, with/without mask input): max abs {worst:.2e}")
     assert worst < 1e-4, f"decoder slim vs raw: {worst:.2e}"
     print(f"export {sam2_onnx['export_seconds']:.1f} s, onnxslim {sam2_onnx['slim_seconds']:.1f} s")
 

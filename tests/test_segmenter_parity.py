@@ -11,6 +11,7 @@ from segzero_edge.backends import ImageEmbedding
 from segzero_edge.pixels import postprocess_masks, preprocess_sam
 from segzero_edge.segmenter.prompts import prompt_arrays
 from segzero_edge.segmenter.select import select_masks
+from tests.fixtures.segmenter import SamPrompt
 
 MASK_IOU_MIN = 0.99
 FEATURE_ATOL = 1e-3
@@ -114,3 +115,69 @@ def test_runtime_path_matches_predictor(ort_segmenter, sam2_cases) -> None:
             assert m_iou >= MASK_IOU_MIN, (
                 f"{case.name} prompt {i}: mask IoU {m_iou:.5f} (preprocess diff {d_pre:.2e})"
             )
+
+
+BATCH_LOGIT_ATOL = 1e-5  # batched vs one-prompt decoding in the same graph: rounding only
+
+
+def test_batched_decode_matches_per_prompt_and_predictor(
+    ort_segmenter, sam2_predictor, sam2_cases, ort_embeddings
+) -> None:
+    """All prompts of a case in one decoder call per point count, against one call per prompt
+    (same graph) and against Meta's predictor given the same batch (point_coords [B, N, 2],
+    box [B, 4])."""
+    from segzero_edge.segmenter.prompts import batch_prompts
+
+    worst_self, worst_ref = 0.0, 0.0
+    # one case (one predictor set_image) keeps this under ~30 s on 2 cores
+    for case, emb in zip(sam2_cases[-1:], ort_embeddings[-1:], strict=True):
+        hw = case.image.shape[:2]
+        # the case's prompts plus box + point prompts on shifted boxes: batches of 4, 1, 1
+        h, w = hw
+        extra = [
+            SamPrompt(
+                (10 + 40 * k, 20 + 30 * k, 0.6 * w + 10 * k, 0.7 * h), [(0.3 * w, 0.4 * h)], [1]
+            )
+            for k in range(2)
+        ]
+        prompts = [*case.prompts, *extra]
+        arrays = [prompt_arrays(p.box, p.points, hw, labels=p.labels) for p in prompts]
+        batches = batch_prompts(arrays)
+        assert sorted(len(idx) for idx, _, _ in batches) == [1, 1, 4]
+        sam2_predictor.set_image(case.image)
+        for idx, coords, labels in batches:
+            low, iou = ort_segmenter.decode(emb, coords, labels)
+            assert low.shape == (len(idx), 4, 256, 256) and iou.shape == (len(idx), 4)
+            boxes = [prompts[i].box for i in idx]
+            ref = sam2_predictor.predict(
+                point_coords=np.asarray([prompts[i].points for i in idx], dtype=np.float32),
+                point_labels=np.asarray([prompts[i].labels for i in idx], dtype=np.int32),
+                box=None if boxes[0] is None else np.asarray(boxes, dtype=np.float32),
+                multimask_output=True,
+                return_logits=True,
+            )
+            ref_masks, ref_ious, ref_low = (np.asarray(r) for r in ref)
+            if len(idx) == 1:  # the predictor drops the batch axis for a batch of one
+                ref_masks, ref_ious, ref_low = ref_masks[None], ref_ious[None], ref_low[None]
+            for row, i in enumerate(idx):
+                one_low, one_iou = ort_segmenter.decode(emb, *arrays[i])
+                d = float(np.abs(low[row] - one_low[0]).max())
+                worst_self = max(worst_self, d, float(np.abs(iou[row] - one_iou[0]).max()))
+                assert d < BATCH_LOGIT_ATOL, f"{case.name} prompt {i}: batched vs alone {d:.2e}"
+                masks, ious = select_masks(low[row : row + 1], iou[row : row + 1])
+                one_masks, one_ious = select_masks(one_low, one_iou)
+                best = int(np.argmax(ious[0]))
+                assert best == int(np.argmax(one_ious[0]))
+                got = postprocess_masks(masks[0, best], hw).mask
+                np.testing.assert_array_equal(got, postprocess_masks(one_masks[0, best], hw).mask)
+                # Meta's predictor on the same batch (logits clamped to [-32, 32] there)
+                d_ref = float(np.abs(np.clip(low[row, 1:], -32, 32) - ref_low[row]).max())
+                d_iou = float(np.abs(iou[row, 1:] - ref_ious[row]).max())
+                worst_ref = max(worst_ref, d_ref)
+                assert d_ref < LOGIT_ATOL and d_iou < IOU_ATOL, (case.name, i, d_ref, d_iou)
+                assert best == int(np.argmax(ref_ious[row]))
+                assert mask_iou(got, ref_masks[row, best] > 0) >= MASK_IOU_MIN
+    print(
+        f"batched decode: max abs diff vs one prompt per call {worst_self:.2e}, "
+        f"vs Meta's batched predictor (logits) {worst_ref:.2e}"
+    )

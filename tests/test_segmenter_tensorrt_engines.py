@@ -100,6 +100,7 @@ def test_fresh_engines_are_found(bundle: Path) -> None:
     meta = json.loads((out / "engines.json").read_text())
     assert meta["fingerprint"] == FP and meta["tensorrt_version"] == TRT
     assert meta["engines"][ENCODER]["flags"]["points_profile"] == [1, 3, 16]
+    assert meta["engines"][DECODER]["flags"]["prompts_profile"] == [1, 1, 16]
     plans = find_engines(bundle)
     assert plans == (out / "sam2_encoder.plan", out / "sam2_decoder.plan")
     assert engine_cache.engine_status(bundle) == {ENCODER: "ok", DECODER: "ok"}
@@ -148,6 +149,9 @@ def test_flag_change_means_rebuild_only_when_compared(bundle: Path) -> None:
     assert "build flags changed" in (reason(bundle, flags=BuildFlags(fp16=False)) or "")
     assert "build flags changed" in (
         reason(bundle, flags=BuildFlags(points_profile=(1, 3, 8))) or ""
+    )
+    assert "build flags changed" in (
+        reason(bundle, flags=BuildFlags(prompts_profile=(1, 2, 8))) or ""
     )
     assert reason(bundle, flags=None) is None
     assert find_engines(bundle) is not None  # find_engines accepts any flags
@@ -280,13 +284,23 @@ def test_matches_pattern() -> None:
 
 
 def test_decoder_point_profile() -> None:
+    # a decoder exported before the batch axis: batch fixed at 1
     lo, opt, hi = engines.dynamic_profile("point_coords", (1, -1, 2), (1, 3, 16))
     assert (lo, opt, hi) == ([1, 1, 2], [1, 3, 2], [1, 16, 2])
     assert engines.dynamic_profile("point_labels", (1, -1), (2, 4, 8))[2] == [1, 8]
-    with pytest.raises(engines.EngineBuildError, match="only the point dimension"):
+    # the batched decoder: prompts (objects of an answer) x points
+    lo, opt, hi = engines.dynamic_profile("point_coords", (-1, -1, 2), (1, 3, 16), (1, 2, 8))
+    assert (lo, opt, hi) == ([1, 1, 2], [2, 3, 2], [8, 16, 2])
+    assert engines.PROMPTS_PROFILE == (1, 1, 16)
+    assert engines.dynamic_profile("point_labels", (-1, -1), (1, 3, 16))[2] == [16, 16]
+    with pytest.raises(engines.EngineBuildError, match="only the prompt and point"):
         engines.dynamic_profile("image", (-1, 3, 1024, 1024), (1, 3, 16))
-    with pytest.raises(ValueError, match="min <= opt <= max"):
+    with pytest.raises(engines.EngineBuildError, match="only the prompt and point"):
+        engines.dynamic_profile("point_coords", (-1, -1, -1), (1, 3, 16))
+    with pytest.raises(ValueError, match="points profile must satisfy"):
         engines.dynamic_profile("point_coords", (1, -1, 2), (4, 3, 16))
+    with pytest.raises(ValueError, match="prompts profile must satisfy"):
+        engines.dynamic_profile("point_coords", (-1, -1, 2), (1, 3, 16), (0, 1, 4))
 
 
 # ------------------------------------------------------------------ no TensorRT here
@@ -323,7 +337,14 @@ def test_cli_build_engines_help(capsys: pytest.CaptureFixture) -> None:
         cli_main(["build-engines", "--help"])
     out = capsys.readouterr().out
     assert e.value.code == 0
-    for flag in ("--fp32-layers", "--force", "--workspace-mb", "--points", "BUNDLE/engines"):
+    for flag in (
+        "--fp32-layers",
+        "--force",
+        "--workspace-mb",
+        "--points",
+        "--prompts",
+        "BUNDLE/engines",
+    ):
         assert flag in out, flag
 
 

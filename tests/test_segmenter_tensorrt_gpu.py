@@ -151,6 +151,36 @@ def test_points_profile_limits(trt_segmenter: Any, cases) -> None:
         trt_segmenter.decode(emb, np.zeros((1, 17, 2), np.float32), np.ones((1, 17), np.float32))
 
 
+def test_batched_decode(trt_segmenter: Any, ort_segmenter: Any, cases) -> None:
+    """B prompts in one engine call: each row as decoding that prompt alone (same engine:
+    logits within FP16 rounding), and as onnxruntime's batched decode; 17 > the profile's 16
+    prompts is split into two calls."""
+    _, image = cases[0]
+    hw = image.shape[:2]
+    sam_in = preprocess_sam(image)
+    emb, ref_emb = trt_segmenter.encode(sam_in), ort_segmenter.encode(sam_in)
+    assert trt_segmenter.max_prompts == 16
+    rng = np.random.default_rng(1)
+    for b in (2, 5, 17):
+        arrays = []
+        for _ in range(b):
+            x0, y0 = rng.uniform(0, 400), rng.uniform(0, 300)
+            box = (x0, y0, x0 + 200, y0 + 150)
+            arrays.append(prompt_arrays(box, [(x0 + 100, y0 + 75)], hw))
+        coords = np.concatenate([a[0] for a in arrays])
+        labels = np.concatenate([a[1] for a in arrays])
+        low, iou = trt_segmenter.decode(emb, coords, labels)
+        ref_low, ref_iou = ort_segmenter.decode(ref_emb, coords, labels)
+        assert low.shape == (b, 4, 256, 256) and iou.shape == (b, 4)
+        for row in range(b):
+            one_low, one_iou = trt_segmenter.decode(emb, *arrays[row])
+            for k in range(4):
+                assert mask_iou(low[row, k] > 0, one_low[0, k] > 0) >= 0.999
+                assert mask_iou(low[row, k] > 0, ref_low[row, k] > 0) >= MASK_IOU_MIN
+            assert float(np.abs(iou[row] - one_iou[0]).max()) < 1e-2
+            assert float(np.abs(iou[row] - ref_iou[row]).max()) < IOU_SCORE_ATOL
+
+
 def test_closed_segmenter_refuses(trt_bundle: Any) -> None:
     from segzero_edge.segmenter.tensorrt import TensorRTSegmenter
 

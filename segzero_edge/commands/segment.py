@@ -1,4 +1,4 @@
-"""``segzero-edge segment IMAGE QUERY``: mask PNG, overlay PNG and JSON for one query."""
+"""``segzero-edge segment IMAGE QUERY [QUERY ...]``: mask PNG, overlay PNG and JSON per query."""
 
 from __future__ import annotations
 
@@ -27,19 +27,33 @@ def default_bundle() -> Path:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "segment",
-        help="segment what a query describes in an image",
+        help="segment what one or more queries describe in an image",
         description=(
-            "Run the reasoner and SAM2 on IMAGE for QUERY. Without --bundle the tiny demo "
-            "bundle (random weights, meaningless masks) is built on first use; that needs "
-            "the [export] extra."
+            "Run the reasoner and SAM2 on IMAGE for each QUERY. Several queries on one image "
+            "share its SAM2 encoding and the reasoner's image prefix (only the 2nd..Nth "
+            "query's own tokens are evaluated). Without --bundle the tiny demo bundle (random "
+            "weights, meaningless masks) is built on first use; that needs the [export] extra."
+        ),
+        epilog=(
+            "With several queries, --out and --overlay name one file per query by adding its "
+            "number (from 1, in the order given) before the suffix: --out mask.png writes "
+            "mask-1.png, mask-2.png, ...; --json prints a list with one object per query "
+            "(with its 'query'). With one query the paths are used as given."
         ),
     )
-    p.add_argument("image", help="image file (JPEG/PNG/...)")
-    p.add_argument("query", help='what to find, e.g. "the thing I can use to cut the bread"')
+    p.add_argument("image", metavar="IMAGE", help="image file (JPEG/PNG/...)")
+    p.add_argument(
+        "query",
+        metavar="QUERY",
+        nargs="+",
+        help='what to find, e.g. "the thing I can use to cut the bread"; several allowed',
+    )
     p.add_argument("--bundle", type=Path, default=None, help="bundle folder (segzero-edge export)")
-    p.add_argument("--out", type=Path, help="write the mask here as a PNG")
-    p.add_argument("--overlay", type=Path, help="write the image with mask, boxes, points")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--out", type=Path, help="write the mask here as a PNG (see below)")
+    p.add_argument(
+        "--overlay", type=Path, help="write the image with mask, boxes, points (see below)"
+    )
+    p.add_argument("--json", action="store_true", help="print the result(s) as JSON")
     p.add_argument(
         "--segmenter-backend", default="auto", choices=["auto", "tensorrt", "onnxruntime"]
     )
@@ -86,6 +100,11 @@ def _check_writable(flag: str, dest: Path) -> None:
         pass
 
 
+def numbered(path: Path, index: int, count: int) -> Path:
+    """``path`` for a single query; ``stem-<index+1><suffix>`` when there are several."""
+    return path if count == 1 else path.with_name(f"{path.stem}-{index + 1}{path.suffix}")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..fileio import atomic_path
     from ..image import load_image
@@ -95,12 +114,13 @@ def run(args: argparse.Namespace) -> int:
     for flag, dest in (("--out", args.out), ("--overlay", args.overlay)):
         if dest is not None:
             _check_writable(flag, dest)
-    try:
-        args.query.encode("utf-8")
-    except UnicodeEncodeError:
-        raise CommandError(
-            f"the query {args.query!a} is not valid UTF-8 text (a byte of another encoding?)"
-        ) from None
+    for query in args.query:
+        try:
+            query.encode("utf-8")
+        except UnicodeEncodeError:
+            raise CommandError(
+                f"the query {query!a} is not valid UTF-8 text (a byte of another encoding?)"
+            ) from None
     image = load_image(args.image)
     bundle = _ensure_bundle(args.bundle)
     with SegZeroEdge.from_bundle(
@@ -109,17 +129,23 @@ def run(args: argparse.Namespace) -> int:
         grammar=not args.no_grammar,
         verify_hashes=args.verify_hashes,
     ) as model:
-        result = model.segment(image, args.query)
-    for dest, pic in ((args.out, mask_image), (args.overlay, None)):
-        if dest is None:
-            continue
-        img = pic(result.mask) if pic else overlay_image(image, result)
-        with atomic_path(dest) as tmp:
-            img.save(tmp, format="PNG")
+        results = model.segment_many(image, args.query)
+    n = len(results)
+    for i, result in enumerate(results):
+        for dest, pic in ((args.out, mask_image), (args.overlay, None)):
+            if dest is None:
+                continue
+            img = pic(result.mask) if pic else overlay_image(image, result)
+            with atomic_path(numbered(dest, i, n)) as tmp:
+                img.save(tmp, format="PNG")
     if args.json:
-        print(json.dumps(result.to_json(), indent=2))
-    else:
+        reports = [{"query": q, **r.to_json()} for q, r in zip(args.query, results, strict=True)]
+        print(json.dumps(reports[0] if n == 1 else reports, indent=2))
+        return 0
+    for q, result in zip(args.query, results, strict=True):
         boxes = "; ".join(f"box={list(o.box)} points={list(o.points)}" for o in result.objects)
-        print(f"status={result.status.value} area={int(result.mask.sum())} {boxes}")
-        print(f"total {result.timings.get('total', 0.0) * 1000:.0f} ms")
+        head = f"[{q}] " if n > 1 else ""
+        print(f"{head}status={result.status.value} area={int(result.mask.sum())} {boxes}")
+        hit = " (reasoner prefix cached)" if result.timings.get("reasoner_cache_hit") else ""
+        print(f"total {result.timings.get('total', 0.0) * 1000:.0f} ms{hit}")
     return 0

@@ -16,6 +16,15 @@ prompt is text too. Budgets count KV cells, not positions: with M-RoPE the 900 i
 take 900 cells but advance the position by only 30. A prompt that does not fit ``n_ctx`` is a
 ``ValueError`` before anything is decoded; a generation that fills the context ends
 ``truncated``. ``close()`` waits for a call in progress on another thread.
+
+Several queries on one frame: the prompt puts the image before the query, so the KV state after
+the image (the *prefix*) is the same for every query on that frame. It is saved with llama.cpp's
+sequence state API (``llama_state_seq_get_data``) into a byte-bounded LRU of frames
+(:class:`~segzero_edge.reasoner.prefix_cache.PrefixCache`, keyed by frame content) and restored
+(``llama_state_seq_set_data``) for a later query, which then evaluates only its own tokens from
+the position the image left (M-RoPE: an image of ``nx x ny`` tokens advances positions by
+``max(nx, ny)``, not by its token count). The restored cells land where a cold run puts them,
+so greedy output is token-for-token the same as without the cache.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +44,20 @@ import numpy as np
 
 from ..backends import ReasonerOutput
 from ..errors import BackendError
+from ..image import frame_key as content_key
 from ..layout import IMAGE_TOKENS, MAX_N_CTX, PATCH_MERGE, REASONER_SIZE
 from . import grammar as gbnf
 from . import llama_system
+from .prefix_cache import PrefixCache, PrefixState, Signature
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 DEFAULT_IMAGE_TOKENS = IMAGE_TOKENS  # 900 for 840 x 840
+DEFAULT_PREFIX_CACHE_MB = 128
+"""Prefix cache bound (MiB). Sized for an 8 GB Orin Nano: the exporter's memory estimate
+(segzero_export.memory) puts Qwen2.5-VL-3B Q4_K_M + mmproj + SAM2-tiny with n_ctx 4096 at
+4.94 GB of the target's 5.20 GB budget, leaving 0.26 GB; one 3B frame holds 34.3 MB (f16 K
+and V of the 931 prefix cells x 36 layers x 2 KV heads x 128, plus 24 bytes per cell), so
+128 MiB (0.134 GB) keeps the 3 latest frames (2 at 7B)."""
 
 
 class ReasonerLoadError(BackendError):
@@ -236,6 +253,9 @@ class GenerationStats:
     forced_tokens: int = 0
     think_truncated: bool = False
     n_image_tokens: int = 0
+    tokens: list[int] = field(default_factory=list)
+    """Every token that went into the context after the prompt (sampled and forced), in order."""
+    prefix_cache_hit: bool = False
 
 
 class LlamaCppReasoner:
@@ -263,6 +283,7 @@ class LlamaCppReasoner:
         verbose: bool = False,
         ignore_eos: bool = False,
         extra_bufts: bool | None = None,
+        prefix_cache_mb: float = DEFAULT_PREFIX_CACHE_MB,
     ) -> None:
         """Load ``model_path`` (text GGUF, any quantization) and ``mmproj_path`` (vision GGUF).
 
@@ -284,6 +305,8 @@ class LlamaCppReasoner:
         reports AMX (its AMX kernels crash on some CPUs), on elsewhere,
         ``$SEGZERO_LLAMA_EXTRA_BUFTS=1/0`` forces. ``info`` records the choice, the reason,
         llama.cpp's CPU features and the buffer types the weights went to.
+        ``prefix_cache_mb`` bounds the per-frame prefix cache (MiB of
+        saved KV state; 0 turns it off); see the module docstring and :attr:`prefix_cache`.
 
         Raises ``FileNotFoundError`` for a missing file, ``ValueError`` for a bad option and
         :class:`ReasonerLoadError` (a ``BackendError``) when llama.cpp cannot load the files
@@ -305,6 +328,9 @@ class LlamaCppReasoner:
             raise ValueError("max_new_tokens must be >= 1 and think_budget >= 0")
         if isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or not 1 <= n_ctx <= MAX_N_CTX:
             raise ValueError(f"n_ctx must be an integer from 1 to {MAX_N_CTX}, got {n_ctx!r}")
+        if not prefix_cache_mb >= 0:
+            raise ValueError(f"prefix_cache_mb must be >= 0 (0 = off), got {prefix_cache_mb}")
+        self.prefix_cache = PrefixCache(int(prefix_cache_mb * 2**20))
         if ignore_eos and grammar:
             raise ValueError("ignore_eos needs grammar=False (the grammar must end the answer)")
         self.ignore_eos = bool(ignore_eos)
@@ -322,6 +348,7 @@ class LlamaCppReasoner:
         self.grammar_text = gbnf.answer_grammar(max_objects)
         self._answer_cap = gbnf.max_answer_chars(max_objects) + 8
         self.last_stats = GenerationStats()
+        self._context_tokens: list[int] = []
 
         _install_logging(verbose)
         n_log = _SINK.count
@@ -552,23 +579,36 @@ class LlamaCppReasoner:
         )
 
     def _prefill(
-        self, image: np.ndarray, prompt: str, *, text_logits: bool = False
+        self,
+        image: np.ndarray,
+        prompt: str,
+        *,
+        text_logits: bool = False,
+        frame_key: str | None = None,
     ) -> dict[str, Any]:
-        """Clear the cache and evaluate system + image + prompt. Returns positions and timings.
+        """Evaluate system + image + prompt; returns positions, token counts and timings.
 
-        With ``text_logits`` the logits of every text token after the image are returned.
-        Raises ``ValueError`` before decoding anything when the prompt leaves no KV cell free.
+        The prefix is every chunk up to the image. With ``frame_key`` and the prefix cache on, a
+        frame whose prefix is cached is restored and only the chunks after the image are
+        evaluated (``prefix_cache_hit``); otherwise the context starts empty and the state after
+        the prefix is stored under ``frame_key``. With ``text_logits`` the logits of every text
+        token after the image are returned. Raises ``ValueError`` before decoding anything when
+        the prompt leaves no KV cell free.
         """
         if not isinstance(prompt, str):
             raise ValueError(f"prompt must be a str, got {type(prompt).__name__}")
         mt = self._mt
-        self._clear()
         bmp = self._bitmap(image)
         try:
             chunks = self._tokenize_prompt(bmp, prompt)
         finally:
             mt.mtmd_bitmap_free(bmp)
-        res: dict[str, Any] = {"vision_encode": 0.0, "prefill": 0.0, "n_prompt_tokens": 0}
+        res: dict[str, Any] = {
+            "vision_encode": 0.0,
+            "prefill": 0.0,
+            "n_prompt_tokens": 0,
+            "prefix_cache_hit": False,
+        }
         try:
             cells = self._chunk_cells(chunks)
             if cells >= self.n_ctx:
@@ -577,9 +617,7 @@ class LlamaCppReasoner:
                     f"context holds {self.n_ctx} and generation needs at least one more: "
                     "shorten the query or use a larger n_ctx"
                 )
-            n_past = 0
-            seen_image = False
-            text_after: list[np.ndarray] = []
+            parts: list[tuple[Any, list[int] | None, int]] = []  # (chunk, text tokens, n_tok)
             for i in range(mt.mtmd_input_chunks_size(chunks)):
                 chunk = mt.mtmd_input_chunks_get(chunks, i)
                 kind = mt.mtmd_input_chunk_get_type(chunk)
@@ -589,6 +627,35 @@ class LlamaCppReasoner:
                     n = ctypes.c_size_t()
                     ptr = mt.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n))
                     toks = [int(ptr[j]) for j in range(n.value)]
+                    parts.append((chunk, toks, n_tok))
+                    res["last_tokens"] = toks
+                elif kind == mt.MTMD_INPUT_CHUNK_TYPE_IMAGE:
+                    parts.append((chunk, None, n_tok))
+                    res["n_image_tokens"] = n_tok
+                else:
+                    raise RuntimeError(f"unexpected mtmd chunk type {kind}")
+            split = max((i + 1 for i, p in enumerate(parts) if p[1] is None), default=0)
+            signature: Signature = tuple(
+                (-1, n_tok) if toks is None else tuple(toks) for _, toks, n_tok in parts[:split]
+            )
+            cache = self.prefix_cache if frame_key and split and self.prefix_cache.enabled else None
+            entry = cache.get(frame_key, signature) if cache and frame_key else None
+            t0 = time.perf_counter()
+            self._clear()
+            n_past = 0
+            if entry is not None:
+                n_past = self._restore_prefix(entry)
+                if n_past < 0:  # llama.cpp refused the state: forget it, evaluate everything
+                    cache.discard(frame_key)  # type: ignore[union-attr,arg-type]
+                    entry, n_past = None, 0
+                    self._clear()
+            res["prefill"] += time.perf_counter() - t0
+            res["prefix_cache_hit"] = entry is not None
+            seen_image = entry is not None
+            text_after: list[np.ndarray] = []
+            for i in range(split if entry is not None else 0, len(parts)):
+                chunk, toks, n_tok = parts[i]
+                if toks is not None:
                     t0 = time.perf_counter()
                     mode = "all" if (text_logits and seen_image) else "last"
                     lg = self._decode(toks, n_past, mode)
@@ -596,50 +663,84 @@ class LlamaCppReasoner:
                     if lg is not None:
                         text_after.append(lg)
                     n_past += len(toks)
-                    res["last_tokens"] = toks
-                elif kind == mt.MTMD_INPUT_CHUNK_TYPE_IMAGE:
-                    t0 = time.perf_counter()
-                    rc = mt.mtmd_encode_chunk(self._mtmd, chunk)
-                    _SINK.raise_interrupt()
-                    if rc != 0:
-                        raise RuntimeError("mtmd_encode_chunk failed")
-                    res["vision_encode"] += time.perf_counter() - t0
-                    embd = mt.mtmd_get_output_embd(self._mtmd)
-                    res["n_image_tokens"] = n_tok
-                    if text_logits:
-                        n_embd = int(self._ll.llama_model_n_embd_inp(self._model))
-                        flat = np.ctypeslib.as_array(embd, shape=(n_tok * n_embd,))
-                        res["image_embd"] = flat.reshape(n_tok, n_embd).copy()
-                    t0 = time.perf_counter()
-                    new_past = self._ll.llama_pos(0)
-                    rc = mt.mtmd_helper_decode_image_chunk(
-                        self._mtmd,
-                        self._ctx,
-                        chunk,
-                        embd,
-                        n_past,
-                        0,
-                        self.n_batch,
-                        ctypes.byref(new_past),
-                        mt.mtmd_helper_post_decode_callback(),
-                        None,
-                    )
-                    _SINK.raise_interrupt()
-                    if rc != 0:
-                        raise RuntimeError(f"decoding the image embeddings failed ({rc})")
-                    res["prefill"] += time.perf_counter() - t0
-                    # M-RoPE: n_tok cells, but the position moves by far less (30 for 900)
-                    self._cells += n_tok
-                    n_past = self._next_pos = int(new_past.value)
-                    seen_image = True
                 else:
-                    raise RuntimeError(f"unexpected mtmd chunk type {kind}")
+                    n_past = self._decode_image(chunk, n_tok, n_past, res, text_logits)
+                    seen_image = True
+                if cache is not None and frame_key and entry is None and i == split - 1:
+                    t0 = time.perf_counter()
+                    cache.put(frame_key, self._save_prefix(signature, n_past))
+                    res["prefill"] += time.perf_counter() - t0
         finally:
             mt.mtmd_input_chunks_free(chunks)
         res["n_past"] = n_past
         if text_logits:
             res["text_logits"] = np.concatenate(text_after) if text_after else None
         return res
+
+    def _decode_image(
+        self, chunk: Any, n_tok: int, n_past: int, res: dict[str, Any], keep_embd: bool
+    ) -> int:
+        """Encode an image chunk and decode its embeddings at ``n_past``; the next position.
+
+        libmtmd gives the image tokens M-RoPE positions (t, y, x) and returns the next text
+        position, which is ``n_past + max(nx, ny)``, not ``n_past + n_tok``.
+        """
+        mt = self._mt
+        t0 = time.perf_counter()
+        rc = mt.mtmd_encode_chunk(self._mtmd, chunk)
+        _SINK.raise_interrupt()
+        if rc != 0:
+            raise RuntimeError("mtmd_encode_chunk failed")
+        res["vision_encode"] += time.perf_counter() - t0
+        embd = mt.mtmd_get_output_embd(self._mtmd)
+        if keep_embd:
+            n_embd = int(self._ll.llama_model_n_embd_inp(self._model))
+            flat = np.ctypeslib.as_array(embd, shape=(n_tok * n_embd,))
+            res["image_embd"] = flat.reshape(n_tok, n_embd).copy()
+        t0 = time.perf_counter()
+        new_past = self._ll.llama_pos(0)
+        rc = mt.mtmd_helper_decode_image_chunk(
+            self._mtmd,
+            self._ctx,
+            chunk,
+            embd,
+            n_past,
+            0,
+            self.n_batch,
+            ctypes.byref(new_past),
+            mt.mtmd_helper_post_decode_callback(),
+            None,
+        )
+        _SINK.raise_interrupt()
+        if rc != 0:
+            raise RuntimeError(f"decoding the image embeddings failed ({rc})")
+        res["prefill"] += time.perf_counter() - t0
+        # M-RoPE: n_tok cells, but the position moves by far less (30 for 900)
+        self._cells += n_tok
+        self._next_pos = int(new_past.value)
+        return self._next_pos
+
+    def _save_prefix(self, signature: Signature, n_past: int) -> PrefixState:
+        """Sequence 0's KV state (cells, positions incl. M-RoPE, K and V) into host memory."""
+        ll = self._ll
+        size = int(ll.llama_state_seq_get_size(self._ctx, 0))
+        buf = (ctypes.c_uint8 * size)()
+        n = int(ll.llama_state_seq_get_data(self._ctx, buf, size, 0))
+        if n == 0:
+            raise RuntimeError("llama_state_seq_get_data wrote nothing")
+        mem = ll.llama_get_memory(self._ctx)
+        pos_max = int(ll.llama_memory_seq_pos_max(mem, 0))
+        return PrefixState(signature, buf, n, self._cells, n_past, pos_max)
+
+    def _restore_prefix(self, entry: PrefixState) -> int:
+        """Load ``entry`` into the (empty) sequence 0; the next position, or -1 on failure."""
+        ll = self._ll
+        n = int(ll.llama_state_seq_set_data(self._ctx, entry.state, entry.nbytes, 0))
+        mem = ll.llama_get_memory(self._ctx)
+        if n != entry.nbytes or int(ll.llama_memory_seq_pos_max(mem, 0)) != entry.pos_max:
+            return -1
+        self._cells, self._next_pos = entry.n_tokens, entry.n_past
+        return entry.n_past
 
     # -- fidelity helpers (used by tests and export reports) --------------------------------
 
@@ -719,6 +820,7 @@ class LlamaCppReasoner:
             toks.append((tok, len(out)))
             out += self.piece(tok)
             self._decode([tok], n_past)
+            self._context_tokens.append(tok)
             n_past += 1
             tail = bytes(out[toks[-1][1] - 16 :]) if toks[-1][1] >= 16 else bytes(out)
             if not self.ignore_eos and any(s in tail for s in stops):
@@ -731,11 +833,20 @@ class LlamaCppReasoner:
         if len(toks) > self.free_cells:
             return None
         self._decode(toks, n_past)
+        self._context_tokens.extend(toks)
         out += text.encode()
         return n_past + len(toks), len(toks)
 
-    def generate(self, image: np.ndarray, prompt: str) -> ReasonerOutput:
+    def generate(
+        self, image: np.ndarray, prompt: str, *, frame_key: str | None = None
+    ) -> ReasonerOutput:
         """Greedy generation for one image + prompt (see the module docstring).
+
+        ``image``: 840 x 840 x 3 uint8 RGB. ``frame_key`` names the frame's content for the
+        prefix cache (the pipeline passes :func:`segzero_edge.image.frame_key` of the original
+        frame); without it the key is computed from ``image``. ``timings`` holds seconds for
+        ``vision_encode``, ``prefill`` (including a prefix restore), ``decode``, and
+        ``reasoner_cache_hit`` (1.0 when the frame's prefix came from the cache, else 0.0).
 
         Raises ``ValueError`` (before decoding) for a prompt that is not text or does not fit
         ``n_ctx``, ``RuntimeError`` after :meth:`close`; a generation that fills the context
@@ -743,12 +854,19 @@ class LlamaCppReasoner:
         """
         with self._lock, _interruptible():
             self._require_open()
-            return self._generate(image, prompt)
+            return self._generate(image, prompt, frame_key)
 
-    def _generate(self, image: np.ndarray, prompt: str) -> ReasonerOutput:
-        pre = self._prefill(image, prompt)
+    def _generate(self, image: np.ndarray, prompt: str, frame_key: str | None) -> ReasonerOutput:
+        if frame_key is None and self.prefix_cache.enabled and isinstance(image, np.ndarray):
+            frame_key = "reasoner-input:" + content_key(image)
+        self._context_tokens = []
+        pre = self._prefill(image, prompt, frame_key=frame_key)
         n_past, n_prompt = pre["n_past"], pre["n_prompt_tokens"]
-        stats = GenerationStats(n_image_tokens=pre.get("n_image_tokens", 0))
+        stats = GenerationStats(
+            n_image_tokens=pre.get("n_image_tokens", 0),
+            tokens=self._context_tokens,
+            prefix_cache_hit=pre["prefix_cache_hit"],
+        )
         room = self.free_cells
         out = bytearray()
         t0 = time.perf_counter()
@@ -777,6 +895,7 @@ class LlamaCppReasoner:
                 "vision_encode": pre["vision_encode"],
                 "prefill": pre["prefill"],
                 "decode": decode_s,
+                "reasoner_cache_hit": 1.0 if pre["prefix_cache_hit"] else 0.0,
             },
         )
 
@@ -828,6 +947,7 @@ class LlamaCppReasoner:
             last_tok_start = toks[-1][1]
             n_past -= 1
             self._rollback(n_past)
+            self._context_tokens.pop()
             keep = text[last_tok_start:cut]
             del out[last_tok_start:]
             if keep:

@@ -21,6 +21,7 @@ from ..layout import (
     SAM2_POINT_INPUTS,
     SAM2_SIZE,
 )
+from .prompts import check_prompt_batch
 
 PROVIDER_PREFERENCE = (
     "TensorrtExecutionProvider",
@@ -155,6 +156,11 @@ class OrtSegmenter:
         self._decoder = self._open(ort, paths["decoder"], options, per_graph["decoder"])
         self._check_io(self._encoder, paths["encoder"], ENCODER_INPUTS, ENCODER_OUTPUTS)
         self._check_io(self._decoder, paths["decoder"], DECODER_INPUTS, DECODER_OUTPUTS)
+        points_in = {i.name: i for i in self._decoder.get_inputs()}["point_coords"]
+        batch_dim = points_in.shape[0] if points_in.shape else None
+        self.max_prompts: int | None = batch_dim if isinstance(batch_dim, int) else None
+        """Prompts per decoder call: None (any) for graphs with a batch axis, 1 for graphs
+        exported before it (``decode`` then runs one call per prompt)."""
         self.providers = list(self._encoder.get_providers())
         self.name = f"onnxruntime-{_short_name(self.providers[0])}"
         self._no_mask = np.zeros(MASK_INPUT_SHAPE, dtype=np.float32)
@@ -197,18 +203,22 @@ class OrtSegmenter:
         *,
         mask_input: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Prompts -> all four low-res mask logits ``[1, 4, 256, 256]`` and IoU ``[1, 4]``.
+        """B prompts on one image -> low-res logits ``[B, 4, 256, 256]`` and IoU ``[B, 4]``.
 
-        ``mask_input`` (optional, ``[1, 1, 256, 256]`` logits) is a previous low-res mask.
+        ``point_coords [B, P, 2]`` float32 in the 1024 frame and ``point_labels [B, P]`` (see
+        :class:`~segzero_edge.backends.Segmenter`): one decoder call for the batch, giving per
+        prompt what a call with that prompt alone gives. ``mask_input`` (optional,
+        ``[1, 1, 256, 256]`` logits) is a previous low-res mask, applied to every prompt.
+        Raises ``ValueError`` for badly shaped prompts.
         """
-        coords = np.ascontiguousarray(point_coords, dtype=np.float32)
-        labels = np.ascontiguousarray(point_labels, dtype=np.float32)
-        if coords.ndim != 3 or coords.shape[0] != 1 or coords.shape[2] != 2 or coords.shape[1] < 1:
-            raise ValueError(f"point_coords must be [1, P, 2] with P >= 1, got {coords.shape}")
-        if labels.shape != coords.shape[:2]:
-            raise ValueError(
-                f"point_labels must be [1, P] = {coords.shape[:2]}, got {labels.shape}"
-            )
+        coords, labels = check_prompt_batch(point_coords, point_labels)
+        step = self.max_prompts or coords.shape[0]
+        if step < coords.shape[0]:  # a graph without the batch axis: one call per prompt
+            parts = [
+                (coords[i : i + step], labels[i : i + step]) for i in range(0, len(coords), step)
+            ]
+            outs = [self.decode(embedding, c, lb, mask_input=mask_input) for c, lb in parts]
+            return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
         mask: np.ndarray
         if mask_input is None:
             mask, has_mask = self._no_mask, np.zeros(1, dtype=np.float32)

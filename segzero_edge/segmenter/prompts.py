@@ -1,4 +1,5 @@
-"""SAM2 prompt arrays: a box as two labelled corners, then positive points, in the 1024 frame."""
+"""SAM2 prompt arrays: a box as two labelled corners, then positive points, in the 1024 frame;
+and their batching, several prompts on one image in one decoder call."""
 
 from __future__ import annotations
 
@@ -41,3 +42,45 @@ def prompt_arrays(
     # same float32 operation order as SAM2Transforms.transform_coords: (x / w) * 1024
     arr = (arr / np.array([w, h], dtype=np.float32)) * np.float32(SAM_SIZE)
     return arr.astype(np.float32), np.asarray(labs, dtype=np.float32).reshape(1, -1)
+
+
+def check_prompt_batch(
+    point_coords: np.ndarray, point_labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``point_coords [B, P, 2]`` and ``point_labels [B, P]`` as C-contiguous float32 arrays.
+
+    Raises ``ValueError`` naming the expected shapes when they do not fit (B, P >= 1).
+    """
+    coords = np.ascontiguousarray(point_coords, dtype=np.float32)
+    labels = np.ascontiguousarray(point_labels, dtype=np.float32)
+    if coords.ndim != 3 or coords.shape[2] != 2 or coords.shape[0] < 1 or coords.shape[1] < 1:
+        raise ValueError(
+            f"point_coords must be [B, P, 2] with B, P >= 1 (B prompts of P points), "
+            f"got {coords.shape}"
+        )
+    if labels.shape != coords.shape[:2]:
+        raise ValueError(f"point_labels must be [B, P] = {coords.shape[:2]}, got {labels.shape}")
+    return coords, labels
+
+
+def batch_prompts(
+    prompts: Sequence[tuple[np.ndarray, np.ndarray]],
+) -> list[tuple[list[int], np.ndarray, np.ndarray]]:
+    """Stack per-object prompts (``[1, P, 2]``, ``[1, P]`` from :func:`prompt_arrays`) into
+    decoder batches: ``[(indices, point_coords [B, P, 2], point_labels [B, P]), ...]``.
+
+    Prompts with the same number of points P share one batch (every object of a Seg-Zero answer
+    has a box and the same number of points, so one batch per answer). Different P are not
+    padded: SAM2's padding points take part in attention and would change the masks.
+    """
+    groups: dict[int, list[int]] = {}
+    for i, (coords, _) in enumerate(prompts):
+        groups.setdefault(int(coords.shape[1]), []).append(i)
+    return [
+        (
+            idx,
+            np.concatenate([prompts[i][0] for i in idx], axis=0),
+            np.concatenate([prompts[i][1] for i in idx], axis=0),
+        )
+        for idx in groups.values()
+    ]

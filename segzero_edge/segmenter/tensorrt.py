@@ -30,6 +30,7 @@ from .onnxruntime import (
     IMAGE_SHAPE,
     MASK_INPUT_SHAPE,
 )
+from .prompts import check_prompt_batch
 
 if TYPE_CHECKING:
     import tensorrt
@@ -174,7 +175,11 @@ class TensorRTSegmenter:
         if self._enc_ctx is None or self._dec_ctx is None:
             raise RuntimeError("TensorRT could not create an execution context (out of memory?)")
         self._stream = _check(cudart.cudaStreamCreate(), "cudaStreamCreate")
-        self.max_points = int(self._decoder.get_tensor_profile_shape(POINTS[0], 0)[2][1])
+        max_shape = self._decoder.get_tensor_profile_shape(POINTS[0], 0)[2]
+        self.max_points = int(max_shape[1])
+        self.max_prompts = int(max_shape[0])
+        """Prompts per decoder call (the engine profile's maximum; 1 for engines of a decoder
+        exported before the batch axis). ``decode`` splits larger batches."""
         for name in ("image", *DECODER_INPUTS, *DECODER_OUTPUTS):
             if name in FEATURES:
                 continue  # features live in each ImageEmbedding
@@ -218,11 +223,14 @@ class TensorRTSegmenter:
         return np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
 
     def _static_shape(self, engine: tensorrt.ICudaEngine, name: str) -> tuple[int, ...]:
-        """The engine's shape of ``name``, with the point dimension at its profile maximum."""
+        """The engine's shape of ``name``, with the prompt and point dimensions at their
+        profile maxima (the largest buffer a decoder call needs)."""
         dims = engine.get_tensor_shape(name)
         shape = [int(dims[i]) for i in range(len(dims))]
         if name in POINTS:
             shape[1] = self.max_points
+        if engine is self._decoder and (name in POINTS or name in DECODER_OUTPUTS):
+            shape[0] = self.max_prompts if shape[0] < 0 else shape[0]
         if any(d < 0 for d in shape):
             raise ValueError(f"engine tensor {name} has an unexpected dynamic shape {shape}")
         return tuple(shape)
@@ -302,7 +310,12 @@ class TensorRTSegmenter:
         *,
         mask_input: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Prompts in the 1024 frame -> low-res logits ``[1, 4, 256, 256]``, IoU ``[1, 4]``."""
+        """B prompts in the 1024 frame -> low-res logits ``[B, 4, 256, 256]``, IoU ``[B, 4]``.
+
+        ``point_coords [B, P, 2]``, ``point_labels [B, P]``: one engine call per
+        :attr:`max_prompts` prompts. ``mask_input`` ``[1, 1, 256, 256]`` applies to every
+        prompt. Raises ``ValueError`` for bad shapes or more points than the engine profile.
+        """
         with self._lock:
             self._require_open()
             return self._decode(embedding, point_coords, point_labels, mask_input)
@@ -314,20 +327,18 @@ class TensorRTSegmenter:
         point_labels: np.ndarray,
         mask_input: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        coords = np.asarray(point_coords, dtype=np.float32)
-        labels = np.asarray(point_labels, dtype=np.float32)
-        if coords.ndim != 3 or coords.shape[0] != 1 or coords.shape[2] != 2 or coords.shape[1] < 1:
-            raise ValueError(f"point_coords must be [1, P, 2] with P >= 1, got {coords.shape}")
-        if labels.shape != coords.shape[:2]:
-            raise ValueError(
-                f"point_labels must be [1, P] = {coords.shape[:2]}, got {labels.shape}"
-            )
-        n = coords.shape[1]
+        coords, labels = check_prompt_batch(point_coords, point_labels)
+        b, n = coords.shape[:2]
         if n > self.max_points:
             raise ValueError(
                 f"{n} prompt points exceed the engine's profile maximum of {self.max_points} "
                 "(rebuild with a larger points profile)"
             )
+        if b > self.max_prompts:
+            step = self.max_prompts
+            parts = [(coords[i : i + step], labels[i : i + step]) for i in range(0, b, step)]
+            outs = [self._decode(embedding, c, lb, mask_input) for c, lb in parts]
+            return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
         inputs: list[tuple[str, np.ndarray]] = [("point_coords", coords), ("point_labels", labels)]
         if mask_input is not None or not self._mask_is_zero:
             mask: np.ndarray
@@ -346,13 +357,16 @@ class TensorRTSegmenter:
             self._mask_is_zero = mask_input is None  # the zero mask stays until replaced
         for name in ("point_coords", "point_labels", "mask_input", "has_mask_input"):
             ctx.set_tensor_address(name, self._buffers[name].ptr)
-        for name, shape in (("point_coords", (1, n, 2)), ("point_labels", (1, n))):
+        for name, shape in (("point_coords", (b, n, 2)), ("point_labels", (b, n))):
             if not ctx.set_input_shape(name, shape):
                 raise ValueError(f"TensorRT rejected input shape {shape} for {name}")
         for name in DECODER_OUTPUTS:
             ctx.set_tensor_address(name, self._buffers[name].ptr)
         self._run(ctx, "decoder")
-        masks, iou = (self._buffers[name].download(self._stream) for name in DECODER_OUTPUTS)
+        masks, iou = (
+            self._buffers[name].download(self._stream, (b, *self._buffers[name].shape[1:]))
+            for name in DECODER_OUTPUTS
+        )
         return masks.astype(np.float32, copy=False), iou.astype(np.float32, copy=False)
 
     def _require_open(self) -> None:

@@ -1,0 +1,103 @@
+"""A byte-bounded LRU of reasoner prefix states, one per camera frame.
+
+The Qwen2.5-VL prompt puts the image before the query (system prompt, ``<|im_start|>user``,
+the image tokens, then the query), so every query on one frame shares the KV state after the
+image. :class:`~segzero_edge.reasoner.llama_cpp.LlamaCppReasoner` keeps that state here as
+llama.cpp's sequence state (``llama_state_seq_get_data``) and restores it
+(``llama_state_seq_set_data``) for a later query on the same frame, so only the query tokens
+are evaluated. Frames are keyed by content (:func:`segzero_edge.image.frame_key`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+Signature = tuple[tuple[int, ...], ...]
+"""The prefix chunks as token tuples; an image chunk is ``(-1, n_image_tokens)``."""
+
+
+@dataclass(frozen=True)
+class PrefixState:
+    """The KV state of sequence 0 after a frame's prompt prefix (everything up to the image).
+
+    ``state`` is the buffer ``llama_state_seq_get_data`` filled (``nbytes`` long); ``n_past``
+    the position the query starts at, which with M-RoPE is less than ``n_tokens`` (an image of
+    ``nx x ny`` tokens advances positions by ``max(nx, ny)``); ``pos_max`` the largest KV
+    position of the sequence, checked after a restore.
+    """
+
+    signature: Signature
+    state: Any  # ctypes uint8 array
+    nbytes: int
+    n_tokens: int
+    n_past: int
+    pos_max: int
+
+
+class PrefixCache:
+    """LRU of :class:`PrefixState` by frame key, bounded by the bytes of the stored states.
+
+    ``max_bytes`` of 0 disables it (nothing is stored). A state larger than ``max_bytes`` is
+    not stored. Thread-safe. (An ``OrderedDict`` LRU as in the pipeline's SAM2 cache: the
+    runtime takes no dependency for ~30 lines.)
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        if max_bytes < 0:
+            raise ValueError(f"prefix cache size must be >= 0 bytes, got {max_bytes}")
+        self.max_bytes = int(max_bytes)
+        self._entries: OrderedDict[str, PrefixState] = OrderedDict()
+        self._lock = threading.Lock()
+        self.nbytes = 0
+        self.hits = self.misses = self.evictions = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_bytes > 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._entries
+
+    def get(self, key: str, signature: Signature) -> PrefixState | None:
+        """The state stored for ``key`` when its prefix is ``signature`` (marks it most recent)."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry.signature != signature:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return entry
+
+    def put(self, key: str, entry: PrefixState) -> None:
+        """Store ``entry`` for ``key``, evicting least recently used frames to stay in bounds."""
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self.nbytes -= old.nbytes
+            if entry.nbytes > self.max_bytes:
+                return
+            self._entries[key] = entry
+            self.nbytes += entry.nbytes
+            while self.nbytes > self.max_bytes:
+                _, gone = self._entries.popitem(last=False)
+                self.nbytes -= gone.nbytes
+                self.evictions += 1
+
+    def discard(self, key: str) -> None:
+        """Forget ``key`` (no error when absent)."""
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self.nbytes -= old.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.nbytes = 0
