@@ -142,9 +142,11 @@ def test_ctrl_c_during_segment_exits_130(
     started = threading.Event()
     generate = LlamaCppReasoner.generate
 
-    def generate_and_tell(self: LlamaCppReasoner, image: np.ndarray, prompt: str) -> object:
+    def generate_and_tell(
+        self: LlamaCppReasoner, image: np.ndarray, prompt: str, **kwargs: object
+    ) -> object:
         started.set()
-        return generate(self, image, prompt)
+        return generate(self, image, prompt, **kwargs)  # type: ignore[arg-type]
 
     def ctrl_c() -> None:
         started.wait(120)
@@ -214,7 +216,7 @@ def test_unexpected_errors_are_one_line_too(
 ) -> None:
     import segzero_edge.commands.doctor as doctor
 
-    def broken(bundle: Path | None = None) -> dict[str, object]:
+    def broken(*args: object, **kwargs: object) -> dict[str, object]:
         raise KeyError("device")
 
     monkeypatch.setattr(doctor, "report", broken)

@@ -610,6 +610,7 @@ class LlamaCppReasoner:
             "prefix_cache_hit": False,
         }
         try:
+            self._clear()  # a refused prompt leaves an empty context, as a finished call does
             cells = self._chunk_cells(chunks)
             if cells >= self.n_ctx:
                 raise ValueError(
@@ -641,7 +642,6 @@ class LlamaCppReasoner:
             cache = self.prefix_cache if frame_key and split and self.prefix_cache.enabled else None
             entry = cache.get(frame_key, signature) if cache and frame_key else None
             t0 = time.perf_counter()
-            self._clear()
             n_past = 0
             if entry is not None:
                 n_past = self._restore_prefix(entry)
