@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from segzero_edge.answer import parse_answer
-from segzero_edge.prompt import build_prompt
+from segzero_edge.families import build_prompt
 from segzero_edge.types import Status
 from tests.fixtures.reasoner_vision import open_reasoner
 
@@ -78,7 +78,7 @@ def test_grammar_keeps_a_good_answer_unchanged(tiny_qwen_dir: Path, tmp_path: Pa
     from segzero_export.reasoner import export_reasoner
 
     image = np.random.default_rng(0).integers(0, 255, (112, 112, 3)).astype(np.uint8)
-    prompt = build_prompt("the red car")
+    prompt = build_prompt("the red car", "multi-object")
     src = Path(shutil.copytree(tiny_qwen_dir, tmp_path / "src"))
     steps = _overfit(src, tmp_path / "trained", image, prompt)
     files = export_reasoner(tmp_path / "trained", tmp_path / "gguf", keep_f16=True, progress=False)

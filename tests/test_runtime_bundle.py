@@ -21,7 +21,7 @@ def _replace(path: Path, data: bytes) -> None:
 def test_exported_manifest_describes_every_file(tiny_bundle: Path) -> None:
     b = load_bundle(tiny_bundle, verify_hashes=True)
     m = b.manifest
-    assert m["schema_version"] == 1 and m["prompt_template"] == "segzero-v2-multi"
+    assert m["schema_version"] == 2 and m["family"] == "multi-object"
     assert m["reasoner"]["quantization"] == "Q4_K_M" and m["reasoner"]["input_size"] == 840
     assert set(REQUIRED_FILES) <= set(m["files"])
     for name, entry in m["files"].items():

@@ -228,7 +228,7 @@ def test_eval_command_is_lean_and_checks_input(tmp_path: Path, capsys: Any) -> N
 def hf_predictor(tiny_qwen_dir: Path, sam2_checkpoint: Path) -> Any:
     from segzero_train.evaluate import HFPredictor
 
-    return HFPredictor(tiny_qwen_dir, sam2_checkpoint, max_new_tokens=4)
+    return HFPredictor(tiny_qwen_dir, sam2_checkpoint, family="multi-object", max_new_tokens=4)
 
 
 def test_hf_reference_end_to_end(
@@ -236,6 +236,7 @@ def test_hf_reference_end_to_end(
 ) -> None:
     out = tmp_path / "hf.json"
     argv = ["eval", "--hf", str(tiny_qwen_dir), "--sam2", str(sam2_checkpoint)]
+    argv += ["--family", "multi-object"]
     argv += ["--data", str(train_f1_synth_dir), "--limit", "1", "--max-new-tokens", "4"]
     assert main([*argv, "--quiet", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
