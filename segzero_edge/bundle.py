@@ -34,6 +34,7 @@ from .manifest import field_name, parse_manifest
 from .reasoner.grammar import DEFAULT_MAX_OBJECTS
 
 __all__ = [
+    "FAMILY_KEY",
     "MANIFEST",
     "REQUIRED_FILES",
     "SCHEMA_VERSION",

@@ -95,5 +95,11 @@ def test_export_refuses_a_bundle_over_budget_and_writes_nothing(
     monkeypatch.setitem(targets.TARGETS, "tiny-board", small)
     out = tmp_path / "refused"
     with pytest.raises(BundleTooLarge, match=r"does not fit tiny-board: estimated .* GB"):
-        export_bundle(tiny_qwen_dir, tiny_bundle / "missing.pt", out, target="tiny-board")
+        export_bundle(
+            tiny_qwen_dir,
+            tiny_bundle / "missing.pt",
+            out,
+            family="multi-object",
+            target="tiny-board",
+        )
     assert not out.exists()
