@@ -79,7 +79,7 @@ def test_sam20_bundle_matches_metas_predictor(tiny_bundle_v1: Path, sam20_checkp
     from segzero_edge.segmenter.onnxruntime import OrtSegmenter
     from segzero_edge.segmenter.prompts import prompt_arrays
     from segzero_edge.segmenter.select import select_masks
-    from segzero_export.tiny_sam2 import build_sam2_model
+    from segzero_export.sam2_model import build_sam2_model
 
     manifest = load_bundle(tiny_bundle_v1).manifest
     assert manifest["segmenter"]["variant"] == "sam2_hiera_tiny"

@@ -293,8 +293,7 @@ def test_hf_reference_is_the_reference_script(
         hf_predictor.family = old
     objects = ref.objects(text, image.shape[:2])
     assert [(o["bbox_2d"], o["point_2d"]) for o in pred.objects] == objects
-    sam = hf_predictor.sam
-    sam.set_image(np.array(image))
+    sam = hf_predictor.sam  # still holds the image predict_text set
     want = np.zeros(image.shape[:2], bool)
     for box, points in objects:
         masks, scores, _ = sam.predict(point_coords=points, point_labels=ref.labels, box=box)
