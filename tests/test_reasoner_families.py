@@ -1,10 +1,11 @@
 """Each family's reasoner input and answer grammar against its reference script.
 
-- Chat text: the runtime's full chat text (``chat_prompt`` with libmtmd's media marker standing
-  for ``<|vision_start|><|image_pad|><|vision_end|>``) is byte-identical to what the reference
-  builds with transformers' processor (``apply_chat_template`` on the reference's message), and
-  the token ids llama.cpp evaluates (libmtmd's chunks; the image chunk as 900 ``<|image_pad|>``)
-  equal the processor's ``input_ids`` for the 840 x 840 image. The reference scripts get the
+- Chat text: the runtime's full chat text (the parts it tokenizes, ``chat_parts``, joined, with
+  the image's place as ``<|vision_start|><|image_pad|><|vision_end|>``) is byte-identical to
+  what the reference builds with transformers' processor (``apply_chat_template`` on the
+  reference's message), and the token ids llama.cpp evaluates (``prompt_tokens``: libmtmd's
+  chunks, the image chunk's 900 tokens as ``<|image_pad|>``) equal the processor's
+  ``input_ids`` for the 840 x 840 image. The reference scripts get the
   image through ``qwen_vl_utils.process_vision_info``, which leaves an 840 x 840 image as it is
   (840 is a multiple of 28 within its pixel limits); the processor is given it directly.
 - Grammar: every well-formed answer the reference parser accepts is allowed unchanged by the
@@ -28,7 +29,7 @@ from hypothesis import strategies as st
 
 from segzero_edge.families import FAMILIES, get_family
 from segzero_edge.reasoner.grammar import DEFAULT_MAX_OBJECTS
-from segzero_edge.reasoner.llama_cpp import chat_prompt
+from segzero_edge.reasoner.llama_cpp import chat_parts
 from tests.fixtures.families import REFERENCE
 from tests.fixtures.reasoner_vision import make_test_image, open_reasoner
 
@@ -78,10 +79,11 @@ def test_chat_text_and_token_ids_equal_the_reference(
         ]
         want = processor.apply_chat_template(message, tokenize=False, add_generation_prompt=True)
         prompt = get_family(family).build_prompt(query)
-        got = chat_prompt(prompt, "<__media__>").replace("<__media__>", VISION)
+        got = "".join(VISION if kind == "image" else text for kind, text in chat_parts(prompt))
         assert got == want, f"{family} {query!r}"
         want_ids = processor(text=[want], images=[pil], return_tensors="np")["input_ids"][0]
-        got_ids = reasoners[family].prompt_tokens(image, prompt, "<|image_pad|>")
+        pad = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+        got_ids = [pad if t == -1 else t for t in reasoners[family].prompt_tokens(prompt)]
         print(f"{family} {query!r}: {len(got_ids)} tokens, equal={got_ids == want_ids.tolist()}")
         assert got_ids == want_ids.tolist(), f"{family} {query!r}"
 
