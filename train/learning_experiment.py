@@ -125,14 +125,15 @@ class BoxMaskPredictor:
         self.answers = answers
 
     def __call__(self, sample: Any) -> Any:
-        from segzero_edge.answer import parse_answer, to_image_frame
+        from segzero_edge.answer import parse_answer
+        from segzero_edge.families import MULTI_OBJECT
 
         from .evaluate import Prediction
 
         text = self.answers[sample.name]
         parsed = parse_answer(text)
         w, h = sample.size
-        objects = to_image_frame(parsed.objects, (h, w))
+        objects = MULTI_OBJECT.to_image_frame(parsed.objects, (h, w))
         mask = np.zeros((h, w), bool)
         for o in objects:
             x1, y1, x2, y2 = o.box
