@@ -52,8 +52,9 @@ def run_reference(cfg: dict[str, Any]) -> dict[str, Any]:
         Qwen2_5_VLForConditionalGeneration,
     )
 
+    from segzero_edge.families import get_family
     from segzero_edge.layout import REASONER_SIZE
-    from segzero_edge.prompt import build_prompt
+    from segzero_edge.segmenter.decode import best_mask_index
     from segzero_export.sam2_model import build_sam2_model
 
     inp = BenchInputs(**cfg["inputs"])
@@ -69,7 +70,8 @@ def run_reference(cfg: dict[str, Any]) -> dict[str, Any]:
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     img = inp.image()
     hw = img.shape[:2]
-    prompt = build_prompt(inp.query)
+    family = get_family(inp.family)
+    prompt = family.build_prompt(inp.query)
 
     class Stamp(LogitsProcessor):
         def __init__(self) -> None:
@@ -148,15 +150,16 @@ def run_reference(cfg: dict[str, Any]) -> dict[str, Any]:
                 row["preprocess"] += timed.transform_s
                 row["sam_encode"] = time.perf_counter() - t - timed.transform_s
                 t = time.perf_counter()
+                labels = family.sam2.point_labels[:1]  # the one fixed point of the workload
                 masks, scores, _ = predictor.predict(
                     point_coords=np.asarray([inp.point()]),
-                    point_labels=np.asarray([1]),
+                    point_labels=np.asarray(labels),
                     box=np.asarray(inp.box()),
                     multimask_output=True,
                 )
                 t_pred = time.perf_counter() - t
             t = time.perf_counter()
-            mask = masks[int(np.argmax(scores))].astype(bool)
+            mask = masks[best_mask_index(scores)].astype(bool)
             row["postprocess"] = time.perf_counter() - t + timed.postprocess_s
             row["sam_decode"] = t_pred - timed.postprocess_s
             row["total"] = time.perf_counter() - t_start

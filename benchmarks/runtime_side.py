@@ -31,16 +31,18 @@ def run_runtime(cfg: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
 
     from segzero_edge import pixels
-    from segzero_edge.prompt import build_prompt
+    from segzero_edge.families import get_family
     from segzero_edge.segmenter.auto import open_segmenter
-    from segzero_edge.segmenter.prompts import prompt_arrays
-    from segzero_edge.segmenter.select import select_masks
+    from segzero_edge.segmenter.decode import backend_decoder, decode_objects
+    from segzero_edge.types import ObjectPrompt
 
     inp = BenchInputs(**cfg["inputs"])
     threads = cfg.get("threads")
     img = inp.image()
     hw = img.shape[:2]
-    prompt = build_prompt(inp.query)
+    family = get_family(inp.family)
+    prompt = family.build_prompt(inp.query)
+    obj = ObjectPrompt(box=tuple(inp.box()), points=(tuple(inp.point()),))  # type: ignore[arg-type]
     reset_peak_rss()
     with GpuMemorySampler() as gpu:
         t0 = time.perf_counter()
@@ -59,7 +61,6 @@ def run_runtime(cfg: dict[str, Any]) -> dict[str, Any]:
             **({"threads": threads} if threads else {}),
         )
         load_s = time.perf_counter() - t0
-        coords, labels = prompt_arrays(inp.box(), [inp.point()], hw)
         rows = []
         tokens = []
         for i in range(cfg["warmup"] + cfg["iters"]):
@@ -77,12 +78,10 @@ def run_runtime(cfg: dict[str, Any]) -> dict[str, Any]:
             emb = segmenter.encode(sam_in)
             row["sam_encode"] = time.perf_counter() - t
             t = time.perf_counter()
-            low, iou = segmenter.decode(emb, coords, labels)
-            masks, ious = select_masks(low, iou, multimask_output=True)
-            best = masks[0, int(np.argmax(ious[0]))]
+            decoded = decode_objects([obj], family.sam2, backend_decoder(segmenter, emb, hw))
             row["sam_decode"] = time.perf_counter() - t
             t = time.perf_counter()
-            mask = pixels.postprocess_masks(best[None], hw).mask
+            mask = pixels.postprocess_masks(np.stack(decoded.masks), hw).mask
             row["postprocess"] = time.perf_counter() - t
             row["total"] = time.perf_counter() - t_start
             row["decode_tokens_per_s"] = out.n_generated_tokens / max(out.timings["decode"], 1e-9)

@@ -28,6 +28,8 @@ class BenchInputs:
     query: str = "the knife that can cut the bread"
     decode_tokens: int = 64
     seed: int = 0
+    family: str = "multi-object"
+    """Model family whose prompt and SAM2 prompt both sides use (``segzero_edge.families``)."""
 
     def image(self) -> np.ndarray:
         rng = np.random.default_rng(self.seed)

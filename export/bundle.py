@@ -11,10 +11,10 @@ from typing import Any
 
 from segzero_edge import __version__
 from segzero_edge.bundle import MANIFEST, REQUIRED_FILES, SCHEMA_VERSION, file_entry
+from segzero_edge.families import FAMILIES, family_of_checkpoint, get_family
 from segzero_edge.fileio import atomic_dir, output_lock
-from segzero_edge.layout import IMAGE_TOKENS, MAX_N_CTX, REASONER_SIZE, SAM2_SIZE
+from segzero_edge.layout import FAMILY_KEY, IMAGE_TOKENS, MAX_N_CTX, REASONER_SIZE, SAM2_SIZE
 from segzero_edge.manifest import MANIFEST_SCHEMA, validate
-from segzero_edge.prompt import PROMPT_TEMPLATE_ID
 
 from .hf_source import read_config
 from .memory import MemoryEstimate, estimate_before_export, estimate_from_files
@@ -62,6 +62,33 @@ def resolve_sam2_checkpoint(src: str | Path) -> Path:
         raise FileNotFoundError(f"cannot download SAM2 checkpoint {name}: {e}") from None
 
 
+def resolve_family(reasoner: str | Path, family: str | None) -> str:
+    """The model family to record for ``reasoner`` (a hub id or a local folder).
+
+    A known hub id maps to its family (``segzero_edge.families.CHECKPOINT_FAMILIES``); a
+    ``family`` that contradicts it is refused. A local folder or an unknown id needs
+    ``family``: the exporter refuses to guess. Raises ``ValueError`` with the fix.
+    """
+    known = family_of_checkpoint(str(reasoner)) if not Path(reasoner).exists() else None
+    names = ", ".join(FAMILIES)
+    if family is not None:
+        fam = get_family(family).name
+        if known is not None and known != fam:
+            raise ValueError(
+                f"{reasoner} is a {known} checkpoint; --family {fam} contradicts it "
+                f"(drop --family to use {known})"
+            )
+        return fam
+    if known is not None:
+        return known
+    what = "a local folder" if Path(reasoner).exists() else "not a known hub id"
+    raise ValueError(
+        f"cannot tell the model family of {reasoner} ({what}): pass --family with one of "
+        f"{names} (the prompt, answer grammar and SAM2 prompt it was trained with; "
+        "Seg-Zero-7B/3B: segzero-v1, VisionReasoner-7B: multi-object)"
+    )
+
+
 def _revision(model_dir: Path) -> str:
     """The hub snapshot commit when the folder is one, else a hash of config.json."""
     if model_dir.parent.name == "snapshots":
@@ -75,6 +102,7 @@ def export_bundle(
     segmenter: str | Path,
     out: str | Path,
     *,
+    family: str | None = None,
     target: str = "cpu",
     quant: str = "Q4_K_M",
     sam2_config: str | None = None,
@@ -84,11 +112,14 @@ def export_bundle(
 ) -> Path:
     """Export a Qwen2.5-VL checkpoint and a SAM2 checkpoint into the bundle folder ``out``.
 
-    Refuses (``BundleTooLarge``) a bundle whose estimated memory exceeds the target's budget,
-    once before the export from parameter counts and once after from the written files.
-    Raises ``FileExistsError`` before any work when ``out`` exists (without ``overwrite``) or
-    another export is writing it. Nothing is left behind when the export fails or is
-    interrupted (Ctrl+C, or SIGTERM through the CLI).
+    The manifest records the reasoner's model family (:func:`resolve_family`: known hub ids
+    map to theirs, a local folder or an unknown id needs ``family``; ``ValueError`` before any
+    work otherwise). SAM2.0 (``sam2_hiera_*``) and SAM2.1 (``sam2.1_hiera_*``) checkpoints
+    both export. Refuses (``BundleTooLarge``) a bundle whose estimated memory exceeds the
+    target's budget, once before the export from parameter counts and once after from the
+    written files. Raises ``FileExistsError`` before any work when ``out`` exists (without
+    ``overwrite``) or another export is writing it. Nothing is left behind when the export
+    fails or is interrupted (Ctrl+C, or SIGTERM through the CLI).
     """
     from .hf_source import resolve_model
     from .reasoner import export_reasoner
@@ -98,6 +129,7 @@ def export_bundle(
     if isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or not 1 <= n_ctx <= MAX_N_CTX:
         raise ValueError(f"n_ctx must be an integer from 1 to {MAX_N_CTX}, got {n_ctx!r}")
     tgt = get_target(target)
+    family_name = resolve_family(reasoner, family)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         model_dir = resolve_model(reasoner)
         variant = sam2_config or Path(segmenter).stem
@@ -121,7 +153,7 @@ def export_bundle(
             "created_by": f"segzero-edge {__version__}",
             "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "target": tgt.name,
-            "prompt_template": PROMPT_TEMPLATE_ID,
+            FAMILY_KEY: family_name,
             "reasoner": {
                 "source": str(reasoner),
                 "revision": _revision(model_dir),
@@ -147,11 +179,15 @@ def export_bundle(
     return Path(out)
 
 
-def build_tiny_bundle(out: str | Path, *, seed: int = 0, overwrite: bool = False) -> Path:
+def build_tiny_bundle(
+    out: str | Path, *, family: str = "multi-object", seed: int = 0, overwrite: bool = False
+) -> Path:
     """The demo bundle: tiny randomly initialised Qwen2.5-VL and SAM2.1-tiny (meaningless masks).
 
-    Raises ``FileExistsError`` at once, before building the models, when ``out`` exists and
-    not ``overwrite``, or another export is writing it.
+    Random weights have no family of their own; ``family`` says which prompt, grammar and SAM2
+    prompt the bundle runs with (default: multi-object). Raises ``FileExistsError`` at once,
+    before building the models, when ``out`` exists and not ``overwrite``, or another export
+    is writing it.
     """
     from .tiny_qwen import build_tiny_qwen25vl
     from .tiny_sam2 import build_sam2_checkpoint
@@ -166,6 +202,7 @@ def build_tiny_bundle(out: str | Path, *, seed: int = 0, overwrite: bool = False
                 model_dir,
                 ckpt,
                 out,
+                family=family,
                 target="cpu",
                 sam2_config="sam2.1_hiera_t",
                 overwrite=overwrite,

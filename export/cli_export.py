@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from segzero_edge.families import FAMILIES
+
 from .targets import TARGET_NAMES
 
 
@@ -21,7 +23,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--reasoner", help="Qwen2.5-VL folder or hub id (e.g. Ricky06662/Seg-Zero-7B)")
-    p.add_argument("--segmenter", help="SAM2 .pt checkpoint or name (e.g. sam2.1_hiera_large)")
+    p.add_argument(
+        "--segmenter",
+        help="SAM2 .pt checkpoint or name: sam2_hiera_large (SAM2.0, what both Seg-Zero families "
+        "were evaluated with) or sam2.1_hiera_* (SAM2.1)",
+    )
+    p.add_argument(
+        "--family",
+        choices=sorted(FAMILIES),
+        help="model family of the reasoner (prompt, answer grammar, SAM2 prompt); known hub ids "
+        "set it (Ricky06662/Seg-Zero-7B: segzero-v1, Ricky06662/VisionReasoner-7B: "
+        "multi-object), a local folder or another id needs it; --tiny: default multi-object",
+    )
     p.add_argument("--target", default="cpu", choices=TARGET_NAMES, help="device (memory budget)")
     try:  # gguf comes with the [export] extra; without it `run` says what to install
         from .quantize import QUANT_TYPES
@@ -52,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
             f"export needs the [export] extra: pip install 'segzero-edge[export]' ({e})"
         ) from None
     if args.tiny:
-        out = build_tiny_bundle(args.output, overwrite=args.force)
+        out = build_tiny_bundle(
+            args.output, family=args.family or "multi-object", overwrite=args.force
+        )
     else:
         if not args.reasoner or not args.segmenter:
             raise ValueError("--reasoner and --segmenter are required (or --tiny)")
@@ -60,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
             args.reasoner,
             args.segmenter,
             args.output,
+            family=args.family,
             target=args.target,
             quant=args.quant,
             sam2_config=args.sam2_config,

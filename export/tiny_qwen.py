@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from segzero_edge.families import MULTI_OBJECT
 from segzero_edge.fileio import plain_modes
-from segzero_edge.prompt import EXAMPLE_ANSWER, build_prompt
 
 QWEN25VL_CHAT_TEMPLATE = (
     "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
@@ -149,9 +149,9 @@ def _sentences(rng: random.Random, count: int) -> list[str]:
 def _corpus(seed: int) -> list[str]:
     """A small deterministic English corpus with the Seg-Zero prompt, thinking and answers."""
     rng = random.Random(seed)
-    lines = [_PROSE, EXAMPLE_ANSWER]
+    lines = [_PROSE, MULTI_OBJECT.example_answer]
     for query in _QUERIES:
-        lines.append(build_prompt(query))
+        lines.append(MULTI_OBJECT.build_prompt(query))
         objs = []
         for _ in range(rng.randint(1, 3)):
             x1, y1 = rng.randint(0, 600), rng.randint(0, 600)

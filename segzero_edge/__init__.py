@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from ._version import __version__
 from .answer import ParsedAnswer, parse_answer, to_image_frame
+from .families import FAMILIES, ModelFamily, build_prompt, get_family
 from .layout import REASONER_SIZE
 from .pipeline import SegZeroEdge
-from .prompt import build_prompt
 from .types import ObjectPrompt, Segmentation, Status
 
 __all__ = [
+    "FAMILIES",
     "REASONER_SIZE",
+    "ModelFamily",
     "ObjectPrompt",
     "ParsedAnswer",
     "SegZeroEdge",
@@ -21,6 +23,7 @@ __all__ = [
     "Status",
     "__version__",
     "build_prompt",
+    "get_family",
     "parse_answer",
     "to_image_frame",
 ]

@@ -1,11 +1,31 @@
-"""Parse the reasoner's ``<think>…</think><answer>…</answer>`` text; map coordinates back.
+"""The one answer parser: ``<think>…</think><answer>…</answer>`` -> objects; coordinate mapping.
 
-The parser never raises: every input maps to a :class:`ParsedAnswer` with a status.
-Accepted answer forms (coordinates in the reasoner's 840 x 840 frame):
+Used by the runtime (lenient mode), the evaluation reference and the training rewards (strict
+mode). The rule, for every caller: the answer is the body of the **first**
+``<answer>…</answer>`` block (as Seg-Zero's reward and evaluation code take it with
+``re.search``), stripped of surrounding white space.
 
-- ``[{"bbox_2d": [x1, y1, x2, y2], "point_2d": [x, y]}, ...]`` (Seg-Zero v2, multi-object)
-- a single such dict
-- the first release's ``{"bbox": [...], "points_1": [x, y], "points_2": [x, y]}``
+- **strict** (Seg-Zero's own rule): the body must decode with ``json.loads``; anything else is
+  ``UNPARSEABLE``.
+- **lenient** (the runtime's default): when ``json.loads`` fails, boxes and points are salvaged
+  from almost-JSON (trailing commas, a cut-off tail) with a regular expression that needs
+  double-quoted keys.
+
+Objects are read from a decoded value that is a list of dicts or a single dict (coordinates in
+the reasoner's 840 x 840 frame, kept as written: int or float, never rounded or reordered):
+
+- ``{"bbox_2d": [x1, y1, x2, y2], "point_2d": [x, y]}`` (multi-object family; ``point_2d`` may
+  also be a list of points)
+- ``{"bbox": [x1, y1, x2, y2], "points_1": [x, y], "points_2": [x, y]}`` (Seg-Zero v1)
+
+Points keep the order of their keys in the dict, as Seg-Zero v1's parser takes them
+(``inference_scripts/infer.py``: the first two keys containing ``points``). Items without a
+box of four finite numbers are dropped; a value with items but no valid one is
+``UNPARSEABLE``; ``[]`` is ``NO_OBJECT``. The parser never raises.
+
+The mappings back to image pixels are the reference scripts' own formulas (see
+:func:`map_half_up` and :func:`map_round_int`): no rounding in the 840 frame, no reordering of
+box corners, no clamping to the image (the far edge 840 maps to W or H, as in the reference).
 """
 
 from __future__ import annotations
@@ -13,22 +33,29 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .layout import REASONER_SIZE
-from .types import Box, ObjectPrompt, Point, Status
+from .types import ObjectPrompt, Status
 
+ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _THINK_RE = re.compile(r"<think>(.*?)(?:</think>|$)", re.DOTALL)
-_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _NUM = r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
 _BOX_RE = re.compile(r'"bbox(?:_2d)?"\s*:\s*\[\s*(' + _NUM + r"(?:\s*,\s*" + _NUM + r"){3})\s*\]")
 _POINT_RE = re.compile(r'"point(?:_2d|s_[12])"\s*:\s*\[\s*(' + _NUM + r"\s*,\s*" + _NUM + r")\s*\]")
+_BOX_KEYS = ("bbox_2d", "bbox")
+_POINT_KEYS = ("point_2d", "points_1", "points_2")
+_MAX_PIXEL = 2**31 - 1  # mapped values beyond this are clipped (the reference would overflow)
+
+Mapping = Callable[[float, float], int]
+"""``mapping(value, factor) -> pixel``: one coordinate from the 840 frame to the image."""
 
 
 @dataclass(frozen=True)
 class ParsedAnswer:
-    """Result of parsing one generation; ``objects`` are in the 840 x 840 frame."""
+    """Result of parsing one generation; ``objects`` are in the 840 x 840 frame, as written."""
 
     status: Status
     objects: tuple[ObjectPrompt, ...]
@@ -36,88 +63,116 @@ class ParsedAnswer:
     answer_text: str | None
 
 
-def _number(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
+def answer_body(text: str) -> str | None:
+    """The text between the first ``<answer>`` and the next ``</answer>``, stripped; or None."""
+    m = ANSWER_RE.search(text) if isinstance(text, str) else None
+    return m.group(1).strip() if m else None
+
+
+def answer_json(text: str) -> tuple[bool, Any]:
+    """``(True, value)`` when the first answer body decodes with ``json.loads``, else
+    ``(False, None)`` (Seg-Zero's strict rule)."""
+    body = answer_body(text)
+    if body is None:
+        return False, None
+    try:
+        return True, json.loads(body)
+    except (ValueError, RecursionError):
+        return False, None
+
+
+def is_number(v: Any) -> bool:
+    """A finite int or float within float range (``bool`` is not a number here)."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int beyond the float range
+        return False
+
+
+def numbers(value: Any, n: int) -> tuple[float, ...] | None:
+    """``value`` as ``n`` finite numbers (ints stay ints), or ``None``."""
+    if isinstance(value, (list, tuple)) and len(value) == n and all(is_number(v) for v in value):
+        return tuple(value)
+    return None
+
+
+def object_from_item(item: Any) -> ObjectPrompt | None:
+    """One object of either schema; ``None`` without a box of four finite numbers."""
+    if not isinstance(item, dict):
         return None
-    f = float(v)
-    return f if math.isfinite(f) else None
-
-
-def _coords(v: Any, n: int) -> tuple[float, ...] | None:
-    if not isinstance(v, (list, tuple)) or len(v) != n:
+    box = None
+    for key in _BOX_KEYS:
+        if key in item:
+            box = numbers(item[key], 4)
+            break
+    if box is None:
         return None
-    out = tuple(_number(x) for x in v)
-    return None if any(x is None for x in out) else out  # type: ignore[return-value]
+    points: list[tuple[float, ...]] = []
+    for key, raw in item.items():  # dict order, as the v1 reference reads its point keys
+        if key not in _POINT_KEYS:
+            continue
+        single = numbers(raw, 2)
+        if single is not None:
+            points.append(single)
+        elif key == "point_2d" and isinstance(raw, list):  # also [[x, y], ...]
+            points.extend(p for p in (numbers(r, 2) for r in raw) if p is not None)
+    return ObjectPrompt(box=box, points=tuple(points))  # type: ignore[arg-type]
 
 
-def _round(v: float) -> int:
-    return math.floor(v + 0.5)
-
-
-def _make_box(c: tuple[float, ...]) -> Box:
-    x1, y1, x2, y2 = (_round(v) for v in c)
-    return (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
-
-
-def _object_from_dict(d: Any) -> ObjectPrompt | None:
-    if not isinstance(d, dict):
-        return None
-    box_c = _coords(d.get("bbox_2d", d.get("bbox")), 4)
-    if box_c is None:
-        return None
-    points: list[Point] = []
-    for key in ("point_2d", "points_1", "points_2"):
-        p = _coords(d.get(key), 2)
-        if p is not None:
-            points.append((_round(p[0]), _round(p[1])))
-    return ObjectPrompt(box=_make_box(box_c), points=tuple(points))
-
-
-def _objects_from_json(value: Any) -> list[ObjectPrompt] | None:
-    """Objects of a decoded JSON value; ``None`` when nothing in it has the schema."""
+def objects_from_json(value: Any) -> list[ObjectPrompt] | None:
+    """Objects of a decoded JSON value; ``None`` when it has items but none with a box."""
     items = value if isinstance(value, list) else [value]
-    objs = [o for o in (_object_from_dict(d) for d in items) if o is not None]
-    if not objs and items:
+    objs = [o for o in (object_from_item(d) for d in items) if o is not None]
+    if items and not objs:
         return None
     return objs
 
 
 def _objects_from_regex(text: str) -> list[ObjectPrompt] | None:
-    """Salvage boxes and points from almost-JSON (single quotes, trailing commas...)."""
-    boxes = [m for m in _BOX_RE.finditer(text)]
-    if not boxes:
-        return None
+    """Salvage boxes and points from almost-JSON (trailing commas, a cut-off tail...)."""
+    boxes = list(_BOX_RE.finditer(text))
     objs = []
     for i, m in enumerate(boxes):
         end = boxes[i + 1].start() if i + 1 < len(boxes) else len(text)
-        box = _make_box(tuple(float(x) for x in m.group(1).split(",")))
+        box = tuple(_literal(x) for x in m.group(1).split(","))
         pts = []
         for pm in _POINT_RE.finditer(text, m.end(), end):
-            x, y = (float(v) for v in pm.group(1).split(","))
-            if math.isfinite(x) and math.isfinite(y):
-                pts.append((_round(x), _round(y)))
-        if all(math.isfinite(v) for v in box):
-            objs.append(ObjectPrompt(box=box, points=tuple(pts)))
+            p = tuple(_literal(v) for v in pm.group(1).split(","))
+            if all(is_number(v) for v in p):
+                pts.append(p)
+        if all(is_number(v) for v in box):
+            objs.append(ObjectPrompt(box=box, points=tuple(pts)))  # type: ignore[arg-type]
     return objs or None
 
 
-def parse_answer(text: str, truncated: bool = False) -> ParsedAnswer:
-    """Parse a generation. ``truncated`` says the generation hit its token budget."""
+def _literal(s: str) -> float:
+    """A JSON number literal as ``json.loads`` reads it (int when it is one)."""
+    v = json.loads(s.strip())
+    return v if isinstance(v, int) else float(v)
+
+
+def parse_answer(text: str, truncated: bool = False, *, strict: bool = False) -> ParsedAnswer:
+    """Parse a generation (see the module docstring). ``truncated``: it hit its token budget.
+
+    ``strict=True`` is Seg-Zero's rule (``json.loads`` of the first answer body or nothing);
+    the default salvages almost-JSON. Never raises.
+    """
     if not isinstance(text, str):
         text = "" if text is None else str(text)
     think = _THINK_RE.search(text)
     reasoning = think.group(1).strip() if think else ""
-    answers = _ANSWER_RE.findall(text)
-    if not answers:
+    body = answer_body(text)
+    if body is None:
         status = Status.TRUNCATED if truncated else Status.UNPARSEABLE
         return ParsedAnswer(status, (), reasoning, None)
-    body = answers[-1].strip()
     try:
         value = json.loads(body)
     except (ValueError, RecursionError):
-        objs = _objects_from_regex(body)
+        objs = None if strict else _objects_from_regex(body)
     else:
-        objs = _objects_from_json(value)
+        objs = objects_from_json(value)
     if objs is None:
         return ParsedAnswer(Status.UNPARSEABLE, (), reasoning, body)
     if not objs:
@@ -125,28 +180,68 @@ def parse_answer(text: str, truncated: bool = False) -> ParsedAnswer:
     return ParsedAnswer(Status.OK, tuple(objs), reasoning, body)
 
 
-def _scale(v: int, factor: float, limit: int) -> int:
-    return min(max(int(v * factor + 0.5), 0), limit - 1)
+# --------------------------------------------------------------------------- mapping
+
+
+def _pixel(v: float) -> int:
+    return int(min(max(v, -_MAX_PIXEL), _MAX_PIXEL))
+
+
+def map_half_up(value: float, factor: float) -> int:
+    """``int(value * factor + 0.5)``: the multi-object scripts' mapping (Seg-Zero
+    ``inference_scripts/infer_multi_object.py``,
+    ``evaluation_scripts/evaluation_visionreasoner.py``)."""
+    return _pixel(value * factor + 0.5)
+
+
+def map_round_int(value: float, factor: float) -> int:
+    """``round(int(value) * factor)``: Seg-Zero v1's mapping (``inference_scripts/infer.py``,
+    ``evaluation_scripts/evaluation.py``): truncate to int first, then Python's round (half to
+    even: 2.5 -> 2, 3.5 -> 4)."""
+    return round(min(max(int(value) * factor, -_MAX_PIXEL), _MAX_PIXEL))
 
 
 def to_image_frame(
-    objects: tuple[ObjectPrompt, ...] | list[ObjectPrompt],
+    objects: Sequence[ObjectPrompt],
     image_hw: tuple[int, int],
+    mapping: Mapping = map_half_up,
     frame: int = REASONER_SIZE,
 ) -> list[ObjectPrompt]:
-    """Map objects from the ``frame`` x ``frame`` square to an H x W image, clamped inside it."""
+    """Map objects from the ``frame`` x ``frame`` square to an H x W image with ``mapping``.
+
+    The factors are ``W / frame`` and ``H / frame`` (computed first, as the reference scripts
+    do: ``x_factor = original_width / resize_size``). Nothing is clamped or reordered: values
+    may fall outside ``0..W-1`` / ``0..H-1`` exactly as the reference would pass them to SAM2
+    (beyond ``±(2**31 - 1)`` they are clipped).
+    """
     h, w = image_hw
     fx, fy = w / frame, h / frame
     out = []
     for o in objects:
         x1, y1, x2, y2 = o.box
-        box = (_scale(x1, fx, w), _scale(y1, fy, h), _scale(x2, fx, w), _scale(y2, fy, h))
-        pts = tuple((_scale(x, fx, w), _scale(y, fy, h)) for x, y in o.points)
+        box = (mapping(x1, fx), mapping(y1, fy), mapping(x2, fx), mapping(y2, fy))
+        pts = tuple((mapping(x, fx), mapping(y, fy)) for x, y in o.points)
         out.append(ObjectPrompt(box=box, points=pts))
     return out
 
 
-def format_answer(objects: list[ObjectPrompt], reasoning: str = "") -> str:
-    """The generation text a well-behaved model writes for ``objects`` (840 frame)."""
+# --------------------------------------------------------------------------- writing
+
+
+def format_list_answer(objects: Sequence[ObjectPrompt], reasoning: str = "") -> str:
+    """The multi-object generation for ``objects`` (840 frame): one ``point_2d`` per object."""
     items = [{"bbox_2d": list(o.box), "point_2d": list(o.points[0])} for o in objects if o.points]
     return f"<think>{reasoning}</think><answer>{json.dumps(items)}</answer>"
+
+
+def format_v1_answer(obj: ObjectPrompt, reasoning: str = "") -> str:
+    """The Seg-Zero v1 generation for one object with two points (840 frame)."""
+    if len(obj.points) < 2:
+        raise ValueError(f"a Seg-Zero v1 answer needs two points, got {len(obj.points)}")
+    item = {"bbox": list(obj.box), "points_1": list(obj.points[0]), "points_2": list(obj.points[1])}
+    return f"<think>{reasoning}</think><answer>{json.dumps(item)}</answer>"
+
+
+def format_answer(objects: Sequence[ObjectPrompt], reasoning: str = "") -> str:
+    """The multi-object generation a well-behaved model writes (see :func:`format_list_answer`)."""
+    return format_list_answer(objects, reasoning)

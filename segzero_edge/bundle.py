@@ -20,16 +20,27 @@ from typing import Any
 
 from .backends import Reasoner, Segmenter
 from .errors import BundleError
+from .families import FAMILIES, ModelFamily, get_family
 from .fileio import sha256_file
-from .layout import MANIFEST, MMPROJ_FILE, REASONER_FILE, REQUIRED_FILES, SCHEMA_VERSION
+from .layout import (
+    FAMILY_KEY,
+    MANIFEST,
+    MMPROJ_FILE,
+    REASONER_FILE,
+    REQUIRED_FILES,
+    SCHEMA_VERSION,
+)
 from .manifest import field_name, parse_manifest
+from .reasoner.grammar import DEFAULT_MAX_OBJECTS
 
 __all__ = [
+    "FAMILY_KEY",
     "MANIFEST",
     "REQUIRED_FILES",
     "SCHEMA_VERSION",
     "Bundle",
     "BundleError",
+    "bundle_family",
     "file_entry",
     "load_bundle",
     "open_backends",
@@ -117,16 +128,47 @@ def load_bundle(path: str | os.PathLike[str], *, verify_hashes: bool = False) ->
     return Bundle(root=root, manifest=manifest)
 
 
+def bundle_family(bundle: Bundle, family: str | None = None) -> ModelFamily:
+    """The bundle's model family: ``family`` when given (an override), else the manifest's.
+
+    Raises ``BundleError`` when the manifest names none (a bundle exported before families were
+    recorded) or an unknown one, saying how to re-export or override; ``ValueError`` for an
+    unknown ``family``.
+    """
+    if family is not None:
+        return get_family(family)
+    mpath = bundle.root / MANIFEST
+    name = bundle.manifest.get(FAMILY_KEY)
+    known = ", ".join(FAMILIES)
+    if name is None:
+        raise BundleError(
+            f"{mpath} does not name the model family (prompt, answer grammar and SAM2 prompt "
+            "the reasoner was trained with). Re-export the bundle with this version "
+            "(segzero-edge export ... --family NAME), or name it: "
+            f"SegZeroEdge.from_bundle(path, family=NAME) / segment --family NAME ({known})"
+        )
+    if name not in FAMILIES:
+        raise BundleError(
+            f"{mpath} names model family {name!r}, which this runtime does not know "
+            f"({known}); upgrade segzero-edge or override with family=NAME"
+        )
+    return FAMILIES[name]
+
+
 def open_backends(
     path: str | os.PathLike[str],
     *,
+    family: str | None = None,
     reasoner_backend: str = "auto",
     segmenter_backend: str = "auto",
     verify_hashes: bool = False,
     **reasoner_options: Any,
-) -> tuple[Reasoner, Segmenter]:
-    """Verify the bundle and open its reasoner (llama.cpp) and segmenter backends."""
+) -> tuple[Reasoner, Segmenter, ModelFamily]:
+    """Verify the bundle, resolve its model family (:func:`bundle_family`) and open its
+    reasoner (llama.cpp, with the family's answer grammar and decode budget unless given) and
+    segmenter backends."""
     bundle = load_bundle(path, verify_hashes=verify_hashes)
+    fam = bundle_family(bundle, family)
     if reasoner_backend not in ("auto", "llama.cpp"):
         raise ValueError(
             f"unknown reasoner backend {reasoner_backend!r}; use 'auto' or 'llama.cpp'"
@@ -135,6 +177,10 @@ def open_backends(
     from .segmenter.auto import open_segmenter
 
     reasoner_options.setdefault("n_ctx", bundle.reasoner.get("n_ctx", 4096))
+    reasoner_options.setdefault("max_new_tokens", fam.max_new_tokens)
+    if "answer_grammar" not in reasoner_options:
+        max_objects = reasoner_options.get("max_objects", DEFAULT_MAX_OBJECTS)
+        reasoner_options["answer_grammar"] = fam.answer_grammar(max_objects)
     segmenter = open_segmenter(bundle.root, backend=segmenter_backend)
     try:
         reasoner = LlamaCppReasoner(
@@ -143,4 +189,4 @@ def open_backends(
     except BaseException:
         segmenter.close()
         raise
-    return reasoner, segmenter
+    return reasoner, segmenter, fam

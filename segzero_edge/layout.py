@@ -17,7 +17,10 @@ from __future__ import annotations
 
 # --- files ---------------------------------------------------------------------------------
 MANIFEST = "manifest.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: the manifest names the model family (``FAMILY_KEY``); 1 did not."""
+FAMILY_KEY = "family"
+"""Manifest key: the reasoner's model family (``segzero_edge.families``)."""
 REASONER_FILE = "reasoner.gguf"
 MMPROJ_FILE = "mmproj.gguf"
 SAM2_ENCODER = "sam2_encoder"

@@ -41,7 +41,8 @@ MANIFEST_SCHEMA: dict[str, Any] = {
         "created_by": _TEXT,
         "created_at": _TEXT,
         "target": _TEXT,
-        "prompt_template": _TEXT,
+        "family": _TEXT,  # layout.FAMILY_KEY: the model family (segzero_edge.families)
+        "prompt_template": _TEXT,  # schema 1 (before families)
         "reasoner": {
             "type": "object",
             "properties": {

@@ -25,7 +25,9 @@ def overlay_image(image: np.ndarray, result: Segmentation, alpha: float = 0.5):
     draw = ImageDraw.Draw(pic)
     r = max(2, min(image.shape[:2]) // 100)
     for obj in result.objects:
-        draw.rectangle(obj.box, outline=(0, 255, 0), width=max(1, r // 2))
+        x1, y1, x2, y2 = obj.box  # corners as the model wrote them: maybe swapped
+        box = (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
+        draw.rectangle(box, outline=(0, 255, 0), width=max(1, r // 2))
         for x, y in obj.points:
             draw.ellipse((x - r, y - r, x + r, y + r), fill=(255, 255, 0), outline=(0, 0, 0))
     return pic

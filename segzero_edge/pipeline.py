@@ -1,8 +1,10 @@
 """``SegZeroEdge``: reasoner -> coordinate mapping -> SAM2 -> mask, with timings.
 
-The SAM2 image encoding runs on a worker thread while the reasoner thinks (they share only
-the image); encodings are cached per frame so several queries on one frame encode it once (a
-failed encoding is not kept). ``close()`` waits for the calls in progress on other threads.
+Prompt, answer grammar, coordinate mapping and SAM2 prompt are the model family's
+(:mod:`segzero_edge.families`), as its reference script runs the checkpoint. The SAM2 image
+encoding runs on a worker thread while the reasoner thinks (they share only the image);
+encodings are cached per frame so several queries on one frame encode it once (a failed
+encoding is not kept). ``close()`` waits for the calls in progress on other threads.
 The reasoner (llama.cpp) keeps the KV state after a frame's image tokens for later queries on
 that frame, and all objects of one answer are decoded by SAM2 in one decoder call.
 """
@@ -20,14 +22,13 @@ from typing import Any
 import numpy as np
 
 from . import pixels
-from .answer import parse_answer, to_image_frame
+from .answer import parse_answer
 from .backends import ImageEmbedding, Reasoner, Segmenter
 from .errors import BackendError
+from .families import ModelFamily, get_family
 from .image import ImageLike, load_image
 from .image import frame_key as _frame_key
-from .prompt import build_prompt
-from .segmenter.prompts import batch_prompts, prompt_arrays
-from .segmenter.select import select_masks
+from .segmenter.decode import backend_decoder, decode_objects
 from .types import ObjectPrompt, Segmentation, Status
 
 _Encoded = tuple[ImageEmbedding, dict[str, float]]
@@ -37,7 +38,8 @@ _Encoded = tuple[ImageEmbedding, dict[str, float]]
 class SegZeroEdge:
     """Reasoning segmentation: ``segment(image, query) -> Segmentation``.
 
-    Build it with :meth:`from_bundle`, or pass any :class:`Reasoner` and :class:`Segmenter`.
+    Build it with :meth:`from_bundle`, or pass any :class:`Reasoner` and :class:`Segmenter`
+    with the ``family`` (name or :class:`ModelFamily`) of the reasoner's checkpoint.
     ``segment`` is thread-safe: calls may come from several threads at once.
     """
 
@@ -46,10 +48,12 @@ class SegZeroEdge:
         reasoner: Reasoner,
         segmenter: Segmenter,
         *,
+        family: str | ModelFamily,
         cache_frames: int = 4,
         overlap: bool = True,
         max_objects: int = 16,
     ) -> None:
+        self.family = get_family(family)
         self.reasoner = reasoner
         self.segmenter = segmenter
         self.cache_frames = max(0, int(cache_frames))
@@ -68,16 +72,18 @@ class SegZeroEdge:
     def from_bundle(cls, path: str | os.PathLike[str], **options: Any) -> SegZeroEdge:
         """Load a bundle directory (see README): verify its manifest, open the backends.
 
-        Options: ``reasoner_backend`` / ``segmenter_backend`` ("auto" or a name),
-        ``verify_hashes``, ``n_gpu_layers``, ``n_threads``, ``grammar``, ``max_new_tokens``,
-        ``extra_bufts`` (llama.cpp's extra buffer types; default off where llama.cpp reports
-        AMX), ``cache_frames``, ``overlap``.
+        The model family comes from the manifest; ``family`` (a name) overrides it, and is
+        needed for a bundle exported before families were recorded (``BundleError``
+        otherwise). Options: ``family``, ``reasoner_backend`` / ``segmenter_backend`` ("auto"
+        or a name), ``verify_hashes``, ``n_gpu_layers``, ``n_threads``, ``grammar``,
+        ``max_new_tokens`` (default: the family's), ``extra_bufts`` (llama.cpp's extra buffer
+        types; default off where llama.cpp reports AMX), ``cache_frames``, ``overlap``.
         """
         from .bundle import open_backends
 
         pipeline_opts = {k: options.pop(k) for k in ("cache_frames", "overlap") if k in options}
-        reasoner, segmenter = open_backends(path, **options)
-        return cls(reasoner, segmenter, **pipeline_opts)
+        reasoner, segmenter, family = open_backends(path, **options)
+        return cls(reasoner, segmenter, family=family, **pipeline_opts)
 
     # -- SAM2 encoding with a per-frame cache ------------------------------------------
     def _encode(self, img: np.ndarray) -> _Encoded:
@@ -172,7 +178,7 @@ class SegZeroEdge:
         for query in queries:
             if isinstance(query, str):
                 _require_text(query, "query")
-        prompts = [build_prompt(q) for q in queries]
+        prompts = [self.family.build_prompt(q) for q in queries]
         img = load_image(image)
         first: dict[str, float] = {}
         emb_future = self._embedding_future(img, first)
@@ -216,7 +222,7 @@ class SegZeroEdge:
         timings["generated_tokens"] = float(out.n_generated_tokens)
 
         parsed = parse_answer(out.text, truncated=out.truncated)
-        objects = to_image_frame(parsed.objects[: self.max_objects], (h, w))
+        objects = self.family.to_image_frame(parsed.objects[: self.max_objects], (h, w))
         mask = np.zeros((h, w), dtype=bool)
         scores: list[float] = []
         status = parsed.status
@@ -256,27 +262,13 @@ class SegZeroEdge:
         hw: tuple[int, int],
         timings: dict[str, float],
     ) -> tuple[np.ndarray, list[float]]:
-        """All objects' prompts in one decoder call (one per distinct point count); the best
-        multimask output of each, by predicted IoU, and its score."""
+        """The family's SAM2 prompt per object, all objects in one decoder call (one per
+        distinct point count) -> the best low-res logits of each [N, h, w] and its score."""
         t0 = time.perf_counter()
-        chosen: list[np.ndarray] = [np.empty(0)] * len(objects)
-        scores = [0.0] * len(objects)
-        arrays = [prompt_arrays(obj.box, obj.points, hw) for obj in objects]
-        for idx, coords, labels in batch_prompts(arrays):
-            with self._segmenter_lock:
-                try:
-                    low, iou = self.segmenter.decode(emb, coords, labels)
-                except Exception as e:
-                    raise BackendError(
-                        f"segmenter {self.segmenter.name!r} failed to decode: {e}"
-                    ) from e
-            masks, ious = select_masks(low, iou, multimask_output=True)
-            best = np.argmax(ious, axis=1)
-            for row, i in enumerate(idx):
-                chosen[i] = masks[row, best[row]]
-                scores[i] = float(ious[row, best[row]])
+        decode = backend_decoder(self.segmenter, emb, hw, self._segmenter_lock)
+        decoded = decode_objects(objects, self.family.sam2, decode)
         timings["sam_decode"] = time.perf_counter() - t0
-        return np.stack(chosen), scores
+        return np.stack(decoded.masks), decoded.scores
 
     def close(self) -> None:
         """Release the backends and the worker thread, once the calls in progress on other

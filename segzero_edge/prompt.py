@@ -1,38 +1,27 @@
-"""The Seg-Zero user prompt (Seg-Zero's ``inference_scripts/infer_multi_object.py``)."""
+"""Query normalisation for the user prompt (the prompt itself: :mod:`segzero_edge.families`).
+
+A family's prompt is ``template.format(Question=normalise_query(query, chars), Answer=example)``
+as its reference script writes it.
+"""
 
 from __future__ import annotations
 
 MAX_QUERY_CHARS = 1000
 """Longer queries are refused: the prompt budget is 1300 tokens, 900 of them image tokens."""
 
-PROMPT_TEMPLATE_ID = "segzero-v2-multi"
 
-EXAMPLE_ANSWER = (
-    '[{"bbox_2d": [10,100,200,210], "point_2d": [30,110]}, '
-    '{"bbox_2d": [225,296,706,786], "point_2d": [302,410]}]'
-)
+def normalise_query(query: str, strip_chars: str = '."?!') -> str:
+    """``query.lower().strip(strip_chars)``, as the reference scripts write it into the prompt.
 
-QUESTION_TEMPLATE = (
-    'Please find "{question}" with bboxs and points.'
-    "Compare the difference between object(s) and find the most closely matched object(s)."
-    "Output the thinking process in <think> </think> and final answer in <answer> </answer> tags."
-    "Output the bbox(es) and point(s) inside the interested object(s) in JSON format."
-    "i.e., <think> thinking process here </think><answer>{answer}</answer>"
-)
-
-
-def normalise_query(query: str) -> str:
-    """Lower-case the query and strip surrounding space and trailing ``."?!``."""
+    Nothing else is changed (surrounding white space stays, as in the reference). Raises
+    ``ValueError`` for a non-``str`` query, one with nothing but white space left, or one
+    longer than :data:`MAX_QUERY_CHARS` characters.
+    """
     if not isinstance(query, str):
         raise ValueError(f"query must be a str, got {type(query).__name__}")
-    text = query.strip().lower().rstrip('."?!').strip()
-    if not text:
+    text = query.lower().strip(strip_chars)
+    if not text.strip():
         raise ValueError("query is empty")
     if len(text) > MAX_QUERY_CHARS:
         raise ValueError(f"query is too long: {len(text)} characters (limit {MAX_QUERY_CHARS})")
     return text
-
-
-def build_prompt(query: str) -> str:
-    """The user-turn text that follows the image."""
-    return QUESTION_TEMPLATE.format(question=normalise_query(query), answer=EXAMPLE_ANSWER)

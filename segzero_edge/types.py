@@ -23,7 +23,13 @@ class Status(str, Enum):
 
 @dataclass(frozen=True)
 class ObjectPrompt:
-    """One object the reasoner named: a box ``(x1, y1, x2, y2)`` and its positive points."""
+    """One object the reasoner named: a box ``(x1, y1, x2, y2)`` and its points.
+
+    In a :class:`Segmentation`: integer original-image pixels, mapped back as the model
+    family's reference script does (not clamped: the far edge of the 840 frame maps to W or H;
+    corners as the model wrote them). In ``ParsedAnswer.objects``: the 840-frame numbers as
+    written (int or float).
+    """
 
     box: Box
     points: tuple[Point, ...]
@@ -42,7 +48,8 @@ class Segmentation:
     """What ``segment()`` returns.
 
     ``mask`` is an H x W bool array over the original image (the OR of every object's
-    mask); ``objects`` are in original-image pixels; ``timings`` holds seconds per stage.
+    mask); ``objects`` are in original-image pixels (see :class:`ObjectPrompt`); ``timings``
+    holds seconds per stage.
     """
 
     mask: np.ndarray

@@ -15,7 +15,7 @@ import pytest
 
 from segzero_edge.answer import parse_answer
 from segzero_edge.backends import Reasoner, ReasonerOutput
-from segzero_edge.prompt import build_prompt
+from segzero_edge.families import build_prompt
 from segzero_edge.types import Status
 from tests.fixtures.reasoner_vision import make_test_image, open_reasoner
 
@@ -93,7 +93,7 @@ def test_ignore_eos_decodes_exactly_the_budget(
     reasoner.use_grammar, reasoner.ignore_eos, budget = False, True, reasoner.max_new_tokens
     try:
         reasoner.max_new_tokens = 40
-        out = reasoner.generate(ref_image, build_prompt("the red circle"))
+        out = reasoner.generate(ref_image, build_prompt("the red circle", "multi-object"))
     finally:
         reasoner.use_grammar, reasoner.ignore_eos = True, False
         reasoner.max_new_tokens = budget
@@ -105,7 +105,7 @@ def test_ignore_eos_decodes_exactly_the_budget(
 def test_grammar_output_always_parses_and_is_deterministic(reasoner: Any) -> None:
     texts = []
     for seed, query in enumerate(QUERIES):
-        out = reasoner.generate(make_test_image(seed + 1), build_prompt(query))
+        out = reasoner.generate(make_test_image(seed + 1), build_prompt(query, "multi-object"))
         parsed = parse_answer(out.text, out.truncated)
         print(
             f"\n{query!r}: status {parsed.status.value}, objects {len(parsed.objects)}, "
@@ -113,7 +113,7 @@ def test_grammar_output_always_parses_and_is_deterministic(reasoner: Any) -> Non
         )
         assert parsed.status in (Status.OK, Status.NO_OBJECT), out.text
         texts.append(out.text)
-    again = reasoner.generate(make_test_image(1), build_prompt(QUERIES[0])).text
+    again = reasoner.generate(make_test_image(1), build_prompt(QUERIES[0], "multi-object")).text
     assert again == texts[0], "greedy generation is not repeatable (KV cache not reset?)"
 
 

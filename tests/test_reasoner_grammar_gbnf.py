@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 
 from segzero_edge.answer import format_answer, parse_answer
-from segzero_edge.prompt import EXAMPLE_ANSWER
+from segzero_edge.families import MULTI_OBJECT
 from segzero_edge.reasoner import grammar as gbnf
 from segzero_edge.types import ObjectPrompt, Status
 from tests.fixtures.reasoner_vision import open_reasoner
 
 IN_SCHEMA = {
-    "prompt example": f"<answer>{EXAMPLE_ANSWER}</answer>",
+    "prompt example": f"<answer>{MULTI_OBJECT.example_answer}</answer>",
     "compact": '<answer>[{"bbox_2d":[10,100,200,210],"point_2d":[30,110]}]</answer>',
     "spaced": '<answer>[{"bbox_2d": [10, 100, 200, 210], "point_2d": [30, 110]}]</answer>',
     "newline before": '\n<answer>[{"bbox_2d": [0,0,840,840], "point_2d": [420,420]}]</answer>',

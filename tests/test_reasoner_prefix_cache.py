@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from segzero_edge.families import MULTI_OBJECT
 from segzero_edge.image import frame_key
-from segzero_edge.prompt import build_prompt
 from segzero_edge.reasoner.prefix_cache import PrefixCache, PrefixState
 from tests.fixtures.reasoner_vision import make_test_image, open_reasoner
 
@@ -63,7 +63,7 @@ def test_cached_generation_equals_cold_generation(
     evictions0 = cached.prefix_cache.evictions
     n_tokens = 0
     for f, q, hit in SCHEDULE:
-        prompt = build_prompt(QUERIES[q])
+        prompt = MULTI_OBJECT.build_prompt(QUERIES[q])
         # a copy: the cache keys frames by content, never by object identity
         out = cached.generate(frames[f].copy(), prompt)
         got = list(cached.last_stats.tokens)
@@ -101,7 +101,7 @@ def test_one_cached_frame_holds_its_kv_cells(pair: Any, frames: list[np.ndarray]
     cached, _ = pair
     cached.prefix_cache.clear()
     cached.use_grammar = True
-    cached.generate(frames[0], build_prompt(QUERIES[0]))
+    cached.generate(frames[0], MULTI_OBJECT.build_prompt(QUERIES[0]))
     (entry,) = cached.prefix_cache._entries.values()
     assert isinstance(entry, PrefixState)
     kv = entry.n_tokens * TINY_KV_BYTES_PER_TOKEN
@@ -120,7 +120,7 @@ def test_keys_are_frame_content(pair: Any, frames: list[np.ndarray]) -> None:
     cached, _ = pair
     cached.prefix_cache.clear()
     cached.use_grammar = False
-    prompt = build_prompt(QUERIES[0])
+    prompt = MULTI_OBJECT.build_prompt(QUERIES[0])
     cached.generate(frames[0], prompt)
     assert cached.generate(np.array(frames[0]), prompt).timings["reasoner_cache_hit"] == 1.0
     changed = frames[0].copy()

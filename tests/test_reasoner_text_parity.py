@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segzero_edge.prompt import build_prompt
+from segzero_edge.families import build_prompt
 from tests.fixtures.reasoner import llama_logits
 
 F16_REL_TOL = 2e-3
@@ -30,7 +30,9 @@ def prompt_ids(tiny_qwen_dir: Path) -> list[int]:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_qwen_dir)
-    messages = [{"role": "user", "content": build_prompt("The red car on the left.")}]
+    messages = [
+        {"role": "user", "content": build_prompt("The red car on the left.", "multi-object")}
+    ]
     text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     answer = '<think> the car is red </think><answer>[{"bbox_2d": [1,2,3,4], "point_2d": [2,3]}]'
     return tok(text + answer)["input_ids"]

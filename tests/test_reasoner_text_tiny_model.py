@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from segzero_edge.families import build_prompt
 from segzero_edge.layout import REASONER_SIZE
-from segzero_edge.prompt import build_prompt
 
 
 def test_tiny_qwen_loads_and_processor_gives_900_image_tokens(tiny_qwen_dir: Path) -> None:
@@ -33,7 +33,10 @@ def test_tiny_qwen_loads_and_processor_gives_900_image_tokens(tiny_qwen_dir: Pat
     messages = [
         {
             "role": "user",
-            "content": [{"type": "image"}, {"type": "text", "text": build_prompt("the red car")}],
+            "content": [
+                {"type": "image"},
+                {"type": "text", "text": build_prompt("the red car", "multi-object")},
+            ],
         }
     ]
     prompt = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from segzero_edge.prompt import build_prompt
+from segzero_edge.families import build_prompt
 
 TEXTS = [
-    build_prompt("The woman holding an umbrella?"),
+    build_prompt("The woman holding an umbrella?", "multi-object"),
     '<think> two cars; the red one is left. </think><answer>[{"bbox_2d": [10,100,200,210], '
     '"point_2d": [30,110]}]</answer>',
     "I'm sure they'LL say DON'T -- 3.14159 and 1,000,000 items!!",
@@ -56,7 +56,10 @@ def test_chat_prompt_with_special_tokens_matches(hf_tokenizer, gguf_vocab) -> No
     messages = [
         {
             "role": "user",
-            "content": [{"type": "image"}, {"type": "text", "text": build_prompt("the red car")}],
+            "content": [
+                {"type": "image"},
+                {"type": "text", "text": build_prompt("the red car", "multi-object")},
+            ],
         }
     ]
     text = hf_tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

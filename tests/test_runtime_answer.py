@@ -60,22 +60,24 @@ def test_failure_statuses(text: str, truncated: bool, status: Status) -> None:
     assert p.objects == ()
 
 
-def test_almost_json_is_salvaged_and_boxes_are_ordered() -> None:
+def test_almost_json_is_salvaged_as_written() -> None:
     text = "<answer>[{'bbox_2d': [300, 40, 100, 20], 'point_2d': [150, 30],},]</answer>"
     # single quotes: not JSON, the regex fallback needs double-quoted keys
     assert parse_answer(text).status is Status.UNPARSEABLE
     text = '<answer>[{"bbox_2d": [300, 40, 100, 20], "point_2d": [150.4, 30.6],},]</answer>'
     p = parse_answer(text)
     assert p.status is Status.OK
-    assert p.objects == (ObjectPrompt((100, 20, 300, 40), ((150, 31),)),)
+    # values as written: no rounding in the 840 frame, corners not reordered (as the reference)
+    assert p.objects == (ObjectPrompt((300, 40, 100, 20), ((150.4, 30.6),)),)
+    assert parse_answer(text, strict=True).status is Status.UNPARSEABLE  # Seg-Zero's rule
 
 
-def test_mapping_back_rounds_and_clamps() -> None:
+def test_mapping_back_is_the_reference_formula_unclamped() -> None:
     objs = [ObjectPrompt((0, 420, 839, 900), ((-5, 420),))]
     (o,) = to_image_frame(objs, (480, 640))
-    # x * 640 / 840, y * 480 / 840, int(v * f + 0.5), clamped to the image
-    assert o.box == (0, int(420 * 480 / 840 + 0.5), int(839 * 640 / 840 + 0.5), 479)
-    assert o.points == ((0, 240),)
+    # x * (640 / 840), y * (480 / 840), int(v * f + 0.5) (infer_multi_object.py), no clamping
+    assert o.box == (0, int(420 * 480 / 840 + 0.5), int(839 * 640 / 840 + 0.5), 514)
+    assert o.points == ((-3, 240),)
     (same,) = to_image_frame([ObjectPrompt((1, 2, 3, 4), ((5, 6),))], (840, 840))
     assert same == ObjectPrompt((1, 2, 3, 4), ((5, 6),))
 

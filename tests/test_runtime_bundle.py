@@ -21,7 +21,7 @@ def _replace(path: Path, data: bytes) -> None:
 def test_exported_manifest_describes_every_file(tiny_bundle: Path) -> None:
     b = load_bundle(tiny_bundle, verify_hashes=True)
     m = b.manifest
-    assert m["schema_version"] == 1 and m["prompt_template"] == "segzero-v2-multi"
+    assert m["schema_version"] == 2 and m["family"] == "multi-object"
     assert m["reasoner"]["quantization"] == "Q4_K_M" and m["reasoner"]["input_size"] == 840
     assert set(REQUIRED_FILES) <= set(m["files"])
     for name, entry in m["files"].items():
@@ -95,5 +95,11 @@ def test_export_refuses_a_bundle_over_budget_and_writes_nothing(
     monkeypatch.setitem(targets.TARGETS, "tiny-board", small)
     out = tmp_path / "refused"
     with pytest.raises(BundleTooLarge, match=r"does not fit tiny-board: estimated .* GB"):
-        export_bundle(tiny_qwen_dir, tiny_bundle / "missing.pt", out, target="tiny-board")
+        export_bundle(
+            tiny_qwen_dir,
+            tiny_bundle / "missing.pt",
+            out,
+            family="multi-object",
+            target="tiny-board",
+        )
     assert not out.exists()

@@ -281,6 +281,7 @@ def test_export_while_another_writes_the_same_output(
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         argv = ["export", "--reasoner", str(tiny_qwen_dir), "--segmenter", "x.pt"]
+        argv += ["--family", "multi-object"]
         t0 = time.perf_counter()
         code, _, err = run_cli(capsys, *argv, "-o", str(out))
         assert_one_line_error(code, err, "another process is writing it")

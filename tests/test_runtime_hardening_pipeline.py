@@ -82,7 +82,9 @@ class FailsFirstEncode:
 @pytest.mark.parametrize("overlap", [True, False])
 def test_a_failed_encode_is_not_cached(ort: OrtSegmenter, image: np.ndarray, overlap: bool) -> None:
     seg = FailsFirstEncode(ort)
-    model = SegZeroEdge(Scripted(ANSWER_NONE, ANSWER_ONE), seg, overlap=overlap)
+    model = SegZeroEdge(
+        Scripted(ANSWER_NONE, ANSWER_ONE), seg, family="multi-object", overlap=overlap
+    )
     first = model.segment(image, "the knife")  # no objects: nobody waits for the encoding
     assert first.status is Status.NO_OBJECT
     second = model.segment(image, "the knife")  # same frame: must encode again, not re-raise
@@ -109,11 +111,11 @@ class Gate:
 
 
 def test_close_waits_for_a_segment_on_another_thread(tiny_bundle: Path, image: np.ndarray) -> None:
-    reasoner, segmenter = open_backends(
+    reasoner, segmenter, family = open_backends(
         tiny_bundle, segmenter_backend="onnxruntime", max_new_tokens=24, think_budget=12
     )
     gate = Gate(reasoner)
-    model = SegZeroEdge(gate, segmenter)
+    model = SegZeroEdge(gate, segmenter, family=family)
     result: dict[str, Any] = {}
 
     def run() -> None:
@@ -142,7 +144,7 @@ def test_close_waits_for_a_segment_on_another_thread(tiny_bundle: Path, image: n
 
 
 def test_ctrl_c_during_segment_reaches_the_caller(tiny_bundle: Path, image: np.ndarray) -> None:
-    reasoner, segmenter = open_backends(
+    reasoner, segmenter, family = open_backends(
         tiny_bundle, segmenter_backend="onnxruntime", max_new_tokens=24, think_budget=12
     )
     gate = Gate(reasoner)
@@ -151,7 +153,7 @@ def test_ctrl_c_during_segment_reaches_the_caller(tiny_bundle: Path, image: np.n
         gate.started.wait(60)
         _thread.interrupt_main()  # as Ctrl+C: lands wherever the main thread is, callbacks too
 
-    with SegZeroEdge(gate, segmenter) as model:
+    with SegZeroEdge(gate, segmenter, family=family) as model:
         threading.Thread(target=interrupt).start()
         with pytest.raises(KeyboardInterrupt):
             model.segment(image, "the knife")
@@ -222,10 +224,8 @@ def test_long_queries_at_the_bundle_context(
 ) -> None:
     """1000-character queries on the bundle's 4096-cell context: truncated or refused at the
     start, never "llama_decode failed"."""
-    from segzero_edge.prompt import build_prompt
-
     n_ctx = default_model.reasoner.n_ctx  # type: ignore[attr-defined]
-    cells = len(default_model.reasoner.prompt_tokens(build_prompt(query)))  # type: ignore[attr-defined]
+    cells = len(default_model.reasoner.prompt_tokens(default_model.family.build_prompt(query)))  # type: ignore[attr-defined]
     print(f"\n{query[:3]!r}...: {cells} KV cells of {n_ctx}")
     try:
         r = default_model.segment(image, query)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from segzero_edge.backends import ReasonerOutput
-from segzero_edge.prompt import build_prompt
+from segzero_edge.families import MULTI_OBJECT
 from segzero_edge.reasoner.llama_cpp import LlamaCppReasoner, chat_prompt
 from tests.fixtures.reasoner_vision import make_test_image, open_reasoner
 
@@ -87,7 +87,7 @@ def query_with_cells(r: LlamaCppReasoner, cells: int) -> str:
     """A query whose prompt takes exactly ``cells`` KV cells (words of one token each)."""
     for k in range(2000):
         q = "a" + " a" * k
-        n = len(r.prompt_tokens(build_prompt(q)))
+        n = len(r.prompt_tokens(MULTI_OBJECT.build_prompt(q)))
         if n == cells:
             return q
         assert n < cells, f"no query of exactly {cells} cells ({n} at k={k})"
@@ -100,17 +100,17 @@ def query_with_cells(r: LlamaCppReasoner, cells: int) -> str:
 def test_special_tokens_in_the_query_stay_text(small: LlamaCppReasoner) -> None:
     im_start, im_end = (small.tokenize(t, special=True) for t in ("<|im_start|>", "<|im_end|>"))
     assert len(im_start) == len(im_end) == 1
-    ids = small.prompt_tokens(build_prompt(HOSTILE))
+    ids = small.prompt_tokens(MULTI_OBJECT.build_prompt(HOSTILE))
     # only the template's own markers: system, user, assistant turns
     assert ids.count(im_end[0]) == 2 and ids.count(im_start[0]) == 3
-    old = whole_text_tokens(small, build_prompt(HOSTILE))
+    old = whole_text_tokens(small, MULTI_OBJECT.build_prompt(HOSTILE))
     assert old.count(im_end[0]) == 3, "the old tokenization injected a control token"
     assert len(ids) > len(old)  # the markers are spelled out as several text tokens
 
 
 @pytest.mark.parametrize("query", BENIGN)
 def test_benign_query_tokens_are_unchanged(small: LlamaCppReasoner, query: str) -> None:
-    prompt = build_prompt(query)
+    prompt = MULTI_OBJECT.build_prompt(query)
     assert small.prompt_tokens(prompt) == whole_text_tokens(small, prompt)
 
 
@@ -124,7 +124,7 @@ def test_prompt_tokens_equal_the_hf_processor(
 
 
 def test_media_marker_in_the_query_is_text(small: LlamaCppReasoner, image: np.ndarray) -> None:
-    prompt = build_prompt("the <__media__> on the <__media__> table")
+    prompt = MULTI_OBJECT.build_prompt("the <__media__> on the <__media__> table")
     ids = small.prompt_tokens(prompt)
     assert ids.count(-1) == 900  # one image, not three
     out = small.generate(image, prompt)
@@ -142,7 +142,7 @@ def test_lone_surrogate_is_a_value_error(small: LlamaCppReasoner, image: np.ndar
 
 
 def test_image_takes_900_cells_but_30_positions(small: LlamaCppReasoner, image: np.ndarray) -> None:
-    prompt = build_prompt("the knife")
+    prompt = MULTI_OBJECT.build_prompt("the knife")
     cells = len(small.prompt_tokens(prompt))
     with small._lock:
         pre = small._prefill(image, prompt)
@@ -157,7 +157,7 @@ def test_prompt_that_fills_the_context_is_refused_before_decoding(
     query = query_with_cells(small, N_CTX)
     t0 = time.perf_counter()
     with pytest.raises(ValueError, match=rf"needs {N_CTX} KV cells .* holds {N_CTX}"):
-        small.generate(image, build_prompt(query))
+        small.generate(image, MULTI_OBJECT.build_prompt(query))
     assert small.free_cells == N_CTX  # nothing was decoded
     print(f"\nrefused in {time.perf_counter() - t0:.3f} s")
 
@@ -169,7 +169,7 @@ def test_prompt_one_cell_short_of_the_context_is_truncated(
     query = query_with_cells(small, N_CTX - 1)
     small.use_grammar = grammar
     try:
-        out = small.generate(image, build_prompt(query))
+        out = small.generate(image, MULTI_OBJECT.build_prompt(query))
     finally:
         small.use_grammar = True
     assert out.truncated and out.n_generated_tokens <= 1
@@ -183,7 +183,7 @@ def test_long_generation_stops_at_the_last_cell(tiny_bundle: Path, image: np.nda
         *_files(tiny_bundle), n_ctx=N_CTX, grammar=False, ignore_eos=True, max_new_tokens=4096
     ) as r:
         query = query_with_cells(r, N_CTX - 40)
-        out = r.generate(image, build_prompt(query))
+        out = r.generate(image, MULTI_OBJECT.build_prompt(query))
         assert out.truncated and out.n_generated_tokens == 40
         assert r.free_cells == 0
 
@@ -203,7 +203,7 @@ def test_close_waits_for_a_generate_on_another_thread(tiny_bundle: Path, image: 
 
     def run() -> None:
         try:
-            result["out"] = r.generate(image, build_prompt("the knife"))
+            result["out"] = r.generate(image, MULTI_OBJECT.build_prompt("the knife"))
         except BaseException as e:  # pragma: no cover - reported below
             result["error"] = e
 
@@ -216,7 +216,7 @@ def test_close_waits_for_a_generate_on_another_thread(tiny_bundle: Path, image: 
     worker.join(60)
     assert "error" not in result and isinstance(result["out"], ReasonerOutput)
     with pytest.raises(RuntimeError, match="LlamaCppReasoner has been closed"):
-        r.generate(image, build_prompt("the knife"))
+        r.generate(image, MULTI_OBJECT.build_prompt("the knife"))
     r.close()  # idempotent
 
 
@@ -239,9 +239,9 @@ def test_ctrl_c_during_generate_reaches_the_caller(tiny_bundle: Path, image: np.
         threading.Thread(target=ctrl_c).start()
         with pytest.raises(KeyboardInterrupt):
             started.set()
-            r.generate(image, build_prompt("the knife"))
+            r.generate(image, MULTI_OBJECT.build_prompt("the knife"))
             raise AssertionError("generate() returned normally after Ctrl+C")
-        out = r.generate(image, build_prompt("the knife"))  # still usable afterwards
+        out = r.generate(image, MULTI_OBJECT.build_prompt("the knife"))  # still usable afterwards
         assert isinstance(out, ReasonerOutput)
     assert not backend._SINK.interrupted
 

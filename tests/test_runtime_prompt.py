@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from segzero_edge.prompt import MAX_QUERY_CHARS, build_prompt, normalise_query
+from segzero_edge.families import build_prompt
+from segzero_edge.prompt import MAX_QUERY_CHARS, normalise_query
 
 pytestmark = pytest.mark.runtime
 
 
 def test_prompt_text_is_seg_zero_template() -> None:
-    p = build_prompt("  The thing I can use to cut the BREAD?! ")
+    # the reference's .lower().strip(".\"?!") only: surrounding spaces stay
+    p = build_prompt("  The thing I can use to cut the BREAD?! ", "multi-object")
+    assert p.startswith('Please find "  the thing i can use to cut the bread?! " with bboxs')
+    p = build_prompt("The thing I can use to cut the BREAD?!", "multi-object")
     assert p.startswith('Please find "the thing i can use to cut the bread" with bboxs and points.')
     assert "matched object(s).Output the thinking" in p  # sentences join with no spaces
     assert p.endswith(
@@ -27,4 +31,4 @@ def test_empty_or_non_text_query_is_refused(bad: object) -> None:
 
 def test_huge_query_is_refused_with_numbers() -> None:
     with pytest.raises(ValueError, match=f"limit {MAX_QUERY_CHARS}"):
-        build_prompt("a" * (MAX_QUERY_CHARS + 1))
+        build_prompt("a" * (MAX_QUERY_CHARS + 1), "multi-object")

@@ -228,7 +228,7 @@ def test_eval_command_is_lean_and_checks_input(tmp_path: Path, capsys: Any) -> N
 def hf_predictor(tiny_qwen_dir: Path, sam2_checkpoint: Path) -> Any:
     from segzero_train.evaluate import HFPredictor
 
-    return HFPredictor(tiny_qwen_dir, sam2_checkpoint, max_new_tokens=4)
+    return HFPredictor(tiny_qwen_dir, sam2_checkpoint, family="multi-object", max_new_tokens=4)
 
 
 def test_hf_reference_end_to_end(
@@ -236,6 +236,7 @@ def test_hf_reference_end_to_end(
 ) -> None:
     out = tmp_path / "hf.json"
     argv = ["eval", "--hf", str(tiny_qwen_dir), "--sam2", str(sam2_checkpoint)]
+    argv += ["--family", "multi-object"]
     argv += ["--data", str(train_f1_synth_dir), "--limit", "1", "--max-new-tokens", "4"]
     assert main([*argv, "--quiet", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
@@ -262,6 +263,42 @@ def test_hf_reference_segments_a_parsed_answer(hf_predictor: Any, train_f1_synth
     assert pred.mask.shape == (120, 160) and pred.mask.dtype == bool
     empty = hf_predictor.predict_text(image, "<think>x</think><answer>[]</answer>")
     assert empty.status == "no_object" and not empty.mask.any()
+
+
+@pytest.mark.parametrize("family", ["segzero-v1", "multi-object"])
+def test_hf_reference_is_the_reference_script(
+    hf_predictor: Any, train_f1_synth_dir: Path, family: str
+) -> None:
+    """predict_text == the family's reference evaluation script on the same generation
+    (objects, and the OR of SAM2's best masks from Meta's predictor, bit for bit)."""
+    import numpy as np
+
+    from segzero_edge.families import get_family
+    from tests.fixtures.families import REFERENCE
+
+    sample = next(iter(iter_reasonseg(train_f1_synth_dir)))
+    image = sample.load_image()  # 160 x 120
+    text = {
+        "segzero-v1": '<think>x</think><answer>{"bbox": [84, 168, 420, 504], '
+        '"points_1": [210, 336], "points_2": [105, 231]}</answer>',
+        "multi-object": '<think>x</think><answer>[{"bbox_2d": [84, 168, 420, 504], '
+        '"point_2d": [210, 336]}, {"bbox_2d": [500, 100, 800, 300], "point_2d": [650, 200]}]'
+        "</answer>",
+    }[family]
+    ref = REFERENCE[family]
+    old, hf_predictor.family = hf_predictor.family, get_family(family)
+    try:
+        pred = hf_predictor.predict_text(image, text)
+    finally:
+        hf_predictor.family = old
+    objects = ref.objects(text, image.shape[:2])
+    assert [(o["bbox_2d"], o["point_2d"]) for o in pred.objects] == objects
+    sam = hf_predictor.sam  # still holds the image predict_text set
+    want = np.zeros(image.shape[:2], bool)
+    for box, points in objects:
+        masks, scores, _ = sam.predict(point_coords=points, point_labels=ref.labels, box=box)
+        want |= masks[np.argsort(scores)[::-1]][0].astype(bool)
+    assert pred.status == "ok" and np.array_equal(pred.mask, want)
 
 
 # ---------------------------------------------------------------- the bundle (on-device path)

@@ -191,7 +191,7 @@ def test_dataset_rows_carry_prompt_image_and_ground_truth(
     from PIL import Image
     from transformers import AutoProcessor
 
-    from segzero_edge.prompt import build_prompt
+    from segzero_edge.families import MULTI_OBJECT
     from segzero_train.data import prompt_token_count, training_dataset
     from segzero_train.datasets import iter_reasonseg
     from segzero_train.gt import ground_truth_from_mask
@@ -203,7 +203,9 @@ def test_dataset_rows_carry_prompt_image_and_ground_truth(
         max_samples=3,
     )  # fmt: skip
     row = ds[0]
-    assert row["prompt"] == [{"role": "user", "content": build_prompt(samples[0].query)}]
+    assert row["prompt"] == [
+        {"role": "user", "content": MULTI_OBJECT.build_prompt(samples[0].query)}
+    ]
     assert row["image"].size == (112, 112) and row["image"].mode == "RGB"
     gt = ground_truth_from_mask(samples[0].target)
     assert row["gt_boxes"] == [list(b) for b in gt.boxes]
@@ -214,7 +216,7 @@ def test_dataset_rows_carry_prompt_image_and_ground_truth(
             "role": "user",
             "content": [
                 {"type": "image"},
-                {"type": "text", "text": build_prompt(samples[0].query)},
+                {"type": "text", "text": MULTI_OBJECT.build_prompt(samples[0].query)},
             ],
         }
     ]

@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from segzero_edge.families import FAMILIES
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -33,6 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--hf", type=Path, metavar="MODEL_DIR", help="HF Qwen2.5-VL folder")
     p.add_argument("--sam2", type=Path, help="SAM2 checkpoint (.pt) for --hf")
     p.add_argument("--sam2-config", help="SAM2 config name when the file name hides it")
+    p.add_argument(
+        "--family",
+        choices=sorted(FAMILIES),
+        help="model family (prompt, grammar, SAM2 prompt): required with --hf; overrides the "
+        "bundle's manifest with --bundle",
+    )
     p.add_argument(
         "--protocol",
         action="append",
@@ -63,20 +71,29 @@ def _predictor(args: argparse.Namespace):  # -> (predictor, source dict)
         opts = {"segmenter_backend": args.segmenter_backend, "grammar": not args.no_grammar}
         if args.max_new_tokens is not None:
             opts["max_new_tokens"] = args.max_new_tokens
+        if args.family is not None:
+            opts["family"] = args.family
+        bundle_predictor = BundlePredictor(args.bundle, **opts)
         source = {"kind": "bundle", "bundle": str(args.bundle), **opts}
-        return BundlePredictor(args.bundle, **opts), source
+        source["family"] = bundle_predictor.model.family.name
+        return bundle_predictor, source
     if args.sam2 is None:
         raise ValueError("--hf needs --sam2 CKPT (a SAM2 checkpoint)")
+    if args.family is None:
+        names = ", ".join(FAMILIES)
+        raise ValueError(f"--hf needs --family ({names}): the prompt the checkpoint was trained on")
     predictor = HFPredictor(
         args.hf,
         args.sam2,
+        family=args.family,
         sam2_config=args.sam2_config,
-        max_new_tokens=args.max_new_tokens or 1024,
+        max_new_tokens=args.max_new_tokens,
         device=args.device,
         dtype=args.dtype,
     )
     source = {"kind": "hf", "model": str(args.hf), "sam2": str(args.sam2), "device": args.device}
     source["dtype"] = args.dtype
+    source["family"] = args.family
     return predictor, source
 
 

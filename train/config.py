@@ -55,6 +55,14 @@ class SegZeroArguments:
     reward: str = field(
         default="segzero", metadata={"help": "segzero (max 5) or multi_object (max 7)"}
     )
+    family: str | None = field(
+        default=None,
+        metadata={
+            "help": "model family whose prompt the policy sees (segzero_edge.families); "
+            "default: the one Seg-Zero trained with --reward (segzero: segzero-v1, "
+            "multi_object: multi-object)"
+        },
+    )
     image_size: int = field(
         default=840, metadata={"help": "side of the square image shown to the model (x28)"}
     )
@@ -67,6 +75,16 @@ class SegZeroArguments:
         metadata={"help": "'latest' (newest checkpoint-N in --output_dir) or a checkpoint folder"},
     )
 
+    @property
+    def model_family(self) -> Any:
+        """The :class:`segzero_edge.families.ModelFamily` of the prompts: ``family``, or the
+        family whose reference training used ``reward``."""
+        from segzero_edge.families import FAMILIES, get_family
+
+        if self.family is not None:
+            return get_family(self.family)
+        return next(f for f in FAMILIES.values() if f.reward == self.reward)
+
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad argument."""
         if not self.model:
@@ -75,6 +93,10 @@ class SegZeroArguments:
             raise ValueError("--data is required (a Seg-Zero set, ReasonSeg or RefCOCO folder)")
         if self.reward not in REWARD_KINDS:
             raise ValueError(f"--reward must be one of {REWARD_KINDS}, got {self.reward!r}")
+        if self.family is not None:
+            from segzero_edge.families import get_family
+
+            get_family(self.family)  # ValueError naming the known families
         if self.prompts_per_step < 1:
             raise ValueError(f"--prompts_per_step must be >= 1, got {self.prompts_per_step}")
         from segzero_edge.layout import PATCH_MERGE

@@ -2,13 +2,14 @@
 
 :func:`training_dataset` turns any source into one ``datasets.Dataset`` with the columns
 
-- ``prompt``: the Seg-Zero user turn ``[{"role": "user", "content": build_prompt(query)}]``
-  (TRL inserts the image block in front of the text);
+- ``prompt``: the user turn of the model family (``segzero_edge.families``),
+  ``[{"role": "user", "content": family.build_prompt(query)}]`` (TRL inserts the image block in
+  front of the text);
 - ``image``: the picture shown to the model, ``image_size`` x ``image_size`` RGB (PIL bilinear,
   as the runtime resizes to 840; the released sets are stored at 840 x 840 already);
 - ``gt_boxes`` / ``gt_points``: the ground truth in the 840 x 840 frame (int32 lists);
 - ``query``; and with ``completion=True`` (SFT) the assistant turn ``completion`` holding the
-  answer built from the ground truth (:func:`target_text`).
+  answer built from the ground truth in the family's format (:func:`target_text`).
 
 Sources (:func:`open_source`):
 
@@ -31,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from segzero_edge.families import ModelFamily, get_family
 from segzero_edge.layout import PATCH_MERGE, REASONER_SIZE
-from segzero_edge.prompt import build_prompt
 
 from .rewards import GroundTruth
 
@@ -154,34 +155,51 @@ def open_source(data: str | Path, split: str = "train") -> TrainingSource:
 # --------------------------------------------------------------------------- rows
 
 
-def user_turn(query: str) -> list[dict[str, str]]:
-    """The Seg-Zero user turn (text only; TRL puts the image block in front of it)."""
-    return [{"role": "user", "content": build_prompt(query)}]
+def user_turn(query: str, family: str | ModelFamily = "multi-object") -> list[dict[str, str]]:
+    """The user turn of ``family`` (text only; TRL puts the image block in front of it)."""
+    return [{"role": "user", "content": get_family(family).build_prompt(query)}]
 
 
-def target_text(gt: GroundTruth, reasoning: str = DEFAULT_REASONING) -> str:
-    """The answer a well-behaved model writes: one ``bbox_2d``/``point_2d`` item per box (the
-    box's own point, or the first point when there are fewer points than boxes)."""
-    from segzero_edge.answer import format_answer
+def target_text(
+    gt: GroundTruth,
+    reasoning: str = DEFAULT_REASONING,
+    family: str | ModelFamily = "multi-object",
+) -> str:
+    """The answer a well-behaved model of ``family`` writes.
+
+    Multi-object: one ``bbox_2d``/``point_2d`` item per box (the box's own point, or the first
+    point when there are fewer points than boxes). Seg-Zero v1: the first box with the first two
+    points (``ValueError`` when the ground truth has fewer, as the sets built from masks here,
+    one point per object, do; Seg-Zero's released RefCOCOg sets have two).
+    """
     from segzero_edge.types import ObjectPrompt
 
+    fam = get_family(family)
+    if fam.schema == "object":
+        if not gt.boxes or len(gt.points) < 2:
+            raise ValueError(
+                f"a {fam.name} answer needs a box and two points; the ground truth has "
+                f"{len(gt.boxes)} box(es) and {len(gt.points)} point(s)"
+            )
+        obj = ObjectPrompt(
+            box=tuple(gt.boxes[0]), points=(tuple(gt.points[0]), tuple(gt.points[1]))
+        )  # type: ignore[arg-type]
+        return fam.format_answer([obj], reasoning)
     objects = []
     for k, box in enumerate(gt.boxes):
         point = gt.points[k] if k < len(gt.points) and len(gt.points) == len(gt.boxes) else None
         if point is None:
             point = gt.points[0] if gt.points else ((box[0] + box[2]) // 2, (box[1] + box[3]) // 2)
         objects.append(ObjectPrompt(box=tuple(box), points=(tuple(point),)))  # type: ignore[arg-type]
-    return format_answer(objects, reasoning)
+    return fam.format_answer(objects, reasoning)
 
 
-def prompt_token_count(processor: Any, query: str, image_size: int) -> int:
-    """Tokens of the templated prompt including the image's merged patch tokens."""
-    messages = [
-        {
-            "role": "user",
-            "content": [{"type": "image"}, {"type": "text", "text": build_prompt(query)}],
-        }
-    ]
+def prompt_token_count(
+    processor: Any, query: str, image_size: int, family: str | ModelFamily = "multi-object"
+) -> int:
+    """Tokens of the templated prompt of ``family`` including the image's merged patch tokens."""
+    text = get_family(family).build_prompt(query)
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     n_text = len(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
     return n_text - 1 + (image_size // PATCH_MERGE) ** 2
@@ -243,8 +261,10 @@ def training_dataset(
     max_prompt_length: int | None = None,
     max_samples: int | None = None,
     completion: bool = False,
+    family: str | ModelFamily = "multi-object",
 ) -> Any:
-    """The training rows of ``data`` as a ``datasets.Dataset`` (see the module docstring).
+    """The training rows of ``data`` as a ``datasets.Dataset`` (see the module docstring), with
+    ``family``'s prompt (and answer format for ``completion``).
 
     ``per_instance``: one box/point per instance (the multi-object reward) instead of the whole
     target as one object. Samples without a target are left out; so are prompts longer than
@@ -257,7 +277,9 @@ def training_dataset(
     rows = _ground_truth_rows(source, per_instance, max_samples)
     if processor is not None and max_prompt_length is not None:
         kept = [
-            r for r in rows if prompt_token_count(processor, r[0], image_size) <= max_prompt_length
+            r
+            for r in rows
+            if prompt_token_count(processor, r[0], image_size, family) <= max_prompt_length
         ]
         if len(kept) < len(rows):
             print(
@@ -272,7 +294,7 @@ def training_dataset(
             "max_prompt_length)"
         )
     columns: dict[str, Any] = {
-        "prompt": [user_turn(q) for q, _, _ in rows],
+        "prompt": [user_turn(q, family) for q, _, _ in rows],
         "gt_boxes": [[list(map(int, b)) for b in gt.boxes] for _, gt, _ in rows],
         "gt_points": [[list(map(int, p)) for p in gt.points] for _, gt, _ in rows],
         "query": [q for q, _, _ in rows],
@@ -285,7 +307,7 @@ def training_dataset(
     }
     if completion:
         columns["completion"] = [
-            [{"role": "assistant", "content": target_text(gt)}] for _, gt, _ in rows
+            [{"role": "assistant", "content": target_text(gt, family=family)}] for _, gt, _ in rows
         ]
         features["completion"] = features["prompt"]
     if source.hf is not None:

@@ -1,24 +1,29 @@
 """Evaluate reasoning segmentation on a ReasonSeg-style folder: gIoU / cIoU report.
 
 Every sample is scored under the protocols of :mod:`segzero_train.metrics` (``segzero`` and
-``lisa`` by default). The prompt is ``segzero_edge.prompt.build_prompt(text[0])``. What counts
-as a parse failure differs:
+``lisa`` by default). The prompt is the model family's for ``text[0]``
+(``segzero_edge.families``; the bundle's, or ``HFPredictor(family=...)``). What counts as a
+parse failure differs:
 
 - ``lisa``: the runtime's parse (``segzero_edge.answer.parse_answer``): an unparseable or
   truncated answer is a failure, i.e. an empty prediction;
 - ``segzero``: Seg-Zero's own rule (:func:`segzero_answer_objects`): ``json.loads`` of the
   first ``<answer>...</answer>``, every item with ``bbox_2d`` and ``point_2d``. When its objects
-  differ from the runtime's (it keeps unclamped coordinates and the first answer, the runtime
-  the last) the objects are segmented again where the predictor can (``segment_objects``, the
-  HF reference); otherwise the run's mask is used and the row says ``objects_differ``.
+  differ from the runtime's (the runtime salvages almost-JSON, and reads either schema) the
+  objects are segmented again where the predictor can (``segment_objects``, the HF reference);
+  otherwise the run's mask is used and the row says ``objects_differ``.
 
 Two predictors:
 
 - :class:`BundlePredictor`: the on-device pipeline, ``SegZeroEdge.from_bundle(B).segment``;
-- :class:`HFPredictor`: the Hugging Face reference: ``Qwen2_5_VLForConditionalGeneration``
-  (greedy ``generate`` on the image resized to 840 x 840 with PIL bilinear) then Meta's
-  ``SAM2ImagePredictor`` on the original image (box + point per object,
-  ``multimask_output=True``, keep the best predicted IoU, OR over objects).
+- :class:`HFPredictor`: the Hugging Face reference, run as the family's reference script
+  (Seg-Zero ``evaluation_scripts/evaluation.py`` for ``segzero-v1``,
+  ``evaluation_visionreasoner.py`` for ``multi-object``): ``Qwen2_5_VLForConditionalGeneration``
+  (greedy ``generate`` with the family's token budget on the image resized to 840 x 840 with
+  PIL bilinear), the family's mapping, then Meta's ``SAM2ImagePredictor`` on the original image
+  with the family's SAM2 prompt per object through the one object loop
+  (``segzero_edge.segmenter.decode``: ``multimask_output=True``, keep the best predicted IoU,
+  OR over objects).
 
 :func:`evaluate` runs one over the samples with a tqdm bar and returns the JSON report (see
 :func:`segzero_train.metrics.summarise_splits` for the metric definitions).
@@ -27,7 +32,6 @@ Two predictors:
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +40,10 @@ from typing import Any
 
 import numpy as np
 
+from segzero_edge.answer import answer_json, map_half_up
+from segzero_edge.families import ModelFamily, get_family
 from segzero_edge.layout import REASONER_SIZE
+from segzero_edge.segmenter.prompts import ObjectSamPrompt
 
 from .datasets import SegSample
 from .metrics import PROTOCOLS, SCORERS, summarise_splits
@@ -56,7 +63,6 @@ CONVENTIONS = {
         "I/U, cIoU = sum I/sum U"
     ),
 }
-_SEGZERO_ANSWER_RE = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.DOTALL)
 
 
 def segzero_answer_objects(
@@ -65,24 +71,24 @@ def segzero_answer_objects(
     """``[(box, point), ...]`` in the image frame by Seg-Zero's rule, ``None`` on failure.
 
     Seg-Zero's ``evaluation_scripts/evaluation_visionreasoner.py``
-    (``extract_bbox_points_think``): the first ``<answer>\\s*(.*?)\\s*</answer>``, ``json.loads``,
-    then for every item ``int(v * W / 840 + 0.5)`` of ``bbox_2d[0:4]`` and ``point_2d[0:2]``;
-    any error of that step (no answer, bad JSON, a dict instead of a list, a missing key, a
-    non-number) is a parse failure. Coordinates are not clamped.
+    (``extract_bbox_points_think``): the first answer through ``json.loads``
+    (``segzero_edge.answer.answer_json``, the one parser's strict rule), then for every item
+    ``int(v * W / 840 + 0.5)`` (``segzero_edge.answer.map_half_up``) of ``bbox_2d[0:4]`` and
+    ``point_2d[0:2]``; any error of that step (no answer, bad JSON, a dict instead of a list, a
+    missing key, a non-number) is a parse failure. Coordinates are not clamped.
     """
-    m = _SEGZERO_ANSWER_RE.search(text) if isinstance(text, str) else None
-    if m is None:
+    ok, data = answer_json(text) if isinstance(text, str) else (False, None)
+    if not ok:
         return None
     h, w = image_hw
     fx, fy = w / frame, h / frame
     try:
-        data = json.loads(m.group(1))
         boxes = [
-            [int(item["bbox_2d"][k] * f + 0.5) for k, f in enumerate((fx, fy, fx, fy))]
+            [map_half_up(item["bbox_2d"][k], f) for k, f in enumerate((fx, fy, fx, fy))]
             for item in data
         ]
         points = [
-            [int(item["point_2d"][k] * f + 0.5) for k, f in enumerate((fx, fy))] for item in data
+            [map_half_up(item["point_2d"][k], f) for k, f in enumerate((fx, fy))] for item in data
         ]
     except Exception:  # the reference treats every error of this step as a parse failure
         return None
@@ -230,11 +236,14 @@ class HFPredictor:
         model_dir: str | Path,
         sam2_checkpoint: str | Path,
         *,
+        family: str | ModelFamily,
         sam2_config: str | None = None,
-        max_new_tokens: int = 1024,
+        max_new_tokens: int | None = None,
         device: str = "cpu",
         dtype: str = "float32",
     ) -> None:
+        """``family``: the checkpoint's model family; ``max_new_tokens``: default the family's
+        budget (1024)."""
         import torch
         from sam2.sam2_image_predictor import SAM2ImagePredictor
         from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
@@ -248,7 +257,8 @@ class HFPredictor:
             raise FileNotFoundError(f"SAM2 checkpoint not found: {sam2_checkpoint}")
         self.torch = torch
         self.device = device
-        self.max_new_tokens = int(max_new_tokens)
+        self.family = get_family(family)
+        self.max_new_tokens = int(max_new_tokens or self.family.max_new_tokens)
         self.processor = AutoProcessor.from_pretrained(model_dir)
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
             model_dir, dtype=getattr(torch, dtype)
@@ -262,16 +272,14 @@ class HFPredictor:
         """Greedy generation for an H x W x 3 image; returns (text, hit the token budget)."""
         from PIL import Image
 
-        from segzero_edge.layout import REASONER_SIZE
-        from segzero_edge.prompt import build_prompt
-
+        prompt = self.family.build_prompt(query)
         square = Image.fromarray(image, "RGB").resize(
             (REASONER_SIZE, REASONER_SIZE), Image.Resampling.BILINEAR
         )
         messages = [
             {
                 "role": "user",
-                "content": [{"type": "image"}, {"type": "text", "text": build_prompt(query)}],
+                "content": [{"type": "image"}, {"type": "text", "text": prompt}],
             }
         ]
         text = self.processor.apply_chat_template(
@@ -292,27 +300,36 @@ class HFPredictor:
         truncated = len(new) >= self.max_new_tokens and int(new[-1]) not in eos_ids
         return self.processor.decode(new, skip_special_tokens=True), truncated
 
+    def sam2_decode(self, prompts: Sequence[ObjectSamPrompt]) -> list[tuple[Any, Any]]:
+        """The :data:`segzero_edge.segmenter.decode.DecodeFn` on Meta's predictor (image set):
+        ``predict(point_coords, point_labels, box, multimask_output=True)`` per prompt."""
+        out = []
+        for p in prompts:
+            pts = np.asarray(p.points, np.float32).reshape(-1, 2)
+            masks, ious, _ = self.sam.predict(
+                point_coords=pts if len(pts) else None,
+                point_labels=np.asarray(p.labels, np.int32) if len(pts) else None,
+                box=None if p.box is None else np.asarray(p.box, np.float32),
+                multimask_output=True,
+            )
+            out.append((masks, ious))
+        return out
+
     def masks_for(self, image: np.ndarray, objects: list[Any]) -> tuple[np.ndarray, list[float]]:
-        """OR of SAM2's best mask per object (image-frame ``ObjectPrompt``s)."""
+        """OR of SAM2's best mask per object (image-frame ``ObjectPrompt``s), through the one
+        object loop with the family's SAM2 prompt."""
+        from segzero_edge.segmenter.decode import decode_objects
+
         h, w = image.shape[:2]
         mask = np.zeros((h, w), bool)
-        scores: list[float] = []
         if not objects:
-            return mask, scores
+            return mask, []
         with self.torch.inference_mode():
             self.sam.set_image(np.array(image))  # a writable copy for torch
-            for o in objects:
-                pts = np.asarray(o.points, np.float32).reshape(-1, 2)
-                masks, ious, _ = self.sam.predict(
-                    point_coords=pts if len(pts) else None,
-                    point_labels=np.ones(len(pts), np.int32) if len(pts) else None,
-                    box=np.asarray(o.box, np.float32),
-                    multimask_output=True,
-                )
-                best = int(np.argmax(ious))
-                mask |= masks[best].astype(bool)
-                scores.append(float(ious[best]))
-        return mask, scores
+            decoded = decode_objects(objects, self.family.sam2, self.sam2_decode)
+        for m in decoded.masks:
+            mask |= np.asarray(m, bool)
+        return mask, decoded.scores
 
     def segment_objects(
         self, sample: SegSample, objects: list[tuple[list[int], list[int]]]
@@ -324,11 +341,12 @@ class HFPredictor:
         return self.masks_for(sample.load_image(), prompts)[0]
 
     def predict_text(self, image: np.ndarray, text: str, truncated: bool = False) -> Prediction:
-        """Parse a generation and segment it (the second half of :meth:`__call__`)."""
-        from segzero_edge.answer import parse_answer, to_image_frame
+        """Parse a generation (the runtime's parse) and segment it with the family's mapping and
+        SAM2 prompt (the second half of :meth:`__call__`)."""
+        from segzero_edge.answer import parse_answer
 
         parsed = parse_answer(text, truncated=truncated)
-        objects = to_image_frame(parsed.objects, image.shape[:2])
+        objects = self.family.to_image_frame(parsed.objects, image.shape[:2])
         mask, _ = self.masks_for(image, objects)
         return Prediction(
             mask=mask,

@@ -6,7 +6,9 @@
 Defaults are Seg-Zero's recipe (``configs/grpo_segzero.yaml``, parsed by
 :mod:`segzero_train.config`). ``--data`` is any source of :mod:`segzero_train.data` (Seg-Zero's
 released sets, ReasonSeg or RefCOCO folders). Each prompt is the Seg-Zero user turn (image
-squared to ``image_size``, then ``segzero_edge.prompt.build_prompt(query)``); the ground-truth
+squared to ``image_size``, then the model family's prompt, ``SegZeroArguments.model_family``:
+Seg-Zero v1's for ``--reward segzero``, the multi-object one for ``--reward multi_object``, or
+``--family``); the ground-truth
 boxes/points travel as dataset columns to the reward functions. Answers are always scored in
 the 840 x 840 frame the runtime maps back from (``REASONER_SIZE``), whatever ``image_size`` the
 model is shown (smaller only to keep CPU runs cheap). One TRL reward function per reward term,
@@ -242,6 +244,7 @@ def build_trainer(script: Any, cfg: Any, rows: list[dict[str, float]] | None = N
         processor=processor,
         max_prompt_length=script.max_prompt_length,
         max_samples=script.max_samples,
+        family=script.model_family,
     )
     terms = reward_terms(script.reward)
     table = _reward_table_callback(Path(cfg.output_dir), terms, rows or [])

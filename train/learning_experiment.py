@@ -77,7 +77,7 @@ def generate(
     from PIL import Image
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from segzero_edge.prompt import build_prompt
+    from segzero_edge.families import MULTI_OBJECT
 
     from .data import square
 
@@ -93,7 +93,7 @@ def generate(
                         "role": "user",
                         "content": [
                             {"type": "image"},
-                            {"type": "text", "text": build_prompt(s.query)},
+                            {"type": "text", "text": MULTI_OBJECT.build_prompt(s.query)},
                         ],
                     }
                 ],
@@ -125,14 +125,15 @@ class BoxMaskPredictor:
         self.answers = answers
 
     def __call__(self, sample: Any) -> Any:
-        from segzero_edge.answer import parse_answer, to_image_frame
+        from segzero_edge.answer import parse_answer
+        from segzero_edge.families import MULTI_OBJECT
 
         from .evaluate import Prediction
 
         text = self.answers[sample.name]
         parsed = parse_answer(text)
         w, h = sample.size
-        objects = to_image_frame(parsed.objects, (h, w))
+        objects = MULTI_OBJECT.to_image_frame(parsed.objects, (h, w))
         mask = np.zeros((h, w), bool)
         for o in objects:
             x1, y1, x2, y2 = o.box
@@ -198,6 +199,8 @@ def grpo_argv(args: argparse.Namespace, model: Path, data: Path, out: Path, seed
     argv += ["--max_steps", str(args.grpo_steps), "--learning_rate", str(args.learning_rate)]
     argv += ["--seed", str(seed), "--image_size", str(args.image_size)]
     argv += ["--prompts_per_step", str(args.prompts_per_step)]
+    # the SFT warm-up teaches the multi-object answer format, scored by the segzero reward
+    argv += ["--family", "multi-object"]
     for key, value in GRPO_OVERRIDES.items():
         argv += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
     return argv

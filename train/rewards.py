@@ -49,11 +49,13 @@ from typing import Any
 
 import numpy as np
 
+from segzero_edge.answer import answer_body, answer_json, numbers, parse_answer
+from segzero_edge.types import ObjectPrompt, Status
+
 Box = tuple[float, float, float, float]
 Point = tuple[float, float]
 
 THINK_FORMAT_RE = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
-ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 FIRST_OBJECT_RE = re.compile(r"\{[^{}]*\}", re.DOTALL)
 
 IOU_THRESHOLD = 0.5
@@ -68,10 +70,10 @@ V1_KEYS = frozenset({"bbox", "points_1", "points_2"})
 
 
 def _coord_tuple(value: Any, n: int, what: str) -> tuple[float, ...]:
-    out = _numbers(value, n)
+    out = numbers(value, n)
     if out is None:
         raise ValueError(f"ground truth {what} must be {n} finite numbers, got {value!r}")
-    return tuple(int(v) if v.is_integer() else v for v in out)
+    return tuple(int(v) if float(v).is_integer() else float(v) for v in out)
 
 
 @dataclass
@@ -99,78 +101,25 @@ class GroundTruth:
 
 
 # --------------------------------------------------------------------------- parsing
+# One parser for runtime, eval and rewards (segzero_edge.answer), here in its strict mode:
+# the first <answer> body through json.loads, as Seg-Zero's reward code reads it.
+
+PredictedObject = ObjectPrompt
+"""One predicted object: its box and its points (840 frame), as :mod:`segzero_edge.answer`
+reads them."""
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _numbers(value: Any, n: int) -> tuple[float, ...] | None:
-    """``value`` as ``n`` finite numbers, or ``None``."""
-    if isinstance(value, (list, tuple)) and len(value) == n and all(_is_number(v) for v in value):
-        return tuple(float(v) for v in value)
-    return None
-
-
-def answer_body(text: str) -> str | None:
-    """The text between the first ``<answer>`` and the next ``</answer>``, stripped."""
-    m = ANSWER_RE.search(text) if isinstance(text, str) else None
-    return m.group(1).strip() if m else None
-
-
-def _answer_json(text: str) -> tuple[bool, Any]:
-    body = answer_body(text)
-    if body is None:
-        return False, None
-    try:
-        return True, json.loads(body)
-    except (ValueError, RecursionError):
-        return False, None
-
-
-@dataclass(frozen=True)
-class PredictedObject:
-    """One predicted object: its box and its points (840 frame)."""
-
-    box: Box
-    points: tuple[Point, ...]
-
-
-def _object_from_item(item: Any) -> PredictedObject | None:
-    """A v2 (``bbox_2d``/``point_2d``) or v1 (``bbox``/``points_1``/``points_2``) item."""
-    if not isinstance(item, dict):
-        return None
-    box = _numbers(item.get("bbox_2d", item.get("bbox")), 4)
-    if box is None:
-        return None
-    points: list[Point] = []
-    raw = item.get("point_2d")
-    single = _numbers(raw, 2)
-    if single is not None:
-        points.append(single)  # type: ignore[arg-type]
-    elif isinstance(raw, list):  # also accept [[x, y], ...]
-        points.extend(p for p in (_numbers(r, 2) for r in raw) if p is not None)  # type: ignore[misc]
-    for key in ("points_1", "points_2"):
-        p = _numbers(item.get(key), 2)
-        if p is not None:
-            points.append(p)  # type: ignore[arg-type]
-    return PredictedObject(box=box, points=tuple(points))  # type: ignore[arg-type]
-
-
-def predicted_objects(text: str) -> list[PredictedObject] | None:
-    """Objects of the ``<answer>`` JSON (list or single dict); ``None`` when it does not parse.
+def predicted_objects(text: str) -> list[ObjectPrompt] | None:
+    """Objects of the first ``<answer>`` JSON (list or single dict); ``None`` when it does not
+    parse (``segzero_edge.answer.parse_answer`` with ``strict=True``).
 
     Items without a valid box are dropped; an answer with no valid item at all gives ``None``
     unless it is the empty list.
     """
-    ok, value = _answer_json(text)
-    if not ok:
+    parsed = parse_answer(text, strict=True) if isinstance(text, str) else None
+    if parsed is None or parsed.status not in (Status.OK, Status.NO_OBJECT):
         return None
-    items = value if isinstance(value, list) else [value]
-    objs = [o for o in (_object_from_item(i) for i in items) if o is not None]
-    if items and not objs:
-        return None
-    return objs
+    return list(parsed.objects)
 
 
 # --------------------------------------------------------------------------- geometry
@@ -228,19 +177,17 @@ def _strict_item(item: Any) -> bool:
         return False
     keys = set(item)
     if keys == V2_KEYS:
-        return (
-            _numbers(item["bbox_2d"], 4) is not None and _numbers(item["point_2d"], 2) is not None
-        )
+        return numbers(item["bbox_2d"], 4) is not None and numbers(item["point_2d"], 2) is not None
     if keys == V1_KEYS:
-        return _numbers(item["bbox"], 4) is not None and all(
-            _numbers(item[k], 2) is not None for k in ("points_1", "points_2")
+        return numbers(item["bbox"], 4) is not None and all(
+            numbers(item[k], 2) is not None for k in ("points_1", "points_2")
         )
     return False
 
 
 def answer_format_strict(text: str) -> float:
     """1 when the answer body is exactly the v2 list schema (or the v1 single dict)."""
-    ok, value = _answer_json(text)
+    ok, value = answer_json(text)
     if not ok:
         return 0.0
     if isinstance(value, list):
@@ -264,9 +211,9 @@ def answer_format_soft(text: str) -> float:
         return 0.0
     box_keys = [k for k in data if "bbox" in k.lower()]
     point_keys = [k for k in data if "point" in k.lower()]
-    if not box_keys or not point_keys or _numbers(data[box_keys[0]], 4) is None:
+    if not box_keys or not point_keys or numbers(data[box_keys[0]], 4) is None:
         return 0.0
-    return float(all(_numbers(data[k], 2) is not None for k in point_keys))
+    return float(all(numbers(data[k], 2) is not None for k in point_keys))
 
 
 def segzero_rewards(text: str, gt: GroundTruth, *, strict: bool = True) -> dict[str, float]:
@@ -298,28 +245,28 @@ def segzero_rewards(text: str, gt: GroundTruth, *, strict: bool = True) -> dict[
 
 def item_format_reward(text: str) -> float:
     """Per item +1 for ``bbox_2d`` (4 numbers) and +1 for ``point_2d`` (2 numbers), / items."""
-    ok, value = _answer_json(text)
+    ok, value = answer_json(text)
     if not ok or not isinstance(value, list) or not value:
         return 0.0
     score = 0.0
     for item in value:
         if not isinstance(item, dict):
             continue
-        score += _numbers(item.get("bbox_2d"), 4) is not None
-        score += _numbers(item.get("point_2d"), 2) is not None
+        score += numbers(item.get("bbox_2d"), 4) is not None
+        score += numbers(item.get("point_2d"), 2) is not None
     return score / len(value)
 
 
 def _multi_predictions(text: str) -> tuple[np.ndarray, np.ndarray] | None:
     """(M, 4) boxes and (M, 2) points; ``None`` unless every item has a box and a point."""
-    ok, value = _answer_json(text)
+    ok, value = answer_json(text)
     if not ok or not isinstance(value, list):
         return None
     boxes, points = [], []
     for item in value:
         if not isinstance(item, dict):
             return None
-        b, p = _numbers(item.get("bbox_2d"), 4), _numbers(item.get("point_2d"), 2)
+        b, p = numbers(item.get("bbox_2d"), 4), numbers(item.get("point_2d"), 2)
         if b is None or p is None:
             return None
         boxes.append(b)

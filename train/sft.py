@@ -3,9 +3,10 @@
     python -m segzero_train.sft --model DIR --data DATA --output DIR [--steps N] [--image-size S]
 
 ``--data`` is any source of :mod:`segzero_train.data` (Seg-Zero's released sets, ReasonSeg or
-RefCOCO folders, the synthetic set). Each example is the Seg-Zero user turn (image +
-``build_prompt(query)``) and, as the assistant turn, the answer built from the ground truth
-(``<think>...</think><answer>[...]</answer>``, :func:`segzero_train.data.target_text`). Runs on
+RefCOCO folders, the synthetic set). Each example is the user turn of the model family
+(``--family``, default multi-object: image + its prompt for the query) and, as the assistant
+turn, the answer built from the ground truth in that family's format
+(``<think>...</think><answer>...</answer>``, :func:`segzero_train.data.target_text`). Runs on
 ``trl.SFTTrainer`` with its vision-language prompt-completion collator: the loss covers the
 completion tokens only (``completion_only_loss``), and ``accelerate launch`` / DeepSpeed work as
 for GRPO.
@@ -19,6 +20,8 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+
+from segzero_edge.families import FAMILIES
 
 
 def train_sft(
@@ -36,6 +39,7 @@ def train_sft(
     split: str = "train",
     max_samples: int | None = None,
     progress: bool = False,
+    family: str = "multi-object",
 ) -> dict[str, float]:
     """Fine-tune on the ground-truth answers of ``data``; write model + processor to ``output_dir``.
 
@@ -60,7 +64,12 @@ def train_sft(
         raise ValueError(f"image_size must be a multiple of {PATCH_MERGE}, got {image_size}")
     processor = AutoProcessor.from_pretrained(model_dir)
     dataset = training_dataset(
-        data, image_size=image_size, split=split, max_samples=max_samples, completion=True
+        data,
+        image_size=image_size,
+        split=split,
+        max_samples=max_samples,
+        completion=True,
+        family=family,
     )
     if use_cpu is None:
         use_cpu = not torch.cuda.is_available()
@@ -126,6 +135,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (fp32 master weights)")
+    p.add_argument(
+        "--family",
+        default="multi-object",
+        choices=sorted(FAMILIES),
+        help="model family: its prompt and answer format (segzero-v1 needs two points per "
+        "object, as Seg-Zero's released RefCOCOg sets have)",
+    )
     return p
 
 
@@ -135,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         stats = train_sft(
             a.model, a.data, a.output, steps=a.steps, image_size=a.image_size,
             batch_size=a.batch_size, learning_rate=a.lr, seed=a.seed, bf16=a.bf16,
-            split=a.split, max_samples=a.max_samples, progress=True,
+            split=a.split, max_samples=a.max_samples, progress=True, family=a.family,
         )  # fmt: skip
     except (ValueError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import CommandError
+from ..families import FAMILIES
 from ..layout import MANIFEST
 
 DEFAULT_BUNDLE_ENV = "SEGZERO_BUNDLE"
@@ -58,6 +59,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--segmenter-backend", default="auto", choices=["auto", "tensorrt", "onnxruntime"]
     )
     p.add_argument("--no-grammar", action="store_true", help="decode without the answer grammar")
+    p.add_argument(
+        "--family",
+        choices=sorted(FAMILIES),
+        help="model family of the bundle's reasoner (default: the manifest's; needed for "
+        "bundles exported before families were recorded)",
+    )
     p.add_argument("--verify-hashes", action="store_true", help="check every file's sha256")
     p.set_defaults(func=run)
 
@@ -128,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         segmenter_backend=args.segmenter_backend,
         grammar=not args.no_grammar,
         verify_hashes=args.verify_hashes,
+        family=args.family,
     ) as model:
         results = model.segment_many(image, args.query)
     n = len(results)

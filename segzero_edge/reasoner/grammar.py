@@ -1,19 +1,27 @@
-"""GBNF grammar for the Seg-Zero ``<answer>`` and the fixed tags around it.
+"""GBNF grammars for the ``<answer>`` of each model family, and the fixed tags around it.
 
-Generation with the grammar is split in two phases (see ``llama_cpp.LlamaCppReasoner``):
-the thinking text is free but limited to a token budget and ends at ``</think>``; the answer
-is then sampled under :func:`answer_grammar`, which only admits
+Generation with a grammar is split in two phases (see ``llama_cpp.LlamaCppReasoner``): the
+thinking text is free but limited to a token budget and ends at ``</think>``; the answer is
+then sampled under the family's grammar (:class:`AnswerGrammar`):
 
-``<answer>[{"bbox_2d": [x1, y1, x2, y2], "point_2d": [x, y]}, ...]</answer>``
+- :func:`answer_grammar` (multi-object family):
+  ``<answer>[{"bbox_2d": [x1, y1, x2, y2], "point_2d": [x, y]}, ...]</answer>``, at most
+  ``max_objects`` objects (``[]`` = no object);
+- :func:`v1_answer_grammar` (Seg-Zero v1):
+  ``<answer>{"bbox": [x1, y1, x2, y2], "points_1": [x, y], "points_2": [x, y]}</answer>``,
+  exactly one object.
 
-with integers in ``0..max_coord`` (no leading zeros), at most ``max_objects`` objects
-(``[]`` = no object) and, at each separator, nothing, one space or a newline with up to 8
-spaces/tabs of indentation (pretty-printed JSON passes). The language is finite, so the
-answer always terminates within :func:`max_answer_chars` characters (and as many tokens): it
-always parses.
+Both admit the keys of an object in any order, integers in ``0..max_coord`` (no leading zeros)
+and, at each separator, nothing, one space or a newline with up to 8 spaces/tabs of
+indentation (``json.dumps`` output, compact or pretty-printed, passes). The languages are
+finite, so the answer always terminates within ``max_chars`` characters (and as many tokens)
+and always parses with :func:`segzero_edge.answer.parse_answer` in strict mode.
 """
 
 from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
 
 from ..layout import REASONER_SIZE
 
@@ -49,23 +57,44 @@ def int_range_rule(max_value: int) -> str:
     return " | ".join(alts)
 
 
+@dataclass(frozen=True)
+class AnswerGrammar:
+    """A family's answer grammar: the GBNF text (root rule ``root``) and a bound on its length."""
+
+    gbnf: str
+    max_chars: int
+
+
+def _dict_rule(fields: list[tuple[str, str]]) -> str:
+    """GBNF for a JSON object with exactly ``fields`` (key, value rule), keys in any order."""
+    kv = {key: f'"\\"{key}\\"" ws ":" ws {rule}' for key, rule in fields}
+    orders = [' ws "," ws '.join(kv[k] for k in perm) for perm in itertools.permutations(kv)]
+    return '"{" ws ( ' + " | ".join(f"( {o} )" for o in orders) + ' ) ws "}"'
+
+
+def _common_rules(max_coord: int) -> list[str]:
+    return [
+        'box ::= "[" ws int ws "," ws int ws "," ws int ws "," ws int ws "]"',
+        'point ::= "[" ws int ws "," ws int ws "]"',
+        f"int ::= {int_range_rule(max_coord)}",
+        f'ws ::= ( " " | "\\n" [ \\t]{{0,{_MAX_INDENT}}} )?',
+        "",
+    ]
+
+
 def answer_grammar(
     max_objects: int = DEFAULT_MAX_OBJECTS, max_coord: int = DEFAULT_MAX_COORD
 ) -> str:
-    """GBNF for optional white space + the ``<answer>...</answer>`` block (root rule ``root``)."""
+    """Multi-object GBNF: optional white space + ``<answer>[objects]</answer>``."""
     if not isinstance(max_objects, int) or max_objects < 1:
         raise ValueError(f"max_objects must be a positive int, got {max_objects!r}")
+    obj = _dict_rule([("bbox_2d", "box"), ("point_2d", "point")])
     return "\n".join(
         [
             f'root ::= ws "{ANSWER_OPEN}" ws list ws "{ANSWER_CLOSE}"',
             f'list ::= "[" ws ( obj ( ws "," ws obj ){{0,{max_objects - 1}}} )? ws "]"',
-            'obj ::= "{" ws "\\"bbox_2d\\"" ws ":" ws box ws "," ws '
-            '"\\"point_2d\\"" ws ":" ws point ws "}"',
-            'box ::= "[" ws int ws "," ws int ws "," ws int ws "," ws int ws "]"',
-            'point ::= "[" ws int ws "," ws int ws "]"',
-            f"int ::= {int_range_rule(max_coord)}",
-            f'ws ::= ( " " | "\\n" [ \\t]{{0,{_MAX_INDENT}}} )?',
-            "",
+            f"obj ::= {obj}",
+            *_common_rules(max_coord),
         ]
     )
 
@@ -78,3 +107,28 @@ def max_answer_chars(
     obj = len('{"bbox_2d":[,,,],"point_2d":[,]}') + 6 * digits + _WS_SLOTS_PER_OBJECT * ws
     lst = 2 + 2 * ws + max_objects * obj + (max_objects - 1) * (1 + 2 * ws)
     return len(ANSWER_OPEN) + len(ANSWER_CLOSE) + 3 * ws + lst
+
+
+def list_answer_grammar(
+    max_objects: int = DEFAULT_MAX_OBJECTS, max_coord: int = DEFAULT_MAX_COORD
+) -> AnswerGrammar:
+    """The multi-object family's :class:`AnswerGrammar`."""
+    return AnswerGrammar(
+        answer_grammar(max_objects, max_coord), max_answer_chars(max_objects, max_coord)
+    )
+
+
+def v1_answer_grammar(max_coord: int = DEFAULT_MAX_COORD) -> AnswerGrammar:
+    """Seg-Zero v1's :class:`AnswerGrammar`: one ``{"bbox", "points_1", "points_2"}`` object."""
+    obj = _dict_rule([("bbox", "box"), ("points_1", "point"), ("points_2", "point")])
+    gbnf = "\n".join(
+        [
+            f'root ::= ws "{ANSWER_OPEN}" ws obj ws "{ANSWER_CLOSE}"',
+            f"obj ::= {obj}",
+            *_common_rules(max_coord),
+        ]
+    )
+    ws, digits = _MAX_WS, len(str(max_coord))
+    # 12 separators in the object, 8 in the box, 4 in each point; 3 around the object
+    body = len('{"bbox":[,,,],"points_1":[,],"points_2":[,]}') + 8 * digits + 28 * ws
+    return AnswerGrammar(gbnf, len(ANSWER_OPEN) + len(ANSWER_CLOSE) + 3 * ws + body)

@@ -7,8 +7,9 @@ image tokens (60 x 60 patches merged 2 x 2): the mtmd context is created with
 
 With ``grammar=True`` the generation has two phases: the thinking text is free, limited to
 ``think_budget`` tokens and closed with ``</think>`` (forced when the model does not write it);
-the answer is then sampled under the GBNF of :mod:`segzero_edge.reasoner.grammar`, so it
-always parses. ``grammar=False`` is plain greedy decoding up to ``max_new_tokens``.
+the answer is then sampled under the model family's GBNF (``answer_grammar``, see
+:mod:`segzero_edge.reasoner.grammar`), so it always parses. ``grammar=False`` is plain greedy
+decoding up to ``max_new_tokens``.
 
 The caller's prompt is tokenized as plain text: only the chat template's own markers become
 special tokens (``<|im_end|>`` typed in a query stays text), and libmtmd's media marker in a
@@ -276,6 +277,7 @@ class LlamaCppReasoner:
         think_budget: int = 512,
         grammar: bool = True,
         max_objects: int = gbnf.DEFAULT_MAX_OBJECTS,
+        answer_grammar: gbnf.AnswerGrammar | None = None,
         image_tokens: int = DEFAULT_IMAGE_TOKENS,
         seed: int = 0,
         kv_cache_type: str = "f16",
@@ -289,7 +291,10 @@ class LlamaCppReasoner:
 
         ``max_new_tokens`` caps plain greedy generation (``grammar=False``) and the thinking
         part with the grammar; ``think_budget`` caps the thinking part with the grammar (the
-        grammar-constrained answer has its own bound, ``grammar.max_answer_chars``).
+        grammar-constrained answer has its own bound, ``AnswerGrammar.max_chars``).
+        ``answer_grammar`` is the model family's answer grammar
+        (``ModelFamily.answer_grammar``); without one, the multi-object grammar with
+        ``max_objects`` objects.
         ``image_tokens`` pins libmtmd's min = max image tokens (900 for 840 x 840).
         ``n_gpu_layers=-1`` offloads everything when llama.cpp was built with CUDA; 0 = CPU.
         ``seed`` is unused by greedy decoding (kept for API stability). ``warmup=False`` skips
@@ -345,8 +350,9 @@ class LlamaCppReasoner:
         self.seed = int(seed)
         self.image_tokens = int(image_tokens)
         self.n_batch = int(n_batch)
-        self.grammar_text = gbnf.answer_grammar(max_objects)
-        self._answer_cap = gbnf.max_answer_chars(max_objects) + 8
+        answer_grammar = answer_grammar or gbnf.list_answer_grammar(max_objects)
+        self.grammar_text = answer_grammar.gbnf
+        self._answer_cap = answer_grammar.max_chars + 8
         self.last_stats = GenerationStats()
         self._context_tokens: list[int] = []
 

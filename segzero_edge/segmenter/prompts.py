@@ -1,13 +1,20 @@
-"""SAM2 prompt arrays: a box as two labelled corners, then positive points, in the 1024 frame;
-and their batching, several prompts on one image in one decoder call."""
+"""SAM2 prompts: a family's rule (which points, which labels), the arrays SAM2 gets, and their
+batching (several prompts on one image in one decoder call).
+
+A prompt is a box as two labelled corners, then the points, in the 1024 frame, as
+``SAM2ImagePredictor.predict(point_coords, point_labels, box)`` builds them (sam2
+``sam2/sam2_image_predictor.py``: ``_prep_prompts`` then the box corners first in ``_predict``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..layout import SAM2_SIZE
+from ..types import ObjectPrompt
 
 SAM_SIZE = SAM2_SIZE
 LABEL_NEGATIVE, LABEL_POSITIVE, LABEL_BOX_TL, LABEL_BOX_BR = 0, 1, 2, 3
@@ -84,3 +91,32 @@ def batch_prompts(
         )
         for idx in groups.values()
     ]
+
+
+@dataclass(frozen=True)
+class ObjectSamPrompt:
+    """What SAM2 gets for one object, in original-image pixels: ``box`` (or None), ``points``
+    and one label per point (1 positive, 0 negative)."""
+
+    box: tuple[float, float, float, float] | None
+    points: tuple[tuple[float, float], ...]
+    labels: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Sam2PromptRule:
+    """A family's SAM2 prompt: the box and the first ``len(point_labels)`` points of an object,
+    with these labels (Seg-Zero v1: two points, ``[1, 1]``; multi-object: one point, ``[1]``).
+
+    An object with fewer points than the rule names (only possible without the answer grammar)
+    gets the points it has, each with its label; the reference scripts fail on such answers.
+    """
+
+    point_labels: tuple[int, ...]
+    box: bool = True
+
+    def for_object(self, obj: ObjectPrompt) -> ObjectSamPrompt:
+        """The SAM2 prompt of one image-frame object."""
+        points = tuple((p[0], p[1]) for p in obj.points[: len(self.point_labels)])
+        box = tuple(obj.box) if self.box else None
+        return ObjectSamPrompt(box, points, self.point_labels[: len(points)])  # type: ignore[arg-type]

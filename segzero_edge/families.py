@@ -1,0 +1,202 @@
+"""Model families: the prompt, answer grammar, SAM2 prompt and coordinate mapping a checkpoint
+was trained and evaluated with, each taken from that family's reference script.
+
+Seg-Zero's public checkpoints come in two families (``dvlab-research/Seg-Zero`` at commit
+42a33455283ba041a3099cf154a708116f300cec; VisionReasoner at
+``dvlab-research/VisionReasoner`` a455092a8d57d96f5d6e77597fb5a8741b8f3880):
+
+- ``segzero-v1``: the paper's models (``Ricky06662/Seg-Zero-7B``,
+  ``Ricky06662/Seg-Zero-7B-Best-on-ReasonSegTest``, ``Ricky06662/Seg-Zero-3B``).
+  Reference: ``inference_scripts/infer.py`` and ``evaluation_scripts/evaluation.py``.
+- ``multi-object``: ``Ricky06662/VisionReasoner-7B``. Reference:
+  ``inference_scripts/infer_multi_object.py`` and
+  ``evaluation_scripts/evaluation_visionreasoner.py`` (the query normalisation of the latter,
+  which is also VisionReasoner's ``vision_reasoner/models/vision_reasoner_model.py``).
+
+Both references resize the image to 840 x 840 (PIL bilinear), decode greedily with up to 1024
+new tokens, and use SAM2.0 ``facebook/sam2-hiera-large`` with ``multimask_output=True``,
+keeping the highest-scored mask. A new family is one more :class:`ModelFamily` in
+:data:`FAMILIES` (and its hub ids in :data:`CHECKPOINT_FAMILIES`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .answer import Mapping, format_list_answer, format_v1_answer, map_half_up, map_round_int
+from .answer import to_image_frame as _to_image_frame
+from .prompt import normalise_query
+from .reasoner.grammar import (
+    DEFAULT_MAX_OBJECTS,
+    AnswerGrammar,
+    list_answer_grammar,
+    v1_answer_grammar,
+)
+from .segmenter.prompts import Sam2PromptRule
+from .types import ObjectPrompt
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """Everything that depends on how a checkpoint was trained.
+
+    ``question_template`` has the reference's own placeholders ``{Question}`` and ``{Answer}``;
+    ``query_strip`` are the characters ``str.strip`` removes after ``lower()``;
+    ``schema`` is ``"object"`` (one dict) or ``"list"`` (a list of dicts); ``mapping`` maps one
+    coordinate from the 840 frame to the image; ``max_new_tokens`` is the reference's decode
+    budget; ``sam2_checkpoint`` the SAM2 the reference pairs it with; ``reward`` the
+    ``segzero_train.rewards`` set its reference training used.
+    """
+
+    name: str
+    checkpoints: tuple[str, ...]
+    reference: str
+    question_template: str
+    example_answer: str
+    query_strip: str
+    schema: str
+    sam2: Sam2PromptRule
+    mapping: Mapping
+    max_new_tokens: int
+    sam2_checkpoint: str
+    reward: str
+    grammar_fn: Callable[[int], AnswerGrammar]
+
+    def normalise_query(self, query: str) -> str:
+        """``query.lower().strip(query_strip)`` (``ValueError`` for an empty or huge query)."""
+        return normalise_query(query, self.query_strip)
+
+    def build_prompt(self, query: str) -> str:
+        """The user-turn text after the image, exactly as the reference script formats it."""
+        return self.question_template.format(
+            Question=self.normalise_query(query), Answer=self.example_answer
+        )
+
+    def answer_grammar(self, max_objects: int = DEFAULT_MAX_OBJECTS) -> AnswerGrammar:
+        """The GBNF of this family's answer (``max_objects`` applies to list schemas)."""
+        return self.grammar_fn(max_objects)
+
+    def to_image_frame(
+        self, objects: Sequence[ObjectPrompt], image_hw: tuple[int, int]
+    ) -> list[ObjectPrompt]:
+        """Objects from the 840 frame to H x W pixels with this family's mapping."""
+        return _to_image_frame(objects, image_hw, self.mapping)
+
+    def format_answer(self, objects: Sequence[ObjectPrompt], reasoning: str = "") -> str:
+        """The generation a well-behaved model of this family writes for ``objects`` (840
+        frame): the v1 form takes the first object and needs two points."""
+        if self.schema == "object":
+            if not objects:
+                raise ValueError("a Seg-Zero v1 answer has exactly one object")
+            return format_v1_answer(objects[0], reasoning)
+        return format_list_answer(objects, reasoning)
+
+
+_REFERENCE = "dvlab-research/Seg-Zero@42a33455283ba041a3099cf154a708116f300cec"
+
+SEGZERO_V1 = ModelFamily(
+    name="segzero-v1",
+    checkpoints=(
+        "Ricky06662/Seg-Zero-7B",
+        "Ricky06662/Seg-Zero-7B-Best-on-ReasonSegTest",
+        "Ricky06662/Seg-Zero-3B",
+    ),
+    reference=f"{_REFERENCE} inference_scripts/infer.py, evaluation_scripts/evaluation.py",
+    # infer.py / evaluation.py QUESTION_TEMPLATE (the string pieces joined without spaces)
+    question_template=(
+        "Please find '{Question}' with bbox and points."
+        "Compare the difference between objects and find the most closely matched one."
+        "Output the thinking process in <think> </think> and final answer in <answer> </answer>"
+        " tags."
+        "Output the one bbox and points of two largest inscribed circles inside the interested "
+        "object in JSON format."
+        "i.e., <think> thinking process here </think>"
+        "<answer>{Answer}</answer>"
+    ),
+    example_answer="{'bbox': [10,100,200,210], 'points_1': [30,110], 'points_2': [35,180]}",
+    query_strip=".",  # text.lower().strip(".")
+    schema="object",
+    sam2=Sam2PromptRule(point_labels=(1, 1)),  # predict(point_coords=points, point_labels=[1,1])
+    mapping=map_round_int,  # round(int(v) * x_factor)
+    max_new_tokens=1024,  # generate(max_new_tokens=1024, do_sample=False)
+    sam2_checkpoint="sam2_hiera_large",  # --segmentation_model_path facebook/sam2-hiera-large
+    reward="segzero",  # verl/utils/reward_score/seg.py
+    grammar_fn=lambda _max_objects: v1_answer_grammar(),
+)
+
+MULTI_OBJECT = ModelFamily(
+    name="multi-object",
+    checkpoints=("Ricky06662/VisionReasoner-7B",),
+    reference=(
+        f"{_REFERENCE} inference_scripts/infer_multi_object.py, "
+        "evaluation_scripts/evaluation_visionreasoner.py"
+    ),
+    question_template=(
+        'Please find "{Question}" with bboxs and points.'
+        "Compare the difference between object(s) and find the most closely matched object(s)."
+        "Output the thinking process in <think> </think> and final answer in <answer> </answer>"
+        " tags."
+        "Output the bbox(es) and point(s) inside the interested object(s) in JSON format."
+        "i.e., <think> thinking process here </think>"
+        "<answer>{Answer}</answer>"
+    ),
+    example_answer=(
+        '[{"bbox_2d": [10,100,200,210], "point_2d": [30,110]}, '
+        '{"bbox_2d": [225,296,706,786], "point_2d": [302,410]}]'
+    ),
+    query_strip='."?!',  # item["text"].lower().strip(".\"?!")
+    schema="list",
+    sam2=Sam2PromptRule(point_labels=(1,)),  # predict(point_coords=[point], point_labels=[1])
+    mapping=map_half_up,  # int(v * x_factor + 0.5)
+    max_new_tokens=1024,
+    sam2_checkpoint="sam2_hiera_large",
+    reward="multi_object",  # verl/utils/reward_score/vision_reasoner.py
+    grammar_fn=list_answer_grammar,
+)
+
+FAMILIES: dict[str, ModelFamily] = {f.name: f for f in (SEGZERO_V1, MULTI_OBJECT)}
+"""Every known family by name."""
+
+CHECKPOINT_FAMILIES: dict[str, str] = {
+    hub_id.lower(): f.name for f in FAMILIES.values() for hub_id in f.checkpoints
+}
+"""Known Hugging Face hub ids (lower case) -> family name."""
+
+
+def get_family(family: str | ModelFamily) -> ModelFamily:
+    """The :class:`ModelFamily` named ``family`` (a ModelFamily is returned as is).
+
+    Raises ``ValueError`` naming the known families for anything else.
+    """
+    if isinstance(family, ModelFamily):
+        return family
+    if isinstance(family, str) and family in FAMILIES:
+        return FAMILIES[family]
+    raise ValueError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
+
+
+def build_prompt(query: str, family: str | ModelFamily) -> str:
+    """The user-turn text after the image for ``query`` and ``family`` (a name or a family).
+
+    Raises ``ValueError`` for a bad query (see :func:`segzero_edge.prompt.normalise_query`) or
+    an unknown family.
+    """
+    return get_family(family).build_prompt(query)
+
+
+def family_of_checkpoint(source: str) -> str | None:
+    """The family of a known hub id (case-insensitive), ``None`` for anything else."""
+    return CHECKPOINT_FAMILIES.get(str(source).strip().lower())
+
+
+__all__ = [
+    "CHECKPOINT_FAMILIES",
+    "FAMILIES",
+    "MULTI_OBJECT",
+    "SEGZERO_V1",
+    "ModelFamily",
+    "build_prompt",
+    "family_of_checkpoint",
+    "get_family",
+]
