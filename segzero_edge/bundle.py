@@ -123,19 +123,35 @@ def open_backends(
     reasoner_backend: str = "auto",
     segmenter_backend: str = "auto",
     verify_hashes: bool = False,
+    overlap: bool | None = None,
     **reasoner_options: Any,
 ) -> tuple[Reasoner, Segmenter]:
-    """Verify the bundle and open its reasoner (llama.cpp) and segmenter backends."""
+    """Verify the bundle and open its reasoner (llama.cpp) and segmenter backends.
+
+    With ``overlap=True`` and both backends on the CPU, the CPU threads (``n_threads``, default
+    all cores) are split between them (:func:`segzero_edge.placement.split_threads`).
+    """
     bundle = load_bundle(path, verify_hashes=verify_hashes)
     if reasoner_backend not in ("auto", "llama.cpp"):
         raise ValueError(
             f"unknown reasoner backend {reasoner_backend!r}; use 'auto' or 'llama.cpp'"
         )
+    import llama_cpp
+
+    from .placement import split_threads
     from .reasoner.llama_cpp import LlamaCppReasoner
     from .segmenter.auto import open_segmenter
 
     reasoner_options.setdefault("n_ctx", bundle.reasoner.get("n_ctx", 4096))
-    segmenter = open_segmenter(bundle.root, backend=segmenter_backend)
+    n_gpu_layers = int(reasoner_options.get("n_gpu_layers", -1))
+    reasoner_on_cpu = n_gpu_layers == 0 or not llama_cpp.llama_supports_gpu_offload()
+    seg_opts: dict[str, Any] = {}
+    if overlap and reasoner_on_cpu:
+        total = int(reasoner_options.get("n_threads") or os.cpu_count() or 1)
+        reasoner_threads, seg_opts["threads"] = split_threads(total)
+    segmenter = open_segmenter(bundle.root, backend=segmenter_backend, **seg_opts)
+    if seg_opts and getattr(segmenter, "device_kind", "cpu") == "cpu":
+        reasoner_options["n_threads"] = reasoner_threads
     try:
         reasoner = LlamaCppReasoner(
             bundle.path(REASONER_FILE), bundle.path(MMPROJ_FILE), **reasoner_options
