@@ -29,7 +29,7 @@ def test_fixed_length_reasoner_decodes_exactly_the_budget(tiny_bundle: Path) -> 
         reasoner.close()
     assert out.n_generated_tokens == 40 and canned.last is not None
     assert canned.last.truncated and canned.last.text != out.text
-    assert set(out.timings) == {"vision_encode", "prefill", "decode"}
+    assert {"vision_encode", "prefill", "decode"} <= set(out.timings)
     parsed = parse_answer(out.text)
     assert parsed.status is Status.OK and len(parsed.objects) == 3
     assert list(parsed.objects) == BenchInputs.objects(3)
