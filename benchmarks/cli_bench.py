@@ -1,4 +1,5 @@
-"""``segzero-edge bench``: this runtime vs the Seg-Zero reference, per stage, with rooflines.
+"""``segzero-edge bench``: this runtime vs Seg-Zero's reference and a stock llama-cpp-python +
+onnxruntime pipeline, per stage and workload, with rooflines.
 
 Registered with the ``segzero-edge`` CLI through the ``segzero_edge.commands`` entry point. The
 measuring code needs the [bench] extra (torch, transformers, sam2 for the reference side, and
@@ -21,18 +22,24 @@ def worker_main(argv: list[str]) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
-        help="benchmark this runtime against the Seg-Zero reference pipeline",
+        help="benchmark SegZeroEdge.segment() against Seg-Zero's reference and a stock pipeline",
         description=(
-            "Per-stage timings (warm-up excluded), end-to-end p50/p90/p99, peak memory, decode "
-            "tokens/s with the decode length forced equal on both sides (EOS ignored), the "
-            "ratio table, roofline floors per Jetson and this machine's memory bandwidth. "
-            "Writes bench-<fingerprint>-<shapes>-<time>.json and .png to --out."
+            "Three sides on the same inputs: runtime (SegZeroEdge.segment), reference "
+            "(transformers generate + SAM2ImagePredictor) and stock (llama-cpp-python's "
+            "Qwen25VLChatHandler + SAM2 ONNX on onnxruntime). Three workloads: one query per "
+            "new frame, three queries on one frame, a three-object answer. Per-stage p50/p90 "
+            "(warm-up excluded), ratios of the runtime against each peer, peak memory, decode "
+            "tokens/s with the decode length forced equal on every side (EOS ignored) as a "
+            "fraction of this machine's bandwidth ceiling, overlap efficiency, overlapped vs "
+            "sequential, the export's memory estimate vs the measured peak, and roofline "
+            "floors per Jetson. Writes bench-<fingerprint>-<shapes>-<time>.json and .png."
         ),
     )
     p.add_argument(
         "--quick",
         action="store_true",
-        help="2 iterations after 1 warm-up, 16 decode tokens, 1 thread (unless --threads)",
+        help="2 iterations after 1 warm-up per workload, 16 decode tokens, 1 thread "
+        "(unless --threads)",
     )
     p.add_argument(
         "--shapes",
@@ -44,12 +51,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, help="warm-up iterations, not measured (default 1)")
     p.add_argument("--decode-tokens", type=int, help="tokens decoded per call (default 64)")
     p.add_argument("--threads", type=int, help="CPU threads for every backend (default: all)")
-    p.add_argument("--side", choices=["both", "runtime", "reference"], default="both")
+    p.add_argument(
+        "--side",
+        action="append",
+        choices=["all", "runtime", "reference", "stock"],
+        help="side(s) to run (repeatable; default all three)",
+    )
+    p.add_argument(
+        "--workload",
+        action="append",
+        choices=["single", "multi_query", "multi_object"],
+        help="workload(s) to run (repeatable; default all three)",
+    )
+    p.add_argument(
+        "--overlap",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="the runtime's SAM2 encode beside the reasoner (auto: the runtime's default)",
+    )
+    p.add_argument(
+        "--no-overlap-check",
+        action="store_true",
+        help="skip re-running the runtime in the other overlap mode",
+    )
     p.add_argument("--sam2", action="append", help="SAM2 config(s) to run, e.g. sam2.1_hiera_t")
     p.add_argument(
         "--bundle",
         type=Path,
-        help="measure this bundle (runtime side only; TensorRT when its engines exist)",
+        help="measure this bundle (runtime and stock; TensorRT when its engines exist)",
     )
     p.add_argument(
         "--segmenter-backend", default="auto", choices=["auto", "tensorrt", "onnxruntime"]
@@ -58,7 +87,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--ref-dtype",
         default="auto",
         choices=["auto", "float32", "bfloat16"],
-        help="reference weights (auto: bfloat16 on CUDA; CPU float32 tiny, bf16 real)",
+        help="reference weights (auto: float32 on the CPU, bfloat16 on CUDA)",
+    )
+    p.add_argument(
+        "--timeout", type=float, default=3600.0, help="seconds allowed per side (default 3600)"
     )
     p.add_argument("--target", help="Jetson target this runs on (default: detected)")
     p.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder")
@@ -107,11 +139,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {plot_compare(docs, out)}")
         return 0
     from .run import SIDES, BenchConfig, run_bench
+    from .workload import WORKLOADS, BenchInputs
 
+    sides = SIDES if not args.side or "all" in args.side else tuple(dict.fromkeys(args.side))
+    overlap = {"auto": None, "on": True, "off": False}[args.overlap]
     opts = {
         "shapes": args.shapes,
         "threads": args.threads,
-        "sides": SIDES if args.side == "both" else (args.side,),
+        "sides": sides,
+        "overlap_check": not args.no_overlap_check,
+        "timeout_s": args.timeout,
         "sam2": tuple(args.sam2) if args.sam2 else None,
         "out_dir": args.out,
         "cache": args.cache,
@@ -125,5 +162,10 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             opts[key] = getattr(args, key)
     cfg = BenchConfig.quick(**opts) if args.quick else BenchConfig(**opts)
+    cfg.inputs = BenchInputs(
+        workloads=tuple(dict.fromkeys(args.workload or WORKLOADS)),
+        decode_tokens=cfg.decode_tokens,
+        overlap=overlap,
+    )
     run_bench(cfg)
     return 0

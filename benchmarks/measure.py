@@ -2,73 +2,68 @@
 
 from __future__ import annotations
 
-import math
 import os
+import resource
+import sys
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+import psutil
+
 STAT_PERCENTILES = (50, 90, 99)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile ``q`` (0..100) of ``values`` (numpy's default method)."""
-    if not values:
+    """Linear-interpolated percentile ``q`` (0..100) of ``values`` (``numpy.percentile``)."""
+    if len(values) == 0:
         raise ValueError("percentile of an empty sequence")
     if not 0 <= q <= 100:
         raise ValueError(f"percentile must be in [0, 100], got {q}")
-    xs = sorted(values)
-    pos = (len(xs) - 1) * q / 100
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
 
 
 def summarize(values: Sequence[float]) -> dict[str, float]:
     """``{"n", "mean", "min", "max", "p50", "p90", "p99"}`` of per-iteration seconds."""
-    if not values:
+    if len(values) == 0:
         raise ValueError("no measurements to summarize")
-    out = {
-        "n": float(len(values)),
-        "mean": sum(values) / len(values),
-        "min": min(values),
-        "max": max(values),
-    }
-    for q in STAT_PERCENTILES:
-        out[f"p{q}"] = percentile(values, q)
+    xs = np.asarray(values, dtype=np.float64)
+    out = {"n": float(xs.size), "mean": float(xs.mean()), "min": float(xs.min())}
+    out["max"] = float(xs.max())
+    for q, v in zip(STAT_PERCENTILES, np.percentile(xs, STAT_PERCENTILES), strict=True):
+        out[f"p{q}"] = float(v)
     return out
 
 
-def _status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
 def rss_mib() -> float:
-    """Current resident set size in MiB (0 where /proc is missing)."""
-    kib = _status_kib("VmRSS")
-    return (kib or 0) / 1024
+    """Current resident set size of this process in MiB (``psutil``)."""
+    return psutil.Process().memory_info().rss / 2**20
 
 
 def peak_rss_mib() -> float:
-    """Peak resident set size in MiB since the process started or the last reset."""
-    kib = _status_kib("VmHWM")
-    if kib is None:
-        import resource
+    """Peak resident set size of this process in MiB since it started or the last reset.
 
-        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kib / 1024
+    Read from ``VmHWM`` in /proc/self/status: psutil reports no peak on Linux, and
+    ``getrusage`` ``ru_maxrss`` inherits the parent's peak across ``vfork`` + ``exec``.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # no /proc (macOS: bytes)
+    return kib / 1024 if sys.platform != "darwin" else kib / 2**20
 
 
 def reset_peak_rss() -> bool:
-    """Reset the peak RSS counter (Linux ``clear_refs`` 5); False where not supported."""
+    """Reset the peak RSS counter (Linux ``clear_refs`` 5); False where not supported.
+
+    A write to /proc that neither psutil nor the standard library offers.
+    """
     try:
         with open(f"/proc/{os.getpid()}/clear_refs", "w") as f:
             f.write("5")

@@ -2,11 +2,11 @@
 
 Runs the public API (``SegZeroEdge.segment_many`` and repeated ``SegZeroEdge.segment``) on
 random-weight models of the real architectures (:mod:`segzero_bench.artifacts`: ``tiny``, or
-``real`` = Qwen2.5-VL-3B shapes, Q4_K_M) with a fixed decode length (``ignore_eos``, no grammar),
-so every query decodes the same number of tokens and the difference is the prompt: the first
-query on a frame encodes the image and evaluates ~925 prefix tokens, a later one restores the
-cached prefix and evaluates only its own ~170 tokens. Also times SAM2 decoding of B objects in
-one call against B calls. Target (issue 16): later / first <= 0.25 at 3B shapes.
+``real`` = Qwen2.5-VL-3B shapes, Q4_K_M) with a fixed decode length (``FixedLengthReasoner``,
+no grammar), so every query decodes the same number of tokens and the difference is the
+prompt: the first query on a frame encodes the image and evaluates ~925 prefix tokens, a later
+one restores the cached prefix and evaluates only its own ~170 tokens. Also times SAM2 decoding
+of B objects in one call against B calls. Target (issue 16): later / first <= 0.25 at 3B shapes.
 
     python -m segzero_bench.multiquery --shapes tiny
     nice -n 10 python -m segzero_bench.multiquery --shapes real --json runs/multiquery-real.json
@@ -43,19 +43,17 @@ def frame(seed: int, hw: tuple[int, int] = (480, 640)) -> np.ndarray:
 def build_model(shapes: str, decode_tokens: int, threads: int, prefix_cache_mb: float) -> Any:
     """``SegZeroEdge`` on the artefacts of ``shapes``: CPU llama.cpp + onnxruntime SAM2."""
     from segzero_bench.artifacts import ensure_artifacts
+    from segzero_bench.hooks import FixedLengthReasoner
     from segzero_edge import SegZeroEdge
-    from segzero_edge.reasoner.llama_cpp import LlamaCppReasoner
     from segzero_edge.segmenter.onnxruntime import OrtSegmenter
 
     art = ensure_artifacts(shapes, log=lambda m: print(m, file=sys.stderr))
-    reasoner = LlamaCppReasoner(
+    reasoner = FixedLengthReasoner(  # the same decode length for every query
         art.reasoner_gguf,
         art.mmproj_gguf,
+        tokens=decode_tokens,
         n_gpu_layers=0,
         n_threads=threads,
-        max_new_tokens=decode_tokens,
-        grammar=False,
-        ignore_eos=True,  # the same decode length for every query
         warmup=False,
         prefix_cache_mb=prefix_cache_mb,
     )

@@ -1,4 +1,4 @@
-"""Matplotlib PNGs: one run (runtime vs reference per stage) and a comparison across runs."""
+"""Matplotlib PNGs: one run (every side per stage and workload) and a comparison across runs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from typing import Any
 
 from segzero_edge.fileio import atomic_path
 
-from .workload import STAGES
+from .report import PEERS, workload_frame, workload_stats
+from .workload import STAGES, WORKLOAD_TITLES, WORKLOADS
+
+SIDES = ("runtime", *PEERS)
 
 PLOT_STAGES = [s for s in STAGES if s != "total"]
 
@@ -30,16 +33,17 @@ def _save(fig: Any, out: Path) -> Path:
 
 
 def plot_run(doc: dict[str, Any], out: Path) -> Path:
-    """Per case: p50 ms per stage for both sides (log scale) and end-to-end p50/p90/p99."""
+    """Per case: p50 ms per stage and side (one query per new frame, log scale), and the
+    end-to-end p50 per workload and side (the frame's three calls summed for multi_query)."""
     plt = _pyplot()
     cases = doc["cases"]
-    fig, axes = plt.subplots(len(cases), 2, figsize=(12, 3.6 * len(cases)), squeeze=False)
+    fig, axes = plt.subplots(len(cases), 2, figsize=(13, 3.8 * len(cases)), squeeze=False)
     for row, case in zip(axes, cases, strict=True):
         ax, ax2 = row
-        sides = [s for s in ("runtime", "reference") if case.get(s)]
+        sides = [s for s in SIDES if case.get(s)]
         width = 0.8 / max(1, len(sides))
         for k, side in enumerate(sides):
-            st = case[side]["stats"]
+            st = workload_stats(case[side], "single") or {}
             vals = [st.get(s, {}).get("p50", 0.0) * 1e3 for s in PLOT_STAGES]
             ys = [i + k * width for i in range(len(PLOT_STAGES))]
             ax.barh(ys, vals, height=width, label=side)
@@ -48,22 +52,23 @@ def plot_run(doc: dict[str, Any], out: Path) -> Path:
         ax.invert_yaxis()
         ax.set_xscale("log")
         ax.set_xlabel("p50 per call (ms, log)")
-        ax.set_title(f"{case['name']}: stages")
+        ax.set_title(f"{case['name']}: stages, one query per new frame")
         ax.legend(loc="lower right")
-        qs = ("p50", "p90", "p99")
+        workloads = [w for w in WORKLOADS if any(workload_frame(case[s], w) for s in sides)]
         for k, side in enumerate(sides):
-            tot = case[side]["stats"]["total"]
-            tps = case[side]["stats"]["decode_tokens_per_s"]["p50"]
+            vals = [(workload_frame(case[side], w) or {}).get("p50", 0.0) for w in workloads]
+            st = workload_stats(case[side], "single") or {}
+            tps = st.get("decode_tokens_per_s", {}).get("p50", 0.0)
             ax2.bar(
-                [i + k * width for i in range(3)],
-                [tot[q] * 1e3 for q in qs],
+                [i + k * width for i in range(len(workloads))],
+                vals,
                 width=width,
                 label=f"{side} ({tps:.1f} tok/s)",
             )
-        ax2.set_xticks([i + width * (len(sides) - 1) / 2 for i in range(3)])
-        ax2.set_xticklabels([f"end-to-end {q}" for q in qs])
-        ax2.set_ylabel("ms")
-        ax2.set_title(f"{case['name']}: end to end (decode tokens/s in legend)")
+        ax2.set_xticks([i + width * (len(sides) - 1) / 2 for i in range(len(workloads))])
+        ax2.set_xticklabels([WORKLOAD_TITLES[w] for w in workloads], fontsize=8)
+        ax2.set_ylabel("s per frame (p50)")
+        ax2.set_title(f"{case['name']}: end to end per workload (decode tokens/s in legend)")
         ax2.legend()
     fig.suptitle(
         f"segzero-edge bench: {doc['device_fingerprint']}, {doc['config']['shapes']} shapes, "
@@ -100,17 +105,18 @@ def plot_compare(docs: Sequence[dict[str, Any]], out: Path, side: str = "runtime
     series = []
     for doc in docs:
         for case in doc["cases"]:
-            if case.get(side):
+            stats = workload_stats(case[side], "single") if case.get(side) else None
+            if stats:
                 label = (
                     f"{doc['device_fingerprint']} {case['name']} ({doc.get('created_at', '')[:16]})"
                 )
-                series.append((label, case[side]))
+                series.append((label, stats))
     if not series:
         raise ValueError(f"no '{side}' results in the given files")
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(14, 0.6 * len(series) + 4), width_ratios=[3, 1])
     width = 0.8 / len(series)
     for k, (label, res) in enumerate(series):
-        vals = [res["stats"].get(s, {}).get("p50", 0.0) * 1e3 for s in STAGES]
+        vals = [res.get(s, {}).get("p50", 0.0) * 1e3 for s in STAGES]
         ax.barh([i + k * width for i in range(len(STAGES))], vals, height=width, label=label)
     ax.set_yticks([i + width * (len(series) - 1) / 2 for i in range(len(STAGES))])
     ax.set_yticklabels(STAGES)
@@ -119,7 +125,7 @@ def plot_compare(docs: Sequence[dict[str, Any]], out: Path, side: str = "runtime
     ax.set_xlabel("p50 per call (ms, log)")
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title(f"{side}: stages across runs")
-    tps = [res["stats"]["decode_tokens_per_s"]["p50"] for _, res in series]
+    tps = [res["decode_tokens_per_s"]["p50"] for _, res in series]
     ax2.barh(range(len(series)), tps, color=[f"C{i}" for i in range(len(series))])
     ax2.set_yticks(range(len(series)))
     ax2.set_yticklabels([str(i + 1) for i in range(len(series))])

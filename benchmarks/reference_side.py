@@ -2,8 +2,11 @@
 
 Qwen2.5-VL with ``transformers`` ``generate`` (greedy, ``min_new_tokens`` =
 ``max_new_tokens``: EOS ignored) on the image resized to 840 x 840, then Meta's
-``SAM2ImagePredictor``: ``set_image`` + ``predict(box, point, multimask_output=True)``,
-keeping the mask with the highest score. Stages are split with hooks, not by changing the code.
+``SAM2ImagePredictor``: ``set_image`` once per frame + ``predict(box, point,
+multimask_output=True)`` per object, keeping each object's mask with the highest score and
+OR-ing them (Seg-Zero's ``inference_scripts``). float32 on the CPU (bfloat16 there runs
+without matrix units on most CPUs), bfloat16 on CUDA. Stages are split with hooks, not by
+changing the code.
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .measure import GpuMemorySampler, aggregate, peak_rss_mib, reset_peak_rss
-from .workload import BenchInputs
+from .measure import GpuMemorySampler, peak_rss_mib, reset_peak_rss
+from .workload import BenchInputs, run_workloads
 
 
 class _TimedTransforms:
@@ -39,8 +42,31 @@ class _TimedTransforms:
         return getattr(self.inner, name)
 
 
+def reference_dtype(choice: str, device: str) -> str:
+    """The reference's weight dtype: ``auto`` = float32 on the CPU, bfloat16 on CUDA (float16
+    on GPUs without bfloat16); an explicit choice the hardware lacks is refused."""
+    import torch
+
+    if choice not in ("auto", "float32", "bfloat16", "float16"):
+        raise ValueError(f"unknown reference dtype {choice!r}")
+    if device == "cuda":
+        bf16 = torch.cuda.is_bf16_supported()
+        if choice == "auto":
+            return "bfloat16" if bf16 else "float16"
+        if choice == "bfloat16" and not bf16:
+            raise ValueError("this GPU has no bfloat16: use --ref-dtype float16 or float32")
+        return choice
+    if choice == "auto":
+        return "float32"
+    if choice == "float16":
+        raise ValueError("float16 on the CPU: PyTorch has no fast CPU float16 matmul")
+    if choice == "bfloat16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        raise ValueError("this CPU has no bfloat16 instructions (AVX512-BF16 / AMX)")
+    return choice
+
+
 def run_reference(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Warm-up + measured iterations of the reference pipeline, stage by stage."""
+    """Warm-up + measured iterations of each workload on the reference pipeline."""
     import numpy as np
     import torch
     from PIL import Image
@@ -61,17 +87,9 @@ def run_reference(cfg: dict[str, Any]) -> dict[str, Any]:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg["threads"]))
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    choice = str(cfg.get("ref_dtype", "auto-float32"))
-    if choice.startswith("auto"):
-        choice = "bfloat16" if device == "cuda" else choice.removeprefix("auto-")
-    if choice not in ("float32", "bfloat16", "float16"):
-        raise ValueError(f"unknown reference dtype {choice!r}")
-    dtype = getattr(torch, choice)
+    dtype = getattr(torch, reference_dtype(str(cfg.get("ref_dtype", "auto")), device))
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    img = inp.image()
-    hw = img.shape[:2]
     family = get_family(inp.family)
-    prompt = family.build_prompt(inp.query)
 
     class Stamp(LogitsProcessor):
         def __init__(self) -> None:
@@ -104,11 +122,11 @@ def run_reference(cfg: dict[str, Any]) -> dict[str, Any]:
         steps = inp.decode_tokens + 1  # prefill gives token 1, then ``decode_tokens`` forwards
         # Seg-Zero runs SAM2 under bfloat16 autocast on CUDA
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
-        rows = []
-        n_prompt = 0
+        n_prompt = [0]
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        for i in range(cfg["warmup"] + cfg["iters"]):
+
+        def call(img: np.ndarray, query: str, n_objects: int, new_frame: bool) -> dict[str, float]:
             row: dict[str, float] = {}
             timed.transform_s = timed.postprocess_s = 0.0
             t_start = time.perf_counter()
@@ -116,7 +134,13 @@ def run_reference(cfg: dict[str, Any]) -> dict[str, Any]:
                 (REASONER_SIZE, REASONER_SIZE), Image.Resampling.BILINEAR
             )
             messages = [
-                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image"},
+                        {"type": "text", "text": family.build_prompt(query)},
+                    ],
+                }
             ]
             text = processor.apply_chat_template(
                 messages, tokenize=False, add_generation_prompt=True
@@ -136,45 +160,57 @@ def run_reference(cfg: dict[str, Any]) -> dict[str, Any]:
                 )
                 sync()
                 t_end = time.perf_counter()
-            n_prompt = int(inputs["input_ids"].shape[1])
-            n_new = int(out.shape[1]) - n_prompt
+            n_prompt[0] = int(inputs["input_ids"].shape[1])
+            n_new = int(out.shape[1]) - n_prompt[0]
             assert n_new == steps, f"generate made {n_new} tokens, wanted {steps}"
             row["vision_encode"] = vis["t1"] - vis["t0"]
             row["prefill"] = stamp.times[0] - t - row["vision_encode"]
             row["decode"] = t_end - stamp.times[0]
+            row["reason"] = t_end - t
             row["decode_tokens_per_s"] = inp.decode_tokens / row["decode"]
+            h, w = img.shape[:2]
+            mask = np.zeros((h, w), dtype=bool)
+            t_pred = 0.0
             with torch.inference_mode(), autocast:
-                t = time.perf_counter()
-                predictor.set_image(img)
-                sync()
-                row["preprocess"] += timed.transform_s
-                row["sam_encode"] = time.perf_counter() - t - timed.transform_s
-                t = time.perf_counter()
-                labels = family.sam2.point_labels[:1]  # the one fixed point of the workload
-                masks, scores, _ = predictor.predict(
-                    point_coords=np.asarray([inp.point()]),
-                    point_labels=np.asarray(labels),
-                    box=np.asarray(inp.box()),
-                    multimask_output=True,
-                )
-                t_pred = time.perf_counter() - t
+                if new_frame:  # SAM2ImagePredictor keeps the frame's features between queries
+                    t = time.perf_counter()
+                    predictor.set_image(img)
+                    sync()
+                    row["preprocess"] += timed.transform_s
+                    row["sam_encode"] = time.perf_counter() - t - timed.transform_s
+                    timed.transform_s = 0.0
+                chosen = []
+                for p in inp.sam2_prompts(n_objects):  # the family's points and labels
+                    t = time.perf_counter()
+                    masks, scores, _ = predictor.predict(
+                        point_coords=np.asarray(p.points, dtype=np.float32),
+                        point_labels=np.asarray(p.labels, dtype=np.int64),
+                        box=np.asarray(p.box, dtype=np.float32),
+                        multimask_output=True,
+                    )
+                    t_pred += time.perf_counter() - t
+                    chosen.append(masks[best_mask_index(scores)])
             t = time.perf_counter()
-            mask = masks[best_mask_index(scores)].astype(bool)
+            for m in chosen:
+                mask |= m.astype(bool)
             row["postprocess"] = time.perf_counter() - t + timed.postprocess_s
-            row["sam_decode"] = t_pred - timed.postprocess_s
+            row["sam_decode"] = t_pred - timed.postprocess_s - timed.transform_s
+            row["preprocess"] += timed.transform_s
             row["total"] = time.perf_counter() - t_start
-            assert mask.shape == hw
-            if i >= cfg["warmup"]:
-                rows.append(row)
+            assert mask.shape == (h, w)
+            return row
+
+        workloads = run_workloads(call, inp, cfg["warmup"], cfg["iters"])
     result: dict[str, Any] = {
         "side": "reference",
+        "timed": "transformers generate + SAM2ImagePredictor",
         "backends": {
             "reasoner": f"transformers generate ({str(dtype).removeprefix('torch.')}, {device})",
             "segmenter": f"SAM2ImagePredictor ({device})",
         },
-        "stats": aggregate(rows),
+        "workloads": workloads,
         "load_s": load_s,
-        "prompt_tokens": n_prompt,
+        "prompt_tokens": n_prompt[0],
         "decode_steps": inp.decode_tokens,
         "peak_rss_mib": peak_rss_mib(),
         "gpu_peak_mib": gpu.peak_mib,

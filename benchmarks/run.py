@@ -1,4 +1,8 @@
-"""``segzero-edge bench``: both sides on the same inputs, ratios, roofline, JSON + PNG."""
+"""``segzero-edge bench``: three sides on the same inputs, ratios, roofline, JSON + PNG.
+
+``runtime`` is this project (``SegZeroEdge.segment``), ``reference`` Seg-Zero's PyTorch path,
+``stock`` llama-cpp-python + onnxruntime as an edge developer assembles them.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +23,8 @@ from segzero_edge.smoke import describe_exit
 
 from .workload import BenchInputs
 
-SCHEMA_VERSION = 1
-SIDES = ("runtime", "reference")
+SCHEMA_VERSION = 2
+SIDES = ("runtime", "reference", "stock")
 WORKER_CODE = (
     "import sys; from segzero_bench.cli_bench import worker_main; "
     "sys.exit(worker_main(sys.argv[1:]))"
@@ -48,7 +52,10 @@ class BenchConfig:
     """Measure this bundle's files (runtime side only: the reference needs the sources)."""
     segmenter_backend: str = "auto"
     ref_dtype: str = "auto"
-    """Reference weights: auto = bfloat16 on CUDA; on CPU float32 (tiny) / bfloat16 (real)."""
+    """Reference weights: auto = float32 on the CPU, bfloat16 on CUDA."""
+    overlap_check: bool = True
+    """Also run the runtime's single workload in the other overlap mode (overlapped vs
+    sequential on this device)."""
     inputs: BenchInputs = field(default_factory=BenchInputs)
 
     @classmethod
@@ -73,6 +80,8 @@ class BenchConfig:
             "sides": list(self.sides),
             "bundle": str(self.bundle) if self.bundle else None,
             "segmenter_backend": self.segmenter_backend,
+            "ref_dtype": self.ref_dtype,
+            "overlap_check": self.overlap_check,
             "inputs": self.inputs.to_json(),
         }
 
@@ -153,12 +162,17 @@ def run_side(side: str, cfg: dict[str, Any], timeout_s: float, log=print) -> dic
         cfg_path.write_text(json.dumps(cfg))
         load_before = _load()
         t0 = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, "-c", WORKER_CODE, side, str(cfg_path), str(out_path)],
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-        )
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-c", WORKER_CODE, side, str(cfg_path), str(out_path)],
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+            )
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(
+                f"the {side} benchmark ran past {timeout_s:.0f} s (raise --timeout)"
+            ) from None
         if proc.returncode != 0 or not out_path.is_file():
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
             how = describe_exit(proc.returncode)
@@ -180,6 +194,8 @@ def worker(argv: list[str]) -> int:
         from .runtime_side import run_runtime as fn
     elif side == "reference":
         from .reference_side import run_reference as fn
+    elif side == "stock":
+        from .stock_side import run_stock as fn
     else:
         raise ValueError(f"unknown side {side!r}")
     res = fn(cfg)
@@ -210,9 +226,7 @@ def _case_configs(cfg: BenchConfig, log: Any) -> list[tuple[str, dict[str, Any]]
         "warmup": cfg.warmup,
         "threads": cfg.threads,
         "segmenter_backend": cfg.segmenter_backend,
-        "ref_dtype": cfg.ref_dtype
-        if cfg.ref_dtype != "auto"
-        else ("auto-float32" if cfg.shapes == "tiny" else "auto-bfloat16"),
+        "ref_dtype": cfg.ref_dtype,
     }
     if cfg.bundle is not None:
         from segzero_edge.bundle import FAMILY_KEY, load_bundle
@@ -247,27 +261,130 @@ def _case_configs(cfg: BenchConfig, log: Any) -> list[tuple[str, dict[str, Any]]
     return out
 
 
+def memory_vs_measured(case_cfg: dict[str, Any], runtime: dict[str, Any]) -> dict[str, Any]:
+    """The export's memory estimate of the files benchmarked beside the runtime's measured peak.
+
+    On a CPU the estimate is for the ``cpu`` target and compares with peak RSS; where GPU
+    memory is sampled, with the peak of RSS + GPU memory in use (Jetson shares one memory).
+    """
+    from segzero_export.memory import estimate_from_files
+    from segzero_export.targets import get_target
+
+    shape = shape_from_gguf(Path(case_cfg["reasoner_gguf"]), Path(case_cfg["mmproj_gguf"]))
+    config = {
+        "num_hidden_layers": shape.layers,
+        "num_attention_heads": shape.heads,
+        "num_key_value_heads": shape.kv_heads,
+        "hidden_size": shape.hidden,
+    }
+    files = {
+        "reasoner.gguf": Path(case_cfg["reasoner_gguf"]),
+        "mmproj.gguf": Path(case_cfg["mmproj_gguf"]),
+        "sam2_encoder.onnx": Path(case_cfg["sam2_encoder"]),
+        "sam2_decoder.onnx": Path(case_cfg["sam2_decoder"]),
+    }
+    on_gpu = runtime.get("gpu_peak_mib") is not None
+    target = get_target("cpu") if not on_gpu else None
+    if target is None:
+        from segzero_export.targets import host_memory_gb
+
+        from .roofline import target_for_jetson
+
+        name = target_for_jetson(fingerprint()[1].get("jetson_model"), host_memory_gb())
+        target = get_target(name or "cpu")
+    est = estimate_from_files(
+        target, files, config, case_cfg["sam2_config"], int(case_cfg.get("n_ctx", 4096))
+    )
+    measured = runtime["peak_rss_mib"] * 2**20 / 1e9
+    what = "peak RSS"
+    if on_gpu:
+        extra = runtime["gpu_peak_mib"] - (runtime.get("gpu_baseline_mib") or 0.0)
+        measured += extra * 2**20 / 1e9
+        what = "peak RSS + GPU memory used"
+    return {
+        "target": est.target,
+        "estimate_gb": est.total,
+        "estimate": est.to_json(),
+        "measured_gb": measured,
+        "what": what,
+        "difference": est.total / measured - 1,
+        "within_15_percent": abs(est.total / measured - 1) <= 0.15,
+    }
+
+
+def _overlap_check(
+    case_cfg: dict[str, Any], runtime: dict[str, Any], cfg: BenchConfig, log: Any
+) -> dict[str, Any]:
+    """The runtime's single workload overlapped and sequential on one CPU thread budget.
+
+    The budget is ``--threads`` when it is at least 2, else every core (one thread cannot be
+    split); the main run is reused when it ran one of the modes on that budget.
+    """
+    budget = cfg.threads if cfg.threads and cfg.threads >= 2 else (os.cpu_count() or 1)
+    runs: dict[bool, dict[str, Any]] = {}
+    if (cfg.threads or os.cpu_count()) == budget:
+        runs[bool(runtime["backends"]["overlap"])] = runtime
+    for mode in (True, False):
+        if mode in runs:
+            continue
+        other_cfg = json.loads(json.dumps(case_cfg))
+        other_cfg["threads"] = budget
+        other_cfg["inputs"]["workloads"] = ["single"]
+        other_cfg["inputs"]["overlap"] = mode
+        name = "overlapped" if mode else "sequential"
+        log(f"  runtime {name} on {budget} threads (overlap check)")
+        runs[mode] = run_side("runtime", other_cfg, cfg.timeout_s, log)
+    p50 = {m: r["workloads"]["single"]["stats"]["total"]["p50"] for m, r in runs.items()}
+    winner = p50[True] < p50[False]
+    from segzero_edge.placement import default_overlap
+
+    default = default_overlap(**runtime["backends"]["devices"])
+    return {
+        "thread_budget": budget,
+        "overlapped": p50[True],
+        "sequential": p50[False],
+        "threads_overlapped": runs[True]["backends"]["threads"],
+        "threads_sequential": runs[False]["backends"]["threads"],
+        "winner": "overlapped" if winner else "sequential",
+        "gain": max(p50.values()) / min(p50.values()),
+        "default": bool(default),
+        "default_is_winner": bool(default) == winner,
+        "runs": {
+            ("overlapped" if m else "sequential"): r for m, r in runs.items() if r is not runtime
+        },
+    }
+
+
 def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
     """Measure, print the tables, write ``bench-<fingerprint>-<shapes>-<time>.json`` + PNG."""
     from segzero_export.targets import host_memory_gb
 
     from .bandwidth import measure_bandwidth
-    from .report import ratio_table, ratios, roofline_table
+    from .report import (
+        case_ratios,
+        memory_table,
+        overlap_table,
+        ratio_table,
+        roofline_table,
+        workload_stats,
+    )
     from .roofline import decode_tokens_per_s, roofline, target_for_jetson
+    from .workload import WORKLOAD_TITLES
 
     if cfg.iters < 1 or cfg.warmup < 0 or cfg.decode_tokens < 1:
         raise ValueError("need iters >= 1, warmup >= 0 and decode_tokens >= 1")
     bad = [s for s in cfg.sides if s not in SIDES]
-    if bad:
+    if bad or not cfg.sides:
         raise ValueError(f"unknown side(s) {bad}; choose from {', '.join(SIDES)}")
     t_run = time.perf_counter()
     fp, info = fingerprint()
     here = cfg.target or target_for_jetson(info.get("jetson_model"), host_memory_gb())
     threads = cfg.threads or f"all {os.cpu_count()}"
     log(
-        f"segzero-edge bench on {fp}: {cfg.shapes} shapes, {cfg.iters} iterations after "
-        f"{cfg.warmup} warm-up, {cfg.decode_tokens} decode tokens (EOS ignored), "
-        f"{threads} thread(s) per backend"
+        f"segzero-edge bench on {fp}: {cfg.shapes} shapes, sides {', '.join(cfg.sides)}; "
+        f"{cfg.iters} iterations after {cfg.warmup} warm-up per workload "
+        f"({', '.join(f'{w} = {WORKLOAD_TITLES[w]}' for w in cfg.inputs.workloads)}), "
+        f"{cfg.decode_tokens} decode tokens (EOS ignored), {threads} thread(s) per side"
     )
     load_start = _load()
     if load_start and load_start > (os.cpu_count() or 1):
@@ -283,8 +400,10 @@ def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
     )
     sides = cfg.sides
     if cfg.bundle is not None and "reference" in sides:
-        log("--bundle: measuring the runtime side only (the reference needs the source models)")
-        sides = tuple(x for x in sides if x != "reference") or ("runtime",)
+        log("--bundle: no reference side (it needs the source models)")
+        sides = tuple(x for x in sides if x != "reference")
+        if not sides:
+            raise ValueError("--bundle measures the runtime and stock sides, not the reference")
     cases_cfg = _case_configs(cfg, log)
     cases = []
     for name, case_cfg in cases_cfg:
@@ -292,38 +411,51 @@ def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
         case: dict[str, Any] = {"name": name, "sam2_config": case_cfg["sam2_config"]}
         for side in sides:
             case[side] = run_side(side, case_cfg, cfg.timeout_s, log)
-        if case.get("runtime") and case.get("reference"):
-            case["ratios"] = ratios(case["runtime"], case["reference"])
-        main = case.get("runtime") or case.get("reference")
-        if main is None:
-            raise ValueError("no side to measure: choose --side runtime, reference or both")
+        case["ratios"] = case_ratios(case)
+        main = case.get("runtime") or case[sides[0]]
+        if case.get("runtime"):
+            case["memory"] = memory_vs_measured(case_cfg, case["runtime"])
+            if cfg.overlap_check and "single" in cfg.inputs.workloads:
+                case["overlap"] = _overlap_check(case_cfg, case["runtime"], cfg, log)
         work = _roofline(case_cfg, int(main["prompt_tokens"]), cfg)
         roof = roofline(work)
-        measured = {k: v["p50"] for k, v in main["stats"].items()}
+        main_stats = workload_stats(main, "single") or workload_stats(main, cfg.inputs.workloads[0])
+        assert main_stats is not None
+        measured = {k: v["p50"] for k, v in main_stats.items()}
         tps_ceiling_here = decode_tokens_per_s(work, bw["gbs"])
         case["roofline"] = roof
         case["this_machine"] = {
             "bandwidth_gbs": bw["gbs"],
             "decode_ceiling_tokens_per_s": tps_ceiling_here,
-            "decode_fraction_of_bandwidth": measured["decode_tokens_per_s"] / tps_ceiling_here,
+            "decode_fraction_of_bandwidth": {
+                s: workload_stats(case[s], cfg.inputs.workloads[0])["decode_tokens_per_s"]["p50"]
+                / tps_ceiling_here
+                for s in sides
+            },
         }
         if here:
             from .roofline import fraction_of_ceiling
 
             case["fraction_of_ceiling"] = fraction_of_ceiling(measured, roof[here]["floors_s"])
+        for w in cfg.inputs.workloads:
+            log("")
+            log(ratio_table(case, w))
         log("")
-        log(ratio_table(case))
+        log(memory_table(case))
+        ov = overlap_table(case)
+        if ov:
+            log(ov)
         log("")
         log(
-            f"roofline floors (ms) for these shapes; measured = {main['side']} p50"
-            + (f"; fraction of the {here} ceiling" if here else "")
+            f"roofline floors (ms) for these shapes; measured = {main['side']} p50 "
+            f"(one query per new frame)" + (f"; fraction of the {here} ceiling" if here else "")
         )
         log(roofline_table(roof, measured, here))
+        frac = case["this_machine"]["decode_fraction_of_bandwidth"]
         log(
-            f"this machine: decode {measured['decode_tokens_per_s']:.1f} tok/s = "
-            f"{case['this_machine']['decode_fraction_of_bandwidth']:.1%} of its bandwidth "
-            f"ceiling ({tps_ceiling_here:.1f} tok/s at {bw['gbs']:.1f} GB/s, "
-            f"{work.decode_weight_bytes / 1e6:.1f} MB read per token)"
+            f"this machine: bandwidth ceiling {tps_ceiling_here:.1f} tok/s at {bw['gbs']:.1f} GB/s "
+            f"({work.decode_weight_bytes / 1e6:.1f} MB read per token); decode reaches "
+            + ", ".join(f"{s} {v:.1%}" for s, v in frac.items())
         )
         log("")
         cases.append(case)

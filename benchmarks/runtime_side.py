@@ -1,109 +1,124 @@
-"""This runtime's side: llama.cpp reasoner (GGUF) + onnxruntime SAM2 + segzero_edge.pixels."""
+"""This runtime's side: ``SegZeroEdge.segment()`` on the GGUF pair and the SAM2 graphs.
+
+The pipeline runs as a robot runs it (overlap policy, frame cache, answer parsing, object
+loop, native pixel code); the only benchmark hooks are :mod:`segzero_bench.hooks` (forced
+decode length, the workload's answer text). Per-stage figures are ``Segmentation.timings``.
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
 
-from .measure import GpuMemorySampler, aggregate, peak_rss_mib, reset_peak_rss
-from .workload import BenchInputs
+import numpy as np
+
+from .hooks import CannedAnswer, FixedLengthReasoner
+from .measure import GpuMemorySampler, peak_rss_mib, reset_peak_rss
+from .workload import BenchInputs, run_workloads
 
 
-def fixed_length_reasoner(model: Path, mmproj: Path, tokens: int, **options: Any) -> Any:
-    """A ``LlamaCppReasoner`` that decodes exactly ``tokens`` tokens (EOS and stops ignored).
+def open_pipeline(cfg: dict[str, Any], inp: BenchInputs) -> Any:
+    """``SegZeroEdge`` on ``cfg``'s files with the benchmark hooks; threads split as
+    ``open_backends`` splits them when overlapping on the CPU."""
+    from segzero_edge import SegZeroEdge
+    from segzero_edge.placement import default_overlap, split_threads
+    from segzero_edge.segmenter.auto import open_segmenter
 
-    Greedy, no grammar: the same work per token as ``transformers`` ``generate`` with
-    ``min_new_tokens == max_new_tokens``, so random-weight models give comparable timings.
-    """
-    from segzero_edge.reasoner.llama_cpp import LlamaCppReasoner
+    threads = int(cfg.get("threads") or os.cpu_count() or 1)
+    n_gpu_layers = int(cfg.get("n_gpu_layers", -1))
+    import llama_cpp
 
-    # every iteration runs on the same frame: without this the 2nd.. would restore the cached
-    # image prefix (benchmarks/multiquery.py measures that) instead of timing a first query
-    options.setdefault("prefix_cache_mb", 0)
-    return LlamaCppReasoner(
-        model, mmproj, max_new_tokens=tokens, grammar=False, ignore_eos=True, **options
+    reasoner_device = "gpu" if n_gpu_layers and llama_cpp.llama_supports_gpu_offload() else "cpu"
+    sam_threads = reasoner_threads = threads
+    seg_backend = cfg.get("segmenter_backend", "auto")
+    # the folder of the ONNX graphs: TensorRT when engines for this device sit beside them
+    seg_dir = Path(cfg["sam2_encoder"]).parent
+    overlap = inp.overlap
+    if overlap and reasoner_device == "cpu":
+        reasoner_threads, sam_threads = split_threads(threads)
+    segmenter = open_segmenter(seg_dir, backend=seg_backend, threads=sam_threads)
+    if overlap is None:
+        overlap = default_overlap(reasoner_device, segmenter.device_kind)
+    if not (overlap and segmenter.device_kind == "cpu"):
+        reasoner_threads = threads
+    reasoner = FixedLengthReasoner(
+        Path(cfg["reasoner_gguf"]),
+        Path(cfg["mmproj_gguf"]),
+        tokens=inp.decode_tokens,
+        n_threads=reasoner_threads,
+        n_ctx=int(cfg.get("n_ctx", 4096)),
+        n_gpu_layers=n_gpu_layers,
     )
+    model = SegZeroEdge(CannedAnswer(reasoner), segmenter, family=inp.family, overlap=overlap)
+    model.bench_threads = {"reasoner": reasoner_threads, "segmenter": sam_threads}
+    return model
 
 
 def run_runtime(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Warm-up + measured iterations of the runtime pipeline, stage by stage."""
-    import numpy as np
-
-    from segzero_edge import pixels
-    from segzero_edge.families import get_family
-    from segzero_edge.segmenter.auto import open_segmenter
-    from segzero_edge.segmenter.decode import backend_decoder, decode_objects
-    from segzero_edge.types import ObjectPrompt
-
+    """Warm-up + measured iterations of each workload through ``SegZeroEdge.segment()``."""
     inp = BenchInputs(**cfg["inputs"])
-    threads = cfg.get("threads")
-    img = inp.image()
-    hw = img.shape[:2]
-    family = get_family(inp.family)
-    prompt = family.build_prompt(inp.query)
-    obj = ObjectPrompt(box=tuple(inp.box()), points=(tuple(inp.point()),))  # type: ignore[arg-type]
     reset_peak_rss()
+    prompt_tokens: list[int] = []
     with GpuMemorySampler() as gpu:
         t0 = time.perf_counter()
-        reasoner = fixed_length_reasoner(
-            Path(cfg["reasoner_gguf"]),
-            Path(cfg["mmproj_gguf"]),
-            inp.decode_tokens,
-            n_threads=threads,
-            n_ctx=int(cfg.get("n_ctx", 4096)),
-            n_gpu_layers=int(cfg.get("n_gpu_layers", -1)),
-        )
-        # the folder of the ONNX graphs: TensorRT when engines for this device sit beside them
-        segmenter = open_segmenter(
-            Path(cfg["sam2_encoder"]).parent,
-            backend=cfg.get("segmenter_backend", "auto"),
-            **({"threads": threads} if threads else {}),
-        )
+        model = open_pipeline(cfg, inp)
         load_s = time.perf_counter() - t0
-        rows = []
-        tokens = []
-        for i in range(cfg["warmup"] + cfg["iters"]):
-            row: dict[str, float] = {}
-            t_start = time.perf_counter()
-            r_in = pixels.preprocess_reasoner(img)
-            row["preprocess"] = time.perf_counter() - t_start
-            out = reasoner.generate(r_in, prompt)
-            for k in ("vision_encode", "prefill", "decode"):
-                row[k] = out.timings[k]
-            t = time.perf_counter()
-            sam_in = pixels.preprocess_sam(img)
-            row["preprocess"] += time.perf_counter() - t
-            t = time.perf_counter()
-            emb = segmenter.encode(sam_in)
-            row["sam_encode"] = time.perf_counter() - t
-            t = time.perf_counter()
-            decoded = decode_objects([obj], family.sam2, backend_decoder(segmenter, emb, hw))
-            row["sam_decode"] = time.perf_counter() - t
-            t = time.perf_counter()
-            mask = pixels.postprocess_masks(np.stack(decoded.masks), hw).mask
-            row["postprocess"] = time.perf_counter() - t
-            row["total"] = time.perf_counter() - t_start
-            row["decode_tokens_per_s"] = out.n_generated_tokens / max(out.timings["decode"], 1e-9)
-            if out.n_generated_tokens != inp.decode_tokens:
+
+        def call(
+            frame: np.ndarray, query: str, n_objects: int, new_frame: bool
+        ) -> dict[str, float]:
+            model.reasoner.answer = inp.answer(n_objects)
+            t_call = time.perf_counter()
+            res = model.segment(frame, query)
+            wall = time.perf_counter() - t_call
+            if not res.ok or len(res.objects) != n_objects:
+                raise RuntimeError(f"segment() gave {res.status} with {len(res.objects)} objects")
+            if res.mask.shape != frame.shape[:2]:
+                raise RuntimeError(f"mask {res.mask.shape} for a {frame.shape} frame")
+            t = res.timings
+            if int(t["generated_tokens"]) != inp.decode_tokens:
                 raise RuntimeError(
-                    f"llama.cpp decoded {out.n_generated_tokens} tokens, not the forced "
-                    f"{inp.decode_tokens}: the fixed-length option no longer works with "
-                    "LlamaCppReasoner (see benchmarks/runtime_side.py)"
+                    f"decoded {t['generated_tokens']:.0f} tokens, not {inp.decode_tokens}"
                 )
-            tokens.append((out.n_prompt_tokens, out.n_generated_tokens))
-            assert mask.shape == hw
-            if i >= cfg["warmup"]:
-                rows.append(row)
-        reasoner.close()
-        segmenter.close()
+            row = {
+                "preprocess": t["preprocess"] + t.get("sam_preprocess", 0.0),
+                **{k: t[k] for k in ("vision_encode", "prefill", "decode", "reason")},
+                "sam_decode": t["sam_decode"],
+                "postprocess": t["postprocess"],
+                "sam_wait": t["sam_wait"],
+                "total": t["total"],
+                "call_wall": wall,
+                "decode_tokens_per_s": t["generated_tokens"] / max(t["decode"], 1e-9),
+                "overlap": t["overlap"],
+                "objects": float(len(res.objects)),
+            }
+            if "sam_encode" in t and "sam_cache_hit" not in t:
+                row["sam_encode"] = t["sam_encode"]
+            prompt_tokens.append(model.reasoner.last.n_prompt_tokens)
+            return row
+
+        workloads = run_workloads(call, inp, cfg["warmup"], cfg["iters"])
+        backends = {
+            "reasoner": f"llama.cpp (GGUF, {model.reasoner.device_kind})",
+            "segmenter": model.segmenter.name,
+            "overlap": model.overlap,
+            "devices": {
+                "reasoner_device": model.reasoner.device_kind,
+                "segmenter_device": model.segmenter.device_kind,
+            },
+            "threads": model.bench_threads,
+        }
+        model.close()
     return {
         "side": "runtime",
-        "backends": {"reasoner": "llama.cpp (GGUF)", "segmenter": segmenter.name},
-        "stats": aggregate(rows),
+        "timed": "SegZeroEdge.segment",
+        "backends": backends,
+        "workloads": workloads,
         "load_s": load_s,
-        "prompt_tokens": tokens[-1][0],
-        "decode_steps": tokens[-1][1],
+        "prompt_tokens": prompt_tokens[-1],
+        "decode_steps": inp.decode_tokens,
         "peak_rss_mib": peak_rss_mib(),
         "gpu_peak_mib": gpu.peak_mib,
         "gpu_baseline_mib": gpu.baseline_mib,

@@ -4,26 +4,25 @@
 
 Frames rotate among 3 (SAM2 embedding cache hits) and every 10th call brings a frame never
 seen before (a cache miss that evicts an entry); queries rotate among 5. Resident set size
-is read from /proc after a warm-up.
+is read with psutil after a warm-up.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 
 def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    """Resident set size of this process in MiB (``psutil``)."""
+    return psutil.Process().memory_info().rss / 2**20
 
 
 def main(argv: list[str] | None = None) -> int:

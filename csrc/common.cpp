@@ -18,14 +18,9 @@ int fail(const char* fmt, ...) {
   return SZ_EINVAL;
 }
 
-int64_t frame_bytes(int h, int stride, int format) {
-  const int64_t rows = format == kRGB ? h : static_cast<int64_t>(h) * 3 / 2;
-  return rows * stride;
-}
-
 int check_preprocess(const uint8_t* src, int h, int w, int stride, int format,
-                     const void* sam_out, int sam_size, int sam_dtype,
-                     const uint8_t* reasoner_out, int reasoner_size) {
+                     const uint8_t* uv, int uv_stride, const void* sam_out, int sam_size,
+                     int sam_dtype, const uint8_t* reasoner_out, int reasoner_size) {
   if (src == nullptr) return fail("source frame pointer is NULL");
   if (h <= 0 || w <= 0) return fail("frame size %d x %d (w x h) must be positive", w, h);
   if (format != kRGB && format != kNV12Limited && format != kNV12Full) {
@@ -35,7 +30,9 @@ int check_preprocess(const uint8_t* src, int h, int w, int stride, int format,
     return fail("RGB stride %d is smaller than 3 * width (%d)", stride, 3 * w);
   }
   if (format != kRGB) {
-    if (stride < w) return fail("NV12 stride %d is smaller than the width %d", stride, w);
+    if (stride < w) return fail("NV12 luma pitch %d is smaller than the width %d", stride, w);
+    if (uv == nullptr) return fail("NV12 UV plane pointer is NULL");
+    if (uv_stride < w) return fail("NV12 UV pitch %d is smaller than the width %d", uv_stride, w);
     if (h % 2 || w % 2) return fail("NV12 needs an even width and height, got %d x %d", w, h);
   }
   if (sam_out == nullptr && reasoner_out == nullptr) {

@@ -14,13 +14,10 @@ int fail(const char* fmt, ...);
 
 // Checks the pre-processing arguments; returns SZ_OK or fails with a message.
 int check_preprocess(const uint8_t* src, int h, int w, int stride, int format,
-                     const void* sam_out, int sam_size, int sam_dtype,
-                     const uint8_t* reasoner_out, int reasoner_size);
+                     const uint8_t* uv, int uv_stride, const void* sam_out, int sam_size,
+                     int sam_dtype, const uint8_t* reasoner_out, int reasoner_size);
 
 // Checks the post-processing arguments; returns SZ_OK or fails with a message.
 int check_postprocess(const float* logits, int n, int lh, int lw, int out_h, int out_w);
-
-// Number of bytes of a frame (RGB: h * stride; NV12: h * 3 / 2 * stride).
-int64_t frame_bytes(int h, int stride, int format);
 
 }  // namespace sz

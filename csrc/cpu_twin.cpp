@@ -166,17 +166,17 @@ void pil_two_pass(const Source& s, int size, bool vfirst, uint8_t* out, int n_th
 }  // namespace sz
 
 extern "C" int sz_preprocess_cpu(const uint8_t* src, int h, int w, int stride, int format,
-                                 void* sam_out, int sam_size, int sam_dtype,
-                                 uint8_t* reasoner_out, int reasoner_size, int reasoner_flags,
-                                 int n_threads) {
+                                 const uint8_t* uv, int uv_stride, void* sam_out, int sam_size,
+                                 int sam_dtype, uint8_t* reasoner_out, int reasoner_size,
+                                 int reasoner_flags, int n_threads) {
   using namespace sz;
-  const int rc = check_preprocess(src, h, w, stride, format, sam_out, sam_size, sam_dtype,
-                                  reasoner_out, reasoner_size);
+  const int rc = check_preprocess(src, h, w, stride, format, uv, uv_stride, sam_out, sam_size,
+                                  sam_dtype, reasoner_out, reasoner_size);
   if (rc != SZ_OK) return rc;
   // NV12 is converted once per source pixel (the same yuv_to_rgb the kernel applies per
   // tap), so the loops below read RGB: identical values, far fewer conversions on a CPU.
   std::vector<uint8_t> rgb;
-  Source s{src, h, w, stride, format};
+  Source s{src, h, w, stride, format, uv, uv_stride};
   if (format != kRGB) {
     rgb.resize(static_cast<size_t>(h) * w * 3);
     parallel_rows(h, n_threads, [&](int b, int e) {
@@ -205,15 +205,15 @@ extern "C" int sz_preprocess_cpu(const uint8_t* src, int h, int w, int stride, i
 }
 
 extern "C" int sz_postprocess_masks_cpu(const float* logits, int n, int lh, int lw, int out_h,
-                                        int out_w, uint32_t* bits, uint8_t* bytes,
-                                        uint32_t* stats, int n_threads) {
+                                        int out_w, uint8_t* bytes, uint32_t* stats,
+                                        int n_threads) {
   using namespace sz;
   const int rc = check_postprocess(logits, n, lh, lw, out_h, out_w);
   if (rc != SZ_OK) return rc;
+  if (bytes == nullptr) return fail("mask output pointer is NULL");
   std::vector<int> x0(out_w), x1(out_w);
   std::vector<float> wx0(out_w), wx1(out_w);
   for (int x = 0; x < out_w; ++x) linear_src(x, lw, out_w, &x0[x], &x1[x], &wx0[x], &wx1[x]);
-  const int wpr = words_per_row(out_w);
   struct Part {
     uint64_t area = 0;
     int x1 = 1 << 30, y1 = 1 << 30, x2 = -1, y2 = -1;
@@ -227,25 +227,18 @@ extern "C" int sz_postprocess_masks_cpu(const float* logits, int n, int lh, int 
       int ya, yb;
       float hy0, hy1;
       linear_src(y, lh, out_h, &ya, &yb, &hy0, &hy1);
-      uint32_t* brow = bits ? bits + static_cast<int64_t>(y) * wpr : nullptr;
-      uint8_t* yrow = bytes ? bytes + static_cast<int64_t>(y) * out_w : nullptr;
-      uint32_t word = 0;
+      uint8_t* yrow = bytes + static_cast<int64_t>(y) * out_w;
       int row_first = -1, row_last = -1;
       uint64_t row_area = 0;
       for (int x = 0; x < out_w; ++x) {
         const bool on =
             mask_pixel(logits, n, lh, lw, ya, yb, hy0, hy1, x0[x], x1[x], wx0[x], wx1[x]);
         if (on) {
-          word |= 1u << (x & 31);
           if (row_first < 0) row_first = x;
           row_last = x;
           ++row_area;
         }
-        if (yrow) yrow[x] = on ? 1 : 0;
-        if ((x & 31) == 31 || x == out_w - 1) {
-          if (brow) brow[x >> 5] = word;
-          word = 0;
-        }
+        yrow[x] = on ? 1 : 0;
       }
       if (row_area) {
         p.area += row_area;

@@ -11,19 +11,11 @@ int no_cuda() {
 extern "C" int sz_built_with_cuda(void) { return 0; }
 extern "C" int sz_cuda_device_count(void) { return -1; }
 
-extern "C" int sz_preprocess_cuda(const uint8_t*, int, int, int, int, void*, int, int, uint8_t*,
-                                  int, int, void*) {
+extern "C" int sz_preprocess_cuda(const uint8_t*, int, int, int, int, const uint8_t*, int, void*,
+                                  int, int, uint8_t*, int, int, void*) {
   return no_cuda();
 }
 extern "C" int sz_postprocess_masks_cuda(const float*, int, int, int, int, int, uint32_t*,
                                          uint32_t*, void*) {
-  return no_cuda();
-}
-extern "C" int sz_preprocess_cuda_host(const uint8_t*, int, int, int, int, void*, int, int,
-                                       uint8_t*, int, int) {
-  return no_cuda();
-}
-extern "C" int sz_postprocess_masks_cuda_host(const float*, int, int, int, int, int, uint32_t*,
-                                              uint32_t*) {
   return no_cuda();
 }

@@ -123,17 +123,6 @@ __global__ void postprocess_kernel(const float* logits, int n, int lh, int lw, i
   }
 }
 
-template <typename T>
-struct DeviceBuffer {
-  T* ptr = nullptr;
-  ~DeviceBuffer() {
-    if (ptr) cudaFree(ptr);
-  }
-  cudaError_t alloc(size_t count) {
-    return cudaMalloc(reinterpret_cast<void**>(&ptr), count * sizeof(T));
-  }
-};
-
 }  // namespace
 }  // namespace sz
 
@@ -149,20 +138,20 @@ extern "C" int sz_cuda_device_count(void) {
 }
 
 extern "C" int sz_preprocess_cuda(const uint8_t* src, int h, int w, int stride, int format,
-                                  void* sam_out, int sam_size, int sam_dtype,
-                                  uint8_t* reasoner_out, int reasoner_size, int reasoner_flags,
-                                  void* stream) {
+                                  const uint8_t* uv, int uv_stride, void* sam_out, int sam_size,
+                                  int sam_dtype, uint8_t* reasoner_out, int reasoner_size,
+                                  int reasoner_flags, void* stream) {
   using namespace sz;
-  const int rc = check_preprocess(src, h, w, stride, format, sam_out, sam_size, sam_dtype,
-                                  reasoner_out, reasoner_size);
+  const int rc = check_preprocess(src, h, w, stride, format, uv, uv_stride, sam_out, sam_size,
+                                  sam_dtype, reasoner_out, reasoner_size);
   if (rc != SZ_OK) return rc;
   const int64_t total = (sam_out ? static_cast<int64_t>(sam_size) * sam_size : 0) +
                         (reasoner_out ? static_cast<int64_t>(reasoner_size) * reasoner_size : 0);
   const int threads = 128;
   const int blocks = static_cast<int>((total + threads - 1) / threads);
+  const Source source{src, h, w, stride, format, uv, uv_stride};
   preprocess_kernel<<<blocks, threads, 0, static_cast<cudaStream_t>(stream)>>>(
-      Source{src, h, w, stride, format}, sam_out, sam_size, sam_dtype, reasoner_out,
-      reasoner_size, reasoner_flags);
+      source, sam_out, sam_size, sam_dtype, reasoner_out, reasoner_size, reasoner_flags);
   SZ_CUDA_TRY(cudaGetLastError());
   return SZ_OK;
 }
@@ -180,56 +169,5 @@ extern "C" int sz_postprocess_masks_cuda(const float* logits, int n, int lh, int
   const dim3 grid(words_per_row(out_w), (out_h + 7) / 8);
   postprocess_kernel<<<grid, block, 0, st>>>(logits, n, lh, lw, out_h, out_w, bits, stats);
   SZ_CUDA_TRY(cudaGetLastError());
-  return SZ_OK;
-}
-
-extern "C" int sz_preprocess_cuda_host(const uint8_t* src, int h, int w, int stride, int format,
-                                       void* sam_out, int sam_size, int sam_dtype,
-                                       uint8_t* reasoner_out, int reasoner_size,
-                                       int reasoner_flags) {
-  using namespace sz;
-  const int rc = check_preprocess(src, h, w, stride, format, sam_out, sam_size, sam_dtype,
-                                  reasoner_out, reasoner_size);
-  if (rc != SZ_OK) return rc;
-  const size_t in_bytes = static_cast<size_t>(frame_bytes(h, stride, format));
-  const size_t sam_bytes = sam_out ? static_cast<size_t>(3) * sam_size * sam_size *
-                                         (sam_dtype == kF32 ? 4 : 2)
-                                   : 0;
-  const size_t r_bytes =
-      reasoner_out ? static_cast<size_t>(3) * reasoner_size * reasoner_size : 0;
-  DeviceBuffer<uint8_t> d_src, d_sam, d_r;
-  SZ_CUDA_TRY(d_src.alloc(in_bytes));
-  SZ_CUDA_TRY(cudaMemcpy(d_src.ptr, src, in_bytes, cudaMemcpyHostToDevice));
-  if (sam_bytes) SZ_CUDA_TRY(d_sam.alloc(sam_bytes));
-  if (r_bytes) SZ_CUDA_TRY(d_r.alloc(r_bytes));
-  const int k = sz_preprocess_cuda(d_src.ptr, h, w, stride, format, d_sam.ptr, sam_size,
-                                   sam_dtype, d_r.ptr, reasoner_size, reasoner_flags, nullptr);
-  if (k != SZ_OK) return k;
-  if (sam_bytes) SZ_CUDA_TRY(cudaMemcpy(sam_out, d_sam.ptr, sam_bytes, cudaMemcpyDeviceToHost));
-  if (r_bytes) SZ_CUDA_TRY(cudaMemcpy(reasoner_out, d_r.ptr, r_bytes, cudaMemcpyDeviceToHost));
-  return SZ_OK;
-}
-
-extern "C" int sz_postprocess_masks_cuda_host(const float* logits, int n, int lh, int lw,
-                                              int out_h, int out_w, uint32_t* bits,
-                                              uint32_t* stats) {
-  using namespace sz;
-  const int rc = check_postprocess(logits, n, lh, lw, out_h, out_w);
-  if (rc != SZ_OK) return rc;
-  if (bits == nullptr || stats == nullptr) return fail("bits and stats must not be NULL");
-  const size_t in_count = static_cast<size_t>(n) * lh * lw;
-  const size_t words = static_cast<size_t>(out_h) * words_per_row(out_w);
-  DeviceBuffer<float> d_logits;
-  DeviceBuffer<uint32_t> d_bits, d_stats;
-  SZ_CUDA_TRY(d_logits.alloc(in_count));
-  SZ_CUDA_TRY(d_bits.alloc(words));
-  SZ_CUDA_TRY(d_stats.alloc(5));
-  SZ_CUDA_TRY(cudaMemcpy(d_logits.ptr, logits, in_count * 4, cudaMemcpyHostToDevice));
-  const int k = sz_postprocess_masks_cuda(d_logits.ptr, n, lh, lw, out_h, out_w, d_bits.ptr,
-                                          d_stats.ptr, nullptr);
-  if (k != SZ_OK) return k;
-  SZ_CUDA_TRY(cudaMemcpy(bits, d_bits.ptr, words * 4, cudaMemcpyDeviceToHost));
-  SZ_CUDA_TRY(cudaMemcpy(stats, d_stats.ptr, 5 * 4, cudaMemcpyDeviceToHost));
-  if (stats[0] == 0u) stats[1] = stats[2] = stats[3] = stats[4] = 0u;
   return SZ_OK;
 }

@@ -13,8 +13,9 @@
 //    22-bit fixed point, first pass rounded to uint8, then the second (pass order of
 //    Pillow >= 13, or always horizontal first for older Pillow).
 //  * Masks: F.interpolate(mode="bilinear", align_corners=False), threshold > 0.
-//  * NV12: BT.601, limited (video) range by default or full range; chroma nearest
-//    (each 2 x 2 block shares one U/V pair); 16-bit fixed point.
+//  * NV12: ITU-R BT.601-7 (Kr = 0.299, Kb = 0.114), limited (video) range by default
+//    (Y 16..235, Cb/Cr 16..240, section 2.5.3) or full range; chroma nearest (each 2 x 2
+//    block shares one U/V pair, 4:2:0 co-sited as NV12 stores it); 16-bit fixed point.
 #pragma once
 
 #include <stdint.h>
@@ -117,11 +118,13 @@ SZ_HD int pil_clip8(int32_t acc) { return clamp255(acc >> kPilBits); }
 // ---- source pixels: packed RGB or NV12 ---------------------------------------------------
 
 struct Source {
-  const uint8_t* data;  // RGB: h rows of `stride` bytes; NV12: h luma rows then h/2 UV rows
+  const uint8_t* data;  // RGB: h rows of `stride` bytes; NV12: the h luma rows
   int h;
   int w;
-  int stride;  // bytes per row (RGB >= 3 w, NV12 >= w)
+  int stride;  // bytes per row (RGB >= 3 w, NV12 luma >= w)
   int format;  // Format
+  const uint8_t* uv = nullptr;  // NV12: h/2 rows of interleaved U, V (`uv_stride` bytes each)
+  int uv_stride = 0;
 };
 
 SZ_HD void yuv_to_rgb(int y, int u, int v, int full_range, int rgb[3]) {
@@ -150,7 +153,7 @@ SZ_HD void load_rgb(const Source& s, int y, int x, int rgb[3]) {
     return;
   }
   const int luma = s.data[static_cast<int64_t>(y) * s.stride + x];
-  const uint8_t* uv = s.data + static_cast<int64_t>(s.h + (y >> 1)) * s.stride + (x & ~1);
+  const uint8_t* uv = s.uv + static_cast<int64_t>(y >> 1) * s.uv_stride + (x & ~1);
   yuv_to_rgb(luma, uv[0], uv[1], F == kNV12Full, rgb);
 }
 

@@ -8,13 +8,16 @@
 //   reasoner_out: [reasoner_size, reasoner_size, 3] HWC uint8 (PIL bilinear)
 // Pass NULL for a product you do not want. reasoner_flags: SZ_PIL_LEGACY_ORDER matches
 // Pillow < 13 (always horizontal pass first); 0 matches Pillow >= 13's pass order.
-// Frame formats (SZ_FMT_*): RGB (h rows of `stride` bytes, 3 bytes per pixel) or NV12
-// (h luma rows then h/2 interleaved U,V rows, all `stride` bytes; h and w even).
+// Frame formats (SZ_FMT_*): RGB (`src`: h rows of `stride` bytes, 3 bytes per pixel; `uv`
+// NULL) or NV12 as camera and decoder buffers hold it: the luma plane at `src` (h rows of
+// `stride` bytes) and the interleaved U,V plane at `uv` (h/2 rows of `uv_stride` bytes),
+// two separate pointers and pitches; h and w even. NV12 is BT.601 (ITU-R BT.601-7), limited
+// range (Y 16..235, Cb/Cr 16..240, SZ_FMT_NV12) or full range (SZ_FMT_NV12_FULL).
 //
 // Post-processing reads n mask logit planes [n, lh, lw] float32 and writes the OR of
 // (bilinear upsample to out_h x out_w, align_corners=False) > 0 as
-//   bits:  out_h rows of ceil(out_w / 32) uint32 words, pixel x is bit x % 32 of word x / 32
-//   bytes: out_h x out_w uint8 0/1 (CPU only; NULL to skip)
+//   CPU:  out_h x out_w uint8 0/1 (`bytes`)
+//   CUDA: out_h rows of ceil(out_w / 32) uint32 words, pixel x is bit x % 32 of word x / 32
 // plus stats = {area, x1, y1, x2, y2} (uint32; box only meaningful when area > 0).
 #pragma once
 
@@ -52,31 +55,22 @@ SZ_API int sz_built_with_cuda(void);
 SZ_API int sz_cuda_device_count(void);  // < 0 when built without CUDA or the driver is missing
 
 SZ_API int sz_preprocess_cpu(const uint8_t* src, int h, int w, int stride, int format,
-                             void* sam_out, int sam_size, int sam_dtype, uint8_t* reasoner_out,
-                             int reasoner_size, int reasoner_flags, int n_threads);
+                             const uint8_t* uv, int uv_stride, void* sam_out, int sam_size,
+                             int sam_dtype, uint8_t* reasoner_out, int reasoner_size,
+                             int reasoner_flags, int n_threads);
 
 SZ_API int sz_postprocess_masks_cpu(const float* logits, int n, int lh, int lw, int out_h,
-                                    int out_w, uint32_t* bits, uint8_t* bytes, uint32_t* stats,
-                                    int n_threads);
+                                    int out_w, uint8_t* bytes, uint32_t* stats, int n_threads);
 
 // CUDA entry points: every pointer is device memory; work is queued on `stream`
 // (a cudaStream_t, NULL = default stream) and not synchronised.
 SZ_API int sz_preprocess_cuda(const uint8_t* src, int h, int w, int stride, int format,
-                              void* sam_out, int sam_size, int sam_dtype, uint8_t* reasoner_out,
-                              int reasoner_size, int reasoner_flags, void* stream);
+                              const uint8_t* uv, int uv_stride, void* sam_out, int sam_size,
+                              int sam_dtype, uint8_t* reasoner_out, int reasoner_size,
+                              int reasoner_flags, void* stream);
 
 SZ_API int sz_postprocess_masks_cuda(const float* logits, int n, int lh, int lw, int out_h,
                                      int out_w, uint32_t* bits, uint32_t* stats, void* stream);
-
-// Convenience for callers without their own CUDA memory handling (and for tests): host
-// pointers in and out, device buffers allocated, copied and freed inside; synchronous.
-SZ_API int sz_preprocess_cuda_host(const uint8_t* src, int h, int w, int stride, int format,
-                                   void* sam_out, int sam_size, int sam_dtype,
-                                   uint8_t* reasoner_out, int reasoner_size, int reasoner_flags);
-
-SZ_API int sz_postprocess_masks_cuda_host(const float* logits, int n, int lh, int lw,
-                                          int out_h, int out_w, uint32_t* bits,
-                                          uint32_t* stats);
 
 #ifdef __cplusplus
 }

@@ -109,6 +109,7 @@ def export_bundle(
     n_ctx: int = DEFAULT_N_CTX,
     overwrite: bool = False,
     progress: bool = True,
+    mmproj_type: str = "f16",
 ) -> Path:
     """Export a Qwen2.5-VL checkpoint and a SAM2 checkpoint into the bundle folder ``out``.
 
@@ -139,7 +140,9 @@ def export_bundle(
         ckpt = resolve_sam2_checkpoint(segmenter)
         config = read_config(model_dir)
         files: dict[str, Path] = {}
-        files.update(export_reasoner(model_dir, tmp, quant=quant, progress=progress))
+        files.update(
+            export_reasoner(model_dir, tmp, quant=quant, progress=progress, mmproj_type=mmproj_type)
+        )
         files.update(export_sam2(ckpt, tmp, config=sam2_config, progress=progress))
         files = {Path(p).name: Path(p) for p in files.values()}
         missing = [f for f in REQUIRED_FILES if f not in files]
@@ -159,6 +162,7 @@ def export_bundle(
                 "revision": _revision(model_dir),
                 "architecture": (config.get("architectures") or ["?"])[0],
                 "quantization": quant,
+                "mmproj_type": mmproj_type,
                 "input_size": REASONER_SIZE,
                 "image_tokens": IMAGE_TOKENS,
                 "n_ctx": n_ctx,

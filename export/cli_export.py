@@ -45,6 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--quant", default="Q4_K_M", type=str.upper, choices=quant_choices, help="reasoner type"
     )
+    p.add_argument(
+        "--mmproj-type",
+        default="f16",
+        choices=["f16", "q8_0", "f32"],
+        help="vision encoder weights (q8_0 is smaller; compare: segzero_bench.vision_encoder)",
+    )
     p.add_argument("--sam2-config", help="SAM2 config name when the checkpoint name hides it")
     p.add_argument("--n-ctx", type=int, default=4096, help="reasoner context length")
     p.add_argument("-o", "--output", type=Path, required=True, help="bundle folder to write")
@@ -81,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
             sam2_config=args.sam2_config,
             n_ctx=args.n_ctx,
             overwrite=args.force,
+            mmproj_type=args.mmproj_type,
         )
     print(f"bundle written: {out}", file=sys.stderr)
     return 0

@@ -31,7 +31,7 @@ from segzero_edge.fileio import atomic_path
 
 from .hf_source import safetensors_files
 
-OUTTYPES = ("f16", "f32")
+OUTTYPES = ("f16", "q8_0", "f32")
 LLAMA_CPP_WINDOW_SIZE = 112
 """llama.cpp's Qwen2.5-VL graph hard-codes a 112-pixel attention window (HF's default)."""
 
@@ -202,11 +202,20 @@ def _mapped(hf: dict[str, Any], p: dict[str, Any]) -> Iterator[tuple[str, Any]]:
         raise MmprojExportError(f"unexpected vision tensors not exported: {sorted(hf)[:8]}")
 
 
-def _to_numpy(t: Any, outtype: str) -> np.ndarray:
-    arr = t.numpy()
-    if outtype == "f16" and arr.ndim >= 2:
-        return arr.astype(np.float16)
-    return arr.astype(np.float32)
+def _to_numpy(t: Any, name: str, outtype: str) -> tuple[np.ndarray, Any]:
+    """The stored array and its GGML type (None: numpy's). Q8_0 (gguf-py's quantizer, what
+    llama.cpp's ``convert_hf_to_gguf.py --outtype q8_0`` writes) goes to the 2-D matrices
+    whose rows are whole 32-value blocks; the patch convolution stays F16 (llama.cpp's
+    im2col path reads F16/F32 kernels), norms and biases F32."""
+    import gguf
+
+    arr = t.float().numpy() if hasattr(t, "float") else np.asarray(t, np.float32)
+    if outtype == "q8_0" and arr.ndim == 2 and arr.shape[-1] % 32 == 0:
+        q = gguf.GGMLQuantizationType.Q8_0
+        return gguf.quants.quantize(arr.astype(np.float32), q), q
+    if outtype in ("f16", "q8_0") and arr.ndim >= 2:
+        return arr.astype(np.float16), None
+    return arr.astype(np.float32), None
 
 
 def _write(src_dir: Path, tmp: Path, outtype: str, progress: bool) -> None:
@@ -217,7 +226,11 @@ def _write(src_dir: Path, tmp: Path, outtype: str, progress: bool) -> None:
     w = gguf.GGUFWriter(str(tmp), arch=gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.MMPROJ])
     w.add_type(gguf.GGUFType.MMPROJ)
     w.add_name(f"{src_dir.name} vision")
-    ftype = gguf.LlamaFileType.MOSTLY_F16 if outtype == "f16" else gguf.LlamaFileType.ALL_F32
+    ftype = {
+        "f16": gguf.LlamaFileType.MOSTLY_F16,
+        "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+        "f32": gguf.LlamaFileType.ALL_F32,
+    }[outtype]
     w.add_file_type(int(ftype))
     w.add_clip_has_vision_encoder(True)
     w.add_clip_projector_type(gguf.VisionProjectorType.QWEN25VL)
@@ -235,7 +248,8 @@ def _write(src_dir: Path, tmp: Path, outtype: str, progress: bool) -> None:
     w.add_vision_spatial_merge_size(p["merge"])
     w.add_vision_n_wa_pattern(p["n_wa_pattern"])
     for name, tensor in _mapped(hf, p):
-        w.add_tensor(name, _to_numpy(tensor, outtype))
+        arr, raw = _to_numpy(tensor, name, outtype)
+        w.add_tensor(name, arr, raw_dtype=raw)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file(progress=progress)
@@ -251,7 +265,9 @@ def convert_mmproj(
 ) -> Path:
     """Write the vision tower + merger of a local Qwen2.5-VL HF folder as an mmproj GGUF.
 
-    ``outtype``: ``"f16"`` (matrices F16, norms and biases F32) or ``"f32"``, as
+    ``outtype``: ``"f16"`` (matrices F16, norms and biases F32), ``"q8_0"`` (matrices Q8_0
+    by gguf-py's quantizer, the patch convolution F16; fidelity against F16:
+    ``python -m segzero_bench.vision_encoder``) or ``"f32"``, as
     ``convert_hf_to_gguf.py --mmproj --outtype``. The file is written next to ``out_path``
     under a temporary name and renamed when complete. Raises :class:`MmprojExportError` (a
     ``ValueError``) for a missing folder or weights, a vision config llama.cpp's

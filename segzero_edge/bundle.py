@@ -162,17 +162,25 @@ def open_backends(
     reasoner_backend: str = "auto",
     segmenter_backend: str = "auto",
     verify_hashes: bool = False,
+    overlap: bool | None = None,
     **reasoner_options: Any,
 ) -> tuple[Reasoner, Segmenter, ModelFamily]:
     """Verify the bundle, resolve its model family (:func:`bundle_family`) and open its
     reasoner (llama.cpp, with the family's answer grammar and decode budget unless given) and
-    segmenter backends."""
+    segmenter backends.
+
+    With ``overlap=True`` and both backends on the CPU, the CPU threads (``n_threads``, default
+    all cores) are split between them (:func:`segzero_edge.placement.split_threads`).
+    """
     bundle = load_bundle(path, verify_hashes=verify_hashes)
     fam = bundle_family(bundle, family)
     if reasoner_backend not in ("auto", "llama.cpp"):
         raise ValueError(
             f"unknown reasoner backend {reasoner_backend!r}; use 'auto' or 'llama.cpp'"
         )
+    import llama_cpp
+
+    from .placement import split_threads
     from .reasoner.llama_cpp import LlamaCppReasoner
     from .segmenter.auto import open_segmenter
 
@@ -181,7 +189,15 @@ def open_backends(
     if "answer_grammar" not in reasoner_options:
         max_objects = reasoner_options.get("max_objects", DEFAULT_MAX_OBJECTS)
         reasoner_options["answer_grammar"] = fam.answer_grammar(max_objects)
-    segmenter = open_segmenter(bundle.root, backend=segmenter_backend)
+    n_gpu_layers = int(reasoner_options.get("n_gpu_layers", -1))
+    reasoner_on_cpu = n_gpu_layers == 0 or not llama_cpp.llama_supports_gpu_offload()
+    seg_opts: dict[str, Any] = {}
+    if overlap and reasoner_on_cpu:
+        total = int(reasoner_options.get("n_threads") or os.cpu_count() or 1)
+        reasoner_threads, seg_opts["threads"] = split_threads(total)
+    segmenter = open_segmenter(bundle.root, backend=segmenter_backend, **seg_opts)
+    if seg_opts and getattr(segmenter, "device_kind", "cpu") == "cpu":
+        reasoner_options["n_threads"] = reasoner_threads
     try:
         reasoner = LlamaCppReasoner(
             bundle.path(REASONER_FILE), bundle.path(MMPROJ_FILE), **reasoner_options

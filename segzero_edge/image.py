@@ -7,12 +7,16 @@ is taken as is. Images with more than 8 bits per sample (PIL modes ``I;16*``, ``
 e.g. a 16-bit greyscale PNG) are scaled to 8 bits, ``round(v * 255 / 65535)`` after clipping to
 0..65535 (65535 -> 255, 8224 -> 32). The pixel limit is checked from the file header, before
 anything is decoded.
+
+An :class:`NV12Frame` (camera / decoder buffers, luma and chroma planes apart) is the
+other way in; the pipeline reads it without converting it to an RGB array first.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -133,16 +137,148 @@ def load_image(image: ImageLike) -> np.ndarray:
     )
 
 
-def frame_key(image: np.ndarray) -> str:
+def frame_key(image: np.ndarray | NV12Frame) -> str:
     """A content key of an image array: blake2b-128 over its shape and bytes (hex, 32 chars).
 
     Two arrays get the same key exactly when they hold the same pixels (up to hash collisions),
     whatever object they are; the per-frame caches (SAM2 embedding, reasoner prefix) use it.
+    A host :class:`NV12Frame` is keyed by its range and its two planes' visible bytes; one in
+    device memory gets ``""`` (not cached: reading it back would cost what the cache saves).
     """
     import hashlib
 
     h = hashlib.blake2b(digest_size=16)
+    if isinstance(image, NV12Frame):
+        if image.on_device:
+            return ""
+        h.update(f"{image.fmt} {image.hw}".encode())
+        for plane in (image.y, image.uv):
+            h.update(np.ascontiguousarray(plane).data)
+        return h.hexdigest()
     h.update(repr(tuple(image.shape)).encode())
     h.update(repr(image.dtype.str).encode())
     h.update(np.ascontiguousarray(image).data)
     return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class NV12Frame:
+    """A camera or decoder frame in NV12: the luma plane and the interleaved chroma plane.
+
+    The two planes are separate buffers with their own row pitch, as Jetson's ``NvBufSurface``
+    (camera, decoder) and V4L2 multi-planar buffers hold them; the UV plane is never assumed
+    to follow the luma rows.
+
+    Host memory: ``y`` is an H x W uint8 array and ``uv`` an (H / 2) x W uint8 array (U, V
+    interleaved per 2 x 2 block); either may be a view of a wider, pitched buffer
+    (``buf[:, :W]``): the pitches are read from the arrays' strides.
+
+    Device memory: ``y`` and ``uv`` are CUDA device pointers (ints, e.g. from
+    ``NvBufSurfaceMapEglImage`` / ``cuGraphicsResourceGetMappedEglFrame``) and ``width``,
+    ``height``, ``y_pitch`` and ``uv_pitch`` (bytes) are required; such frames need the
+    pipeline's CUDA path (a TensorRT segmenter and the native library built with CUDA).
+
+    Colour: ITU-R BT.601-7 (Kr = 0.299, Kb = 0.114). ``full_range=False`` is limited (video)
+    range, Y 16..235 and Cb/Cr 16..240 (BT.601-7 section 2.5.3), which is what
+    ``NVBUF_COLOR_FORMAT_NV12`` denotes (``nvbufsurface.h``); ``full_range=True`` is 0..255
+    (``NVBUF_COLOR_FORMAT_NV12_ER``). H and W must be even.
+    """
+
+    y: np.ndarray | int
+    uv: np.ndarray | int
+    width: int | None = None
+    height: int | None = None
+    y_pitch: int | None = None
+    uv_pitch: int | None = None
+    full_range: bool = False
+
+    def __post_init__(self) -> None:
+        host = [isinstance(p, np.ndarray) for p in (self.y, self.uv)]
+        if all(host):
+            self._check_host()
+        elif any(host) or not all(isinstance(p, int) for p in (self.y, self.uv)):
+            raise ValueError("NV12Frame planes must both be numpy arrays or both device pointers")
+        else:
+            self._check_device()
+
+    def _check_host(self) -> None:
+        y, uv = self.y, self.uv
+        assert isinstance(y, np.ndarray) and isinstance(uv, np.ndarray)
+        for name, a in (("y", y), ("uv", uv)):
+            if a.dtype != np.uint8 or a.ndim != 2 or a.strides[1] != 1:
+                raise ValueError(
+                    f"NV12 {name} plane must be a 2-D uint8 array with contiguous rows, got "
+                    f"{a.dtype} {a.shape} strides {a.strides}"
+                )
+        h, w = y.shape
+        if h == 0 or w == 0 or h % 2 or w % 2:
+            raise ValueError(f"NV12 needs a non-empty, even width and height, got {w} x {h}")
+        if h * w > MAX_PIXELS:
+            raise ValueError(f"NV12 frame is too large: {w} x {h} pixels (limit {MAX_PIXELS})")
+        if uv.shape != (h // 2, w):
+            raise ValueError(
+                f"NV12 uv plane must be (H / 2) x W = {(h // 2, w)} for a {w} x {h} luma "
+                f"plane, got {uv.shape}"
+            )
+        for name, given, actual in (("y", self.y_pitch, y), ("uv", self.uv_pitch, uv)):
+            if given is not None and given != actual.strides[0]:
+                raise ValueError(
+                    f"{name}_pitch {given} differs from the {name} array's row stride "
+                    f"{actual.strides[0]}"
+                )
+        if (self.width, self.height) not in ((None, None), (w, h)):
+            raise ValueError(f"width/height {self.width} x {self.height} differ from {w} x {h}")
+
+    def _check_device(self) -> None:
+        need = {"width": self.width, "height": self.height}
+        need |= {"y_pitch": self.y_pitch, "uv_pitch": self.uv_pitch}
+        missing = [k for k, v in need.items() if v is None]
+        if missing:
+            raise ValueError(f"a device-memory NV12Frame needs {', '.join(missing)}")
+        w, h = int(self.width or 0), int(self.height or 0)
+        if w <= 0 or h <= 0 or w % 2 or h % 2:
+            raise ValueError(f"NV12 needs a positive, even width and height, got {w} x {h}")
+        if int(self.y_pitch or 0) < w or int(self.uv_pitch or 0) < w:
+            raise ValueError(
+                f"NV12 pitches (y {self.y_pitch}, uv {self.uv_pitch}) must be >= the width {w}"
+            )
+        if not self.y or not self.uv:
+            raise ValueError("NV12 device pointers must not be NULL")
+
+    @classmethod
+    def from_packed(cls, frame: np.ndarray, full_range: bool = False) -> NV12Frame:
+        """Views of a packed ``(H * 3 / 2) x W`` NV12 array (luma rows, then chroma rows)."""
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 2:
+            raise ValueError("a packed NV12 frame must be a 2-D uint8 array")
+        if frame.shape[0] % 3:
+            raise ValueError(f"a packed NV12 frame has H * 3 / 2 rows, got {frame.shape}")
+        h = frame.shape[0] * 2 // 3
+        return cls(frame[:h], frame[h:], full_range=full_range)
+
+    @property
+    def on_device(self) -> bool:
+        """True when the planes are CUDA device pointers."""
+        return not isinstance(self.y, np.ndarray)
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        """``(height, width)`` in pixels."""
+        if isinstance(self.y, np.ndarray):
+            return int(self.y.shape[0]), int(self.y.shape[1])
+        return int(self.height or 0), int(self.width or 0)
+
+    @property
+    def fmt(self) -> str:
+        """The native library's format name: ``nv12`` (limited range) or ``nv12_full``."""
+        return "nv12_full" if self.full_range else "nv12"
+
+
+Frame = np.ndarray | NV12Frame
+"""What the pipeline's pixel code reads: H x W x 3 uint8 RGB, or an :class:`NV12Frame`."""
+
+
+def load_frame(image: ImageLike | NV12Frame) -> Frame:
+    """An :class:`NV12Frame` as is; anything else through :func:`load_image`."""
+    if isinstance(image, NV12Frame):
+        return image
+    return load_image(image)

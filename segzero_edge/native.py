@@ -7,8 +7,8 @@ scikit-build-core, see CMakeLists.txt). ``SEGZERO_NATIVE=0`` disables it (the nu
 :mod:`segzero_edge.pixels` is used).
 
 CPU-twin wrappers take and return numpy arrays. The CUDA entry points take device pointers
-and a stream as ints (from any CUDA binding); ``*_cuda_host`` variants copy through host
-memory, for callers without their own device buffers (and for tests).
+and a stream as ints (from any CUDA binding); the pipeline calls them with the TensorRT
+segmenter's buffers (:mod:`segzero_edge.cuda_pixels`).
 """
 
 from __future__ import annotations
@@ -42,12 +42,10 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "sz_last_error": (ctypes.c_char_p, []),
     "sz_built_with_cuda": (_i, []),
     "sz_cuda_device_count": (_i, []),
-    "sz_preprocess_cpu": (_i, [_vp, _i, _i, _i, _i, _vp, _i, _i, _vp, _i, _i, _i]),
-    "sz_postprocess_masks_cpu": (_i, [_vp, _i, _i, _i, _i, _i, _vp, _vp, _vp, _i]),
-    "sz_preprocess_cuda": (_i, [_vp, _i, _i, _i, _i, _vp, _i, _i, _vp, _i, _i, _vp]),
+    "sz_preprocess_cpu": (_i, [_vp, _i, _i, _i, _i, _vp, _i, _vp, _i, _i, _vp, _i, _i, _i]),
+    "sz_postprocess_masks_cpu": (_i, [_vp, _i, _i, _i, _i, _i, _vp, _vp, _i]),
+    "sz_preprocess_cuda": (_i, [_vp, _i, _i, _i, _i, _vp, _i, _vp, _i, _i, _vp, _i, _i, _vp]),
     "sz_postprocess_masks_cuda": (_i, [_vp, _i, _i, _i, _i, _i, _vp, _vp, _vp]),
-    "sz_preprocess_cuda_host": (_i, [_vp, _i, _i, _i, _i, _vp, _i, _i, _vp, _i, _i]),
-    "sz_postprocess_masks_cuda_host": (_i, [_vp, _i, _i, _i, _i, _i, _vp, _vp]),
 }
 
 
@@ -193,37 +191,67 @@ def frame_geometry(frame: np.ndarray, fmt: str) -> tuple[int, int, int]:
     return frame.shape[0] * 2 // 3, frame.shape[1], frame.shape[1]
 
 
+def _plane(a: np.ndarray, what: str) -> tuple[np.ndarray, int]:
+    """A 2-D uint8 plane whose rows may be padded (pitch = ``strides[0]``), and its pitch."""
+    if not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim != 2:
+        raise ValueError(f"{what} must be a 2-D uint8 array")
+    if a.strides[1] != 1 or a.strides[0] < a.shape[1]:
+        a = np.ascontiguousarray(a)
+    return a, int(a.strides[0])
+
+
 def preprocess(
     frame: np.ndarray,
     fmt: str = "rgb",
     *,
+    uv: np.ndarray | None = None,
     sam: bool = True,
     reasoner: bool = True,
     sam_dtype: type = np.float32,
     sam_size: int = SAM2_SIZE,
     reasoner_size: int = 840,
-    device: str = "cpu",
     threads: int = 0,
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """One fused pass: ``([1, 3, S, S] SAM2 input or None, R x R x 3 uint8 or None)``.
+    """One fused CPU pass: ``([1, 3, S, S] SAM2 input or None, R x R x 3 uint8 or None)``.
 
-    ``device="cuda"`` runs the kernel through host buffers (``sz_preprocess_cuda_host``).
+    ``frame``: H x W x 3 RGB; for NV12 either the ``(H * 3 / 2) x W`` array of a packed frame,
+    or the H x W luma plane with ``uv`` the (H / 2) x W interleaved chroma plane (separate
+    buffers; each may have padded rows, their pitches are read from the arrays' strides).
     """
-    h, w, stride = frame_geometry(frame, fmt)
-    frame = np.ascontiguousarray(frame)
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown frame format {fmt!r}; expected one of {sorted(FORMATS)}")
+    if fmt == "rgb":
+        if uv is not None:
+            raise ValueError("an RGB frame has no UV plane")
+        h, w, stride = frame_geometry(frame, fmt)
+        frame = np.ascontiguousarray(frame)
+        uv_ptr, uv_stride = None, 0
+    elif uv is None:
+        h, w, stride = frame_geometry(frame, fmt)
+        frame = np.ascontiguousarray(frame)
+        uv_ptr, uv_stride = frame.ctypes.data + h * stride, stride
+    else:
+        frame, stride = _plane(frame, "NV12 luma plane")
+        uv, uv_stride = _plane(uv, "NV12 UV plane")
+        h, w = frame.shape
+        if uv.shape != (h // 2, w) or h % 2 or w % 2:
+            raise ValueError(
+                f"NV12 planes must be H x W luma and H/2 x W chroma with H, W even; got "
+                f"{frame.shape} and {uv.shape}"
+            )
+        uv_ptr = uv.ctypes.data
     dt = np.dtype(sam_dtype)
     if dt not in SAM_DTYPES:
         raise ValueError(f"sam_dtype must be float32 or float16, got {dt}")
     sam_out = np.empty((1, 3, sam_size, sam_size), dtype=dt) if sam else None
     r_out = np.empty((reasoner_size, reasoner_size, 3), dtype=np.uint8) if reasoner else None
-    args = (_ptr(frame), h, w, stride, FORMATS[fmt], _ptr(sam_out), sam_size, SAM_DTYPES[dt])
     flags = PIL_LEGACY_ORDER if pil_legacy_order() else 0
-    if device == "cpu":
-        _check(_lib().sz_preprocess_cpu(*args, _ptr(r_out), reasoner_size, flags, threads))
-    elif device == "cuda":
-        _check(_lib().sz_preprocess_cuda_host(*args, _ptr(r_out), reasoner_size, flags))
-    else:
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    _check(
+        _lib().sz_preprocess_cpu(
+            _ptr(frame), h, w, stride, FORMATS[fmt], uv_ptr, uv_stride, _ptr(sam_out), sam_size,
+            SAM_DTYPES[dt], _ptr(r_out), reasoner_size, flags, threads,
+        )
+    )  # fmt: skip
     return sam_out, r_out
 
 
@@ -234,11 +262,7 @@ def unpack_bits(bits: np.ndarray, width: int) -> np.ndarray:
 
 
 def postprocess_masks(
-    logits: np.ndarray,
-    out_hw: tuple[int, int],
-    *,
-    device: str = "cpu",
-    threads: int = 0,
+    logits: np.ndarray, out_hw: tuple[int, int], *, threads: int = 0
 ) -> tuple[np.ndarray, int, tuple[int, int, int, int] | None]:
     """``[N, h, w]`` logits -> (H x W bool OR of upsampled masks > 0, area, box or None)."""
     lg = np.ascontiguousarray(logits, dtype=np.float32)
@@ -251,44 +275,20 @@ def postprocess_masks(
         raise ValueError(f"output size must be positive, got {out_hw}")
     n, lh, lw = lg.shape
     stats = np.zeros(5, dtype=np.uint32)
-    if device == "cpu":
-        mask = np.empty((oh, ow), dtype=np.uint8)
-        rc = _lib().sz_postprocess_masks_cpu(
-            _ptr(lg), n, lh, lw, oh, ow, None, _ptr(mask), _ptr(stats), threads
-        )
-        _check(rc)
-        out = mask.view(bool)
-    elif device == "cuda":
-        bits = np.empty((oh, (ow + 31) // 32), dtype=np.uint32)
-        rc = _lib().sz_postprocess_masks_cuda_host(
-            _ptr(lg), n, lh, lw, oh, ow, _ptr(bits), _ptr(stats)
-        )
-        _check(rc)
-        out = unpack_bits(bits, ow)
-    else:
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-    area = int(stats[0])
-    box = None if area == 0 else (int(stats[1]), int(stats[2]), int(stats[3]), int(stats[4]))
-    return out, area, box
-
-
-def postprocess_bits_cpu(
-    logits: np.ndarray, out_hw: tuple[int, int], threads: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """CPU twin's packed output: ``([H, ceil(W/32)] uint32 bitmask, stats [area,x1,y1,x2,y2])``."""
-    lg = np.ascontiguousarray(logits, dtype=np.float32)
-    if lg.ndim == 2:
-        lg = lg[None]
-    oh, ow = out_hw
-    bits = np.empty((oh, (ow + 31) // 32), dtype=np.uint32)
-    stats = np.zeros(5, dtype=np.uint32)
-    n, lh, lw = lg.shape
+    mask = np.empty((oh, ow), dtype=np.uint8)
     _check(
         _lib().sz_postprocess_masks_cpu(
-            _ptr(lg), n, lh, lw, oh, ow, _ptr(bits), None, _ptr(stats), threads
+            _ptr(lg), n, lh, lw, oh, ow, _ptr(mask), _ptr(stats), threads
         )
     )
-    return bits, stats
+    return mask.view(bool), *stats_to_box(stats)
+
+
+def stats_to_box(stats: np.ndarray) -> tuple[int, tuple[int, int, int, int] | None]:
+    """``(area, box or None)`` from the kernels' 5 uint32 stats ``{area, x1, y1, x2, y2}``."""
+    area = int(stats[0])
+    box = None if area == 0 else (int(stats[1]), int(stats[2]), int(stats[3]), int(stats[4]))
+    return area, box
 
 
 def preprocess_cuda(
@@ -300,15 +300,23 @@ def preprocess_cuda(
     sam_ptr: int | None,
     reasoner_ptr: int | None,
     *,
+    uv_ptr: int | None = None,
+    uv_stride: int = 0,
     sam_dtype: type = np.float32,
     sam_size: int = SAM2_SIZE,
     reasoner_size: int = 840,
     stream: int = 0,
 ) -> None:
-    """Queue the fused pre-processing kernel on ``stream``; every pointer is device memory."""
+    """Queue the fused pre-processing kernel on ``stream``; every pointer is device memory.
+
+    NV12: ``src_ptr`` / ``stride`` are the luma plane and its pitch, ``uv_ptr`` /
+    ``uv_stride`` the interleaved chroma plane and its pitch (separate allocations allowed).
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown frame format {fmt!r}; expected one of {sorted(FORMATS)}")
     _check(
         _lib().sz_preprocess_cuda(
-            src_ptr, height, width, stride, FORMATS[fmt], sam_ptr, sam_size,
+            src_ptr, height, width, stride, FORMATS[fmt], uv_ptr, uv_stride, sam_ptr, sam_size,
             SAM_DTYPES[np.dtype(sam_dtype)], reasoner_ptr, reasoner_size,
             PIL_LEGACY_ORDER if pil_legacy_order() else 0, stream or None,
         )

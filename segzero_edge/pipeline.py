@@ -2,9 +2,12 @@
 
 Prompt, answer grammar, coordinate mapping and SAM2 prompt are the model family's
 (:mod:`segzero_edge.families`), as its reference script runs the checkpoint. The SAM2 image
-encoding runs on a worker thread while the reasoner thinks (they share only the image);
-encodings are cached per frame so several queries on one frame encode it once (a failed
-encoding is not kept). ``close()`` waits for the calls in progress on other threads.
+encoding can run on a worker thread while the reasoner thinks (they share only the image): by
+default only when at least one of the two runs off the CPU (see
+:func:`segzero_edge.placement.default_overlap`). Encodings are cached per frame so several
+queries on one frame encode it once (a failed encoding is not kept). Beside a TensorRT
+segmenter the pixel work runs as CUDA kernels on its buffers (:mod:`segzero_edge.cuda_pixels`),
+elsewhere as the native CPU twin. ``close()`` waits for the calls in progress on other threads.
 The reasoner (llama.cpp) keeps the KV state after a frame's image tokens for later queries on
 that frame, and all objects of one answer are decoded by SAM2 in one decoder call.
 """
@@ -21,14 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from . import pixels
+from . import cuda_pixels, pixels
 from .answer import parse_answer
 from .backends import ImageEmbedding, Reasoner, Segmenter
 from .errors import BackendError
 from .families import ModelFamily, get_family
-from .image import ImageLike, load_image
+from .image import Frame, ImageLike, NV12Frame, load_frame
 from .image import frame_key as _frame_key
-from .segmenter.decode import backend_decoder, decode_objects
+from .placement import default_overlap
+from .segmenter.decode import backend_decoder, best_mask_index, decode_objects
+from .segmenter.prompts import batch_prompts, prompt_arrays
 from .types import ObjectPrompt, Segmentation, Status
 
 _Encoded = tuple[ImageEmbedding, dict[str, float]]
@@ -50,15 +55,29 @@ class SegZeroEdge:
         *,
         family: str | ModelFamily,
         cache_frames: int = 4,
-        overlap: bool = True,
+        overlap: bool | None = None,
         max_objects: int = 16,
     ) -> None:
+        """``family``: the model family (name or :class:`~segzero_edge.families.ModelFamily`)
+        whose prompt, answer mapping and SAM2 prompt are used. ``overlap``: encode with SAM2
+        while the reasoner runs (True), after it (False), or ``None`` for
+        :func:`~segzero_edge.placement.default_overlap` of the backends' ``device_kind``;
+        ``timings["overlap"]`` says which ran (1.0 or 0.0)."""
         self.family = get_family(family)
         self.reasoner = reasoner
         self.segmenter = segmenter
         self.cache_frames = max(0, int(cache_frames))
-        self.overlap = overlap
+        if overlap is None:
+            overlap = default_overlap(
+                getattr(reasoner, "device_kind", "cpu"), getattr(segmenter, "device_kind", "cpu")
+            )
+        self.overlap = bool(overlap)
         self.max_objects = max_objects
+        usable, why = cuda_pixels.usable(segmenter)
+        self._cuda = cuda_pixels.CudaPixels(segmenter, max_objects) if usable else None
+        self.pixel_path = "cuda" if self._cuda else "cpu"
+        """Where pre/post-processing runs: "cuda" beside a GPU segmenter, else "cpu"."""
+        self._cuda_why = why
         self._reasoner_lock = threading.Lock()
         self._segmenter_lock = threading.Lock()
         self._cache_lock = threading.Lock()
@@ -77,17 +96,29 @@ class SegZeroEdge:
         otherwise). Options: ``family``, ``reasoner_backend`` / ``segmenter_backend`` ("auto"
         or a name), ``verify_hashes``, ``n_gpu_layers``, ``n_threads``, ``grammar``,
         ``max_new_tokens`` (default: the family's), ``extra_bufts`` (llama.cpp's extra buffer
-        types; default off where llama.cpp reports AMX), ``cache_frames``, ``overlap``.
+        types; default off where llama.cpp reports AMX), ``cache_frames``, ``overlap`` (None:
+        :func:`~segzero_edge.placement.default_overlap`; True on the CPU splits ``n_threads``
+        between the two backends with :func:`~segzero_edge.placement.split_threads`).
         """
         from .bundle import open_backends
 
-        pipeline_opts = {k: options.pop(k) for k in ("cache_frames", "overlap") if k in options}
-        reasoner, segmenter, family = open_backends(path, **options)
-        return cls(reasoner, segmenter, family=family, **pipeline_opts)
+        overlap = options.pop("overlap", None)
+        pipeline_opts = {k: options.pop(k) for k in ("cache_frames",) if k in options}
+        reasoner, segmenter, family = open_backends(path, overlap=overlap, **options)
+        return cls(reasoner, segmenter, family=family, overlap=overlap, **pipeline_opts)
 
     # -- SAM2 encoding with a per-frame cache ------------------------------------------
-    def _encode(self, img: np.ndarray) -> _Encoded:
+    def _encode(self, img: Frame) -> _Encoded:
         t0 = time.perf_counter()
+        if self._cuda is not None:  # the kernel writes the encoder's input on the device
+            with self._segmenter_lock:
+                try:
+                    emb = self._cuda.encode(img)
+                except Exception as e:
+                    raise BackendError(
+                        f"segmenter {self.segmenter.name!r} failed to encode: {e}"
+                    ) from e
+            return emb, {"sam_preprocess": 0.0, "sam_encode": time.perf_counter() - t0}
         sam_in = pixels.preprocess_sam(img)
         t1 = time.perf_counter()
         with self._segmenter_lock:
@@ -99,7 +130,7 @@ class SegZeroEdge:
                 ) from e
         return emb, {"sam_preprocess": t1 - t0, "sam_encode": time.perf_counter() - t1}
 
-    def _embedding_future(self, img: np.ndarray, timings: dict[str, float]) -> Future[_Encoded]:
+    def _embedding_future(self, img: Frame, timings: dict[str, float]) -> Future[_Encoded]:
         key = _frame_key(img) if self.cache_frames else ""
         with self._cache_lock:
             fut = self._cache.get(key) if key else None
@@ -129,9 +160,22 @@ class SegZeroEdge:
                 if self._cache.get(key) is fut:
                     del self._cache[key]
 
+    def _reasoner_input(self, frame: Frame) -> np.ndarray:
+        if self._cuda is not None:
+            with self._segmenter_lock:  # the kernels share the segmenter's stream
+                return self._cuda.reasoner_input(frame)
+        return pixels.preprocess_reasoner(frame)
+
     # -- the call -----------------------------------------------------------------------
-    def segment(self, image: ImageLike, query: str) -> Segmentation:
-        """Segment what ``query`` describes in ``image`` (path, PIL image or H x W x 3 uint8).
+    def segment(self, image: ImageLike | NV12Frame, query: str) -> Segmentation:
+        """Segment what ``query`` describes in ``image``.
+
+        ``image``: a path, a PIL image, an H x W x 3 uint8 RGB array, or an
+        :class:`~segzero_edge.image.NV12Frame` (camera / decoder buffers, host or CUDA
+        device memory; device memory needs :attr:`pixel_path` ``"cuda"``). The call returns
+        after its work on the frame is done: the caller may then reuse the buffers.
+        ``timings`` holds seconds per stage, ``overlap`` (1.0 when the SAM2 encode ran beside
+        the reasoner) and ``cuda_pixels`` (1.0 when pre/post-processing ran on the GPU).
 
         Raises ``ValueError`` for bad input (an image that cannot be read or is too large, an
         empty, over-long or non-text query, a prompt that does not fit the reasoner's
@@ -149,7 +193,9 @@ class SegZeroEdge:
                 self._calls -= 1
                 self._calls_done.notify_all()
 
-    def segment_many(self, image: ImageLike, queries: Sequence[str]) -> list[Segmentation]:
+    def segment_many(
+        self, image: ImageLike | NV12Frame, queries: Sequence[str]
+    ) -> list[Segmentation]:
         """Segment each of ``queries`` in one ``image``; one :class:`Segmentation` per query.
 
         The image is loaded, pre-processed and SAM2-encoded once; the reasoner evaluates the
@@ -169,7 +215,9 @@ class SegZeroEdge:
                 self._calls -= 1
                 self._calls_done.notify_all()
 
-    def _segment_many(self, image: ImageLike, queries: Sequence[str]) -> list[Segmentation]:
+    def _segment_many(
+        self, image: ImageLike | NV12Frame, queries: Sequence[str]
+    ) -> list[Segmentation]:
         t_start = time.perf_counter()
         if isinstance(queries, str) or not isinstance(queries, Sequence):
             raise ValueError("queries must be a list of str (for one query use segment())")
@@ -179,37 +227,44 @@ class SegZeroEdge:
             if isinstance(query, str):
                 _require_text(query, "query")
         prompts = [self.family.build_prompt(q) for q in queries]
-        img = load_image(image)
-        first: dict[str, float] = {}
+        img = load_frame(image)
+        if isinstance(img, NV12Frame) and img.on_device and self._cuda is None:
+            raise ValueError(
+                f"an NV12 frame in device memory needs the CUDA path ({self._cuda_why})"
+            )
+        modes = {"overlap": float(self.overlap), "cuda_pixels": float(self._cuda is not None)}
+        first: dict[str, float] = dict(modes)
         emb_future = self._embedding_future(img, first)
         t0 = time.perf_counter()
-        r_in = pixels.preprocess_reasoner(img)
+        r_in = self._reasoner_input(img)
         first["preprocess"] = time.perf_counter() - t0
         fkey = _frame_key(img)
         results = []
         for i, prompt in enumerate(prompts):
             # the 2nd..Nth query reuse the frame's embedding: a SAM2 cache hit
-            timings = dict(first) if i == 0 else {"sam_cache_hit": 1.0}
+            timings = dict(first) if i == 0 else {**modes, "sam_cache_hit": 1.0}
             t_query = t_start if i == 0 else time.perf_counter()
             result = self._segment_prompt(img, fkey, r_in, prompt, emb_future, timings)
             result.timings["total"] = time.perf_counter() - t_query
             results.append(result)
+        if isinstance(img, NV12Frame) and img.on_device:
+            emb_future.exception()  # the encode reads the caller's device buffers: finish it
         return results
 
     def _segment_prompt(
         self,
-        img: np.ndarray,
+        img: Frame,
         fkey: str,
         r_in: np.ndarray,
         prompt: str,
         emb_future: Future[_Encoded],
         timings: dict[str, float],
     ) -> Segmentation:
-        h, w = img.shape[:2]
+        h, w = img.hw if isinstance(img, NV12Frame) else img.shape[:2]
         t0 = time.perf_counter()
         # the frame key lets the reasoner reuse its KV state of this frame's image tokens
         cached = getattr(self.reasoner, "prefix_cache", None) is not None
-        kwargs = {"frame_key": fkey} if cached else {}
+        kwargs = {"frame_key": fkey or None} if cached else {}
         with self._reasoner_lock:
             try:
                 out = self.reasoner.generate(r_in, prompt, **kwargs)
@@ -241,10 +296,13 @@ class SegZeroEdge:
             if "sam_cache_hit" not in timings:
                 timings.update(encode_timings)
             timings["sam_wait"] = time.perf_counter() - t0
-            logits, scores = self._decode(emb, objects, (h, w), timings)
-            t0 = time.perf_counter()
-            mask = pixels.postprocess_masks(logits, (h, w)).mask
-            timings["postprocess"] = time.perf_counter() - t0
+            if self._cuda is not None:
+                mask, scores = self._decode_cuda(emb, objects, (h, w), timings)
+            else:
+                logits, scores = self._decode(emb, objects, (h, w), timings)
+                t0 = time.perf_counter()
+                mask = pixels.postprocess_masks(logits, (h, w)).mask
+                timings["postprocess"] = time.perf_counter() - t0
         return Segmentation(
             mask=mask,
             objects=list(objects),
@@ -270,6 +328,45 @@ class SegZeroEdge:
         timings["sam_decode"] = time.perf_counter() - t0
         return np.stack(decoded.masks), decoded.scores
 
+    def _decode_cuda(
+        self,
+        emb: ImageEmbedding,
+        objects: list[ObjectPrompt],
+        hw: tuple[int, int],
+        timings: dict[str, float],
+    ) -> tuple[np.ndarray, list[float]]:
+        """:meth:`_decode` with the logits kept on the GPU: each object's best multimask
+        output (the family's SAM2 prompt, the reference's choice among equal scores) is copied
+        to a device slot, then one kernel makes the mask (only the IoUs and the bitmask come to
+        the host)."""
+        assert self._cuda is not None
+        t0 = time.perf_counter()
+        scores = [0.0] * len(objects)
+        prompts = [self.family.sam2.for_object(o) for o in objects]
+        arrays = [prompt_arrays(p.box, p.points, hw, labels=p.labels) for p in prompts]
+        step = int(getattr(self.segmenter, "max_prompts", 1) or 1)
+        with self._segmenter_lock:
+            try:
+                for idx, coords, labels in batch_prompts(arrays):
+                    for start in range(0, len(idx), step):
+                        part = slice(start, start + step)
+                        dev = self.segmenter.decode_on_device(  # type: ignore[attr-defined]
+                            emb, coords[part], labels[part]
+                        )
+                        for row, i in enumerate(idx[part]):
+                            best = 1 + best_mask_index(dev[row, 1:])  # the multimask outputs
+                            self._cuda.keep(i, row, best)
+                            scores[i] = float(dev[row, best])
+                timings["sam_decode"] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                mask, _, _ = self._cuda.masks(len(objects), hw)
+            except Exception as e:
+                raise BackendError(
+                    f"segmenter {self.segmenter.name!r} failed to decode: {e}"
+                ) from e
+        timings["postprocess"] = time.perf_counter() - t0
+        return mask, scores
+
     def close(self) -> None:
         """Release the backends and the worker thread, once the calls in progress on other
         threads have returned; later calls raise ``RuntimeError``. Idempotent."""
@@ -279,6 +376,8 @@ class SegZeroEdge:
             self._closed = True
             self._calls_done.wait_for(lambda: self._calls == 0)
         self._pool.shutdown(wait=True)
+        if self._cuda is not None:
+            self._cuda.close()
         self.reasoner.close()
         self.segmenter.close()
 

@@ -11,7 +11,9 @@ tested against. What is matched:
 * Reasoner input: PIL ``Image.resize((840, 840), BILINEAR)`` (antialiased, 8-bit fixed point;
   the native code follows the installed Pillow's pass order, which changed in Pillow 13).
 * Masks: ``F.interpolate(bilinear, align_corners=False)`` then ``> 0``, OR over objects.
-* NV12 frames: BT.601 limited range (default) or full range, chroma shared per 2 x 2 block.
+* NV12 frames (:class:`segzero_edge.image.NV12Frame`): ITU-R BT.601-7, limited range (Y
+  16..235, Cb/Cr 16..240; default) or full range, chroma shared per 2 x 2 block, in the same
+  16-bit fixed point as the native code.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import native
+from .image import Frame, NV12Frame
 from .layout import REASONER_SIZE, SAM2_SIZE
 
 SAM_SIZE = SAM2_SIZE
@@ -130,12 +133,22 @@ _YUV_LIMITED = (16, 76309, 104597, 25675, 53279, 132201)
 _YUV_FULL = (0, 65536, 91881, 22553, 46802, 116130)
 
 
-def nv12_to_rgb(frame: np.ndarray, full_range: bool = False) -> np.ndarray:
-    """NV12 ``(H * 3 / 2) x W`` uint8 -> H x W x 3 RGB (BT.601; limited range by default)."""
-    h, w, _ = native.frame_geometry(frame, "nv12")
-    off, ky, rv, gu, gv, bu = _YUV_FULL if full_range else _YUV_LIMITED
-    y = frame[:h].astype(np.int32)
-    uv = frame[h:].reshape(h // 2, w // 2, 2).astype(np.int32) - 128
+def nv12_to_rgb(frame: np.ndarray | NV12Frame, full_range: bool = False) -> np.ndarray:
+    """NV12 -> H x W x 3 RGB (BT.601-7; limited range unless ``full_range``).
+
+    ``frame``: an :class:`NV12Frame` in host memory (its own ``full_range`` wins) or a packed
+    ``(H * 3 / 2) x W`` uint8 array.
+    """
+    if not isinstance(frame, NV12Frame):
+        native.frame_geometry(frame, "nv12")
+        frame = NV12Frame.from_packed(frame, full_range=full_range)
+    if frame.on_device:
+        raise ValueError("an NV12 frame in device memory needs the CUDA path")
+    assert isinstance(frame.y, np.ndarray) and isinstance(frame.uv, np.ndarray)
+    h, w = frame.hw
+    off, ky, rv, gu, gv, bu = _YUV_FULL if frame.full_range else _YUV_LIMITED
+    y = frame.y.astype(np.int32)
+    uv = frame.uv.reshape(h // 2, w // 2, 2).astype(np.int32) - 128
     u = uv[..., 0].repeat(2, axis=0).repeat(2, axis=1)
     v = uv[..., 1].repeat(2, axis=0).repeat(2, axis=1)
     c = (y - off) * ky + 32768
@@ -164,12 +177,20 @@ def rgb_to_nv12(image: np.ndarray, full_range: bool = False) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def _frame_to_rgb(frame: np.ndarray, fmt: str) -> np.ndarray:
-    if fmt == "rgb":
-        return _check_rgb(frame)
-    if fmt in ("nv12", "nv12_full"):
-        return nv12_to_rgb(frame, full_range=fmt == "nv12_full")
-    raise ValueError(f"unknown frame format {fmt!r}; expected rgb, nv12 or nv12_full")
+def _frame_to_rgb(frame: Frame) -> np.ndarray:
+    if isinstance(frame, NV12Frame):
+        return nv12_to_rgb(frame)
+    return _check_rgb(frame)
+
+
+def _native_args(frame: Frame) -> tuple[np.ndarray, str, np.ndarray | None]:
+    """``(first plane, format, uv plane)`` for :func:`segzero_edge.native.preprocess`."""
+    if isinstance(frame, NV12Frame):
+        if frame.on_device:
+            raise ValueError("an NV12 frame in device memory needs the CUDA path")
+        assert isinstance(frame.y, np.ndarray) and isinstance(frame.uv, np.ndarray)
+        return frame.y, frame.fmt, frame.uv
+    return _check_rgb(frame), "rgb", None
 
 
 # ---- numpy reference implementations ---------------------------------------------------------
@@ -226,34 +247,37 @@ def _check_hw(out_hw: tuple[int, int]) -> tuple[int, int]:
 
 
 def preprocess_frame(
-    frame: np.ndarray, fmt: str = "rgb", *, sam_dtype: type = np.float32
+    frame: Frame, *, sam_dtype: type = np.float32
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Both inputs from one frame (``fmt`` rgb / nv12 / nv12_full) in one fused native pass:
-    ``([1, 3, 1024, 1024] SAM2 input, 840 x 840 x 3 uint8 reasoner input)``."""
+    """Both inputs from one frame (H x W x 3 RGB or host :class:`NV12Frame`) in one fused
+    native pass: ``([1, 3, 1024, 1024] SAM2 input, 840 x 840 x 3 uint8 reasoner input)``."""
     if _use_native():
-        sam, reasoner = native.preprocess(frame, fmt, sam_dtype=sam_dtype)
+        first, fmt, uv = _native_args(frame)
+        sam, reasoner = native.preprocess(first, fmt, uv=uv, sam_dtype=sam_dtype)
         assert sam is not None and reasoner is not None
         return sam, reasoner
-    rgb = _frame_to_rgb(frame, fmt)
+    rgb = _frame_to_rgb(frame)
     return preprocess_sam_numpy(rgb, sam_dtype), preprocess_reasoner_numpy(rgb)
 
 
-def preprocess_sam(image: np.ndarray, *, dtype: type = np.float32) -> np.ndarray:
-    """H x W x 3 uint8 RGB -> ``[1, 3, 1024, 1024]`` SAM2 input (float32 unless ``dtype``)."""
+def preprocess_sam(image: Frame, *, dtype: type = np.float32) -> np.ndarray:
+    """H x W x 3 uint8 RGB (or host NV12 frame) -> ``[1, 3, 1024, 1024]`` SAM2 input."""
     if _use_native():
-        out, _ = native.preprocess(_check_rgb(image), "rgb", reasoner=False, sam_dtype=dtype)
+        first, fmt, uv = _native_args(image)
+        out, _ = native.preprocess(first, fmt, uv=uv, reasoner=False, sam_dtype=dtype)
         assert out is not None
         return out
-    return preprocess_sam_numpy(image, dtype)
+    return preprocess_sam_numpy(_frame_to_rgb(image), dtype)
 
 
-def preprocess_reasoner(image: np.ndarray) -> np.ndarray:
-    """H x W x 3 uint8 RGB -> 840 x 840 x 3 uint8 (PIL bilinear)."""
+def preprocess_reasoner(image: Frame) -> np.ndarray:
+    """H x W x 3 uint8 RGB (or host NV12 frame) -> 840 x 840 x 3 uint8 (PIL bilinear)."""
     if _use_native():
-        _, out = native.preprocess(_check_rgb(image), "rgb", sam=False)
+        first, fmt, uv = _native_args(image)
+        _, out = native.preprocess(first, fmt, uv=uv, sam=False)
         assert out is not None
         return out
-    return preprocess_reasoner_numpy(image)
+    return preprocess_reasoner_numpy(_frame_to_rgb(image))
 
 
 def postprocess_masks(logits: np.ndarray, out_hw: tuple[int, int]) -> MaskResult:

@@ -34,13 +34,17 @@ def test_summarize_and_aggregate() -> None:
 
 
 def test_peak_rss_sees_a_large_allocation() -> None:
+    """The peak keeps a 200 MiB block after it is freed (robust to other pages of this process
+    being reclaimed meanwhile, as happens on a loaded machine)."""
     assert reset_peak_rss()
-    base = rss_mib()
     block = np.ones(200 * 2**20 // 8)  # 200 MiB, touched
-    peak = peak_rss_mib()
+    held = rss_mib()
     del block
-    print(f"rss before {base:.0f} MiB, peak {peak:.0f} MiB")
-    assert peak >= base + 190, (base, peak)
+    after = rss_mib()
+    peak = peak_rss_mib()
+    print(f"rss holding the block {held:.0f} MiB, after freeing it {after:.0f}, peak {peak:.0f}")
+    assert held - after >= 190, (held, after)
+    assert peak >= held - 1 and peak >= after + 190, (held, after, peak)
 
 
 def test_bandwidth_is_sane() -> None:

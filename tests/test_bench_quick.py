@@ -1,4 +1,4 @@
-"""``segzero-edge bench`` end to end on the tiny models: both sides, JSON schema, PNG."""
+"""``segzero-edge bench`` end to end on the tiny models: three sides, workloads, JSON, PNG."""
 
 from __future__ import annotations
 
@@ -7,48 +7,89 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from segzero_bench.workload import STAGES
+from segzero_bench.workload import STAGES, WORKLOADS
 from segzero_edge.cli import main
 
+QUICK = ["bench", "--quick", "--iters", "1", "--warmup", "0", "--decode-tokens", "4"]
 
-def test_bench_tiny_both_sides(
+
+def _run(cache: Path, out: Path, capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    rc = main([*QUICK, *argv, "--cache", str(cache), "--out", str(out)])
+    text = capsys.readouterr().out
+    with capsys.disabled():
+        print(text)
+    assert rc == 0, text
+    (path,) = list(out.glob("bench-*.json"))
+    return text, path, json.loads(path.read_text())
+
+
+def test_bench_tiny_three_sides(
     bench_tiny_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["bench", "--quick", "--iters", "1", "--warmup", "0", "--decode-tokens", "4"]
-    rc = main([*argv, "--cache", str(bench_tiny_cache), "--out", str(tmp_path)])
-    out = capsys.readouterr().out
-    with capsys.disabled():
-        print(out)
-    assert rc == 0, out
-    assert "ref/runtime" in out and "orin-nano-8gb" in out and "bandwidth ceiling" in out
-    files = list(tmp_path.glob("bench-*.json"))
-    assert len(files) == 1, files
-    doc = json.loads(files[0].read_text())
-    assert doc["schema_version"] == 1
-    assert doc["config"]["threads"] == 1  # --quick: one thread per backend on both sides
-    assert files[0].name.startswith(f"bench-{doc['device_fingerprint']}-tiny-")
+    out, path, doc = _run(
+        bench_tiny_cache, tmp_path, capsys, "--workload", "single", "--no-overlap-check"
+    )
+    assert "ref/rt" in out and "stock/rt" in out and "orin-nano-8gb" in out
+    assert "bandwidth ceiling" in out and "export estimate" in out
+    assert doc["schema_version"] == 2
+    assert doc["config"]["threads"] == 1  # --quick: one thread per backend on every side
+    assert path.name.startswith(f"bench-{doc['device_fingerprint']}-tiny-")
     assert doc["bandwidth"]["gbs"] > 0
     (case,) = doc["cases"]
-    for side in ("runtime", "reference"):
+    assert case["runtime"]["timed"] == "SegZeroEdge.segment"
+    for side in ("runtime", "reference", "stock"):
         res = case[side]
-        assert set(STAGES) <= set(res["stats"]), res["stats"].keys()
-        assert res["stats"]["total"]["n"] == 1
+        stats = res["workloads"]["single"]["stats"]
+        assert set(STAGES) <= set(stats), stats.keys()
+        assert stats["total"]["n"] == 1
         assert res["decode_steps"] == 4
         assert res["peak_rss_mib"] > 50
-        # stages are parts of the end-to-end time
-        parts = sum(res["stats"][s]["p50"] for s in STAGES if s != "total")
-        assert parts <= res["stats"]["total"]["p50"] * 1.01
-    # both sides see the same prompt: llama.cpp and the HF processor count it alike
-    assert abs(case["runtime"]["prompt_tokens"] - case["reference"]["prompt_tokens"]) <= 2, case
-    assert set(STAGES) <= set(case["ratios"])
-    assert all(v > 0 for v in case["ratios"].values())
-    assert 0 < case["this_machine"]["decode_fraction_of_bandwidth"] < 1
+        # stages are parts of the end-to-end time (the runtime runs sequentially on the CPU)
+        parts = sum(stats[s]["p50"] for s in STAGES if s != "total")
+        assert parts <= stats["total"]["p50"] * 1.01, (side, stats)
+        assert 0 < case["this_machine"]["decode_fraction_of_bandwidth"][side] < 2
+    # every side sees the same prompt: llama.cpp and the HF processor count it alike
+    tokens = {s: case[s]["prompt_tokens"] for s in ("runtime", "reference", "stock")}
+    assert max(tokens.values()) - min(tokens.values()) <= 2, tokens
+    assert case["runtime"]["backends"]["overlap"] is False  # both backends on the CPU
+    for peer in ("reference", "stock"):
+        rat = case["ratios"][peer]["single"]
+        assert set(STAGES) <= set(rat) and all(v > 0 for v in rat.values()), rat
+    mem = case["memory"]
+    assert mem["estimate_gb"] > 0 and mem["measured_gb"] > 0 and mem["target"] == "cpu"
     assert set(case["roofline"]) >= {"orin-nano-8gb", "agx-orin-64gb", "workload"}
-    png = files[0].with_suffix(".png")
+    png = path.with_suffix(".png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_runtime_workloads_and_overlap(
+    bench_tiny_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The runtime alone on every workload, then again overlapped: which mode wins."""
+    argv = ("--side", "runtime", "--threads", "2", "--no-plot")
+    _, _, doc = _run(bench_tiny_cache, tmp_path, capsys, *argv)
+    (case,) = doc["cases"]
+    wl = case["runtime"]["workloads"]
+    assert set(wl) == set(WORKLOADS)
+    multi = wl["multi_query"]
+    assert multi["calls"] == 3 and multi["stats"]["total"]["n"] == 3
+    # the frame is encoded once: the second and third queries hit the frame cache
+    assert multi["stats"]["sam_encode"]["n"] == 1
+    assert multi["frame"]["p50"] == pytest.approx(multi["stats"]["total"]["mean"] * 3, rel=1e-6)
+    # the answer's objects reach SAM2: three in multi_object, one elsewhere
+    assert wl["multi_object"]["stats"]["objects"]["min"] == 3
+    assert wl["single"]["stats"]["objects"]["max"] == 1
+    ov = case["overlap"]
+    assert set(ov["runs"]) == {"overlapped"} and ov["thread_budget"] == 2
+    assert ov["runs"]["overlapped"]["backends"]["overlap"] is True
+    assert ov["threads_overlapped"] == {"reasoner": 1, "segmenter": 1}  # split_threads(2)
+    assert ov["threads_sequential"] == {"reasoner": 2, "segmenter": 2}
+    assert ov["winner"] in ("overlapped", "sequential") and ov["gain"] >= 1
+    assert ov["default"] is False
 
 
 def test_real_shapes_config(tiny_qwen_dir: Path) -> None:

@@ -10,25 +10,30 @@ import pytest
 
 from segzero_bench.measure import summarize
 from segzero_bench.plot import load_runs, plot_compare, plot_run
-from segzero_bench.report import ratio_table, ratios
-from segzero_bench.workload import STAGES
+from segzero_bench.report import case_ratios, ratio_table, ratios
+from segzero_bench.workload import CALLS, STAGES, WORKLOADS
 from segzero_edge.cli import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def side(scale: float, name: str) -> dict[str, Any]:
-    """A side's result with stage i taking scale * (i + 1) * 10 ms."""
+    """A side's result with stage i taking scale * (i + 1) * 10 ms in every workload."""
     stats = {s: summarize([scale * (i + 1) * 0.01] * 3) for i, s in enumerate(STAGES)}
     stats["decode_tokens_per_s"] = summarize([100.0 / scale] * 3)
-    return {"side": name, "stats": stats, "peak_rss_mib": 1000 * scale, "gpu_peak_mib": None}
+    workloads = {
+        w: {"stats": stats, "frame": summarize([scale * CALLS[w]] * 3), "calls": CALLS[w]}
+        for w in WORKLOADS
+    }
+    return {"side": name, "workloads": workloads, "peak_rss_mib": 1000 * scale}
 
 
 def doc(fp: str) -> dict[str, Any]:
-    rt, ref = side(1.0, "runtime"), side(2.0, "reference")
-    case = {"name": "tiny", "runtime": rt, "reference": ref, "ratios": ratios(rt, ref)}
+    rt, ref, stock = side(1.0, "runtime"), side(2.0, "reference"), side(1.5, "stock")
+    case = {"name": "tiny", "runtime": rt, "reference": ref, "stock": stock}
+    case["ratios"] = case_ratios(case)
     return {
-        "schema_version": 1,
+        "schema_version": 2,
         "device_fingerprint": fp,
         "created_at": "2026-01-01T00:00:00+00:00",
         "config": {"shapes": "tiny", "decode_tokens": 16},
@@ -39,13 +44,28 @@ def doc(fp: str) -> dict[str, Any]:
 def test_ratios_and_table() -> None:
     d = doc("cpu-x86-64")
     rat = d["cases"][0]["ratios"]
-    assert all(rat[s] == pytest.approx(2.0) for s in STAGES)
-    assert rat["decode_tokens_per_s"] == pytest.approx(2.0)  # runtime / reference
-    assert rat["peak_rss"] == pytest.approx(2.0)
-    table = ratio_table(d["cases"][0])
+    assert set(rat) == {"reference", "stock"} and set(rat["stock"]) == set(WORKLOADS)
+    for peer, factor in (("reference", 2.0), ("stock", 1.5)):
+        for w in WORKLOADS:
+            r = rat[peer][w]
+            assert all(r[s] == pytest.approx(factor) for s in STAGES), (peer, w, r)
+            assert r["decode_tokens_per_s"] == pytest.approx(factor)  # runtime / peer
+            assert r["peak_rss"] == pytest.approx(factor)
+            assert r["frame"] == pytest.approx(factor)
+    table = ratio_table(d["cases"][0], "multi_query")
     print(table)
-    assert "ref/runtime" in table and "decode tokens/s" in table
-    assert table.count("2.00x") == len(STAGES) + 2 + 2  # stages, p90/p99, tok/s, RSS
+    assert "ref/rt" in table and "stock/rt" in table and "frame (3 calls) p50" in table
+    # stages + total p90 + frame p50/p90 + decode tok/s, for each peer
+    assert table.count("2.00x") == table.count("1.50x") == len(STAGES) + 4
+    single = ratio_table(d["cases"][0], "single")
+    assert "frame (" not in single
+
+
+def test_ratios_skip_a_missing_workload() -> None:
+    rt, ref = side(1.0, "runtime"), side(2.0, "reference")
+    del ref["workloads"]["multi_object"]
+    assert ratios(rt, ref, "multi_object") == {}
+    assert ratios(rt, ref, "single")["total"] == pytest.approx(2.0)
 
 
 def test_plots_are_written(tmp_path: Path) -> None:

@@ -204,7 +204,8 @@ def test_kernels_cpu_build_cuda_entry_points_say_no_cuda(native_cpu_lib: Path) -
     if lib.sz_built_with_cuda():
         pytest.skip("the library under test was built with CUDA")
     lib.sz_last_error.restype = ctypes.c_char_p
-    assert lib.sz_preprocess_cuda(None, 1, 1, 3, 0, None, 1024, 0, None, 840, 0, None) == -3
+    rc = lib.sz_preprocess_cuda(None, 1, 1, 3, 0, None, 0, None, 1024, 0, None, 840, 0, None)
+    assert rc == -3
     assert b"without CUDA" in lib.sz_last_error()
     assert native.cuda_available() is False
 
@@ -223,3 +224,17 @@ def test_readme_states_the_flags_the_builds_use() -> None:
     assert archs and f'CMAKE_CUDA_ARCHITECTURES="{archs.group(1).replace(" ", ";")}"' in readme
     assert "-march=x86-64-v3" in readme and '"x86-64-v3"' in cmake
     assert "-march=armv8.2-a" in readme and '"armv8.2-a"' in cmake
+
+
+def test_kernels_nv12_needs_its_own_uv_plane(native_cpu_lib: Path) -> None:
+    """The C ABI takes the chroma plane as its own pointer and pitch, never after the luma."""
+    lib = ctypes.CDLL(str(native_cpu_lib))
+    lib.sz_last_error.restype = ctypes.c_char_p
+    luma = (ctypes.c_uint8 * 64)()
+    out = (ctypes.c_uint8 * (840 * 840 * 3))()
+    rc = lib.sz_preprocess_cpu(luma, 4, 4, 4, 1, None, 0, None, 1024, 0, out, 840, 0, 1)
+    assert rc == -1 and b"UV plane pointer is NULL" in lib.sz_last_error()
+    chroma = (ctypes.c_uint8 * 64)()
+    rc = lib.sz_preprocess_cpu(luma, 4, 4, 4, 1, chroma, 2, None, 1024, 0, out, 840, 0, 1)
+    assert rc == -1 and b"UV pitch 2" in lib.sz_last_error()
+    assert lib.sz_preprocess_cpu(luma, 4, 4, 4, 1, chroma, 4, None, 1024, 0, out, 840, 0, 1) == 0

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from segzero_edge import native, pixels
+from segzero_edge.image import NV12Frame
 
 SAM_TOL = 5e-6
 # (H, W): odd, tiny, portrait, landscape, upscaling, a 12 MP phone photo.
@@ -130,7 +131,8 @@ def test_kernels_float16_output(native_cpu_lib: Path) -> None:
 
 
 def yuv_reference(nv12: np.ndarray, full_range: bool) -> np.ndarray:
-    """Float64 BT.601 conversion with exact coefficients, chroma nearest, rounded."""
+    """Float64 conversion with ITU-R BT.601-7's exact coefficients (Kr = 0.299, Kb = 0.114;
+    limited range: Y 16..235 -> 219 steps, Cb/Cr 16..240 -> 224 steps), chroma nearest."""
     h = nv12.shape[0] * 2 // 3
     y = nv12[:h].astype(np.float64)
     uv = nv12[h:].reshape(h // 2, -1, 2).astype(np.float64) - 128
@@ -176,8 +178,72 @@ def test_kernels_nv12_fused_path(native_cpu_lib: Path, hw: tuple[int, int], fmt:
     conv = pixels.nv12_to_rgb(nv12, full_range=fmt == "nv12_full")
     assert sam is not None and np.array_equal(sam, pixels.preprocess_sam_numpy(conv))
     assert reasoner is not None and np.array_equal(reasoner, pixels.preprocess_reasoner_numpy(conv))
-    np_sam, np_reasoner = _numpy_only(lambda: pixels.preprocess_frame(nv12, fmt))
+    frame = NV12Frame.from_packed(nv12, full_range=fmt == "nv12_full")
+    np_sam, np_reasoner = _numpy_only(lambda: pixels.preprocess_frame(frame))
     assert np.array_equal(np_sam, sam) and np.array_equal(np_reasoner, reasoner)
+
+
+def pitched_planes(nv12: np.ndarray, pad_y: int, pad_uv: int) -> tuple[np.ndarray, np.ndarray]:
+    """The planes of a packed NV12 frame copied into two separate, row-padded buffers (as
+    NvBufSurface holds them: own allocations, pitch > width), returned as width-wide views."""
+    h = nv12.shape[0] * 2 // 3
+    w = nv12.shape[1]
+    y_buf = np.full((h, w + pad_y), 7, np.uint8)
+    uv_buf = np.full((h // 2, w + pad_uv), 251, np.uint8)  # padding must never be read
+    y_buf[:, :w], uv_buf[:, :w] = nv12[:h], nv12[h:]
+    return y_buf[:, :w], uv_buf[:, :w]
+
+
+@pytest.mark.parametrize("hw", [(2, 2), (480, 640), (1080, 1920)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("full_range", [False, True], ids=["limited", "full"])
+def test_kernels_nv12_separate_pitched_planes(
+    native_cpu_lib: Path, hw: tuple[int, int], full_range: bool
+) -> None:
+    """Luma and chroma in separate buffers with their own pitch: the same RGB as the float64
+    BT.601 reference (+-1), and every path (native fused, numpy) gives identical inputs."""
+    rng = np.random.default_rng(hw[0])
+    nv12 = rng.integers(0, 256, (hw[0] * 3 // 2, hw[1]), dtype=np.uint8)
+    y, uv = pitched_planes(nv12, pad_y=64, pad_uv=96)
+    assert y.strides[0] == hw[1] + 64 and uv.strides[0] == hw[1] + 96
+    frame = NV12Frame(y, uv, full_range=full_range)
+    conv = pixels.nv12_to_rgb(frame).astype(int)
+    diff = np.abs(conv - yuv_reference(nv12, full_range))
+    print(
+        f"NV12 {hw} pitched planes vs float64 BT.601: max {diff.max()}, "
+        f"exact {(diff == 0).mean():.4%}"
+    )
+    assert diff.max() <= 1
+    assert np.array_equal(conv, pixels.nv12_to_rgb(nv12, full_range=full_range))
+    fmt = frame.fmt
+    sam, reasoner = native.preprocess(y, fmt, uv=uv)
+    packed = native.preprocess(nv12, fmt)
+    assert np.array_equal(sam, packed[0]) and np.array_equal(reasoner, packed[1])
+    rgb_in = conv.astype(np.uint8)
+    assert np.array_equal(reasoner, native.preprocess(rgb_in, "rgb", sam=False)[1])
+    assert np.array_equal(pixels.preprocess_sam(frame), sam)
+    assert np.array_equal(pixels.preprocess_reasoner(frame), reasoner)
+    np_sam, np_reasoner = _numpy_only(lambda: pixels.preprocess_frame(frame))
+    assert np.array_equal(np_sam, sam) and np.array_equal(np_reasoner, reasoner)
+
+
+def test_kernels_nv12_frame_checks() -> None:
+    y, uv = np.zeros((4, 6), np.uint8), np.zeros((2, 6), np.uint8)
+    with pytest.raises(ValueError, match="even"):
+        NV12Frame(np.zeros((3, 6), np.uint8), np.zeros((1, 6), np.uint8))
+    with pytest.raises(ValueError, match="uv plane must be"):
+        NV12Frame(y, np.zeros((2, 4), np.uint8))
+    with pytest.raises(ValueError, match="both be numpy arrays or both device pointers"):
+        NV12Frame(y, 1234)
+    with pytest.raises(ValueError, match="y_pitch 8 differs"):
+        NV12Frame(y, uv, y_pitch=8)
+    with pytest.raises(ValueError, match="needs width, height, y_pitch, uv_pitch"):
+        NV12Frame(0x7F0000, 0x7F1000)
+    with pytest.raises(ValueError, match="pitches"):
+        NV12Frame(0x7F0000, 0x7F1000, width=64, height=48, y_pitch=32, uv_pitch=64)
+    dev = NV12Frame(0x7F0000, 0x7F1000, width=64, height=48, y_pitch=64, uv_pitch=64)
+    assert dev.on_device and dev.hw == (48, 64) and dev.fmt == "nv12"
+    with pytest.raises(ValueError, match="device memory needs the CUDA path"):
+        pixels.preprocess_reasoner(dev)
 
 
 # ---- masks ------------------------------------------------------------------------------------
@@ -199,15 +265,19 @@ def test_kernels_masks_match_interpolate(native_cpu_lib: Path, hw: tuple[int, in
         assert area == int(ref.sum()) and box == box_of(ref), f"{name}: area/box wrong"
 
 
-def test_kernels_masks_empty_and_bits(native_cpu_lib: Path) -> None:
+def test_kernels_masks_empty(native_cpu_lib: Path) -> None:
     res = native.postprocess_masks(np.full((2, 256, 256), -1.0, np.float32), (33, 70))
     assert res[1] == 0 and res[2] is None and not res[0].any()
-    lg = logits(2, seed=9)
-    mask, area, box = native.postprocess_masks(lg, (123, 77))
-    bits, stats = native.postprocess_bits_cpu(lg, (123, 77))
-    assert bits.shape == (123, 3)
-    assert np.array_equal(native.unpack_bits(bits, 77), mask)
-    assert int(stats[0]) == area and tuple(int(v) for v in stats[1:]) == box
+
+
+def test_kernels_unpack_bits_layout() -> None:
+    """The CUDA kernel's bitmask layout: pixel x is bit x % 32 of word x / 32."""
+    rng = np.random.default_rng(2)
+    mask = rng.random((5, 77)) > 0.5
+    words = np.zeros((5, 3), np.uint32)
+    for yy, xx in zip(*np.nonzero(mask), strict=True):
+        words[yy, xx // 32] |= np.uint32(1 << (xx % 32))
+    assert np.array_equal(native.unpack_bits(words, 77), mask)
 
 
 # ---- dispatch and errors ----------------------------------------------------------------------
@@ -256,10 +326,8 @@ def test_kernels_bad_input_errors(native_cpu_lib: Path) -> None:
         pixels.postprocess_masks(np.zeros((1, 2, 0, 3), np.float32), (4, 4))
     with pytest.raises(native.NativeError, match="too large"):
         native.preprocess(np.zeros((2, 40000, 3), np.uint8), reasoner=False)
-    with pytest.raises(native.NativeError, match="CUDA"):
-        if native.cuda_available():
-            pytest.skip("CUDA present: the no-CUDA error does not apply")
-        native.preprocess(rgb(3, 5), device="cuda")
+    with pytest.raises(ValueError, match="an RGB frame has no UV plane"):
+        native.preprocess(rgb(4, 4), "rgb", uv=np.zeros((2, 4), np.uint8))
 
 
 def test_kernels_library_missing_gives_reason(tmp_path: Path) -> None:
@@ -275,18 +343,38 @@ def test_kernels_library_missing_gives_reason(tmp_path: Path) -> None:
 # ---- GPU: kernels vs CPU twin -----------------------------------------------------------------
 
 
+def _cuda_preprocess(frame: np.ndarray, fmt: str, uv: np.ndarray | None, dt: type) -> tuple:
+    """The CUDA kernel on device copies of the frame (luma and chroma as separate tensors)."""
+    src = torch.from_numpy(np.ascontiguousarray(frame)).cuda()
+    uv_dev = torch.from_numpy(np.ascontiguousarray(uv)).cuda() if uv is not None else None
+    h, w = frame.shape[:2]
+    sam = torch.empty((1, 3, 1024, 1024), dtype=getattr(torch, np.dtype(dt).name), device="cuda")
+    rsn = torch.empty((840, 840, 3), dtype=torch.uint8, device="cuda")
+    native.preprocess_cuda(
+        src.data_ptr(), h, w, w * (3 if fmt == "rgb" else 1), fmt, sam.data_ptr(),
+        rsn.data_ptr(), uv_ptr=uv_dev.data_ptr() if uv_dev is not None else None,
+        uv_stride=w if uv_dev is not None else 0, sam_dtype=dt,
+        stream=torch.cuda.current_stream().cuda_stream,
+    )  # fmt: skip
+    torch.cuda.synchronize()
+    return sam.cpu().numpy(), rsn.cpu().numpy()
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("hw", [(3, 5), (1080, 1920), (3024, 4032)], ids=lambda s: f"{s[0]}x{s[1]}")
 def test_kernels_cuda_preprocess_matches_cpu(native_cuda_lib: Path, hw: tuple[int, int]) -> None:
     assert native.cuda_available(), "CUDA build loaded but no device visible"
-    for fmt, frame in (("rgb", rgb(*hw)), ("nv12", None)):
-        if fmt == "nv12":
+    for fmt in ("rgb", "nv12", "nv12_full"):
+        if fmt == "rgb":
+            frame, uv = rgb(*hw), None
+        else:
             if hw[0] % 2 or hw[1] % 2:
                 continue
-            frame = pixels.rgb_to_nv12(rgb(*hw))
+            nv12 = pixels.rgb_to_nv12(rgb(*hw), full_range=fmt == "nv12_full")
+            frame, uv = nv12[: hw[0]], nv12[hw[0] :]
         for dt in (np.float32, np.float16):
-            cpu = native.preprocess(frame, fmt, sam_dtype=dt)
-            gpu = native.preprocess(frame, fmt, sam_dtype=dt, device="cuda")
+            cpu = native.preprocess(frame, fmt, uv=uv, sam_dtype=dt)
+            gpu = _cuda_preprocess(frame, fmt, uv, dt)
             assert np.array_equal(cpu[0], gpu[0]), f"SAM2 input {fmt} {dt} differs on GPU"
             assert np.array_equal(cpu[1], gpu[1]), f"reasoner input {fmt} differs on GPU"
 
@@ -296,7 +384,14 @@ def test_kernels_cuda_preprocess_matches_cpu(native_cuda_lib: Path, hw: tuple[in
 def test_kernels_cuda_masks_match_cpu(native_cuda_lib: Path, hw: tuple[int, int]) -> None:
     lg = logits(3, seed=7)
     cpu = native.postprocess_masks(lg, hw)
-    gpu = native.postprocess_masks(lg, hw, device="cuda")
-    assert np.array_equal(cpu[0], gpu[0]) and cpu[1:] == gpu[1:]
-    bits, _ = native.postprocess_bits_cpu(lg, hw)
-    assert np.array_equal(native.unpack_bits(bits, hw[1]), gpu[0])
+    d_lg = torch.from_numpy(lg).cuda()
+    bits = torch.empty((hw[0], (hw[1] + 31) // 32), dtype=torch.int32, device="cuda")
+    stats = torch.empty(5, dtype=torch.int32, device="cuda")
+    native.postprocess_masks_cuda(
+        d_lg.data_ptr(), 3, (256, 256), hw, bits.data_ptr(), stats.data_ptr(),
+        stream=torch.cuda.current_stream().cuda_stream,
+    )  # fmt: skip
+    torch.cuda.synchronize()
+    mask = native.unpack_bits(bits.cpu().numpy().view(np.uint32), hw[1])
+    assert np.array_equal(cpu[0], mask)
+    assert cpu[1:] == native.stats_to_box(stats.cpu().numpy().view(np.uint32))

@@ -86,22 +86,6 @@ def test_plain_greedy_hits_the_budget(reasoner: Any, hf_vision_reference: dict[s
     _check_timings(out)
 
 
-def test_ignore_eos_decodes_exactly_the_budget(
-    reasoner: Any, tiny_text_ggufs: dict[str, Path], tiny_mmproj: Path
-) -> None:
-    ref_image = make_test_image(3)
-    reasoner.use_grammar, reasoner.ignore_eos, budget = False, True, reasoner.max_new_tokens
-    try:
-        reasoner.max_new_tokens = 40
-        out = reasoner.generate(ref_image, build_prompt("the red circle", "multi-object"))
-    finally:
-        reasoner.use_grammar, reasoner.ignore_eos = True, False
-        reasoner.max_new_tokens = budget
-    assert out.n_generated_tokens == 40 and out.truncated
-    with pytest.raises(ValueError, match="ignore_eos needs grammar=False"):
-        open_reasoner(tiny_text_ggufs["Q4_K_M"], tiny_mmproj, ignore_eos=True)
-
-
 def test_grammar_output_always_parses_and_is_deterministic(reasoner: Any) -> None:
     texts = []
     for seed, query in enumerate(QUERIES):

@@ -179,8 +179,10 @@ def test_prompt_one_cell_short_of_the_context_is_truncated(
 def test_long_generation_stops_at_the_last_cell(tiny_bundle: Path, image: np.ndarray) -> None:
     """Positions would leave ~870 cells 'free' here; the cell budget ends the generation
     exactly when the KV cache is full, as ``truncated``."""
-    with open_reasoner(
-        *_files(tiny_bundle), n_ctx=N_CTX, grammar=False, ignore_eos=True, max_new_tokens=4096
+    from segzero_bench.hooks import FixedLengthReasoner  # decodes past end-of-generation
+
+    with FixedLengthReasoner(
+        *_files(tiny_bundle), tokens=4096, n_ctx=N_CTX, n_threads=2, warmup=False
     ) as r:
         query = query_with_cells(r, N_CTX - 40)
         out = r.generate(image, MULTI_OBJECT.build_prompt(query))

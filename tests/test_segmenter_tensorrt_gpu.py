@@ -259,3 +259,66 @@ def test_close_waits_for_an_encode_and_later_calls_are_refused(trt_bundle: Any) 
         seg.encode(image)
     with pytest.raises(RuntimeError, match="TensorRTSegmenter has been closed"):
         seg.decode(out["emb"], np.zeros((1, 1, 2), np.float32), np.ones((1, 1), np.float32))
+
+
+class _Answer:
+    """A reasoner that names two objects (the pipeline's object loop on the GPU)."""
+
+    name = "scripted"
+    device_kind = "cpu"
+
+    def __init__(self) -> None:
+        self.inputs: list[np.ndarray] = []
+
+    def generate(self, image: np.ndarray, prompt: str) -> Any:
+        from segzero_edge.backends import ReasonerOutput
+
+        self.inputs.append(image.copy())
+        text = (
+            '<think>t</think><answer>[{"bbox_2d": [100, 200, 400, 600], "point_2d": [250, 400]},'
+            ' {"bbox_2d": [600, 50, 800, 250], "point_2d": [700, 150]}]</answer>'
+        )
+        return ReasonerOutput(text, False, 10, 5, {"decode": 0.0})
+
+    def close(self) -> None:
+        pass
+
+
+def test_segment_uses_the_cuda_kernels_beside_tensorrt(
+    trt_segmenter: Any, cases, native_cuda_lib: Path
+) -> None:
+    """segment() on a TensorRT segmenter: pre/post-processing on the GPU; same mask and same
+    reasoner input as the CPU twin path on the same engines (masks IoU >= 0.99)."""
+    from segzero_edge import SegZeroEdge
+    from segzero_edge.image import NV12Frame
+    from segzero_edge.pixels import nv12_to_rgb, rgb_to_nv12
+    from segzero_edge.segmenter.tensorrt import DeviceBuffer
+
+    _, image = cases[0]
+    gpu_answer, cpu_answer = _Answer(), _Answer()
+    gpu = SegZeroEdge(gpu_answer, trt_segmenter, cache_frames=0)
+    cpu = SegZeroEdge(cpu_answer, trt_segmenter, cache_frames=0)
+    cpu._cuda = None  # the CPU twin on the same engines
+    assert gpu.pixel_path == "cuda" and gpu.overlap is True
+    a = gpu.segment(image, "the knife")
+    b = cpu.segment(image, "the knife")
+    assert a.timings["cuda_pixels"] == 1.0 and b.timings["cuda_pixels"] == 0.0
+    np.testing.assert_array_equal(gpu_answer.inputs[0], cpu_answer.inputs[0])
+    assert mask_iou(a.mask, b.mask) >= 0.99 and a.mask.any()
+    # NV12 in device memory, luma and chroma in separate pitched allocations
+    h, w = image.shape[:2]
+    nv12 = rgb_to_nv12(image)
+    pitch = (w + 255) // 256 * 256
+    y_host = np.zeros((h, pitch), np.uint8)
+    uv_host = np.zeros((h // 2, pitch), np.uint8)
+    y_host[:, :w], uv_host[:, :w] = nv12[:h], nv12[h:]
+    y_dev, uv_dev = DeviceBuffer(y_host.shape, np.uint8), DeviceBuffer(uv_host.shape, np.uint8)
+    y_dev.upload(y_host, trt_segmenter.stream)
+    uv_dev.upload(uv_host, trt_segmenter.stream)
+    frame = NV12Frame(y_dev.ptr, uv_dev.ptr, width=w, height=h, y_pitch=pitch, uv_pitch=pitch)
+    c = gpu.segment(frame, "the knife")
+    d = cpu.segment(nv12_to_rgb(nv12), "the knife")
+    np.testing.assert_array_equal(gpu_answer.inputs[-1], cpu_answer.inputs[-1])
+    assert mask_iou(c.mask, d.mask) >= 0.99
+    y_dev.free()
+    uv_dev.free()

@@ -16,7 +16,7 @@ from ..layout import SAM2_ENCODER_FILE as ENCODER_ONNX
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime")
-ORT_ONLY_OPTIONS = ("providers", "threads", "fp16", "trt_cache_dir")
+ORT_ONLY_OPTIONS = ("providers", "threads", "fp16", "trt_cache_dir", "spin_wait")
 
 
 def tensorrt_status(bundle_dir: Path) -> tuple[tuple[Path, Path] | None, str]:
@@ -57,8 +57,8 @@ def open_segmenter(
     ``backend``: ``"tensorrt"`` (engines built for this device), ``"onnxruntime"`` (the ONNX
     graphs), or ``"auto"`` (TensorRT when available with engines for this device, else
     onnxruntime). ``opts`` go to the chosen backend; in ``"auto"`` mode the onnxruntime-only
-    options (``providers``, ``threads``, ``fp16``, ``trt_cache_dir``) are dropped when TensorRT
-    is chosen.
+    options (``providers``, ``threads``, ``fp16``, ``trt_cache_dir``, ``spin_wait``) are
+    dropped when TensorRT is chosen.
 
     Raises ``TensorRTUnavailable`` when ``"tensorrt"`` is asked for and cannot run here.
     """

@@ -113,12 +113,19 @@ class OrtSegmenter:
         threads: int | None = None,
         fp16: bool = True,
         trt_cache_dir: str | os.PathLike[str] | None = None,
+        spin_wait: bool = False,
     ) -> None:
         """Open both graphs with ``providers`` (default: TensorRT > CUDA > CPU, those present).
 
         With onnxruntime's TensorRT execution provider the engines are FP16 (``fp16``) and
         cached in ``trt_cache_dir`` (default: ``engines/<device fingerprint>/onnxruntime-trt``
         next to the ONNX files; see :func:`tensorrt_provider_options`).
+
+        ``spin_wait`` (default off): let idle pool threads spin between and after runs. Off,
+        they sleep instead, so they do not take cores from llama.cpp, which runs before and
+        after (and beside, when overlapped) every SAM2 call; ``python -m
+        segzero_bench.sam2_session`` measures both. The graph optimisation level stays
+        onnxruntime's default, ``ORT_ENABLE_ALL`` (its fusions and layout transforms).
         """
         try:
             import onnxruntime as ort
@@ -152,6 +159,12 @@ class OrtSegmenter:
         if threads is not None:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if spin_wait else "0"
+        )
+        options.add_session_config_entry(
+            "session.inter_op.allow_spinning", "1" if spin_wait else "0"
+        )
         self._encoder = self._open(ort, paths["encoder"], options, per_graph["encoder"])
         self._decoder = self._open(ort, paths["decoder"], options, per_graph["decoder"])
         self._check_io(self._encoder, paths["encoder"], ENCODER_INPUTS, ENCODER_OUTPUTS)
@@ -163,6 +176,8 @@ class OrtSegmenter:
         exported before it (``decode`` then runs one call per prompt)."""
         self.providers = list(self._encoder.get_providers())
         self.name = f"onnxruntime-{_short_name(self.providers[0])}"
+        self.device_kind = "cpu" if self.providers[0] == "CPUExecutionProvider" else "gpu"
+        """Where the graphs run: "cpu" or "gpu" (the first execution provider)."""
         self._no_mask = np.zeros(MASK_INPUT_SHAPE, dtype=np.float32)
 
     @staticmethod

@@ -191,6 +191,7 @@ class TensorRTSegmenter:
         self.device = device
         self.tensorrt_version = str(trt.__version__)
         self.name = "tensorrt"
+        self.device_kind = "gpu"
 
     def _load(
         self, path: Path, inputs: tuple[str, ...], outputs: tuple[str, ...]
@@ -339,6 +340,47 @@ class TensorRTSegmenter:
             parts = [(coords[i : i + step], labels[i : i + step]) for i in range(0, b, step)]
             outs = [self._decode(embedding, c, lb, mask_input) for c, lb in parts]
             return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+        self._enqueue_decode(embedding, coords, labels, mask_input)
+        masks, iou = (
+            self._buffers[name].download(self._stream, (b, *self._buffers[name].shape[1:]))
+            for name in DECODER_OUTPUTS
+        )
+        return masks.astype(np.float32, copy=False), iou.astype(np.float32, copy=False)
+
+    def decode_on_device(
+        self, embedding: ImageEmbedding, point_coords: np.ndarray, point_labels: np.ndarray
+    ) -> np.ndarray:
+        """Like :meth:`decode` for at most :attr:`max_prompts` prompts, but the logits stay in
+        :attr:`mask_buffer` (``[B, 4, 256, 256]`` on the device, valid until the next decode
+        on this segmenter's stream); returns the IoU ``[B, 4]`` (float32)."""
+        with self._lock:
+            self._require_open()
+            coords, labels = check_prompt_batch(point_coords, point_labels)
+            b, n = coords.shape[:2]
+            if n > self.max_points or b > self.max_prompts:
+                raise ValueError(
+                    f"{b} prompts of {n} points exceed the engine's profile ({self.max_prompts} "
+                    f"prompts, {self.max_points} points)"
+                )
+            self._enqueue_decode(embedding, coords, labels, None)
+            iou = self._buffers[DECODER_OUTPUTS[1]].download(self._stream, (b, 4))
+            return iou.astype(np.float32, copy=False)
+
+    @property
+    def mask_buffer(self) -> DeviceBuffer:
+        """The decoder's low-res mask logits output ``[max_prompts, 4, 256, 256]`` on the device."""
+        self._require_open()
+        return self._buffers[DECODER_OUTPUTS[0]]
+
+    def _enqueue_decode(
+        self,
+        embedding: ImageEmbedding,
+        coords: np.ndarray,
+        labels: np.ndarray,
+        mask_input: np.ndarray | None,
+    ) -> None:
+        """Queue one decoder call of ``B <= max_prompts`` checked prompts on the stream."""
+        b, n = coords.shape[:2]
         inputs: list[tuple[str, np.ndarray]] = [("point_coords", coords), ("point_labels", labels)]
         if mask_input is not None or not self._mask_is_zero:
             mask: np.ndarray
@@ -363,11 +405,6 @@ class TensorRTSegmenter:
         for name in DECODER_OUTPUTS:
             ctx.set_tensor_address(name, self._buffers[name].ptr)
         self._run(ctx, "decoder")
-        masks, iou = (
-            self._buffers[name].download(self._stream, (b, *self._buffers[name].shape[1:]))
-            for name in DECODER_OUTPUTS
-        )
-        return masks.astype(np.float32, copy=False), iou.astype(np.float32, copy=False)
 
     def _require_open(self) -> None:
         if self._stream is None:

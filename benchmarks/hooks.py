@@ -1,0 +1,88 @@
+"""Benchmark-only hooks around the runtime's reasoner (never used by the runtime itself).
+
+Random-weight models neither stop at a predictable length nor write a parseable answer, so the
+benchmark (1) forces the decode length, by a :class:`LlamaCppReasoner` subclass that treats no
+token as end-of-generation and checks no stop string, and (2) hands ``SegZeroEdge.segment()``
+the workload's answer text after that real generation, so parsing, SAM2 decoding and mask
+post-processing run for a known number of objects.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from segzero_edge.backends import ReasonerOutput
+from segzero_edge.reasoner.llama_cpp import LlamaCppReasoner
+
+
+class FixedLengthReasoner(LlamaCppReasoner):
+    """A :class:`LlamaCppReasoner` that decodes exactly ``tokens`` tokens per ``generate``.
+
+    Greedy, no grammar, end-of-generation tokens and stop strings ignored: the same work per
+    token as ``transformers`` ``generate`` with ``min_new_tokens == max_new_tokens``.
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        mmproj_path: str | os.PathLike[str],
+        *,
+        tokens: int,
+        **options: Any,
+    ) -> None:
+        super().__init__(model_path, mmproj_path, max_new_tokens=tokens, grammar=False, **options)
+        self.tokens = int(tokens)
+
+    def _is_eog(self, token: int) -> bool:
+        return False
+
+    def _run(
+        self, chain: Any, n_past: int, budget: int, stops: tuple[bytes, ...], out: bytearray
+    ) -> tuple[int, list[tuple[int, int]], str]:
+        return super()._run(chain, n_past, budget, (), out)
+
+    def generate(self, image: np.ndarray, prompt: str, **kwargs: Any) -> ReasonerOutput:
+        out = super().generate(image, prompt, **kwargs)
+        if not out.truncated:  # only the token budget (or a full context) may end it
+            raise RuntimeError(
+                f"llama.cpp stopped after {out.n_generated_tokens} of the forced {self.tokens} "
+                "tokens: LlamaCppReasoner no longer goes through _is_eog/_run (benchmarks/hooks.py)"
+            )
+        return out
+
+
+class CannedAnswer:
+    """A :class:`~segzero_edge.backends.Reasoner` that runs ``inner`` then answers ``answer``.
+
+    Timings and token counts are the real generation's; only the text is replaced, so the
+    pipeline parses a known answer (set :attr:`answer` before each call).
+    """
+
+    def __init__(self, inner: Any, answer: str = "") -> None:
+        self.inner = inner
+        self.answer = answer
+        self.name = inner.name
+        self.device_kind = getattr(inner, "device_kind", "cpu")
+        self.last: ReasonerOutput | None = None
+        """The last real generation (its text is the model's own)."""
+
+    @property
+    def prefix_cache(self) -> Any:
+        """The inner reasoner's per-frame prefix cache (the pipeline passes frame keys)."""
+        return getattr(self.inner, "prefix_cache", None)
+
+    def generate(self, image: np.ndarray, prompt: str, **kwargs: Any) -> ReasonerOutput:
+        out = self.last = self.inner.generate(image, prompt, **kwargs)
+        return ReasonerOutput(
+            text=self.answer,
+            truncated=False,
+            n_prompt_tokens=out.n_prompt_tokens,
+            n_generated_tokens=out.n_generated_tokens,
+            timings=dict(out.timings),
+        )
+
+    def close(self) -> None:
+        self.inner.close()

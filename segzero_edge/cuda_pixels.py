@@ -1,0 +1,155 @@
+"""The pipeline's pixel work on the GPU, beside a TensorRT segmenter (no host round trips).
+
+Pre-processing runs the native CUDA kernel (``csrc/kernels.cu``) from the frame (RGB, or NV12
+with separate luma and chroma planes, in host or device memory) straight into the SAM2
+encoder's input buffer, and into an 840 x 840 x 3 buffer that is copied to the host for
+llama.cpp. Post-processing keeps each object's chosen low-res mask on the device, then one
+kernel upsamples, thresholds and ORs them into a bitmask with area and box; only the bitmask
+(H x W / 8 bytes) comes back. All work is queued on the segmenter's CUDA stream.
+
+Used by :class:`segzero_edge.pipeline.SegZeroEdge` when :func:`usable` says so; the CPU twin
+(:mod:`segzero_edge.pixels`) runs otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import native
+from .image import Frame, NV12Frame
+from .layout import REASONER_SIZE, SAM2_LOW_RES
+
+MAX_OBJECTS = 16
+
+
+def usable(segmenter: Any) -> tuple[bool, str]:
+    """Whether ``segmenter`` exposes its device buffers and the CUDA kernels can run here."""
+    for attr in ("image_buffer", "encode_loaded", "decode_on_device", "mask_buffer", "stream"):
+        if not hasattr(segmenter, attr):
+            return False, f"segmenter {getattr(segmenter, 'name', segmenter)!r} is not on CUDA"
+    ok, why = native.available()
+    if not ok:
+        return False, why
+    if not native.cuda_available():
+        return False, "the native library has no CUDA kernels or sees no GPU"
+    return True, "CUDA pre/post-processing"
+
+
+class CudaPixels:
+    """Pre/post-processing kernels bound to one TensorRT segmenter's buffers and stream."""
+
+    def __init__(self, segmenter: Any, max_objects: int = MAX_OBJECTS) -> None:
+        from .segmenter.tensorrt import DeviceBuffer
+
+        self.segmenter = segmenter
+        self._Buffer = DeviceBuffer
+        self.max_objects = int(max_objects)
+        self._reasoner = DeviceBuffer((REASONER_SIZE, REASONER_SIZE, 3), np.uint8)
+        low = (self.max_objects, SAM2_LOW_RES, SAM2_LOW_RES)
+        self._chosen = DeviceBuffer(low, np.float32)
+        self._stats = DeviceBuffer((5,), np.uint32)
+        self._frames: dict[str, Any] = {}  # upload buffers for host frames, reused by size
+        self._bits: Any = None
+
+    # -- frames ---------------------------------------------------------------------------
+
+    def _upload(self, key: str, array: np.ndarray) -> Any:
+        buf = self._frames.get(key)
+        if buf is None or buf.shape != array.shape:
+            buf = self._Buffer(array.shape, np.uint8)
+            self._frames[key] = buf
+        buf.upload(array, self.segmenter.stream)
+        return buf
+
+    def _source(self, frame: Frame) -> tuple[int, int, int, int, str, int | None, int]:
+        """``(ptr, h, w, stride, fmt, uv_ptr, uv_stride)`` of the frame on the device."""
+        if isinstance(frame, NV12Frame):
+            h, w = frame.hw
+            if frame.on_device:
+                assert isinstance(frame.y, int) and isinstance(frame.uv, int)
+                return (
+                    frame.y,
+                    h,
+                    w,
+                    int(frame.y_pitch or w),
+                    frame.fmt,
+                    frame.uv,
+                    int(frame.uv_pitch or w),
+                )
+            assert isinstance(frame.y, np.ndarray) and isinstance(frame.uv, np.ndarray)
+            y = self._upload("y", np.ascontiguousarray(frame.y))
+            uv = self._upload("uv", np.ascontiguousarray(frame.uv))
+            return y.ptr, h, w, w, frame.fmt, uv.ptr, w
+        h, w = frame.shape[:2]
+        rgb = self._upload("rgb", np.ascontiguousarray(frame))
+        return rgb.ptr, h, w, 3 * w, "rgb", None, 0
+
+    def encode(self, frame: Frame) -> Any:
+        """SAM2 input written by the kernel into the encoder's buffer, then the encoder."""
+        seg = self.segmenter
+        ptr, h, w, stride, fmt, uv, uv_stride = self._source(frame)
+        target = seg.image_buffer
+        native.preprocess_cuda(
+            ptr, h, w, stride, fmt, target.ptr, None, uv_ptr=uv, uv_stride=uv_stride,
+            sam_dtype=target.dtype.type, stream=seg.stream,
+        )  # fmt: skip
+        return seg.encode_loaded()
+
+    def reasoner_input(self, frame: Frame) -> np.ndarray:
+        """The 840 x 840 x 3 uint8 reasoner input (PIL bilinear), on the host for llama.cpp."""
+        seg = self.segmenter
+        ptr, h, w, stride, fmt, uv, uv_stride = self._source(frame)
+        native.preprocess_cuda(
+            ptr, h, w, stride, fmt, None, self._reasoner.ptr, uv_ptr=uv, uv_stride=uv_stride,
+            stream=seg.stream,
+        )  # fmt: skip
+        return self._reasoner.download(seg.stream)
+
+    # -- masks ----------------------------------------------------------------------------
+
+    def keep(self, index: int, row: int, plane: int) -> None:
+        """Copy mask ``plane`` of prompt ``row`` of the segmenter's decoder output
+        (``[B, 4, 256, 256]`` on the device) to object slot ``index``."""
+        from .device import cudart
+
+        if not 0 <= index < self.max_objects:
+            raise ValueError(f"object {index} is beyond the {self.max_objects} mask slots")
+        src = self.segmenter.mask_buffer
+        if src.dtype != np.float32:
+            raise ValueError(f"the decoder writes {src.dtype} masks; the kernel reads float32")
+        plane_bytes = SAM2_LOW_RES * SAM2_LOW_RES * 4
+        rt = cudart()
+        err = rt.cudaMemcpyAsync(
+            self._chosen.ptr + index * plane_bytes,
+            src.ptr + (row * src.shape[1] + plane) * plane_bytes,
+            plane_bytes,
+            rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice,
+            self.segmenter.stream,
+        )
+        err = err[0] if isinstance(err, tuple) else err
+        if err != rt.cudaError_t.cudaSuccess:
+            raise RuntimeError(f"cudaMemcpyAsync (device to device) failed: {err}")
+
+    def masks(self, n: int, out_hw: tuple[int, int]) -> tuple[np.ndarray, int, Any]:
+        """OR of the first ``n`` kept masks upsampled to ``out_hw`` and > 0: (mask, area, box)."""
+        seg = self.segmenter
+        h, w = out_hw
+        words = (h, (w + 31) // 32)
+        if self._bits is None or self._bits.shape != words:
+            self._bits = self._Buffer(words, np.uint32)
+        native.postprocess_masks_cuda(
+            self._chosen.ptr, n, (SAM2_LOW_RES, SAM2_LOW_RES), (h, w), self._bits.ptr,
+            self._stats.ptr, stream=seg.stream,
+        )  # fmt: skip
+        stats = self._stats.download(seg.stream)
+        bits = self._bits.download(seg.stream)
+        area, box = native.stats_to_box(stats)
+        return native.unpack_bits(bits, w), area, box
+
+    def close(self) -> None:
+        for buf in (self._reasoner, self._chosen, self._stats, self._bits, *self._frames.values()):
+            if buf is not None:
+                buf.free()
+        self._frames = {}
