@@ -15,7 +15,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +30,10 @@ from .prompt import build_prompt
 from .segmenter.prompts import batch_prompts, prompt_arrays
 from .segmenter.select import select_masks
 from .types import ObjectPrompt, Segmentation, Status
+
+if TYPE_CHECKING:
+    from .segmenter.memory import SAM2Memory
+    from .tracker import Tracker
 
 _Encoded = tuple[ImageEmbedding, dict[str, float]]
 """A frame's SAM2 embedding and the seconds its pre-processing and encoding took."""
@@ -49,15 +54,20 @@ class SegZeroEdge:
         cache_frames: int = 4,
         overlap: bool = True,
         max_objects: int = 16,
+        memory: SAM2Memory | None = None,
     ) -> None:
         self.reasoner = reasoner
         self.segmenter = segmenter
+        self.memory = memory
+        """SAM2's video memory graphs for :meth:`track` (opened from the bundle on first use)."""
+        self.bundle_dir: Path | None = None
         self.cache_frames = max(0, int(cache_frames))
         self.overlap = overlap
         self.max_objects = max_objects
         self._reasoner_lock = threading.Lock()
         self._segmenter_lock = threading.Lock()
         self._cache_lock = threading.Lock()
+        self._memory_lock = threading.Lock()
         self._cache: OrderedDict[str, Future[_Encoded]] = OrderedDict()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segzero-sam2")
         self._closed = False
@@ -77,7 +87,9 @@ class SegZeroEdge:
 
         pipeline_opts = {k: options.pop(k) for k in ("cache_frames", "overlap") if k in options}
         reasoner, segmenter = open_backends(path, **options)
-        return cls(reasoner, segmenter, **pipeline_opts)
+        model = cls(reasoner, segmenter, **pipeline_opts)
+        model.bundle_dir = Path(path)
+        return model
 
     # -- SAM2 encoding with a per-frame cache ------------------------------------------
     def _encode(self, img: np.ndarray) -> _Encoded:
@@ -278,6 +290,39 @@ class SegZeroEdge:
         timings["sam_decode"] = time.perf_counter() - t0
         return np.stack(chosen), scores
 
+    # -- video ------------------------------------------------------------------------------
+    def track(self, frame: ImageLike, query: str, **options: Any) -> Tracker:
+        """Reason once on ``frame``, then follow the objects with SAM2's video memory.
+
+        Returns a :class:`~segzero_edge.tracker.Tracker`: ``tracker.update(next_frame)``
+        gives a :class:`~segzero_edge.tracker.TrackedSegmentation` per frame without the
+        reasoner. Options: ``rereason_after``, ``score_threshold``, ``num_frames`` (see
+        ``Tracker``). Raises :class:`~segzero_edge.errors.BundleError` when the bundle was
+        exported before tracking existed (re-export it; ``segment()`` still works).
+        """
+        if self._closed:
+            raise RuntimeError("this SegZeroEdge has been closed")
+        from .tracker import Tracker
+
+        return Tracker(self, self._tracking_memory(), frame, query, **options)
+
+    def _tracking_memory(self) -> SAM2Memory:
+        with self._memory_lock:
+            if self.memory is None:
+                if self.bundle_dir is None:
+                    raise RuntimeError(
+                        "track() needs SAM2's memory graphs: load with SegZeroEdge.from_bundle "
+                        "or pass memory= (segzero_edge.segmenter.auto.open_memory)"
+                    )
+                from .segmenter.auto import open_memory
+
+                if self.segmenter.name == "tensorrt":
+                    self.memory = open_memory(self.bundle_dir, "tensorrt")
+                else:
+                    providers = getattr(self.segmenter, "providers", None)
+                    self.memory = open_memory(self.bundle_dir, "onnxruntime", providers=providers)
+            return self.memory
+
     def close(self) -> None:
         """Release the backends and the worker thread, once the calls in progress on other
         threads have returned; later calls raise ``RuntimeError``. Idempotent."""
@@ -289,6 +334,8 @@ class SegZeroEdge:
         self._pool.shutdown(wait=True)
         self.reasoner.close()
         self.segmenter.close()
+        if self.memory is not None:
+            self.memory.close()
 
     def __enter__(self) -> SegZeroEdge:
         return self

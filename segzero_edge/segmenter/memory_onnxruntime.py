@@ -1,0 +1,162 @@
+"""SAM2 memory attention + memory encoder graphs on onnxruntime (``SAM2Memory`` protocol)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..backends import ImageEmbedding
+from ..layout import (
+    SAM2_FEAT_SIZE,
+    SAM2_MEMORY_ATTENTION_INPUTS,
+    SAM2_MEMORY_ATTENTION_OUTPUTS,
+    SAM2_MEMORY_ENCODER_INPUTS,
+    SAM2_MEMORY_ENCODER_OUTPUTS,
+    SAM2_SIZE,
+    TRACKING_METADATA_KEY,
+)
+from .memory import TrackingConfig
+from .onnxruntime import OrtSegmenter, _short_name, choose_providers
+
+METADATA_KEY = TRACKING_METADATA_KEY
+MASK_SHAPE = (1, 1, SAM2_SIZE // 4, SAM2_SIZE // 4)
+
+
+class OrtMemory:
+    """The two memory graphs run with onnxruntime.
+
+    ``config`` (the manifest's ``segmenter.tracking``) wins; else the settings stored in the
+    memory attention graph's metadata; else SAM2.1's defaults.
+    """
+
+    def __init__(
+        self,
+        attention_path: str | os.PathLike[str],
+        encoder_path: str | os.PathLike[str],
+        *,
+        config: TrackingConfig | None = None,
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise RuntimeError(
+                "onnxruntime is not installed (pip install 'segzero-edge[runtime]')"
+            ) from e
+        paths = {"memory attention": Path(attention_path), "memory encoder": Path(encoder_path)}
+        for role, path in paths.items():
+            if not path.is_file():
+                raise FileNotFoundError(f"SAM2 {role} ONNX file not found: {path}")
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        chosen = choose_providers(providers, ort.get_available_providers())
+        options = ort.SessionOptions()
+        # the attention weights grow with the memory (7 frames: 4096 x 28736 floats, 470 MB
+        # per layer): give them back after each call instead of keeping them in an arena
+        options.enable_cpu_mem_arena = False
+        if threads is not None:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self._attention = OrtSegmenter._open(ort, paths["memory attention"], options, chosen)
+        self._encoder = OrtSegmenter._open(ort, paths["memory encoder"], options, chosen)
+        OrtSegmenter._check_io(
+            self._attention,
+            paths["memory attention"],
+            SAM2_MEMORY_ATTENTION_INPUTS,
+            SAM2_MEMORY_ATTENTION_OUTPUTS,
+        )
+        OrtSegmenter._check_io(
+            self._encoder,
+            paths["memory encoder"],
+            SAM2_MEMORY_ENCODER_INPUTS,
+            SAM2_MEMORY_ENCODER_OUTPUTS,
+        )
+        if config is None:
+            meta = self._attention.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+            source = f"{paths['memory attention']} metadata {METADATA_KEY}"
+            config = TrackingConfig.from_json(json.loads(meta), source) if meta else None
+        self.config = config or TrackingConfig()
+        self.providers = list(self._attention.get_providers())
+        self.name = f"onnxruntime-{_short_name(self.providers[0])}"
+
+    def attend(
+        self,
+        embedding: ImageEmbedding,
+        memory: np.ndarray,
+        memory_tpos: np.ndarray,
+        obj_ptrs: np.ndarray,
+        obj_ptr_tpos: np.ndarray,
+    ) -> np.ndarray:
+        """``pix_feat_with_mem [1, 256, 64, 64]`` (see :class:`~.memory.SAM2Memory`)."""
+        feeds = check_attention_inputs(memory, memory_tpos, obj_ptrs, obj_ptr_tpos, self.config)
+        feeds["image_embed"] = np.asarray(embedding.image_embed, dtype=np.float32)
+        (out,) = self._attention.run(list(SAM2_MEMORY_ATTENTION_OUTPUTS), feeds)
+        return np.asarray(out)
+
+    def encode_memory(
+        self,
+        embedding: ImageEmbedding,
+        mask_logits: np.ndarray,
+        object_score_logits: np.ndarray,
+        is_mask_from_pts: bool,
+    ) -> np.ndarray:
+        """``maskmem_features [1, 64, 64, 64]`` float32 of a frame and its chosen mask."""
+        feeds = encoder_feeds(mask_logits, object_score_logits, is_mask_from_pts)
+        feeds["image_embed"] = np.asarray(embedding.image_embed, dtype=np.float32)
+        (out,) = self._encoder.run(list(SAM2_MEMORY_ENCODER_OUTPUTS), feeds)
+        return np.asarray(out)
+
+    def close(self) -> None:
+        """Release both sessions."""
+        self._attention = None
+        self._encoder = None
+
+    def __repr__(self) -> str:
+        return f"OrtMemory(name={self.name!r}, providers={self.providers})"
+
+
+def check_attention_inputs(
+    memory: np.ndarray,
+    memory_tpos: np.ndarray,
+    obj_ptrs: np.ndarray,
+    obj_ptr_tpos: np.ndarray,
+    config: TrackingConfig,
+) -> dict[str, np.ndarray]:
+    """The memory attention feeds as contiguous float32, or ``ValueError`` naming the input."""
+    side, d, c = SAM2_FEAT_SIZE, config.mem_dim, config.hidden_dim
+    feeds = {
+        "memory": np.ascontiguousarray(memory, dtype=np.float32),
+        "memory_tpos": np.ascontiguousarray(memory_tpos, dtype=np.float32),
+        "obj_ptrs": np.ascontiguousarray(obj_ptrs, dtype=np.float32),
+        "obj_ptr_tpos": np.ascontiguousarray(obj_ptr_tpos, dtype=np.float32),
+    }
+    n, m = feeds["memory"].shape[0], feeds["obj_ptrs"].shape[0]
+    if feeds["memory"].shape[1:] != (d, side, side) or n < 1:
+        raise ValueError(f"memory must be [N >= 1, {d}, {side}, {side}], got {memory.shape}")
+    if feeds["memory_tpos"].shape != (n,):
+        raise ValueError(f"memory_tpos must be [{n}], got {memory_tpos.shape}")
+    if feeds["obj_ptrs"].shape[1:] != (c,) or m < 1:
+        raise ValueError(f"obj_ptrs must be [M >= 1, {c}], got {obj_ptrs.shape}")
+    if feeds["obj_ptr_tpos"].shape != (m,):
+        raise ValueError(f"obj_ptr_tpos must be [{m}], got {obj_ptr_tpos.shape}")
+    return feeds
+
+
+def encoder_feeds(
+    mask_logits: np.ndarray, object_score_logits: np.ndarray, is_mask_from_pts: bool
+) -> dict[str, np.ndarray]:
+    """The memory encoder's feeds besides ``image_embed``, checked."""
+    mask = np.ascontiguousarray(mask_logits, dtype=np.float32)
+    if mask.size != int(np.prod(MASK_SHAPE)):
+        raise ValueError(f"mask_logits must be {MASK_SHAPE}, got {np.shape(mask_logits)}")
+    score = np.ascontiguousarray(object_score_logits, dtype=np.float32).reshape(1, 1)
+    return {
+        "mask_logits": mask.reshape(MASK_SHAPE),
+        "object_score_logits": score,
+        "is_mask_from_pts": np.array([1.0 if is_mask_from_pts else 0.0], dtype=np.float32),
+    }
