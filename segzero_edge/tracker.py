@@ -34,9 +34,10 @@ its own: dropping it frees its memory.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Container, Iterable
+from collections.abc import Container, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -65,6 +66,9 @@ class _Model(Protocol):
     segmenter: Segmenter
     max_objects: int
     _segmenter_lock: threading.Lock
+    _calls_done: threading.Condition
+    _calls: int
+    _closed: bool
 
     def segment(self, image: ImageLike, query: str) -> Segmentation: ...
 
@@ -73,8 +77,6 @@ class _Model(Protocol):
     def _embedding_future(
         self, img: np.ndarray, timings: dict[str, float]
     ) -> Future[tuple[ImageEmbedding, dict[str, float]]]: ...
-
-    def _forget(self, img: np.ndarray) -> None: ...
 
 
 @dataclass
@@ -130,6 +132,22 @@ class _FrameMemory:
 class _ObjectMemory:
     cond: dict[int, _FrameMemory] = field(default_factory=dict)
     non_cond: dict[int, _FrameMemory] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def _model_call(model: _Model) -> Iterator[None]:
+    """Count a tracker call as a call in progress of ``model`` (its ``close()`` waits for it),
+    as ``segment()`` does; ``RuntimeError`` once the model is closed."""
+    with model._calls_done:
+        if model._closed:
+            raise RuntimeError("the SegZeroEdge of this tracker has been closed")
+        model._calls += 1
+    try:
+        yield
+    finally:
+        with model._calls_done:
+            model._calls -= 1
+            model._calls_done.notify_all()
 
 
 def memory_frames(
@@ -267,7 +285,7 @@ class Tracker:
         self._lost_frames = 0
         self.seed: Segmentation | None = None
         """The ``segment()`` result of the last reasoning."""
-        with self._lock:
+        with self._lock, _model_call(model):
             self.last: TrackedSegmentation = self._reason(load_image(frame), query)
             """The result of the latest frame (the seed frame at first)."""
 
@@ -291,11 +309,15 @@ class Tracker:
         with self._lock:
             if self._memory is None:
                 raise RuntimeError("this Tracker has been closed")
-            self._frame_index += 1
-            auto = self.rereason_after is not None and self._lost_frames >= self.rereason_after
-            result = self._reason(img, self.query) if reason or auto else self._step(img)
-            self.last = result
-            return result
+            with _model_call(self._model):
+                return self._next(img, reason)
+
+    def _next(self, img: np.ndarray, reason: bool) -> TrackedSegmentation:
+        self._frame_index += 1
+        auto = self.rereason_after is not None and self._lost_frames >= self.rereason_after
+        result = self._reason(img, self.query) if reason or auto else self._step(img)
+        self.last = result
+        return result
 
     def reason(self, frame: ImageLike, query: str | None = None) -> TrackedSegmentation:
         """Re-run the reasoner on ``frame`` (for ``query``, default the current one) and
@@ -304,11 +326,12 @@ class Tracker:
         with self._lock:
             if self._memory is None:
                 raise RuntimeError("this Tracker has been closed")
-            self._frame_index += 1
-            if query is not None:
-                self.query = query
-            self.last = self._reason(img, self.query)
-            return self.last
+            with _model_call(self._model):
+                self._frame_index += 1
+                if query is not None:
+                    self.query = query
+                self.last = self._reason(img, self.query)
+                return self.last
 
     def memory_bytes(self) -> int:
         """Bytes of memory features and pointers held (bounded; see the module notes)."""
@@ -356,11 +379,7 @@ class Tracker:
         outputs = []
         if objects:
             # segment() encoded this frame: reuse its cached embedding when there is one
-            try:
-                emb, enc_timings = self._model._embedding_future(img, timings).result()
-            except BaseException:
-                self._model._forget(img)  # do not keep a failed encoding in the frame cache
-                raise
+            emb, enc_timings = self._model._embedding_future(img, timings).result()
             if "sam_cache_hit" not in timings:
                 timings.update(enc_timings)
             for obj in objects:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -81,6 +83,7 @@ class OrtMemory:
             source = f"{paths['memory attention']} metadata {METADATA_KEY}"
             config = TrackingConfig.from_json(json.loads(meta), source) if meta else None
         self.config = config or TrackingConfig()
+        self._lock = threading.Lock()  # close() waits for a call in progress
         self.providers = list(self._attention.get_providers())
         self.name = f"onnxruntime-{_short_name(self.providers[0])}"
 
@@ -95,7 +98,8 @@ class OrtMemory:
         """``pix_feat_with_mem [1, 256, 64, 64]`` (see :class:`~.memory.SAM2Memory`)."""
         feeds = check_attention_inputs(memory, memory_tpos, obj_ptrs, obj_ptr_tpos, self.config)
         feeds["image_embed"] = np.asarray(embedding.image_embed, dtype=np.float32)
-        (out,) = self._attention.run(list(SAM2_MEMORY_ATTENTION_OUTPUTS), feeds)
+        with self._lock:
+            (out,) = self._session("_attention").run(list(SAM2_MEMORY_ATTENTION_OUTPUTS), feeds)
         return np.asarray(out)
 
     def encode_memory(
@@ -108,13 +112,21 @@ class OrtMemory:
         """``maskmem_features [1, 64, 64, 64]`` float32 of a frame and its chosen mask."""
         feeds = encoder_feeds(mask_logits, object_score_logits, is_mask_from_pts)
         feeds["image_embed"] = np.asarray(embedding.image_embed, dtype=np.float32)
-        (out,) = self._encoder.run(list(SAM2_MEMORY_ENCODER_OUTPUTS), feeds)
+        with self._lock:
+            (out,) = self._session("_encoder").run(list(SAM2_MEMORY_ENCODER_OUTPUTS), feeds)
         return np.asarray(out)
 
+    def _session(self, attr: str) -> Any:
+        session = getattr(self, attr)
+        if session is None:
+            raise RuntimeError("this OrtMemory has been closed")
+        return session
+
     def close(self) -> None:
-        """Release both sessions."""
-        self._attention = None
-        self._encoder = None
+        """Release both sessions (idempotent); waits for a call in progress."""
+        with self._lock:
+            self._attention = None
+            self._encoder = None
 
     def __repr__(self) -> str:
         return f"OrtMemory(name={self.name!r}, providers={self.providers})"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,7 @@ class TensorRTMemory:
         self.device = device
         self._buffers: dict[str, DeviceBuffer] = {}
         self._stream: Any = None
+        self._lock = threading.RLock()  # one call at a time; close() waits for it
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         self._attention = self._load(
@@ -157,6 +159,17 @@ class TensorRTMemory:
         obj_ptr_tpos: np.ndarray,
     ) -> DeviceBuffer:
         """``pix_feat_with_mem`` on the device (see :class:`~.memory.SAM2Memory`)."""
+        with self._lock:
+            return self._attend(embedding, memory, memory_tpos, obj_ptrs, obj_ptr_tpos)
+
+    def _attend(
+        self,
+        embedding: ImageEmbedding,
+        memory: np.ndarray,
+        memory_tpos: np.ndarray,
+        obj_ptrs: np.ndarray,
+        obj_ptr_tpos: np.ndarray,
+    ) -> DeviceBuffer:
         self._require_open()
         feeds = check_attention_inputs(memory, memory_tpos, obj_ptrs, obj_ptr_tpos, self.config)
         ctx = self._att_ctx
@@ -191,6 +204,18 @@ class TensorRTMemory:
         is_mask_from_pts: bool,
     ) -> np.ndarray:
         """``maskmem_features [1, 64, 64, 64]`` float32 on the host."""
+        with self._lock:
+            return self._encode_memory(
+                embedding, mask_logits, object_score_logits, is_mask_from_pts
+            )
+
+    def _encode_memory(
+        self,
+        embedding: ImageEmbedding,
+        mask_logits: np.ndarray,
+        object_score_logits: np.ndarray,
+        is_mask_from_pts: bool,
+    ) -> np.ndarray:
         self._require_open()
         feeds = encoder_feeds(mask_logits, object_score_logits, is_mask_from_pts)
         ctx = self._enc_ctx
@@ -206,14 +231,20 @@ class TensorRTMemory:
         return self._buffers[out_name].download(self._stream).astype(np.float32, copy=False)
 
     def close(self) -> None:
-        """Free the device buffers, contexts, engines and the stream (idempotent)."""
-        for buf in self._buffers.values():
+        """Free the device buffers, contexts, engines and the stream (idempotent); waits for a
+        call in progress."""
+        lock = getattr(self, "_lock", None)  # __init__ may have failed before it was set
+        with lock if lock is not None else contextlib.nullcontext():
+            self._close()
+
+    def _close(self) -> None:
+        for buf in getattr(self, "_buffers", {}).values():
             buf.free()
         self._buffers = {}
         for attr in ("_att_ctx", "_enc_ctx", "_attention", "_encoder"):  # contexts first
             if hasattr(self, attr):
                 delattr(self, attr)
-        if self._stream is not None:
+        if getattr(self, "_stream", None) is not None:
             stream, self._stream = self._stream, None
             with contextlib.suppress(Exception):  # best effort
                 _cudart().cudaStreamDestroy(stream)

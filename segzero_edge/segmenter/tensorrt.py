@@ -401,13 +401,14 @@ class TensorRTSegmenter:
         b = int(np.shape(point_coords)[0])
         if b > self.max_prompts:
             raise ValueError(f"decode_track takes at most {self.max_prompts} prompts, got {b}")
-        masks, iou = self.decode(embedding, point_coords, point_labels)
-        score, ptr = (
-            self._buffers[name]
-            .download(self._stream, (b, *self._buffers[name].shape[1:]))
-            .astype(np.float32, copy=False)
-            for name in SAM2_DECODER_TRACK_OUTPUTS
-        )
+        with self._lock:  # re-entrant: the outputs are read before another call runs
+            masks, iou = self.decode(embedding, point_coords, point_labels)
+            score, ptr = (
+                self._buffers[name]
+                .download(self._stream, (b, *self._buffers[name].shape[1:]))
+                .astype(np.float32, copy=False)
+                for name in SAM2_DECODER_TRACK_OUTPUTS
+            )
         return masks, iou, score, ptr
 
     def _require_open(self) -> None:
