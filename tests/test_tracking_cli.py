@@ -83,6 +83,10 @@ def test_track_errors(tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureF
     argv = ["track", str(tmp_path / "clip"), "q", "--out", str(tmp_path / "o"), "--fps", "0"]
     assert main([*argv, "--bundle", str(tiny_bundle)]) == 2
     assert "--fps" in capsys.readouterr().err
+    (tmp_path / "taken").write_text("a file")
+    argv = ["track", str(tmp_path / "clip"), "q", "--out", str(tmp_path / "taken")]
+    assert main([*argv, "--bundle", str(tiny_bundle)]) == 2
+    assert "is a file" in capsys.readouterr().err
 
 
 def test_bundle_manifest_and_old_bundle(

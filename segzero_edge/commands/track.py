@@ -17,6 +17,7 @@ import argparse
 import json
 import re
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -186,7 +187,12 @@ def run(args: argparse.Namespace) -> int:
     n_frames, frames = frame_source(Path(args.frames), args.max_frames)
     bundle = _ensure_bundle(args.bundle)
     out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"--out {out} is a file; give a folder for the masks, GIF and JSON")
     (out / "masks").mkdir(parents=True, exist_ok=True)
+    # before any model work: a real file, as `segment` checks (root passes os.access checks)
+    with tempfile.NamedTemporaryFile(dir=out / "masks", prefix=".", suffix=".check"):
+        pass
     gif: list[Any] = []
     records: list[dict[str, Any]] = []
     reasoner_opts = {} if args.max_new_tokens is None else {"max_new_tokens": args.max_new_tokens}
