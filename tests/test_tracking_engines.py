@@ -126,3 +126,16 @@ def test_input_profiles() -> None:
         input_profile("image_embed", (-1, 256, 64, 64), flags)
     with pytest.raises(ValueError, match="min <= opt <= max"):
         input_profile("obj_ptrs", (-1, 256), BuildFlags(obj_ptrs_profile=(4, 2, 16)))
+
+
+def test_onnxruntime_tensorrt_ep_profiles_match_build_engines() -> None:
+    """onnxruntime's TensorRT EP gets the memory attention profiles ``build-engines`` uses."""
+    from segzero_edge.segmenter.memory_onnxruntime import memory_profile_options
+
+    opts = memory_profile_options()
+    assert opts["trt_profile_min_shapes"] == (
+        "memory:1x64x64x64,memory_tpos:1,obj_ptrs:1x256,obj_ptr_tpos:1"
+    )
+    assert opts["trt_profile_max_shapes"] == (
+        "memory:7x64x64x64,memory_tpos:7,obj_ptrs:16x256,obj_ptr_tpos:16"
+    )

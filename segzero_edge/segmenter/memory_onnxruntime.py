@@ -22,7 +22,13 @@ from ..layout import (
     TRACKING_METADATA_KEY,
 )
 from .memory import TrackingConfig
-from .onnxruntime import OrtSegmenter, _short_name, choose_providers
+from .onnxruntime import (
+    TRT_CACHE_SUBDIR,
+    OrtSegmenter,
+    _short_name,
+    choose_providers,
+    tensorrt_provider_options,
+)
 
 METADATA_KEY = TRACKING_METADATA_KEY
 MASK_SHAPE = (1, 1, SAM2_SIZE // 4, SAM2_SIZE // 4)
@@ -43,6 +49,8 @@ class OrtMemory:
         config: TrackingConfig | None = None,
         providers: Sequence[str] | None = None,
         threads: int | None = None,
+        fp16: bool = True,
+        trt_cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         try:
             import onnxruntime as ort
@@ -57,6 +65,19 @@ class OrtMemory:
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         chosen = choose_providers(providers, ort.get_available_providers())
+        per_graph: dict[str, list[Any]] = {role: list(chosen) for role in paths}
+        if "TensorrtExecutionProvider" in chosen:  # as OrtSegmenter, with the memory profiles
+            if trt_cache_dir is None:
+                from ..engine_cache import engine_dir
+
+                trt_cache_dir = engine_dir(paths["memory attention"].parent) / TRT_CACHE_SUBDIR
+            Path(trt_cache_dir).mkdir(parents=True, exist_ok=True)
+            i = chosen.index("TensorrtExecutionProvider")
+            for role, graph_providers in per_graph.items():
+                opts = tensorrt_provider_options(trt_cache_dir, fp16=fp16)
+                if role == "memory attention":
+                    opts.update(memory_profile_options())
+                graph_providers[i] = ("TensorrtExecutionProvider", opts)
         options = ort.SessionOptions()
         # the attention weights grow with the memory (7 frames: 4096 x 28736 floats, 470 MB
         # per layer): give them back after each call instead of keeping them in an arena
@@ -64,8 +85,12 @@ class OrtMemory:
         if threads is not None:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        self._attention = OrtSegmenter._open(ort, paths["memory attention"], options, chosen)
-        self._encoder = OrtSegmenter._open(ort, paths["memory encoder"], options, chosen)
+        self._attention = OrtSegmenter._open(
+            ort, paths["memory attention"], options, per_graph["memory attention"]
+        )
+        self._encoder = OrtSegmenter._open(
+            ort, paths["memory encoder"], options, per_graph["memory encoder"]
+        )
         OrtSegmenter._check_io(
             self._attention,
             paths["memory attention"],
@@ -130,6 +155,29 @@ class OrtMemory:
 
     def __repr__(self) -> str:
         return f"OrtMemory(name={self.name!r}, providers={self.providers})"
+
+
+def memory_profile_options() -> dict[str, str]:
+    """onnxruntime TensorRT EP profiles of the memory attention's dynamic inputs (the same
+    ranges as ``build-engines``: :data:`~segzero_edge.engine_cache.MEMORY_FRAMES_PROFILE`,
+    :data:`~segzero_edge.engine_cache.OBJ_PTRS_PROFILE`); the memory encoder has none."""
+    from ..engine_cache import MEMORY_FRAMES_PROFILE, OBJ_PTRS_PROFILE
+
+    side = SAM2_FEAT_SIZE
+    tails = {
+        "memory": f"x64x{side}x{side}",
+        "memory_tpos": "",
+        "obj_ptrs": "x256",
+        "obj_ptr_tpos": "",
+    }
+    out = {}
+    for k, which in enumerate(("min", "opt", "max")):
+        shapes = []
+        for name, tail in tails.items():
+            profile = MEMORY_FRAMES_PROFILE if name.startswith("memory") else OBJ_PTRS_PROFILE
+            shapes.append(f"{name}:{profile[k]}{tail}")
+        out[f"trt_profile_{which}_shapes"] = ",".join(shapes)
+    return out
 
 
 def check_attention_inputs(
