@@ -13,7 +13,15 @@ from segzero_edge import __version__
 from segzero_edge.bundle import MANIFEST, REQUIRED_FILES, SCHEMA_VERSION, file_entry
 from segzero_edge.families import FAMILIES, family_of_checkpoint, get_family
 from segzero_edge.fileio import atomic_dir, output_lock
-from segzero_edge.layout import FAMILY_KEY, IMAGE_TOKENS, MAX_N_CTX, REASONER_SIZE, SAM2_SIZE
+from segzero_edge.layout import (
+    FAMILY_KEY,
+    IMAGE_TOKENS,
+    MAX_N_CTX,
+    REASONER_SIZE,
+    SAM2_MEMORY_ATTENTION_FILE,
+    SAM2_SIZE,
+    TRACKING_KEY,
+)
 from segzero_edge.manifest import MANIFEST_SCHEMA, validate
 
 from .hf_source import read_config
@@ -124,6 +132,7 @@ def export_bundle(
     """
     from .hf_source import resolve_model
     from .reasoner import export_reasoner
+    from .sam2_memory_onnx import read_tracking_metadata
     from .sam2_onnx import export_sam2
 
     quant = quant_type(quant)
@@ -151,6 +160,7 @@ def export_bundle(
         after = estimate_from_files(tgt, files, config, variant, n_ctx)
         if not after.fits:
             raise BundleTooLarge(after)
+        tracking = read_tracking_metadata(files[SAM2_MEMORY_ATTENTION_FILE])
         manifest: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "created_by": f"segzero-edge {__version__}",
@@ -172,6 +182,7 @@ def export_bundle(
                 "checkpoint_sha256": file_entry(ckpt)["sha256"],
                 "variant": variant,
                 "image_size": SAM2_SIZE,
+                TRACKING_KEY: tracking,
             },
             "memory_gb": after.to_json(),
             "files": {name: file_entry(path) for name, path in sorted(files.items())},

@@ -1,7 +1,9 @@
 """Build a bundle's SAM2 TensorRT engines, on the device that runs them.
 
-``build_engines(bundle)`` parses ``sam2_encoder.onnx`` / ``sam2_decoder.onnx`` with TensorRT's
-ONNX parser and writes this device's engine folder (see :mod:`segzero_edge.engine_cache`,
+``build_engines(bundle)`` parses ``sam2_encoder.onnx`` / ``sam2_decoder.onnx`` (and, when the
+bundle has them, the video-memory graphs ``sam2_memory_attention.onnx`` /
+``sam2_memory_encoder.onnx``) with TensorRT's ONNX parser and writes this device's engine
+folder (see :mod:`segzero_edge.engine_cache`,
 whose staleness rules, build flags and ``engines.json`` schema this module follows).
 
 FP16 by default, with normalisation layers (TensorRT ``NORMALIZATION``, and the
@@ -37,6 +39,9 @@ from segzero_edge.engine_cache import (
     DECODER,
     ENCODER,
     ENGINE_NAMES,
+    MEMORY_ATTENTION,
+    MEMORY_ENCODER,
+    MEMORY_ENGINE_NAMES,
     META_FILE,
     META_SCHEMA,
     POINTS_PROFILE,
@@ -78,6 +83,8 @@ class EngineSet:
     decoder: Path
     built: dict[str, str] = field(default_factory=dict)  # engine name -> why it was (re)built
     seconds: dict[str, float] = field(default_factory=dict)
+    memory_attention: Path | None = None  # None: the bundle has no memory graphs
+    memory_encoder: Path | None = None
 
     @property
     def plans(self) -> tuple[Path, Path]:
@@ -122,7 +129,7 @@ def record_engine(
         "plan_size": plan.stat().st_size,
         "onnx": onnx_name,
         "onnx_sha256": onnx_sha256,
-        "flags": flags.to_json(),
+        "flags": flags.to_json(name),
         "built_at": now,
         **extra,
     }
@@ -208,6 +215,26 @@ def dynamic_profile(
             dims[1] = n_points
         shapes.append(dims)
     return shapes[0], shapes[1], shapes[2]
+
+
+def input_profile(
+    name: str, shape: Sequence[int], flags: BuildFlags
+) -> tuple[list[int], list[int], list[int]]:
+    """(min, opt, max) shapes of a network input with dynamic dimensions: the decoder's point
+    dimension (:func:`dynamic_profile`), or dimension 0 of the memory-attention inputs
+    (memory frames / object pointers, ``flags.memory_frames_profile`` / ``obj_ptrs_profile``).
+    """
+    profile = flags.profile(name)
+    if profile is None:
+        return dynamic_profile(name, shape, flags.points_profile, flags.prompts_profile)
+    if len(shape) < 1 or any(d < 0 for d in shape[1:]):
+        raise EngineBuildError(
+            f"input {name!r} has dynamic shape {tuple(shape)}; only dimension 0 may be dynamic"
+        )
+    lo, opt, hi = profile
+    if not 1 <= lo <= opt <= hi:
+        raise ValueError(f"profile of {name} must satisfy 1 <= min <= opt <= max, got {profile}")
+    return ([lo, *shape[1:]], [opt, *shape[1:]], [hi, *shape[1:]])
 
 
 def write_meta(directory: Path, meta: dict[str, Any]) -> None:
@@ -324,9 +351,7 @@ def _build_one(
         shape = tuple(int(tensor.shape[k]) for k in range(len(tensor.shape)))
         if any(d < 0 for d in shape):
             profile = profile or builder.create_optimization_profile()
-            lo, opt, hi = dynamic_profile(
-                tensor.name, shape, flags.points_profile, flags.prompts_profile
-            )
+            lo, opt, hi = input_profile(tensor.name, shape, flags)
             profile.set_shape(tensor.name, trt.Dims(lo), trt.Dims(opt), trt.Dims(hi))
     if profile is not None:
         config.add_optimization_profile(profile)
@@ -353,7 +378,8 @@ def build_engines(
     prompts_profile: tuple[int, int, int] = PROMPTS_PROFILE,
     progress: bool = True,
 ) -> EngineSet:
-    """Build (or keep, when current) this device's SAM2 engines for ``bundle_dir``.
+    """Build (or keep, when current) this device's SAM2 engines for ``bundle_dir``: encoder
+    and decoder, plus the memory attention / memory encoder when the bundle has them.
 
     ``points_profile`` / ``prompts_profile``: the decoder's (min, opt, max) points per prompt
     and prompts per call (objects of one answer decoded together).
@@ -365,6 +391,12 @@ def build_engines(
     for path in onnx_files.values():
         if not path.is_file():
             raise FileNotFoundError(f"SAM2 ONNX file missing from the bundle: {path}")
+    memory = [n for n in MEMORY_ENGINE_NAMES if (root / f"{n}.onnx").is_file()]
+    if len(memory) == 1:
+        raise FileNotFoundError(
+            f"the bundle has {memory[0]}.onnx but not its pair; re-export the bundle"
+        )
+    onnx_files.update({name: root / f"{name}.onnx" for name in memory})
     if workspace_mb < 1:
         raise ValueError(f"workspace_mb must be >= 1, got {workspace_mb}")
     flags = BuildFlags(
@@ -390,9 +422,12 @@ def build_engines(
     result = EngineSet(
         out, fingerprint, trt_version, plan_path(out, ENCODER), plan_path(out, DECODER)
     )
+    if memory:
+        result.memory_attention = plan_path(out, MEMORY_ATTENTION)
+        result.memory_encoder = plan_path(out, MEMORY_ENCODER)
     hashes = {name: onnx_sha256(root, path.name) for name, path in onnx_files.items()}
     todo: dict[str, str] = {}
-    for name in ENGINE_NAMES:
+    for name in onnx_files:
         why = stale_reason(
             name, meta, plan=plan_path(out, name), onnx_sha256=hashes[name],
             tensorrt_version=trt_version, fingerprint=fingerprint, flags=flags,
@@ -450,6 +485,7 @@ __all__ = [
     "apply_timing_cache",
     "build_engines",
     "dynamic_profile",
+    "input_profile",
     "matches_pattern",
     "pin_fp32",
     "record_engine",

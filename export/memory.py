@@ -15,6 +15,7 @@ from segzero_edge.layout import (
     REASONER_FILE,
     SAM2_DECODER_FILE,
     SAM2_ENCODER_FILE,
+    SAM2_MEMORY_FILES,
 )
 from segzero_edge.layout import sam2_size as sam2_size_key
 
@@ -202,12 +203,15 @@ def estimate_from_config(
 def estimate_from_files(
     target: Target, files: dict[str, Path], config: dict, sam2_variant: str, n_ctx: int
 ) -> MemoryEstimate:
-    """Estimate from the exported files (SAM2 weights counted at FP16: half the FP32 ONNX)."""
+    """Estimate from the exported files (SAM2 weights counted at FP16: half the FP32 ONNX;
+    the video-memory graphs included when present)."""
     size = {k: Path(p).stat().st_size / GB for k, p in files.items()}
+    graphs = (SAM2_ENCODER_FILE, SAM2_DECODER_FILE, *SAM2_MEMORY_FILES)
+    sam2 = sum(size.get(name, 0.0) for name in graphs)
     return estimate(
         target,
         reasoner_weights_gb=size[REASONER_FILE] + size[MMPROJ_FILE],
-        segmenter_weights_gb=(size[SAM2_ENCODER_FILE] + size[SAM2_DECODER_FILE]) / 2,
+        segmenter_weights_gb=sam2 / 2,
         sam2_variant=sam2_variant,
         kv_gb=kv_cache_gb(config, n_ctx),
     )

@@ -1,11 +1,14 @@
-"""SAM2 -> two ONNX graphs: the image encoder and the prompt encoder + mask decoder.
+"""SAM2 -> ONNX graphs: the image encoder, the prompt encoder + mask decoder, and (from
+:mod:`segzero_export.sam2_memory_onnx`) the video memory attention and memory encoder.
 
 Follows Meta's ``sam2/sam2_image_predictor.py``: the encoder graph is
 ``SAM2ImagePredictor.set_image`` after pre-processing (Hiera + FPN, the decoder's
 ``conv_s0``/``conv_s1`` projections and the ``no_mem_embed`` addition); the decoder graph is
 ``_predict`` up to the low-resolution logits. The decoder embeds the prompts with plain
 arithmetic (no OneHot, no data-dependent Tile, so TensorRT parses it) and returns all four
-low-resolution mask logits with their IoU scores; mask selection, upsampling and thresholding
+low-resolution mask logits with their IoU scores, plus what video tracking needs
+(``SAM2Base._forward_sam_heads``): the object score logit and each mask token's object
+pointer with the no-object pointer mixed in; mask selection, upsampling and thresholding
 happen outside (``segzero_edge``). Graph file and tensor names come from
 :mod:`segzero_edge.layout`.
 
@@ -16,6 +19,7 @@ prompt embedding are broadcast over the batch, so one call decodes every object 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -35,11 +39,19 @@ from segzero_edge.layout import (
     SAM2_DECODER_FILE,
     SAM2_DECODER_INPUTS,
     SAM2_DECODER_OUTPUTS,
+    SAM2_DECODER_TRACK_OUTPUTS,
     SAM2_ENCODER_FILE,
     SAM2_ENCODER_INPUTS,
     SAM2_ENCODER_OUTPUTS,
     SAM2_LOW_RES,
     SAM2_MASK_TOKENS,
+    SAM2_MEMORY_ATTENTION_FILE,
+    SAM2_MEMORY_ATTENTION_INPUTS,
+    SAM2_MEMORY_ATTENTION_OUTPUTS,
+    SAM2_MEMORY_DYNAMIC,
+    SAM2_MEMORY_ENCODER_FILE,
+    SAM2_MEMORY_ENCODER_INPUTS,
+    SAM2_MEMORY_ENCODER_OUTPUTS,
     SAM2_SIZE,
 )
 
@@ -81,7 +93,9 @@ class SAM2Decoder(nn.Module):
     negative, 2 / 3 box top-left / bottom-right, -1 padding); ``mask_input [1, 1, 256, 256]``
     float32 logits and ``has_mask_input [1]`` (0 or 1), one previous mask for every prompt of
     the batch. Outputs: ``masks [B, 4, 256, 256]`` float32 logits (index 0 the single-mask
-    output, 1..3 multimask) and ``iou_predictions [B, 4]``.
+    output, 1..3 multimask), ``iou_predictions [B, 4]``, ``object_score_logits [B, 1]`` and
+    ``obj_ptr [B, 4, 256]`` (``obj_ptr_proj`` of each mask token, replaced by ``no_obj_ptr``
+    when the score is <= 0, as ``SAM2Base._forward_sam_heads`` does).
     """
 
     dense_pe: torch.Tensor
@@ -120,6 +134,14 @@ class SAM2Decoder(nn.Module):
             self.token_offset = 1
         self.register_buffer("output_tokens", torch.cat(tokens, 0).detach()[None])
         self.num_mask_tokens = dec.num_mask_tokens
+        self.obj_score_head = dec.pred_obj_score_head if dec.pred_obj_scores else None
+        self.obj_ptr_proj = model.obj_ptr_proj
+        self.soft_no_obj_ptr = bool(model.soft_no_obj_ptr)
+        self.fixed_no_obj_ptr = bool(model.fixed_no_obj_ptr)
+        no_obj = getattr(model, "no_obj_ptr", None)
+        self.register_buffer(
+            "no_obj_ptr", None if no_obj is None else no_obj.detach().reshape(1, 1, -1)
+        )
         if not dec.use_high_res_features:
             raise ValueError(
                 "only SAM2 configs with high-resolution decoder features are supported"
@@ -145,7 +167,7 @@ class SAM2Decoder(nn.Module):
         point_labels: torch.Tensor,
         mask_input: torch.Tensor,
         has_mask_input: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         sparse = self.embed_points(point_coords, point_labels)  # [B, P + 1, C]
         b = sparse.shape[0]
         has_mask = has_mask_input.reshape(1, 1, 1, 1)
@@ -168,7 +190,25 @@ class SAM2Decoder(nn.Module):
         )
         _, uc, uh, uw = up.shape
         masks = (hyper @ up.reshape(-1, uc, uh * uw)).reshape(-1, self.num_mask_tokens, uh, uw)
-        return masks, self.iou_head(iou_token)
+        score, obj_ptr = self.object_pointer(hs[:, 0, :], mask_tokens)
+        return masks, self.iou_head(iou_token), score, obj_ptr
+
+    def object_pointer(
+        self, score_token: torch.Tensor, mask_tokens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Object score logits ``[B, 1]``, pointers ``[B, 4, C]`` (SAM2Base._forward_sam_heads)."""
+        if self.obj_score_head is None:  # MaskDecoder's constant
+            score = torch.full_like(mask_tokens[:, 0, :1], 10.0)
+        else:
+            score = self.obj_score_head(score_token)
+        ptr = self.obj_ptr_proj(mask_tokens)
+        if self.no_obj_ptr is not None:
+            present = score.sigmoid() if self.soft_no_obj_ptr else (score > 0).to(ptr.dtype)
+            present = present.reshape(-1, 1, 1)
+            if self.fixed_no_obj_ptr:
+                ptr = present * ptr
+            ptr = ptr + (1 - present) * self.no_obj_ptr
+        return score, ptr
 
 
 def _example_decoder_inputs(n_prompts: int = 2, n_points: int = 3) -> tuple[torch.Tensor, ...]:
@@ -216,6 +256,8 @@ DECODER_DYNAMIC_AXES = {
     "point_labels": {0: PROMPTS_AXIS, 1: POINTS_AXIS},
     "masks": {0: PROMPTS_AXIS},
     "iou_predictions": {0: PROMPTS_AXIS},
+    "object_score_logits": {0: PROMPTS_AXIS},
+    "obj_ptr": {0: PROMPTS_AXIS},
 }
 _FEATURES = SAM2_SIZE // 16  # Hiera's stride-16 feature map: 64 x 64
 OUTPUT_SHAPES: dict[str, dict[str, list[int | str]]] = {
@@ -227,7 +269,11 @@ OUTPUT_SHAPES: dict[str, dict[str, list[int | str]]] = {
     SAM2_DECODER_FILE: {
         "masks": [PROMPTS_AXIS, SAM2_MASK_TOKENS, SAM2_LOW_RES, SAM2_LOW_RES],
         "iou_predictions": [PROMPTS_AXIS, SAM2_MASK_TOKENS],
+        "object_score_logits": [PROMPTS_AXIS, 1],
+        "obj_ptr": [PROMPTS_AXIS, SAM2_MASK_TOKENS, 256],
     },
+    SAM2_MEMORY_ATTENTION_FILE: {"pix_feat_with_mem": [1, 256, _FEATURES, _FEATURES]},
+    SAM2_MEMORY_ENCODER_FILE: {"maskmem_features": [1, 64, _FEATURES, _FEATURES]},
 }
 
 
@@ -264,35 +310,86 @@ def simplify_onnx(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> P
     return Path(dst)
 
 
+def _set_metadata(path: Path, key: str, value: str) -> None:
+    """Store ``key = value`` in the graph's ``metadata_props`` (read back by onnxruntime)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for prop in model.metadata_props:
+        if prop.key == key:
+            prop.value = value
+            break
+    else:
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+
+
+def _export_memory(model: Any, tmp: Path) -> None:
+    """The two video-memory graphs (:mod:`segzero_export.sam2_memory_onnx`) into ``tmp``."""
+    from . import sam2_memory_onnx as mem
+
+    _export(
+        mem.SAM2MemoryAttention(model).eval(),
+        mem.example_memory_attention_inputs(model),
+        tmp / SAM2_MEMORY_ATTENTION_FILE,
+        SAM2_MEMORY_ATTENTION_INPUTS,
+        SAM2_MEMORY_ATTENTION_OUTPUTS,
+        {name: {0: dim} for name, dim in SAM2_MEMORY_DYNAMIC.items()},
+    )
+    _export(
+        mem.SAM2MemoryEncoder(model).eval(),
+        mem.example_memory_encoder_inputs(model),
+        tmp / SAM2_MEMORY_ENCODER_FILE,
+        SAM2_MEMORY_ENCODER_INPUTS,
+        SAM2_MEMORY_ENCODER_OUTPUTS,
+    )
+
+
 def export_sam2(
     checkpoint: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     *,
     config: str | None = None,
     simplify: bool = True,
+    memory: bool = True,
     progress: bool = True,
 ) -> dict[str, Path]:
-    """Export a Meta SAM2 checkpoint to ``sam2_encoder.onnx`` and ``sam2_decoder.onnx``.
+    """Export a Meta SAM2 checkpoint to ``sam2_encoder.onnx`` and ``sam2_decoder.onnx``, and
+    with ``memory`` (default) the video-tracking graphs ``sam2_memory_attention.onnx`` and
+    ``sam2_memory_encoder.onnx`` (their SAM2 memory settings,
+    :func:`~segzero_export.sam2_memory_onnx.tracking_config`, are stored as JSON in the memory
+    attention graph's metadata under ``segzero.tracking``).
 
     ``config`` is a SAM2 config name (``sam2.1_hiera_t``; default: inferred from the file
-    name). Returns ``{"encoder": path, "decoder": path}``. Both files are written to a
-    temporary folder first and moved into ``out_dir`` only when both are complete and valid.
+    name). Returns ``{"encoder": path, "decoder": path[, "memory_attention": path,
+    "memory_encoder": path]}``. All files are written to a temporary folder first and moved
+    into ``out_dir`` only when all are complete and valid.
     Raises ``FileNotFoundError`` for a missing checkpoint and ``ValueError`` for a name with no
-    SAM2 size, an unknown config, or a checkpoint that does not match its config.
+    SAM2 size, an unknown config, a checkpoint that does not match its config, or a config the
+    tracking graphs do not support.
     """
+    from .sam2_memory_onnx import TRACKING_METADATA_KEY, check_supported, tracking_config
+
     ckpt = Path(checkpoint)
     if not ckpt.is_file():
         raise FileNotFoundError(f"SAM2 checkpoint not found: {ckpt}")
     config = config or infer_config(ckpt)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    steps = ["load", "encoder", "decoder", "check"]
+    steps = ["load", "encoder", "decoder", *(["memory"] if memory else []), "check"]
     bar = tqdm(total=len(steps), desc="SAM2 -> ONNX", unit="step", disable=not progress)
     t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix=".sam2_onnx.", dir=out))
+    graphs = {"encoder": SAM2_ENCODER_FILE, "decoder": SAM2_DECODER_FILE}
+    if memory:
+        graphs.update(
+            memory_attention=SAM2_MEMORY_ATTENTION_FILE, memory_encoder=SAM2_MEMORY_ENCODER_FILE
+        )
     try:
         bar.set_postfix_str(f"load {config}")
         model = build_sam2_model(config, ckpt)
+        if memory:
+            check_supported(model)
         bar.update()
         bar.set_postfix_str("export encoder")
         _export(
@@ -309,18 +406,25 @@ def export_sam2(
             _example_decoder_inputs(),
             tmp / SAM2_DECODER_FILE,
             SAM2_DECODER_INPUTS,
-            SAM2_DECODER_OUTPUTS,
+            (*SAM2_DECODER_OUTPUTS, *SAM2_DECODER_TRACK_OUTPUTS),
             DECODER_DYNAMIC_AXES,
         )
         bar.update()
+        if memory:
+            bar.set_postfix_str("export memory attention + encoder")
+            _export_memory(model, tmp)
+            bar.update()
         bar.set_postfix_str("check" + (" + slim" if simplify else ""))
-        for name in (SAM2_ENCODER_FILE, SAM2_DECODER_FILE):
+        for name in graphs.values():
             _pin_and_check(tmp / name)
             if simplify:
                 simplify_onnx(tmp / name, tmp / name)
+        if memory:
+            settings = json.dumps(tracking_config(model), sort_keys=True)
+            _set_metadata(tmp / SAM2_MEMORY_ATTENTION_FILE, TRACKING_METADATA_KEY, settings)
         bar.update()
         paths = {}
-        for key, name in (("encoder", SAM2_ENCODER_FILE), ("decoder", SAM2_DECODER_FILE)):
+        for key, name in graphs.items():
             os.replace(tmp / name, out / name)
             paths[key] = out / name
     finally:

@@ -5,6 +5,7 @@ The runtime side of the engine cache (the builder, ``segzero_export.engines``, i
 ```
 bundle/engines/<device-fingerprint>/
   sam2_encoder.plan  sam2_decoder.plan   serialized engines
+  sam2_memory_attention.plan  sam2_memory_encoder.plan   (bundles with tracking graphs)
   engines.json                           TensorRT version, fingerprint, ONNX sha256, flags
   timing.cache                           TensorRT timing cache, reused by later builds
 ```
@@ -31,6 +32,10 @@ from .layout import (
     SAM2_DECODER,
     SAM2_ENCODER,
     SAM2_GRAPHS,
+    SAM2_MEMORY_ATTENTION,
+    SAM2_MEMORY_DYNAMIC,
+    SAM2_MEMORY_ENCODER,
+    SAM2_MEMORY_GRAPHS,
     TIMING_CACHE_FILE,
 )
 
@@ -43,6 +48,14 @@ META_FILE = ENGINE_META_FILE
 META_SCHEMA = 1
 POINTS_PROFILE = (1, 3, 16)  # min, opt (box corners + one point), max prompt points
 PROMPTS_PROFILE = (1, 1, 16)  # min, opt, max prompts (objects) per decoder call
+MEMORY_ATTENTION = SAM2_MEMORY_ATTENTION
+MEMORY_ENCODER = SAM2_MEMORY_ENCODER
+MEMORY_ENGINE_NAMES = SAM2_MEMORY_GRAPHS
+MEMORY_FRAMES_PROFILE = (1, 7, 7)
+"""Memory frames (min, opt, max): SAM2's ``num_maskmem`` = 7, one conditioning frame + 6."""
+OBJ_PTRS_PROFILE = (1, 16, 16)
+"""Object pointers (min, opt, max): SAM2's ``max_obj_ptrs_in_encoder`` = 16."""
+MEMORY_PROFILE_OF = {"num_memory": "memory_frames_profile", "num_obj_ptrs": "obj_ptrs_profile"}
 
 
 @dataclass(frozen=True)
@@ -53,14 +66,27 @@ class BuildFlags:
     fp32_layers: tuple[str, ...] = ()
     points_profile: tuple[int, int, int] = POINTS_PROFILE
     prompts_profile: tuple[int, int, int] = PROMPTS_PROFILE
+    memory_frames_profile: tuple[int, int, int] = MEMORY_FRAMES_PROFILE
+    obj_ptrs_profile: tuple[int, int, int] = OBJ_PTRS_PROFILE
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def to_json(self, name: str | None = None) -> dict[str, Any]:
+        """The flags recorded for engine ``name`` (the memory profiles only for the memory
+        attention engine, so adding them changed nothing for the other engines)."""
+        out: dict[str, Any] = {
             "fp16": self.fp16,
             "fp32_layers": list(self.fp32_layers),
             "points_profile": list(self.points_profile),
             "prompts_profile": list(self.prompts_profile),
         }
+        if name == MEMORY_ATTENTION:
+            out["memory_frames_profile"] = list(self.memory_frames_profile)
+            out["obj_ptrs_profile"] = list(self.obj_ptrs_profile)
+        return out
+
+    def profile(self, input_name: str) -> tuple[int, int, int] | None:
+        """(min, opt, max) of a memory-attention input's dynamic dimension 0, else None."""
+        group = SAM2_MEMORY_DYNAMIC.get(input_name)
+        return None if group is None else getattr(self, MEMORY_PROFILE_OF[group])
 
 
 def engine_dir(bundle_dir: str | os.PathLike[str], fingerprint: str | None = None) -> Path:
@@ -119,8 +145,8 @@ def stale_reason(
     size = plan.stat().st_size
     if entry.get("plan_size") != size:
         return f"{plan.name} has {size} bytes, {META_FILE} says {entry.get('plan_size')}"
-    if flags is not None and entry.get("flags") != flags.to_json():
-        return f"build flags changed: {entry.get('flags')} -> {flags.to_json()}"
+    if flags is not None and entry.get("flags") != flags.to_json(name):
+        return f"build flags changed: {entry.get('flags')} -> {flags.to_json(name)}"
     return None
 
 
@@ -137,19 +163,13 @@ def onnx_sha256(bundle_dir: Path, onnx_name: str) -> str:
     return sha256_file(path)
 
 
-def find_engines(bundle_dir: str | os.PathLike[str]) -> tuple[Path, Path] | None:
-    """``(encoder_plan, decoder_plan)`` built for this device and the bundle's ONNX, else None.
-
-    Compares the fingerprint, the TensorRT version (when importable), the ONNX sha256 (from
-    the manifest when it lists them) and the plan sizes; build flags are not compared.
-    """
-    root = Path(bundle_dir)
+def _find(root: Path, names: tuple[str, ...]) -> list[Path] | None:
     out = engine_dir(root)
     if not out.is_dir():
         return None
     meta = read_meta(out)
     trt_version, _ = tensorrt_version()
-    for name in ENGINE_NAMES:
+    for name in names:
         onnx = root / f"{name}.onnx"
         if not onnx.is_file():
             return None
@@ -160,16 +180,37 @@ def find_engines(bundle_dir: str | os.PathLike[str]) -> tuple[Path, Path] | None
         if why:
             log.info("TensorRT engine %s in %s is not usable: %s", name, out, why)
             return None
-    return plan_path(out, ENCODER), plan_path(out, DECODER)
+    return [plan_path(out, name) for name in names]
+
+
+def find_engines(bundle_dir: str | os.PathLike[str]) -> tuple[Path, Path] | None:
+    """``(encoder_plan, decoder_plan)`` built for this device and the bundle's ONNX, else None.
+
+    Compares the fingerprint, the TensorRT version (when importable), the ONNX sha256 (from
+    the manifest when it lists them) and the plan sizes; build flags are not compared.
+    """
+    plans = _find(Path(bundle_dir), ENGINE_NAMES)
+    return None if plans is None else (plans[0], plans[1])
+
+
+def find_memory_engines(bundle_dir: str | os.PathLike[str]) -> tuple[Path, Path] | None:
+    """``(memory_attention_plan, memory_encoder_plan)`` like :func:`find_engines`, else None
+    (also when the bundle has no memory graphs)."""
+    plans = _find(Path(bundle_dir), MEMORY_ENGINE_NAMES)
+    return None if plans is None else (plans[0], plans[1])
 
 
 def engine_status(bundle_dir: str | os.PathLike[str]) -> dict[str, str]:
-    """Per engine: ``"ok"`` or why it would be rebuilt (ignoring flags); for ``doctor``."""
+    """Per engine: ``"ok"`` or why it would be rebuilt (ignoring flags); for ``doctor``.
+
+    The memory engines are listed only for bundles that have the memory graphs.
+    """
     root = Path(bundle_dir)
     out = engine_dir(root)
     meta = read_meta(out)
     status = {}
-    for name in ENGINE_NAMES:
+    memory = [n for n in MEMORY_ENGINE_NAMES if (root / f"{n}.onnx").is_file()]
+    for name in (*ENGINE_NAMES, *memory):
         onnx = root / f"{name}.onnx"
         if not onnx.is_file():
             status[name] = f"{onnx} missing"
@@ -186,8 +227,13 @@ __all__ = [
     "DECODER",
     "ENCODER",
     "ENGINE_NAMES",
+    "MEMORY_ATTENTION",
+    "MEMORY_ENCODER",
+    "MEMORY_ENGINE_NAMES",
+    "MEMORY_FRAMES_PROFILE",
     "META_FILE",
     "META_SCHEMA",
+    "OBJ_PTRS_PROFILE",
     "POINTS_PROFILE",
     "PROMPTS_PROFILE",
     "TIMING_CACHE_FILE",
@@ -195,6 +241,7 @@ __all__ = [
     "engine_dir",
     "engine_status",
     "find_engines",
+    "find_memory_engines",
     "onnx_sha256",
     "plan_path",
     "read_meta",

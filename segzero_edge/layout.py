@@ -9,7 +9,9 @@ bundle/
   reasoner.gguf      REASONER_FILE: Qwen2.5-VL text model (llama.cpp arch ``qwen2vl``)
   mmproj.gguf        MMPROJ_FILE: vision tower + merger (projector ``qwen2.5vl_merger``)
   sam2_encoder.onnx  SAM2_ENCODER_FILE   sam2_decoder.onnx  SAM2_DECODER_FILE
-  engines/<device-fingerprint>/{sam2_encoder,sam2_decoder}.plan, engines.json, timing.cache
+  sam2_memory_attention.onnx  sam2_memory_encoder.onnx   SAM2_MEMORY_FILES (video tracking;
+                     optional: bundles exported before them still run ``segment()``)
+  engines/<device-fingerprint>/{sam2_encoder,sam2_decoder,...}.plan, engines.json, timing.cache
 ```
 """
 
@@ -29,6 +31,17 @@ SAM2_ENCODER_FILE = f"{SAM2_ENCODER}.onnx"
 SAM2_DECODER_FILE = f"{SAM2_DECODER}.onnx"
 SAM2_GRAPHS = (SAM2_ENCODER, SAM2_DECODER)
 REQUIRED_FILES = (REASONER_FILE, MMPROJ_FILE, SAM2_ENCODER_FILE, SAM2_DECODER_FILE)
+SAM2_MEMORY_ATTENTION = "sam2_memory_attention"
+SAM2_MEMORY_ENCODER = "sam2_memory_encoder"
+SAM2_MEMORY_ATTENTION_FILE = f"{SAM2_MEMORY_ATTENTION}.onnx"
+SAM2_MEMORY_ENCODER_FILE = f"{SAM2_MEMORY_ENCODER}.onnx"
+SAM2_MEMORY_GRAPHS = (SAM2_MEMORY_ATTENTION, SAM2_MEMORY_ENCODER)
+SAM2_MEMORY_FILES = (SAM2_MEMORY_ATTENTION_FILE, SAM2_MEMORY_ENCODER_FILE)
+TRACKING_KEY = "tracking"
+TRACKING_METADATA_KEY = "segzero.tracking"
+"""ONNX ``metadata_props`` key of the memory attention graph holding the same settings."""
+"""Manifest ``segmenter.tracking``: SAM2's memory settings the tracker follows (see
+``segzero_export.sam2_memory_onnx.tracking_config``); absent in bundles without tracking."""
 
 ENGINES_DIR = "engines"
 ENGINE_META_FILE = "engines.json"
@@ -65,7 +78,32 @@ SAM2_DECODER_INPUTS = (
     "has_mask_input",
 )
 SAM2_DECODER_OUTPUTS = ("masks", "iou_predictions")
+SAM2_DECODER_TRACK_OUTPUTS = ("object_score_logits", "obj_ptr")
+"""Extra decoder outputs the tracker needs: ``[1, 1]`` object score logit (> 0: the object is
+present) and ``[1, 4, 256]`` the object pointer of each of the four mask tokens."""
 SAM2_POINT_INPUTS = ("point_coords", "point_labels")
+
+# --- segmenter video memory (SAM2 ``track_step``) --------------------------------------------
+SAM2_MEMORY_DIM = 64
+"""Channels of a memory feature map (``MemoryEncoder`` ``out_dim``, SAM2's ``mem_dim``)."""
+SAM2_FEAT_SIZE = SAM2_SIZE // 16
+"""Side of the stride-16 image embedding and of a memory feature map (64)."""
+SAM2_MEMORY_ATTENTION_INPUTS = ("image_embed", "memory", "memory_tpos", "obj_ptrs", "obj_ptr_tpos")
+SAM2_MEMORY_ATTENTION_OUTPUTS = ("pix_feat_with_mem",)
+SAM2_MEMORY_ENCODER_INPUTS = (
+    "image_embed",
+    "mask_logits",
+    "object_score_logits",
+    "is_mask_from_pts",
+)
+SAM2_MEMORY_ENCODER_OUTPUTS = ("maskmem_features",)
+SAM2_MEMORY_DYNAMIC = {
+    "memory": "num_memory",
+    "memory_tpos": "num_memory",
+    "obj_ptrs": "num_obj_ptrs",
+    "obj_ptr_tpos": "num_obj_ptrs",
+}
+"""The memory-attention inputs whose dimension 0 is dynamic: memory frames / object pointers."""
 
 SAM2_SIZES = {"tiny": "t", "small": "s", "base_plus": "b+", "large": "l"}
 """SAM2 model sizes: checkpoint name part (``sam2.1_hiera_<size>``) -> config suffix."""

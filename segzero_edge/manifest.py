@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BundleError
-from .layout import MAX_N_CTX, SCHEMA_VERSION
+from .layout import MAX_N_CTX, SCHEMA_VERSION, TRACKING_KEY
 
 MAX_MANIFEST_BYTES = 1 << 20
 """A manifest is a few KiB; a larger file is not one (and is not read into memory)."""
@@ -62,6 +62,7 @@ MANIFEST_SCHEMA: dict[str, Any] = {
                 "checkpoint_sha256": _SHA256,
                 "variant": _TEXT,
                 "image_size": _COUNT,
+                TRACKING_KEY: {"type": "object"},  # SAM2 memory settings (segmenter/memory.py)
             },
         },
         "memory_gb": {"type": "object"},

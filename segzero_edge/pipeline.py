@@ -20,7 +20,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +36,10 @@ from .placement import default_overlap
 from .segmenter.decode import backend_decoder, best_mask_index, decode_objects
 from .segmenter.prompts import batch_prompts, prompt_arrays
 from .types import ObjectPrompt, Segmentation, Status
+
+if TYPE_CHECKING:
+    from .segmenter.memory import SAM2Memory
+    from .tracker import Tracker
 
 _Encoded = tuple[ImageEmbedding, dict[str, float]]
 """A frame's SAM2 embedding and the seconds its pre-processing and encoding took."""
@@ -57,6 +62,7 @@ class SegZeroEdge:
         cache_frames: int = 4,
         overlap: bool | None = None,
         max_objects: int = 16,
+        memory: SAM2Memory | None = None,
     ) -> None:
         """``family``: the model family (name or :class:`~segzero_edge.families.ModelFamily`)
         whose prompt, answer mapping and SAM2 prompt are used. ``overlap``: encode with SAM2
@@ -66,6 +72,9 @@ class SegZeroEdge:
         self.family = get_family(family)
         self.reasoner = reasoner
         self.segmenter = segmenter
+        self.memory = memory
+        """SAM2's video memory graphs for :meth:`track` (opened from the bundle on first use)."""
+        self.bundle_dir: Path | None = None
         self.cache_frames = max(0, int(cache_frames))
         if overlap is None:
             overlap = default_overlap(
@@ -81,6 +90,7 @@ class SegZeroEdge:
         self._reasoner_lock = threading.Lock()
         self._segmenter_lock = threading.Lock()
         self._cache_lock = threading.Lock()
+        self._memory_lock = threading.Lock()
         self._cache: OrderedDict[str, Future[_Encoded]] = OrderedDict()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segzero-sam2")
         self._closed = False
@@ -105,7 +115,9 @@ class SegZeroEdge:
         overlap = options.pop("overlap", None)
         pipeline_opts = {k: options.pop(k) for k in ("cache_frames",) if k in options}
         reasoner, segmenter, family = open_backends(path, overlap=overlap, **options)
-        return cls(reasoner, segmenter, family=family, overlap=overlap, **pipeline_opts)
+        model = cls(reasoner, segmenter, family=family, overlap=overlap, **pipeline_opts)
+        model.bundle_dir = Path(path)
+        return model
 
     # -- SAM2 encoding with a per-frame cache ------------------------------------------
     def _encode(self, img: Frame) -> _Encoded:
@@ -367,6 +379,39 @@ class SegZeroEdge:
         timings["postprocess"] = time.perf_counter() - t0
         return mask, scores
 
+    # -- video ------------------------------------------------------------------------------
+    def track(self, frame: ImageLike, query: str, **options: Any) -> Tracker:
+        """Reason once on ``frame``, then follow the objects with SAM2's video memory.
+
+        Returns a :class:`~segzero_edge.tracker.Tracker`: ``tracker.update(next_frame)``
+        gives a :class:`~segzero_edge.tracker.TrackedSegmentation` per frame without the
+        reasoner. Options: ``rereason_after``, ``score_threshold``, ``num_frames`` (see
+        ``Tracker``). Raises :class:`~segzero_edge.errors.BundleError` when the bundle was
+        exported before tracking existed (re-export it; ``segment()`` still works).
+        """
+        if self._closed:
+            raise RuntimeError("this SegZeroEdge has been closed")
+        from .tracker import Tracker
+
+        return Tracker(self, self._tracking_memory(), frame, query, **options)
+
+    def _tracking_memory(self) -> SAM2Memory:
+        with self._memory_lock:
+            if self.memory is None:
+                if self.bundle_dir is None:
+                    raise RuntimeError(
+                        "track() needs SAM2's memory graphs: load with SegZeroEdge.from_bundle "
+                        "or pass memory= (segzero_edge.segmenter.auto.open_memory)"
+                    )
+                from .segmenter.auto import open_memory
+
+                if self.segmenter.name == "tensorrt":
+                    self.memory = open_memory(self.bundle_dir, "tensorrt")
+                else:
+                    providers = getattr(self.segmenter, "providers", None)
+                    self.memory = open_memory(self.bundle_dir, "onnxruntime", providers=providers)
+            return self.memory
+
     def close(self) -> None:
         """Release the backends and the worker thread, once the calls in progress on other
         threads have returned; later calls raise ``RuntimeError``. Idempotent."""
@@ -380,6 +425,8 @@ class SegZeroEdge:
             self._cuda.close()
         self.reasoner.close()
         self.segmenter.close()
+        if self.memory is not None:
+            self.memory.close()
 
     def __enter__(self) -> SegZeroEdge:
         return self

@@ -68,7 +68,7 @@ def camera_frame() -> tuple[NV12Frame, np.ndarray]:
 def test_segment_accepts_nv12_with_separate_pitched_planes(segmenter: object) -> None:
     frame, rgb = camera_frame()
     reasoner = RecordingReasoner()
-    model = SegZeroEdge(reasoner, segmenter, cache_frames=4)  # type: ignore[arg-type]
+    model = SegZeroEdge(reasoner, segmenter, family="multi-object", cache_frames=4)  # type: ignore[arg-type]
     a = model.segment(frame, "the knife")
     b = model.segment(rgb, "the knife")
     assert a.status is Status.OK and len(a.objects) == 2
@@ -84,7 +84,7 @@ def test_segment_accepts_nv12_with_separate_pitched_planes(segmenter: object) ->
 
 
 def test_device_nv12_without_cuda_is_a_clear_error(segmenter: object) -> None:
-    model = SegZeroEdge(RecordingReasoner(), segmenter)  # type: ignore[arg-type]
+    model = SegZeroEdge(RecordingReasoner(), segmenter, family="multi-object")  # type: ignore[arg-type]
     dev = NV12Frame(0x7F000000, 0x7F100000, width=640, height=480, y_pitch=1024, uv_pitch=1024)
     with pytest.raises(ValueError, match="device memory needs the CUDA path"):
         model.segment(dev, "the knife")
@@ -95,7 +95,7 @@ def test_overlap_policy_and_thread_split(segmenter: object, tiny_bundle: Path) -
     assert default_overlap("gpu", "cpu") and default_overlap("cpu", "gpu")
     assert split_threads(1) == (1, 1) and split_threads(2) == (1, 1)
     assert split_threads(8) == (6, 2) and split_threads(16) == (12, 4)
-    seq = SegZeroEdge(RecordingReasoner(), segmenter)  # type: ignore[arg-type]
+    seq = SegZeroEdge(RecordingReasoner(), segmenter, family="multi-object")  # type: ignore[arg-type]
     assert seq.overlap is False
     r = seq.segment(np.asarray(Image.open(KITCHEN).convert("RGB")), "the knife")
     assert r.timings["overlap"] == 0.0

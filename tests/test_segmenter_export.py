@@ -30,6 +30,29 @@ DECODER_IO = {
     "has_mask_input": [1],
     "masks": ["num_prompts", 4, 256, 256],
     "iou_predictions": ["num_prompts", 4],
+    "object_score_logits": ["num_prompts", 1],
+    "obj_ptr": ["num_prompts", 4, 256],
+}
+MEMORY_ATTENTION_IO = {
+    "image_embed": [1, 256, 64, 64],
+    "memory": ["num_memory", 64, 64, 64],
+    "memory_tpos": ["num_memory"],
+    "obj_ptrs": ["num_obj_ptrs", 256],
+    "obj_ptr_tpos": ["num_obj_ptrs"],
+    "pix_feat_with_mem": [1, 256, 64, 64],
+}
+MEMORY_ENCODER_IO = {
+    "image_embed": [1, 256, 64, 64],
+    "mask_logits": [1, 1, 256, 256],
+    "object_score_logits": [1, 1],
+    "is_mask_from_pts": [1],
+    "maskmem_features": [1, 64, 64, 64],
+}
+GRAPH_IO = {
+    "encoder": ENCODER_IO,
+    "decoder": DECODER_IO,
+    "memory_attention": MEMORY_ATTENTION_IO,
+    "memory_encoder": MEMORY_ENCODER_IO,
 }
 
 
@@ -47,8 +70,8 @@ def op_counts(model: onnx.ModelProto) -> collections.Counter[str]:
 @pytest.mark.parametrize("kind", ["raw", "slim"])
 def test_export_signature(sam2_onnx: dict[str, Any], kind: str) -> None:
     paths = sam2_onnx[kind]
-    assert set(paths) == {"encoder", "decoder"}
-    for role, expected in (("encoder", ENCODER_IO), ("decoder", DECODER_IO)):
+    assert set(paths) == set(GRAPH_IO)
+    for role, expected in GRAPH_IO.items():
         model = onnx.load(str(paths[role]))
         onnx.checker.check_model(model, full_check=True)
         assert io_shapes(model) == expected, f"{kind} {role}: {io_shapes(model)}"
@@ -62,19 +85,36 @@ def test_export_signature(sam2_onnx: dict[str, Any], kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["raw", "slim"])
-def test_decoder_graph_is_tensorrt_friendly(sam2_onnx: dict[str, Any], kind: str) -> None:
-    """No OneHot, no Tile with data-dependent repeats, no upsampling (Resize) in the decoder."""
-    model = onnx.load(str(sam2_onnx[kind]["decoder"]))
+@pytest.mark.parametrize("role", ["decoder", "memory_attention", "memory_encoder"])
+def test_graph_is_tensorrt_friendly(sam2_onnx: dict[str, Any], kind: str, role: str) -> None:
+    """No OneHot, no Tile with data-dependent repeats, no Loop/If/NonZero, no complex or
+    64-bit float tensors; upsampling only in the memory encoder (one bilinear Resize, no
+    antialias: TensorRT's IResizeLayer)."""
+    model = onnx.load(str(sam2_onnx[kind][role]))
     constants = {i.name for i in model.graph.initializer}
     constants |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
     counts = op_counts(model)
     assert counts["OneHot"] == 0
-    assert counts["Resize"] == 0 and counts["Upsample"] == 0
+    assert counts["Upsample"] == 0
+    assert counts["Resize"] == (1 if role == "memory_encoder" else 0), dict(counts)
+    bad_types = {onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128, onnx.TensorProto.DOUBLE}
+    for init in model.graph.initializer:
+        assert init.data_type not in bad_types, (
+            f"{role}: initializer {init.name} is {init.data_type}"
+        )
     for node in model.graph.node:
         if node.op_type == "Tile":
             assert node.input[1] in constants, f"Tile {node.name} has data-dependent repeats"
-        if node.op_type in ("Loop", "If", "NonZero"):
-            pytest.fail(f"decoder graph has a {node.op_type} node ({node.name})")
+        if node.op_type in ("Loop", "If", "NonZero", "Scan"):
+            pytest.fail(f"{role} graph has a {node.op_type} node ({node.name})")
+        if node.op_type == "Resize":
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            assert attrs.get("mode") == b"linear", attrs
+            assert attrs.get("antialias", 0) == 0, attrs
+        if node.op_type == "Cast":
+            to = next(a.i for a in node.attribute if a.name == "to")
+            assert to not in bad_types, f"{role}: Cast {node.name} to type {to}"
+    print(f"{kind} {role}: {sum(counts.values())} nodes, {dict(counts)}")
 
 
 def test_simplified_graphs_match_raw(sam2_onnx: dict[str, Any], sam2_cases, ort_embeddings) -> None:

@@ -296,8 +296,8 @@ def test_segment_uses_the_cuda_kernels_beside_tensorrt(
 
     _, image = cases[0]
     gpu_answer, cpu_answer = _Answer(), _Answer()
-    gpu = SegZeroEdge(gpu_answer, trt_segmenter, cache_frames=0)
-    cpu = SegZeroEdge(cpu_answer, trt_segmenter, cache_frames=0)
+    gpu = SegZeroEdge(gpu_answer, trt_segmenter, family="multi-object", cache_frames=0)
+    cpu = SegZeroEdge(cpu_answer, trt_segmenter, family="multi-object", cache_frames=0)
     cpu._cuda = None  # the CPU twin on the same engines
     assert gpu.pixel_path == "cuda" and gpu.overlap is True
     a = gpu.segment(image, "the knife")

@@ -1,7 +1,7 @@
 """Subcommands of the ``segzero-edge`` CLI.
 
-The runtime defines ``segment`` and ``doctor`` here. The other packages of the distribution
-add theirs through the ``segzero_edge.commands`` entry-point group (``export`` and
+The runtime defines ``segment``, ``track`` and ``doctor`` here. The other packages of the
+distribution add theirs through the ``segzero_edge.commands`` entry-point group (``export`` and
 ``build-engines`` from ``segzero_export``, ``eval`` from ``segzero_train``, ``bench`` from
 ``segzero_bench``), so the runtime never imports them. An entry point names a
 ``register(subparsers)`` function that adds one sub-parser and sets ``func``; its module must
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 
 ENTRY_POINT_GROUP = "segzero_edge.commands"
-BUILTIN = {"segment": "segment", "doctor": "doctor"}  # command -> module in this package
+BUILTIN = {"segment": "segment", "track": "track", "doctor": "doctor"}  # command -> module
 
 Register = Callable[[argparse._SubParsersAction], None]
 

@@ -1,17 +1,21 @@
-"""Open the best SAM2 segmenter of a bundle: TensorRT engines when usable, else onnxruntime."""
+"""Open the best SAM2 segmenter of a bundle (TensorRT engines when usable, else onnxruntime),
+and its video-memory graphs for tracking."""
 
 from __future__ import annotations
 
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..backends import Segmenter
-from ..errors import TensorRTUnavailable
-from ..layout import ENGINES_DIR
+from ..errors import BundleError, TensorRTUnavailable
+from ..layout import ENGINES_DIR, MANIFEST, SAM2_MEMORY_ATTENTION_FILE, SAM2_MEMORY_ENCODER_FILE
 from ..layout import SAM2_DECODER_FILE as DECODER_ONNX
 from ..layout import SAM2_ENCODER_FILE as ENCODER_ONNX
+
+if TYPE_CHECKING:
+    from .memory import SAM2Memory
 
 log = logging.getLogger(__name__)
 
@@ -85,3 +89,37 @@ def open_segmenter(
     if backend == "auto":
         opts = {k: v for k, v in opts.items() if k not in ORT_ONLY_OPTIONS}
     return TensorRTSegmenter(*plans, **opts)
+
+
+def open_memory(
+    bundle_dir: str | os.PathLike[str], backend: str = "onnxruntime", **opts: Any
+) -> SAM2Memory:
+    """The memory graphs of a bundle on ``backend`` (``"onnxruntime"`` or ``"tensorrt"``).
+
+    Raises :class:`~segzero_edge.errors.BundleError` when the bundle has no memory graphs
+    (exported before tracking existed: re-export it), ``RuntimeError`` when TensorRT engines
+    for them are missing on this device.
+    """
+    from .memory import REEXPORT, TrackingConfig, manifest_tracking
+
+    root = Path(bundle_dir)
+    paths = (root / SAM2_MEMORY_ATTENTION_FILE, root / SAM2_MEMORY_ENCODER_FILE)
+    if not all(p.is_file() for p in paths):
+        raise BundleError(f"{root}: {REEXPORT}")
+    config = manifest_tracking(root) if (root / MANIFEST).is_file() else None
+    if backend == "onnxruntime":
+        from .memory_onnxruntime import OrtMemory
+
+        return OrtMemory(*paths, config=config, **opts)
+    if backend == "tensorrt":
+        from ..engine_cache import find_memory_engines
+        from .memory_tensorrt import TensorRTMemory
+
+        plans = find_memory_engines(root)
+        if plans is None:
+            raise RuntimeError(
+                f"no current TensorRT engines for the SAM2 memory graphs of {root} on this "
+                "device; build them: segzero-edge build-engines BUNDLE"
+            )
+        return TensorRTMemory(*plans, config=config or TrackingConfig(), **opts)
+    raise ValueError(f"unknown memory backend {backend!r}; use 'onnxruntime' or 'tensorrt'")

@@ -15,6 +15,7 @@ from ..errors import BackendError
 from ..layout import (
     SAM2_DECODER_INPUTS,
     SAM2_DECODER_OUTPUTS,
+    SAM2_DECODER_TRACK_OUTPUTS,
     SAM2_ENCODER_INPUTS,
     SAM2_ENCODER_OUTPUTS,
     SAM2_LOW_RES,
@@ -258,6 +259,41 @@ class OrtSegmenter:
         if session is None:
             raise RuntimeError("this OrtSegmenter has been closed")
         return session
+
+    @property
+    def can_track(self) -> bool:
+        """Whether the decoder graph has the tracking outputs (exported with tracking)."""
+        names = {o.name for o in self._session("_decoder").get_outputs()}
+        return set(SAM2_DECODER_TRACK_OUTPUTS) <= names
+
+    def decode_track(
+        self, embedding: ImageEmbedding, point_coords: np.ndarray, point_labels: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`decode` plus ``object_score_logits [B, 1]`` and ``obj_ptr [B, 4, 256]``.
+
+        Raises ``RuntimeError`` when the decoder graph predates tracking (re-export it).
+        """
+        if not self.can_track:
+            raise RuntimeError(
+                "the SAM2 decoder graph has no object score / pointer outputs (exported before "
+                "tracking existed); re-export the bundle to use track()"
+            )
+        coords, labels = check_prompt_batch(point_coords, point_labels)
+        if self.max_prompts is not None and coords.shape[0] > self.max_prompts:
+            raise ValueError(f"decode_track takes at most {self.max_prompts} prompts here")
+        feeds = {
+            "image_embed": embedding.image_embed,
+            "high_res_feats_0": embedding.high_res_feats_0,
+            "high_res_feats_1": embedding.high_res_feats_1,
+            "point_coords": coords,
+            "point_labels": labels,
+            "mask_input": self._no_mask,
+            "has_mask_input": np.zeros(1, dtype=np.float32),
+        }
+        names = [*DECODER_OUTPUTS, *SAM2_DECODER_TRACK_OUTPUTS]
+        with self._lock:
+            masks, iou, score, ptr = self._session("_decoder").run(names, feeds)
+        return masks, iou, score, ptr
 
     def close(self) -> None:
         """Release both sessions (idempotent); waits for a call in progress."""

@@ -21,7 +21,7 @@ import numpy as np
 from ..backends import ImageEmbedding
 from ..device import cudart as _cudart
 from ..device import import_tensorrt, load_tensorrt
-from ..layout import SAM2_POINT_INPUTS
+from ..layout import SAM2_DECODER_TRACK_OUTPUTS, SAM2_POINT_INPUTS
 from .onnxruntime import (
     DECODER_INPUTS,
     DECODER_OUTPUTS,
@@ -162,7 +162,13 @@ class TensorRTSegmenter:
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         self._encoder = self._load(plans["encoder"], ENCODER_INPUTS, ENCODER_OUTPUTS)
-        self._decoder = self._load(plans["decoder"], DECODER_INPUTS, DECODER_OUTPUTS)
+        self._decoder = self._load(
+            plans["decoder"], DECODER_INPUTS, DECODER_OUTPUTS, SAM2_DECODER_TRACK_OUTPUTS
+        )
+        names = {self._decoder.get_tensor_name(i) for i in range(self._decoder.num_io_tensors)}
+        self._outputs = DECODER_OUTPUTS + tuple(
+            n for n in SAM2_DECODER_TRACK_OUTPUTS if n in names
+        )  # every output must be bound, those for tracking included
         for name in FEATURES:
             out_dt = self._encoder.get_tensor_dtype(name)
             in_dt = self._decoder.get_tensor_dtype(name)
@@ -180,7 +186,7 @@ class TensorRTSegmenter:
         self.max_prompts = int(max_shape[0])
         """Prompts per decoder call (the engine profile's maximum; 1 for engines of a decoder
         exported before the batch axis). ``decode`` splits larger batches."""
-        for name in ("image", *DECODER_INPUTS, *DECODER_OUTPUTS):
+        for name in ("image", *DECODER_INPUTS, *self._outputs):
             if name in FEATURES:
                 continue  # features live in each ImageEmbedding
             engine = self._encoder if name == "image" else self._decoder
@@ -194,7 +200,11 @@ class TensorRTSegmenter:
         self.device_kind = "gpu"
 
     def _load(
-        self, path: Path, inputs: tuple[str, ...], outputs: tuple[str, ...]
+        self,
+        path: Path,
+        inputs: tuple[str, ...],
+        outputs: tuple[str, ...],
+        optional: tuple[str, ...] = (),
     ) -> tensorrt.ICudaEngine:
         engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
@@ -204,7 +214,7 @@ class TensorRTSegmenter:
                 "segzero-edge build-engines BUNDLE --force"
             )
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-        if set(names) != set(inputs) | set(outputs):
+        if set(names) - set(optional) != set(inputs) | set(outputs):
             raise ValueError(
                 f"{path} is not a SAM2 engine of this project: tensors {names}; expected "
                 f"inputs {inputs} and outputs {outputs}"
@@ -230,7 +240,8 @@ class TensorRTSegmenter:
         shape = [int(dims[i]) for i in range(len(dims))]
         if name in POINTS:
             shape[1] = self.max_points
-        if engine is self._decoder and (name in POINTS or name in DECODER_OUTPUTS):
+        batched = (*POINTS, *DECODER_OUTPUTS, *SAM2_DECODER_TRACK_OUTPUTS)
+        if engine is self._decoder and name in batched:
             shape[0] = self.max_prompts if shape[0] < 0 else shape[0]
         if any(d < 0 for d in shape):
             raise ValueError(f"engine tensor {name} has an unexpected dynamic shape {shape}")
@@ -402,9 +413,40 @@ class TensorRTSegmenter:
         for name, shape in (("point_coords", (b, n, 2)), ("point_labels", (b, n))):
             if not ctx.set_input_shape(name, shape):
                 raise ValueError(f"TensorRT rejected input shape {shape} for {name}")
-        for name in DECODER_OUTPUTS:
+        for name in self._outputs:
             ctx.set_tensor_address(name, self._buffers[name].ptr)
         self._run(ctx, "decoder")
+
+    @property
+    def can_track(self) -> bool:
+        """Whether the decoder engine has the tracking outputs (object score, pointers)."""
+        return set(SAM2_DECODER_TRACK_OUTPUTS) <= set(self._outputs)
+
+    def decode_track(
+        self, embedding: ImageEmbedding, point_coords: np.ndarray, point_labels: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`decode` plus ``object_score_logits [B, 1]`` and ``obj_ptr [B, 4, 256]``, for at
+        most :attr:`max_prompts` prompts (one engine call).
+
+        Raises ``RuntimeError`` when the decoder predates tracking (re-export the bundle).
+        """
+        if not self.can_track:
+            raise RuntimeError(
+                "the SAM2 decoder engine has no object score / pointer outputs (exported "
+                "before tracking existed); re-export the bundle and rebuild its engines"
+            )
+        b = int(np.shape(point_coords)[0])
+        if b > self.max_prompts:
+            raise ValueError(f"decode_track takes at most {self.max_prompts} prompts, got {b}")
+        with self._lock:  # re-entrant: the outputs are read before another call runs
+            masks, iou = self.decode(embedding, point_coords, point_labels)
+            score, ptr = (
+                self._buffers[name]
+                .download(self._stream, (b, *self._buffers[name].shape[1:]))
+                .astype(np.float32, copy=False)
+                for name in SAM2_DECODER_TRACK_OUTPUTS
+            )
+        return masks, iou, score, ptr
 
     def _require_open(self) -> None:
         if self._stream is None:

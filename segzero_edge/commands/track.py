@@ -1,0 +1,275 @@
+"""``segzero-edge track VIDEO_OR_FRAME_DIR QUERY --out DIR``: reason once, track every frame.
+
+Frames come from a folder of images (sorted by name, numbers in names compared as numbers)
+or from an animated image Pillow reads (GIF, APNG, animated WebP, multi-page TIFF). Video
+files (MP4, ...) need a video decoder the runtime does not ship: extract frames first, e.g.
+``ffmpeg -i clip.mp4 frames/%05d.jpg``.
+
+Writes to ``DIR``: ``masks/00000.png`` ... (the union of the tracked masks, 255 inside; with
+several objects also ``masks/00000_obj1.png`` ...), ``overlay.gif`` (masks tinted per object,
+boxes, frame number, present/lost), and ``track.json`` (per frame: object scores, presence,
+boxes, mask areas, whether the reasoner ran, stage timings; plus the reasoning).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import CommandError
+from ..families import FAMILIES
+from .segment import _ensure_bundle
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".h264"}
+COLORS = [(230, 40, 40), (40, 140, 230), (240, 200, 30), (60, 200, 90), (200, 60, 220)]
+GIF_MAX_SIDE = 480
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "track",
+        help="reason once on the first frame, then track the objects through the frames",
+        description=(
+            "Run the reasoner on the first frame of VIDEO_OR_FRAME_DIR for QUERY, then follow "
+            "the objects it names with SAM2's video memory on every frame (no reasoner). "
+            "Writes per-frame masks, overlay.gif and track.json to --out. Without --bundle "
+            "the tiny demo bundle (random weights, meaningless masks) is built on first use."
+        ),
+    )
+    p.add_argument(
+        "frames",
+        metavar="VIDEO_OR_FRAME_DIR",
+        help="folder of frames (JPEG/PNG/...) or an animated GIF/APNG/WebP/TIFF",
+    )
+    p.add_argument(
+        "query", metavar="QUERY", help='what to find, e.g. "the thing I can use to cut the bread"'
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--bundle", type=Path, default=None, help="bundle folder (segzero-edge export)")
+    p.add_argument(
+        "--segmenter-backend", default="auto", choices=["auto", "tensorrt", "onnxruntime"]
+    )
+    p.add_argument(
+        "--rereason-after",
+        type=int,
+        default=None,
+        metavar="N",
+        help="re-run the reasoner after N frames in a row with a lost object (default: never)",
+    )
+    p.add_argument(
+        "--score-threshold",
+        type=float,
+        default=0.0,
+        help="object score logit at or below which an object counts as lost (default 0)",
+    )
+    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    p.add_argument("--fps", type=float, default=10.0, help="frame rate of overlay.gif")
+    p.add_argument("--no-gif", action="store_true", help="do not write overlay.gif")
+    p.add_argument("--no-grammar", action="store_true", help="decode without the answer grammar")
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help="cap the reasoner's generation (thinking part with the grammar)",
+    )
+    p.add_argument(
+        "--family",
+        choices=sorted(FAMILIES),
+        help="model family of the bundle's reasoner (default: the manifest's; needed for "
+        "bundles exported before families were recorded)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _natural_key(path: Path) -> list[Any]:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
+def frame_source(path: Path, max_frames: int | None = None) -> tuple[int, Iterator[np.ndarray]]:
+    """``(frame count, iterator of H x W x 3 uint8 frames)`` of a folder or animated image.
+
+    Raises :class:`CommandError` for a missing path, an empty folder, a video file, or a file
+    Pillow cannot read.
+    """
+    from PIL import Image, ImageSequence, UnidentifiedImageError
+
+    from ..image import load_image
+
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        raise CommandError(
+            f"{path} is a video file; the runtime has no video decoder. Extract its frames "
+            f"first, e.g. `ffmpeg -i {path.name} frames/%05d.jpg`, and pass the folder"
+        )
+    if not path.exists():
+        raise CommandError(f"{path} does not exist")
+    if path.is_dir():
+        files = sorted(
+            (f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()),
+            key=_natural_key,
+        )
+        if not files:
+            raise CommandError(f"{path} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        files = files[:max_frames] if max_frames else files
+
+        def from_dir() -> Iterator[np.ndarray]:
+            for f in files:
+                yield load_image(f)
+
+        return len(files), from_dir()
+    try:
+        with Image.open(path) as img:
+            n = int(getattr(img, "n_frames", 1))
+    except (UnidentifiedImageError, OSError) as e:
+        raise CommandError(f"cannot read {path}: {e}") from None
+    n = min(n, max_frames) if max_frames else n
+
+    def from_file() -> Iterator[np.ndarray]:
+        with Image.open(path) as img:
+            for i, frame in enumerate(ImageSequence.Iterator(img)):
+                if i >= n:
+                    break
+                yield load_image(frame.convert("RGB"))
+
+    return n, from_file()
+
+
+def overlay_frame(image: np.ndarray, result: Any, alpha: float = 0.5) -> Any:
+    """A frame with each object's mask tinted in its colour, its box, and a status line."""
+    from PIL import Image, ImageDraw
+
+    out = image.astype(np.float32)
+    masks = result.object_masks if result.object_masks is not None else []
+    for i, m in enumerate(masks):
+        color = np.asarray(COLORS[i % len(COLORS)], dtype=np.float32)
+        out[m] = (1 - alpha) * out[m] + alpha * color
+    pic = Image.fromarray(out.clip(0, 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(pic)
+    for i, box in enumerate(result.boxes):
+        if box is not None:
+            draw.rectangle(box, outline=COLORS[i % len(COLORS)], width=2)
+    states = " ".join(
+        f"#{i + 1}:{'on' if p else 'lost'}({s:+.2f})"
+        for i, (p, s) in enumerate(zip(result.present, result.object_scores, strict=True))
+    )
+    label = f"{result.frame_index}{' R' if result.reasoned else ''} {states or 'no object'}"
+    draw.rectangle((0, 0, 8 + 6 * len(label), 14), fill=(0, 0, 0))
+    draw.text((4, 2), label, fill=(255, 255, 255))
+    scale = GIF_MAX_SIDE / max(pic.size)
+    if scale < 1:
+        pic = pic.resize((round(pic.width * scale), round(pic.height * scale)))
+    return pic
+
+
+def _frame_json(result: Any, name: str) -> dict[str, Any]:
+    data = result.to_json()
+    for key in ("reasoning", "answer_raw", "mask_shape"):
+        data.pop(key, None)
+    data["file"] = name
+    return data
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..fileio import atomic_path
+    from ..overlay import mask_image
+    from ..pipeline import SegZeroEdge
+
+    if args.max_frames is not None and args.max_frames < 1:
+        raise CommandError(f"--max-frames must be >= 1, got {args.max_frames}")
+    if args.fps <= 0:
+        raise CommandError(f"--fps must be > 0, got {args.fps}")
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
+        raise CommandError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    n_frames, frames = frame_source(Path(args.frames), args.max_frames)
+    bundle = _ensure_bundle(args.bundle)
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"--out {out} is a file; give a folder for the masks, GIF and JSON")
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    # before any model work: a real file, as `segment` checks (root passes os.access checks)
+    with tempfile.NamedTemporaryFile(dir=out / "masks", prefix=".", suffix=".check"):
+        pass
+    gif: list[Any] = []
+    records: list[dict[str, Any]] = []
+    reasoner_opts = {} if args.max_new_tokens is None else {"max_new_tokens": args.max_new_tokens}
+    with SegZeroEdge.from_bundle(
+        bundle,
+        segmenter_backend=args.segmenter_backend,
+        grammar=not args.no_grammar,
+        family=args.family,
+        **reasoner_opts,
+    ) as model:
+        bar = tqdm(total=n_frames, desc="track", unit="frame", disable=args.quiet)
+        tracker = None
+        try:
+            for i, frame in enumerate(frames):
+                if tracker is None:
+                    tracker = model.track(
+                        frame,
+                        args.query,
+                        rereason_after=args.rereason_after,
+                        score_threshold=args.score_threshold,
+                        num_frames=n_frames,
+                    )
+                    result = tracker.last
+                else:
+                    result = tracker.update(frame)
+                name = f"{i:05d}.png"
+                with atomic_path(out / "masks" / name) as tmp:
+                    mask_image(result.mask).save(tmp, format="PNG")
+                if result.object_masks is not None and len(result.object_masks) > 1:
+                    for k, m in enumerate(result.object_masks, start=1):
+                        with atomic_path(out / "masks" / f"{i:05d}_obj{k}.png") as tmp:
+                            mask_image(m).save(tmp, format="PNG")
+                if not args.no_gif:
+                    gif.append(overlay_frame(frame, result))
+                records.append(_frame_json(result, name))
+                bar.set_postfix_str(
+                    f"{result.timings.get('total', 0.0) * 1000:.0f} ms, "
+                    f"{sum(result.present)}/{len(result.present)} present"
+                )
+                bar.update()
+        finally:
+            bar.close()
+        seed = tracker.seed if tracker is not None else None
+    if gif:
+        with atomic_path(out / "overlay.gif") as tmp:
+            gif[0].save(
+                tmp,
+                format="GIF",
+                save_all=True,
+                append_images=gif[1:],
+                duration=max(int(1000 / args.fps), 20),
+                loop=0,
+            )
+    tracked = [r["timings"]["total"] for r in records if not r["reasoned"]]
+    summary = {
+        "query": args.query,
+        "bundle": str(bundle),
+        "frames": len(records),
+        "reasoned_frames": [r["frame_index"] for r in records if r["reasoned"]],
+        "mean_update_ms": 1000 * float(np.mean(tracked)) if tracked else None,
+        "reasoning": seed.reasoning if seed else "",
+        "answer_raw": seed.answer_raw if seed else "",
+        "per_frame": records,
+    }
+    with atomic_path(out / "track.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    mean = summary["mean_update_ms"]
+    print(
+        f"{len(records)} frames -> {out} (reasoned on frames {summary['reasoned_frames']}; "
+        + (f"update {mean:.0f} ms/frame)" if mean is not None else "no tracked frame)"),
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,114 @@
+"""``segzero-edge track`` on a small generated clip with the tiny bundle: per-frame masks,
+overlay GIF, JSON; frame sources (folder, animated GIF) and their errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segzero_edge.cli import main
+from segzero_edge.commands.track import frame_source
+from segzero_edge.errors import CommandError
+from tests.fixtures.tracking import synthetic_clip
+
+
+def _write_frames(folder: Path, n: int) -> list[np.ndarray]:
+    folder.mkdir()
+    frames = synthetic_clip(n)
+    for i, f in enumerate(frames):  # 1, 2, ..., 10: sorted as numbers, not as text
+        Image.fromarray(f).save(folder / f"frame{i + 1}.png")
+    return frames
+
+
+def test_track_command(tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    frames = _write_frames(tmp_path / "clip", 3)
+    out = tmp_path / "out"
+    argv = ["track", str(tmp_path / "clip"), "the red ball", "--out", str(out)]
+    argv += ["--bundle", str(tiny_bundle), "--rereason-after", "2", "--score-threshold", "1e9"]
+    argv += ["--max-new-tokens", "48"]
+    assert main(argv) == 0
+    report = json.loads((out / "track.json").read_text())
+    per_frame = report["per_frame"]
+    assert [r["frame_index"] for r in per_frame] == [0, 1, 2]
+    # every frame counts as lost (threshold above any score): the reasoner runs again on
+    # the frame after two lost frames
+    assert [r["reasoned"] for r in per_frame] == [True, False, True]
+    assert report["reasoned_frames"] == [0, 2]
+    for r, frame in zip(per_frame, frames, strict=True):
+        mask = np.asarray(Image.open(out / "masks" / r["file"]))
+        assert mask.shape == frame.shape[:2] and set(np.unique(mask)) <= {0, 255}
+        assert int((mask > 0).sum()) == r["mask_area"]
+        assert r["timings"]["total"] > 0 and len(r["object_scores"]) == len(r["present"])
+    if not per_frame[1]["reasoned"] and per_frame[1]["object_scores"]:
+        assert per_frame[1]["timings"]["memory_attention"] > 0
+    with Image.open(out / "overlay.gif") as gif:
+        assert gif.n_frames == 3 and max(gif.size) <= 480
+    assert "3 frames" in capsys.readouterr().err
+    leftovers = [p.name for p in out.rglob(".*")]
+    assert not leftovers, f"temporary files left: {leftovers}"
+
+
+def test_frame_sources(tmp_path: Path) -> None:
+    frames = _write_frames(tmp_path / "clip", 11)
+    n, it = frame_source(tmp_path / "clip", max_frames=None)
+    got = list(it)
+    assert n == 11 and all(np.array_equal(a, b) for a, b in zip(got, frames, strict=True))
+    gif = tmp_path / "clip.gif"
+    pics = [Image.fromarray(f) for f in frames[:4]]
+    pics[0].save(gif, save_all=True, append_images=pics[1:], duration=100)
+    n, it = frame_source(gif, max_frames=3)
+    got = list(it)
+    assert n == 3 and len(got) == 3 and got[0].shape == frames[0].shape
+    with pytest.raises(CommandError, match="ffmpeg"):
+        frame_source(tmp_path / "clip.mp4")  # checked by suffix: no decoder ships
+    (tmp_path / "clip.mp4").write_bytes(b"\x00")
+    with pytest.raises(CommandError, match="video file"):
+        frame_source(tmp_path / "clip.mp4")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CommandError, match="no image files"):
+        frame_source(tmp_path / "empty")
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    with pytest.raises(CommandError, match="cannot read"):
+        frame_source(tmp_path / "junk.png")
+
+
+def test_track_errors(tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code = main(["track", str(tmp_path / "nope"), "q", "--out", str(tmp_path / "o")])
+    assert code == 2 and "does not exist" in capsys.readouterr().err
+    _write_frames(tmp_path / "clip", 1)
+    argv = ["track", str(tmp_path / "clip"), "q", "--out", str(tmp_path / "o"), "--fps", "0"]
+    assert main([*argv, "--bundle", str(tiny_bundle)]) == 2
+    assert "--fps" in capsys.readouterr().err
+    (tmp_path / "taken").write_text("a file")
+    argv = ["track", str(tmp_path / "clip"), "q", "--out", str(tmp_path / "taken")]
+    assert main([*argv, "--bundle", str(tiny_bundle)]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_bundle_manifest_and_old_bundle(
+    bundle_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """New bundles list the memory graphs and SAM2's tracking settings; a bundle without
+    them (exported before tracking) still loads, and ``track`` says to re-export it."""
+    from segzero_edge.bundle import load_bundle
+    from segzero_edge.layout import SAM2_MEMORY_FILES
+    from segzero_edge.segmenter.memory import TrackingConfig, manifest_tracking
+
+    manifest = json.loads((bundle_copy / "manifest.json").read_text())
+    assert set(SAM2_MEMORY_FILES) <= set(manifest["files"])
+    assert manifest_tracking(bundle_copy) == TrackingConfig()  # SAM2.1-tiny's settings
+    for name in SAM2_MEMORY_FILES:
+        (bundle_copy / name).unlink()
+        del manifest["files"][name]
+    del manifest["segmenter"]["tracking"]
+    (bundle_copy / "manifest.json").unlink()  # a hard link: replace, never edit in place
+    (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
+    load_bundle(bundle_copy, verify_hashes=True)
+    _write_frames(tmp_path / "clip", 1)
+    argv = ["track", str(tmp_path / "clip"), "q", "--out", str(tmp_path / "o")]
+    assert main([*argv, "--bundle", str(bundle_copy)]) == 2
+    assert "re-export" in capsys.readouterr().err

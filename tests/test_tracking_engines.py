@@ -1,0 +1,141 @@
+"""TensorRT bookkeeping of the memory engines without TensorRT: found only when current and
+present, listed by ``doctor`` only for bundles that have them, their dynamic profiles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from segzero_edge import device
+from segzero_edge.engine_cache import (
+    ENGINE_NAMES,
+    MEMORY_ATTENTION,
+    MEMORY_ENCODER,
+    MEMORY_ENGINE_NAMES,
+    BuildFlags,
+    engine_dir,
+    engine_status,
+    find_engines,
+    find_memory_engines,
+    plan_path,
+    read_meta,
+    stale_reason,
+)
+from segzero_edge.fileio import sha256_file
+from segzero_export.engines import EngineBuildError, input_profile, record_engine, write_meta
+
+FP = "orin-sm87-trt10.3.0-l4t36.4.0"
+TRT = "10.3.0"
+
+
+@pytest.fixture(autouse=True)
+def _fixed_fingerprint(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(device.ENV_FINGERPRINT, FP)
+    device.device_fingerprint.cache_clear()
+    yield
+    device.device_fingerprint.cache_clear()
+
+
+def make_bundle(root: Path, names: tuple[str, ...]) -> Path:
+    root.mkdir()
+    files = {}
+    for name in names:
+        path = root / f"{name}.onnx"
+        path.write_bytes(f"onnx bytes of {name}".encode() * 10)
+        files[path.name] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
+    (root / "manifest.json").write_text(json.dumps({"schema_version": 1, "files": files}))
+    return root
+
+
+def fake_build(bundle: Path, names: tuple[str, ...]) -> Path:
+    flags = BuildFlags()
+    out = engine_dir(bundle)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = read_meta(out)
+    for name in names:
+        plan = plan_path(out, name)
+        plan.write_bytes(b"plan " + name.encode())
+        record_engine(
+            meta, name, plan=plan, onnx_name=f"{name}.onnx",
+            onnx_sha256=sha256_file(bundle / f"{name}.onnx"), fingerprint=FP,
+            tensorrt_version=TRT, flags=flags,
+        )  # fmt: skip
+    write_meta(out, meta)
+    return out
+
+
+def test_memory_engines_found_when_built(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path / "b", (*ENGINE_NAMES, *MEMORY_ENGINE_NAMES))
+    assert find_memory_engines(bundle) is None
+    status = engine_status(bundle)
+    assert set(status) == {*ENGINE_NAMES, *MEMORY_ENGINE_NAMES}
+    assert "does not exist" in status[MEMORY_ATTENTION]
+    out = fake_build(bundle, (*ENGINE_NAMES, *MEMORY_ENGINE_NAMES))
+    assert find_engines(bundle) is not None
+    assert find_memory_engines(bundle) == (
+        out / "sam2_memory_attention.plan",
+        out / "sam2_memory_encoder.plan",
+    )
+    assert set(engine_status(bundle).values()) == {"ok"}
+    (bundle / "sam2_memory_encoder.onnx").write_bytes(b"re-exported")
+    assert find_memory_engines(bundle) is None and find_engines(bundle) is not None
+
+
+def test_old_bundle_lists_no_memory_engines(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path / "b", ENGINE_NAMES)
+    fake_build(bundle, ENGINE_NAMES)
+    assert set(engine_status(bundle)) == set(ENGINE_NAMES)
+    assert find_memory_engines(bundle) is None and find_engines(bundle) is not None
+
+
+def test_memory_profiles_are_flags_of_the_attention_engine_only(tmp_path: Path) -> None:
+    flags = BuildFlags()
+    assert "memory_frames_profile" not in flags.to_json()  # encoder/decoder flags unchanged
+    assert flags.to_json(MEMORY_ATTENTION)["memory_frames_profile"] == [1, 7, 7]
+    assert flags.to_json(MEMORY_ATTENTION)["obj_ptrs_profile"] == [1, 16, 16]
+    assert flags.to_json(MEMORY_ENCODER) == flags.to_json()
+    bundle = make_bundle(tmp_path / "b", (*ENGINE_NAMES, *MEMORY_ENGINE_NAMES))
+    out = fake_build(bundle, (*ENGINE_NAMES, *MEMORY_ENGINE_NAMES))
+    bigger = BuildFlags(memory_frames_profile=(1, 7, 9))
+
+    def why(name: str, f: BuildFlags) -> str | None:
+        return stale_reason(
+            name, read_meta(out), plan=plan_path(out, name),
+            onnx_sha256=sha256_file(bundle / f"{name}.onnx"), tensorrt_version=TRT,
+            fingerprint=FP, flags=f,
+        )  # fmt: skip
+
+    assert "build flags changed" in (why(MEMORY_ATTENTION, bigger) or "")
+    assert why("sam2_encoder", bigger) is None and why(MEMORY_ENCODER, bigger) is None
+
+
+def test_input_profiles() -> None:
+    flags = BuildFlags()
+    assert input_profile("memory", (-1, 64, 64, 64), flags) == (
+        [1, 64, 64, 64],
+        [7, 64, 64, 64],
+        [7, 64, 64, 64],
+    )
+    assert input_profile("obj_ptr_tpos", (-1,), flags) == ([1], [16], [16])
+    assert input_profile("point_coords", (1, -1, 2), flags)[2] == [1, 16, 2]
+    with pytest.raises(EngineBuildError, match="only dimension 0"):
+        input_profile("memory", (-1, -1, 64, 64), flags)
+    with pytest.raises(EngineBuildError, match="only the prompt and point dimensions"):
+        input_profile("image_embed", (-1, 256, 64, 64), flags)
+    with pytest.raises(ValueError, match="min <= opt <= max"):
+        input_profile("obj_ptrs", (-1, 256), BuildFlags(obj_ptrs_profile=(4, 2, 16)))
+
+
+def test_onnxruntime_tensorrt_ep_profiles_match_build_engines() -> None:
+    """onnxruntime's TensorRT EP gets the memory attention profiles ``build-engines`` uses."""
+    from segzero_edge.segmenter.memory_onnxruntime import memory_profile_options
+
+    opts = memory_profile_options()
+    assert opts["trt_profile_min_shapes"] == (
+        "memory:1x64x64x64,memory_tpos:1,obj_ptrs:1x256,obj_ptr_tpos:1"
+    )
+    assert opts["trt_profile_max_shapes"] == (
+        "memory:7x64x64x64,memory_tpos:7,obj_ptrs:16x256,obj_ptr_tpos:16"
+    )
