@@ -193,6 +193,7 @@ def test_sam2_gets_the_reference_points_and_labels(
     objects = fam.to_image_frame(parse_answer(text).objects, hw)
     decoded = decode_objects(objects, fam.sam2, backend_decoder(seg, emb, hw))
     assert len(seg.calls) == len(want) == len(decoded.masks)
+    assert seg.n_batches == 1  # every object of the answer in one decoder call
     for (coords, labels), (ref_coords, ref_labels) in zip(seg.calls, want, strict=True):
         print(f"{family}: labels {labels.tolist()} coords {coords.tolist()}")
         np.testing.assert_array_equal(coords, ref_coords)
