@@ -123,24 +123,22 @@ class SegZeroEdge:
     def _encode(self, img: Frame) -> _Encoded:
         t0 = time.perf_counter()
         if self._cuda is not None:  # the kernel writes the encoder's input on the device
-            with self._segmenter_lock:
-                try:
-                    emb = self._cuda.encode(img)
-                except Exception as e:
-                    raise BackendError(
-                        f"segmenter {self.segmenter.name!r} failed to encode: {e}"
-                    ) from e
+            emb = self._locked_encode(self._cuda.encode, img)
             return emb, {"sam_preprocess": 0.0, "sam_encode": time.perf_counter() - t0}
         sam_in = pixels.preprocess_sam(img)
         t1 = time.perf_counter()
+        emb = self._locked_encode(self.segmenter.encode, sam_in)
+        return emb, {"sam_preprocess": t1 - t0, "sam_encode": time.perf_counter() - t1}
+
+    def _locked_encode(self, encode: Any, x: Any) -> ImageEmbedding:
+        """``encode(x)`` under the segmenter lock; its errors become ``BackendError``."""
         with self._segmenter_lock:
             try:
-                emb = self.segmenter.encode(sam_in)
+                return encode(x)  # type: ignore[no-any-return]
             except Exception as e:
                 raise BackendError(
                     f"segmenter {self.segmenter.name!r} failed to encode: {e}"
                 ) from e
-        return emb, {"sam_preprocess": t1 - t0, "sam_encode": time.perf_counter() - t1}
 
     def _embedding_future(self, img: Frame, timings: dict[str, float]) -> Future[_Encoded]:
         key = _frame_key(img) if self.cache_frames else ""

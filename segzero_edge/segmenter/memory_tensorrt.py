@@ -32,7 +32,7 @@ from ..layout import (
 )
 from .memory import TrackingConfig
 from .memory_onnxruntime import check_attention_inputs, encoder_feeds
-from .tensorrt import DeviceBuffer, _check
+from .tensorrt import DeviceBuffer, _check, open_device
 
 if TYPE_CHECKING:
     import tensorrt
@@ -55,14 +55,7 @@ class TensorRTMemory:
         import tensorrt as trt
 
         plans = {"memory attention": Path(attention_plan), "memory encoder": Path(encoder_plan)}
-        for role, path in plans.items():
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"SAM2 {role} TensorRT engine not found: {path} "
-                    "(build it on this device: segzero-edge build-engines BUNDLE)"
-                )
-        cudart = _cudart()
-        _check(cudart.cudaSetDevice(device), f"cudaSetDevice({device})")
+        open_device(plans, device)
         self.config = config
         self.device = device
         self._buffers: dict[str, DeviceBuffer] = {}
@@ -80,7 +73,7 @@ class TensorRTMemory:
         self._enc_ctx = self._encoder.create_execution_context()
         if self._att_ctx is None or self._enc_ctx is None:
             raise RuntimeError("TensorRT could not create an execution context (out of memory?)")
-        self._stream = _check(cudart.cudaStreamCreate(), "cudaStreamCreate")
+        self._stream = _check(_cudart().cudaStreamCreate(), "cudaStreamCreate")
         self.max_rows = {
             name: int(self._attention.get_tensor_profile_shape(name, 0)[2][0])
             for name in SAM2_MEMORY_DYNAMIC

@@ -241,15 +241,7 @@ class OrtSegmenter:
         else:
             mask = np.ascontiguousarray(mask_input, dtype=np.float32).reshape(MASK_INPUT_SHAPE)
             has_mask = np.ones(1, dtype=np.float32)
-        feeds = {
-            "image_embed": embedding.image_embed,
-            "high_res_feats_0": embedding.high_res_feats_0,
-            "high_res_feats_1": embedding.high_res_feats_1,
-            "point_coords": coords,
-            "point_labels": labels,
-            "mask_input": mask,
-            "has_mask_input": has_mask,
-        }
+        feeds = _decoder_feeds(embedding, coords, labels, mask, has_mask)
         with self._lock:
             masks, iou = self._session("_decoder").run(list(DECODER_OUTPUTS), feeds)
         return masks, iou
@@ -281,15 +273,9 @@ class OrtSegmenter:
         coords, labels = check_prompt_batch(point_coords, point_labels)
         if self.max_prompts is not None and coords.shape[0] > self.max_prompts:
             raise ValueError(f"decode_track takes at most {self.max_prompts} prompts here")
-        feeds = {
-            "image_embed": embedding.image_embed,
-            "high_res_feats_0": embedding.high_res_feats_0,
-            "high_res_feats_1": embedding.high_res_feats_1,
-            "point_coords": coords,
-            "point_labels": labels,
-            "mask_input": self._no_mask,
-            "has_mask_input": np.zeros(1, dtype=np.float32),
-        }
+        feeds = _decoder_feeds(
+            embedding, coords, labels, self._no_mask, np.zeros(1, dtype=np.float32)
+        )
         names = [*DECODER_OUTPUTS, *SAM2_DECODER_TRACK_OUTPUTS]
         with self._lock:
             masks, iou, score, ptr = self._session("_decoder").run(names, feeds)
@@ -303,3 +289,22 @@ class OrtSegmenter:
 
     def __repr__(self) -> str:
         return f"OrtSegmenter(name={self.name!r}, providers={self.providers})"
+
+
+def _decoder_feeds(
+    embedding: ImageEmbedding,
+    point_coords: np.ndarray,
+    point_labels: np.ndarray,
+    mask_input: np.ndarray,
+    has_mask_input: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The SAM2 decoder graph's inputs by name."""
+    return {
+        "image_embed": embedding.image_embed,
+        "high_res_feats_0": embedding.high_res_feats_0,
+        "high_res_feats_1": embedding.high_res_feats_1,
+        "point_coords": point_coords,
+        "point_labels": point_labels,
+        "mask_input": mask_input,
+        "has_mask_input": has_mask_input,
+    }

@@ -61,6 +61,19 @@ def _check(result: Any, what: str) -> Any:
 CUDA_PYTHON_HINT = "pip install 'cuda-python>=12.6,<13' on JetPack 6 (CUDA 12.6)"
 
 
+def open_device(plans: dict[str, Path], device: int) -> None:
+    """Check that every engine file of ``plans`` ({role: path}) exists, then make ``device``
+    the current CUDA device. Raises ``FileNotFoundError`` naming the missing engine and how to
+    build it, ``BackendError`` when CUDA refuses the device."""
+    for role, path in plans.items():
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"SAM2 {role} TensorRT engine not found: {path} "
+                "(build it on this device: segzero-edge build-engines BUNDLE)"
+            )
+    _check(_cudart().cudaSetDevice(device), f"cudaSetDevice({device})")
+
+
 def available() -> tuple[bool, str]:
     """Whether this backend can run here: TensorRT, cuda-python and a CUDA device."""
     trt, why = load_tensorrt()
@@ -148,14 +161,7 @@ class TensorRTSegmenter:
         import tensorrt as trt
 
         plans = {"encoder": Path(encoder_plan), "decoder": Path(decoder_plan)}
-        for role, path in plans.items():
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"SAM2 {role} TensorRT engine not found: {path} "
-                    "(build it on this device: segzero-edge build-engines BUNDLE)"
-                )
-        cudart = _cudart()
-        _check(cudart.cudaSetDevice(device), f"cudaSetDevice({device})")
+        open_device(plans, device)
         self._lock = threading.RLock()  # one call at a time; close() waits for it
         self._buffers: dict[str, DeviceBuffer] = {}
         self._stream: Any = None
@@ -180,7 +186,7 @@ class TensorRTSegmenter:
         self._dec_ctx = self._decoder.create_execution_context()
         if self._enc_ctx is None or self._dec_ctx is None:
             raise RuntimeError("TensorRT could not create an execution context (out of memory?)")
-        self._stream = _check(cudart.cudaStreamCreate(), "cudaStreamCreate")
+        self._stream = _check(_cudart().cudaStreamCreate(), "cudaStreamCreate")
         max_shape = self._decoder.get_tensor_profile_shape(POINTS[0], 0)[2]
         self.max_points = int(max_shape[1])
         self.max_prompts = int(max_shape[0])
