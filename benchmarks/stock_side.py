@@ -35,7 +35,7 @@ def run_stock(cfg: dict[str, Any]) -> dict[str, Any]:
     from PIL import Image
 
     from segzero_edge.families import get_family
-    from segzero_edge.layout import REASONER_SIZE, SAM2_SIZE
+    from segzero_edge.layout import REASONER_SIZE, SAM2_DECODER_OUTPUTS, SAM2_SIZE
     from segzero_edge.segmenter.decode import best_mask_index
 
     inp = BenchInputs(**cfg["inputs"])
@@ -164,7 +164,7 @@ def run_stock(cfg: dict[str, Any]) -> dict[str, Any]:
                 coords = np.array([[x1, y1], [x2, y2], *p.points], np.float32) * scale
                 labels = np.array([2, 3, *p.labels], np.float32)
                 masks, iou = decoder.run(
-                    None,
+                    list(SAM2_DECODER_OUTPUTS),  # the graph may also have tracking outputs
                     {
                         **features,
                         "point_coords": coords[None],

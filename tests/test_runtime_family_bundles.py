@@ -46,9 +46,9 @@ def test_tiny_bundle_segments_with_its_family(family: str, bundles: dict[str, Pa
         prompts: list[str] = []
         generate = model.reasoner.generate
 
-        def recording_generate(img: np.ndarray, prompt: str) -> Any:
+        def recording_generate(img: np.ndarray, prompt: str, **kwargs: Any) -> Any:
             prompts.append(prompt)
-            return generate(img, prompt)
+            return generate(img, prompt, **kwargs)
 
         model.reasoner.generate = recording_generate  # type: ignore[method-assign]
         model.segmenter = seg = RecordingSegmenter(model.segmenter)
