@@ -35,11 +35,19 @@ def test_summarize_and_aggregate() -> None:
 
 def test_peak_rss_sees_a_large_allocation() -> None:
     """The peak keeps a 200 MiB block after it is freed (robust to other pages of this process
-    being reclaimed meanwhile, as happens on a loaded machine)."""
+    being reclaimed meanwhile, as happens on a loaded machine). The block is an anonymous
+    mapping of its own, so freeing it returns it to the system whatever malloc's thresholds
+    are after the tests before this one."""
+    import mmap
+
     assert reset_peak_rss()
-    block = np.ones(200 * 2**20 // 8)  # 200 MiB, touched
+    size = 200 * 2**20
+    block = mmap.mmap(-1, size)
+    chunk = b"\1" * 2**20
+    for _ in range(size // len(chunk)):  # touch every page
+        block.write(chunk)
     held = rss_mib()
-    del block
+    block.close()  # munmap
     after = rss_mib()
     peak = peak_rss_mib()
     print(f"rss holding the block {held:.0f} MiB, after freeing it {after:.0f}, peak {peak:.0f}")
