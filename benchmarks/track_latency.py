@@ -57,7 +57,7 @@ class FixedAnswerReasoner:
         box = (int((cx - r) * sx), int((cy - r) * sy), int((cx + r) * sx), int((cy + r) * sy))
         self.text = format_answer([ObjectPrompt(box, ((int(cx * sx), int(cy * sy)),))])
 
-    def generate(self, image: np.ndarray, prompt: str) -> Any:
+    def generate(self, image: np.ndarray, prompt: str, **kwargs: Any) -> Any:
         from segzero_edge.backends import ReasonerOutput
 
         return ReasonerOutput(self.text, False, 0, 0, {})
@@ -73,8 +73,8 @@ class FixedWorkReasoner:
         self.inner, self.answer = inner, answer
         self.name = f"{inner.name}+fixed-answer"
 
-    def generate(self, image: np.ndarray, prompt: str) -> Any:
-        out = self.inner.generate(image, prompt)
+    def generate(self, image: np.ndarray, prompt: str, **kwargs: Any) -> Any:
+        out = self.inner.generate(image, prompt, **kwargs)
         out.text, out.truncated = self.answer, False
         return out
 
@@ -108,11 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.frames < 9 or args.segment_calls < 1:
         ap.error("--frames must be >= 9 and --segment-calls >= 1")
 
+    from segzero_bench.hooks import FixedLengthReasoner
     from segzero_edge import SegZeroEdge
     from segzero_edge.bundle import load_bundle
     from segzero_edge.commands.segment import _ensure_bundle
     from segzero_edge.layout import MMPROJ_FILE, REASONER_FILE
-    from segzero_edge.reasoner.llama_cpp import LlamaCppReasoner
     from segzero_edge.segmenter.auto import open_memory, open_segmenter
 
     bundle = load_bundle(_ensure_bundle(args.bundle))
@@ -120,12 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     segmenter = open_segmenter(bundle.root, backend=args.segmenter_backend, **opts)
     mem_backend = "tensorrt" if segmenter.name == "tensorrt" else "onnxruntime"
     memory = open_memory(bundle.root, mem_backend, **({} if mem_backend == "tensorrt" else opts))
-    reasoner = LlamaCppReasoner(
+    reasoner = FixedLengthReasoner(
         bundle.path(REASONER_FILE),
         bundle.path(MMPROJ_FILE),
-        max_new_tokens=args.decode_tokens,
-        grammar=False,
-        ignore_eos=True,
+        tokens=args.decode_tokens,
         n_threads=args.threads,
         n_ctx=int(bundle.reasoner.get("n_ctx", 4096)),
     )
