@@ -54,11 +54,17 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds.
 
     The file gets the umask's mode (0644 under 022). Raises ``IsADirectoryError`` at once
-    when ``path`` is a folder.
+    when ``path`` is a folder, ``FileExistsError`` when it is something else that is not a
+    regular file (a device such as ``/dev/null``, a FIFO, a socket): renaming over it would
+    replace it.
     """
     dest = Path(path)
     if dest.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a directory, not a file name", str(dest))
+    if os.path.lexists(dest) and not (dest.is_file() or dest.is_symlink()):
+        raise FileExistsError(
+            errno.EEXIST, "exists and is not a regular file (a device, FIFO or socket)", str(dest)
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)

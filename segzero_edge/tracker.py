@@ -48,7 +48,7 @@ import numpy as np
 from . import pixels
 from .backends import ImageEmbedding, Segmenter
 from .errors import BackendError, BundleError
-from .image import ImageLike, load_image
+from .image import Frame, ImageLike, NV12Frame, load_frame
 from .segmenter.memory import SAM2Memory, TrackingConfig, from_bfloat16, to_bfloat16
 from .segmenter.prompts import prompt_arrays
 from .segmenter.select import select_masks
@@ -73,10 +73,10 @@ class _Model(Protocol):
 
     def segment(self, image: ImageLike, query: str) -> Segmentation: ...
 
-    def _encode(self, img: np.ndarray) -> tuple[ImageEmbedding, dict[str, float]]: ...
+    def _encode(self, img: Frame) -> tuple[ImageEmbedding, dict[str, float]]: ...
 
     def _embedding_future(
-        self, img: np.ndarray, timings: dict[str, float]
+        self, img: Frame, timings: dict[str, float]
     ) -> Future[tuple[ImageEmbedding, dict[str, float]]]: ...
 
 
@@ -262,10 +262,11 @@ class Tracker:
         score_threshold: float = 0.0,
         num_frames: int | None = None,
     ) -> None:
-        if rereason_after is not None and rereason_after < 1:
-            raise ValueError(f"rereason_after must be >= 1 or None, got {rereason_after}")
-        if num_frames is not None and num_frames < 1:
-            raise ValueError(f"num_frames must be >= 1 or None, got {num_frames}")
+        for name, value in (("rereason_after", rereason_after), ("num_frames", num_frames)):
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 1
+            ):
+                raise ValueError(f"{name} must be a whole number >= 1 or None, got {value!r}")
         decode_track = getattr(model.segmenter, "decode_track", None)
         if decode_track is None or not getattr(model.segmenter, "can_track", True):
             raise BundleError(
@@ -280,6 +281,7 @@ class Tracker:
         self.score_threshold = float(score_threshold)
         self.num_frames = num_frames
         self._lock = threading.Lock()
+        self._hw: tuple[int, int] = (0, 0)  # the frame size of the last seeding
         self._objects: list[_ObjectMemory] = []
         self._frame_index = 0
         self._seed_index = 0
@@ -287,7 +289,7 @@ class Tracker:
         self.seed: Segmentation | None = None
         """The ``segment()`` result of the last reasoning."""
         with self._lock, _model_call(model):
-            self.last: TrackedSegmentation = self._reason(load_image(frame), query)
+            self.last: TrackedSegmentation = self._reason(load_frame(frame), query)
             """The result of the latest frame (the seed frame at first)."""
 
     # -- public ---------------------------------------------------------------------------
@@ -306,16 +308,22 @@ class Tracker:
         Raises ``ValueError`` for a bad frame, :class:`~segzero_edge.errors.BackendError`
         when a backend fails (the memory keeps the frames before it).
         """
-        img = load_image(frame)
+        img = load_frame(frame)
         with self._lock:
             if self._memory is None:
                 raise RuntimeError("this Tracker has been closed")
             with _model_call(self._model):
                 return self._next(img, reason)
 
-    def _next(self, img: np.ndarray, reason: bool) -> TrackedSegmentation:
-        self._frame_index += 1
+    def _next(self, img: Frame, reason: bool) -> TrackedSegmentation:
         auto = self.rereason_after is not None and self._lost_frames >= self.rereason_after
+        if not (reason or auto) and _hw(img) != self._hw:
+            (h, w), (h0, w0) = _hw(img), self._hw
+            raise ValueError(
+                f"frame is {w} x {h} but the tracker follows a {w0} x {h0} video (SAM2's memory "
+                "belongs to one frame size): pass reason=True to re-seed on the new size"
+            )
+        self._frame_index += 1
         result = self._reason(img, self.query) if reason or auto else self._step(img)
         self.last = result
         return result
@@ -323,7 +331,7 @@ class Tracker:
     def reason(self, frame: ImageLike, query: str | None = None) -> TrackedSegmentation:
         """Re-run the reasoner on ``frame`` (for ``query``, default the current one) and
         re-seed the memory from its answer."""
-        img = load_image(frame)
+        img = load_frame(frame)
         with self._lock:
             if self._memory is None:
                 raise RuntimeError("this Tracker has been closed")
@@ -355,7 +363,7 @@ class Tracker:
         self.close()
 
     # -- seeding --------------------------------------------------------------------------
-    def _embedding(self, img: np.ndarray, timings: dict[str, float]) -> ImageEmbedding:
+    def _embedding(self, img: Frame, timings: dict[str, float]) -> ImageEmbedding:
         emb, enc_timings = self._model._encode(img)
         timings.update(enc_timings)
         return emb
@@ -367,7 +375,7 @@ class Tracker:
             except Exception as e:
                 raise BackendError(f"SAM2 {what} failed: {e}") from e
 
-    def _reason(self, img: np.ndarray, query: str) -> TrackedSegmentation:
+    def _reason(self, img: Frame, query: str) -> TrackedSegmentation:
         t_start = time.perf_counter()
         seg = self._model.segment(img, query)
         self.seed = seg
@@ -376,7 +384,8 @@ class Tracker:
         self._seed_index = self._frame_index
         self._lost_frames = 0
         objects = seg.objects[: self._model.max_objects]
-        hw = img.shape[:2]
+        hw = _hw(img)
+        self._hw = hw
         outputs = []
         if objects:
             # segment() encoded this frame: reuse its cached embedding when there is one
@@ -399,7 +408,7 @@ class Tracker:
         return result
 
     # -- one frame ------------------------------------------------------------------------
-    def _step(self, img: np.ndarray) -> TrackedSegmentation:
+    def _step(self, img: Frame) -> TrackedSegmentation:
         t_start = time.perf_counter()
         timings: dict[str, float] = {}
         t = self._frame_index - self._seed_index
@@ -417,7 +426,7 @@ class Tracker:
             for state, mem in zip(self._objects, new, strict=True):
                 state.non_cond[t] = mem
                 prune_memory(state, t, self.config)
-        result = self._result(outputs, img.shape[:2], timings, t_start, reasoned=False)
+        result = self._result(outputs, _hw(img), timings, t_start, reasoned=False)
         if self.seed is not None:
             result.reasoning, result.answer_raw = self.seed.reasoning, self.seed.answer_raw
         self._count_lost(result)
@@ -557,3 +566,8 @@ __all__ = [
     "pointer_frames",
     "prune_memory",
 ]
+
+
+def _hw(frame: Frame) -> tuple[int, int]:
+    """(height, width) of an RGB array or an NV12 frame."""
+    return frame.hw if isinstance(frame, NV12Frame) else (frame.shape[0], frame.shape[1])

@@ -7,6 +7,7 @@ import _thread
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -63,6 +64,29 @@ def _replace_file(bundle: Path, name: str, data: bytes) -> None:
 def test_out_naming_a_directory(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, _, err = run_cli(capsys, "segment", str(KITCHEN), "knife", "--out", str(tmp_path))
     assert_one_line_error(code, err, "--out", "is a directory")
+
+
+def test_out_naming_a_device_or_fifo_is_left_alone(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Renaming a temporary file over ``/dev/full`` (as root) would replace the device: an
+    existing path that is not a regular file is refused, by the CLI before any model work
+    and by the atomic writer itself."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    code, _, err = run_cli(capsys, "segment", str(KITCHEN), "knife", "--out", str(fifo))
+    assert_one_line_error(code, err, "--out", "not a regular file")
+    with pytest.raises(FileExistsError, match="not a regular file"), atomic_path(fifo):
+        pass
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
+
+
+def test_out_in_a_folder_that_takes_no_files(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = run_cli(capsys, "segment", str(KITCHEN), "knife", "--overlay", "/proc/o.png")
+    assert_one_line_error(code, err, "--overlay", "cannot write files in /proc")
 
 
 def test_query_with_a_non_utf8_byte(capsys: pytest.CaptureFixture[str], tiny_bundle: Path) -> None:

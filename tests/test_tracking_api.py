@@ -79,3 +79,39 @@ def test_no_object_answer(ort_segmenter: Any, ort_memory: Any) -> None:
     assert "sam_encode" not in r.timings and tracker.memory_bytes() == 0
     with pytest.raises(ValueError, match="rereason_after"):
         model.track(frames[0], QUERY, rereason_after=0)
+    for bad in ("x", True, 2.5):
+        with pytest.raises(ValueError, match="rereason_after must be a whole number"):
+            model.track(frames[0], QUERY, rereason_after=bad)
+
+
+def test_nv12_frames_and_a_new_frame_size(ort_segmenter: Any, ort_memory: Any) -> None:
+    """Camera frames go in as NV12 as for ``segment()``: the same masks as their RGB; a frame
+    of another size is refused unless the caller re-seeds on it."""
+    from segzero_edge import pixels
+    from segzero_edge.image import NV12Frame
+
+    frames = [pixels.nv12_to_rgb(pixels.rgb_to_nv12(f)) for f in synthetic_clip(3)]
+    h = frames[0].shape[0]
+
+    def nv12(rgb: np.ndarray) -> NV12Frame:
+        planes = pixels.rgb_to_nv12(rgb)
+        return NV12Frame(planes[:h].copy(), planes[h:].copy())
+
+    runs = []
+    for as_nv12 in (False, True):
+        model = SegZeroEdge(
+            ScriptedReasoner([seed_prompt(3)]), ort_segmenter, family="multi-object",
+            memory=ort_memory,
+        )  # fmt: skip
+        wrap = nv12 if as_nv12 else (lambda f: f)
+        tracker = model.track(wrap(frames[0]), QUERY, num_frames=3)
+        runs.append([tracker.last, tracker.update(wrap(frames[1]))])
+    for rgb_result, nv12_result in zip(*runs, strict=True):
+        assert np.array_equal(rgb_result.mask, nv12_result.mask)
+        assert rgb_result.object_scores == pytest.approx(nv12_result.object_scores, abs=1e-6)
+    small = np.ascontiguousarray(frames[2][: h // 2, : frames[2].shape[1] // 2])
+    with pytest.raises(ValueError, match="re-seed on the new size"):
+        tracker.update(small)
+    assert tracker.frame_index == 1  # the refused frame did not count
+    r = tracker.update(small, reason=True)
+    assert r.reasoned and r.mask.shape == small.shape[:2]

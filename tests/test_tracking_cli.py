@@ -87,6 +87,31 @@ def test_track_errors(tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureF
     argv = ["track", str(tmp_path / "clip"), "q", "--out", str(tmp_path / "taken")]
     assert main([*argv, "--bundle", str(tiny_bundle)]) == 2
     assert "is a file" in capsys.readouterr().err
+    argv = ["track", str(tmp_path / "clip"), "q", "--bundle", str(tiny_bundle)]
+    assert main([*argv, "--out", str(tmp_path / "o"), "--rereason-after", "0"]) == 2
+    assert "--rereason-after" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    assert main([*argv, "--out", str(tmp_path / "other")]) == 2
+    assert "other files in it" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "other").iterdir()] == ["notes.txt"]
+
+
+def test_track_checks_every_frame_before_any_work(
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """An unreadable frame or one of another size is named before the model loads, and the
+    output folder is not created: nothing half-written."""
+    frames = _write_frames(tmp_path / "bad", 4)
+    (tmp_path / "bad" / "00002.png").write_text("not a png")
+    argv = ["track", str(tmp_path / "bad"), "q", "--bundle", str(tiny_bundle)]
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read image" in err and "00002.png" in err and not (tmp_path / "o").exists()
+    Image.fromarray(frames[2][: frames[2].shape[0] // 2]).save(tmp_path / "bad" / "00002.png")
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "must have the same size" in err and not (tmp_path / "o").exists()
 
 
 def test_bundle_manifest_and_old_bundle(

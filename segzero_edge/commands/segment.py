@@ -101,10 +101,20 @@ def _check_writable(flag: str, dest: Path) -> None:
     """Before any model work: ``dest`` names a file whose folder takes new files."""
     if dest.is_dir():
         raise CommandError(f"{flag} {dest} is a directory; give a file name (e.g. mask.png)")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    # a real file, not os.access: root passes access checks on read-only or special folders
-    with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", suffix=".check"):
-        pass
+    if os.path.lexists(dest) and not (dest.is_file() or dest.is_symlink()):
+        raise CommandError(
+            f"{flag} {dest} exists and is not a regular file (a device, FIFO or socket); "
+            "give a file name"
+        )
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        # a real file, not os.access: root passes access checks on read-only or special folders
+        with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", suffix=".check"):
+            pass
+    except OSError as e:
+        raise CommandError(
+            f"{flag} {dest}: cannot write files in {dest.parent} ({e.strerror or e})"
+        ) from None
 
 
 def numbered(path: Path, index: int, count: int) -> Path:

@@ -120,6 +120,7 @@ def frame_source(path: Path, max_frames: int | None = None) -> tuple[int, Iterat
         if not files:
             raise CommandError(f"{path} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
         files = files[:max_frames] if max_frames else files
+        _check_frames(files)
 
         def from_dir() -> Iterator[np.ndarray]:
             for f in files:
@@ -141,6 +142,30 @@ def frame_source(path: Path, max_frames: int | None = None) -> tuple[int, Iterat
                 yield load_image(frame.convert("RGB"))
 
     return n, from_file()
+
+
+def _check_frames(files: list[Path]) -> None:
+    """Read every frame's header before any model work: each must be an image Pillow reads,
+    all of one size (after EXIF orientation, as they will load). Raises :class:`CommandError`
+    naming the first file that is not."""
+    from PIL import Image, UnidentifiedImageError
+
+    first: tuple[int, int] | None = None
+    for f in files:
+        try:
+            with Image.open(f) as img:
+                w, h = img.size
+                if img.getexif().get(0x0112) in (5, 6, 7, 8):  # rotated by 90 degrees
+                    w, h = h, w
+        except (UnidentifiedImageError, OSError) as e:
+            raise CommandError(f"cannot read image {f}: {e}") from None
+        if first is None:
+            first = (w, h)
+        elif (w, h) != first:
+            raise CommandError(
+                f"{f.name} is {w} x {h} but {files[0].name} is {first[0]} x {first[1]}: "
+                "every frame of a clip must have the same size"
+            )
 
 
 def overlay_frame(image: np.ndarray, result: Any, alpha: float = 0.5) -> Any:
@@ -181,7 +206,7 @@ def _frame_json(result: Any, name: str) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..fileio import atomic_path
+    from ..fileio import atomic_dir, atomic_path
     from ..overlay import mask_image
     from ..pipeline import SegZeroEdge
 
@@ -189,6 +214,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--max-frames must be >= 1, got {args.max_frames}")
     if args.fps <= 0:
         raise CommandError(f"--fps must be > 0, got {args.fps}")
+    if args.rereason_after is not None and args.rereason_after < 1:
+        raise CommandError(f"--rereason-after must be >= 1, got {args.rereason_after}")
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise CommandError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     n_frames, frames = frame_source(Path(args.frames), args.max_frames)
@@ -196,76 +223,87 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     if out.exists() and not out.is_dir():
         raise CommandError(f"--out {out} is a file; give a folder for the masks, GIF and JSON")
-    (out / "masks").mkdir(parents=True, exist_ok=True)
+    if out.is_dir() and any(out.iterdir()) and not (out / "track.json").is_file():
+        raise CommandError(
+            f"--out {out} is a folder with other files in it; give a new or empty folder "
+            "(the output of an earlier `track` run is replaced)"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
     # before any model work: a real file, as `segment` checks (root passes os.access checks)
-    with tempfile.NamedTemporaryFile(dir=out / "masks", prefix=".", suffix=".check"):
+    with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".", suffix=".check"):
         pass
-    gif: list[Any] = []
-    records: list[dict[str, Any]] = []
-    reasoner_opts = {} if args.max_new_tokens is None else {"max_new_tokens": args.max_new_tokens}
-    with SegZeroEdge.from_bundle(
-        bundle,
-        segmenter_backend=args.segmenter_backend,
-        grammar=not args.no_grammar,
-        family=args.family,
-        **reasoner_opts,
-    ) as model:
-        bar = tqdm(total=n_frames, desc="track", unit="frame", disable=args.quiet)
-        tracker = None
-        try:
-            for i, frame in enumerate(frames):
-                if tracker is None:
-                    tracker = model.track(
-                        frame,
-                        args.query,
-                        rereason_after=args.rereason_after,
-                        score_threshold=args.score_threshold,
-                        num_frames=n_frames,
+    # the whole folder appears at the end, complete (an earlier run's is replaced then); a
+    # failure part-way leaves nothing behind
+    with atomic_dir(out, overwrite=True) as dst:
+        (dst / "masks").mkdir()
+        gif: list[Any] = []
+        records: list[dict[str, Any]] = []
+        reasoner_opts = (
+            {} if args.max_new_tokens is None else {"max_new_tokens": args.max_new_tokens}
+        )
+        with SegZeroEdge.from_bundle(
+            bundle,
+            segmenter_backend=args.segmenter_backend,
+            grammar=not args.no_grammar,
+            family=args.family,
+            **reasoner_opts,
+        ) as model:
+            bar = tqdm(total=n_frames, desc="track", unit="frame", disable=args.quiet)
+            tracker = None
+            try:
+                for i, frame in enumerate(frames):
+                    if tracker is None:
+                        tracker = model.track(
+                            frame,
+                            args.query,
+                            rereason_after=args.rereason_after,
+                            score_threshold=args.score_threshold,
+                            num_frames=n_frames,
+                        )
+                        result = tracker.last
+                    else:
+                        result = tracker.update(frame)
+                    name = f"{i:05d}.png"
+                    with atomic_path(dst / "masks" / name) as tmp:
+                        mask_image(result.mask).save(tmp, format="PNG")
+                    if result.object_masks is not None and len(result.object_masks) > 1:
+                        for k, m in enumerate(result.object_masks, start=1):
+                            with atomic_path(dst / "masks" / f"{i:05d}_obj{k}.png") as tmp:
+                                mask_image(m).save(tmp, format="PNG")
+                    if not args.no_gif:
+                        gif.append(overlay_frame(frame, result))
+                    records.append(_frame_json(result, name))
+                    bar.set_postfix_str(
+                        f"{result.timings.get('total', 0.0) * 1000:.0f} ms, "
+                        f"{sum(result.present)}/{len(result.present)} present"
                     )
-                    result = tracker.last
-                else:
-                    result = tracker.update(frame)
-                name = f"{i:05d}.png"
-                with atomic_path(out / "masks" / name) as tmp:
-                    mask_image(result.mask).save(tmp, format="PNG")
-                if result.object_masks is not None and len(result.object_masks) > 1:
-                    for k, m in enumerate(result.object_masks, start=1):
-                        with atomic_path(out / "masks" / f"{i:05d}_obj{k}.png") as tmp:
-                            mask_image(m).save(tmp, format="PNG")
-                if not args.no_gif:
-                    gif.append(overlay_frame(frame, result))
-                records.append(_frame_json(result, name))
-                bar.set_postfix_str(
-                    f"{result.timings.get('total', 0.0) * 1000:.0f} ms, "
-                    f"{sum(result.present)}/{len(result.present)} present"
+                    bar.update()
+            finally:
+                bar.close()
+            seed = tracker.seed if tracker is not None else None
+        if gif:
+            with atomic_path(dst / "overlay.gif") as tmp:
+                gif[0].save(
+                    tmp,
+                    format="GIF",
+                    save_all=True,
+                    append_images=gif[1:],
+                    duration=max(int(1000 / args.fps), 20),
+                    loop=0,
                 )
-                bar.update()
-        finally:
-            bar.close()
-        seed = tracker.seed if tracker is not None else None
-    if gif:
-        with atomic_path(out / "overlay.gif") as tmp:
-            gif[0].save(
-                tmp,
-                format="GIF",
-                save_all=True,
-                append_images=gif[1:],
-                duration=max(int(1000 / args.fps), 20),
-                loop=0,
-            )
-    tracked = [r["timings"]["total"] for r in records if not r["reasoned"]]
-    summary = {
-        "query": args.query,
-        "bundle": str(bundle),
-        "frames": len(records),
-        "reasoned_frames": [r["frame_index"] for r in records if r["reasoned"]],
-        "mean_update_ms": 1000 * float(np.mean(tracked)) if tracked else None,
-        "reasoning": seed.reasoning if seed else "",
-        "answer_raw": seed.answer_raw if seed else "",
-        "per_frame": records,
-    }
-    with atomic_path(out / "track.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        tracked = [r["timings"]["total"] for r in records if not r["reasoned"]]
+        summary = {
+            "query": args.query,
+            "bundle": str(bundle),
+            "frames": len(records),
+            "reasoned_frames": [r["frame_index"] for r in records if r["reasoned"]],
+            "mean_update_ms": 1000 * float(np.mean(tracked)) if tracked else None,
+            "reasoning": seed.reasoning if seed else "",
+            "answer_raw": seed.answer_raw if seed else "",
+            "per_frame": records,
+        }
+        with atomic_path(dst / "track.json") as tmp:
+            tmp.write_text(json.dumps(summary, indent=2) + "\n")
     mean = summary["mean_update_ms"]
     print(
         f"{len(records)} frames -> {out} (reasoned on frames {summary['reasoned_frames']}; "
