@@ -59,14 +59,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--segmenter-backend", default="auto", choices=["auto", "tensorrt", "onnxruntime"]
     )
     p.add_argument("--no-grammar", action="store_true", help="decode without the answer grammar")
+    add_family_argument(p)
+    p.add_argument("--verify-hashes", action="store_true", help="check every file's sha256")
+    p.set_defaults(func=run)
+
+
+def add_family_argument(p: argparse.ArgumentParser) -> None:
+    """``--family``: the bundle's model family, overriding its manifest (``segment``, ``track``)."""
     p.add_argument(
         "--family",
         choices=sorted(FAMILIES),
         help="model family of the bundle's reasoner (default: the manifest's; needed for "
         "bundles exported before families were recorded)",
     )
-    p.add_argument("--verify-hashes", action="store_true", help="check every file's sha256")
-    p.set_defaults(func=run)
 
 
 def _ensure_bundle(path: Path | None) -> Path:

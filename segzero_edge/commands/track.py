@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CommandError
-from ..families import FAMILIES
-from .segment import _ensure_bundle
+from .segment import _ensure_bundle, add_family_argument
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".h264"}
@@ -81,12 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="cap the reasoner's generation (thinking part with the grammar)",
     )
-    p.add_argument(
-        "--family",
-        choices=sorted(FAMILIES),
-        help="model family of the bundle's reasoner (default: the manifest's; needed for "
-        "bundles exported before families were recorded)",
-    )
+    add_family_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
