@@ -14,11 +14,12 @@ that frame, and all objects of one answer are decoded by SAM2 in one decoder cal
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -192,16 +193,8 @@ class SegZeroEdge:
         context), ``BackendError`` when a backend fails, ``RuntimeError`` after :meth:`close`.
         A reasoner that runs out of context gives ``Status.TRUNCATED``.
         """
-        with self._calls_done:
-            if self._closed:
-                raise RuntimeError("this SegZeroEdge has been closed")
-            self._calls += 1
-        try:
+        with self._in_call():
             return self._segment_many(image, [query])[0]
-        finally:
-            with self._calls_done:
-                self._calls -= 1
-                self._calls_done.notify_all()
 
     def segment_many(
         self, image: ImageLike | NV12Frame, queries: Sequence[str]
@@ -214,12 +207,19 @@ class SegZeroEdge:
         equals what ``segment(image, query)`` returns. Raises ``ValueError`` for a bad image or
         any bad query (before any model work), like :meth:`segment`.
         """
+        with self._in_call():
+            return self._segment_many(image, queries)
+
+    @contextlib.contextmanager
+    def _in_call(self) -> Iterator[None]:
+        """Count a call in progress (``segment``, ``segment_many``, a tracker's frame): ``close()``
+        waits for it; ``RuntimeError`` once closed."""
         with self._calls_done:
             if self._closed:
                 raise RuntimeError("this SegZeroEdge has been closed")
             self._calls += 1
         try:
-            return self._segment_many(image, queries)
+            yield
         finally:
             with self._calls_done:
                 self._calls -= 1

@@ -38,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Container, Iterable, Iterator
+from collections.abc import Container, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -48,6 +48,7 @@ import numpy as np
 from . import pixels
 from .backends import ImageEmbedding, Segmenter
 from .errors import BackendError, BundleError
+from .families import ModelFamily
 from .image import Frame, ImageLike, NV12Frame, load_frame
 from .segmenter.memory import SAM2Memory, TrackingConfig, from_bfloat16, to_bfloat16
 from .segmenter.prompts import prompt_arrays
@@ -65,13 +66,13 @@ class _Model(Protocol):
     """What the tracker uses of :class:`~segzero_edge.pipeline.SegZeroEdge`."""
 
     segmenter: Segmenter
+    family: ModelFamily
     max_objects: int
     _segmenter_lock: threading.Lock
-    _calls_done: threading.Condition
-    _calls: int
-    _closed: bool
 
     def segment(self, image: ImageLike, query: str) -> Segmentation: ...
+
+    def _in_call(self) -> contextlib.AbstractContextManager[None]: ...
 
     def _encode(self, img: Frame) -> tuple[ImageEmbedding, dict[str, float]]: ...
 
@@ -133,22 +134,6 @@ class _FrameMemory:
 class _ObjectMemory:
     cond: dict[int, _FrameMemory] = field(default_factory=dict)
     non_cond: dict[int, _FrameMemory] = field(default_factory=dict)
-
-
-@contextlib.contextmanager
-def _model_call(model: _Model) -> Iterator[None]:
-    """Count a tracker call as a call in progress of ``model`` (its ``close()`` waits for it),
-    as ``segment()`` does; ``RuntimeError`` once the model is closed."""
-    with model._calls_done:
-        if model._closed:
-            raise RuntimeError("the SegZeroEdge of this tracker has been closed")
-        model._calls += 1
-    try:
-        yield
-    finally:
-        with model._calls_done:
-            model._calls -= 1
-            model._calls_done.notify_all()
 
 
 def memory_frames(
@@ -288,7 +273,7 @@ class Tracker:
         self._lost_frames = 0
         self.seed: Segmentation | None = None
         """The ``segment()`` result of the last reasoning."""
-        with self._lock, _model_call(model):
+        with self._lock, model._in_call():
             self.last: TrackedSegmentation = self._reason(load_frame(frame), query)
             """The result of the latest frame (the seed frame at first)."""
 
@@ -312,7 +297,7 @@ class Tracker:
         with self._lock:
             if self._memory is None:
                 raise RuntimeError("this Tracker has been closed")
-            with _model_call(self._model):
+            with self._model._in_call():
                 return self._next(img, reason)
 
     def _next(self, img: Frame, reason: bool) -> TrackedSegmentation:
@@ -335,7 +320,7 @@ class Tracker:
         with self._lock:
             if self._memory is None:
                 raise RuntimeError("this Tracker has been closed")
-            with _model_call(self._model):
+            with self._model._in_call():
                 self._frame_index += 1
                 if query is not None:
                     self.query = query
