@@ -68,16 +68,7 @@ def whole_text_tokens(r: LlamaCppReasoner, prompt: str) -> list[int]:
             r._mtmd, chunks, ctypes.byref(text), (mt.mtmd_bitmap_p_ctypes * 1)(bmp), 1
         )
         assert rc == 0, rc
-        ids: list[int] = []
-        for i in range(mt.mtmd_input_chunks_size(chunks)):
-            chunk = mt.mtmd_input_chunks_get(chunks, i)
-            if mt.mtmd_input_chunk_get_type(chunk) == mt.MTMD_INPUT_CHUNK_TYPE_TEXT:
-                n = ctypes.c_size_t()
-                ptr = mt.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n))
-                ids += [int(ptr[j]) for j in range(n.value)]
-            else:
-                ids += [-1] * int(mt.mtmd_input_chunk_get_n_tokens(chunk))
-        return ids
+        return list(r._chunk_ids(chunks))
     finally:
         mt.mtmd_input_chunks_free(chunks)
         mt.mtmd_bitmap_free(bmp)

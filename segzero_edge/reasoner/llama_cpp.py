@@ -570,19 +570,24 @@ class LlamaCppReasoner:
                 chunks = self._tokenize_prompt(bmp, prompt)
             finally:
                 mt.mtmd_bitmap_free(bmp)
-            ids: list[int] = []
             try:
-                for i in range(mt.mtmd_input_chunks_size(chunks)):
-                    chunk = mt.mtmd_input_chunks_get(chunks, i)
-                    if mt.mtmd_input_chunk_get_type(chunk) == mt.MTMD_INPUT_CHUNK_TYPE_TEXT:
-                        n = ctypes.c_size_t()
-                        ptr = mt.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n))
-                        ids += [int(ptr[j]) for j in range(n.value)]
-                    else:
-                        ids += [-1] * int(mt.mtmd_input_chunk_get_n_tokens(chunk))
+                return self._chunk_ids(chunks)
             finally:
                 mt.mtmd_input_chunks_free(chunks)
-            return ids
+
+    def _chunk_ids(self, chunks: Any) -> list[int]:
+        """Token ids of libmtmd's input chunks in order; -1 for each image token."""
+        mt = self._mt
+        ids: list[int] = []
+        for i in range(mt.mtmd_input_chunks_size(chunks)):
+            chunk = mt.mtmd_input_chunks_get(chunks, i)
+            if mt.mtmd_input_chunk_get_type(chunk) == mt.MTMD_INPUT_CHUNK_TYPE_TEXT:
+                n = ctypes.c_size_t()
+                ptr = mt.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n))
+                ids += [int(ptr[j]) for j in range(n.value)]
+            else:
+                ids += [-1] * int(mt.mtmd_input_chunk_get_n_tokens(chunk))
+        return ids
 
     def _chunk_cells(self, chunks: Any) -> int:
         mt = self._mt
