@@ -14,7 +14,6 @@ from segzero_edge.cli import main as cli_main
 from segzero_edge.engine_cache import (
     DECODER,
     ENCODER,
-    ENGINE_NAMES,
     BuildFlags,
     engine_dir,
     find_engines,
@@ -31,53 +30,18 @@ from segzero_export.engines import (
     matches_pattern,
     record_engine,
     select_fp32_layers,
-    write_meta,
 )
+from tests.fixtures.engines import FP, TRT, fake_build, make_engine_bundle
 
-FP = "orin-sm87-trt10.3.0-l4t36.4.0"
-TRT = "10.3.0"
 HAVE_TRT = device.load_tensorrt()[0] is not None
 DEFAULT_FLAGS = BuildFlags()
-
-
-@pytest.fixture(autouse=True)
-def _fixed_fingerprint(monkeypatch: pytest.MonkeyPatch):
-    """Pretend to be an Orin, so engines.json / folder names are those of a Jetson."""
-    monkeypatch.setenv(device.ENV_FINGERPRINT, FP)
-    device.device_fingerprint.cache_clear()
-    yield
-    device.device_fingerprint.cache_clear()
+pytestmark = pytest.mark.usefixtures("fixed_fingerprint")
 
 
 @pytest.fixture
 def bundle(tmp_path: Path) -> Path:
     """A bundle with two small stand-in ONNX files and a manifest listing them."""
-    root = tmp_path / "bundle"
-    root.mkdir()
-    files = {}
-    for name in ENGINE_NAMES:
-        path = root / f"{name}.onnx"
-        path.write_bytes(f"onnx bytes of {name}".encode() * 10)
-        files[path.name] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
-    (root / "manifest.json").write_text(json.dumps({"schema_version": 1, "files": files}))
-    return root
-
-
-def fake_build(bundle: Path, flags: BuildFlags = DEFAULT_FLAGS, trt_version: str = TRT) -> Path:
-    """What ``build_engines`` leaves behind, with stand-in plan bytes."""
-    out = engine_dir(bundle)
-    out.mkdir(parents=True, exist_ok=True)
-    meta = read_meta(out)
-    for name in ENGINE_NAMES:
-        plan = plan_path(out, name)
-        plan.write_bytes(b"plan " + name.encode())
-        record_engine(
-            meta, name, plan=plan, onnx_name=f"{name}.onnx",
-            onnx_sha256=sha256_file(bundle / f"{name}.onnx"), fingerprint=FP,
-            tensorrt_version=trt_version, flags=flags,
-        )  # fmt: skip
-        write_meta(out, meta)
-    return out
+    return make_engine_bundle(tmp_path / "bundle")
 
 
 def reason(bundle: Path, name: str = ENCODER, **kw: Any) -> str | None:

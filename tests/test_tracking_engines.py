@@ -3,19 +3,16 @@ present, listed by ``doctor`` only for bundles that have them, their dynamic pro
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from segzero_edge import device
 from segzero_edge.engine_cache import (
     ENGINE_NAMES,
     MEMORY_ATTENTION,
     MEMORY_ENCODER,
     MEMORY_ENGINE_NAMES,
     BuildFlags,
-    engine_dir,
     engine_status,
     find_engines,
     find_memory_engines,
@@ -24,50 +21,14 @@ from segzero_edge.engine_cache import (
     stale_reason,
 )
 from segzero_edge.fileio import sha256_file
-from segzero_export.engines import EngineBuildError, input_profile, record_engine, write_meta
+from segzero_export.engines import EngineBuildError, input_profile
+from tests.fixtures.engines import FP, TRT, fake_build, make_engine_bundle
 
-FP = "orin-sm87-trt10.3.0-l4t36.4.0"
-TRT = "10.3.0"
-
-
-@pytest.fixture(autouse=True)
-def _fixed_fingerprint(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv(device.ENV_FINGERPRINT, FP)
-    device.device_fingerprint.cache_clear()
-    yield
-    device.device_fingerprint.cache_clear()
-
-
-def make_bundle(root: Path, names: tuple[str, ...]) -> Path:
-    root.mkdir()
-    files = {}
-    for name in names:
-        path = root / f"{name}.onnx"
-        path.write_bytes(f"onnx bytes of {name}".encode() * 10)
-        files[path.name] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
-    (root / "manifest.json").write_text(json.dumps({"schema_version": 1, "files": files}))
-    return root
-
-
-def fake_build(bundle: Path, names: tuple[str, ...]) -> Path:
-    flags = BuildFlags()
-    out = engine_dir(bundle)
-    out.mkdir(parents=True, exist_ok=True)
-    meta = read_meta(out)
-    for name in names:
-        plan = plan_path(out, name)
-        plan.write_bytes(b"plan " + name.encode())
-        record_engine(
-            meta, name, plan=plan, onnx_name=f"{name}.onnx",
-            onnx_sha256=sha256_file(bundle / f"{name}.onnx"), fingerprint=FP,
-            tensorrt_version=TRT, flags=flags,
-        )  # fmt: skip
-    write_meta(out, meta)
-    return out
+pytestmark = pytest.mark.usefixtures("fixed_fingerprint")
 
 
 def test_memory_engines_found_when_built(tmp_path: Path) -> None:
-    bundle = make_bundle(tmp_path / "b", (*ENGINE_NAMES, *MEMORY_ENGINE_NAMES))
+    bundle = make_engine_bundle(tmp_path / "b", (*ENGINE_NAMES, *MEMORY_ENGINE_NAMES))
     assert find_memory_engines(bundle) is None
     status = engine_status(bundle)
     assert set(status) == {*ENGINE_NAMES, *MEMORY_ENGINE_NAMES}
@@ -84,7 +45,7 @@ def test_memory_engines_found_when_built(tmp_path: Path) -> None:
 
 
 def test_old_bundle_lists_no_memory_engines(tmp_path: Path) -> None:
-    bundle = make_bundle(tmp_path / "b", ENGINE_NAMES)
+    bundle = make_engine_bundle(tmp_path / "b", ENGINE_NAMES)
     fake_build(bundle, ENGINE_NAMES)
     assert set(engine_status(bundle)) == set(ENGINE_NAMES)
     assert find_memory_engines(bundle) is None and find_engines(bundle) is not None
@@ -96,7 +57,7 @@ def test_memory_profiles_are_flags_of_the_attention_engine_only(tmp_path: Path) 
     assert flags.to_json(MEMORY_ATTENTION)["memory_frames_profile"] == [1, 7, 7]
     assert flags.to_json(MEMORY_ATTENTION)["obj_ptrs_profile"] == [1, 16, 16]
     assert flags.to_json(MEMORY_ENCODER) == flags.to_json()
-    bundle = make_bundle(tmp_path / "b", (*ENGINE_NAMES, *MEMORY_ENGINE_NAMES))
+    bundle = make_engine_bundle(tmp_path / "b", (*ENGINE_NAMES, *MEMORY_ENGINE_NAMES))
     out = fake_build(bundle, (*ENGINE_NAMES, *MEMORY_ENGINE_NAMES))
     bigger = BuildFlags(memory_frames_profile=(1, 7, 9))
 
