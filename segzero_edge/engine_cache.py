@@ -259,7 +259,8 @@ def engine_folders(bundle_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Every folder under ``bundle/engines/`` and its state, this device's first: ``folder``,
     ``this_device``, ``tensorrt_version`` (from its ``engines.json``), ``state`` ("current",
     "stale", "not built" or "other device or TensorRT") and ``engines`` (name -> "ok" or why
-    it is stale, the TensorRT version in use compared). This device's folder is listed even when absent."""
+    it is stale, the TensorRT version in use compared; for this device's folder only). This
+    device's folder is listed even when absent."""
     root = Path(bundle_dir)
     mine = engine_dir(root).name
     trt_version, _ = tensorrt_version()
@@ -274,11 +275,13 @@ def engine_folders(bundle_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
         }
         if name != mine:
             entry.update(state="other device or TensorRT", engines={})
-        elif not (root / ENGINES_DIR / name).is_dir():
-            entry.update(state="not built", engines={})
+            out.append(entry)
+            continue
+        status = engine_status(root, name, trt_version)
+        entry["engines"] = status
+        if not (root / ENGINES_DIR / name).is_dir():
+            entry["state"] = "not built"
         else:
-            status = engine_status(root, name, trt_version)
-            entry["engines"] = status
             entry["state"] = "current" if set(status.values()) == {"ok"} else "stale"
         out.append(entry)
     return out

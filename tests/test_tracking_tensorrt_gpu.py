@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from tests.fixtures.tracking import SHORT_CLIP, OurTrack, mask_iou, synthetic_clip, track_clip
+from tests.fixtures.tensorrt import requires_tensorrt
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, requires_tensorrt]
 
 COSINE_MIN = 0.999
 MASK_IOU_MIN = 0.95

@@ -152,14 +152,13 @@ def report(bundle: Path | None = None, *, smoke: bool = True) -> dict[str, Any]:
             out["backends"][name] = _entry(False, f"probe failed: {type(e).__name__}: {e}")
     out["smoke"] = {k: v.to_json() for k, v in out["smoke"].items()}
     if bundle is not None:
-        from ..device import tensorrt_version
-        from ..engine_cache import engine_dir, engine_folders, engine_status
+        from ..engine_cache import engine_dir, engine_folders
 
-        here = bundle.is_dir()
+        folders = engine_folders(bundle) if bundle.is_dir() else []
         out["engines"] = {
             "directory": str(engine_dir(bundle)),
-            "status": engine_status(bundle, tensorrt_version=tensorrt_version()[0]) if here else {},
-            "folders": engine_folders(bundle) if here else [],
+            "status": folders[0]["engines"] if folders else {},  # this device's, first
+            "folders": folders,
         }
     return out
 
