@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .device import cudart, cuda_error_name
+from .device import cuda_error_name, cudart
 
 
 class CudaError(RuntimeError):
@@ -149,8 +149,7 @@ class DevicePool:
 
     def __repr__(self) -> str:
         return (
-            f"DevicePool(idle={_mib(self._idle_bytes)}, mallocs={self.mallocs}, "
-            f"frees={self.frees})"
+            f"DevicePool(idle={_mib(self._idle_bytes)}, mallocs={self.mallocs}, frees={self.frees})"
         )
 
 

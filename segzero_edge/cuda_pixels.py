@@ -195,7 +195,13 @@ class CudaPixels:
         """Free the buffers and the reasoner stream (idempotent); waits for a reasoner input
         in progress."""
         with self._reasoner_lock:
-            for buf in (self._reasoner, self._chosen, self._stats, self._bits, *self._frames.values()):
+            for buf in (
+                self._reasoner,
+                self._chosen,
+                self._stats,
+                self._bits,
+                *self._frames.values(),
+            ):
                 if buf is not None:
                     buf.free()
             self._frames = {}

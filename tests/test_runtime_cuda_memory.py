@@ -45,13 +45,15 @@ def test_failed_malloc_raises_a_clear_error_and_del_is_silent(
     fake_cudart: FakeCudart, unraisable: list[Any]
 ) -> None:
     fake_cudart.fail_malloc_over = 1 << 20
-    with pytest.raises(CudaError, match=r"cudaMalloc of 8\.0 MiB failed: cudaErrorMemoryAllocation"):
+    with pytest.raises(
+        CudaError, match=r"cudaMalloc of 8\.0 MiB failed: cudaErrorMemoryAllocation"
+    ):
         DeviceBuffer(FEATURES["high_res_feats_0"], np.float32)
     gc.collect()  # the half-built buffer is collected: its __del__ must not raise
     assert unraisable == []
     assert fake_cudart.count("cudaFree") == 0  # nothing was allocated, nothing is freed
     pool = DevicePool()
-    with pytest.raises(CudaError, match="cudaMalloc of 4.0 MiB"):
+    with pytest.raises(CudaError, match=r"cudaMalloc of 4\.0 MiB"):
         pool.buffer(PIX_FEAT_WITH_MEM, np.float32)
     gc.collect()
     assert unraisable == [] and pool.mallocs == 0 and pool.idle_bytes == 0

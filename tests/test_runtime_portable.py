@@ -180,7 +180,9 @@ def test_onnxruntime_tensorrt_ep_gets_fp16_caches_and_the_decoder_profile(tmp_pa
         assert opts["trt_engine_cache_path"] == opts["trt_timing_cache_path"] == str(tmp_path)
         assert opts["trt_timing_cache_enable"] is True
     assert not [k for k in enc if k.startswith("trt_profile")]
-    profile = {w: parse_profile_shapes(dec[f"trt_profile_{w}_shapes"]) for w in ("min", "opt", "max")}
+    profile = {
+        w: parse_profile_shapes(dec[f"trt_profile_{w}_shapes"]) for w in ("min", "opt", "max")
+    }
     for k, which in enumerate(("min", "opt", "max")):
         b, n = PROMPTS_PROFILE[k], POINTS_PROFILE[k]
         assert profile[which] == {"point_coords": (b, n, 2), "point_labels": (b, n)}

@@ -69,7 +69,7 @@ def test_tensorrt_86_is_refused_up_front(tensorrt_86: types.ModuleType) -> None:
         device.import_tensorrt()
     ok, why = trt_backend.available()
     assert not ok and "older than 10.0" in why and "JetPack 6.0 ships TensorRT 8.6" in why
-    with pytest.raises(TensorRTUnavailable, match="older than 10.0"):
+    with pytest.raises(TensorRTUnavailable, match=r"older than 10\.0"):
         trt_backend.TensorRTSegmenter("enc.plan", "dec.plan")
     assert device.tensorrt_version() == (JETPACK_60_TRT, "")  # still named (doctor, fingerprint)
 
@@ -190,7 +190,7 @@ def test_every_set_tensor_address_is_checked() -> None:
     ctx = Context()
     bind(ctx, "image", 0x1000, "encoder")  # type: ignore[arg-type]
     assert ctx.bound == {"image": 0x1000}
-    with pytest.raises(RuntimeError, match="encoder engine refused .* for tensor 'imgae'"):
+    with pytest.raises(RuntimeError, match=r"encoder engine refused .* for tensor 'imgae'"):
         bind(ctx, "imgae", 0x2000, "encoder")  # type: ignore[arg-type]
     # the runtime calls set_tensor_address only inside bind()
     for rel in ("segzero_edge/segmenter/tensorrt.py", "segzero_edge/segmenter/memory_tensorrt.py"):

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.fixtures.tracking import SHORT_CLIP, OurTrack, mask_iou, synthetic_clip, track_clip
 from tests.fixtures.tensorrt import requires_tensorrt
+from tests.fixtures.tracking import SHORT_CLIP, OurTrack, mask_iou, synthetic_clip, track_clip
 
 pytestmark = [pytest.mark.gpu, requires_tensorrt]
 

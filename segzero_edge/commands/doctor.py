@@ -229,7 +229,11 @@ def format_text(rep: dict[str, Any]) -> str:
         if others:
             lines.append("other engine folders (not used here):")
             for f in others:
-                trt = f"TensorRT {f['tensorrt_version']}" if f["tensorrt_version"] else "no engines.json"
+                trt = (
+                    f"TensorRT {f['tensorrt_version']}"
+                    if f["tensorrt_version"]
+                    else "no engines.json"
+                )
                 lines.append(f"  {f['folder']}  {trt}, {f['state']}")
     return "\n".join(lines)
 

@@ -221,7 +221,12 @@ class TensorRTMemory:
         feeds = encoder_feeds(mask_logits, object_score_logits, is_mask_from_pts)
         ctx = self._enc_ctx
         what = "memory encoder"
-        bind(ctx, "image_embed", self._feature(self._encoder, embedding.image_embed, "host:enc"), what)
+        bind(
+            ctx,
+            "image_embed",
+            self._feature(self._encoder, embedding.image_embed, "host:enc"),
+            what,
+        )
         for name, host in feeds.items():
             self._buffers[name].upload(host, self._stream)
             bind(ctx, name, self._buffers[name].ptr, what)
