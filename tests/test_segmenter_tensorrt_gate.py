@@ -232,3 +232,13 @@ def test_one_tensorrt_logger_per_process(monkeypatch: pytest.MonkeyPatch) -> Non
         )
     )
     assert "trt.Logger(" not in sources  # the builder and both runtimes share it
+
+
+def test_the_tensorrt_ep_profile_follows_the_decoder_batch_axis(tiny_bundle: Path) -> None:
+    """The exported decoder has a prompt (batch) axis: the TensorRT EP then gets the 1..16
+    prompts profile; a decoder exported before it gets (1, 1, 1) (read from a CPU session)."""
+    import onnxruntime as ort
+
+    from segzero_edge.segmenter.onnxruntime import decoder_has_batch_axis
+
+    assert decoder_has_batch_axis(ort, tiny_bundle / "sam2_decoder.onnx") is True
