@@ -100,7 +100,7 @@ def test_cuda_pixels_nv12_pitched_planes_match_the_cpu_twin(
 ) -> None:
     """NV12 with luma and chroma in separate pitched buffers: from host memory (views of
     wider arrays) and from device memory (pitch-linear, as after NvBufSurfTransform)."""
-    from segzero_edge.cuda_memory import DeviceBuffer
+    from segzero_edge.cuda_memory import DeviceBuffer, synchronize
 
     h, w, pitch = 478, 638, 1024
     nv12 = pixels.rgb_to_nv12(rgb(h, w), full_range=full_range)
@@ -115,6 +115,7 @@ def test_cuda_pixels_nv12_pitched_planes_match_the_cpu_twin(
     y_dev, uv_dev = DeviceBuffer(y_host.shape, np.uint8), DeviceBuffer(uv_host.shape, np.uint8)
     y_dev.upload(y_host, stream)
     uv_dev.upload(uv_host, stream)
+    synchronize(stream)  # the frame is complete before any stream reads it (as a camera's)
     dev = NV12Frame(
         y_dev.ptr, uv_dev.ptr, width=w, height=h, y_pitch=pitch, uv_pitch=pitch,
         full_range=full_range,
