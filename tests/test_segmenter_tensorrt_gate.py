@@ -242,3 +242,28 @@ def test_the_tensorrt_ep_profile_follows_the_decoder_batch_axis(tiny_bundle: Pat
     from segzero_edge.segmenter.onnxruntime import decoder_has_batch_axis
 
     assert decoder_has_batch_axis(ort, tiny_bundle / "sam2_decoder.onnx") is True
+
+
+@pytest.mark.runtime
+def test_doctor_names_a_too_old_tensorrt(tensorrt_86: types.ModuleType) -> None:
+    from segzero_edge.commands.doctor import check_tensorrt
+
+    entry = check_tensorrt()
+    assert entry["available"] is False and entry["version"] == JETPACK_60_TRT
+    assert "TensorRT 8.6.2 is older than 10.0" in entry["reason"]
+
+
+def test_doctor_on_a_jetson_says_where_onnxruntime_gpu_comes_from(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import onnxruntime as ort
+
+    from segzero_edge.commands.doctor import check_onnxruntime
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    monkeypatch.setattr(device, "jetson_info", lambda: device.parse_jetson(["nvidia,tegra234"]))
+    reason = check_onnxruntime()["reason"]
+    assert "providers: CPUExecutionProvider (CPU only: on a Jetson install onnxruntime-gpu" in (
+        reason
+    )
+    assert "NVIDIA's Jetson index" in reason
