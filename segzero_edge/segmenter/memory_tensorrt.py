@@ -81,7 +81,7 @@ class TensorRTMemory:
         self._att_ctx = self._attention.create_execution_context()
         self._enc_ctx = self._encoder.create_execution_context()
         if self._att_ctx is None or self._enc_ctx is None:
-            raise RuntimeError("TensorRT could not create an execution context (out of memory?)")
+            raise EngineLoadError("TensorRT could not create an execution context (out of memory?)")
         self._stream = create_stream()
         self.max_rows = {
             name: int(self._attention.get_tensor_profile_shape(name, 0)[2][0])

@@ -58,8 +58,9 @@ _check = check  # the name the memory engines use
 
 
 class EngineLoadError(RuntimeError):
-    """An engine file that passed the bookkeeping cannot be used here (TensorRT cannot
-    deserialize it, or it is not this project's SAM2 engine); ``auto`` falls back."""
+    """An engine file that passed the bookkeeping cannot be used here: TensorRT cannot
+    deserialize it, it is not this project's SAM2 engine, or no execution context fits in
+    memory. ``open_segmenter(backend="auto")`` falls back to onnxruntime on it."""
 
 
 def bind(ctx: tensorrt.IExecutionContext, name: str, ptr: int, what: str) -> None:
@@ -165,7 +166,7 @@ class TensorRTSegmenter:
         self._enc_ctx = self._encoder.create_execution_context()
         self._dec_ctx = self._decoder.create_execution_context()
         if self._enc_ctx is None or self._dec_ctx is None:
-            raise RuntimeError("TensorRT could not create an execution context (out of memory?)")
+            raise EngineLoadError("TensorRT could not create an execution context (out of memory?)")
         self._stream = create_stream()
         max_shape = self._decoder.get_tensor_profile_shape(POINTS[0], 0)[2]
         self.max_points = int(max_shape[1])
