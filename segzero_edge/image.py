@@ -176,7 +176,10 @@ class NV12Frame:
     Device memory: ``y`` and ``uv`` are CUDA device pointers (ints, e.g. from
     ``NvBufSurfaceMapEglImage`` / ``cuGraphicsResourceGetMappedEglFrame``) and ``width``,
     ``height``, ``y_pitch`` and ``uv_pitch`` (bytes) are required; such frames need the
-    pipeline's CUDA path (a TensorRT segmenter and the native library built with CUDA).
+    pipeline's CUDA path (a TensorRT segmenter and the native library built with CUDA). They
+    must be pitch-linear: Jetson camera and decoder surfaces are block-linear by default
+    (tiled, no pitch pointer); convert them with ``NvBufSurfTransform`` to an
+    ``NVBUF_LAYOUT_PITCH`` surface first (see :mod:`segzero_edge.cuda_pixels`).
 
     Colour: ITU-R BT.601-7 (Kr = 0.299, Kb = 0.114). ``full_range=False`` is limited (video)
     range, Y 16..235 and Cb/Cr 16..240 (BT.601-7 section 2.5.3), which is what

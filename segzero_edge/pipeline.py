@@ -172,9 +172,8 @@ class SegZeroEdge:
                     del self._cache[key]
 
     def _reasoner_input(self, frame: Frame) -> np.ndarray:
-        if self._cuda is not None:
-            with self._segmenter_lock:  # the kernels share the segmenter's stream
-                return self._cuda.reasoner_input(frame)
+        if self._cuda is not None:  # its own stream, buffers and lock: not the segmenter's,
+            return self._cuda.reasoner_input(frame)  # so it runs beside an encode in progress
         return pixels.preprocess_reasoner(frame)
 
     # -- the call -----------------------------------------------------------------------

@@ -32,15 +32,12 @@ def tensorrt_status(bundle_dir: Path) -> tuple[tuple[Path, Path] | None, str]:
     ok, why = trt_backend.available()
     if not ok:
         return None, why
-    from ..engine_cache import find_engines
+    from ..engine_cache import check_engines
 
-    plans = find_engines(bundle_dir)
+    plans, why = check_engines(bundle_dir)
     if plans is None:
-        return None, (
-            f"no TensorRT engines for this device under {bundle_dir / ENGINES_DIR} "
-            "(build them on this device first)"
-        )
-    return plans, ""
+        return None, why
+    return (plans[0], plans[1]), ""
 
 
 def _open_onnxruntime(bundle_dir: Path, opts: dict[str, Any]) -> Segmenter:
@@ -62,7 +59,10 @@ def open_segmenter(
     graphs), or ``"auto"`` (TensorRT when available with engines for this device, else
     onnxruntime). ``opts`` go to the chosen backend; in ``"auto"`` mode the onnxruntime-only
     options (``providers``, ``threads``, ``fp16``, ``trt_cache_dir``, ``spin_wait``) are
-    dropped when TensorRT is chosen.
+    dropped when TensorRT is chosen. ``"auto"`` falls back to onnxruntime, with a warning
+    saying why, when the engines are stale (e.g. built with another TensorRT version), or
+    current by their ``engines.json`` but not loadable here (TensorRT cannot deserialize
+    them, or device memory runs out).
 
     Raises ``TensorRTUnavailable`` when ``"tensorrt"`` is asked for and cannot run here.
     """
@@ -77,18 +77,26 @@ def open_segmenter(
     if plans is None:
         if backend == "tensorrt":
             raise TensorRTUnavailable(f"segmenter backend 'tensorrt' is unavailable: {why}")
-        built = sorted(p.parent.name for p in (root / ENGINES_DIR).glob("*/*.plan"))
+        built = sorted({p.parent.name for p in (root / ENGINES_DIR).glob("*/*.plan")})
         if built:  # engines were built (for this or another fingerprint): say why not used
             log.warning(
                 "TensorRT engines in %s (built for %s) not used: %s; SAM2 runs on onnxruntime",
-                root / ENGINES_DIR, ", ".join(sorted(set(built))), why,
+                root / ENGINES_DIR, ", ".join(built), why,
             )  # fmt: skip
         return _open_onnxruntime(root, opts)
-    from .tensorrt import TensorRTSegmenter
+    from ..cuda_memory import CudaError
+    from .tensorrt import EngineLoadError, TensorRTSegmenter
 
-    if backend == "auto":
-        opts = {k: v for k, v in opts.items() if k not in ORT_ONLY_OPTIONS}
-    return TensorRTSegmenter(*plans, **opts)
+    if backend == "tensorrt":
+        return TensorRTSegmenter(*plans, **opts)
+    trt_opts = {k: v for k, v in opts.items() if k not in ORT_ONLY_OPTIONS}
+    try:
+        return TensorRTSegmenter(*plans, **trt_opts)
+    except (EngineLoadError, CudaError) as e:  # current by the bookkeeping, unusable here
+        log.warning(
+            "TensorRT engines in %s not used: %s; SAM2 runs on onnxruntime", plans[0].parent, e
+        )
+        return _open_onnxruntime(root, opts)
 
 
 def open_memory(
@@ -112,14 +120,11 @@ def open_memory(
 
         return OrtMemory(*paths, config=config, **opts)
     if backend == "tensorrt":
-        from ..engine_cache import find_memory_engines
+        from ..engine_cache import MEMORY_ENGINE_NAMES, check_engines
         from .memory_tensorrt import TensorRTMemory
 
-        plans = find_memory_engines(root)
+        plans, why = check_engines(root, MEMORY_ENGINE_NAMES)
         if plans is None:
-            raise RuntimeError(
-                f"no current TensorRT engines for the SAM2 memory graphs of {root} on this "
-                "device; build them: segzero-edge build-engines BUNDLE"
-            )
-        return TensorRTMemory(*plans, config=config or TrackingConfig(), **opts)
+            raise RuntimeError(f"no current TensorRT engines for the SAM2 memory graphs: {why}")
+        return TensorRTMemory(plans[0], plans[1], config=config or TrackingConfig(), **opts)
     raise ValueError(f"unknown memory backend {backend!r}; use 'onnxruntime' or 'tensorrt'")
