@@ -96,9 +96,7 @@ class ModelFamily:
         """The GBNF of this family's answer (``max_objects`` applies to list schemas)."""
         return self.grammar_fn(max_objects)
 
-    def evaluation_objects(
-        self, text: str, image_hw: tuple[int, int]
-    ) -> list[ObjectPrompt] | None:
+    def evaluation_objects(self, text: str, image_hw: tuple[int, int]) -> list[ObjectPrompt] | None:
         """The image-frame objects :attr:`evaluation_reference` segments for the generation
         ``text`` on an H x W image, ``None`` where that script scores a parse failure.
 
@@ -137,8 +135,8 @@ SEGZERO_V1 = ModelFamily(
         "Ricky06662/Seg-Zero-3B",
     ),
     reference=f"{_REFERENCE} inference_scripts/infer.py, evaluation_scripts/evaluation.py",
-    # both scripts build the same prompt
-    prompt_reference=f"{_REFERENCE} evaluation_scripts/evaluation.py (= inference_scripts/infer.py)",
+    # infer.py builds the same prompt
+    prompt_reference=f"{_REFERENCE} evaluation_scripts/evaluation.py",
     evaluation_reference=f"{_REFERENCE} evaluation_scripts/evaluation.py",
     # infer.py / evaluation.py QUESTION_TEMPLATE (the string pieces joined without spaces)
     question_template=(

@@ -68,8 +68,7 @@ RULE_CASES = [
     '<think>t</think><answer>{"bbox": [1, 2, 3, 4, 5], "points_1": [7, 8], "points_2": [1, 1]}'
     "</answer>",
     '<think>t</think><answer>{"bbox": [1, 2, 3, 4], "points_1": [7, 8]}</answer>',
-    '<think>t</think><answer>{"bbox": [1, 2, 3, 4], "points_1": [7], "points_2": [1, 1]}'
-    "</answer>",
+    '<think>t</think><answer>{"bbox": [1, 2, 3, 4], "points_1": [7], "points_2": [1, 1]}</answer>',
     '<think>t</think><answer>{"bbox": [1, 2, 3, 4], "points_1": [[7, 8]], "points_2": [1, 1]}'
     "</answer>",
     '<think>t</think><answer>{"bbox": "1234", "points_1": "56", "points_2": [1, 1]}</answer>',
@@ -99,9 +98,7 @@ RULE_CASES = [
 @pytest.mark.runtime
 @pytest.mark.parametrize("hw", [(120, 160), (333, 500), (420, 1260)])
 @pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_answer_rule_equals_the_family_reference_script(
-    family: str, hw: tuple[int, int]
-) -> None:
+def test_answer_rule_equals_the_family_reference_script(family: str, hw: tuple[int, int]) -> None:
     """Every case: the objects the family's reference script segments (after its mapping), or a
     parse failure exactly where the script raises."""
     readable = 0
