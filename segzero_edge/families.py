@@ -10,8 +10,16 @@ Seg-Zero's public checkpoints come in two families (``dvlab-research/Seg-Zero`` 
   Reference: ``inference_scripts/infer.py`` and ``evaluation_scripts/evaluation.py``.
 - ``multi-object``: ``Ricky06662/VisionReasoner-7B``. Reference:
   ``inference_scripts/infer_multi_object.py`` and
-  ``evaluation_scripts/evaluation_visionreasoner.py`` (the query normalisation of the latter,
-  which is also VisionReasoner's ``vision_reasoner/models/vision_reasoner_model.py``).
+  ``evaluation_scripts/evaluation_visionreasoner.py``. Its prompt follows the latter
+  (``text.lower().strip(".\"?!")``, also VisionReasoner's
+  ``vision_reasoner/models/vision_reasoner_model.py``).
+- ``multi-object-infer``: the same checkpoint and answer, with the prompt of
+  ``inference_scripts/infer_multi_object.py`` (``text.lower().strip(".")``: a query ending in
+  ``?``, ``!`` or ``"`` keeps it).
+
+Every family states which script its prompt follows (``prompt_reference``) and which script's
+scoring ``segzero-edge eval --protocol segzero`` reproduces for it (``evaluation_reference``,
+applied by :meth:`ModelFamily.evaluation_objects`).
 
 Both references resize the image to 840 x 840 (PIL bilinear), decode greedily with up to 1024
 new tokens, and use SAM2.0 ``facebook/sam2-hiera-large`` with ``multimask_output=True``,
@@ -22,9 +30,16 @@ keeping the highest-scored mask. A new family is one more :class:`ModelFamily` i
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from .answer import Mapping, format_list_answer, format_v1_answer, map_half_up, map_round_int
+from .answer import (
+    Mapping,
+    format_list_answer,
+    format_v1_answer,
+    map_half_up,
+    map_round_int,
+    parse_answer,
+)
 from .answer import to_image_frame as _to_image_frame
 from .prompt import normalise_query
 from .reasoner.grammar import (
@@ -34,7 +49,7 @@ from .reasoner.grammar import (
     v1_answer_grammar,
 )
 from .segmenter.prompts import Sam2PromptRule
-from .types import ObjectPrompt
+from .types import ObjectPrompt, Status
 
 
 @dataclass(frozen=True)
@@ -46,12 +61,16 @@ class ModelFamily:
     ``schema`` is ``"object"`` (one dict) or ``"list"`` (a list of dicts); ``mapping`` maps one
     coordinate from the 840 frame to the image; ``max_new_tokens`` is the reference's decode
     budget; ``sam2_checkpoint`` the SAM2 the reference pairs it with; ``reward`` the
-    ``segzero_train.rewards`` set its reference training used.
+    ``segzero_train.rewards`` set its reference training used; ``prompt_reference`` the
+    script whose prompt :meth:`build_prompt` reproduces byte for byte; ``evaluation_reference``
+    the script whose scoring :meth:`evaluation_objects` reproduces.
     """
 
     name: str
     checkpoints: tuple[str, ...]
     reference: str
+    prompt_reference: str
+    evaluation_reference: str
     question_template: str
     example_answer: str
     query_strip: str
@@ -76,6 +95,19 @@ class ModelFamily:
     def answer_grammar(self, max_objects: int = DEFAULT_MAX_OBJECTS) -> AnswerGrammar:
         """The GBNF of this family's answer (``max_objects`` applies to list schemas)."""
         return self.grammar_fn(max_objects)
+
+    def evaluation_objects(self, text: str, image_hw: tuple[int, int]) -> list[ObjectPrompt] | None:
+        """The image-frame objects :attr:`evaluation_reference` segments for the generation
+        ``text`` on an H x W image, ``None`` where that script scores a parse failure.
+
+        The one parser's strict rule for this family's schema
+        (``parse_answer(text, strict=True, schema=self.schema)``), mapped with this family's
+        mapping; ``[]`` for an answer with no object (an empty mask).
+        """
+        parsed = parse_answer(text, strict=True, schema=self.schema)
+        if parsed.status not in (Status.OK, Status.NO_OBJECT):
+            return None
+        return self.to_image_frame(parsed.objects, image_hw)
 
     def to_image_frame(
         self, objects: Sequence[ObjectPrompt], image_hw: tuple[int, int]
@@ -103,6 +135,9 @@ SEGZERO_V1 = ModelFamily(
         "Ricky06662/Seg-Zero-3B",
     ),
     reference=f"{_REFERENCE} inference_scripts/infer.py, evaluation_scripts/evaluation.py",
+    # infer.py builds the same prompt
+    prompt_reference=f"{_REFERENCE} evaluation_scripts/evaluation.py",
+    evaluation_reference=f"{_REFERENCE} evaluation_scripts/evaluation.py",
     # infer.py / evaluation.py QUESTION_TEMPLATE (the string pieces joined without spaces)
     question_template=(
         "Please find '{Question}' with bbox and points."
@@ -132,6 +167,8 @@ MULTI_OBJECT = ModelFamily(
         f"{_REFERENCE} inference_scripts/infer_multi_object.py, "
         "evaluation_scripts/evaluation_visionreasoner.py"
     ),
+    prompt_reference=f"{_REFERENCE} evaluation_scripts/evaluation_visionreasoner.py",
+    evaluation_reference=f"{_REFERENCE} evaluation_scripts/evaluation_visionreasoner.py",
     question_template=(
         'Please find "{Question}" with bboxs and points.'
         "Compare the difference between object(s) and find the most closely matched object(s)."
@@ -155,7 +192,18 @@ MULTI_OBJECT = ModelFamily(
     grammar_fn=list_answer_grammar,
 )
 
-FAMILIES: dict[str, ModelFamily] = {f.name: f for f in (SEGZERO_V1, MULTI_OBJECT)}
+MULTI_OBJECT_INFER = replace(
+    MULTI_OBJECT,
+    name="multi-object-infer",
+    checkpoints=(),  # a prompt variant: the hub ids resolve to ``multi-object``
+    prompt_reference=f"{_REFERENCE} inference_scripts/infer_multi_object.py",
+    query_strip=".",  # args.text.lower().strip(".")
+)
+"""``multi-object`` with the prompt of ``infer_multi_object.py`` (only ``.`` stripped)."""
+
+FAMILIES: dict[str, ModelFamily] = {
+    f.name: f for f in (SEGZERO_V1, MULTI_OBJECT, MULTI_OBJECT_INFER)
+}
 """Every known family by name."""
 
 CHECKPOINT_FAMILIES: dict[str, str] = {
@@ -194,6 +242,7 @@ __all__ = [
     "CHECKPOINT_FAMILIES",
     "FAMILIES",
     "MULTI_OBJECT",
+    "MULTI_OBJECT_INFER",
     "SEGZERO_V1",
     "ModelFamily",
     "build_prompt",
