@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from segzero_edge.layout import (
     TRACKING_KEY,
 )
 from segzero_edge.manifest import MANIFEST_SCHEMA, validate
+from segzero_edge.owned import BUNDLE_FORMAT, BUNDLE_FORMATS, DEMO_BUNDLE_FORMAT, check_replaceable
 
 from .hf_source import read_config
 from .memory import MemoryEstimate, estimate_before_export, estimate_from_files
@@ -118,6 +120,7 @@ def export_bundle(
     overwrite: bool = False,
     progress: bool = True,
     mmproj_type: str = "f16",
+    owner: str = BUNDLE_FORMAT,
 ) -> Path:
     """Export a Qwen2.5-VL checkpoint and a SAM2 checkpoint into the bundle folder ``out``.
 
@@ -127,8 +130,10 @@ def export_bundle(
     both export. Refuses (``BundleTooLarge``) a bundle whose estimated memory exceeds the
     target's budget, once before the export from parameter counts and once after from the
     written files. Raises ``FileExistsError`` before any work when ``out`` exists (without
-    ``overwrite``) or another export is writing it. Nothing is left behind when the export
-    fails or is interrupted (Ctrl+C, or SIGTERM through the CLI).
+    ``overwrite``) or another export is writing it. ``overwrite`` replaces only an empty
+    folder or one marked as a segzero-edge bundle (:mod:`segzero_edge.owned`; the bundle is
+    marked ``owner``): any other folder is refused, never deleted. Nothing is left behind
+    when the export fails or is interrupted (Ctrl+C, or SIGTERM through the CLI).
     """
     from .hf_source import resolve_model
     from .reasoner import export_reasoner
@@ -140,7 +145,7 @@ def export_bundle(
         raise ValueError(f"n_ctx must be an integer from 1 to {MAX_N_CTX}, got {n_ctx!r}")
     tgt = get_target(target)
     family_name = resolve_family(reasoner, family)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, owner=owner, replaces=BUNDLE_FORMATS) as tmp:
         model_dir = resolve_model(reasoner)
         variant = sam2_config or Path(segmenter).stem
         before = estimate_before_export(tgt, model_dir, quant, variant, n_ctx)
@@ -200,16 +205,18 @@ def build_tiny_bundle(
     """The demo bundle: tiny randomly initialised Qwen2.5-VL and SAM2.1-tiny (meaningless masks).
 
     Random weights have no family of their own; ``family`` says which prompt, grammar and SAM2
-    prompt the bundle runs with (default: multi-object). Raises ``FileExistsError`` at once,
-    before building the models, when ``out`` exists and not ``overwrite``, or another export
-    is writing it.
+    prompt the bundle runs with (default: multi-object). The bundle is marked as the demo
+    bundle (``segzero_edge.owned.DEMO_BUNDLE_FORMAT``). Raises ``FileExistsError`` at once,
+    before building the models, when ``out`` exists and not ``overwrite``, when it is a
+    folder neither empty nor marked as a segzero-edge bundle, or another export is writing it.
     """
     from .tiny_qwen import build_tiny_qwen25vl
     from .tiny_sam2 import build_sam2_checkpoint
 
     with output_lock(out):  # export_bundle takes it again (same thread)
-        if Path(out).exists() and not overwrite:
+        if os.path.lexists(out) and not overwrite:
             raise FileExistsError(f"{out} already exists (pass overwrite/--force to replace it)")
+        check_replaceable(out, BUNDLE_FORMATS, "bundle folder")
         with tempfile.TemporaryDirectory(prefix="segzero-tiny-") as work:
             model_dir = build_tiny_qwen25vl(Path(work) / "qwen", seed=seed)
             ckpt = build_sam2_checkpoint(Path(work) / "sam2.1_hiera_tiny.pt", seed=seed)
@@ -221,4 +228,5 @@ def build_tiny_bundle(
                 target="cpu",
                 sam2_config="sam2.1_hiera_t",
                 overwrite=overwrite,
+                owner=DEMO_BUNDLE_FORMAT,
             )

@@ -54,7 +54,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sam2-config", help="SAM2 config name when the checkpoint name hides it")
     p.add_argument("--n-ctx", type=int, default=4096, help="reasoner context length")
     p.add_argument("-o", "--output", type=Path, required=True, help="bundle folder to write")
-    p.add_argument("--force", action="store_true", help="replace an existing bundle folder")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing bundle folder (only one segzero-edge wrote, or an empty one)",
+    )
     p.add_argument(
         "--tiny",
         action="store_true",

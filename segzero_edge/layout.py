@@ -6,6 +6,7 @@ runtime and the benchmarks all read these names from here.
 ```
 bundle/
   manifest.json      MANIFEST (schema SCHEMA_VERSION)
+  .segzero-edge-owner.json  the exporter's marker (segzero_edge.owned): what --force replaces
   reasoner.gguf      REASONER_FILE: Qwen2.5-VL text model (llama.cpp arch ``qwen2vl``)
   mmproj.gguf        MMPROJ_FILE: vision tower + merger (projector ``qwen2.5vl_merger``)
   sam2_encoder.onnx  SAM2_ENCODER_FILE   sam2_decoder.onnx  SAM2_DECODER_FILE

@@ -8,13 +8,17 @@ files (MP4, ...) need a video decoder the runtime does not ship: extract frames 
 Writes to ``DIR``: ``masks/00000.png`` ... (the union of the tracked masks, 255 inside; with
 several objects also ``masks/00000_obj1.png`` ...), ``overlay.gif`` (masks tinted per object,
 boxes, frame number, present/lost), and ``track.json`` (per frame: object scores, presence,
-boxes, mask areas, whether the reasoner ran, stage timings; plus the reasoning).
+boxes, mask areas, whether the reasoner ran, stage timings; plus the reasoning), and the
+marker ``.segzero-edge-owner.json`` (:mod:`segzero_edge.owned`). ``DIR`` must be new, empty,
+or an earlier run's output (that marker), which is then replaced as a whole; it may not be
+or hold the input.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import tempfile
@@ -197,11 +201,42 @@ def _frame_json(result: Any, name: str) -> dict[str, Any]:
     return data
 
 
+def check_out_folder(out: Path, frames: Path) -> None:
+    """Before any model work: ``out`` can take the output. It must not be the input nor hold
+    it, and must be absent, an empty folder, or the output of an earlier ``track`` run (its
+    marker, :data:`segzero_edge.owned.TRACK_OUTPUT_FORMAT`, which is replaced as a whole);
+    its parent must take new files. Raises :class:`CommandError` naming the problem."""
+    from ..owned import TRACK_OUTPUT_FORMAT, check_replaceable
+
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"--out {out} is a file; give a folder for the masks, GIF and JSON")
+    target, source = Path(os.path.realpath(out)), Path(os.path.realpath(frames))
+    if target == source or target in source.parents:
+        raise CommandError(
+            f"--out {out} is or holds the input {frames}: the output folder is replaced as a "
+            "whole; give another folder"
+        )
+    try:
+        check_replaceable(out, (TRACK_OUTPUT_FORMAT,), "--out folder")
+    except FileExistsError as e:
+        raise CommandError(f"--out {e}") from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # a real file, as `segment` checks (root passes os.access checks)
+    try:
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".", suffix=".check"):
+            pass
+    except OSError as e:
+        raise CommandError(
+            f"--out {out}: cannot write files in {out.parent} ({e.strerror or e})"
+        ) from None
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..fileio import atomic_dir, atomic_path
     from ..overlay import mask_image
+    from ..owned import TRACK_OUTPUT_FORMAT
     from ..pipeline import SegZeroEdge
 
     if args.max_frames is not None and args.max_frames < 1:
@@ -213,22 +248,12 @@ def run(args: argparse.Namespace) -> int:
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise CommandError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     n_frames, frames = frame_source(Path(args.frames), args.max_frames)
-    bundle = _ensure_bundle(args.bundle)
     out: Path = args.out
-    if out.exists() and not out.is_dir():
-        raise CommandError(f"--out {out} is a file; give a folder for the masks, GIF and JSON")
-    if out.is_dir() and any(out.iterdir()) and not (out / "track.json").is_file():
-        raise CommandError(
-            f"--out {out} is a folder with other files in it; give a new or empty folder "
-            "(the output of an earlier `track` run is replaced)"
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # before any model work: a real file, as `segment` checks (root passes os.access checks)
-    with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".", suffix=".check"):
-        pass
+    check_out_folder(out, Path(args.frames))
+    bundle = _ensure_bundle(args.bundle)
     # the whole folder appears at the end, complete (an earlier run's is replaced then); a
     # failure part-way leaves nothing behind
-    with atomic_dir(out, overwrite=True) as dst:
+    with atomic_dir(out, overwrite=True, owner=TRACK_OUTPUT_FORMAT) as dst:
         (dst / "masks").mkdir()
         gif: list[Any] = []
         records: list[dict[str, Any]] = []

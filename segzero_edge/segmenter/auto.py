@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends import Segmenter
 from ..errors import BundleError, TensorRTUnavailable
-from ..layout import ENGINES_DIR, MANIFEST, SAM2_MEMORY_ATTENTION_FILE, SAM2_MEMORY_ENCODER_FILE
+from ..layout import (
+    ENGINES_DIR,
+    MANIFEST,
+    SAM2_MEMORY_ATTENTION_FILE,
+    SAM2_MEMORY_ENCODER_FILE,
+    SAM2_MEMORY_FILES,
+)
 from ..layout import SAM2_DECODER_FILE as DECODER_ONNX
 from ..layout import SAM2_ENCODER_FILE as ENCODER_ONNX
 
@@ -104,17 +110,29 @@ def open_memory(
 ) -> SAM2Memory:
     """The memory graphs of a bundle on ``backend`` (``"onnxruntime"`` or ``"tensorrt"``).
 
-    Raises :class:`~segzero_edge.errors.BundleError` when the bundle has no memory graphs
-    (exported before tracking existed: re-export it), ``RuntimeError`` when TensorRT engines
-    for them are missing on this device.
+    The bundle is verified first (:func:`~segzero_edge.bundle.load_bundle`), and only memory
+    graphs its manifest lists are opened. Raises :class:`~segzero_edge.errors.BundleError`
+    when the bundle has no memory graphs (exported before tracking existed: re-export it) or
+    has them without listing them, ``RuntimeError`` when TensorRT engines for them are missing
+    on this device.
     """
-    from .memory import REEXPORT, TrackingConfig, manifest_tracking
+    from ..bundle import load_bundle
+    from .memory import REEXPORT, TrackingConfig, tracking_of
 
-    root = Path(bundle_dir)
-    paths = (root / SAM2_MEMORY_ATTENTION_FILE, root / SAM2_MEMORY_ENCODER_FILE)
-    if not all(p.is_file() for p in paths):
+    bundle = load_bundle(bundle_dir)  # containment, sizes, graphs against the manifest
+    root = bundle.root
+    mpath = root / MANIFEST
+    unlisted = [name for name in SAM2_MEMORY_FILES if name not in bundle.manifest["files"]]
+    if unlisted:
+        if any(os.path.lexists(root / name) for name in unlisted):
+            raise BundleError(
+                f"{mpath} does not list {', '.join(unlisted)}: the runtime opens only files "
+                "a bundle's manifest lists (with their size and sha256); re-export the bundle "
+                "to use track() (segment() keeps working)"
+            )
         raise BundleError(f"{root}: {REEXPORT}")
-    config = manifest_tracking(root) if (root / MANIFEST).is_file() else None
+    paths = (bundle.path(SAM2_MEMORY_ATTENTION_FILE), bundle.path(SAM2_MEMORY_ENCODER_FILE))
+    config = tracking_of(bundle.manifest, mpath)
     if backend == "onnxruntime":
         from .memory_onnxruntime import OrtMemory
 
