@@ -154,7 +154,7 @@ def test_non_finite_options_are_argparse_errors(
     """``--fps nan`` would fail only after every frame was tracked (writing the GIF), and
     ``--score-threshold nan`` would count no frame as lost: refused on the command line."""
     _write_frames(tmp_path / "clip", 1)
-    argv = ["track", str(tmp_path / "clip"), "q", "--out", str(tmp_path / "o"), flag, value]
+    argv = ["track", str(tmp_path / "clip"), "q", "--out", str(tmp_path / "o"), f"{flag}={value}"]
     with pytest.raises(SystemExit) as e:
         main(argv)
     err = capsys.readouterr().err
