@@ -17,6 +17,7 @@ or hold the input.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CommandError
+from ..options import finite_float
 from .segment import _ensure_bundle, add_family_argument
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -70,12 +72,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--score-threshold",
-        type=float,
+        type=finite_float,
         default=0.0,
         help="object score logit at or below which an object counts as lost (default 0)",
     )
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
-    p.add_argument("--fps", type=float, default=10.0, help="frame rate of overlay.gif")
+    p.add_argument("--fps", type=finite_float, default=10.0, help="frame rate of overlay.gif")
     p.add_argument("--no-gif", action="store_true", help="do not write overlay.gif")
     p.add_argument("--no-grammar", action="store_true", help="decode without the answer grammar")
     p.add_argument(
@@ -235,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..fileio import atomic_dir, atomic_path
+    from ..gif import GifWriter
     from ..overlay import mask_image
     from ..owned import TRACK_OUTPUT_FORMAT
     from ..pipeline import SegZeroEdge
@@ -253,9 +256,16 @@ def run(args: argparse.Namespace) -> int:
     bundle = _ensure_bundle(args.bundle)
     # the whole folder appears at the end, complete (an earlier run's is replaced then); a
     # failure part-way leaves nothing behind
-    with atomic_dir(out, overwrite=True, owner=TRACK_OUTPUT_FORMAT) as dst:
+    with (
+        atomic_dir(out, overwrite=True, owner=TRACK_OUTPUT_FORMAT) as dst,
+        contextlib.ExitStack() as files,
+    ):
         (dst / "masks").mkdir()
-        gif: list[Any] = []
+        # each overlay frame goes to disk as it is made: memory stays one frame, any clip length
+        gif = None
+        if not args.no_gif:
+            duration = max(int(1000 / args.fps), 20)
+            gif = files.enter_context(GifWriter(dst / "overlay.gif", duration_ms=duration))
         records: list[dict[str, Any]] = []
         reasoner_opts = (
             {} if args.max_new_tokens is None else {"max_new_tokens": args.max_new_tokens}
@@ -289,8 +299,8 @@ def run(args: argparse.Namespace) -> int:
                         for k, m in enumerate(result.object_masks, start=1):
                             with atomic_path(dst / "masks" / f"{i:05d}_obj{k}.png") as tmp:
                                 mask_image(m).save(tmp, format="PNG")
-                    if not args.no_gif:
-                        gif.append(overlay_frame(frame, result))
+                    if gif is not None:
+                        gif.add(overlay_frame(frame, result))
                     records.append(_frame_json(result, name))
                     bar.set_postfix_str(
                         f"{result.timings.get('total', 0.0) * 1000:.0f} ms, "
@@ -300,16 +310,8 @@ def run(args: argparse.Namespace) -> int:
             finally:
                 bar.close()
             seed = tracker.seed if tracker is not None else None
-        if gif:
-            with atomic_path(dst / "overlay.gif") as tmp:
-                gif[0].save(
-                    tmp,
-                    format="GIF",
-                    save_all=True,
-                    append_images=gif[1:],
-                    duration=max(int(1000 / args.fps), 20),
-                    loop=0,
-                )
+        if gif is not None:
+            gif.close()
         tracked = [r["timings"]["total"] for r in records if not r["reasoned"]]
         summary = {
             "query": args.query,

@@ -47,6 +47,7 @@ from ..backends import ReasonerOutput
 from ..errors import BackendError
 from ..image import frame_key as content_key
 from ..layout import IMAGE_TOKENS, MAX_N_CTX, PATCH_MERGE, REASONER_SIZE
+from ..options import real_number
 from . import grammar as gbnf
 from . import llama_system
 from .prefix_cache import PrefixCache, PrefixState, Signature
@@ -335,8 +336,7 @@ class LlamaCppReasoner:
             raise ValueError("max_new_tokens must be >= 1 and think_budget >= 0")
         if isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or not 1 <= n_ctx <= MAX_N_CTX:
             raise ValueError(f"n_ctx must be an integer from 1 to {MAX_N_CTX}, got {n_ctx!r}")
-        if not prefix_cache_mb >= 0:
-            raise ValueError(f"prefix_cache_mb must be >= 0 (0 = off), got {prefix_cache_mb}")
+        prefix_cache_mb = real_number("prefix_cache_mb", prefix_cache_mb, minimum=0)
         self.prefix_cache = PrefixCache(int(prefix_cache_mb * 2**20))
         kv_types = {"f16": llama_cpp.GGML_TYPE_F16, "f32": llama_cpp.GGML_TYPE_F32}
         if kv_cache_type not in kv_types:
@@ -575,6 +575,26 @@ class LlamaCppReasoner:
             finally:
                 mt.mtmd_input_chunks_free(chunks)
 
+    def check_prompt(self, prompt: str) -> None:
+        """``ValueError`` (the one :meth:`generate` would raise, before decoding) when the
+        chat text of ``prompt`` with one image leaves no KV cell free for generation.
+
+        Tokenization only (no model work): :class:`~segzero_edge.pipeline.SegZeroEdge`
+        checks every query of a ``segment_many`` call with it before the first one runs.
+        """
+        if not isinstance(prompt, str):
+            raise ValueError(f"prompt must be a str, got {type(prompt).__name__}")
+        self._require_room(len(self.prompt_tokens(prompt)))
+
+    def _require_room(self, cells: int) -> None:
+        """``ValueError`` when a prompt of ``cells`` KV cells leaves none for generation."""
+        if cells >= self.n_ctx:
+            raise ValueError(
+                f"the prompt needs {cells} KV cells (image and text tokens) but the "
+                f"context holds {self.n_ctx} and generation needs at least one more: "
+                "shorten the query or use a larger n_ctx"
+            )
+
     def _chunk_ids(self, chunks: Any) -> list[int]:
         """Token ids of libmtmd's input chunks in order; -1 for each image token."""
         mt = self._mt
@@ -630,13 +650,7 @@ class LlamaCppReasoner:
         }
         try:
             self._clear()  # a refused prompt leaves an empty context, as a finished call does
-            cells = self._chunk_cells(chunks)
-            if cells >= self.n_ctx:
-                raise ValueError(
-                    f"the prompt needs {cells} KV cells (image and text tokens) but the "
-                    f"context holds {self.n_ctx} and generation needs at least one more: "
-                    "shorten the query or use a larger n_ctx"
-                )
+            self._require_room(self._chunk_cells(chunks))
             parts: list[tuple[Any, list[int] | None, int]] = []  # (chunk, text tokens, n_tok)
             for i in range(mt.mtmd_input_chunks_size(chunks)):
                 chunk = mt.mtmd_input_chunks_get(chunks, i)
