@@ -11,6 +11,7 @@ MCAP storage plugin writes them (``ros2 bag play -s mcap``, Foxglove and ``mcap`
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -56,8 +57,9 @@ def open_reader(stream: IO[bytes]) -> Any:
     try:
         reader = reader_mod.make_reader(stream)
         reader.get_header()
-    except (McapError, EOFError) as e:
-        raise ValueError(f"not an MCAP file ({e})") from None
+        reader.get_summary()
+    except (McapError, EOFError, struct.error) as e:
+        raise ValueError(f"not an MCAP file, or a damaged one ({e})") from None
     return reader
 
 
