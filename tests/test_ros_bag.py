@@ -19,6 +19,7 @@ from mcap_ros2.writer import Writer as Ros2Writer
 from PIL import Image as PILImage
 
 from segzero_edge.cli import main
+from segzero_edge.pixels import rgb_to_nv12
 from segzero_edge.ros import bag
 from segzero_edge.ros import messages as m
 from segzero_edge.ros.definitions import schema_text
@@ -47,6 +48,20 @@ def _raw(i: int, encoding: str = "rgb8") -> m.Image:
         width=W,
         encoding=encoding,
         step=W * 3 + 5,
+        data=padded.tobytes(),
+    )
+
+
+def _nv12(i: int) -> m.Image:
+    """Frame ``i`` as a Jetson driver publishes it: ``nv12``, rows padded to 80 bytes."""
+    planes = rgb_to_nv12(_frame(i))
+    padded = np.concatenate([planes, np.zeros((planes.shape[0], 16), np.uint8)], axis=1)
+    return m.Image(
+        header=_raw(i).header,
+        height=H,
+        width=W,
+        encoding="nv12",
+        step=W + 16,
         data=padded.tobytes(),
     )
 
@@ -171,7 +186,7 @@ def test_bag_skips_a_failing_frame_and_keeps_the_rest(
     tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     src, dst = tmp_path / "in.mcap", tmp_path / "out.mcap"
-    write_bag(src, [_raw(0), _raw(1, encoding="bayer_rggb8"), _raw(2)])
+    write_bag(src, [_raw(0), _raw(1, encoding="bayer_rggb8"), _nv12(2)])
     argv = ["bag", str(src), "--image-topic", "/camera/image_raw", "-o", str(dst)]
     argv += ["--query", "the red box", "--query", "the background"]
     assert _run(argv, tiny_bundle) == 1
