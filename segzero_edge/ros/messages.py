@@ -222,7 +222,10 @@ def from_ros(cls: type, msg: Any) -> Any:
         elif typing.get_origin(hint) is list:
             (item,) = typing.get_args(hint)
             kwargs[f.name] = [
-                from_ros(item, v) if dataclasses.is_dataclass(item) else v for v in value
+                from_ros(item, v)
+                if isinstance(item, type) and dataclasses.is_dataclass(item)
+                else v
+                for v in value
             ]
         elif hint is bytes:
             kwargs[f.name] = bytes(value)

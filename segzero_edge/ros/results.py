@@ -58,11 +58,10 @@ class ResultMessages:
 
 
 def _box_message(box: tuple[int, int, int, int]) -> BoundingBox2D:
-    x1, y1, x2, y2 = box
-    x1, x2 = sorted((float(x1), float(x2)))
-    y1, y2 = sorted((float(y1), float(y2)))
-    center = Pose2D(position=Point2D(x=(x1 + x2) / 2, y=(y1 + y2) / 2))
-    return BoundingBox2D(center=center, size_x=x2 - x1, size_y=y2 - y1)
+    left, right = sorted((float(box[0]), float(box[2])))
+    top, bottom = sorted((float(box[1]), float(box[3])))
+    center = Pose2D(position=Point2D(x=(left + right) / 2, y=(top + bottom) / 2))
+    return BoundingBox2D(center=center, size_x=right - left, size_y=bottom - top)
 
 
 def _hypothesis(query: str, score: float, x: float, y: float) -> ObjectHypothesisWithPose:
@@ -107,8 +106,9 @@ def detections_message(result: Segmentation, header: Header, query: str) -> Dete
 def object_masks(result: Segmentation) -> dict[int, np.ndarray]:
     """Object index -> its H x W bool mask, where the result keeps each object's mask."""
     if isinstance(result, TrackedSegmentation):
-        masks = result.object_masks if result.object_masks is not None else []
-        return {i: m for i, m in enumerate(masks) if result.present[i]}
+        if result.object_masks is None:
+            return {}
+        return {i: m for i, m in enumerate(result.object_masks) if result.present[i]}
     if len(result.objects) == 1:
         return {0: result.mask}
     return {}
