@@ -349,3 +349,61 @@ def test_bag_without_mcap_names_the_extra(tmp_path: Path) -> None:
 
     with pytest.raises(MissingExtra, match=r"pip install 'segzero-edge\[ros\]'"):
         require("segzero_no_such_module", "ros", "reading rosbag2 MCAP files")
+
+
+def test_bag_writer_copies_records_metadata_and_attachments() -> None:
+    """What the bag command keeps of its input: every record byte for byte (times, sequence
+    numbers, channel metadata such as rosbag2's QoS), metadata and attachment records."""
+    from mcap.writer import Writer as McapWriter
+
+    src = io.BytesIO()
+    w = McapWriter(src)
+    w.start(profile="ros2", library="test")
+    sid = w.register_schema(
+        "std_msgs/msg/String", "ros2msg", schema_text("std_msgs/String").encode()
+    )
+    qos = {"offered_qos_profiles": "- history: 3\n  depth: 0\n  reliability: 1\n"}
+    cid = w.register_channel("/chatter", "cdr", sid, qos)
+    payloads = [
+        bytes([0, 1, 0, 0, 3, 0, 0, 0]) + b"hi\x00",
+        b"\x00\x01\x00\x00\x01\x00\x00\x00\x00",
+    ]
+    for i, data in enumerate(payloads):
+        w.add_message(cid, log_time=10 + i, data=data, publish_time=20 + i, sequence=7 + i)
+    w.add_metadata("rosbag2", {"serialized_metadata": "version: 5"})
+    w.add_attachment(1, 2, "calib.yaml", "text/yaml", b"k: 1\n")
+    w.finish()
+    src.seek(0)
+    reader = bag.open_reader(src)
+    dst = io.BytesIO()
+    out = bag.BagWriter(dst)
+    out.copy_extras(reader)
+    for schema, channel, message in bag.iter_records(reader):
+        out.copy(schema, channel, message)
+    out.write("/segzero/reasoning", m.String(data="because"), 11)
+    out.finish()
+    dst.seek(0)
+    back = bag.open_reader(dst)
+    records = [
+        (c.topic, dict(c.metadata), msg.log_time, msg.publish_time, msg.sequence, msg.data)
+        for _, c, msg in bag.iter_records(back)
+    ]
+    chatter = [r for r in records if r[0] == "/chatter"]
+    assert chatter == [
+        ("/chatter", qos, 10, 20, 7, payloads[0]),
+        ("/chatter", qos, 11, 21, 8, payloads[1]),
+    ]
+    ((topic, _, log_time, pub, _, data),) = [r for r in records if r[0] != "/chatter"]
+    assert (topic, log_time, pub) == ("/segzero/reasoning", 11, 11)
+    decoded = DecoderFactory().decoder_for(
+        "cdr",
+        next(s for s in back.get_summary().schemas.values() if s.name == "std_msgs/msg/String"),
+    )(data)
+    assert decoded.data == "because"
+    assert [(x.name, dict(x.metadata)) for x in back.iter_metadata()] == [
+        ("rosbag2", {"serialized_metadata": "version: 5"})
+    ]
+    assert [(a.name, a.media_type, a.data) for a in back.iter_attachments()] == [
+        ("calib.yaml", "text/yaml", b"k: 1\n")
+    ]
+    assert back.get_header().profile == "ros2"
