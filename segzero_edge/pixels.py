@@ -146,13 +146,20 @@ def nv12_to_rgb(frame: np.ndarray | NV12Frame, full_range: bool = False) -> np.n
         raise ValueError("an NV12 frame in device memory needs the CUDA path")
     assert isinstance(frame.y, np.ndarray) and isinstance(frame.uv, np.ndarray)
     h, w = frame.hw
-    off, ky, rv, gu, gv, bu = _YUV_FULL if frame.full_range else _YUV_LIMITED
-    y = frame.y.astype(np.int32)
-    uv = frame.uv.reshape(h // 2, w // 2, 2).astype(np.int32) - 128
+    uv = frame.uv.reshape(h // 2, w // 2, 2)
     u = uv[..., 0].repeat(2, axis=0).repeat(2, axis=1)
     v = uv[..., 1].repeat(2, axis=0).repeat(2, axis=1)
-    c = (y - off) * ky + 32768
-    rgb = np.stack([c + rv * v, c - gu * u - gv * v, c + bu * u], axis=-1) >> 16
+    return yuv_to_rgb(frame.y, u, v, full_range=frame.full_range)
+
+
+def yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, full_range: bool = False) -> np.ndarray:
+    """Per-pixel Y, Cb, Cr (three H x W uint8 planes) -> H x W x 3 RGB, BT.601-7 in 16-bit
+    fixed point (limited range unless ``full_range``); the chroma already upsampled."""
+    off, ky, rv, gu, gv, bu = _YUV_FULL if full_range else _YUV_LIMITED
+    cb = u.astype(np.int32) - 128
+    cr = v.astype(np.int32) - 128
+    c = (y.astype(np.int32) - off) * ky + 32768
+    rgb = np.stack([c + rv * cr, c - gu * cb - gv * cr, c + bu * cb], axis=-1) >> 16
     return np.clip(rgb, 0, 255).astype(np.uint8)
 
 

@@ -1,9 +1,10 @@
 """``segzero-edge track VIDEO_OR_FRAME_DIR QUERY --out DIR``: reason once, track every frame.
 
-Frames come from a folder of images (sorted by name, numbers in names compared as numbers)
-or from an animated image Pillow reads (GIF, APNG, animated WebP, multi-page TIFF). Video
-files (MP4, ...) need a video decoder the runtime does not ship: extract frames first, e.g.
-``ffmpeg -i clip.mp4 frames/%05d.jpg``.
+Frames come from a folder of images (sorted by name, numbers in names compared as numbers),
+from an animated image Pillow reads (GIF, APNG, animated WebP, multi-page TIFF), or through
+OpenCV (the ``[camera]`` extra) from a video file, a camera (``0``, ``/dev/video0``), a
+GStreamer pipeline or an RTSP URL (live sources need ``--max-frames``; see
+:mod:`segzero_edge.camera`).
 
 Writes to ``DIR``: ``masks/00000.png`` ... (the union of the tracked masks, 255 inside; with
 several objects also ``masks/00000_obj1.png`` ...), ``overlay.gif`` (masks tinted per object,
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CommandError
+from ..errors import CommandError, require
 from ..options import finite_float
 from .segment import _ensure_bundle, add_family_argument
 
@@ -53,7 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "frames",
         metavar="VIDEO_OR_FRAME_DIR",
-        help="folder of frames (JPEG/PNG/...) or an animated GIF/APNG/WebP/TIFF",
+        help="folder of frames (JPEG/PNG/...), an animated GIF/APNG/WebP/TIFF, or with the "
+        "[camera] extra a video file, camera (0, /dev/video0), GStreamer pipeline or RTSP URL",
     )
     p.add_argument(
         "query", metavar="QUERY", help='what to find, e.g. "the thing I can use to cut the bread"'
@@ -142,6 +144,38 @@ def frame_source(path: Path, max_frames: int | None = None) -> tuple[int, Iterat
                 yield load_image(frame.convert("RGB"))
 
     return n, from_file()
+
+
+def input_frames(source: str, max_frames: int | None) -> tuple[int | None, Iterator[np.ndarray]]:
+    """``(frame count or None, frames)`` of what ``track`` was given: a video file, camera,
+    GStreamer pipeline or stream URL through OpenCV (:mod:`segzero_edge.camera`, the
+    ``[camera]`` extra; a live source needs ``max_frames`` and hands out its newest frames),
+    else a folder or animated image (:func:`frame_source`)."""
+    from .. import camera
+
+    kind = camera.source_kind(source)
+    if kind == "file" and Path(source).suffix.lower() not in VIDEO_SUFFIXES:
+        return frame_source(Path(source), max_frames)
+    if kind == "file":
+        require("cv2", camera.EXTRA, f"reading the video file {source}")
+        if not Path(source).is_file():
+            raise CommandError(f"{source} does not exist")
+        cap = camera.open_capture(source)
+        n = camera.frame_count(cap)
+        cap.release()
+        n = min(n, max_frames) if n and max_frames else n
+        return n, camera.read_frames(source, max_frames)
+    if max_frames is None:
+        raise CommandError(f"{source} is a live {kind} source: give --max-frames")
+
+    def live() -> Iterator[np.ndarray]:
+        with camera.stream(source) as frames:
+            for i, f in enumerate(frames):
+                if i >= max_frames:
+                    return
+                yield f.image
+
+    return None, live()
 
 
 def _check_frames(files: list[Path]) -> None:
@@ -250,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--rereason-after must be >= 1, got {args.rereason_after}")
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise CommandError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    n_frames, frames = frame_source(Path(args.frames), args.max_frames)
+    n_frames, frames = input_frames(args.frames, args.max_frames)
     out: Path = args.out
     check_out_folder(out, Path(args.frames))
     bundle = _ensure_bundle(args.bundle)
