@@ -64,6 +64,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="build the demo bundle from tiny random models (no downloads; masks meaningless)",
     )
+    p.add_argument(
+        "--arch",
+        default="qwen25vl",
+        choices=["qwen25vl", "qwen3vl"],
+        help="--tiny only: the tiny reasoner's backbone (Qwen2.5-VL or Qwen3-VL; the default "
+        "family follows: multi-object / qwen3vl-grounding)",
+    )
     p.set_defaults(func=run)
 
 
@@ -76,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     if args.tiny:
         out = build_tiny_bundle(
-            args.output, family=args.family or "multi-object", overwrite=args.force
+            args.output, family=args.family, overwrite=args.force, arch=args.arch
         )
     else:
         if not args.reasoner or not args.segmenter:

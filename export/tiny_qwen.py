@@ -196,15 +196,18 @@ def _bpe_vocab_and_merges(seed: int) -> tuple[dict[str, int], list[tuple[str, st
     return vocab, merges
 
 
-def _build_tokenizer(seed: int) -> Any:
-    """A ``Qwen2Tokenizer`` over the trained BPE with the Qwen2.5-VL special tokens appended."""
+def _build_tokenizer(
+    seed: int, special_tokens: tuple[tuple[str, bool], ...] = SPECIAL_TOKENS
+) -> Any:
+    """A ``Qwen2Tokenizer`` over the trained BPE with ``special_tokens`` (``(text, special)``,
+    default: Qwen2.5-VL's) appended in order."""
     from tokenizers import AddedToken
     from transformers import Qwen2Tokenizer
 
     vocab, merges = _bpe_vocab_and_merges(seed)
     n_bpe = len(vocab)
     # Give the special tokens their ids up front: the tokenizer registers eos/pad first.
-    vocab = {**vocab, **{t: n_bpe + i for i, (t, _) in enumerate(SPECIAL_TOKENS)}}
+    vocab = {**vocab, **{t: n_bpe + i for i, (t, _) in enumerate(special_tokens)}}
     options: dict[str, Any] = {"merges": merges, "unk_token": None}  # pairs; no unk (byte-level)
     tokenizer = Qwen2Tokenizer(
         vocab=vocab,
@@ -216,12 +219,12 @@ def _build_tokenizer(seed: int) -> Any:
         model_max_length=32768,
         clean_up_tokenization_spaces=False,
     )
-    for text, special in SPECIAL_TOKENS:
+    for text, special in special_tokens:
         tokenizer.add_tokens(
             [AddedToken(text, special=special, normalized=False)], special_tokens=special
         )
-    ids = [tokenizer.convert_tokens_to_ids(t) for t, _ in SPECIAL_TOKENS]
-    expected = list(range(n_bpe, n_bpe + len(SPECIAL_TOKENS)))
+    ids = [tokenizer.convert_tokens_to_ids(t) for t, _ in special_tokens]
+    expected = list(range(n_bpe, n_bpe + len(special_tokens)))
     if ids != expected:
         raise RuntimeError(
             f"special token ids {ids} are not contiguous after the BPE vocab {expected}"

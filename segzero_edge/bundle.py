@@ -236,6 +236,7 @@ def open_backends(
         n_ctx_source = f"{bundle.root / MANIFEST}: reasoner.n_ctx"
     reasoner_options.setdefault("n_ctx", bundle.reasoner.get("n_ctx", 4096))
     reasoner_options.setdefault("max_new_tokens", fam.max_new_tokens)
+    reasoner_options.setdefault("image_tokens", fam.image_tokens)
     if "answer_grammar" not in reasoner_options:
         max_objects = reasoner_options.get("max_objects", DEFAULT_MAX_OBJECTS)
         reasoner_options["answer_grammar"] = fam.answer_grammar(max_objects)
@@ -259,6 +260,14 @@ def open_backends(
             reasoner.close()
         segmenter.close()
         raise
+    if reasoner.patch_merge != fam.patch_merge:  # e.g. a Qwen2.5-VL family on a Qwen3-VL GGUF
+        reasoner.close()
+        segmenter.close()
+        raise ValueError(
+            f"model family {fam.name!r} is for {fam.architecture} ({fam.patch_merge} px image "
+            f"tokens) but the bundle's reasoner is a {reasoner.arch!r} GGUF "
+            f"({reasoner.patch_merge} px): pick a family for that backbone (--family)"
+        )
     return reasoner, segmenter, fam
 
 

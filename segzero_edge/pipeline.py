@@ -33,6 +33,7 @@ from .errors import BackendError
 from .families import ModelFamily, get_family
 from .image import Frame, ImageLike, NV12Frame, load_frame
 from .image import frame_key as _frame_key
+from .layout import REASONER_SIZE
 from .options import whole_number
 from .placement import default_overlap
 from .segmenter.decode import backend_decoder, best_mask_index, decode_objects
@@ -177,6 +178,14 @@ class SegZeroEdge:
                     del self._cache[key]
 
     def _reasoner_input(self, frame: Frame) -> np.ndarray:
+        size = self.family.frame
+        if size != REASONER_SIZE:  # the CUDA and native kernels serve the 840 frame only
+            if isinstance(frame, NV12Frame) and frame.on_device:
+                raise ValueError(
+                    f"an NV12 frame in device memory needs the 840 reasoner frame; family "
+                    f"{self.family.name!r} uses {size}: pass a host frame"
+                )
+            return pixels.preprocess_reasoner(frame, size)
         if self._cuda is not None:  # its own stream, buffers and lock: not the segmenter's,
             return self._cuda.reasoner_input(frame)  # so it runs beside an encode in progress
         return pixels.preprocess_reasoner(frame)

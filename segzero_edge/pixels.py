@@ -212,12 +212,13 @@ def preprocess_sam_numpy(image: np.ndarray, dtype: type = np.float32) -> np.ndar
     return ((out - mean) / std)[None].astype(dtype)
 
 
-def preprocess_reasoner_numpy(image: np.ndarray) -> np.ndarray:
-    """H x W x 3 uint8 RGB -> 840 x 840 x 3 uint8 with PIL's bilinear filter."""
+def preprocess_reasoner_numpy(image: np.ndarray, size: int = REASONER_SIZE) -> np.ndarray:
+    """H x W x 3 uint8 RGB -> ``size`` x ``size`` x 3 uint8 (840 by default: the model
+    family's ``frame``) with PIL's bilinear filter."""
     from PIL import Image
 
     img = Image.fromarray(_check_rgb(image), "RGB")
-    img = img.resize((REASONER_SIZE, REASONER_SIZE), Image.Resampling.BILINEAR)
+    img = img.resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(img, dtype=np.uint8)
 
 
@@ -277,8 +278,12 @@ def preprocess_sam(image: Frame, *, dtype: type = np.float32) -> np.ndarray:
     return preprocess_sam_numpy(_frame_to_rgb(image), dtype)
 
 
-def preprocess_reasoner(image: Frame) -> np.ndarray:
-    """H x W x 3 uint8 RGB (or host NV12 frame) -> 840 x 840 x 3 uint8 (PIL bilinear)."""
+def preprocess_reasoner(image: Frame, size: int = REASONER_SIZE) -> np.ndarray:
+    """H x W x 3 uint8 RGB (or host NV12 frame) -> ``size`` x ``size`` x 3 uint8 (PIL
+    bilinear). The native kernels serve the 840 frame; another ``size`` (a Qwen3-VL family's
+    frame) runs PIL's resize."""
+    if size != REASONER_SIZE:
+        return preprocess_reasoner_numpy(_frame_to_rgb(image), size)
     if _use_native():
         first, fmt, uv = _native_args(image)
         _, out = native.preprocess(first, fmt, uv=uv, sam=False)
