@@ -127,6 +127,13 @@ class ModelFamily:
         """The span of the answer's coordinates per axis (``coord_range``, else ``frame``)."""
         return self.coord_range or self.frame
 
+    @property
+    def units_per_pixel(self) -> float:
+        """Answer units per pixel of the frame (``coord_frame / frame``): 1 where the answer is
+        in the frame's pixels, 1000 / 832 for Qwen3-VL's grid on its 832 frame. Training scales
+        Seg-Zero's pixel thresholds by it."""
+        return self.coord_frame / self.frame
+
     def normalise_query(self, query: str) -> str:
         """``query.lower().strip(query_strip)`` (``ValueError`` for an empty or huge query)."""
         return normalise_query(query, self.query_strip)
