@@ -120,8 +120,8 @@ def real_qwen_config(tiny: dict, reasoner_shapes: str = DEFAULT_REASONER_SHAPES)
 
 def _real_qwen(out_dir: Path, seed: int, reasoner_shapes: str = DEFAULT_REASONER_SHAPES) -> Path:
     """A folder with a published model's shapes and random bf16 weights (tokenizer and
-    processor of the tiny model of that architecture)."""
-    import torch
+    processor of the tiny model of that architecture), written shard by shard
+    (:func:`write_random_weights`: a few GB of memory even for the 7B/8B sizes)."""
     from transformers import (
         Qwen2_5_VLConfig,
         Qwen2_5_VLForConditionalGeneration,
@@ -145,16 +145,60 @@ def _real_qwen(out_dir: Path, seed: int, reasoner_shapes: str = DEFAULT_REASONER
         cls: Any = Qwen3VLForConditionalGeneration
     else:
         config, cls = Qwen2_5_VLConfig.from_dict(cfg), Qwen2_5_VLForConditionalGeneration
-    torch.manual_seed(seed)
-    torch.set_default_dtype(torch.bfloat16)
-    try:
-        model = cls(config).eval()
-    finally:
-        torch.set_default_dtype(torch.float32)
-    model.save_pretrained(tmp, max_shard_size="2GB")
-    del model
+    write_random_weights(config, cls, tmp, seed=seed)
     tmp.rename(out_dir)
     return out_dir
+
+
+SHARD_BYTES = 1 << 30
+"""Bytes of bf16 weights per safetensors shard :func:`write_random_weights` writes."""
+
+
+def write_random_weights(
+    config: Any, model_class: Any, out_dir: Path, *, seed: int = 0, shard_bytes: int = SHARD_BYTES
+) -> list[Path]:
+    """Random bf16 weights for ``model_class(config)`` as safetensors shards in ``out_dir``,
+    one shard in memory at a time (the model is built on the meta device only for its names
+    and shapes), with the ``model.safetensors.index.json`` that ``from_pretrained`` and the
+    exporter read. Matrices N(0, 0.02) from a seeded generator, 1-D norm weights 1, other 1-D
+    tensors (biases) 0; tied weights are written once, as ``save_pretrained`` writes them.
+    Returns the shard paths."""
+    import torch
+    from safetensors.torch import save_file
+
+    with torch.device("meta"):
+        model = model_class(config)
+    shapes = [(n, tuple(p.shape)) for n, p in model.named_parameters(remove_duplicate=True)]
+    del model
+    gen = torch.Generator().manual_seed(seed)
+    groups: list[list[tuple[str, tuple[int, ...]]]] = [[]]
+    size = 0
+    for name, shape in shapes:
+        n = 2 * int(torch.Size(shape).numel())
+        if groups[-1] and size + n > shard_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append((name, shape))
+        size += n
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files, weight_map, total = [], {}, 0
+    for k, group in enumerate(groups):
+        fname = f"model-{k + 1:05d}-of-{len(groups):05d}.safetensors"
+        tensors = {}
+        for name, shape in group:
+            if len(shape) >= 2:
+                t = torch.randn(shape, generator=gen, dtype=torch.bfloat16).mul_(0.02)
+            else:
+                t = torch.ones(shape) if "norm" in name else torch.zeros(shape)
+            tensors[name] = t.to(torch.bfloat16).contiguous()
+            weight_map[name] = fname
+            total += 2 * t.numel()
+        save_file(tensors, str(out_dir / fname), metadata={"format": "pt"})
+        files.append(out_dir / fname)
+        del tensors
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (out_dir / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    return files
 
 
 def artifacts_root(

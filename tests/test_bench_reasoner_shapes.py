@@ -150,3 +150,37 @@ def test_roofline_mode_takes_reasoner_shapes(capsys: pytest.CaptureFixture[str])
     print(out)
     assert out.startswith("qwen3vl-4b (Qwen3-VL-4B)") and "832 px frame, 806 prompt" in out
     assert "qwen3vl-2b" not in out and out.count("orin-nano-8gb") == 1
+
+
+def test_random_weights_are_written_shard_by_shard(tiny_qwen3vl_dir: Path, tmp_path: Path) -> None:
+    """The real-shape folders get their weights without the model in memory: the same names
+    and shapes ``save_pretrained`` writes, loadable by ``from_pretrained`` with nothing missing."""
+    import shutil
+
+    from safetensors import safe_open
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    from segzero_bench.artifacts import write_random_weights
+
+    def tensors(folder: Path) -> dict[str, tuple[int, ...]]:
+        out = {}
+        for f in folder.glob("*.safetensors"):
+            with safe_open(str(f), "pt") as st:
+                for k in st.keys():  # noqa: SIM118 (safe_open is not a dict)
+                    out[k] = tuple(st.get_slice(k).get_shape())
+        return out
+
+    out = tmp_path / "random"
+    shutil.copytree(tiny_qwen3vl_dir, out, ignore=shutil.ignore_patterns("*.safetensors*"))
+    config = Qwen3VLConfig.from_pretrained(out)
+    files = write_random_weights(
+        config, Qwen3VLForConditionalGeneration, out, seed=1, shard_bytes=1 << 20
+    )
+    assert len(files) > 1 and (out / "model.safetensors.index.json").is_file()
+    assert tensors(out) == tensors(tiny_qwen3vl_dir)
+    model, info = Qwen3VLForConditionalGeneration.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    w = model.model.language_model.layers[0].mlp.up_proj.weight.float()
+    assert (
+        0.015 < float(w.std()) < 0.025 and float(model.model.language_model.norm.weight.min()) == 1
+    )
