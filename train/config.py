@@ -131,10 +131,12 @@ def check_family_architecture(model_dir: Path, family: Any) -> None:
         from segzero_edge.families import FAMILIES
 
         fits = sorted(f.name for f in FAMILIES.values() if f.architecture in archs)
+        hint = "with a family of this architecture"
+        if fits:
+            hint = fits[0] + (f" (or {', '.join(fits[1:])})" if len(fits) > 1 else "")
         raise ValueError(
             f"{model_dir} is {archs or 'of no stated architecture'}, but the {family.name!r} "
-            f"family is for {family.architecture}; pass --family "
-            f"{' / '.join(fits) if fits else 'with a family of this architecture'}"
+            f"family is for {family.architecture}; pass --family {hint}"
         )
 
 
