@@ -1,7 +1,9 @@
 """Model files the benchmark runs on, built once from seeds and cached.
 
 ``tiny``: the test models (tiny Qwen2.5-VL, SAM2.1-tiny with random weights).
-``real``: Qwen2.5-VL-3B shapes with random weights (Q4_K_M GGUF) and SAM2.1 tiny + base+.
+``real``: a published reasoner's shapes with random weights (Q4_K_M GGUF; ``reasoner_shapes``,
+one of ``segzero_export.model_shapes.SHAPE_NAMES``, default Qwen2.5-VL-3B) and SAM2.1 tiny +
+base+. The Qwen3-VL shapes keep the tiny Qwen3-VL's tokenizer and processor.
 Both sides of the benchmark load the same weights: the reference side the Hugging Face
 folder and the Meta checkpoint, the runtime side the GGUF / ONNX files exported from them.
 """
@@ -13,6 +15,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from segzero_edge.fileio import atomic_path
 from segzero_edge.layout import (
@@ -21,10 +24,16 @@ from segzero_edge.layout import (
     SAM2_DECODER_FILE,
     SAM2_ENCODER_FILE,
 )
-
-from .roofline import QWEN25VL_3B_CONFIG
+from segzero_export.model_shapes import (
+    DEFAULT_REASONER_SHAPES,
+    SHAPE_NAMES,
+    is_qwen3vl,
+    published_config,
+)
 
 SHAPES = ("tiny", "real")
+QWEN3VL_FAMILY = "qwen3vl-grounding"
+"""The family the Qwen3-VL shapes are benchmarked with (prompt, answer grid, 832 frame)."""
 SAM2_CONFIGS = {"tiny": ("sam2.1_hiera_t",), "real": ("sam2.1_hiera_t", "sam2.1_hiera_b+")}
 
 
@@ -75,52 +84,149 @@ def default_cache() -> Path:
     return base / "segzero-edge" / "bench"
 
 
-def real_qwen_config(tiny: dict) -> dict:
-    """The tiny model's ``config.json`` with Qwen2.5-VL-3B's sizes (token ids kept)."""
-    text, vision = QWEN25VL_3B_CONFIG["text_config"], QWEN25VL_3B_CONFIG["vision_config"]
+def check_reasoner_shapes(name: str) -> str:
+    """``name`` if it is a known published size, else ``ValueError`` naming them."""
+    if name not in SHAPE_NAMES:
+        known = ", ".join(SHAPE_NAMES)
+        raise ValueError(f"unknown reasoner shapes {name!r}; choose one of {known}")
+    return name
+
+
+def reasoner_family(reasoner_shapes: str) -> str | None:
+    """The model family a shape set is benchmarked with: ``qwen3vl-grounding`` for the Qwen3-VL
+    shapes, ``None`` (the benchmark's default family) for Qwen2.5-VL."""
+    return QWEN3VL_FAMILY if is_qwen3vl(published_config(reasoner_shapes)) else None
+
+
+def real_qwen_config(tiny: dict, reasoner_shapes: str = DEFAULT_REASONER_SHAPES) -> dict:
+    """The tiny model's ``config.json`` with a published model's sizes (token ids kept).
+
+    ``tiny`` must be of the same architecture as ``reasoner_shapes`` (``ValueError``)."""
+    real = published_config(check_reasoner_shapes(reasoner_shapes))
+    if is_qwen3vl(real) != is_qwen3vl(tiny):
+        raise ValueError(f"{reasoner_shapes} needs the tiny model of its own architecture")
+    text, vision = real["text_config"], real["vision_config"]
+    keep = ("model_type", "bos_token_id", "eos_token_id", "pad_token_id")
     cfg = json.loads(json.dumps(tiny))
-    cfg["text_config"].update(text)
+    cfg["text_config"].update({k: v for k, v in text.items() if k not in keep})
     cfg["text_config"].pop("layer_types", None)  # derived again from num_hidden_layers
-    cfg["text_config"]["max_window_layers"] = text["num_hidden_layers"]
-    cfg["vision_config"].update(vision)
-    cfg["tie_word_embeddings"] = True
+    if not is_qwen3vl(real):
+        cfg["text_config"]["max_window_layers"] = text["num_hidden_layers"]
+    cfg["vision_config"].update({k: v for k, v in vision.items() if k != "model_type"})
+    cfg["tie_word_embeddings"] = real["tie_word_embeddings"]
+    cfg["text_config"]["tie_word_embeddings"] = real["tie_word_embeddings"]
     return cfg
 
 
-def _real_qwen(out_dir: Path, seed: int) -> Path:
-    """Qwen2.5-VL-3B-shaped folder with random bf16 weights (tokenizer of the tiny model)."""
-    import torch
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+def _real_qwen(out_dir: Path, seed: int, reasoner_shapes: str = DEFAULT_REASONER_SHAPES) -> Path:
+    """A folder with a published model's shapes and random bf16 weights (tokenizer and
+    processor of the tiny model of that architecture), written shard by shard
+    (:func:`write_random_weights`: a few GB of memory even for the 7B/8B sizes)."""
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+    )
 
     from segzero_export.tiny_qwen import build_tiny_qwen25vl
+    from segzero_export.tiny_qwen3vl import build_tiny_qwen3vl
 
+    qwen3 = reasoner_family(reasoner_shapes) is not None
     tmp = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    build_tiny_qwen25vl(tmp, seed=seed)
-    cfg = real_qwen_config(json.loads((tmp / "config.json").read_text()))
+    (build_tiny_qwen3vl if qwen3 else build_tiny_qwen25vl)(tmp, seed=seed)
+    cfg = real_qwen_config(json.loads((tmp / "config.json").read_text()), reasoner_shapes)
     (tmp / "config.json").write_text(json.dumps(cfg, indent=2))
     for f in tmp.glob("*.safetensors*"):
         f.unlink()
-    config = Qwen2_5_VLConfig.from_dict(cfg)
-    torch.manual_seed(seed)
-    torch.set_default_dtype(torch.bfloat16)
-    try:
-        model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    finally:
-        torch.set_default_dtype(torch.float32)
-    model.save_pretrained(tmp, max_shard_size="2GB")
-    del model
+    if qwen3:
+        config: Any = Qwen3VLConfig.from_dict(cfg)
+        cls: Any = Qwen3VLForConditionalGeneration
+    else:
+        config, cls = Qwen2_5_VLConfig.from_dict(cfg), Qwen2_5_VLForConditionalGeneration
+    write_random_weights(config, cls, tmp, seed=seed)
     tmp.rename(out_dir)
     return out_dir
 
 
+SHARD_BYTES = 1 << 30
+"""Bytes of bf16 weights per safetensors shard :func:`write_random_weights` writes."""
+
+
+def write_random_weights(
+    config: Any, model_class: Any, out_dir: Path, *, seed: int = 0, shard_bytes: int = SHARD_BYTES
+) -> list[Path]:
+    """Random bf16 weights for ``model_class(config)`` as safetensors shards in ``out_dir``,
+    one shard in memory at a time (the model is built on the meta device only for its names
+    and shapes), with the ``model.safetensors.index.json`` that ``from_pretrained`` and the
+    exporter read. Matrices N(0, 0.02) from a seeded generator, 1-D norm weights 1, other 1-D
+    tensors (biases) 0; tied weights are written once, as ``save_pretrained`` writes them.
+    Returns the shard paths."""
+    import torch
+    from safetensors.torch import save_file
+
+    with torch.device("meta"):
+        model = model_class(config)
+    shapes = [(n, tuple(p.shape)) for n, p in model.named_parameters(remove_duplicate=True)]
+    del model
+    gen = torch.Generator().manual_seed(seed)
+    groups: list[list[tuple[str, tuple[int, ...]]]] = [[]]
+    size = 0
+    for name, shape in shapes:
+        n = 2 * int(torch.Size(shape).numel())
+        if groups[-1] and size + n > shard_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append((name, shape))
+        size += n
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files, weight_map, total = [], {}, 0
+    for k, group in enumerate(groups):
+        fname = f"model-{k + 1:05d}-of-{len(groups):05d}.safetensors"
+        tensors = {}
+        for name, shape in group:
+            if len(shape) >= 2:
+                t = torch.randn(shape, generator=gen, dtype=torch.bfloat16).mul_(0.02)
+            else:
+                t = torch.ones(shape) if "norm" in name else torch.zeros(shape)
+            tensors[name] = t.to(torch.bfloat16).contiguous()
+            weight_map[name] = fname
+            total += 2 * t.numel()
+        save_file(tensors, str(out_dir / fname), metadata={"format": "pt"})
+        files.append(out_dir / fname)
+        del tensors
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (out_dir / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    return files
+
+
+def artifacts_root(
+    shapes: str, reasoner_shapes: str = DEFAULT_REASONER_SHAPES, cache: Path | None = None,
+    seed: int = 0,
+) -> Path:  # fmt: skip
+    """The cache folder of one shape set (``real-seed0`` for Qwen2.5-VL-3B, as before;
+    ``real-qwen3vl-2b-seed0`` ... for the others)."""
+    base = cache or default_cache()
+    if shapes == "real" and reasoner_shapes != DEFAULT_REASONER_SHAPES:
+        return base / f"{shapes}-{reasoner_shapes}-seed{seed}"
+    return base / f"{shapes}-seed{seed}"
+
+
 def ensure_artifacts(
-    shapes: str = "tiny", *, cache: Path | None = None, seed: int = 0, log=print
+    shapes: str = "tiny",
+    *,
+    cache: Path | None = None,
+    seed: int = 0,
+    log=print,
+    reasoner_shapes: str = DEFAULT_REASONER_SHAPES,
 ) -> Artifacts:
-    """Build (first time) or reuse the models of ``shapes`` under ``cache``."""
+    """Build (first time) or reuse the models of ``shapes`` under ``cache``; ``real`` with the
+    published sizes ``reasoner_shapes`` (ignored for ``tiny``)."""
     if shapes not in SHAPES:
         raise ValueError(f"unknown shapes {shapes!r}; choose one of {', '.join(SHAPES)}")
-    root = (cache or default_cache()) / f"{shapes}-seed{seed}"
+    check_reasoner_shapes(reasoner_shapes)
+    root = artifacts_root(shapes, reasoner_shapes, cache, seed)
     index = root / "artifacts.json"
     if index.is_file():
         art = Artifacts.from_json(json.loads(index.read_text()), root)
@@ -137,11 +243,12 @@ def ensure_artifacts(
     hf_dir = root / "qwen"
     if not (hf_dir / "config.json").is_file():
         shutil.rmtree(hf_dir, ignore_errors=True)
-        log(f"building the {shapes} Qwen2.5-VL (random weights) in {hf_dir}")
+        what = "Qwen2.5-VL" if shapes == "tiny" else reasoner_shapes
+        log(f"building the {shapes} {what} (random weights) in {hf_dir}")
         if shapes == "tiny":
             build_tiny_qwen25vl(hf_dir, seed=seed)
         else:
-            _real_qwen(hf_dir, seed)
+            _real_qwen(hf_dir, seed, reasoner_shapes)
     gguf_dir = root / "gguf"
     files = {"reasoner": gguf_dir / REASONER_FILE, "mmproj": gguf_dir / MMPROJ_FILE}
     if not all(p.is_file() for p in files.values()):

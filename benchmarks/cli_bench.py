@@ -9,7 +9,10 @@ matplotlib).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
+
+from segzero_export.model_shapes import DEFAULT_REASONER_SHAPES, SHAPE_NAMES
 
 
 def worker_main(argv: list[str]) -> int:
@@ -45,7 +48,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--shapes",
         choices=["tiny", "real"],
         default="tiny",
-        help="tiny test models, or Qwen2.5-VL-3B + SAM2.1 t/b+ shapes (slow on CPU)",
+        help="tiny test models, or a published reasoner's shapes (--reasoner-shapes) + SAM2.1 "
+        "t/b+ shapes, random weights (slow on CPU)",
+    )
+    p.add_argument(
+        "--reasoner-shapes",
+        choices=list(SHAPE_NAMES),
+        default=None,
+        help="with --shapes real: the reasoner's published sizes (default qwen25vl-3b); the "
+        "Qwen3-VL ones run the runtime side only (--side runtime), with the qwen3vl-grounding "
+        "family (832 x 832 frame, 676 image tokens)",
     )
     p.add_argument("--iters", type=int, help="measured iterations (default 10; quick 2)")
     p.add_argument("--warmup", type=int, help="warm-up iterations, not measured (default 1)")
@@ -106,17 +118,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--roofline",
         action="store_true",
-        help="no measuring: print the Jetson roofline for Qwen2.5-VL-3B/7B + SAM2",
+        help="no measuring: print the Jetson roofline for every reasoner shape + SAM2 "
+        "(or the --reasoner-shapes given)",
     )
     p.set_defaults(func=run)
 
 
-def _print_roofline() -> None:
-    from .roofline import QWEN25VL_3B, QWEN25VL_7B, Workload, roofline
+ROOFLINE_SAM2: dict[str, str] = {
+    "qwen25vl-3b": "tiny",
+    "qwen25vl-7b": "large",
+    "qwen3vl-2b": "tiny",
+    "qwen3vl-4b": "tiny",
+    "qwen3vl-8b": "base_plus",
+}
+"""The SAM2.1 variant each reasoner shape's roofline is printed with (what fits beside it)."""
 
-    for shape, sam in ((QWEN25VL_3B, "tiny"), (QWEN25VL_3B, "base_plus"), (QWEN25VL_7B, "large")):
-        roof = roofline(Workload(shape, sam2_variant=sam))
-        print(f"{shape.name} Q4_K_M + SAM2.1 {sam}: 1030 prompt tokens, 64 decode tokens")
+
+def _print_roofline(names: Sequence[str] = SHAPE_NAMES) -> None:
+    from .roofline import REASONER_SHAPES, Workload, roofline
+
+    for name in names:
+        shape, sam = REASONER_SHAPES[name], ROOFLINE_SAM2[name]
+        work = Workload(shape, sam2_variant=sam)
+        roof = roofline(work)
+        print(
+            f"{name} ({shape.name}) Q4_K_M + SAM2.1 {sam}: {shape.frame} px frame, "
+            f"{work.prompt_tokens} prompt tokens, {work.decode_tokens} decode tokens"
+        )
         for name, r in roof.items():
             if name == "workload":
                 continue
@@ -129,7 +157,7 @@ def _print_roofline() -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.roofline:
-        _print_roofline()
+        _print_roofline([args.reasoner_shapes] if args.reasoner_shapes else SHAPE_NAMES)
         return 0
     if args.compare:
         from .plot import load_runs, plot_compare
@@ -145,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
     overlap = {"auto": None, "on": True, "off": False}[args.overlap]
     opts = {
         "shapes": args.shapes,
+        "reasoner_shapes": args.reasoner_shapes or DEFAULT_REASONER_SHAPES,
         "threads": args.threads,
         "sides": sides,
         "overlap_check": not args.no_overlap_check,

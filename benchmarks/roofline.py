@@ -7,8 +7,15 @@ generated token reads every weight it multiplies (the whole text model except th
 table, of which one row is read) plus the KV cache so far. Prefill, the vision encoder and
 SAM2 are compute-bound. A measured time divided into its floor is the fraction of the
 ceiling reached (1.0 = at the roofline). No torch: bits per weight come from the exporter's
-one list of quantization types (``segzero_export.quantize.QUANT_TYPES``), the 3B / 7B sizes
-from the models' published ``config.json``.
+one list of quantization types (``segzero_export.quantize.QUANT_TYPES``), the Qwen2.5-VL-3B/7B
+and Qwen3-VL-2B/4B/8B sizes from the models' published ``config.json``
+(``segzero_export.model_shapes``).
+
+The two vision towers differ where it counts: Qwen2.5-VL's (14 px patches, SwiGLU MLPs, window
+attention but in 4 blocks, 900 tokens at 840 px) and Qwen3-VL's (16 px patches, GELU MLPs of
+two matrices, full attention in every block, a learned position grid, a merger per deepstack
+level besides the final one, 676 tokens at its 832 px frame). Each shape carries its frame
+(``ReasonerShape.frame``), which a :class:`Workload` uses unless given ``image_size``.
 """
 
 from __future__ import annotations
@@ -17,9 +24,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from segzero_edge.layout import REASONER_SIZE
+from segzero_edge.layout import QWEN3VL_FRAME, REASONER_SIZE
 from segzero_edge.layout import sam2_size as sam2_size_key
 from segzero_export.memory import SAM2_PARAMS_M
+from segzero_export.model_shapes import DISPLAY_NAMES, SHAPE_NAMES, is_qwen3vl, published_config
 from segzero_export.quantize import QUANT_TYPES
 from segzero_export.targets import TARGETS, Target
 
@@ -40,9 +48,19 @@ SAM2_GFLOPS: dict[str, tuple[float, float]] = {
 }
 
 
+PROMPT_TEXT_TOKENS = 130
+"""Text tokens of a Seg-Zero prompt around the image (chat template + question), about."""
+
+
 @dataclass(frozen=True)
 class ReasonerShape:
-    """The sizes of a Qwen2.5-VL model that set its FLOPs and bytes."""
+    """The sizes of a Qwen2.5-VL or Qwen3-VL model that set its FLOPs and bytes.
+
+    ``vision_mlp_mats``: matrices per vision MLP (3: Qwen2.5-VL's SwiGLU, 2: Qwen3-VL's GELU
+    MLP); ``deepstack_mergers``: Qwen3-VL's extra mergers (one per deepstack level);
+    ``vision_positions``: rows of a learned vision position table; ``frame``: the side of the
+    square image the model's family shows it (840, Qwen3-VL 832).
+    """
 
     name: str
     layers: int
@@ -59,13 +77,39 @@ class ReasonerShape:
     vision_window: int = 112
     patch_size: int = 14
     merge_size: int = 2
+    vision_mlp_mats: int = 3
+    deepstack_mergers: int = 0
+    vision_positions: int = 0
+    frame: int = REASONER_SIZE
+
+    @property
+    def image_tokens(self) -> int:
+        """Image tokens of one ``frame`` square image: ``(frame / (patch * merge)) ** 2``."""
+        return (self.frame // (self.patch_size * self.merge_size)) ** 2
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Tokens of a Seg-Zero prompt on one frame: image tokens + :data:`PROMPT_TEXT_TOKENS`."""
+        return self.image_tokens + PROMPT_TEXT_TOKENS
 
     @classmethod
     def from_hf_config(cls, config: Mapping[str, Any], name: str = "model") -> ReasonerShape:
-        """From a Hugging Face ``Qwen2_5_VLConfig`` dict (``config.json``)."""
+        """From a Hugging Face ``Qwen2_5_VLConfig`` or ``Qwen3VLConfig`` dict (``config.json``;
+        Qwen3-VL by ``model_type``)."""
         tc = config.get("text_config") or config
         vc = config["vision_config"]
         heads = int(tc["num_attention_heads"])
+        if is_qwen3vl(dict(config)):
+            depth = int(vc["depth"])
+            qwen3: dict[str, Any] = {
+                "vision_full_blocks": depth,  # no window attention
+                "vision_mlp_mats": 2,
+                "deepstack_mergers": len(vc.get("deepstack_visual_indexes") or ()),
+                "vision_positions": int(vc.get("num_position_embeddings", 0)),
+                "frame": QWEN3VL_FRAME,
+            }
+        else:
+            qwen3 = {"vision_full_blocks": len(vc.get("fullatt_block_indexes") or ())}
         return cls(
             name=name,
             layers=int(tc["num_hidden_layers"]),
@@ -78,10 +122,10 @@ class ReasonerShape:
             vision_depth=int(vc["depth"]),
             vision_hidden=int(vc["hidden_size"]),
             vision_intermediate=int(vc["intermediate_size"]),
-            vision_full_blocks=len(vc.get("fullatt_block_indexes") or ()),
             vision_window=int(vc.get("window_size", 112)),
             patch_size=int(vc.get("patch_size", 14)),
             merge_size=int(vc.get("spatial_merge_size", 2)),
+            **qwen3,
         )
 
     # -- parameter counts (matmul weights only; norms and biases are negligible) ---------
@@ -99,19 +143,27 @@ class ReasonerShape:
     @property
     def vision_block_params(self) -> int:
         v = self.vision_hidden
-        return 4 * v * v + 3 * v * self.vision_intermediate
+        return 4 * v * v + self.vision_mlp_mats * v * self.vision_intermediate
+
+    @property
+    def merger_params(self) -> int:
+        """One merger (the final one, or one deepstack level's): 2 x 2 patches -> text width."""
+        mv = self.merge_size**2 * self.vision_hidden
+        return mv * mv + mv * self.hidden
 
     @property
     def vision_params(self) -> int:
-        v, m = self.vision_hidden, self.merge_size**2
+        v = self.vision_hidden
         patch = 3 * 2 * self.patch_size**2 * v
-        merger = (m * v) ** 2 + m * v * self.hidden
-        return patch + self.vision_depth * self.vision_block_params + merger
+        mergers = (1 + self.deepstack_mergers) * self.merger_params
+        blocks = self.vision_depth * self.vision_block_params
+        return patch + blocks + mergers + self.vision_positions * v
 
     # -- FLOPs (2 per multiply-add) ------------------------------------------------------
-    def vision_flops(self, image_size: int = REASONER_SIZE) -> float:
-        """Vision encoder on one ``image_size`` square image (window + full attention)."""
-        side = image_size // self.patch_size
+    def vision_flops(self, image_size: int | None = None) -> float:
+        """Vision encoder on one ``image_size`` square image (default :attr:`frame`; window +
+        full attention, the final and deepstack mergers)."""
+        side = (image_size or self.frame) // self.patch_size
         n = side * side
         v, m = self.vision_hidden, self.merge_size**2
         window = (self.vision_window // self.patch_size) ** 2
@@ -120,8 +172,8 @@ class ReasonerShape:
             2 * n * (3 * 2 * self.patch_size**2 * v + self.vision_depth * self.vision_block_params)
         )
         attn = 4 * n * v * (self.vision_full_blocks * n + windowed * min(window, n))
-        merger = 2 * (n // m) * ((m * v) ** 2 + m * v * self.hidden)
-        return float(linear + attn + merger)
+        mergers = 2 * (n // m) * (1 + self.deepstack_mergers) * self.merger_params
+        return float(linear + attn + mergers)
 
     def prefill_flops(self, n_tokens: int) -> float:
         """Text model over an ``n_tokens`` prompt (causal attention; logits of the last token)."""
@@ -143,71 +195,41 @@ class ReasonerShape:
         return float(n_ctx * self.layers * 2 * self.kv_heads * self.head_dim * KV_BYTES)
 
 
-_QWEN25VL_VISION = {
-    "depth": 32,
-    "hidden_size": 1280,
-    "intermediate_size": 3420,
-    "num_heads": 16,
-    "fullatt_block_indexes": [7, 15, 23, 31],
-    "window_size": 112,
-    "patch_size": 14,
-    "spatial_merge_size": 2,
+QWEN25VL_3B_CONFIG: dict[str, Any] = published_config("qwen25vl-3b")
+QWEN25VL_7B_CONFIG: dict[str, Any] = published_config("qwen25vl-7b")
+REASONER_SHAPES: dict[str, ReasonerShape] = {
+    name: ReasonerShape.from_hf_config(published_config(name), DISPLAY_NAMES[name])
+    for name in SHAPE_NAMES
 }
-QWEN25VL_3B_CONFIG: dict[str, Any] = {
-    # Qwen/Qwen2.5-VL-3B-Instruct config.json (sizes only), transformers-5 layout
-    "text_config": {
-        "hidden_size": 2048,
-        "intermediate_size": 11008,
-        "num_hidden_layers": 36,
-        "num_attention_heads": 16,
-        "num_key_value_heads": 2,
-        "vocab_size": 151936,
-        "max_position_embeddings": 128000,
-        "rope_parameters": {
-            "rope_type": "default",
-            "rope_theta": 1000000.0,
-            "mrope_section": [16, 24, 24],
-        },
-        "tie_word_embeddings": True,
-    },
-    "vision_config": {**_QWEN25VL_VISION, "out_hidden_size": 2048},
-}
-QWEN25VL_7B_CONFIG: dict[str, Any] = {
-    # Qwen/Qwen2.5-VL-7B-Instruct config.json (sizes only), transformers-5 layout
-    "text_config": {
-        "hidden_size": 3584,
-        "intermediate_size": 18944,
-        "num_hidden_layers": 28,
-        "num_attention_heads": 28,
-        "num_key_value_heads": 4,
-        "vocab_size": 152064,
-        "max_position_embeddings": 128000,
-        "rope_parameters": {
-            "rope_type": "default",
-            "rope_theta": 1000000.0,
-            "mrope_section": [16, 24, 24],
-        },
-        "tie_word_embeddings": False,
-    },
-    "vision_config": {**_QWEN25VL_VISION, "out_hidden_size": 3584},
-}
-QWEN25VL_3B = ReasonerShape.from_hf_config(QWEN25VL_3B_CONFIG, "Qwen2.5-VL-3B")
-QWEN25VL_7B = ReasonerShape.from_hf_config(QWEN25VL_7B_CONFIG, "Qwen2.5-VL-7B")
+"""Every published size by its ``--reasoner-shapes`` name (``qwen25vl-3b`` ... ``qwen3vl-8b``)."""
+QWEN25VL_3B = REASONER_SHAPES["qwen25vl-3b"]
+QWEN25VL_7B = REASONER_SHAPES["qwen25vl-7b"]
+QWEN3VL_2B = REASONER_SHAPES["qwen3vl-2b"]
+QWEN3VL_4B = REASONER_SHAPES["qwen3vl-4b"]
+QWEN3VL_8B = REASONER_SHAPES["qwen3vl-8b"]
 
 
 @dataclass(frozen=True)
 class Workload:
-    """One pipeline call: model shapes and sizes of the inputs."""
+    """One pipeline call: model shapes and sizes of the inputs. ``prompt_tokens`` defaults to
+    the shape's :attr:`ReasonerShape.prompt_tokens` (1030 at Qwen2.5-VL's 840 frame, 806 at
+    Qwen3-VL's 832), ``image_size`` to its :attr:`ReasonerShape.frame`."""
 
     reasoner: ReasonerShape
     sam2_variant: str = "tiny"
     quant: str = "Q4_K_M"
-    prompt_tokens: int = 1030
+    prompt_tokens: int = 0
     decode_tokens: int = 64
-    image_size: int = REASONER_SIZE
+    image_size: int = 0
     objects: int = 1
     decode_weight_bytes: float | None = None
     """Measured bytes one decode step reads (e.g. from the GGUF file); else estimated."""
+
+    def __post_init__(self) -> None:
+        if not self.prompt_tokens:
+            object.__setattr__(self, "prompt_tokens", self.reasoner.prompt_tokens)
+        if not self.image_size:
+            object.__setattr__(self, "image_size", self.reasoner.frame)
 
 
 def _floor(flops: float, nbytes: float, target: Target) -> float | None:

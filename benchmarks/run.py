@@ -18,8 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from segzero_edge.fileio import atomic_path
-from segzero_edge.layout import MMPROJ_FILE, REASONER_FILE, SAM2_DECODER_FILE, SAM2_ENCODER_FILE
+from segzero_edge.layout import (
+    MMPROJ_FILE,
+    QWEN3VL_FRAME,
+    REASONER_FILE,
+    SAM2_DECODER_FILE,
+    SAM2_ENCODER_FILE,
+)
 from segzero_edge.smoke import describe_exit
+from segzero_export.model_shapes import DEFAULT_REASONER_SHAPES
 
 from .workload import BenchInputs
 
@@ -36,6 +43,9 @@ class BenchConfig:
     """What one ``segzero-edge bench`` run measures."""
 
     shapes: str = "tiny"
+    reasoner_shapes: str = DEFAULT_REASONER_SHAPES
+    """With ``shapes="real"``: the published reasoner sizes (``segzero_export.model_shapes``);
+    the Qwen3-VL ones run the runtime side only, with the ``qwen3vl-grounding`` family."""
     iters: int = 10
     warmup: int = 1
     decode_tokens: int = 64
@@ -73,6 +83,7 @@ class BenchConfig:
     def to_json(self) -> dict[str, Any]:
         return {
             "shapes": self.shapes,
+            "reasoner_shapes": self.reasoner_shapes if self.shapes == "real" else None,
             "iters": self.iters,
             "warmup": self.warmup,
             "decode_tokens": self.decode_tokens,
@@ -131,12 +142,22 @@ def shape_from_gguf(reasoner_gguf: Path, mmproj_gguf: Path, name: str = "model")
         return meta, {t.name: [int(d) for d in t.shape] for t in r.tensors}
 
     t, tensors = fields(reasoner_gguf)
-    v, _ = fields(mmproj_gguf)
+    v, vtensors = fields(mmproj_gguf)
     arch = t.get("general.architecture", "qwen2vl")
     heads = int(t[f"{arch}.attention.head_count"])
     hidden = int(t[f"{arch}.embedding_length"])
     depth = int(v["clip.vision.block_count"])
     wa = int(v.get("clip.vision.n_wa_pattern") or 0)
+    qwen3: dict[str, Any] = {}
+    if arch == "qwen3vl":  # GELU vision MLPs, deepstack mergers, learned positions, 832 frame
+        deepstack = v.get("clip.vision.is_deepstack_layers") or []
+        pos = vtensors.get("v.position_embd.weight") or [0]
+        qwen3 = {
+            "vision_mlp_mats": 2,
+            "deepstack_mergers": sum(bool(x) for x in deepstack),
+            "vision_positions": pos[-1] if len(pos) > 1 else 0,  # ggml order: (hidden, n)
+            "frame": QWEN3VL_FRAME,
+        }
     return ReasonerShape(
         name=name,
         layers=int(t[f"{arch}.block_count"]),
@@ -144,7 +165,7 @@ def shape_from_gguf(reasoner_gguf: Path, mmproj_gguf: Path, name: str = "model")
         intermediate=int(t[f"{arch}.feed_forward_length"]),
         heads=heads,
         kv_heads=int(t.get(f"{arch}.attention.head_count_kv") or heads),
-        head_dim=hidden // heads,
+        head_dim=int(t.get(f"{arch}.attention.key_length") or hidden // heads),
         vocab=tensors["token_embd.weight"][1],
         vision_depth=depth,
         vision_hidden=int(v["clip.vision.embedding_length"]),
@@ -152,6 +173,7 @@ def shape_from_gguf(reasoner_gguf: Path, mmproj_gguf: Path, name: str = "model")
         vision_full_blocks=depth // wa if wa else depth,
         patch_size=int(v.get("clip.vision.patch_size", 14)),
         merge_size=int(v.get("clip.vision.spatial_merge_size", 2)),
+        **qwen3,
     )
 
 
@@ -208,12 +230,19 @@ def _roofline(case_cfg: dict[str, Any], prompt_tokens: int, cfg: BenchConfig) ->
 
     model, mmproj = Path(case_cfg["reasoner_gguf"]), Path(case_cfg["mmproj_gguf"])
     return Workload(
-        reasoner=shape_from_gguf(model, mmproj, name=f"qwen2.5-vl ({cfg.shapes})"),
+        reasoner=shape_from_gguf(model, mmproj, name=_case_model(cfg)),
         sam2_variant=case_cfg["sam2_config"],
         prompt_tokens=prompt_tokens,
         decode_tokens=cfg.decode_tokens,
         decode_weight_bytes=gguf_decode_bytes(Path(case_cfg["reasoner_gguf"])),
     )
+
+
+def _case_model(cfg: BenchConfig) -> str:
+    """The reasoner a case runs, as the tables name it."""
+    if cfg.bundle is not None:
+        return f"bundle {Path(cfg.bundle).name}"
+    return "qwen2.5-vl-tiny" if cfg.shapes == "tiny" else cfg.reasoner_shapes
 
 
 def _case_configs(cfg: BenchConfig, log: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -243,7 +272,14 @@ def _case_configs(cfg: BenchConfig, log: Any) -> list[tuple[str, dict[str, Any]]
             "sam2_decoder": str(b.path(SAM2_DECODER_FILE)),
         }
         return [(f"bundle {b.root.name} ({variant})", {**common, **files})]
-    art = ensure_artifacts(cfg.shapes, cache=cfg.cache, log=log)
+    from .artifacts import reasoner_family
+
+    art = ensure_artifacts(
+        cfg.shapes, cache=cfg.cache, log=log, reasoner_shapes=cfg.reasoner_shapes
+    )
+    family = reasoner_family(cfg.reasoner_shapes) if cfg.shapes == "real" else None
+    if family is not None:
+        common["inputs"]["family"] = family
     out = []
     for sam in cfg.sam2 or tuple(art.sam2):
         if sam not in art.sam2:
@@ -257,7 +293,7 @@ def _case_configs(cfg: BenchConfig, log: Any) -> list[tuple[str, dict[str, Any]]
             "sam2_encoder": str(art.sam2[sam]["encoder"]),
             "sam2_decoder": str(art.sam2[sam]["decoder"]),
         }
-        out.append((f"qwen2.5-vl-{cfg.shapes} + {sam}", {**common, **files}))
+        out.append((f"{_case_model(cfg)} + {sam}", {**common, **files}))
     return out
 
 
@@ -355,6 +391,24 @@ def _overlap_check(
     }
 
 
+def check_reasoner_shapes_sides(cfg: BenchConfig) -> None:
+    """``ValueError`` for an unknown ``reasoner_shapes``, one given without ``shapes="real"``,
+    or a Qwen3-VL shape with a side other than ``runtime`` (the reference and stock sides are
+    Qwen2.5-VL paths: transformers' Qwen2.5-VL classes, llama-cpp-python's
+    ``Qwen25VLChatHandler``)."""
+    from .artifacts import check_reasoner_shapes, reasoner_family
+
+    check_reasoner_shapes(cfg.reasoner_shapes)
+    if cfg.reasoner_shapes != DEFAULT_REASONER_SHAPES and cfg.shapes != "real":
+        raise ValueError("--reasoner-shapes needs --shapes real")
+    others = [s for s in cfg.sides if s != "runtime"]
+    if cfg.shapes == "real" and reasoner_family(cfg.reasoner_shapes) and others:
+        raise ValueError(
+            f"{cfg.reasoner_shapes}: only the runtime side runs Qwen3-VL shapes (the "
+            f"{' and '.join(others)} side(s) are Qwen2.5-VL paths); pass --side runtime"
+        )
+
+
 def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
     """Measure, print the tables, write ``bench-<fingerprint>-<shapes>-<time>.json`` + PNG."""
     from segzero_export.targets import host_memory_gb
@@ -376,12 +430,13 @@ def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
     bad = [s for s in cfg.sides if s not in SIDES]
     if bad or not cfg.sides:
         raise ValueError(f"unknown side(s) {bad}; choose from {', '.join(SIDES)}")
+    check_reasoner_shapes_sides(cfg)
     t_run = time.perf_counter()
     fp, info = fingerprint()
     here = cfg.target or target_for_jetson(info.get("jetson_model"), host_memory_gb())
     threads = cfg.threads or f"all {os.cpu_count()}"
     log(
-        f"segzero-edge bench on {fp}: {cfg.shapes} shapes, sides {', '.join(cfg.sides)}; "
+        f"segzero-edge bench on {fp}: {_case_model(cfg)} shapes, sides {', '.join(cfg.sides)}; "
         f"{cfg.iters} iterations after {cfg.warmup} warm-up per workload "
         f"({', '.join(f'{w} = {WORKLOAD_TITLES[w]}' for w in cfg.inputs.workloads)}), "
         f"{cfg.decode_tokens} decode tokens (EOS ignored), {threads} thread(s) per side"
@@ -474,6 +529,12 @@ def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
         "wall_s": time.perf_counter() - t_run,
     }
     label = "bundle" if cfg.bundle is not None else cfg.shapes
+    if (
+        cfg.bundle is None
+        and cfg.shapes == "real"
+        and cfg.reasoner_shapes != DEFAULT_REASONER_SHAPES
+    ):
+        label = f"real-{cfg.reasoner_shapes}"
     stem = f"bench-{fp}-{label}-{now.strftime('%Y%m%dT%H%M%SZ')}"
     json_path = cfg.out_dir / f"{stem}.json"
     with atomic_path(json_path) as tmp:

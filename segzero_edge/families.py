@@ -127,6 +127,13 @@ class ModelFamily:
         """The span of the answer's coordinates per axis (``coord_range``, else ``frame``)."""
         return self.coord_range or self.frame
 
+    @property
+    def units_per_pixel(self) -> float:
+        """Answer units per pixel of the frame (``coord_frame / frame``): 1 where the answer is
+        in the frame's pixels, 1000 / 832 for Qwen3-VL's grid on its 832 frame. Training scales
+        Seg-Zero's pixel thresholds by it."""
+        return self.coord_frame / self.frame
+
     def normalise_query(self, query: str) -> str:
         """``query.lower().strip(query_strip)`` (``ValueError`` for an empty or huge query)."""
         return normalise_query(query, self.query_strip)
@@ -251,7 +258,8 @@ QWEN3VL_GROUNDING = ModelFamily(
     name="qwen3vl-grounding",
     checkpoints=(),  # generic: any Qwen3-VL-2B/4B/8B base or instruct checkpoint, by --family
     reference=(
-        f"{_REFERENCE} inference_scripts/infer_multi_object.py (prompt and answer schema); "
+        f"{_REFERENCE} inference_scripts/infer_multi_object.py (prompt and answer schema), "
+        "evaluation_scripts/evaluation_visionreasoner.py (scoring); "
         "QwenLM/Qwen3-VL grounding convention (bbox_2d / point_2d relative on a 0-1000 grid)"
     ),
     # the prompt is infer_multi_object.py's with the 0-1000 grid and the empty answer stated:

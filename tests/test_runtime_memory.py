@@ -1,60 +1,17 @@
-"""The export's memory budget check, on the real Qwen2.5-VL 3B / 7B shapes (meta device)."""
+"""The export's memory budget check, on the real Qwen2.5-VL 3B / 7B and Qwen3-VL 2B / 4B / 8B
+shapes (meta device)."""
 
 from __future__ import annotations
 
 import pytest
 
+from segzero_export.model_shapes import published_config
 from segzero_export.targets import get_target
 
 
 def qwen25vl_config(size: str) -> dict:
-    """The published Qwen2.5-VL-3B/7B-Instruct shapes."""
-    text = {
-        "3b": dict(
-            hidden_size=2048,
-            intermediate_size=11008,
-            num_hidden_layers=36,
-            num_attention_heads=16,
-            num_key_value_heads=2,
-            vocab_size=151936,
-            tie_word_embeddings=True,
-        ),
-        "7b": dict(
-            hidden_size=3584,
-            intermediate_size=18944,
-            num_hidden_layers=28,
-            num_attention_heads=28,
-            num_key_value_heads=4,
-            vocab_size=152064,
-            tie_word_embeddings=False,
-        ),
-    }[size]
-    vision = dict(
-        depth=32,
-        hidden_size=1280,
-        intermediate_size=3420,
-        num_heads=16,
-        out_hidden_size=text["hidden_size"],
-        patch_size=14,
-        spatial_merge_size=2,
-        temporal_patch_size=2,
-        window_size=112,
-        fullatt_block_indexes=[7, 15, 23, 31],
-    )
-    rope = {"rope_type": "default", "mrope_section": [16, 24, 24], "rope_theta": 1000000.0}
-    return {
-        "architectures": ["Qwen2_5_VLForConditionalGeneration"],
-        "model_type": "qwen2_5_vl",
-        "text_config": {
-            **text,
-            "rope_scaling": rope,
-            "rope_parameters": rope,
-            "rms_norm_eps": 1e-6,
-            "model_type": "qwen2_5_vl_text",
-        },
-        "vision_config": vision,
-        "tie_word_embeddings": text["tie_word_embeddings"],
-    }
+    """The published Qwen2.5-VL-3B/7B-Instruct shapes (``segzero_export.model_shapes``)."""
+    return published_config(f"qwen25vl-{size}")
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +67,30 @@ def test_refusal_message_has_the_numbers(counts: dict[str, tuple[int, int]]) -> 
     )
     msg = str(BundleTooLarge(est))
     assert "orin-nano-8gb" in msg and "5.20 GB budget" in msg and f"{est.total:.2f} GB" in msg
+
+
+@pytest.mark.parametrize(
+    ("size", "n_ctx", "target", "sam2", "fits"),
+    [
+        ("2b", 4096, "orin-nano-8gb", "sam2.1_hiera_tiny", True),
+        ("4b", 2048, "orin-nano-8gb", "sam2.1_hiera_tiny", True),
+        ("4b", 4096, "orin-nano-8gb", "sam2.1_hiera_tiny", False),
+        ("8b", 4096, "orin-nano-8gb", "sam2.1_hiera_tiny", False),
+        ("8b", 4096, "orin-nx-16gb", "sam2.1_hiera_base_plus", True),
+        ("8b", 4096, "agx-orin-64gb", "sam2.1_hiera_large", True),
+    ],
+)
+def test_qwen3vl_sizes_in_the_budget(
+    size: str, n_ctx: int, target: str, sam2: str, fits: bool
+) -> None:
+    """Qwen3-VL-2B fits the Orin Nano beside SAM2-tiny with a 4096-token context; 4B with 2048
+    (806 prompt tokens + a 1024-token answer), not 4096; 8B needs the NX."""
+    from segzero_export.memory import estimate_from_config, kv_cache_gb
+
+    config = published_config(f"qwen3vl-{size}")
+    est = estimate_from_config(get_target(target), config, "Q4_K_M", sam2, n_ctx)
+    print(f"Qwen3-VL-{size.upper()} n_ctx {n_ctx} + {sam2} on {target}: {est.explain()}")
+    assert est.fits is fits, est.explain()
+    # f16 K and V: n_ctx x layers x 2 x 8 KV heads x head_dim 128 x 2 bytes
+    layers = config["text_config"]["num_hidden_layers"]
+    assert kv_cache_gb(config, n_ctx) == n_ctx * layers * 2 * 8 * 128 * 2 / 1e9

@@ -38,6 +38,14 @@ def _at_least_one_object() -> AnswerGrammar:
     return AnswerGrammar(g.gbnf.replace(optional, 'ws obj ( ws "," ws obj ){0,1} ws'), g.max_chars)
 
 
+def _no_object_only() -> AnswerGrammar:
+    """The family's grammar that admits only the empty list (the family's "no such object")."""
+    g = QWEN3VL_GROUNDING.answer_grammar(2)
+    optional = 'ws ( obj ( ws "," ws obj ){0,1} )? ws'
+    assert optional in g.gbnf
+    return AnswerGrammar(g.gbnf.replace(optional, "ws"), g.max_chars)
+
+
 def _record_inputs(model: SegZeroEdge) -> list[tuple[tuple[int, ...], str]]:
     seen: list[tuple[tuple[int, ...], str]] = []
     generate = model.reasoner.generate
@@ -103,6 +111,22 @@ def test_qwen3vl_objects_map_from_the_1000_grid(tiny_qwen3vl_bundle: Path) -> No
     assert len(seg.calls) == len(r.objects)
     assert all(labels.tolist() == [[2, 3, 1]] for _, labels in seg.calls)
     assert r.mask.shape == (h, w) and len(r.scores) == len(r.objects)
+
+
+def test_qwen3vl_empty_answer_is_no_object(tiny_qwen3vl_bundle: Path) -> None:
+    image = np.asarray(Image.open(KITCHEN).convert("RGB"))
+    opts = {**OPTS, "answer_grammar": _no_object_only()}
+    with SegZeroEdge.from_bundle(tiny_qwen3vl_bundle, **opts) as model:
+        model.segmenter = seg = RecordingSegmenter(model.segmenter)
+        r = model.segment(image, QUERY)
+        many = model.segment_many(image, [QUERY, "the cup"])
+        model.segmenter = seg.inner
+    print(f"{r.status.value}: {r.answer_raw[-40:]!r}")
+    assert json.loads(answer_body(r.answer_raw) or "null") == []
+    assert r.status is Status.NO_OBJECT and r.objects == [] and not r.ok
+    assert r.mask.shape == image.shape[:2] and not r.mask.any()
+    assert [m.status for m in many] == [Status.NO_OBJECT, Status.NO_OBJECT]
+    assert seg.calls == []  # no prompt reaches SAM2's decoder
 
 
 def test_qwen3vl_track(tiny_qwen3vl_bundle: Path) -> None:

@@ -35,7 +35,8 @@ class SegZeroArguments:
     flag as well (``--learning_rate``, ``--beta``, ``--save_strategy`` ...)."""
 
     model: str | None = field(
-        default=None, metadata={"help": "Hugging Face Qwen2.5-VL folder (policy and reference)"}
+        default=None,
+        metadata={"help": "Hugging Face Qwen2.5-VL or Qwen3-VL folder (policy and reference)"},
     )
     data: str | None = field(
         default=None,
@@ -63,8 +64,13 @@ class SegZeroArguments:
             "multi_object: multi-object)"
         },
     )
-    image_size: int = field(
-        default=840, metadata={"help": "side of the square image shown to the model (x28)"}
+    image_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "side of the square image shown to the model, a multiple of the family's "
+            "patch_merge (28 for Qwen2.5-VL, 32 for Qwen3-VL); default: the family's frame "
+            "(840, or 832 for qwen3vl-grounding)"
+        },
     )
     max_prompt_length: int = field(
         default=1300,
@@ -88,7 +94,7 @@ class SegZeroArguments:
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad argument."""
         if not self.model:
-            raise ValueError("--model is required (a Hugging Face Qwen2.5-VL folder)")
+            raise ValueError("--model is required (a Hugging Face Qwen2.5-VL or Qwen3-VL folder)")
         if not self.data:
             raise ValueError("--data is required (a Seg-Zero set, ReasonSeg or RefCOCO folder)")
         if self.reward not in REWARD_KINDS:
@@ -99,14 +105,39 @@ class SegZeroArguments:
             get_family(self.family)  # ValueError naming the known families
         if self.prompts_per_step < 1:
             raise ValueError(f"--prompts_per_step must be >= 1, got {self.prompts_per_step}")
-        from segzero_edge.layout import PATCH_MERGE
-
-        if self.image_size < PATCH_MERGE or self.image_size % PATCH_MERGE:
-            raise ValueError(
-                f"--image_size must be a multiple of 28 (patch 14 x merge 2), got {self.image_size}"
-            )
+        if self.image_size is not None:
+            fam = self.model_family
+            pm = fam.patch_merge
+            if self.image_size < pm or self.image_size % pm:
+                raise ValueError(
+                    f"--image_size must be a multiple of {pm} for the {fam.name} family "
+                    f"(patch {pm // 2} x merge 2), got {self.image_size}"
+                )
         if self.max_samples is not None and self.max_samples < 1:
             raise ValueError(f"--max_samples must be >= 1, got {self.max_samples}")
+
+
+def check_family_architecture(model_dir: Path, family: Any) -> None:
+    """Raise ``ValueError`` when the checkpoint's ``architectures`` (``config.json``) is not the
+    family's (a Qwen3-VL model with a Qwen2.5-VL family would be scored in the wrong frame)."""
+    import json
+
+    try:
+        config = json.loads((Path(model_dir) / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{model_dir}/config.json: cannot read it ({e})") from None
+    archs = (config.get("architectures") or []) if isinstance(config, dict) else []
+    if family.architecture not in archs:
+        from segzero_edge.families import FAMILIES
+
+        fits = sorted(f.name for f in FAMILIES.values() if f.architecture in archs)
+        hint = "with a family of this architecture"
+        if fits:
+            hint = fits[0] + (f" (or {', '.join(fits[1:])})" if len(fits) > 1 else "")
+        raise ValueError(
+            f"{model_dir} is {archs or 'of no stated architecture'}, but the {family.name!r} "
+            f"family is for {family.architecture}; pass --family {hint}"
+        )
 
 
 # ------------------------------------------------------------------------- YAML
@@ -235,6 +266,8 @@ def parse_args(argv: list[str] | None = None, world_size: int | None = None) -> 
         )
     parser.set_defaults(gradient_accumulation_steps=ga)
     script, cfg = parser.parse_args_and_config(argv)
+    if script.image_size is None:
+        script.image_size = script.model_family.frame
     if not cfg.output_dir:
         raise ValueError("--output_dir is required")
     # The reward functions read the ground-truth columns: TRL must keep them.
@@ -248,6 +281,7 @@ __all__ = [
     "RECIPE",
     "REWARD_KINDS",
     "SegZeroArguments",
+    "check_family_architecture",
     "gradient_accumulation_steps",
     "load_yaml",
     "make_parser",

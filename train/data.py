@@ -7,7 +7,9 @@
   front of the text);
 - ``image``: the picture shown to the model, ``image_size`` x ``image_size`` RGB (PIL bilinear,
   as the runtime resizes to 840; the released sets are stored at 840 x 840 already);
-- ``gt_boxes`` / ``gt_points``: the ground truth in the 840 x 840 frame (int32 lists);
+- ``gt_boxes`` / ``gt_points``: the ground truth in the frame the family's answers use
+  (``ModelFamily.coord_frame``: the 840 x 840 pixel frame for Qwen2.5-VL, Qwen3-VL's 0-1000
+  grid per axis; int32 lists), which is where the rewards compare it with the answer;
 - ``query``; and with ``completion=True`` (SFT) the assistant turn ``completion`` holding the
   answer built from the ground truth in the family's format (:func:`target_text`).
 
@@ -33,8 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from segzero_edge.families import ModelFamily, get_family
-from segzero_edge.layout import PATCH_MERGE, REASONER_SIZE
+from segzero_edge.layout import REASONER_SIZE
 
+from .gt import ground_truth_from_mask, ground_truth_from_masks, rescale_ground_truth
 from .rewards import GroundTruth
 
 SEGZERO_COLUMNS = ("problem", "solution", "image")
@@ -194,15 +197,34 @@ def target_text(
     return fam.format_answer(objects, reasoning)
 
 
+def image_token_count(processor: Any, image_size: int) -> int:
+    """Image tokens the processor gives one ``image_size`` square image: its image processor's
+    ``image_grid_thw`` product over ``merge_size ** 2`` (Qwen2.5-VL: 14 px patches, Qwen3-VL:
+    16 px, both merged 2 x 2; the processor's pixel bounds may resize the image first)."""
+    from PIL import Image
+
+    ip = processor.image_processor
+    grid = ip(images=[Image.new("RGB", (image_size, image_size))], return_tensors="np")
+    t, h, w = (int(v) for v in grid["image_grid_thw"][0])
+    return t * h * w // int(ip.merge_size) ** 2
+
+
 def prompt_token_count(
-    processor: Any, query: str, image_size: int, family: str | ModelFamily = "multi-object"
+    processor: Any,
+    query: str,
+    image_size: int,
+    family: str | ModelFamily = "multi-object",
+    image_tokens: int | None = None,
 ) -> int:
-    """Tokens of the templated prompt of ``family`` including the image's merged patch tokens."""
+    """Tokens of the templated prompt of ``family`` including the image's merged patch tokens
+    (``image_tokens``, else :func:`image_token_count`)."""
     text = get_family(family).build_prompt(query)
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     n_text = len(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
-    return n_text - 1 + (image_size // PATCH_MERGE) ** 2
+    if image_tokens is None:
+        image_tokens = image_token_count(processor, image_size)
+    return n_text - 1 + image_tokens
 
 
 def square(image: Any, size: int) -> Any:
@@ -215,8 +237,11 @@ def square(image: Any, size: int) -> Any:
     return image
 
 
-def _ground_truth_rows(source: TrainingSource, per_instance: bool, limit: int | None) -> list[Any]:
-    """``(query, GroundTruth, image or row index)`` for every usable sample, in order."""
+def _ground_truth_rows(
+    source: TrainingSource, per_instance: bool, limit: int | None, frame: int = REASONER_SIZE
+) -> list[Any]:
+    """``(query, GroundTruth in the ``frame`` square, image or row index)`` for every usable
+    sample, in order (Seg-Zero's sets are in the 840 frame and are rescaled into ``frame``)."""
     rows: list[Any] = []
     if source.hf is not None:
         ds = source.hf
@@ -234,17 +259,16 @@ def _ground_truth_rows(source: TrainingSource, per_instance: bool, limit: int | 
                     f"(got {len(gt.boxes)} box(es), {len(gt.points)} point(s))"
                 )
             if gt.boxes:
-                rows.append((query, gt, k))
+                rows.append((query, rescale_ground_truth(gt, REASONER_SIZE, frame), k))
         return rows
-    from .gt import ground_truth_from_mask, ground_truth_from_masks
 
     for sample in source.samples:
         if limit is not None and len(rows) >= limit:
             break
         gt = (
-            ground_truth_from_masks(sample.instance_masks())
+            ground_truth_from_masks(sample.instance_masks(), frame)
             if per_instance
-            else ground_truth_from_mask(sample.target)
+            else ground_truth_from_mask(sample.target, frame)
         )
         if gt.boxes:
             rows.append((sample.query, gt, sample.image_path))
@@ -264,7 +288,8 @@ def training_dataset(
     family: str | ModelFamily = "multi-object",
 ) -> Any:
     """The training rows of ``data`` as a ``datasets.Dataset`` (see the module docstring), with
-    ``family``'s prompt (and answer format for ``completion``).
+    ``family``'s prompt (and answer format for ``completion``), the ground truth in the frame of
+    ``family``'s answers (``coord_frame``).
 
     ``per_instance``: one box/point per instance (the multi-object reward) instead of the whole
     target as one object. Samples without a target are left out; so are prompts longer than
@@ -273,13 +298,15 @@ def training_dataset(
     """
     import datasets
 
+    fam = get_family(family)
     source = data if isinstance(data, TrainingSource) else open_source(data, split)
-    rows = _ground_truth_rows(source, per_instance, max_samples)
+    rows = _ground_truth_rows(source, per_instance, max_samples, fam.coord_frame)
     if processor is not None and max_prompt_length is not None:
+        n_image = image_token_count(processor, image_size)
         kept = [
             r
             for r in rows
-            if prompt_token_count(processor, r[0], image_size, family) <= max_prompt_length
+            if prompt_token_count(processor, r[0], image_size, fam, n_image) <= max_prompt_length
         ]
         if len(kept) < len(rows):
             print(
@@ -335,6 +362,7 @@ class _SquareImages:
 
 __all__ = [
     "TrainingSource",
+    "image_token_count",
     "is_hf_dataset_dir",
     "load_segzero_set",
     "open_source",

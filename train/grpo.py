@@ -1,4 +1,4 @@
-"""GRPO training of the Seg-Zero reasoner (Qwen2.5-VL) with TRL's ``GRPOTrainer``.
+"""GRPO training of the Seg-Zero reasoner (Qwen2.5-VL or Qwen3-VL) with TRL's ``GRPOTrainer``.
 
     python -m segzero_train.grpo --model DIR --data DATA --output_dir DIR [--config FILE]
         [--resume latest|CHECKPOINT] [--<GRPOConfig field> VALUE ...]
@@ -10,8 +10,12 @@ squared to ``image_size``, then the model family's prompt, ``SegZeroArguments.mo
 Seg-Zero v1's for ``--reward segzero``, the multi-object one for ``--reward multi_object``, or
 ``--family``); the ground-truth
 boxes/points travel as dataset columns to the reward functions. Answers are always scored in
-the 840 x 840 frame the runtime maps back from (``REASONER_SIZE``), whatever ``image_size`` the
-model is shown (smaller only to keep CPU runs cheap). One TRL reward function per reward term,
+the frame the runtime maps back from, whatever ``image_size`` the model is shown (smaller only to
+keep CPU runs cheap): the 840 x 840 pixel frame for the Qwen2.5-VL families; for Qwen3-VL
+(``--family qwen3vl-grounding``) the 0-1000 grid, the ground truth mapped into it, with the
+reward's pixel thresholds scaled by ``ModelFamily.units_per_pixel`` (1000 / 832) so they keep
+their meaning in pixels of the model's 832 frame. The model's architecture must be the family's
+(``ModelFamily.architecture``). One TRL reward function per reward term,
 so TRL logs each. After every optimizer step one row (step, mean total reward, mean of each
 term, loss, KL, entropy) is added to ``reward_table.tsv`` in the output folder and printed.
 
@@ -64,11 +68,13 @@ def _score_fn(kind: str) -> Callable[[str, Any], dict[str, float]]:
 
 
 @lru_cache(maxsize=8192)
-def _scores(kind: str, text: str, boxes: tuple, points: tuple) -> dict[str, float]:
+def _scores(
+    kind: str, text: str, boxes: tuple, points: tuple, units_per_pixel: float = 1.0
+) -> dict[str, float]:
     from .rewards import GroundTruth
 
     gt = GroundTruth(boxes=[list(b) for b in boxes], points=[list(p) for p in points])
-    return dict(_score_fn(kind)(text, gt))
+    return dict(_score_fn(kind)(text, gt, units_per_pixel=units_per_pixel))
 
 
 def _as_tuple(rows: Any) -> tuple:
@@ -84,11 +90,14 @@ def reward_terms(kind: str) -> list[str]:
 
 
 class RewardTerm:
-    """One reward term as a TRL reward function: ``f(prompts, completions, **columns) -> list``."""
+    """One reward term as a TRL reward function: ``f(prompts, completions, **columns) -> list``;
+    ``units_per_pixel`` scales the reward's pixel thresholds into the answer's units
+    (:attr:`segzero_edge.families.ModelFamily.units_per_pixel`)."""
 
-    def __init__(self, kind: str, term: str) -> None:
+    def __init__(self, kind: str, term: str, units_per_pixel: float = 1.0) -> None:
         self.kind = kind
         self.term = term
+        self.units_per_pixel = float(units_per_pixel)
         self.__name__ = term
 
     def __call__(
@@ -102,18 +111,26 @@ class RewardTerm:
         out = []
         for completion, boxes, points in zip(completions, gt_boxes, gt_points, strict=True):
             scores = _scores(
-                self.kind, completion_text(completion), _as_tuple(boxes), _as_tuple(points)
+                self.kind,
+                completion_text(completion),
+                _as_tuple(boxes),
+                _as_tuple(points),
+                self.units_per_pixel,
             )
             out.append(float(scores[self.term]))
         return out
 
     def __repr__(self) -> str:
-        return f"RewardTerm({self.kind!r}, {self.term!r})"
+        return f"RewardTerm({self.kind!r}, {self.term!r}, {self.units_per_pixel!r})"
 
 
-def reward_funcs(kind: str) -> list[RewardTerm]:
-    """One TRL reward function per term; TRL sums them (weights 1) into the Seg-Zero total."""
-    return [RewardTerm(kind, term) for term in reward_terms(kind)]
+def reward_funcs(kind: str, units_per_pixel: float = 1.0) -> list[RewardTerm]:
+    """One TRL reward function per term; TRL sums them (weights 1) into the Seg-Zero total.
+    ``ValueError`` for an unknown kind or a ``units_per_pixel`` that is not a finite number > 0."""
+    from .rewards import check_units_per_pixel
+
+    u = check_units_per_pixel(units_per_pixel)
+    return [RewardTerm(kind, term, u) for term in reward_terms(kind)]
 
 
 def is_format_term(term: str) -> bool:
@@ -227,12 +244,15 @@ def build_trainer(script: Any, cfg: Any, rows: list[dict[str, float]] | None = N
     from transformers import AutoProcessor
     from trl import GRPOTrainer
 
+    from .config import check_family_architecture
     from .data import training_dataset
 
     script.validate()
     model_dir = Path(script.model)
     if not (model_dir / "config.json").is_file():
         raise ValueError(f"not a Hugging Face model folder (no config.json): {model_dir}")
+    family = script.model_family
+    check_family_architecture(model_dir, family)
     # fp32 master weights: AdamW on bf16 weights rounds most 1e-6-sized updates away.
     cfg.model_init_kwargs = {"dtype": "float32", **(cfg.model_init_kwargs or {})}
     processor = AutoProcessor.from_pretrained(model_dir, padding_side="left")
@@ -244,13 +264,13 @@ def build_trainer(script: Any, cfg: Any, rows: list[dict[str, float]] | None = N
         processor=processor,
         max_prompt_length=script.max_prompt_length,
         max_samples=script.max_samples,
-        family=script.model_family,
+        family=family,
     )
     terms = reward_terms(script.reward)
     table = _reward_table_callback(Path(cfg.output_dir), terms, rows or [])
     trainer = GRPOTrainer(
         model=str(model_dir),
-        reward_funcs=reward_funcs(script.reward),
+        reward_funcs=reward_funcs(script.reward, family.units_per_pixel),
         args=cfg,
         train_dataset=dataset,
         processing_class=processor,

@@ -1,4 +1,5 @@
-"""Ground truth (box + point) from a binary mask, in the reasoner's 840 x 840 frame.
+"""Ground truth (box + point) from a binary mask, in the reasoner's 840 x 840 frame (or any
+square ``frame``, e.g. Qwen3-VL's 0-1000 grid).
 
 - box: the tight box ``(x1, y1, x2, y2)`` of the mask's pixels (inclusive pixel indices);
 - point: the centre of the largest inscribed circle, i.e. the argmax of the Euclidean distance
@@ -60,6 +61,22 @@ def to_frame(v: float, size: int, frame: int = REASONER_SIZE) -> int:
     return min(max(int(v * frame / size + 0.5), 0), frame - 1)
 
 
+def rescale_ground_truth(gt: GroundTruth, source: int, target: int) -> GroundTruth:
+    """``gt`` from the square frame of side ``source`` into the one of side ``target`` (e.g.
+    the 840 frame of Seg-Zero's released sets into Qwen3-VL's 0-1000 grid): every coordinate
+    through :func:`to_frame`, ``int(v * target / source + 0.5)`` clamped to
+    ``[0, target - 1]``. Returns ``gt`` itself when the frames are equal; ``ValueError`` for a
+    side that is not > 0."""
+    if source <= 0 or target <= 0:
+        raise ValueError(f"frame sides must be > 0, got {source} -> {target}")
+    if source == target:
+        return gt
+    return GroundTruth(
+        boxes=[[to_frame(v, source, target) for v in b] for b in gt.boxes],
+        points=[[to_frame(v, source, target) for v in p] for p in gt.points],
+    )
+
+
 def object_in_frame(
     mask: np.ndarray, frame: int = REASONER_SIZE
 ) -> tuple[tuple[int, int, int, int], tuple[int, int]] | None:
@@ -99,6 +116,7 @@ __all__ = [
     "ground_truth_from_masks",
     "inscribed_point",
     "object_in_frame",
+    "rescale_ground_truth",
     "tight_box",
     "to_frame",
 ]

@@ -1,9 +1,16 @@
 """Seg-Zero's rewards (its veRL reward code): the five-term single-object set and the
 multi-object set.
 
-Every function takes the generated text and a :class:`GroundTruth` in the 840 x 840 frame and
+Every function takes the generated text and a :class:`GroundTruth` in the frame the model's
+answers use (the 840 x 840 pixel frame for Qwen2.5-VL; Qwen3-VL's 0-1000 grid per axis) and
 returns floats; malformed, truncated or empty generations give 0 for the terms they affect and
 never raise.
+
+The distance thresholds (box L1 < 10, point distance < 100 or < 30) are pixels of the model's
+frame. Answers on a grid that is not the frame's pixels pass ``units_per_pixel`` (answer units per
+pixel of the frame, ``ModelFamily.coord_frame / ModelFamily.frame``: 1000 / 832 for the
+``qwen3vl-grounding`` family, 1 for Qwen2.5-VL) and every threshold is scaled by it, so it keeps
+its meaning in pixels. The IoU threshold has no unit.
 
 Single object (``segzero_rewards``, max 5, each term 0 or 1):
 
@@ -78,7 +85,8 @@ def _coord_tuple(value: Any, n: int, what: str) -> tuple[float, ...]:
 
 @dataclass
 class GroundTruth:
-    """Ground truth in the 840 x 840 frame: one box per object and the objects' points.
+    """Ground truth in the answer's frame (840 x 840 pixels for Qwen2.5-VL, the 0-1000 grid for
+    Qwen3-VL): one box per object and the objects' points.
 
     For the multi-object reward ``points[i]`` belongs to ``boxes[i]``; the single-object reward
     treats everything as one target (union box, all points).
@@ -216,8 +224,24 @@ def answer_format_soft(text: str) -> float:
     return float(all(numbers(data[k], 2) is not None for k in point_keys))
 
 
-def segzero_rewards(text: str, gt: GroundTruth, *, strict: bool = True) -> dict[str, float]:
-    """Seg-Zero's five terms plus ``total`` (max 5). See the module docstring."""
+def check_units_per_pixel(units_per_pixel: float) -> float:
+    """``units_per_pixel`` as a float; ``ValueError`` unless it is a finite number > 0."""
+    try:
+        u = float(units_per_pixel)
+    except (TypeError, ValueError):
+        u = math.nan
+    if not math.isfinite(u) or u <= 0:
+        raise ValueError(f"units_per_pixel must be a finite number > 0, got {units_per_pixel!r}")
+    return u
+
+
+def segzero_rewards(
+    text: str, gt: GroundTruth, *, strict: bool = True, units_per_pixel: float = 1.0
+) -> dict[str, float]:
+    """Seg-Zero's five terms plus ``total`` (max 5). See the module docstring; ``units_per_pixel``
+    scales the L1 and point thresholds (pixels of the model's frame) into the answer's units.
+    Raises ``ValueError`` for a ``units_per_pixel`` that is not a finite number > 0."""
+    u = check_units_per_pixel(units_per_pixel)
     if not isinstance(text, str):
         text = ""
     out = {
@@ -232,10 +256,10 @@ def segzero_rewards(text: str, gt: GroundTruth, *, strict: bool = True) -> dict[
     if objs and gt_box is not None:
         pred = objs[0]
         out["box_iou"] = float(box_iou(pred.box, gt_box) > IOU_THRESHOLD)
-        out["box_l1"] = float(box_l1(pred.box, gt_box) < BOX_L1_THRESHOLD)
+        out["box_l1"] = float(box_l1(pred.box, gt_box) < BOX_L1_THRESHOLD * u)
         inside = bool(pred.points) and all(point_in_box(p, pred.box) for p in pred.points)
         dist = matched_point_distance(pred.points, gt.points)
-        out["points"] = float(inside and dist < POINT_THRESHOLD_SINGLE)
+        out["points"] = float(inside and dist < POINT_THRESHOLD_SINGLE * u)
     out["total"] = float(sum(out.values()))
     return out
 
@@ -282,10 +306,12 @@ def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     )
 
 
-def multi_object_accuracy(text: str, gt: GroundTruth) -> float:
-    """Hungarian-matched accuracy in 0..3 (see the module docstring)."""
+def multi_object_accuracy(text: str, gt: GroundTruth, *, units_per_pixel: float = 1.0) -> float:
+    """Hungarian-matched accuracy in 0..3 (see the module docstring; ``units_per_pixel`` scales
+    the L1 and point thresholds)."""
     from scipy.optimize import linear_sum_assignment
 
+    u = check_units_per_pixel(units_per_pixel)
     parsed = _multi_predictions(text)
     if parsed is None:
         return 0.0
@@ -303,9 +329,10 @@ def multi_object_accuracy(text: str, gt: GroundTruth) -> float:
     if m == 0 or n == 0:
         return 0.0
     iou_ok = _iou_matrix(boxes, gt_boxes) > IOU_THRESHOLD
-    l1_ok = np.abs(boxes[:, None, :] - gt_boxes[None, :, :]).mean(-1) < BOX_L1_THRESHOLD
+    l1_ok = np.abs(boxes[:, None, :] - gt_boxes[None, :, :]).mean(-1) < BOX_L1_THRESHOLD * u
     inside = np.array([point_in_box(p, b) for p, b in zip(points, boxes, strict=True)])
-    point_ok = (_distance_matrix(points, gt_points) < POINT_THRESHOLD_MULTI) & inside[:, None]
+    near = _distance_matrix(points, gt_points) < POINT_THRESHOLD_MULTI * u
+    point_ok = near & inside[:, None]
     cost = 3.0 - (iou_ok.astype(float) + l1_ok + point_ok)
     rows, cols = linear_sum_assignment(cost)
     return float((3.0 - cost[rows, cols]).sum() / max(m, n))
@@ -329,7 +356,7 @@ def non_repeat_reward(text: str, allowed_repeats: int = 0) -> float:
 
 
 def multi_object_rewards(
-    text: str, gt: GroundTruth, *, allowed_repeats: int = 0
+    text: str, gt: GroundTruth, *, allowed_repeats: int = 0, units_per_pixel: float = 1.0
 ) -> dict[str, float]:
     """The multi-object terms plus ``total`` (max 7). See the module docstring."""
     if not isinstance(text, str):
@@ -337,7 +364,7 @@ def multi_object_rewards(
     out = {
         "think_format": think_format_reward(text),
         "item_format": item_format_reward(text),
-        "accuracy": multi_object_accuracy(text, gt),
+        "accuracy": multi_object_accuracy(text, gt, units_per_pixel=units_per_pixel),
         "non_repeat": non_repeat_reward(text, allowed_repeats),
     }
     out["total"] = float(sum(out.values()))
@@ -353,6 +380,7 @@ __all__ = [
     "answer_format_strict",
     "box_iou",
     "box_l1",
+    "check_units_per_pixel",
     "item_format_reward",
     "matched_point_distance",
     "multi_object_accuracy",

@@ -30,7 +30,7 @@ def train_sft(
     output_dir: str | Path,
     *,
     steps: int = 200,
-    image_size: int = 840,
+    image_size: int | None = None,
     batch_size: int = 4,
     learning_rate: float = 1e-3,
     seed: int = 0,
@@ -43,14 +43,21 @@ def train_sft(
 ) -> dict[str, float]:
     """Fine-tune on the ground-truth answers of ``data``; write model + processor to ``output_dir``.
 
-    Returns ``{"first_loss", "last_loss", "steps"}`` (mean of the first / last 10 logged losses).
-    The output folder is written to a temp dir next to it, then renamed. Raises ``ValueError``
-    for a bad model folder, data or image size, ``FileExistsError`` when ``output_dir`` exists.
+    ``image_size``: side of the square image shown, a multiple of the family's ``patch_merge``
+    (default: the family's frame, 840 or 832 for ``qwen3vl-grounding``); the answers are in the
+    family's frame (Qwen3-VL: the ground truth on the 0-1000 grid). The model's architecture must
+    be the family's. Returns ``{"first_loss", "last_loss", "steps"}`` (mean of the first / last
+    10 logged losses). The output folder is written to a temp dir next to it, then renamed.
+    Raises ``ValueError`` for a bad model folder, family, data or image size,
+    ``FileExistsError`` when ``output_dir`` exists.
     """
     import torch
     from transformers import AutoProcessor
     from trl import SFTConfig, SFTTrainer
 
+    from segzero_edge.families import get_family
+
+    from .config import check_family_architecture
     from .data import training_dataset
 
     model_dir, output_dir = Path(model_dir), Path(output_dir)
@@ -58,10 +65,14 @@ def train_sft(
         raise ValueError(f"not a Hugging Face model folder (no config.json): {model_dir}")
     if output_dir.exists():
         raise FileExistsError(f"output folder already exists: {output_dir}")
-    from segzero_edge.layout import PATCH_MERGE
-
-    if image_size % PATCH_MERGE:
-        raise ValueError(f"image_size must be a multiple of {PATCH_MERGE}, got {image_size}")
+    fam = get_family(family)
+    check_family_architecture(model_dir, fam)
+    image_size = fam.frame if image_size is None else image_size
+    if image_size < fam.patch_merge or image_size % fam.patch_merge:
+        raise ValueError(
+            f"image_size must be a multiple of {fam.patch_merge} for the {fam.name} family, "
+            f"got {image_size}"
+        )
     processor = AutoProcessor.from_pretrained(model_dir)
     dataset = training_dataset(
         data,
@@ -69,7 +80,7 @@ def train_sft(
         split=split,
         max_samples=max_samples,
         completion=True,
-        family=family,
+        family=fam,
     )
     if use_cpu is None:
         use_cpu = not torch.cuda.is_available()
@@ -120,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m segzero_train.sft", description=__doc__.split("\n")[0]
     )
-    p.add_argument("--model", required=True, help="Hugging Face Qwen2.5-VL folder")
+    p.add_argument("--model", required=True, help="Hugging Face Qwen2.5-VL or Qwen3-VL folder")
     p.add_argument(
         "--data",
         required=True,
@@ -130,7 +141,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-samples", type=int, default=None, help="first N samples only")
     p.add_argument("--output", required=True, help="output model folder (must not exist)")
     p.add_argument("--steps", type=int, default=200, help="optimizer steps")
-    p.add_argument("--image-size", type=int, default=840, help="square image side (x28)")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="square image side (x28 for Qwen2.5-VL, x32 for Qwen3-VL; default the family's frame)",
+    )
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
