@@ -23,15 +23,19 @@ SCRIPT = {
     "segzero-v1": "evaluation.py",
     "multi-object": "evaluation_visionreasoner.py",
     "multi-object-infer": "evaluation_visionreasoner.py",
+    # the multi-object script's rule on Qwen3-VL's 0-1000 grid (factor W / 1000)
+    "qwen3vl-grounding": "evaluation_visionreasoner.py",
 }
+COORD_FRAME = {"qwen3vl-grounding": 1000}  # the answer's coordinate span; 840 otherwise
 EXTRACT = {"evaluation.py": v1_extract, "evaluation_visionreasoner.py": multi_extract}
 
 
 def reference_objects(family: str, text: str, hw: tuple[int, int]) -> Any:
     """The reference script's objects as ``[(box, [points])]``, ``None`` where it raises."""
     h, w = hw
+    extract, frame = EXTRACT[SCRIPT[family]], COORD_FRAME.get(family, 840)  # KeyError: unlisted
     try:
-        boxes, points = EXTRACT[SCRIPT[family]](text, w / 840, h / 840)
+        boxes, points = extract(text, w / frame, h / frame)
     except Exception:
         return None
     if SCRIPT[family] == "evaluation.py":
