@@ -268,7 +268,9 @@ def test_segzero_protocol_equals_the_reference_script(
     assert got["giou"] == pytest.approx(want["giou"], abs=1e-12)
     assert got["ciou"] == pytest.approx(want["ciou"], abs=1e-12)
     matching = (kind == "v1") == (family == "segzero-v1")
-    if matching:  # the family's own answers: some read, some refused, a real score
-        assert 0 < got["parse_failures"] < len(samples) and want["giou"] > 0.05
-    else:  # the other family's answers: every one a failure
-        assert got["parse_failures"] >= len(samples) - 3 and want["giou"] < 0.05
+    # the two families' rules tell the answer sets apart by what they read (the scores are
+    # those of random SAM2 weights: small, and not a property of the rule)
+    if matching:  # the family's own answers: most read, some refused, masks that overlap
+        assert 0 < got["parse_failures"] <= len(samples) // 2 and want["giou"] > 0
+    else:  # the other family's answers: all but the few written in its schema refused
+        assert got["parse_failures"] >= len(samples) - 3
