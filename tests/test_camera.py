@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -105,12 +106,26 @@ def test_track_inputs_route_videos_to_opencv(video: Path, tmp_path: Path) -> Non
         input_frames(str(tmp_path / "none.mp4"), max_frames=None)
 
 
-def test_track_command_on_a_video_file(tiny_bundle: Path, video: Path, tmp_path: Path) -> None:
+def test_track_command_on_a_video_file(
+    tiny_bundle: Path, video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A video file is tracked as a stream (``num_frames=None``): its container's frame count
+    may be an estimate, and a tracker given a clip length refuses the frames past it."""
     from segzero_edge.cli import main
+    from segzero_edge.pipeline import SegZeroEdge
 
+    clip_lengths: list[object] = []
+    track = SegZeroEdge.track
+
+    def observed_track(self: SegZeroEdge, *args: Any, **kwargs: Any) -> Any:
+        clip_lengths.append(kwargs.get("num_frames"))
+        return track(self, *args, **kwargs)
+
+    monkeypatch.setattr(SegZeroEdge, "track", observed_track)
     out = tmp_path / "out"
     argv = ["track", str(video), "the red square", "--out", str(out), "--max-frames", "3"]
     assert main([*argv, "--bundle", str(tiny_bundle), "--max-new-tokens", "48", "--quiet"]) == 0
+    assert clip_lengths == [None]
     report = json.loads((out / "track.json").read_text())
     assert report["frames"] == 3 and report["reasoned_frames"][0] == 0
     for r in report["per_frame"]:

@@ -8,7 +8,10 @@ byte, and that the refusal is one line naming the problem.
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -337,6 +340,27 @@ def test_atomic_paths_write_all_or_none(tmp_path: Path) -> None:
 # --- the output lock -----------------------------------------------------------------------
 
 
+def _refusal_within(seconds: float, take: Callable[[], Any]) -> BaseException | None:
+    """Run ``take`` in a thread; the exception it raised (``None`` if none). A lock that
+    followed the link would spin (the file it locked is never the one at its name): that is
+    a failure after ``seconds``, not a hung test."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            take()
+        except BaseException as e:  # handed to the test
+            outcome.append(e)
+        else:
+            outcome.append(None)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"the lock did not return in {seconds} s (followed the link?)"
+    return outcome[0]
+
+
 @pytest.mark.runtime
 def test_output_lock_does_not_follow_a_symbolic_link(tmp_path: Path) -> None:
     """A link planted as the lock file made the lock create (and lock) its target; now it is
@@ -345,13 +369,23 @@ def test_output_lock_does_not_follow_a_symbolic_link(tmp_path: Path) -> None:
     target.parent.mkdir()
     lock = tmp_path / ".bundle.lock"
     lock.symlink_to(target)
-    with pytest.raises(FileExistsError, match="symbolic link"), output_lock(tmp_path / "bundle"):
-        pass
+
+    def take_lock() -> None:
+        with output_lock(tmp_path / "bundle"):
+            pass
+
+    err = _refusal_within(20, take_lock)
+    assert isinstance(err, FileExistsError) and "symbolic link" in str(err), err
     assert not os.path.lexists(target) and lock.is_symlink()
     existing = tmp_path / "elsewhere" / "file"
     existing.write_text("keep")
     lock.unlink()
     lock.symlink_to(existing)
-    with pytest.raises(FileExistsError, match="symbolic link"), atomic_dir(tmp_path / "bundle"):
-        pass
+
+    def write_bundle() -> None:
+        with atomic_dir(tmp_path / "bundle"):
+            pass
+
+    err = _refusal_within(20, write_bundle)
+    assert isinstance(err, FileExistsError) and "symbolic link" in str(err), err
     assert existing.read_text() == "keep" and not (tmp_path / "bundle").exists()

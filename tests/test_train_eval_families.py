@@ -23,15 +23,19 @@ SCRIPT = {
     "segzero-v1": "evaluation.py",
     "multi-object": "evaluation_visionreasoner.py",
     "multi-object-infer": "evaluation_visionreasoner.py",
+    # the multi-object script's rule on Qwen3-VL's 0-1000 grid (factor W / 1000)
+    "qwen3vl-grounding": "evaluation_visionreasoner.py",
 }
+COORD_FRAME = {"qwen3vl-grounding": 1000}  # the answer's coordinate span; 840 otherwise
 EXTRACT = {"evaluation.py": v1_extract, "evaluation_visionreasoner.py": multi_extract}
 
 
 def reference_objects(family: str, text: str, hw: tuple[int, int]) -> Any:
     """The reference script's objects as ``[(box, [points])]``, ``None`` where it raises."""
     h, w = hw
+    extract, frame = EXTRACT[SCRIPT[family]], COORD_FRAME.get(family, 840)  # KeyError: unlisted
     try:
-        boxes, points = EXTRACT[SCRIPT[family]](text, w / 840, h / 840)
+        boxes, points = extract(text, w / frame, h / frame)
     except Exception:
         return None
     if SCRIPT[family] == "evaluation.py":
@@ -264,7 +268,9 @@ def test_segzero_protocol_equals_the_reference_script(
     assert got["giou"] == pytest.approx(want["giou"], abs=1e-12)
     assert got["ciou"] == pytest.approx(want["ciou"], abs=1e-12)
     matching = (kind == "v1") == (family == "segzero-v1")
-    if matching:  # the family's own answers: some read, some refused, a real score
-        assert 0 < got["parse_failures"] < len(samples) and want["giou"] > 0.05
-    else:  # the other family's answers: every one a failure
-        assert got["parse_failures"] >= len(samples) - 3 and want["giou"] < 0.05
+    # the two families' rules tell the answer sets apart by what they read (the scores are
+    # those of random SAM2 weights: small, and not a property of the rule)
+    if matching:  # the family's own answers: most read, some refused, masks that overlap
+        assert 0 < got["parse_failures"] <= len(samples) // 2 and want["giou"] > 0
+    else:  # the other family's answers: all but the few written in its schema refused
+        assert got["parse_failures"] >= len(samples) - 3

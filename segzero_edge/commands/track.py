@@ -47,8 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Run the reasoner on the first frame of VIDEO_OR_FRAME_DIR for QUERY, then follow "
             "the objects it names with SAM2's video memory on every frame (no reasoner). "
-            "Writes per-frame masks, overlay.gif and track.json to --out. Without --bundle "
-            "the tiny demo bundle (random weights, meaningless masks) is built on first use."
+            "Writes per-frame masks, overlay.gif and track.json to --out. Without --bundle: "
+            "$SEGZERO_BUNDLE (a bundle folder), else the tiny demo bundle (random weights, "
+            "meaningless masks), built on first use."
         ),
     )
     p.add_argument(
@@ -176,6 +177,18 @@ def input_frames(source: str, max_frames: int | None) -> tuple[int | None, Itera
                 yield f.image
 
     return None, live()
+
+
+def clip_length(source: str, n_frames: int | None) -> int | None:
+    """The ``num_frames`` the tracker gets for ``source`` (``n_frames`` from
+    :func:`input_frames`): the count of a folder or an animated image, which is exact, else
+    ``None`` (tracked as a stream). A video container's ``CAP_PROP_FRAME_COUNT`` is an
+    estimate for some formats (from its duration and rate): a clip longer than it says would
+    be refused part-way, at the first frame past the count."""
+    from .. import camera
+
+    video = Path(source).suffix.lower() in VIDEO_SUFFIXES
+    return n_frames if camera.source_kind(source) == "file" and not video else None
 
 
 def _check_frames(files: list[Path]) -> None:
@@ -321,7 +334,7 @@ def run(args: argparse.Namespace) -> int:
                             args.query,
                             rereason_after=args.rereason_after,
                             score_threshold=args.score_threshold,
-                            num_frames=n_frames,
+                            num_frames=clip_length(args.frames, n_frames),
                         )
                         result = tracker.last
                     else:
