@@ -241,3 +241,33 @@ def test_flat_image_samples_keep_the_truth(tmp_path: Path) -> None:
         assert img.shape == (SMALL[1], SMALL[0], 3) and (img == scene_controls.FLAT_GREY).all()
         assert np.array_equal(r.mask, f.mask)
         assert scene_controls.sample_meta(f)["family"] == scene_controls.sample_meta(r)["family"]
+
+
+# ---------------------------------------------------------------- the README's example
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_kitchen_example_is_the_generators_picture_and_truth() -> None:
+    """examples/kitchen.png is the generator's kitchen exactly, and kitchen.json's knife polygon
+    (labelled "knife") is the knife's mask as the project's ReasonSeg reader rasterises it."""
+    from PIL import Image
+
+    from segzero_train import kitchen
+
+    scene = kitchen.kitchen_scene()
+    png = np.asarray(Image.open(EXAMPLES / "kitchen.png").convert("RGB"))
+    assert png.shape == (480, 640, 3)
+    assert np.array_equal(png, scene.image)
+    meta = json.loads((EXAMPLES / "kitchen.json").read_text())
+    assert meta["text"] == [kitchen.KITCHEN_QUERY]
+    assert {s["label"] for s in meta["shapes"]} == {"knife"}
+    assert (meta["imageWidth"], meta["imageHeight"]) == (640, 480)
+    sample = load_reasonseg_sample(EXAMPLES / "kitchen.json")
+    assert sample.query == "the thing I can use to cut the bread"
+    knife = scene.mask(kitchen.KNIFE)
+    got = sample.target
+    assert (got & knife).sum() / (got | knife).sum() > 0.995
+    assert scene.objects[kitchen.KNIFE].kind == "knife"
+    assert sum(o.kind == "knife" for o in scene.objects) == 1

@@ -18,10 +18,11 @@ ignore: ``family``, ``template``, ``split``, ``novel``, ``targets`` (object inde
 ``objects`` (every object: ``kind``, ``colour``, ``box`` ``[x1, y1, x2, y2]`` of its visible
 mask, inclusive pixels, ``visible`` fraction).
 
-The polygons are the outer contours of each target's visible mask (OpenCV ``findContours``,
-every boundary pixel kept), which the ReasonSeg rasteriser (int32 ``fillPoly`` + 1-pixel
-``polylines``, :func:`segzero_train.datasets.rasterise`) fills back to that mask exactly, except
-where occlusion leaves a hole inside an object (the hole is filled).
+The polygons are the outer contours of each target's visible mask (OpenCV ``findContours``
+with ``CHAIN_APPROX_SIMPLE``: the boundary pixels, straight runs kept as their end points),
+which the ReasonSeg rasteriser (int32 ``fillPoly`` + 1-pixel ``polylines``,
+:func:`segzero_train.datasets.rasterise`) fills back to that mask exactly, except where
+occlusion leaves a hole inside an object (the hole is filled).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def mask_polygons(mask: np.ndarray) -> list[list[list[int]]]:
     import cv2
 
     m = np.ascontiguousarray(np.asarray(mask, np.uint8))
-    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     contours = sorted(contours, key=lambda c: -cv2.contourArea(c))
     return [[[int(x), int(y)] for x, y in c.reshape(-1, 2)] for c in contours]
 
