@@ -145,6 +145,25 @@ USES: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
 }  # fmt: skip
 """Reasoning about use: which kinds afford it, its training and its held-out phrasings."""
 
+USE_REASONS = {
+    "cut_bread": "A knife cuts bread.",
+    "drink": "People drink from a cup.",
+    "pour": "A bottle holds a drink to pour.",
+    "serve": "Food is served on a plate.",
+    "cut_paper": "Scissors cut paper.",
+    "read": "A book is for reading.",
+    "stir": "A spoon stirs and scoops.",
+    "fruit": "Apples and bananas are fruit.",
+    "food": "Apples, bananas and bread can be eaten.",
+    "sandwich": "A sandwich is made with bread.",
+}
+"""The one fact each use query needs (the start of its thinking text)."""
+
+RELATION_WORDS = {
+    "left": "left of", "right": "right of", "above": "above", "below": "below",
+    "nearest": "closest to",
+}  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Query:
@@ -311,6 +330,33 @@ def candidates(scene: RenderedScene, family: str) -> list[Query]:
     return out
 
 
+def reasoning(scene: RenderedScene, query: Query) -> str:
+    """A short thinking text for ``query`` on ``scene`` (the SFT target's ``<think>``): the fact
+    or the comparison the query needs, then what is picked."""
+    objs = scene.objects
+    hits = [objs[k] for k in query.targets]
+    picked = ", ".join(f"the {o.name}" for o in hits)
+    if query.family == "name":
+        o = hits[0]
+        n = sum(p.kind == o.kind for p in objs)
+        return f"There are {n} {PLURAL[o.kind]}. Only one is {o.colour}: the {o.name}."
+    if query.family == "relation":
+        o = hits[0]
+        rel = RELATION_OF[query.template]
+        if query.ref is None:
+            return f"I compare the {PLURAL[o.kind]}; the {rel} one is the {o.name}."
+        return (
+            f"I find the {objs[query.ref].name}, then the {o.kind} {RELATION_WORDS[rel]} it: "
+            f"the {o.name}."
+        )
+    if query.family == "use":
+        use = query.template.split(".")[1]
+        return f"{USE_REASONS[use]} I see {picked}."
+    if query.family == "multi":
+        return f"There are {len(hits)} of them: {picked}."
+    return "There is no such object in the picture."
+
+
 def allowed(query: Query, split: str) -> bool:
     """Whether ``split`` may ask ``query``: training-like splits only seen phrasings and pairs,
     ``heldout_compositions`` only novel ones (:attr:`Query.novel`)."""
@@ -358,6 +404,7 @@ __all__ = [
     "allowed",
     "candidates",
     "placements",
+    "reasoning",
     "relation_target",
     "sample_scene_query",
     "unique_name",

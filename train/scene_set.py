@@ -14,7 +14,9 @@ and Seg-Zero's ``evaluation_scripts`` read them: ``text`` (a list; ``text[0]`` i
 ``shape_type: "polygon"``, ``group_id``: the object's index, shared by the pieces of an object
 that occlusion split), ``imagePath``, ``imageHeight``, ``imageWidth``. A target's polygons carry
 ``label: "target"``; a sample of the ``none`` family has no shape. Extra fields the readers
-ignore: ``family``, ``template``, ``split``, ``novel``, ``targets`` (object indexes) and
+ignore: ``reasoning`` (a short thinking text, :func:`segzero_train.scene_queries.reasoning`:
+the SFT target's ``<think>``), ``family``, ``template``, ``split``, ``novel``, ``targets``
+(object indexes) and
 ``objects`` (every object: ``kind``, ``colour``, ``box`` ``[x1, y1, x2, y2]`` of its visible
 mask, inclusive pixels, ``visible`` fraction).
 
@@ -35,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .scene_queries import SPLIT_SALT, SPLITS, Query, sample_scene_query
+from .scene_queries import SPLIT_SALT, SPLITS, Query, reasoning, sample_scene_query
 from .scenes import RenderedScene
 
 
@@ -86,6 +88,7 @@ def sample_json(
         "imagePath": image_name,
         "imageHeight": h,
         "imageWidth": w,
+        "reasoning": reasoning(scene, query),
         "family": query.family,
         "template": query.template,
         "split": split,
