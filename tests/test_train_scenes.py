@@ -271,3 +271,19 @@ def test_kitchen_example_is_the_generators_picture_and_truth() -> None:
     assert (got & knife).sum() / (got | knife).sum() > 0.995
     assert scene.objects[kitchen.KNIFE].kind == "knife"
     assert sum(o.kind == "knife" for o in scene.objects) == 1
+
+
+def test_sft_targets_think_with_the_samples_reasoning(tmp_path: Path) -> None:
+    """The SFT completion of a scene sample holds its own thinking text (the fact the query
+    needs), not the generic placeholder."""
+    from segzero_train.data import DEFAULT_REASONING, training_dataset
+
+    out = scene_set.make_scene_set(tmp_path / "set", 4, size=SMALL)
+    ds = training_dataset(out, image_size=56, completion=True, per_instance=True)
+    metas = [json.loads((out / f"{i:06d}.json").read_text()) for i in range(4)]
+    wanted = [m["reasoning"] for m in metas if m["targets"]]
+    got = [row[0]["content"] for row in ds["completion"]]
+    assert len(got) == len(wanted) >= 1
+    for text, why in zip(got, wanted, strict=True):
+        assert text.startswith(f"<think>{why}</think>") or why in text
+        assert DEFAULT_REASONING not in text

@@ -9,7 +9,9 @@
   as the runtime resizes to 840; the released sets are stored at 840 x 840 already);
 - ``gt_boxes`` / ``gt_points``: the ground truth in the 840 x 840 frame (int32 lists);
 - ``query``; and with ``completion=True`` (SFT) the assistant turn ``completion`` holding the
-  answer built from the ground truth in the family's format (:func:`target_text`).
+  answer built from the ground truth in the family's format (:func:`target_text`), with the
+  sample's own thinking text where its annotation has one (a ``reasoning`` field, as the scene
+  task writes), else :data:`DEFAULT_REASONING`.
 
 Sources (:func:`open_source`):
 
@@ -216,7 +218,8 @@ def square(image: Any, size: int) -> Any:
 
 
 def _ground_truth_rows(source: TrainingSource, per_instance: bool, limit: int | None) -> list[Any]:
-    """``(query, GroundTruth, image or row index)`` for every usable sample, in order."""
+    """``(query, GroundTruth, image or row index, reasoning)`` for every usable sample, in order
+    (``reasoning``: the sample's own thinking text, ``""`` when it has none)."""
     rows: list[Any] = []
     if source.hf is not None:
         ds = source.hf
@@ -234,7 +237,7 @@ def _ground_truth_rows(source: TrainingSource, per_instance: bool, limit: int | 
                     f"(got {len(gt.boxes)} box(es), {len(gt.points)} point(s))"
                 )
             if gt.boxes:
-                rows.append((query, gt, k))
+                rows.append((query, gt, k, ""))
         return rows
     from .gt import ground_truth_from_mask, ground_truth_from_masks
 
@@ -247,7 +250,7 @@ def _ground_truth_rows(source: TrainingSource, per_instance: bool, limit: int | 
             else ground_truth_from_mask(sample.target)
         )
         if gt.boxes:
-            rows.append((sample.query, gt, sample.image_path))
+            rows.append((sample.query, gt, sample.image_path, sample.reasoning))
     return rows
 
 
@@ -294,10 +297,10 @@ def training_dataset(
             "max_prompt_length)"
         )
     columns: dict[str, Any] = {
-        "prompt": [user_turn(q, family) for q, _, _ in rows],
-        "gt_boxes": [[list(map(int, b)) for b in gt.boxes] for _, gt, _ in rows],
-        "gt_points": [[list(map(int, p)) for p in gt.points] for _, gt, _ in rows],
-        "query": [q for q, _, _ in rows],
+        "prompt": [user_turn(q, family) for q, _, _, _ in rows],
+        "gt_boxes": [[list(map(int, b)) for b in gt.boxes] for _, gt, _, _ in rows],
+        "gt_points": [[list(map(int, p)) for p in gt.points] for _, gt, _, _ in rows],
+        "query": [q for q, _, _, _ in rows],
     }
     features: dict[str, Any] = {
         "prompt": [{"role": datasets.Value("string"), "content": datasets.Value("string")}],
@@ -307,17 +310,18 @@ def training_dataset(
     }
     if completion:
         columns["completion"] = [
-            [{"role": "assistant", "content": target_text(gt, family=family)}] for _, gt, _ in rows
+            [{"role": "assistant", "content": target_text(gt, why or DEFAULT_REASONING, family)}]
+            for _, gt, _, why in rows
         ]
         features["completion"] = features["prompt"]
     if source.hf is not None:
         # The images stay in the source's Arrow files (no copy); only the row order is selected.
-        images = source.hf.select([k for _, _, k in rows]).select_columns(["image"])
+        images = source.hf.select([k for _, _, k, _ in rows]).select_columns(["image"])
         light = datasets.Dataset.from_dict(columns, features=datasets.Features(features))
         out = datasets.concatenate_datasets([images, light], axis=1)
         return out.with_transform(_SquareImages(image_size), columns=["image"],
                                   output_all_columns=True)  # fmt: skip
-    columns["image"] = [str(p) for _, _, p in rows]
+    columns["image"] = [str(p) for _, _, p, _ in rows]
     features["image"] = datasets.Image()
     out = datasets.Dataset.from_dict(columns, features=datasets.Features(features))
     return out.with_transform(_SquareImages(image_size), columns=["image"], output_all_columns=True)
