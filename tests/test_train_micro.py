@@ -90,7 +90,12 @@ def test_smoke_run_trains_every_stage_and_resumes(tmp_path: Path) -> None:
     ckpt = torch.load(out / "sam2" / "sam2_micro.pt", map_location="cpu", weights_only=True)
     assert "model" in ckpt
     assert 0.0 <= results["sam2_heldout"]["mean_iou"] <= 1.0
-    assert "heldout_compositions" in results["query_only_control"]
+    for split in ("heldout_scenes", "heldout_compositions"):
+        parts = results["heldout"][split]
+        assert set(parts) == {"model", "model_on_flat_images", "query_only"}
+        assert parts["model"]["segzero"]["all"]["n"] == 2
+    rows = json.loads((out / "eval" / "flat_heldout_scenes.json").read_text())["rows"]
+    assert len(rows) == 2 and all("answer" in row for row in rows)
     stamp = (out / "sft" / "config.json").stat().st_mtime_ns
     assert micro.main(["--out", str(out), "--smoke"]) == 0
     assert (out / "sft" / "config.json").stat().st_mtime_ns == stamp

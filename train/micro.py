@@ -16,7 +16,9 @@ stopped; GRPO and SAM2 also resume inside their stage from their last checkpoint
    (checkpoints every ``grpo_save_steps``; ``--resume latest`` when one is there);
 5. ``sam2/``: the micro SAM2 (:mod:`segzero_train.micro_sam2`);
 6. ``results.json`` + ``results.md``: the settings, the data seed, each stage's time, the SAM2
-   held-out IoU and the query-only control on both held-out splits.
+   held-out IoU, and on the first ``eval_size`` samples of both held-out splits: the trained
+   pair (the GRPO reasoner through :class:`segzero_train.evaluate.HFPredictor` with the micro
+   SAM2), the same on flat grey images (the flat-image control) and the query-only control.
 
 ``--smoke`` shrinks every stage to a few steps (a check that the recipe runs end to end, not a
 model).
@@ -79,6 +81,7 @@ class Recipe:
     sam2_steps: int = 600
     sam2_batch: int = 4
     sam2_lr: float = 1e-3
+    eval_size: int = 100
 
 
 SMOKE = {
@@ -94,6 +97,7 @@ SMOKE = {
     "max_completion_length": 24,
     "sam2_steps": 2,
     "sam2_batch": 1,
+    "eval_size": 2,
 }
 """Settings of ``--smoke``."""
 
@@ -227,25 +231,48 @@ def stage_sam2(out: Path, r: Recipe) -> Path:
     )  # fmt: skip
 
 
+def evaluate_pair(
+    out: Path, r: Recipe, grpo: Path, sam2: Path, samples: list[Any], tag: str
+) -> dict[str, Any]:
+    """The trained reasoner + micro SAM2 on ``samples`` (rows in ``eval/<tag>.json``)."""
+    from segzero_export.micro_sam2 import build_micro_sam2
+
+    from .evaluate import HFPredictor, evaluate, write_report
+
+    predictor = HFPredictor(
+        grpo, None, family="multi-object", image_size=r.image_size,
+        sam2_model=build_micro_sam2(sam2), max_new_tokens=r.max_completion_length * 2,
+    )  # fmt: skip
+    report = evaluate(samples, predictor, progress=False, source={"model": str(grpo)})
+    write_report(report, out / "eval" / f"{tag}.json")
+    return report["summary"]
+
+
 def stage_results(
-    out: Path, r: Recipe, sets: dict[str, Path], sam2: Path, seconds: dict[str, float]
+    out: Path, r: Recipe, sets: dict[str, Path], grpo: Path, sam2: Path, seconds: dict[str, float]
 ) -> dict[str, Any]:
     from .datasets import iter_reasonseg
     from .micro_sam2 import evaluate_micro_sam2
-    from .scene_controls import QueryOnlyControl, format_table, score_masks
+    from .scene_controls import QueryOnlyControl, flat_image_samples, format_table, score_masks
 
     control = QueryOnlyControl().fit(iter_reasonseg(sets["train"]))
-    controls = {}
+    (out / "eval").mkdir(exist_ok=True)
+    scores: dict[str, dict[str, Any]] = {}
     for split in ("heldout_scenes", "heldout_compositions"):
-        held = list(iter_reasonseg(sets[split]))
-        controls[split] = score_masks(held, [control.predict_mask(s) for s in held])
+        held = list(iter_reasonseg(sets[split], limit=r.eval_size))
+        flat = flat_image_samples(held, out / "eval" / f"flat_{split}")
+        scores[split] = {
+            "model": evaluate_pair(out, r, grpo, sam2, held, split),
+            "model_on_flat_images": evaluate_pair(out, r, grpo, sam2, flat, f"flat_{split}"),
+            "query_only": score_masks(held, [control.predict_mask(s) for s in held]),
+        }
     sam2_scores = evaluate_micro_sam2(sam2, n=8 if r.train_size < 100 else 64, size=SCENE_SIZE)
     results = {
         "recipe": dataclasses.asdict(r),
         "data_seed": DATA_SEED,
         "seconds": seconds,
         "sam2_heldout": sam2_scores,
-        "query_only_control": controls,
+        "heldout": scores,
     }
     (out / "results.json").write_text(json.dumps(results, indent=1))
     lines = [
@@ -257,9 +284,24 @@ def stage_results(
         f"micro SAM2, box + point prompts on {int(sam2_scores['n'])} fresh scenes' objects: "
         f"mean IoU {sam2_scores['mean_iou']:.3f}",
         "",
+        "| split | what | n | gIoU (segzero) | cIoU (segzero) | gIoU (lisa) | cIoU (lisa) |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for split, scores in controls.items():
-        lines += [f"## query-only control, {split}", "", format_table(scores), ""]
+    for split, parts in scores.items():
+        for what, summary in parts.items():
+            seg, lisa = summary["segzero"]["all"], summary["lisa"]["all"]
+            lines.append(
+                f"| {split} | {what} | {seg['n']} | {100 * seg['giou']:.1f} | "
+                f"{100 * seg['ciou']:.1f} | {100 * lisa['giou']:.1f} | {100 * lisa['ciou']:.1f} |"
+            )
+    lines.append("")
+    for split, parts in scores.items():
+        lines += [
+            f"## query-only control by family, {split}",
+            "",
+            format_table(parts["query_only"]),
+            "",
+        ]
     (out / "results.md").write_text("\n".join(lines))
     return results
 
@@ -302,10 +344,10 @@ def run(out: Path, r: Recipe) -> dict[str, Any]:
     sets = timed("data", stage_data, out, r)
     base = timed("base", stage_base, out, r)
     sft = timed("sft", stage_sft, out, r, base, sets["train"])
-    timed("grpo", stage_grpo, out, r, sft, sets["train"])
+    grpo = timed("grpo", stage_grpo, out, r, sft, sets["train"])
     sam2 = timed("sam2", stage_sam2, out, r)
     _log(out, "results")
-    return stage_results(out, r, sets, sam2, seconds)
+    return stage_results(out, r, sets, grpo, sam2, seconds)
 
 
 def _parser() -> argparse.ArgumentParser:
