@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -15,14 +16,13 @@ from segzero_edge.families import FAMILIES, family_of_checkpoint, get_family
 from segzero_edge.fileio import atomic_dir, output_lock
 from segzero_edge.layout import (
     FAMILY_KEY,
-    IMAGE_TOKENS,
     MAX_N_CTX,
-    REASONER_SIZE,
     SAM2_MEMORY_ATTENTION_FILE,
     SAM2_SIZE,
     TRACKING_KEY,
 )
 from segzero_edge.manifest import MANIFEST_SCHEMA, validate
+from segzero_edge.owned import BUNDLE_FORMAT, BUNDLE_FORMATS, DEMO_BUNDLE_FORMAT, check_replaceable
 
 from .hf_source import read_config
 from .memory import MemoryEstimate, estimate_before_export, estimate_from_files
@@ -118,6 +118,7 @@ def export_bundle(
     overwrite: bool = False,
     progress: bool = True,
     mmproj_type: str = "f16",
+    owner: str = BUNDLE_FORMAT,
 ) -> Path:
     """Export a Qwen2.5-VL checkpoint and a SAM2 checkpoint into the bundle folder ``out``.
 
@@ -127,8 +128,10 @@ def export_bundle(
     both export. Refuses (``BundleTooLarge``) a bundle whose estimated memory exceeds the
     target's budget, once before the export from parameter counts and once after from the
     written files. Raises ``FileExistsError`` before any work when ``out`` exists (without
-    ``overwrite``) or another export is writing it. Nothing is left behind when the export
-    fails or is interrupted (Ctrl+C, or SIGTERM through the CLI).
+    ``overwrite``) or another export is writing it. ``overwrite`` replaces only an empty
+    folder or one marked as a segzero-edge bundle (:mod:`segzero_edge.owned`; the bundle is
+    marked ``owner``): any other folder is refused, never deleted. Nothing is left behind
+    when the export fails or is interrupted (Ctrl+C, or SIGTERM through the CLI).
     """
     from .hf_source import resolve_model
     from .reasoner import export_reasoner
@@ -140,7 +143,7 @@ def export_bundle(
         raise ValueError(f"n_ctx must be an integer from 1 to {MAX_N_CTX}, got {n_ctx!r}")
     tgt = get_target(target)
     family_name = resolve_family(reasoner, family)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, owner=owner, replaces=BUNDLE_FORMATS) as tmp:
         model_dir = resolve_model(reasoner)
         variant = sam2_config or Path(segmenter).stem
         before = estimate_before_export(tgt, model_dir, quant, variant, n_ctx)
@@ -148,6 +151,13 @@ def export_bundle(
             raise BundleTooLarge(before)
         ckpt = resolve_sam2_checkpoint(segmenter)
         config = read_config(model_dir)
+        fam = get_family(family_name)
+        arch = (config.get("architectures") or ["?"])[0]
+        if arch != fam.architecture:
+            raise ValueError(
+                f"model family {fam.name!r} is for {fam.architecture} checkpoints, "
+                f"{reasoner} is {arch}: pass the --family of that backbone"
+            )
         files: dict[str, Path] = {}
         files.update(
             export_reasoner(model_dir, tmp, quant=quant, progress=progress, mmproj_type=mmproj_type)
@@ -173,8 +183,8 @@ def export_bundle(
                 "architecture": (config.get("architectures") or ["?"])[0],
                 "quantization": quant,
                 "mmproj_type": mmproj_type,
-                "input_size": REASONER_SIZE,
-                "image_tokens": IMAGE_TOKENS,
+                "input_size": fam.frame,
+                "image_tokens": fam.image_tokens,
                 "n_ctx": n_ctx,
             },
             "segmenter": {
@@ -194,24 +204,44 @@ def export_bundle(
     return Path(out)
 
 
+TINY_ARCHS = ("qwen25vl", "qwen3vl")
+"""Backbones of the tiny demo bundle: Qwen2.5-VL (default) or Qwen3-VL."""
+
+
 def build_tiny_bundle(
-    out: str | Path, *, family: str = "multi-object", seed: int = 0, overwrite: bool = False
+    out: str | Path,
+    *,
+    family: str | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    arch: str = "qwen25vl",
 ) -> Path:
-    """The demo bundle: tiny randomly initialised Qwen2.5-VL and SAM2.1-tiny (meaningless masks).
+    """The demo bundle: tiny randomly initialised Qwen2.5-VL (``arch="qwen25vl"``) or Qwen3-VL
+    (``"qwen3vl"``) and SAM2.1-tiny (meaningless masks).
 
     Random weights have no family of their own; ``family`` says which prompt, grammar and SAM2
-    prompt the bundle runs with (default: multi-object). Raises ``FileExistsError`` at once,
-    before building the models, when ``out`` exists and not ``overwrite``, or another export
-    is writing it.
+    prompt the bundle runs with (default: multi-object for Qwen2.5-VL, qwen3vl-grounding for
+    Qwen3-VL). The bundle is marked as the demo bundle (``segzero_edge.owned.DEMO_BUNDLE_FORMAT``).
+    Raises ``ValueError`` for an unknown ``arch`` and ``FileExistsError`` at once, before
+    building the models, when ``out`` exists and not ``overwrite``, when it is a folder neither
+    empty nor marked as a segzero-edge bundle, or another export is writing it.
     """
     from .tiny_qwen import build_tiny_qwen25vl
+    from .tiny_qwen3vl import build_tiny_qwen3vl
     from .tiny_sam2 import build_sam2_checkpoint
 
+    builders = {"qwen25vl": build_tiny_qwen25vl, "qwen3vl": build_tiny_qwen3vl}
+    if arch not in builders:
+        raise ValueError(f"unknown tiny backbone {arch!r}; choose one of {', '.join(TINY_ARCHS)}")
+    if family is None:
+        family = "qwen3vl-grounding" if arch == "qwen3vl" else "multi-object"
+
     with output_lock(out):  # export_bundle takes it again (same thread)
-        if Path(out).exists() and not overwrite:
+        if os.path.lexists(out) and not overwrite:
             raise FileExistsError(f"{out} already exists (pass overwrite/--force to replace it)")
+        check_replaceable(out, BUNDLE_FORMATS, "bundle folder")
         with tempfile.TemporaryDirectory(prefix="segzero-tiny-") as work:
-            model_dir = build_tiny_qwen25vl(Path(work) / "qwen", seed=seed)
+            model_dir = builders[arch](Path(work) / "qwen", seed=seed)
             ckpt = build_sam2_checkpoint(Path(work) / "sam2.1_hiera_tiny.pt", seed=seed)
             return export_bundle(
                 model_dir,
@@ -221,4 +251,5 @@ def build_tiny_bundle(
                 target="cpu",
                 sam2_config="sam2.1_hiera_t",
                 overwrite=overwrite,
+                owner=DEMO_BUNDLE_FORMAT,
             )

@@ -54,11 +54,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sam2-config", help="SAM2 config name when the checkpoint name hides it")
     p.add_argument("--n-ctx", type=int, default=4096, help="reasoner context length")
     p.add_argument("-o", "--output", type=Path, required=True, help="bundle folder to write")
-    p.add_argument("--force", action="store_true", help="replace an existing bundle folder")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing bundle folder (only one segzero-edge wrote, or an empty one)",
+    )
     p.add_argument(
         "--tiny",
         action="store_true",
         help="build the demo bundle from tiny random models (no downloads; masks meaningless)",
+    )
+    p.add_argument(
+        "--arch",
+        default="qwen25vl",
+        choices=["qwen25vl", "qwen3vl"],
+        help="--tiny only: the tiny reasoner's backbone (Qwen2.5-VL or Qwen3-VL; the default "
+        "family follows: multi-object / qwen3vl-grounding)",
     )
     p.set_defaults(func=run)
 
@@ -72,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     if args.tiny:
         out = build_tiny_bundle(
-            args.output, family=args.family or "multi-object", overwrite=args.force
+            args.output, family=args.family, overwrite=args.force, arch=args.arch
         )
     else:
         if not args.reasoner or not args.segmenter:

@@ -10,8 +10,9 @@ FP16 by default, with normalisation layers (TensorRT ``NORMALIZATION``, and the
 ReduceMean/Pow/Sqrt/Div chain of SAM2's hand-written ``LayerNorm2d``) pinned to FP32 under
 ``OBEY_PRECISION_CONSTRAINTS``; ``fp32_layers`` pins more layers by name pattern. An engine
 is rebuilt when the TensorRT version, the device, its ONNX file or the build flags change.
-TensorRT comes with JetPack (not pip); without it
-:class:`~segzero_edge.errors.TensorRTUnavailable` is raised. Needs no torch.
+TensorRT comes with JetPack (not pip); without it, or with a TensorRT older than 10
+(JetPack 6.0 ships 8.6: :data:`segzero_edge.device.MIN_TENSORRT`),
+:class:`~segzero_edge.errors.TensorRTUnavailable` is raised before any work. Needs no torch.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from segzero_edge.device import (
     device_fingerprint,
     has_gpu_identity,
     import_tensorrt,
+    tensorrt_logger,
 )
 from segzero_edge.engine_cache import (
     DECODER,
@@ -295,6 +297,9 @@ def _parse_onnx(
     """The network of ``onnx``, or :class:`EngineBuildError` listing every parser error."""
     import tensorrt as trt
 
+    # TensorRT 10 networks are explicit-batch only (the EXPLICIT_BATCH flag is deprecated and
+    # ignored there); TensorRT 8.6 would make an implicit-batch network of flags 0, which its
+    # ONNX parser rejects: import_tensorrt() refuses TensorRT < 10 before this runs.
     network = builder.create_network(0)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx.read_bytes(), str(onnx)):
@@ -333,7 +338,7 @@ def _build_one(
     """Parse, configure (FP16 + FP32 pins, point profile, timing cache), build, write."""
     import tensorrt as trt
 
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = tensorrt_logger()  # the process's one logger, shared with the runtime
     builder = trt.Builder(logger)
     network, _parser = _parse_onnx(builder, logger, onnx)
     config = builder.create_builder_config()

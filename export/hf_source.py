@@ -1,4 +1,4 @@
-"""Locate and validate the Hugging Face Qwen2.5-VL checkpoint to export."""
+"""Locate and validate the Hugging Face Qwen2.5-VL / Qwen3-VL checkpoint to export."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from pathlib import Path
 from typing import Any
 
 SUPPORTED_ARCHITECTURE = "Qwen2_5_VLForConditionalGeneration"
+QWEN3VL_ARCHITECTURE = "Qwen3VLForConditionalGeneration"
+SUPPORTED_ARCHITECTURES = (SUPPORTED_ARCHITECTURE, QWEN3VL_ARCHITECTURE)
+"""The checkpoints the exporter converts: Qwen2.5-VL (3B/7B) and dense Qwen3-VL (2B/4B/8B)."""
 
 _WEIGHT_PATTERNS = ("model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json")
 
@@ -25,15 +28,18 @@ def read_config(model_dir: Path) -> dict[str, Any]:
     return config
 
 
-def check_architecture(config: dict[str, Any], where: Path | str) -> None:
-    """Raise ValueError unless the config declares Qwen2_5_VLForConditionalGeneration."""
+def check_architecture(config: dict[str, Any], where: Path | str) -> str:
+    """The config's architecture when it is one of :data:`SUPPORTED_ARCHITECTURES`, else
+    ValueError naming what was found."""
     archs = config.get("architectures") or []
-    if archs != [SUPPORTED_ARCHITECTURE]:
+    if len(archs) != 1 or archs[0] not in SUPPORTED_ARCHITECTURES:
         found = ", ".join(map(str, archs)) or f"none (model_type={config.get('model_type')!r})"
         raise ValueError(
             f"unsupported architecture in {where}: {found}; only {SUPPORTED_ARCHITECTURE} "
-            "(Qwen2.5-VL, e.g. Seg-Zero-7B / a Qwen2.5-VL-3B/7B-Instruct fine-tune) is supported"
+            "(Qwen2.5-VL, e.g. Seg-Zero-7B / a Qwen2.5-VL-3B/7B-Instruct fine-tune) and "
+            f"{QWEN3VL_ARCHITECTURE} (dense Qwen3-VL 2B/4B/8B) are supported"
         )
+    return str(archs[0])
 
 
 def safetensors_files(model_dir: Path) -> list[Path]:
@@ -64,7 +70,7 @@ def safetensors_files(model_dir: Path) -> list[Path]:
 
 
 def validate_model_dir(model_dir: Path) -> Path:
-    """Check that a folder holds a Qwen2.5-VL checkpoint with config, weights and tokenizer."""
+    """Check that a folder holds a supported checkpoint with config, weights and tokenizer."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise FileNotFoundError(f"model folder not found: {model_dir}")
@@ -80,7 +86,7 @@ def resolve_model(src: str | Path, *, revision: str | None = None) -> Path:
 
     Raises FileNotFoundError for a missing folder / config / weights / tokenizer, or (naming
     the id) when a hub download is impossible (offline, unknown id, gated repo), and ValueError
-    for an architecture other than Qwen2_5_VLForConditionalGeneration.
+    for an architecture outside :data:`SUPPORTED_ARCHITECTURES`.
     """
     path = Path(src).expanduser()
     if path.exists():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from segzero_edge.layout import (
     MMPROJ_FILE,
@@ -105,16 +106,26 @@ def safetensors_param_counts(model_dir: Path) -> tuple[int, int]:
 
 
 def config_param_counts(config: dict) -> tuple[int, int]:
-    """``(text, vision)`` parameter counts of a Qwen2.5-VL config, from a meta-device model.
+    """``(text, vision)`` parameter counts of a Qwen2.5-VL or Qwen3-VL config (by
+    ``model_type``), from a meta-device model.
 
     No weights are read or allocated: this serves hub ids before download and tests.
     """
     import torch
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+    )
 
-    cfg = Qwen2_5_VLConfig.from_dict(config)
+    if config.get("model_type") == "qwen3_vl":
+        cfg: Any = Qwen3VLConfig.from_dict(config)
+        cls: Any = Qwen3VLForConditionalGeneration
+    else:
+        cfg, cls = Qwen2_5_VLConfig.from_dict(config), Qwen2_5_VLForConditionalGeneration
     with torch.device("meta"):
-        model = Qwen2_5_VLForConditionalGeneration(cfg)
+        model = cls(cfg)
     text = vision = 0
     for name, p in model.named_parameters(remove_duplicate=True):
         if "visual" in name:

@@ -1,5 +1,8 @@
 """Qwen2.5-VL vision tower + patch merger -> llama.cpp ``mmproj`` GGUF (``qwen2.5vl_merger``).
 
+(A Qwen3-VL folder goes to ``qwen3vl_merger`` through :mod:`segzero_export.mmproj_qwen3vl`;
+:func:`convert_mmproj` picks the layout from ``config.json``'s ``model_type``.)
+
 The layout is what llama.cpp's ``tools/mtmd`` (clip.cpp, qwen2vl graph) loads:
 
 - metadata ``clip.projector_type = "qwen2.5vl_merger"``, ``clip.has_vision_encoder``,
@@ -29,6 +32,7 @@ import numpy as np
 
 from segzero_edge.fileio import atomic_path
 
+from . import mmproj_qwen3vl
 from .hf_source import safetensors_files
 
 OUTTYPES = ("f16", "q8_0", "f32")
@@ -59,11 +63,18 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _vision_params(src_dir: Path) -> dict[str, Any]:
-    """Validated vision hyper-parameters of a Qwen2.5-VL folder."""
+    """Validated vision hyper-parameters of a Qwen2.5-VL or Qwen3-VL folder (``"qwen3"``:
+    whether it is Qwen3-VL)."""
     config = _read_json(src_dir / "config.json")
+    if config.get("model_type") == mmproj_qwen3vl.QWEN3VL_MODEL_TYPE:
+        pre_path = src_dir / "preprocessor_config.json"
+        pre = _read_json(pre_path) if pre_path.is_file() else {}
+        p = mmproj_qwen3vl.vision_params(config, src_dir, pre, MmprojExportError)
+        return {**p, "qwen3": True}
     if config.get("model_type") != "qwen2_5_vl":
         raise MmprojExportError(
-            f"{src_dir}: model_type is {config.get('model_type')!r}, expected 'qwen2_5_vl'"
+            f"{src_dir}: model_type is {config.get('model_type')!r}, expected 'qwen2_5_vl' "
+            f"or '{mmproj_qwen3vl.QWEN3VL_MODEL_TYPE}'"
         )
     vc = config.get("vision_config")
     if not isinstance(vc, dict):
@@ -122,6 +133,7 @@ def _vision_params(src_dir: Path) -> dict[str, Any]:
     pre = _read_json(pre_path) if pre_path.is_file() else {}
     p["mean"] = [float(v) for v in pre.get("image_mean", _DEFAULT_MEAN)]
     p["std"] = [float(v) for v in pre.get("image_std", _DEFAULT_STD)]
+    p["qwen3"] = False
     return p
 
 
@@ -210,6 +222,8 @@ def _to_numpy(t: Any, name: str, outtype: str) -> tuple[np.ndarray, Any]:
     import gguf
 
     arr = t.float().numpy() if hasattr(t, "float") else np.asarray(t, np.float32)
+    if mmproj_qwen3vl.is_position_embedding(name):  # llama.cpp keeps it F32 at every outtype
+        return arr.astype(np.float32), None
     if outtype == "q8_0" and arr.ndim == 2 and arr.shape[-1] % 32 == 0:
         q = gguf.GGMLQuantizationType.Q8_0
         return gguf.quants.quantize(arr.astype(np.float32), q), q
@@ -232,6 +246,24 @@ def _write(src_dir: Path, tmp: Path, outtype: str, progress: bool) -> None:
         "f32": gguf.LlamaFileType.ALL_F32,
     }[outtype]
     w.add_file_type(int(ftype))
+    if p["qwen3"]:
+        mmproj_qwen3vl.write_metadata(w, p)
+        tensors = mmproj_qwen3vl.mapped(hf, p, MmprojExportError)
+    else:
+        _write_qwen25_metadata(w, p)
+        tensors = _mapped(hf, p)
+    for name, tensor in tensors:
+        arr, raw = _to_numpy(tensor, name, outtype)
+        w.add_tensor(name, arr, raw_dtype=raw)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file(progress=progress)
+    w.close()
+
+
+def _write_qwen25_metadata(w: Any, p: dict[str, Any]) -> None:
+    import gguf
+
     w.add_clip_has_vision_encoder(True)
     w.add_clip_projector_type(gguf.VisionProjectorType.QWEN25VL)
     w.add_vision_use_silu(True)
@@ -247,13 +279,6 @@ def _write(src_dir: Path, tmp: Path, outtype: str, progress: bool) -> None:
     w.add_vision_image_std(p["std"])
     w.add_vision_spatial_merge_size(p["merge"])
     w.add_vision_n_wa_pattern(p["n_wa_pattern"])
-    for name, tensor in _mapped(hf, p):
-        arr, raw = _to_numpy(tensor, name, outtype)
-        w.add_tensor(name, arr, raw_dtype=raw)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file(progress=progress)
-    w.close()
 
 
 def convert_mmproj(
@@ -263,7 +288,8 @@ def convert_mmproj(
     outtype: str = "f16",
     progress: bool = True,
 ) -> Path:
-    """Write the vision tower + merger of a local Qwen2.5-VL HF folder as an mmproj GGUF.
+    """Write the vision tower + merger of a local Qwen2.5-VL or Qwen3-VL HF folder as an mmproj
+    GGUF (``qwen2.5vl_merger`` / ``qwen3vl_merger``, by ``config.json``'s ``model_type``).
 
     ``outtype``: ``"f16"`` (matrices F16, norms and biases F32), ``"q8_0"`` (matrices Q8_0
     by gguf-py's quantizer, the patch convolution F16; fidelity against F16:
@@ -271,7 +297,8 @@ def convert_mmproj(
     ``convert_hf_to_gguf.py --mmproj --outtype``. The file is written next to ``out_path``
     under a temporary name and renamed when complete. Raises :class:`MmprojExportError` (a
     ``ValueError``) for a missing folder or weights, a vision config llama.cpp's
-    ``qwen2.5vl_merger`` graph does not support, or missing / unexpected vision tensors.
+    ``qwen2.5vl_merger`` / ``qwen3vl_merger`` graph does not support, or missing / unexpected
+    vision tensors.
     """
     src = Path(src_dir)
     out = Path(out_path)

@@ -1,11 +1,16 @@
-"""Qwen2.5-VL language model (Hugging Face safetensors) -> llama.cpp GGUF (``qwen2vl``).
+"""Qwen2.5-VL / Qwen3-VL language model (HF safetensors) -> llama.cpp GGUF (``qwen2vl`` /
+``qwen3vl``).
 
-The file matches what llama.cpp's own ``convert_hf_to_gguf.py`` (``Qwen2VLModel``) writes for
-the same checkpoint: tensor names are looked up in gguf-py's ``TensorNameMap`` for
-``MODEL_ARCH.QWEN2VL``, 1-D tensors stay F32, and every tensor's bytes are identical
-(tests/test_reasoner_gguf_llama_cpp_parity.py). Tensors are streamed one at a time (a 7B
-checkpoint never sits in memory whole); the vision tower (``visual.*``) is left to the mmproj
-converter. Both the transformers-4 layout (``model.layers.*``, flat config) and the
+The file matches what llama.cpp's own ``convert_hf_to_gguf.py`` (``Qwen2VLModel``;
+``Qwen3VLTextModel`` for Qwen3-VL) writes for the same checkpoint: tensor names are looked up
+in gguf-py's ``TensorNameMap`` for ``MODEL_ARCH.QWEN2VL`` / ``MODEL_ARCH.QWEN3VL``, 1-D tensors
+stay F32, and every tensor's bytes are identical (tests/test_reasoner_gguf_llama_cpp_parity.py,
+tests/test_reasoner_qwen3vl_export.py). Qwen3-VL's text model differs from Qwen2.5-VL's in
+what the GGUF holds: no q/k/v biases, per-head q/k RMS norms (``attn_q_norm``/``attn_k_norm``),
+an explicit ``head_dim`` (``attention.key_length``/``value_length``) and the number of
+deepstack layers the vision tower feeds (``n_deepstack_layers``). Tensors are streamed one at
+a time (a 7B checkpoint never sits in memory whole); the vision tower (``visual.*``) is left
+to the mmproj converter. Both the transformers-4 layout (``model.layers.*``, flat config) and the
 transformers-5 layout (``model.language_model.*``, nested ``text_config``) are read.
 """
 
@@ -21,9 +26,16 @@ import numpy as np
 
 from segzero_edge.fileio import atomic_path
 from segzero_export.gguf_tokenizer import add_vocab, read_qwen2_vocab
-from segzero_export.hf_source import check_architecture, read_config, safetensors_files
+from segzero_export.hf_source import (
+    QWEN3VL_ARCHITECTURE,
+    check_architecture,
+    read_config,
+    safetensors_files,
+)
 
 ARCH = gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.QWEN2VL]  # "qwen2vl"
+QWEN3VL_ARCH = gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.QWEN3VL]  # "qwen3vl"
+_MODEL_ARCHS = {ARCH: gguf.MODEL_ARCH.QWEN2VL, QWEN3VL_ARCH: gguf.MODEL_ARCH.QWEN3VL}
 
 OUTTYPES: dict[str, gguf.LlamaFileType] = {
     "f32": gguf.LlamaFileType.ALL_F32,
@@ -36,13 +48,18 @@ F16_MAX = 65504.0
 _T = gguf.MODEL_TENSOR
 _BIASED = (_T.ATTN_Q, _T.ATTN_K, _T.ATTN_V)
 """The only biases llama.cpp's qwen2vl graph loads (src/llama-model.cpp, LLM_ARCH_QWEN2VL)."""
+_ARCH_BIASED: dict[str, tuple[gguf.MODEL_TENSOR, ...]] = {ARCH: _BIASED, QWEN3VL_ARCH: ()}
+"""Biases each graph loads (the qwen3vl graph, like qwen3, takes none)."""
 _NAME_SUFFIXES = (".weight", ".bias")
 
 
 @dataclass(frozen=True)
 class TextHParams:
     """The language-model hyper-parameters the GGUF needs (field names of transformers'
-    ``Qwen2_5_VLTextConfig``; ``rope_theta`` is the RoPE frequency base)."""
+    ``Qwen2_5_VLTextConfig`` / ``Qwen3VLTextConfig``; ``rope_theta`` is the RoPE frequency
+    base). ``arch``: the GGUF architecture (``qwen2vl`` / ``qwen3vl``); ``explicit_head_dim``:
+    the config's ``head_dim`` when it states one (Qwen3-VL), else None (hidden / heads);
+    ``n_deepstack``: vision layers fed into the first text layers (Qwen3-VL), else 0."""
 
     vocab_size: int
     hidden_size: int
@@ -55,10 +72,13 @@ class TextHParams:
     mrope_section: list[int]
     context_length: int
     tie_word_embeddings: bool
+    arch: str = ARCH
+    explicit_head_dim: int | None = None
+    n_deepstack: int = 0
 
     @property
     def head_dim(self) -> int:
-        return self.hidden_size // self.num_heads
+        return self.explicit_head_dim or self.hidden_size // self.num_heads
 
 
 def text_hparams(config: dict[str, Any]) -> TextHParams:
@@ -70,6 +90,10 @@ def text_hparams(config: dict[str, Any]) -> TextHParams:
     text = {k: v for k, v in config.items() if k not in ("text_config", "vision_config")}
     text.update(config.get("text_config") or {})
     rope = text.get("rope_parameters") or text.get("rope_scaling") or {}
+    qwen3 = config.get("model_type") == "qwen3_vl" or QWEN3VL_ARCHITECTURE in (
+        config.get("architectures") or []
+    )
+    vision = config.get("vision_config") or {}
     try:
         hp = TextHParams(
             vocab_size=int(text["vocab_size"]),
@@ -85,6 +109,9 @@ def text_hparams(config: dict[str, Any]) -> TextHParams:
             tie_word_embeddings=bool(
                 config.get("tie_word_embeddings") or text.get("tie_word_embeddings", False)
             ),
+            arch=QWEN3VL_ARCH if qwen3 else ARCH,
+            explicit_head_dim=int(text["head_dim"]) if text.get("head_dim") else None,
+            n_deepstack=len(vision.get("deepstack_visual_indexes") or []) if qwen3 else 0,
         )
     except KeyError as e:
         raise ValueError(f"config.json lacks the text-model field {e.args[0]!r}") from e
@@ -101,24 +128,25 @@ def text_hparams(config: dict[str, Any]) -> TextHParams:
 
 
 @functools.lru_cache(maxsize=4)
-def tensor_name_map(n_blocks: int) -> gguf.TensorNameMap:
-    """gguf-py's HF -> GGUF name map of ``qwen2vl`` for ``n_blocks`` layers."""
-    return gguf.get_tensor_name_map(gguf.MODEL_ARCH.QWEN2VL, n_blocks)
+def tensor_name_map(n_blocks: int, arch: str = ARCH) -> gguf.TensorNameMap:
+    """gguf-py's HF -> GGUF name map of ``arch`` (``qwen2vl`` / ``qwen3vl``) for ``n_blocks``
+    layers."""
+    return gguf.get_tensor_name_map(_MODEL_ARCHS[arch], n_blocks)
 
 
-def gguf_tensor_name(hf_name: str, n_blocks: int = 128) -> str | None:
+def gguf_tensor_name(hf_name: str, n_blocks: int = 128, arch: str = ARCH) -> str | None:
     """GGUF name of a language-model tensor, as llama.cpp's converter maps it.
 
     ``visual.*`` tensors give None (the mmproj holds them); ``language_model.`` is dropped from
     transformers-5 names (llama.cpp's ``TextModel.filter_tensors``); the rest is looked up in
-    :func:`tensor_name_map`. Raises ``ValueError`` for a name the ``qwen2vl`` graph does not
+    :func:`tensor_name_map`. Raises ``ValueError`` for a name the ``arch`` graph does not
     load (including layers ``>= n_blocks``).
     """
     if "visual." in hf_name:
         return None
     name = hf_name.replace("language_model.", "")
-    found = tensor_name_map(n_blocks).get_type_and_name(name, try_suffixes=_NAME_SUFFIXES)
-    if found is None or (name.endswith(".bias") and found[0] not in _BIASED):
+    found = tensor_name_map(n_blocks, arch).get_type_and_name(name, try_suffixes=_NAME_SUFFIXES)
+    if found is None or (name.endswith(".bias") and found[0] not in _ARCH_BIASED[arch]):
         raise ValueError(f"unexpected tensor in the checkpoint: {hf_name}")
     return found[1]
 
@@ -129,7 +157,7 @@ def _gguf_name(tensor: gguf.MODEL_TENSOR, bid: int | None = None, suffix: str = 
 
 
 def _expected_shapes(hp: TextHParams) -> dict[str, tuple[int, ...]]:
-    """GGUF name -> HF (row-major) shape of every tensor the qwen2vl graph needs."""
+    """GGUF name -> HF (row-major) shape of every tensor the ``hp.arch`` graph needs."""
     h, ff, d = hp.hidden_size, hp.intermediate_size, hp.head_dim
     q, kv = hp.num_heads * d, hp.num_kv_heads * d
     shapes: dict[str, tuple[int, ...]] = {
@@ -138,7 +166,11 @@ def _expected_shapes(hp: TextHParams) -> dict[str, tuple[int, ...]]:
     }
     if not hp.tie_word_embeddings:
         shapes[_gguf_name(_T.OUTPUT)] = (hp.vocab_size, h)
+    biased = _ARCH_BIASED[hp.arch]
     for i in range(hp.num_layers):
+        if hp.arch == QWEN3VL_ARCH:  # per-head RMS norms of q and k
+            shapes[_gguf_name(_T.ATTN_Q_NORM, i)] = (d,)
+            shapes[_gguf_name(_T.ATTN_K_NORM, i)] = (d,)
         for tensor, shape in (
             (_T.ATTN_NORM, (h,)),
             (_T.ATTN_Q, (q, h)),
@@ -151,7 +183,7 @@ def _expected_shapes(hp: TextHParams) -> dict[str, tuple[int, ...]]:
             (_T.FFN_DOWN, (h, ff)),
         ):
             shapes[_gguf_name(tensor, i)] = shape
-            if tensor in _BIASED:
+            if tensor in biased:
                 shapes[_gguf_name(tensor, i, "bias")] = shape[:1]
     return shapes
 
@@ -174,7 +206,7 @@ def _plan(model_dir: Path, hp: TextHParams, outtype: str) -> list[_Plan]:
         with safe_open(str(file), framework="pt") as f:
             for hf_name in f.keys():  # noqa: SIM118 (safe_open is not a dict)
                 try:
-                    name = gguf_tensor_name(hf_name, hp.num_layers)
+                    name = gguf_tensor_name(hf_name, hp.num_layers, hp.arch)
                 except ValueError as e:
                     raise ValueError(f"{e} (num_hidden_layers={hp.num_layers})") from None
                 if name is None:
@@ -192,7 +224,7 @@ def _plan(model_dir: Path, hp: TextHParams, outtype: str) -> list[_Plan]:
         )
     extra = sorted(set(found) - set(expected))
     if extra:
-        raise ValueError(f"{model_dir}: tensors the qwen2vl graph does not take: {extra}")
+        raise ValueError(f"{model_dir}: tensors the {hp.arch} graph does not take: {extra}")
     plans = []
     for name, want in expected.items():
         hf_name, file, shape = found[name]
@@ -240,6 +272,11 @@ def _write_metadata(writer: gguf.GGUFWriter, hp: TextHParams, name: str, outtype
     writer.add_layer_norm_rms_eps(hp.rms_norm_eps)
     writer.add_rope_freq_base(hp.rope_theta)
     writer.add_rope_dimension_sections(hp.mrope_section + [0] * (4 - len(hp.mrope_section)))
+    if hp.explicit_head_dim is not None:  # llama.cpp's TextModel writes them when stated
+        writer.add_key_length(hp.explicit_head_dim)
+        writer.add_value_length(hp.explicit_head_dim)
+    if hp.arch == QWEN3VL_ARCH:
+        writer.add_num_deepstack_layers(hp.n_deepstack)
     writer.add_file_type(OUTTYPES[outtype])
 
 
@@ -259,7 +296,8 @@ def convert_text_model(
     progress: bool = True,
     name: str | None = None,
 ) -> Path:
-    """Write the Qwen2.5-VL language model of ``src_dir`` as a ``qwen2vl`` GGUF at ``out_path``.
+    """Write the language model of ``src_dir`` as a GGUF at ``out_path``: ``qwen2vl`` for
+    Qwen2.5-VL, ``qwen3vl`` for Qwen3-VL.
 
     ``outtype``: "f16" (default; 2-D weights F16, norms/biases F32), "bf16" or "f32" (the
     ``--outtype`` of llama.cpp's ``convert_hf_to_gguf.py``, whose tensors this matches bit for
@@ -299,7 +337,7 @@ def _write_file(
     from safetensors import safe_open
     from tqdm import tqdm
 
-    writer = gguf.GGUFWriter(tmp, ARCH)
+    writer = gguf.GGUFWriter(tmp, hp.arch)
     try:
         _write_metadata(writer, hp, name, outtype)
         add_vocab(writer, vocab)

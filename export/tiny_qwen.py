@@ -226,15 +226,22 @@ def _bpe_vocab_and_merges(
     return vocab, merges
 
 
-def _build_tokenizer(seed: int, extra: Sequence[str] = (), vocab_size: int = BPE_VOCAB_SIZE) -> Any:
-    """A ``Qwen2Tokenizer`` over the trained BPE with the Qwen2.5-VL special tokens appended."""
+def _build_tokenizer(
+    seed: int,
+    special_tokens: tuple[tuple[str, bool], ...] = SPECIAL_TOKENS,
+    extra: Sequence[str] = (),
+    vocab_size: int = BPE_VOCAB_SIZE,
+) -> Any:
+    """A ``Qwen2Tokenizer`` over the trained BPE (``vocab_size`` tokens, trained on the built-in
+    corpus plus ``extra`` texts) with ``special_tokens`` (``(text, special)``, default:
+    Qwen2.5-VL's) appended in order."""
     from tokenizers import AddedToken
     from transformers import Qwen2Tokenizer
 
     vocab, merges = _bpe_vocab_and_merges(seed, extra, vocab_size)
     n_bpe = len(vocab)
     # Give the special tokens their ids up front: the tokenizer registers eos/pad first.
-    vocab = {**vocab, **{t: n_bpe + i for i, (t, _) in enumerate(SPECIAL_TOKENS)}}
+    vocab = {**vocab, **{t: n_bpe + i for i, (t, _) in enumerate(special_tokens)}}
     options: dict[str, Any] = {"merges": merges, "unk_token": None}  # pairs; no unk (byte-level)
     tokenizer = Qwen2Tokenizer(
         vocab=vocab,
@@ -246,12 +253,12 @@ def _build_tokenizer(seed: int, extra: Sequence[str] = (), vocab_size: int = BPE
         model_max_length=32768,
         clean_up_tokenization_spaces=False,
     )
-    for text, special in SPECIAL_TOKENS:
+    for text, special in special_tokens:
         tokenizer.add_tokens(
             [AddedToken(text, special=special, normalized=False)], special_tokens=special
         )
-    ids = [tokenizer.convert_tokens_to_ids(t) for t, _ in SPECIAL_TOKENS]
-    expected = list(range(n_bpe, n_bpe + len(SPECIAL_TOKENS)))
+    ids = [tokenizer.convert_tokens_to_ids(t) for t, _ in special_tokens]
+    expected = list(range(n_bpe, n_bpe + len(special_tokens)))
     if ids != expected:
         raise RuntimeError(
             f"special token ids {ids} are not contiguous after the BPE vocab {expected}"
@@ -394,7 +401,7 @@ def build_tiny_qwen25vl(
         raise FileExistsError(f"output folder already exists: {out_dir}")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
 
-    tokenizer = _build_tokenizer(seed, extra_corpus, sizes.bpe_vocab)
+    tokenizer = _build_tokenizer(seed, extra=extra_corpus, vocab_size=sizes.bpe_vocab)
     config = _config(tokenizer, tie_word_embeddings, sizes)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

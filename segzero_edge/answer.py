@@ -10,6 +10,9 @@ mode). The rule, for every caller: the answer is the body of the **first**
 - **lenient** (the runtime's default): when ``json.loads`` fails, boxes and points are salvaged
   from almost-JSON (trailing commas, a cut-off tail) with a regular expression that needs
   double-quoted keys.
+- **strict with a schema** (``strict=True, schema="object"`` or ``"list"``): the scoring rule of
+  that answer schema's reference evaluation script, exactly (see :func:`parse_answer`); this is
+  what ``segzero-edge eval --protocol segzero`` counts as a parse failure.
 
 Objects are read from a decoded value that is a list of dicts or a single dict (coordinates in
 the reasoner's 840 x 840 frame, kept as written: int or float, never rounded or reordered):
@@ -48,6 +51,10 @@ _POINT_RE = re.compile(r'"point(?:_2d|s_[12])"\s*:\s*\[\s*(' + _NUM + r"\s*,\s*"
 _BOX_KEYS = ("bbox_2d", "bbox")
 _POINT_KEYS = ("point_2d", "points_1", "points_2")
 _MAX_PIXEL = 2**31 - 1  # mapped values beyond this are clipped (the reference would overflow)
+_V1_JSON_RE = re.compile(r"{[^}]+}")  # Seg-Zero evaluation.py: the first flat {...} anywhere
+_V1_THINK_RE = re.compile(r"<think>([^<]+)</think>")  # evaluation.py needs it to match
+SCHEMAS = ("object", "list")
+"""Answer schemas: ``"object"`` (Seg-Zero v1, one dict) and ``"list"`` (multi-object)."""
 
 Mapping = Callable[[float, float], int]
 """``mapping(value, factor) -> pixel``: one coordinate from the 840 frame to the image."""
@@ -153,16 +160,38 @@ def _literal(s: str) -> float:
     return v if isinstance(v, int) else float(v)
 
 
-def parse_answer(text: str, truncated: bool = False, *, strict: bool = False) -> ParsedAnswer:
+def parse_answer(
+    text: str, truncated: bool = False, *, strict: bool = False, schema: str | None = None
+) -> ParsedAnswer:
     """Parse a generation (see the module docstring). ``truncated``: it hit its token budget.
 
     ``strict=True`` is Seg-Zero's rule (``json.loads`` of the first answer body or nothing);
-    the default salvages almost-JSON. Never raises.
+    the default salvages almost-JSON. ``strict=True`` with ``schema`` is the scoring rule of
+    that schema's reference evaluation script (dvlab-research/Seg-Zero at 42a3345), every
+    deviation from which the script scores as a failure (``UNPARSEABLE``):
+
+    - ``"object"`` (``evaluation_scripts/evaluation.py`` ``extract_bbox_points_think``): the
+      output must hold ``<think>`` + text without ``<`` + ``</think>``; the first ``{[^}]+}``
+      *anywhere* in the output (no ``<answer>`` tag needed) through ``json.loads``; the first
+      key containing ``bbox`` (any case) with 4 values, the first two keys containing
+      ``points`` with 2 or more values each; every value read with Python's ``int()`` (floats
+      truncate, digit strings count). One object, two points.
+    - ``"list"`` (``evaluation_scripts/evaluation_visionreasoner.py``): ``json.loads`` of the
+      first answer body; every item a dict whose ``bbox_2d`` and ``point_2d`` are lists of at
+      least 4 and 2 numbers (the first 4 and 2 are taken); an empty value (``[]``, ``{}``,
+      ``""``) is ``NO_OBJECT``. One point per object.
+
+    Raises ``ValueError`` only for a ``schema`` not in :data:`SCHEMAS` or given without
+    ``strict``; otherwise never raises.
     """
+    if schema is not None and (schema not in SCHEMAS or not strict):
+        raise ValueError(f"schema must be one of {SCHEMAS} with strict=True, got {schema!r}")
     if not isinstance(text, str):
         text = "" if text is None else str(text)
     think = _THINK_RE.search(text)
     reasoning = think.group(1).strip() if think else ""
+    if schema == "object":
+        return _parse_v1_reference(text, truncated, reasoning)
     body = answer_body(text)
     if body is None:
         status = Status.TRUNCATED if truncated else Status.UNPARSEABLE
@@ -172,12 +201,89 @@ def parse_answer(text: str, truncated: bool = False, *, strict: bool = False) ->
     except (ValueError, RecursionError):
         objs = None if strict else _objects_from_regex(body)
     else:
-        objs = objects_from_json(value)
+        objs = _list_reference_objects(value) if schema == "list" else objects_from_json(value)
     if objs is None:
         return ParsedAnswer(Status.UNPARSEABLE, (), reasoning, body)
     if not objs:
         return ParsedAnswer(Status.NO_OBJECT, (), reasoning, body)
     return ParsedAnswer(Status.OK, tuple(objs), reasoning, body)
+
+
+def _reference_number(v: Any) -> float | None:
+    """``v`` as ``v * factor`` reads it in the multi-object script (``bool`` is 0 or 1)."""
+    v = int(v) if isinstance(v, bool) else v
+    return v if is_number(v) else None
+
+
+def _list_reference_objects(value: Any) -> list[ObjectPrompt] | None:
+    """The objects ``evaluation_visionreasoner.py`` reads from a decoded answer, or ``None``
+    where its list comprehensions raise."""
+    if isinstance(value, (dict, str)) and not value:
+        return []  # iterating an empty dict or string: no object, no error
+    if not isinstance(value, list):
+        return None
+    objs = []
+    for item in value:
+        if not isinstance(item, dict):
+            return None
+        box, point = item.get("bbox_2d"), item.get("point_2d")
+        if not (isinstance(box, list) and len(box) >= 4):
+            return None
+        if not (isinstance(point, list) and len(point) >= 2):
+            return None
+        b = [_reference_number(v) for v in box[:4]]
+        p = [_reference_number(v) for v in point[:2]]
+        if any(v is None for v in b + p):
+            return None
+        objs.append(ObjectPrompt(box=tuple(b), points=(tuple(p),)))  # type: ignore[arg-type]
+    return objs
+
+
+def _v1_int(v: Any) -> int | None:
+    """Python's ``int(v)`` as ``evaluation.py`` applies it, ``None`` where it (or the later
+    multiplication by a float factor) raises."""
+    try:
+        out = int(v)
+        float(out)  # int * float factor overflows beyond the float range
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return out
+
+
+def _v1_values(value: Any, n: int, exact: bool) -> tuple[int, ...] | None:
+    """``int()`` of ``value[0:n]`` (indexable: a list or a string), ``None`` on any error."""
+    if not isinstance(value, (list, str)) or len(value) < n or (exact and len(value) != n):
+        return None
+    out = tuple(_v1_int(v) for v in value[:n])
+    return None if any(v is None for v in out) else out  # type: ignore[return-value]
+
+
+def _parse_v1_reference(text: str, truncated: bool, reasoning: str) -> ParsedAnswer:
+    """``evaluation.py``'s ``extract_bbox_points_think`` (see :func:`parse_answer`)."""
+    match = _V1_JSON_RE.search(text)
+    if match is None:
+        status = Status.TRUNCATED if truncated else Status.UNPARSEABLE
+        return ParsedAnswer(status, (), reasoning, None)
+    body = match.group(0)
+    failed = ParsedAnswer(Status.UNPARSEABLE, (), reasoning, body)
+    if _V1_THINK_RE.search(text) is None:
+        return failed
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return failed
+    if not isinstance(data, dict):
+        return failed
+    box_key = next((k for k in data if "bbox" in k.lower()), None)
+    point_keys = [k for k in data if "points" in k.lower()][:2]
+    if box_key is None or len(point_keys) != 2:
+        return failed
+    box = _v1_values(data[box_key], 4, exact=True)
+    points = [_v1_values(data[k], 2, exact=False) for k in point_keys]
+    if box is None or any(p is None for p in points):
+        return failed
+    obj = ObjectPrompt(box=box, points=tuple(points))  # type: ignore[arg-type]
+    return ParsedAnswer(Status.OK, (obj,), reasoning, body)
 
 
 # --------------------------------------------------------------------------- mapping

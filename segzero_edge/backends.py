@@ -35,6 +35,18 @@ class Reasoner(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class PromptChecker(Protocol):
+    """A reasoner that refuses a prompt without model work (tokenization only).
+
+    ``check_prompt`` raises the ``ValueError`` its ``generate`` would raise for ``prompt``
+    (e.g. one that does not fit the context). ``SegZeroEdge.segment_many`` checks every
+    query's prompt with it before the first one runs, so a bad query loses no results.
+    """
+
+    def check_prompt(self, prompt: str) -> None: ...
+
+
 @dataclass
 class ImageEmbedding:
     """SAM2 image features as the decoder wants them (backend-owned arrays)."""

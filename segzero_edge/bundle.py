@@ -7,7 +7,12 @@ Every name in the manifest's ``files`` table must stay inside the bundle folder:
 names, ``..`` and empty or ``.`` components are refused before anything is opened. A bundle
 file may be a symbolic link only when its target, resolved, lies inside the bundle folder
 (itself resolved first), so a bundle cannot make the runtime read, hash or reveal the size of
-a file outside it.
+a file outside it. The same holds for ``manifest.json`` itself (a link out is refused; it is
+read only up to ``manifest.MAX_MANIFEST_BYTES``) and for the files the ONNX graphs keep their
+weights in (external data): each must be listed in ``files``, so it passes the same
+containment, size and (with ``verify_hashes``) sha256 checks. The manifest's tracking
+settings are bounded and must agree with the memory graphs' own metadata and shapes; its
+``reasoner.n_ctx`` must hold the family's shortest prompt (:func:`open_backends`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .backends import Reasoner, Segmenter
 from .errors import BundleError
@@ -31,7 +36,9 @@ from .layout import (
     SCHEMA_VERSION,
 )
 from .manifest import field_name, parse_manifest
+from .onnx_scan import OnnxSummary, scan_onnx
 from .reasoner.grammar import DEFAULT_MAX_OBJECTS
+from .segmenter.memory import check_tracking
 
 __all__ = [
     "FAMILY_KEY",
@@ -41,6 +48,7 @@ __all__ = [
     "Bundle",
     "BundleError",
     "bundle_family",
+    "check_context",
     "file_entry",
     "load_bundle",
     "open_backends",
@@ -95,7 +103,8 @@ def member_path(root: Path, name: str, manifest: Path) -> Path:
 
 
 def load_bundle(path: str | os.PathLike[str], *, verify_hashes: bool = False) -> Bundle:
-    """Read and verify ``path``: manifest schema, every file present with its size.
+    """Read and verify ``path``: manifest schema, every file present with its size, the
+    ONNX graphs' external data listed, the tracking settings against the memory graphs.
 
     With ``verify_hashes`` the sha256 of every file is checked too. Raises
     :class:`BundleError` naming the file (and for the manifest, the field).
@@ -107,6 +116,10 @@ def load_bundle(path: str | os.PathLike[str], *, verify_hashes: bool = False) ->
     mpath = root / MANIFEST
     if not mpath.is_file():
         raise BundleError(f"{given / MANIFEST} is missing: not a segzero-edge bundle")
+    if not mpath.resolve().is_relative_to(root):
+        raise BundleError(
+            f"{mpath} is a symbolic link to a place outside the bundle folder: not read"
+        )
     manifest = parse_manifest(mpath)
     files = manifest["files"]
     for name in REQUIRED_FILES:
@@ -125,7 +138,41 @@ def load_bundle(path: str | os.PathLike[str], *, verify_hashes: bool = False) ->
             )
         if verify_hashes and sha256_file(fpath) != entry["sha256"]:
             raise BundleError(f"bundle file {fpath} is corrupt: sha256 differs from the manifest")
+    graphs = {name: _scan_graph(paths[name]) for name in files if name.endswith(".onnx")}
+    for name, summary in graphs.items():
+        _check_external_data(paths[name], summary, files, mpath)
+    check_tracking(manifest, graphs, mpath)
     return Bundle(root=root, manifest=manifest)
+
+
+def _scan_graph(path: Path) -> OnnxSummary:
+    try:
+        return scan_onnx(path)
+    except (OSError, ValueError) as e:
+        raise BundleError(f"bundle file {path} is not a readable ONNX model: {e}") from None
+
+
+def _check_external_data(
+    path: Path, summary: OnnxSummary, files: dict[str, Any], manifest: Path
+) -> None:
+    """Every external data file of the graph at ``path`` is listed in the manifest (so it
+    passed :func:`member_path` and the size and hash checks) and holds the bytes the graph
+    reads from it. ``BundleError`` otherwise."""
+    for ref in summary.external:
+        if ref.location is None:
+            raise BundleError(f"{path}: tensor {ref.tensor!r} has external data but no location")
+        if ref.location not in files:
+            raise BundleError(
+                f"{path}: tensor {ref.tensor!r} keeps its data in {ref.location!r}, which "
+                f"{manifest} does not list; every file a bundle's graphs read must be listed "
+                "(name, size, sha256): re-export the bundle"
+            )
+        end = (ref.offset or 0) + (ref.length or 0)
+        if end > files[ref.location]["size"]:
+            raise BundleError(
+                f"{path}: tensor {ref.tensor!r} reads bytes up to {end} of {ref.location}, "
+                f"which has {files[ref.location]['size']} ({manifest})"
+            )
 
 
 def bundle_family(bundle: Bundle, family: str | None = None) -> ModelFamily:
@@ -184,8 +231,12 @@ def open_backends(
     from .reasoner.llama_cpp import LlamaCppReasoner
     from .segmenter.auto import open_segmenter
 
+    n_ctx_source = "n_ctx" if "n_ctx" in reasoner_options else None
+    if n_ctx_source is None and "n_ctx" in bundle.reasoner:
+        n_ctx_source = f"{bundle.root / MANIFEST}: reasoner.n_ctx"
     reasoner_options.setdefault("n_ctx", bundle.reasoner.get("n_ctx", 4096))
     reasoner_options.setdefault("max_new_tokens", fam.max_new_tokens)
+    reasoner_options.setdefault("image_tokens", fam.image_tokens)
     if "answer_grammar" not in reasoner_options:
         max_objects = reasoner_options.get("max_objects", DEFAULT_MAX_OBJECTS)
         reasoner_options["answer_grammar"] = fam.answer_grammar(max_objects)
@@ -198,11 +249,49 @@ def open_backends(
     segmenter = open_segmenter(bundle.root, backend=segmenter_backend, **seg_opts)
     if seg_opts and getattr(segmenter, "device_kind", "cpu") == "cpu":
         reasoner_options["n_threads"] = reasoner_threads
+    reasoner = None
     try:
         reasoner = LlamaCppReasoner(
             bundle.path(REASONER_FILE), bundle.path(MMPROJ_FILE), **reasoner_options
         )
+        check_context(reasoner, fam, n_ctx_source or "the default n_ctx")
     except BaseException:
+        if reasoner is not None:
+            reasoner.close()
         segmenter.close()
         raise
+    if reasoner.patch_merge != fam.patch_merge:  # e.g. a Qwen2.5-VL family on a Qwen3-VL GGUF
+        reasoner.close()
+        segmenter.close()
+        raise ValueError(
+            f"model family {fam.name!r} is for {fam.architecture} ({fam.patch_merge} px image "
+            f"tokens) but the bundle's reasoner is a {reasoner.arch!r} GGUF "
+            f"({reasoner.patch_merge} px): pick a family for that backbone (--family)"
+        )
     return reasoner, segmenter, fam
+
+
+class PromptCounter(Protocol):
+    """A reasoner that counts the KV cells of a prompt (``LlamaCppReasoner``)."""
+
+    n_ctx: int
+
+    def prompt_tokens(self, prompt: str) -> list[int]: ...
+
+
+def check_context(reasoner: PromptCounter, family: ModelFamily, source: str) -> None:
+    """The reasoner's context (``n_ctx`` KV cells) holds ``family``'s shortest prompt (one
+    image and a one-character query, in the family's template) and one generated token.
+
+    Raises :class:`BundleError` naming ``source`` (the manifest's ``reasoner.n_ctx``) or, when
+    ``source`` is the ``n_ctx`` option, ``ValueError``: otherwise every query would fail later.
+    """
+    shortest = len(reasoner.prompt_tokens(family.build_prompt("x")))
+    if shortest < reasoner.n_ctx:
+        return
+    error = ValueError if source == "n_ctx" else BundleError
+    raise error(
+        f"{source} is {reasoner.n_ctx} KV cells, but the shortest {family.name} prompt (the "
+        f"image and a one-character query) takes {shortest} and generation needs at least "
+        f"one more: use an n_ctx above {shortest} (re-export with --n-ctx, or pass n_ctx=)"
+    )

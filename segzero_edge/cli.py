@@ -1,4 +1,4 @@
-"""``segzero-edge`` command line: ``segment``, ``track``, ``doctor`` here, the rest by entry point.
+"""``segzero-edge`` CLI: ``segment``, ``track``, ``bag``, ``doctor`` here, the rest by entry point.
 
 See :mod:`segzero_edge.commands` for how commands are found. Every error is one line on stderr
 and exit code 2 (set ``SEGZERO_EDGE_DEBUG=1`` for the traceback of an unexpected one); Ctrl+C

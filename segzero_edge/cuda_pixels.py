@@ -5,7 +5,21 @@ with separate luma and chroma planes, in host or device memory) straight into th
 encoder's input buffer, and into an 840 x 840 x 3 buffer that is copied to the host for
 llama.cpp. Post-processing keeps each object's chosen low-res mask on the device, then one
 kernel upsamples, thresholds and ORs them into a bitmask with area and box; only the bitmask
-(H x W / 8 bytes) comes back. All work is queued on the segmenter's CUDA stream.
+(H x W / 8 bytes) comes back.
+
+Streams and locks: the SAM2 input, the encoder and the masks are queued on the segmenter's
+stream (the caller holds the segmenter's lock). The reasoner input has its own non-blocking
+stream, upload buffers and lock, and never touches the segmenter: it runs while a SAM2
+encode of the same frame is in progress on another thread (the pipeline's overlap), instead
+of waiting for it.
+
+NV12 in device memory must be **pitch-linear**: a luma and a chroma pointer, each with a
+row pitch. Jetson camera (Argus, ``nvarguscamerasrc``) and decoder (``nvv4l2decoder``)
+surfaces are **block-linear** by default (``NVBUF_LAYOUT_BLOCK_LINEAR``): their pixels are
+tiled and they have no pitch pointer (mapped through EGL they come as CUDA arrays,
+``CU_EGL_FRAME_TYPE_ARRAY``, not ``CU_EGL_FRAME_TYPE_PITCH``). Convert them first with
+``NvBufSurfTransform`` into a surface made with ``NVBUF_LAYOUT_PITCH`` (in GStreamer:
+``nvvidconv bl-output=false``), or the kernel reads tiles as rows.
 
 Used by :class:`segzero_edge.pipeline.SegZeroEdge` when :func:`usable` says so; the CPU twin
 (:mod:`segzero_edge.pixels`) runs otherwise.
@@ -13,11 +27,14 @@ Used by :class:`segzero_edge.pipeline.SegZeroEdge` when :func:`usable` says so; 
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
 
 from . import native
+from .cuda_memory import DeviceBuffer, check, create_stream, destroy_stream
+from .device import cudart
 from .image import Frame, NV12Frame
 from .layout import REASONER_SIZE, SAM2_LOW_RES
 
@@ -38,33 +55,53 @@ def usable(segmenter: Any) -> tuple[bool, str]:
 
 
 class CudaPixels:
-    """Pre/post-processing kernels bound to one TensorRT segmenter's buffers and stream."""
+    """Pre/post-processing kernels bound to one TensorRT segmenter's buffers and stream, plus
+    a stream of their own for the reasoner input.
+
+    :meth:`encode`, :meth:`keep` and :meth:`masks` queue work on the segmenter's stream: call
+    them under the lock that serialises the segmenter. :meth:`reasoner_input` takes only
+    this object's own lock, so it may run beside them.
+    """
 
     def __init__(self, segmenter: Any, max_objects: int = MAX_OBJECTS) -> None:
-        from .segmenter.tensorrt import DeviceBuffer
-
         self.segmenter = segmenter
-        self._Buffer = DeviceBuffer
         self.max_objects = int(max_objects)
-        self._reasoner = DeviceBuffer((REASONER_SIZE, REASONER_SIZE, 3), np.uint8)
-        low = (self.max_objects, SAM2_LOW_RES, SAM2_LOW_RES)
-        self._chosen = DeviceBuffer(low, np.float32)
-        self._stats = DeviceBuffer((5,), np.uint32)
-        self._frames: dict[str, Any] = {}  # upload buffers for host frames, reused by size
-        self._bits: Any = None
+        self._reasoner_lock = threading.Lock()  # the reasoner input's buffers and stream
+        self._frames: dict[str, DeviceBuffer] = {}  # host-frame uploads by (path, plane)
+        self._bits: DeviceBuffer | None = None
+        self._stream: int | None = create_stream()  # the reasoner input's own stream
+        try:  # a failed allocation frees the others when collected; the stream here
+            self._reasoner = DeviceBuffer((REASONER_SIZE, REASONER_SIZE, 3), np.uint8)
+            low = (self.max_objects, SAM2_LOW_RES, SAM2_LOW_RES)
+            self._chosen = DeviceBuffer(low, np.float32)
+            self._stats = DeviceBuffer((5,), np.uint32)
+        except BaseException:
+            destroy_stream(self._stream)
+            raise
+
+    @property
+    def stream(self) -> int:
+        """The reasoner input's CUDA stream (non-blocking; not the segmenter's)."""
+        if self._stream is None:
+            raise RuntimeError("this CudaPixels has been closed")
+        return self._stream
 
     # -- frames ---------------------------------------------------------------------------
 
-    def _upload(self, key: str, array: np.ndarray) -> Any:
+    def _upload(self, key: str, array: np.ndarray, stream: int) -> DeviceBuffer:
         buf = self._frames.get(key)
         if buf is None or buf.shape != array.shape:
-            buf = self._Buffer(array.shape, np.uint8)
+            buf = DeviceBuffer(array.shape, np.uint8)
             self._frames[key] = buf
-        buf.upload(array, self.segmenter.stream)
+        buf.upload(array, stream)
         return buf
 
-    def _source(self, frame: Frame) -> tuple[int, int, int, int, str, int | None, int]:
-        """``(ptr, h, w, stride, fmt, uv_ptr, uv_stride)`` of the frame on the device."""
+    def _source(
+        self, frame: Frame, path: str, stream: int
+    ) -> tuple[int, int, int, int, str, int | None, int]:
+        """``(ptr, h, w, stride, fmt, uv_ptr, uv_stride)`` of the frame on the device; a host
+        frame is uploaded on ``stream`` into the buffers of ``path`` ("sam" or "reasoner",
+        so the two paths never share an upload buffer)."""
         if isinstance(frame, NV12Frame):
             h, w = frame.hw
             if frame.on_device:
@@ -79,17 +116,18 @@ class CudaPixels:
                     int(frame.uv_pitch or w),
                 )
             assert isinstance(frame.y, np.ndarray) and isinstance(frame.uv, np.ndarray)
-            y = self._upload("y", np.ascontiguousarray(frame.y))
-            uv = self._upload("uv", np.ascontiguousarray(frame.uv))
+            y = self._upload(f"{path}:y", np.ascontiguousarray(frame.y), stream)
+            uv = self._upload(f"{path}:uv", np.ascontiguousarray(frame.uv), stream)
             return y.ptr, h, w, w, frame.fmt, uv.ptr, w
         h, w = frame.shape[:2]
-        rgb = self._upload("rgb", np.ascontiguousarray(frame))
+        rgb = self._upload(f"{path}:rgb", np.ascontiguousarray(frame), stream)
         return rgb.ptr, h, w, 3 * w, "rgb", None, 0
 
     def encode(self, frame: Frame) -> Any:
-        """SAM2 input written by the kernel into the encoder's buffer, then the encoder."""
+        """SAM2 input written by the kernel into the encoder's buffer, then the encoder (on
+        the segmenter's stream: hold the segmenter's lock)."""
         seg = self.segmenter
-        ptr, h, w, stride, fmt, uv, uv_stride = self._source(frame)
+        ptr, h, w, stride, fmt, uv, uv_stride = self._source(frame, "sam", seg.stream)
         target = seg.image_buffer
         native.preprocess_cuda(
             ptr, h, w, stride, fmt, target.ptr, None, uv_ptr=uv, uv_stride=uv_stride,
@@ -98,22 +136,27 @@ class CudaPixels:
         return seg.encode_loaded()
 
     def reasoner_input(self, frame: Frame) -> np.ndarray:
-        """The 840 x 840 x 3 uint8 reasoner input (PIL bilinear), on the host for llama.cpp."""
-        seg = self.segmenter
-        ptr, h, w, stride, fmt, uv, uv_stride = self._source(frame)
-        native.preprocess_cuda(
-            ptr, h, w, stride, fmt, None, self._reasoner.ptr, uv_ptr=uv, uv_stride=uv_stride,
-            stream=seg.stream,
-        )  # fmt: skip
-        return self._reasoner.download(seg.stream)
+        """The 840 x 840 x 3 uint8 reasoner input (PIL bilinear), on the host for llama.cpp.
+
+        On this object's own stream, under its own lock: it does not wait for (nor block) an
+        encode in progress on the segmenter's stream."""
+        with self._reasoner_lock:
+            stream = self.stream
+            device = int(getattr(self.segmenter, "device", 0) or 0)
+            if device:  # the current device is per host thread
+                check(cudart().cudaSetDevice(device), f"cudaSetDevice({device})")
+            ptr, h, w, stride, fmt, uv, uv_stride = self._source(frame, "reasoner", stream)
+            native.preprocess_cuda(
+                ptr, h, w, stride, fmt, None, self._reasoner.ptr, uv_ptr=uv,
+                uv_stride=uv_stride, stream=stream,
+            )  # fmt: skip
+            return self._reasoner.download(stream)
 
     # -- masks ----------------------------------------------------------------------------
 
     def keep(self, index: int, row: int, plane: int) -> None:
         """Copy mask ``plane`` of prompt ``row`` of the segmenter's decoder output
         (``[B, 4, 256, 256]`` on the device) to object slot ``index``."""
-        from .device import cudart
-
         if not 0 <= index < self.max_objects:
             raise ValueError(f"object {index} is beyond the {self.max_objects} mask slots")
         src = self.segmenter.mask_buffer
@@ -121,16 +164,16 @@ class CudaPixels:
             raise ValueError(f"the decoder writes {src.dtype} masks; the kernel reads float32")
         plane_bytes = SAM2_LOW_RES * SAM2_LOW_RES * 4
         rt = cudart()
-        err = rt.cudaMemcpyAsync(
-            self._chosen.ptr + index * plane_bytes,
-            src.ptr + (row * src.shape[1] + plane) * plane_bytes,
-            plane_bytes,
-            rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice,
-            self.segmenter.stream,
+        check(
+            rt.cudaMemcpyAsync(
+                self._chosen.ptr + index * plane_bytes,
+                src.ptr + (row * src.shape[1] + plane) * plane_bytes,
+                plane_bytes,
+                rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice,
+                self.segmenter.stream,
+            ),
+            "cudaMemcpyAsync (device to device)",
         )
-        err = err[0] if isinstance(err, tuple) else err
-        if err != rt.cudaError_t.cudaSuccess:
-            raise RuntimeError(f"cudaMemcpyAsync (device to device) failed: {err}")
 
     def masks(self, n: int, out_hw: tuple[int, int]) -> tuple[np.ndarray, int, Any]:
         """OR of the first ``n`` kept masks upsampled to ``out_hw`` and > 0: (mask, area, box)."""
@@ -138,7 +181,7 @@ class CudaPixels:
         h, w = out_hw
         words = (h, (w + 31) // 32)
         if self._bits is None or self._bits.shape != words:
-            self._bits = self._Buffer(words, np.uint32)
+            self._bits = DeviceBuffer(words, np.uint32)
         native.postprocess_masks_cuda(
             self._chosen.ptr, n, (SAM2_LOW_RES, SAM2_LOW_RES), (h, w), self._bits.ptr,
             self._stats.ptr, stream=seg.stream,
@@ -149,7 +192,19 @@ class CudaPixels:
         return native.unpack_bits(bits, w), area, box
 
     def close(self) -> None:
-        for buf in (self._reasoner, self._chosen, self._stats, self._bits, *self._frames.values()):
-            if buf is not None:
-                buf.free()
-        self._frames = {}
+        """Free the buffers and the reasoner stream (idempotent); waits for a reasoner input
+        in progress."""
+        with self._reasoner_lock:
+            for buf in (
+                self._reasoner,
+                self._chosen,
+                self._stats,
+                self._bits,
+                *self._frames.values(),
+            ):
+                if buf is not None:
+                    buf.free()
+            self._frames = {}
+            if self._stream is not None:
+                stream, self._stream = self._stream, None
+                destroy_stream(stream)

@@ -22,6 +22,7 @@ import platform
 import re
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,8 +217,49 @@ def tensorrt_version() -> tuple[str | None, str]:
     return (None, why) if trt is None else (str(trt.__version__), "")
 
 
+MIN_TENSORRT = (10, 0)
+"""The oldest TensorRT the engine builder and runtime support: they use the TensorRT 10 API
+(``create_network()`` is explicit-batch only there, ``set_tensor_address`` /
+``execute_async_v3``) and parse opset-18 ONNX graphs. JetPack 6.0 (L4T 36.2 / 36.3) ships
+TensorRT 8.6, whose ``create_network(0)`` is an implicit-batch network the ONNX parser
+rejects; JetPack 6.1 and 6.2 (L4T 36.4.x) ship TensorRT 10.3."""
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``"10.3.0.30"`` -> ``(10, 3, 0, 30)``; leading numeric parts only (``"8.6.2a"`` ->
+    ``(8, 6, 2)``); ``()`` when it does not start with a number."""
+    parts = []
+    for piece in text.strip().split("."):
+        m = re.match(r"\d+", piece)
+        if m is None:
+            break
+        parts.append(int(m.group()))
+        if m.end() != len(piece):
+            break
+    return tuple(parts)
+
+
+def tensorrt_supported(version: str | None) -> tuple[bool, str]:
+    """Whether TensorRT ``version`` can build and run this project's engines, and why not."""
+    if version is None:
+        return False, "TensorRT is not installed"
+    parsed = parse_version(version)
+    if not parsed:
+        return False, f"TensorRT reports an unreadable version {version!r}"
+    if parsed < MIN_TENSORRT:
+        need = ".".join(map(str, MIN_TENSORRT))
+        return False, (
+            f"TensorRT {version} is older than {need}, which segzero-edge needs (TensorRT 10 "
+            "API, explicit-batch networks, opset-18 graphs); JetPack 6.0 ships TensorRT 8.6: "
+            "upgrade to JetPack 6.1 or later (TensorRT 10.3), or run SAM2 on onnxruntime "
+            "(--segmenter-backend onnxruntime)"
+        )
+    return True, ""
+
+
 def import_tensorrt() -> Any:
-    """``import tensorrt``, or :class:`TensorRTUnavailable` saying where it comes from."""
+    """``import tensorrt``, or :class:`TensorRTUnavailable` saying where it comes from or why
+    its version cannot be used (older than :data:`MIN_TENSORRT`)."""
     trt, why = load_tensorrt()
     if trt is None:
         raise TensorRTUnavailable(
@@ -225,7 +267,26 @@ def import_tensorrt() -> Any:
             "(apt package python3-libnvinfer; in a venv use --system-site-packages), "
             "not from pip; engines must be built on the device that runs them."
         )
+    ok, why = tensorrt_supported(str(trt.__version__))
+    if not ok:
+        raise TensorRTUnavailable(why)
     return trt
+
+
+_TRT_LOGGER: list[Any] = []
+_TRT_LOGGER_LOCK = threading.Lock()
+
+
+def tensorrt_logger() -> Any:
+    """The process's one ``tensorrt.Logger`` (WARNING and above), shared by every builder and
+    runtime: TensorRT treats the logger as a process-wide singleton (its ``ILogger``
+    documentation: instances of ``IBuilder`` / ``IRuntime`` must all use the same logger),
+    and it must outlive every object made through it. Raises like :func:`import_tensorrt`."""
+    trt = import_tensorrt()
+    with _TRT_LOGGER_LOCK:
+        if not _TRT_LOGGER:
+            _TRT_LOGGER.append(trt.Logger(trt.Logger.WARNING))
+        return _TRT_LOGGER[0]
 
 
 def cudart() -> Any:

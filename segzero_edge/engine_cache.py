@@ -163,50 +163,82 @@ def onnx_sha256(bundle_dir: Path, onnx_name: str) -> str:
     return sha256_file(path)
 
 
-def _find(root: Path, names: tuple[str, ...]) -> list[Path] | None:
+BUILD_HINT = "segzero-edge build-engines {bundle}"
+
+
+def _folders(root: Path) -> list[Path]:
+    base = root / ENGINES_DIR
+    return sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+
+
+def check_engines(
+    bundle_dir: str | os.PathLike[str], names: tuple[str, ...] = ENGINE_NAMES
+) -> tuple[list[Path] | None, str]:
+    """The plans of ``names`` built for this device and the bundle's ONNX, or ``None`` and
+    why not, in words for the user: no folder for this device (naming the folders that do
+    exist, built for other devices or TensorRT versions), or the first stale engine and why
+    (:func:`stale_reason`, e.g. "built with TensorRT 10.3.0.26, this is 10.3.0.30"), with the
+    command that rebuilds them. Build flags are not compared."""
+    root = Path(bundle_dir)
     out = engine_dir(root)
+    hint = BUILD_HINT.format(bundle=root)
     if not out.is_dir():
-        return None
+        others = [p.name for p in _folders(root)]
+        where = f"; engines exist for {', '.join(others)}" if others else ""
+        return None, (
+            f"no TensorRT engines for this device ({out.name}) under {root / ENGINES_DIR}"
+            f"{where}; build them here: {hint}"
+        )
     meta = read_meta(out)
     trt_version, _ = tensorrt_version()
     for name in names:
         onnx = root / f"{name}.onnx"
         if not onnx.is_file():
-            return None
+            return None, f"{onnx} is missing from the bundle"
         why = stale_reason(
             name, meta, plan=plan_path(out, name), onnx_sha256=onnx_sha256(root, onnx.name),
             tensorrt_version=trt_version, fingerprint=out.name, flags=None,
         )  # fmt: skip
         if why:
-            log.info("TensorRT engine %s in %s is not usable: %s", name, out, why)
-            return None
-    return [plan_path(out, name) for name in names]
+            return None, f"TensorRT engine {name} in {out} is stale: {why}; rebuild: {hint}"
+    return [plan_path(out, name) for name in names], ""
 
 
 def find_engines(bundle_dir: str | os.PathLike[str]) -> tuple[Path, Path] | None:
-    """``(encoder_plan, decoder_plan)`` built for this device and the bundle's ONNX, else None.
+    """``(encoder_plan, decoder_plan)`` built for this device and the bundle's ONNX, else None
+    (:func:`check_engines` says why).
 
     Compares the fingerprint, the TensorRT version (when importable), the ONNX sha256 (from
     the manifest when it lists them) and the plan sizes; build flags are not compared.
     """
-    plans = _find(Path(bundle_dir), ENGINE_NAMES)
-    return None if plans is None else (plans[0], plans[1])
+    plans, why = check_engines(bundle_dir, ENGINE_NAMES)
+    if plans is None:
+        log.info("%s", why)
+        return None
+    return plans[0], plans[1]
 
 
 def find_memory_engines(bundle_dir: str | os.PathLike[str]) -> tuple[Path, Path] | None:
     """``(memory_attention_plan, memory_encoder_plan)`` like :func:`find_engines`, else None
     (also when the bundle has no memory graphs)."""
-    plans = _find(Path(bundle_dir), MEMORY_ENGINE_NAMES)
-    return None if plans is None else (plans[0], plans[1])
+    plans, why = check_engines(bundle_dir, MEMORY_ENGINE_NAMES)
+    if plans is None:
+        log.info("%s", why)
+        return None
+    return plans[0], plans[1]
 
 
-def engine_status(bundle_dir: str | os.PathLike[str]) -> dict[str, str]:
-    """Per engine: ``"ok"`` or why it would be rebuilt (ignoring flags); for ``doctor``.
-
-    The memory engines are listed only for bundles that have the memory graphs.
+def engine_status(
+    bundle_dir: str | os.PathLike[str],
+    fingerprint: str | None = None,
+    tensorrt_version: str | None = None,
+) -> dict[str, str]:
+    """Per engine of the folder ``fingerprint`` (this device's by default): ``"ok"`` or why it
+    would be rebuilt, ignoring flags; the TensorRT version is compared when given. For
+    ``doctor``. The memory engines are listed only for bundles that have the memory graphs.
     """
     root = Path(bundle_dir)
-    out = engine_dir(root)
+    out = engine_dir(root, fingerprint)
     meta = read_meta(out)
     status = {}
     memory = [n for n in MEMORY_ENGINE_NAMES if (root / f"{n}.onnx").is_file()]
@@ -217,10 +249,42 @@ def engine_status(bundle_dir: str | os.PathLike[str]) -> dict[str, str]:
             continue
         why = stale_reason(
             name, meta, plan=plan_path(out, name), onnx_sha256=onnx_sha256(root, onnx.name),
-            tensorrt_version=None, fingerprint=out.name, flags=None,
+            tensorrt_version=tensorrt_version, fingerprint=out.name, flags=None,
         )  # fmt: skip
         status[name] = why or "ok"
     return status
+
+
+def engine_folders(bundle_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every folder under ``bundle/engines/`` and its state, this device's first: ``folder``,
+    ``this_device``, ``tensorrt_version`` (from its ``engines.json``), ``state`` ("current",
+    "stale", "not built" or "other device or TensorRT") and ``engines`` (name -> "ok" or why
+    it is stale, the TensorRT version in use compared; for this device's folder only). This
+    device's folder is listed even when absent."""
+    root = Path(bundle_dir)
+    mine = engine_dir(root).name
+    trt_version, _ = tensorrt_version()
+    names = [mine] + [p.name for p in _folders(root) if p.name != mine]
+    out = []
+    for name in names:
+        meta = read_meta(root / ENGINES_DIR / name)
+        entry: dict[str, Any] = {
+            "folder": name,
+            "this_device": name == mine,
+            "tensorrt_version": meta.get("tensorrt_version"),
+        }
+        if name != mine:
+            entry.update(state="other device or TensorRT", engines={})
+            out.append(entry)
+            continue
+        status = engine_status(root, name, trt_version)
+        entry["engines"] = status
+        if not (root / ENGINES_DIR / name).is_dir():
+            entry["state"] = "not built"
+        else:
+            entry["state"] = "current" if set(status.values()) == {"ok"} else "stale"
+        out.append(entry)
+    return out
 
 
 __all__ = [
@@ -238,7 +302,9 @@ __all__ = [
     "PROMPTS_PROFILE",
     "TIMING_CACHE_FILE",
     "BuildFlags",
+    "check_engines",
     "engine_dir",
+    "engine_folders",
     "engine_status",
     "find_engines",
     "find_memory_engines",

@@ -25,3 +25,21 @@ class TensorRTUnavailable(RuntimeError):
 
 class CommandError(Exception):
     """A problem the user can fix; printed as one line, exit code 2."""
+
+
+class MissingExtra(CommandError):
+    """An optional dependency is not installed; the message names the extra that brings it."""
+
+
+def require(module: str, extra: str, what: str) -> object:
+    """Import ``module`` or raise :class:`MissingExtra` saying ``what`` needs
+    ``pip install 'segzero-edge[extra]'``."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise MissingExtra(
+            f"{what} needs the [{extra}] extra ({e.name or module} is not installed): "
+            f"pip install 'segzero-edge[{extra}]'"
+        ) from None

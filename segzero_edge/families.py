@@ -10,22 +10,54 @@ Seg-Zero's public checkpoints come in two families (``dvlab-research/Seg-Zero`` 
   Reference: ``inference_scripts/infer.py`` and ``evaluation_scripts/evaluation.py``.
 - ``multi-object``: ``Ricky06662/VisionReasoner-7B``. Reference:
   ``inference_scripts/infer_multi_object.py`` and
-  ``evaluation_scripts/evaluation_visionreasoner.py`` (the query normalisation of the latter,
-  which is also VisionReasoner's ``vision_reasoner/models/vision_reasoner_model.py``).
+  ``evaluation_scripts/evaluation_visionreasoner.py``. Its prompt follows the latter
+  (``text.lower().strip(".\"?!")``, also VisionReasoner's
+  ``vision_reasoner/models/vision_reasoner_model.py``).
+- ``multi-object-infer``: the same checkpoint and answer, with the prompt of
+  ``inference_scripts/infer_multi_object.py`` (``text.lower().strip(".")``: a query ending in
+  ``?``, ``!`` or ``"`` keeps it).
+
+Every family states which script its prompt follows (``prompt_reference``) and which script's
+scoring ``segzero-edge eval --protocol segzero`` reproduces for it (``evaluation_reference``,
+applied by :meth:`ModelFamily.evaluation_objects`).
 
 Both references resize the image to 840 x 840 (PIL bilinear), decode greedily with up to 1024
 new tokens, and use SAM2.0 ``facebook/sam2-hiera-large`` with ``multimask_output=True``,
 keeping the highest-scored mask. A new family is one more :class:`ModelFamily` in
 :data:`FAMILIES` (and its hub ids in :data:`CHECKPOINT_FAMILIES`).
+
+Qwen3-VL checkpoints see a frame that is a multiple of 32 pixels (16 px patches, 2 x 2 merge)
+and ground in coordinates relative to the image on a 0-1000 grid per axis; their family says
+so with ``frame``, ``patch_merge`` and ``coord_range``:
+
+- ``qwen3vl-grounding``: a generic family for Qwen3-VL base / instruct checkpoints (no
+  reasoning-segmentation training of their own): the multi-object prompt and answer schema
+  with coordinates on the 0-1000 grid and ``[]`` for a query with no target. A trained
+  Qwen3-VL reasoning-segmentation checkpoint gets its own family here, with its reference's
+  prompt and schema.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from .answer import Mapping, format_list_answer, format_v1_answer, map_half_up, map_round_int
+from .answer import (
+    Mapping,
+    format_list_answer,
+    format_v1_answer,
+    map_half_up,
+    map_round_int,
+    parse_answer,
+)
 from .answer import to_image_frame as _to_image_frame
+from .layout import (
+    PATCH_MERGE,
+    QWEN3VL_COORD_RANGE,
+    QWEN3VL_FRAME,
+    QWEN3VL_PATCH_MERGE,
+    REASONER_SIZE,
+)
 from .prompt import normalise_query
 from .reasoner.grammar import (
     DEFAULT_MAX_OBJECTS,
@@ -34,7 +66,7 @@ from .reasoner.grammar import (
     v1_answer_grammar,
 )
 from .segmenter.prompts import Sam2PromptRule
-from .types import ObjectPrompt
+from .types import ObjectPrompt, Status
 
 
 @dataclass(frozen=True)
@@ -46,12 +78,23 @@ class ModelFamily:
     ``schema`` is ``"object"`` (one dict) or ``"list"`` (a list of dicts); ``mapping`` maps one
     coordinate from the 840 frame to the image; ``max_new_tokens`` is the reference's decode
     budget; ``sam2_checkpoint`` the SAM2 the reference pairs it with; ``reward`` the
-    ``segzero_train.rewards`` set its reference training used.
+    ``segzero_train.rewards`` set its reference training used; ``prompt_reference`` the
+    script whose prompt :meth:`build_prompt` reproduces byte for byte; ``evaluation_reference``
+    the script whose scoring :meth:`evaluation_objects` reproduces.
+
+    The backbone's geometry (defaults: Qwen2.5-VL in Seg-Zero's 840 frame): ``frame`` is the
+    side of the square (pixels) the image is resized to for the reasoner, a multiple of
+    ``patch_merge`` (pixels per image token side: 28 for Qwen2.5-VL, 32 for Qwen3-VL);
+    ``coord_range`` is the range the answer's coordinates span per axis (``None``: the frame's
+    pixels; 1000 for Qwen3-VL's relative grid); ``architecture`` the HF architecture of the
+    checkpoints (the exporter refuses another).
     """
 
     name: str
     checkpoints: tuple[str, ...]
     reference: str
+    prompt_reference: str
+    evaluation_reference: str
     question_template: str
     example_answer: str
     query_strip: str
@@ -62,6 +105,27 @@ class ModelFamily:
     sam2_checkpoint: str
     reward: str
     grammar_fn: Callable[[int], AnswerGrammar]
+    frame: int = REASONER_SIZE
+    patch_merge: int = PATCH_MERGE
+    coord_range: int | None = None
+    architecture: str = "Qwen2_5_VLForConditionalGeneration"
+
+    def __post_init__(self) -> None:
+        if self.frame <= 0 or self.frame % self.patch_merge:
+            raise ValueError(
+                f"family {self.name!r}: frame {self.frame} is not a positive multiple of "
+                f"patch_merge {self.patch_merge}"
+            )
+
+    @property
+    def image_tokens(self) -> int:
+        """Image tokens of one ``frame`` x ``frame`` image: ``(frame / patch_merge) ** 2``."""
+        return (self.frame // self.patch_merge) ** 2
+
+    @property
+    def coord_frame(self) -> int:
+        """The span of the answer's coordinates per axis (``coord_range``, else ``frame``)."""
+        return self.coord_range or self.frame
 
     def normalise_query(self, query: str) -> str:
         """``query.lower().strip(query_strip)`` (``ValueError`` for an empty or huge query)."""
@@ -77,11 +141,25 @@ class ModelFamily:
         """The GBNF of this family's answer (``max_objects`` applies to list schemas)."""
         return self.grammar_fn(max_objects)
 
+    def evaluation_objects(self, text: str, image_hw: tuple[int, int]) -> list[ObjectPrompt] | None:
+        """The image-frame objects :attr:`evaluation_reference` segments for the generation
+        ``text`` on an H x W image, ``None`` where that script scores a parse failure.
+
+        The one parser's strict rule for this family's schema
+        (``parse_answer(text, strict=True, schema=self.schema)``), mapped with this family's
+        mapping; ``[]`` for an answer with no object (an empty mask).
+        """
+        parsed = parse_answer(text, strict=True, schema=self.schema)
+        if parsed.status not in (Status.OK, Status.NO_OBJECT):
+            return None
+        return self.to_image_frame(parsed.objects, image_hw)
+
     def to_image_frame(
         self, objects: Sequence[ObjectPrompt], image_hw: tuple[int, int]
     ) -> list[ObjectPrompt]:
-        """Objects from the 840 frame to H x W pixels with this family's mapping."""
-        return _to_image_frame(objects, image_hw, self.mapping)
+        """Objects from the answer's frame (:attr:`coord_frame`: 840 pixels, or Qwen3-VL's
+        0-1000 grid) to H x W pixels with this family's mapping (``v * W / coord_frame``)."""
+        return _to_image_frame(objects, image_hw, self.mapping, self.coord_frame)
 
     def format_answer(self, objects: Sequence[ObjectPrompt], reasoning: str = "") -> str:
         """The generation a well-behaved model of this family writes for ``objects`` (840
@@ -103,6 +181,9 @@ SEGZERO_V1 = ModelFamily(
         "Ricky06662/Seg-Zero-3B",
     ),
     reference=f"{_REFERENCE} inference_scripts/infer.py, evaluation_scripts/evaluation.py",
+    # infer.py builds the same prompt
+    prompt_reference=f"{_REFERENCE} evaluation_scripts/evaluation.py",
+    evaluation_reference=f"{_REFERENCE} evaluation_scripts/evaluation.py",
     # infer.py / evaluation.py QUESTION_TEMPLATE (the string pieces joined without spaces)
     question_template=(
         "Please find '{Question}' with bbox and points."
@@ -132,6 +213,8 @@ MULTI_OBJECT = ModelFamily(
         f"{_REFERENCE} inference_scripts/infer_multi_object.py, "
         "evaluation_scripts/evaluation_visionreasoner.py"
     ),
+    prompt_reference=f"{_REFERENCE} evaluation_scripts/evaluation_visionreasoner.py",
+    evaluation_reference=f"{_REFERENCE} evaluation_scripts/evaluation_visionreasoner.py",
     question_template=(
         'Please find "{Question}" with bboxs and points.'
         "Compare the difference between object(s) and find the most closely matched object(s)."
@@ -155,7 +238,58 @@ MULTI_OBJECT = ModelFamily(
     grammar_fn=list_answer_grammar,
 )
 
-FAMILIES: dict[str, ModelFamily] = {f.name: f for f in (SEGZERO_V1, MULTI_OBJECT)}
+MULTI_OBJECT_INFER = replace(
+    MULTI_OBJECT,
+    name="multi-object-infer",
+    checkpoints=(),  # a prompt variant: the hub ids resolve to ``multi-object``
+    prompt_reference=f"{_REFERENCE} inference_scripts/infer_multi_object.py",
+    query_strip=".",  # args.text.lower().strip(".")
+)
+"""``multi-object`` with the prompt of ``infer_multi_object.py`` (only ``.`` stripped)."""
+
+QWEN3VL_GROUNDING = ModelFamily(
+    name="qwen3vl-grounding",
+    checkpoints=(),  # generic: any Qwen3-VL-2B/4B/8B base or instruct checkpoint, by --family
+    reference=(
+        f"{_REFERENCE} inference_scripts/infer_multi_object.py (prompt and answer schema); "
+        "QwenLM/Qwen3-VL grounding convention (bbox_2d / point_2d relative on a 0-1000 grid)"
+    ),
+    # the prompt is infer_multi_object.py's with the 0-1000 grid and the empty answer stated:
+    # no reference script formats it byte for byte, so this family names the one it adapts
+    prompt_reference=f"{_REFERENCE} inference_scripts/infer_multi_object.py (adapted)",
+    evaluation_reference=f"{_REFERENCE} evaluation_scripts/evaluation_visionreasoner.py",
+    question_template=(
+        'Please find "{Question}" with bboxs and points.'
+        "Compare the difference between object(s) and find the most closely matched object(s)."
+        "Output the thinking process in <think> </think> and final answer in <answer> </answer>"
+        " tags."
+        "Output the bbox(es) and point(s) inside the interested object(s) in JSON format, "
+        "coordinates relative to the image on a 0-1000 grid; output [] if there is no such "
+        "object."
+        "i.e., <think> thinking process here </think>"
+        "<answer>{Answer}</answer>"
+    ),
+    example_answer=(
+        '[{"bbox_2d": [12,119,238,250], "point_2d": [36,131]}, '
+        '{"bbox_2d": [268,352,840,936], "point_2d": [360,488]}]'
+    ),
+    query_strip='."?!',
+    schema="list",
+    sam2=Sam2PromptRule(point_labels=(1,)),
+    mapping=map_half_up,  # int(v * W / 1000 + 0.5)
+    max_new_tokens=1024,
+    sam2_checkpoint="sam2_hiera_large",
+    reward="multi_object",
+    grammar_fn=lambda n: list_answer_grammar(n, QWEN3VL_COORD_RANGE),
+    frame=QWEN3VL_FRAME,
+    patch_merge=QWEN3VL_PATCH_MERGE,
+    coord_range=QWEN3VL_COORD_RANGE,
+    architecture="Qwen3VLForConditionalGeneration",
+)
+
+FAMILIES: dict[str, ModelFamily] = {
+    f.name: f for f in (SEGZERO_V1, MULTI_OBJECT, MULTI_OBJECT_INFER, QWEN3VL_GROUNDING)
+}
 """Every known family by name."""
 
 CHECKPOINT_FAMILIES: dict[str, str] = {
@@ -194,6 +328,8 @@ __all__ = [
     "CHECKPOINT_FAMILIES",
     "FAMILIES",
     "MULTI_OBJECT",
+    "MULTI_OBJECT_INFER",
+    "QWEN3VL_GROUNDING",
     "SEGZERO_V1",
     "ModelFamily",
     "build_prompt",

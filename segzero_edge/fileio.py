@@ -14,9 +14,10 @@ import fcntl
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 
@@ -49,33 +50,67 @@ def plain_modes(root: str | os.PathLike[str]) -> None:
                 plain_mode(path)
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds.
-
-    The file gets the umask's mode (0644 under 022). Raises ``IsADirectoryError`` at once
-    when ``path`` is a folder, ``FileExistsError`` when it is something else that is not a
-    regular file (a device such as ``/dev/null``, a FIFO, a socket): renaming over it would
-    replace it.
-    """
-    dest = Path(path)
+def _check_file_dest(dest: Path) -> None:
+    """``IsADirectoryError`` when ``dest`` is a folder, ``FileExistsError`` when it is something
+    else that is not a regular file (a device such as ``/dev/null``, a FIFO, a socket):
+    renaming a file over it would replace it."""
     if dest.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a directory, not a file name", str(dest))
     if os.path.lexists(dest) and not (dest.is_file() or dest.is_symlink()):
         raise FileExistsError(
             errno.EEXIST, "exists and is not a regular file (a device, FIFO or socket)", str(dest)
         )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_paths(paths: Sequence[str | os.PathLike[str]]) -> Iterator[list[Path]]:
+    """Yield one temporary path beside each of ``paths``; if the block succeeds, rename them
+    all into place, as one set: every destination is checked before the block and again
+    before the first rename, so a bad name leaves none of the files written.
+
+    The files get the umask's mode (0644 under 022). Raises ``ValueError`` when two of
+    ``paths`` name the same file (after following symbolic links), and the errors of
+    :func:`_check_file_dest` (``IsADirectoryError``, ``FileExistsError``).
+    """
+    dests = [Path(p) for p in paths]
+    seen: dict[str, Path] = {}
+    for dest in dests:
+        key = os.path.realpath(dest)
+        if key in seen:
+            raise ValueError(f"{seen[key]} and {dest} name the same file; give distinct names")
+        seen[key] = dest
+    for dest in dests:
+        _check_file_dest(dest)
+    tmps: list[Path] = []
     try:
-        yield Path(tmp)
-        if os.path.isfile(tmp):
-            plain_mode(tmp)
-        os.replace(tmp, dest)
+        for dest in dests:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+            os.close(fd)
+            tmps.append(Path(tmp))
+        yield list(tmps)
+        for dest in dests:  # something may have taken a name meanwhile: replace nothing then
+            _check_file_dest(dest)
+        for tmp, dest in zip(tmps, dests, strict=True):
+            if os.path.isfile(tmp):
+                plain_mode(tmp)
+            os.replace(tmp, dest)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for tmp in tmps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds.
+
+    :func:`atomic_paths` for one file: the umask's mode; ``IsADirectoryError`` at once when
+    ``path`` is a folder, ``FileExistsError`` when it is something else that is not a
+    regular file.
+    """
+    with atomic_paths([path]) as tmps:
+        yield tmps[0]
 
 
 _HELD: dict[str, tuple[int, int]] = {}  # lock file -> (thread holding it, depth)
@@ -88,6 +123,8 @@ def output_lock(path: str | os.PathLike[str]) -> Iterator[None]:
     another process or thread holds it (the thread holding it may take it again).
 
     The lock is ``flock`` on ``.NAME.lock`` beside ``path``; the file is removed on release.
+    It is opened with ``O_NOFOLLOW``: a symbolic link planted under its name is refused
+    (``FileExistsError``), never followed (which would create or lock its target).
     """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -105,7 +142,19 @@ def output_lock(path: str | os.PathLike[str]) -> Iterator[None]:
                 _HELD[key] = (me, _HELD[key][1] - 1)
         return
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
+        except OSError as e:
+            if e.errno != errno.ELOOP:
+                raise
+            raise FileExistsError(
+                errno.EEXIST, f"its lock file {lock} is a symbolic link: not followed", str(dest)
+            ) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise FileExistsError(
+                errno.EEXIST, f"its lock file {lock} is not a regular file", str(dest)
+            )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -114,7 +163,7 @@ def output_lock(path: str | os.PathLike[str]) -> Iterator[None]:
                 errno.EEXIST, "another process is writing it right now (lock held)", str(dest)
             ) from None
         try:
-            same = os.path.samestat(os.fstat(fd), os.stat(lock))
+            same = os.path.samestat(os.fstat(fd), os.lstat(lock))
         except FileNotFoundError:
             same = False
         if same:
@@ -133,23 +182,41 @@ def output_lock(path: str | os.PathLike[str]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
+def atomic_dir(
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    owner: str | None = None,
+    replaces: Collection[str] | None = None,
+) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; move it into place if the block succeeds.
 
     An existing ``path`` is a ``FileExistsError`` unless ``overwrite``; it is then replaced
-    only after the new folder is complete. A second writer of ``path`` meanwhile gets a
-    ``FileExistsError`` (:func:`output_lock`). The folder and everything in it get the
-    umask's modes (0755 / 0644 under 022).
+    only after the new folder is complete. With ``owner`` (a format id of
+    :mod:`segzero_edge.owned`) the new folder is marked as the project's, and an existing
+    ``path`` is replaced only when it is empty or marked with one of ``replaces`` (default:
+    ``owner``), checked before the block runs and again before the swap
+    (:func:`~segzero_edge.owned.check_replaceable`; ``FileExistsError`` otherwise). A second
+    writer of ``path`` meanwhile gets a ``FileExistsError`` (:func:`output_lock`). The folder
+    and everything in it get the umask's modes (0755 / 0644 under 022).
     """
+    from .owned import check_replaceable, write_owner
+
     dest = Path(path)
+    accept = (owner,) if replaces is None and owner is not None else tuple(replaces or ())
     with output_lock(dest):
-        if dest.exists() and not overwrite:
+        if os.path.lexists(dest) and not overwrite:
             raise FileExistsError(f"{dest} already exists (pass overwrite/--force to replace it)")
+        if owner is not None:
+            check_replaceable(dest, accept)
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
         try:
             yield tmp
+            if owner is not None:
+                write_owner(tmp, owner)
+                check_replaceable(dest, accept)
             plain_modes(tmp)
-            if dest.exists():
+            if os.path.lexists(dest):
                 old = dest.with_name(f".{dest.name}.old")
                 shutil.rmtree(old, ignore_errors=True)
                 os.replace(dest, old)

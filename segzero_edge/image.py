@@ -176,7 +176,10 @@ class NV12Frame:
     Device memory: ``y`` and ``uv`` are CUDA device pointers (ints, e.g. from
     ``NvBufSurfaceMapEglImage`` / ``cuGraphicsResourceGetMappedEglFrame``) and ``width``,
     ``height``, ``y_pitch`` and ``uv_pitch`` (bytes) are required; such frames need the
-    pipeline's CUDA path (a TensorRT segmenter and the native library built with CUDA).
+    pipeline's CUDA path (a TensorRT segmenter and the native library built with CUDA). They
+    must be pitch-linear: Jetson camera and decoder surfaces are block-linear by default
+    (tiled, no pitch pointer); convert them with ``NvBufSurfTransform`` to an
+    ``NVBUF_LAYOUT_PITCH`` surface first (see :mod:`segzero_edge.cuda_pixels`).
 
     Colour: ITU-R BT.601-7 (Kr = 0.299, Kb = 0.114). ``full_range=False`` is limited (video)
     range, Y 16..235 and Cb/Cr 16..240 (BT.601-7 section 2.5.3), which is what
@@ -230,11 +233,20 @@ class NV12Frame:
             raise ValueError(f"width/height {self.width} x {self.height} differ from {w} x {h}")
 
     def _check_device(self) -> None:
+        for name, ptr in (("y", self.y), ("uv", self.uv)):
+            if isinstance(ptr, bool) or not isinstance(ptr, int) or not 0 < ptr < 2**64:
+                raise ValueError(
+                    f"NV12 device pointer {name} must be a positive int (a CUDA device "
+                    f"address), got {ptr!r}"
+                )
         need = {"width": self.width, "height": self.height}
         need |= {"y_pitch": self.y_pitch, "uv_pitch": self.uv_pitch}
         missing = [k for k, v in need.items() if v is None]
         if missing:
             raise ValueError(f"a device-memory NV12Frame needs {', '.join(missing)}")
+        for name, value in need.items():
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"NV12 {name} must be an int, got {value!r}")
         w, h = int(self.width or 0), int(self.height or 0)
         if w <= 0 or h <= 0 or w % 2 or h % 2:
             raise ValueError(f"NV12 needs a positive, even width and height, got {w} x {h}")
@@ -242,8 +254,6 @@ class NV12Frame:
             raise ValueError(
                 f"NV12 pitches (y {self.y_pitch}, uv {self.uv_pitch}) must be >= the width {w}"
             )
-        if not self.y or not self.uv:
-            raise ValueError("NV12 device pointers must not be NULL")
 
     @classmethod
     def from_packed(cls, frame: np.ndarray, full_range: bool = False) -> NV12Frame:

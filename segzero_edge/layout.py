@@ -6,6 +6,7 @@ runtime and the benchmarks all read these names from here.
 ```
 bundle/
   manifest.json      MANIFEST (schema SCHEMA_VERSION)
+  .segzero-edge-owner.json  the exporter's marker (segzero_edge.owned): what --force replaces
   reasoner.gguf      REASONER_FILE: Qwen2.5-VL text model (llama.cpp arch ``qwen2vl``)
   mmproj.gguf        MMPROJ_FILE: vision tower + merger (projector ``qwen2.5vl_merger``)
   sam2_encoder.onnx  SAM2_ENCODER_FILE   sam2_decoder.onnx  SAM2_DECODER_FILE
@@ -54,6 +55,13 @@ PATCH_MERGE = 28
 """Qwen2.5-VL: 14-pixel patches merged 2 x 2 into one image token."""
 IMAGE_TOKENS = (REASONER_SIZE // PATCH_MERGE) ** 2
 """Image tokens of one 840 x 840 image: 30 x 30 = 900."""
+QWEN3VL_PATCH_MERGE = 32
+"""Qwen3-VL: 16-pixel patches merged 2 x 2 into one image token."""
+QWEN3VL_FRAME = 832
+"""The square the generic Qwen3-VL family's reasoner sees: the multiple of 32 nearest
+Seg-Zero's 840 (26 x 26 = 676 image tokens; 840 is not a whole number of Qwen3-VL tokens)."""
+QWEN3VL_COORD_RANGE = 1000
+"""Qwen3-VL grounds in coordinates relative to the image on a 0-1000 grid per axis."""
 MAX_N_CTX = 1 << 20
 """Largest reasoner context (``n_ctx``, KV cells) a bundle or caller may ask for; llama.cpp
 keeps ``n_ctx`` in 32 bits, so larger values would wrap (Qwen2.5-VL is trained to 128 Ki)."""

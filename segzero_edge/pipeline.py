@@ -28,11 +28,13 @@ import numpy as np
 
 from . import cuda_pixels, pixels
 from .answer import parse_answer
-from .backends import ImageEmbedding, Reasoner, Segmenter
+from .backends import ImageEmbedding, PromptChecker, Reasoner, Segmenter
 from .errors import BackendError
 from .families import ModelFamily, get_family
 from .image import Frame, ImageLike, NV12Frame, load_frame
 from .image import frame_key as _frame_key
+from .layout import REASONER_SIZE
+from .options import whole_number
 from .placement import default_overlap
 from .segmenter.decode import backend_decoder, best_mask_index, decode_objects
 from .segmenter.prompts import batch_prompts, prompt_arrays
@@ -69,20 +71,22 @@ class SegZeroEdge:
         whose prompt, answer mapping and SAM2 prompt are used. ``overlap``: encode with SAM2
         while the reasoner runs (True), after it (False), or ``None`` for
         :func:`~segzero_edge.placement.default_overlap` of the backends' ``device_kind``;
-        ``timings["overlap"]`` says which ran (1.0 or 0.0)."""
+        ``timings["overlap"]`` says which ran (1.0 or 0.0). ``cache_frames`` (frames whose
+        SAM2 encoding is kept, 0 = none) and ``max_objects`` (objects decoded per answer) are
+        whole numbers; other values raise ``ValueError`` naming the option."""
         self.family = get_family(family)
         self.reasoner = reasoner
         self.segmenter = segmenter
         self.memory = memory
         """SAM2's video memory graphs for :meth:`track` (opened from the bundle on first use)."""
         self.bundle_dir: Path | None = None
-        self.cache_frames = max(0, int(cache_frames))
+        self.cache_frames = whole_number("cache_frames", cache_frames, minimum=0)
         if overlap is None:
             overlap = default_overlap(
                 getattr(reasoner, "device_kind", "cpu"), getattr(segmenter, "device_kind", "cpu")
             )
         self.overlap = bool(overlap)
-        self.max_objects = max_objects
+        self.max_objects = whole_number("max_objects", max_objects, minimum=1)
         usable, why = cuda_pixels.usable(segmenter)
         self._cuda = cuda_pixels.CudaPixels(segmenter, max_objects) if usable else None
         self.pixel_path = "cuda" if self._cuda else "cpu"
@@ -115,6 +119,8 @@ class SegZeroEdge:
 
         overlap = options.pop("overlap", None)
         pipeline_opts = {k: options.pop(k) for k in ("cache_frames",) if k in options}
+        if "cache_frames" in pipeline_opts:  # before the backends load
+            whole_number("cache_frames", pipeline_opts["cache_frames"], minimum=0)
         reasoner, segmenter, family = open_backends(path, overlap=overlap, **options)
         model = cls(reasoner, segmenter, family=family, overlap=overlap, **pipeline_opts)
         model.bundle_dir = Path(path)
@@ -172,9 +178,16 @@ class SegZeroEdge:
                     del self._cache[key]
 
     def _reasoner_input(self, frame: Frame) -> np.ndarray:
-        if self._cuda is not None:
-            with self._segmenter_lock:  # the kernels share the segmenter's stream
-                return self._cuda.reasoner_input(frame)
+        size = self.family.frame
+        if size != REASONER_SIZE:  # the CUDA and native kernels serve the 840 frame only
+            if isinstance(frame, NV12Frame) and frame.on_device:
+                raise ValueError(
+                    f"an NV12 frame in device memory needs the 840 reasoner frame; family "
+                    f"{self.family.name!r} uses {size}: pass a host frame"
+                )
+            return pixels.preprocess_reasoner(frame, size)
+        if self._cuda is not None:  # its own stream, buffers and lock: not the segmenter's,
+            return self._cuda.reasoner_input(frame)  # so it runs beside an encode in progress
         return pixels.preprocess_reasoner(frame)
 
     # -- the call -----------------------------------------------------------------------
@@ -205,7 +218,9 @@ class SegZeroEdge:
         image tokens once and, for the 2nd..Nth query, restores the KV state after them
         (``timings["reasoner_cache_hit"] == 1.0``) and evaluates only the query. Each result
         equals what ``segment(image, query)`` returns. Raises ``ValueError`` for a bad image or
-        any bad query (before any model work), like :meth:`segment`.
+        any bad query, like :meth:`segment`, before any model work: every query is checked
+        (characters, and tokens against the context with a
+        :class:`~segzero_edge.backends.PromptChecker` reasoner) before the first one runs.
         """
         with self._in_call():
             return self._segment_many(image, queries)
@@ -242,6 +257,9 @@ class SegZeroEdge:
             raise ValueError(
                 f"an NV12 frame in device memory needs the CUDA path ({self._cuda_why})"
             )
+        if isinstance(self.reasoner, PromptChecker):  # every query, before any model work
+            for prompt in prompts:
+                self.reasoner.check_prompt(prompt)
         modes = {"overlap": float(self.overlap), "cuda_pixels": float(self._cuda is not None)}
         first: dict[str, float] = dict(modes)
         emb_future = self._embedding_future(img, first)

@@ -146,13 +146,20 @@ def nv12_to_rgb(frame: np.ndarray | NV12Frame, full_range: bool = False) -> np.n
         raise ValueError("an NV12 frame in device memory needs the CUDA path")
     assert isinstance(frame.y, np.ndarray) and isinstance(frame.uv, np.ndarray)
     h, w = frame.hw
-    off, ky, rv, gu, gv, bu = _YUV_FULL if frame.full_range else _YUV_LIMITED
-    y = frame.y.astype(np.int32)
-    uv = frame.uv.reshape(h // 2, w // 2, 2).astype(np.int32) - 128
+    uv = frame.uv.reshape(h // 2, w // 2, 2)
     u = uv[..., 0].repeat(2, axis=0).repeat(2, axis=1)
     v = uv[..., 1].repeat(2, axis=0).repeat(2, axis=1)
-    c = (y - off) * ky + 32768
-    rgb = np.stack([c + rv * v, c - gu * u - gv * v, c + bu * u], axis=-1) >> 16
+    return yuv_to_rgb(frame.y, u, v, full_range=frame.full_range)
+
+
+def yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, full_range: bool = False) -> np.ndarray:
+    """Per-pixel Y, Cb, Cr (three H x W uint8 planes) -> H x W x 3 RGB, BT.601-7 in 16-bit
+    fixed point (limited range unless ``full_range``); the chroma already upsampled."""
+    off, ky, rv, gu, gv, bu = _YUV_FULL if full_range else _YUV_LIMITED
+    cb = u.astype(np.int32) - 128
+    cr = v.astype(np.int32) - 128
+    c = (y.astype(np.int32) - off) * ky + 32768
+    rgb = np.stack([c + rv * cr, c - gu * cb - gv * cr, c + bu * cb], axis=-1) >> 16
     return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
@@ -205,12 +212,13 @@ def preprocess_sam_numpy(image: np.ndarray, dtype: type = np.float32) -> np.ndar
     return ((out - mean) / std)[None].astype(dtype)
 
 
-def preprocess_reasoner_numpy(image: np.ndarray) -> np.ndarray:
-    """H x W x 3 uint8 RGB -> 840 x 840 x 3 uint8 with PIL's bilinear filter."""
+def preprocess_reasoner_numpy(image: np.ndarray, size: int = REASONER_SIZE) -> np.ndarray:
+    """H x W x 3 uint8 RGB -> ``size`` x ``size`` x 3 uint8 (840 by default: the model
+    family's ``frame``) with PIL's bilinear filter."""
     from PIL import Image
 
     img = Image.fromarray(_check_rgb(image), "RGB")
-    img = img.resize((REASONER_SIZE, REASONER_SIZE), Image.Resampling.BILINEAR)
+    img = img.resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(img, dtype=np.uint8)
 
 
@@ -270,8 +278,12 @@ def preprocess_sam(image: Frame, *, dtype: type = np.float32) -> np.ndarray:
     return preprocess_sam_numpy(_frame_to_rgb(image), dtype)
 
 
-def preprocess_reasoner(image: Frame) -> np.ndarray:
-    """H x W x 3 uint8 RGB (or host NV12 frame) -> 840 x 840 x 3 uint8 (PIL bilinear)."""
+def preprocess_reasoner(image: Frame, size: int = REASONER_SIZE) -> np.ndarray:
+    """H x W x 3 uint8 RGB (or host NV12 frame) -> ``size`` x ``size`` x 3 uint8 (PIL
+    bilinear). The native kernels serve the 840 frame; another ``size`` (a Qwen3-VL family's
+    frame) runs PIL's resize."""
+    if size != REASONER_SIZE:
+        return preprocess_reasoner_numpy(_frame_to_rgb(image), size)
     if _use_native():
         first, fmt, uv = _native_args(image)
         _, out = native.preprocess(first, fmt, uv=uv, sam=False)

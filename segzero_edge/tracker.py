@@ -50,6 +50,7 @@ from .backends import ImageEmbedding, Segmenter
 from .errors import BackendError, BundleError
 from .families import ModelFamily
 from .image import Frame, ImageLike, NV12Frame, load_frame
+from .options import real_number, whole_number
 from .segmenter.memory import SAM2Memory, TrackingConfig, from_bfloat16, to_bfloat16
 from .segmenter.prompts import prompt_arrays
 from .segmenter.select import select_masks
@@ -233,7 +234,8 @@ class Tracker:
     Options: ``rereason_after`` (re-run the reasoner on the frame after this many consecutive
     frames where some tracked object's score was <= ``score_threshold``, or none was found;
     ``None``: only when asked), ``score_threshold`` (object score logit, default 0.0, SAM2's
-    present/absent line), ``num_frames`` (the clip length when known; see the module notes).
+    present/absent line), ``num_frames`` (the clip length when known; see the module notes;
+    frames past it are refused). Bad options raise ``ValueError`` naming the option.
     """
 
     def __init__(
@@ -247,11 +249,11 @@ class Tracker:
         score_threshold: float = 0.0,
         num_frames: int | None = None,
     ) -> None:
-        for name, value in (("rereason_after", rereason_after), ("num_frames", num_frames)):
-            if value is not None and (
-                not isinstance(value, int) or isinstance(value, bool) or value < 1
-            ):
-                raise ValueError(f"{name} must be a whole number >= 1 or None, got {value!r}")
+        if rereason_after is not None:
+            rereason_after = whole_number("rereason_after", rereason_after, minimum=1)
+        if num_frames is not None:
+            num_frames = whole_number("num_frames", num_frames, minimum=1)
+        score_threshold = real_number("score_threshold", score_threshold)
         decode_track = getattr(model.segmenter, "decode_track", None)
         if decode_track is None or not getattr(model.segmenter, "can_track", True):
             raise BundleError(
@@ -263,7 +265,7 @@ class Tracker:
         self.config = memory.config
         self.query = query
         self.rereason_after = rereason_after
-        self.score_threshold = float(score_threshold)
+        self.score_threshold = score_threshold
         self.num_frames = num_frames
         self._lock = threading.Lock()
         self._hw: tuple[int, int] = (0, 0)  # the frame size of the last seeding
@@ -273,9 +275,10 @@ class Tracker:
         self._lost_frames = 0
         self.seed: Segmentation | None = None
         """The ``segment()`` result of the last reasoning."""
+        self.last: TrackedSegmentation
+        """The result of the latest frame (the seed frame at first)."""
         with self._lock, model._in_call():
-            self.last: TrackedSegmentation = self._reason(load_frame(frame), query)
-            """The result of the latest frame (the seed frame at first)."""
+            self._reason(load_frame(frame), query, 0)
 
     # -- public ---------------------------------------------------------------------------
     @property
@@ -290,8 +293,10 @@ class Tracker:
     def update(self, frame: ImageLike, *, reason: bool = False) -> TrackedSegmentation:
         """The tracked objects on the next frame (``reason``: re-run the reasoner on it).
 
-        Raises ``ValueError`` for a bad frame, :class:`~segzero_edge.errors.BackendError`
-        when a backend fails (the memory keeps the frames before it).
+        Raises ``ValueError`` for a bad frame (or one past a clip of ``num_frames``),
+        :class:`~segzero_edge.errors.BackendError` when a backend fails. A refused or failed
+        frame changes nothing: the frame index, the objects and their memory stay those of the
+        frames before it (a failed re-seed keeps the previous objects).
         """
         img = load_frame(frame)
         with self._lock:
@@ -302,30 +307,42 @@ class Tracker:
 
     def _next(self, img: Frame, reason: bool) -> TrackedSegmentation:
         auto = self.rereason_after is not None and self._lost_frames >= self.rereason_after
+        index = self._next_index()
         if not (reason or auto) and _hw(img) != self._hw:
             (h, w), (h0, w0) = _hw(img), self._hw
             raise ValueError(
                 f"frame is {w} x {h} but the tracker follows a {w0} x {h0} video (SAM2's memory "
                 "belongs to one frame size): pass reason=True to re-seed on the new size"
             )
-        self._frame_index += 1
-        result = self._reason(img, self.query) if reason or auto else self._step(img)
-        self.last = result
-        return result
+        if reason or auto:
+            return self._reason(img, self.query, index)
+        return self._step(img, index)
 
     def reason(self, frame: ImageLike, query: str | None = None) -> TrackedSegmentation:
         """Re-run the reasoner on ``frame`` (for ``query``, default the current one) and
-        re-seed the memory from its answer."""
+        re-seed the memory from its answer.
+
+        Raises ``ValueError`` for a bad frame or query, :class:`~segzero_edge.errors.BackendError`
+        when a backend fails; a refused or failed call changes nothing (the query, the frame
+        index, the tracked objects and their memory stay as they were).
+        """
         img = load_frame(frame)
         with self._lock:
             if self._memory is None:
                 raise RuntimeError("this Tracker has been closed")
             with self._model._in_call():
-                self._frame_index += 1
-                if query is not None:
-                    self.query = query
-                self.last = self._reason(img, self.query)
-                return self.last
+                index = self._next_index()
+                return self._reason(img, self.query if query is None else query, index)
+
+    def _next_index(self) -> int:
+        """The index the next frame gets; ``ValueError`` when it is past the clip."""
+        index = self._frame_index + 1
+        if self.num_frames is not None and index >= self.num_frames:
+            raise ValueError(
+                f"frame {index} is past the clip: num_frames={self.num_frames} was given (frames "
+                f"0..{self.num_frames - 1}); track a live stream with num_frames=None"
+            )
+        return index
 
     def memory_bytes(self) -> int:
         """Bytes of memory features and pointers held (bounded; see the module notes)."""
@@ -360,17 +377,15 @@ class Tracker:
             except Exception as e:
                 raise BackendError(f"SAM2 {what} failed: {e}") from e
 
-    def _reason(self, img: Frame, query: str) -> TrackedSegmentation:
+    def _reason(self, img: Frame, query: str, index: int) -> TrackedSegmentation:
+        """Reason on frame ``index`` and re-seed: the tracker's state (query, frame index,
+        objects, memory) is replaced only once everything succeeded."""
         t_start = time.perf_counter()
         seg = self._model.segment(img, query)
-        self.seed = seg
         timings = dict(seg.timings)
-        self._objects = []
-        self._seed_index = self._frame_index
-        self._lost_frames = 0
         objects = seg.objects[: self._model.max_objects]
         hw = _hw(img)
-        self._hw = hw
+        seeded: list[_ObjectMemory] = []
         outputs = []
         if objects:
             # segment() encoded this frame: reuse its cached embedding when there is one
@@ -383,38 +398,43 @@ class Tracker:
                 out = self._decode(emb, coords, labels, True, timings)
                 state = _ObjectMemory()
                 state.cond[0] = self._remember(emb, out, True, timings)
-                self._objects.append(state)
+                seeded.append(state)
                 outputs.append(out)
-        result = self._result(outputs, hw, timings, t_start, reasoned=True)
+        result = self._result(outputs, hw, timings, t_start, index, reasoned=True)
         result.reasoning, result.answer_raw = seg.reasoning, seg.answer_raw
         if not objects:
             result.status = seg.status
-        self._count_lost(result)
+        # every backend call succeeded: the new seed replaces the old one
+        self.query, self.seed, self._objects, self._hw = query, seg, seeded, hw
+        self._frame_index = self._seed_index = index
+        self._lost_frames = 0
+        self._commit(result)
         return result
 
     # -- one frame ------------------------------------------------------------------------
-    def _step(self, img: Frame) -> TrackedSegmentation:
+    def _step(self, img: Frame, index: int) -> TrackedSegmentation:
         t_start = time.perf_counter()
         timings: dict[str, float] = {}
-        t = self._frame_index - self._seed_index
+        t = index - self._seed_index
         outputs = []
+        new = []
         if self._objects:
             emb = self._embedding(img, timings)
-            new = []
             for state in self._objects:
                 pix = self._attend(emb, state, t, timings)
                 conditioned = ImageEmbedding(pix, emb.high_res_feats_0, emb.high_res_feats_1)
                 out = self._decode(conditioned, PAD_COORDS, PAD_LABELS, False, timings)
                 new.append(self._remember(emb, out, False, timings))
                 outputs.append(out)
-            # all objects or none: a backend failure leaves no object a frame ahead
-            for state, mem in zip(self._objects, new, strict=True):
-                state.non_cond[t] = mem
-                prune_memory(state, t, self.config)
-        result = self._result(outputs, _hw(img), timings, t_start, reasoned=False)
+        result = self._result(outputs, _hw(img), timings, t_start, index, reasoned=False)
         if self.seed is not None:
             result.reasoning, result.answer_raw = self.seed.reasoning, self.seed.answer_raw
-        self._count_lost(result)
+        # all objects or none: a backend failure leaves no object (and no index) a frame ahead
+        for state, mem in zip(self._objects, new, strict=True):
+            state.non_cond[t] = mem
+            prune_memory(state, t, self.config)
+        self._frame_index = index
+        self._commit(result)
         return result
 
     def _attend(
@@ -501,6 +521,7 @@ class Tracker:
         hw: tuple[int, int],
         timings: dict[str, float],
         t_start: float,
+        frame_index: int,
         *,
         reasoned: bool,
     ) -> TrackedSegmentation:
@@ -528,18 +549,20 @@ class Tracker:
             status=Status.OK if any(present) else Status.NO_OBJECT,
             timings=timings,
             scores=[o[1] for o in outputs],
-            frame_index=self._frame_index,
+            frame_index=frame_index,
             object_scores=scores,
             object_masks=masks,
             boxes=boxes,
             reasoned=reasoned,
         )
 
-    def _count_lost(self, result: TrackedSegmentation) -> None:
+    def _commit(self, result: TrackedSegmentation) -> None:
+        """``result`` becomes :attr:`last`; count it as lost or not for ``rereason_after``."""
         lost = not result.object_scores or any(
             s <= self.score_threshold for s in result.object_scores
         )
         self._lost_frames = self._lost_frames + 1 if lost else 0
+        self.last = result
 
 
 __all__ = [

@@ -157,3 +157,10 @@ def test_prefix_cache_bounds() -> None:
 def test_bad_prefix_cache_size(tiny_text_ggufs: dict[str, Path], tiny_mmproj: Path) -> None:
     with pytest.raises(ValueError, match="prefix_cache_mb must be >= 0"):
         open_reasoner(tiny_text_ggufs["Q4_K_M"], tiny_mmproj, prefix_cache_mb=-1)
+    # an infinity (OverflowError before), a str or None (TypeError before), NaN, a bool
+    for bad in (float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="prefix_cache_mb must be a finite number"):
+            open_reasoner(tiny_text_ggufs["Q4_K_M"], tiny_mmproj, prefix_cache_mb=bad)
+    for bad in ("8", None, True):
+        with pytest.raises(ValueError, match="prefix_cache_mb must be a number"):
+            open_reasoner(tiny_text_ggufs["Q4_K_M"], tiny_mmproj, prefix_cache_mb=bad)

@@ -231,6 +231,10 @@ def test_decode_loop_takes_all_objects_at_once(ort_segmenter: Any, ort_embedding
 def test_families_are_cited_and_complete() -> None:
     for fam in FAMILIES.values():
         assert "Seg-Zero@42a33455283ba041a3099cf154a708116f300cec" in fam.reference
+        # which script the prompt and the eval rule follow, each one of the family's references
+        for script in (fam.prompt_reference, fam.evaluation_reference):
+            assert script.startswith("dvlab-research/Seg-Zero@42a33455283ba041a3099cf1")
+            assert script.split()[1].rsplit("/", 1)[-1] in fam.reference, script
         assert "{Question}" in fam.question_template and "{Answer}" in fam.question_template
         assert fam.max_new_tokens == 1024 and fam.sam2_checkpoint == "sam2_hiera_large"
         grammar = fam.answer_grammar()

@@ -139,3 +139,35 @@ def test_cli_segment_family_override(
     assert len(err.strip().splitlines()) == 1
     assert main([*argv, "--family", "multi-object", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["status"] in {s.value for s in Status}
+
+
+def test_prompt_variant_is_selectable(tiny_bundle: Path) -> None:
+    """``multi-object-infer`` (infer_multi_object.py's prompt) through from_bundle and the CLI:
+    the reasoner gets that script's prompt byte for byte, not the evaluation script's."""
+    from segzero_edge.cli import build_parser
+
+    query = "What can I use to cut the bread?"
+    image = np.asarray(Image.open(KITCHEN).convert("RGB"))
+    with SegZeroEdge.from_bundle(
+        tiny_bundle, family="multi-object-infer", max_new_tokens=24, think_budget=8
+    ) as model:
+        assert model.family is get_family("multi-object-infer")
+        prompts: list[str] = []
+        generate = model.reasoner.generate
+
+        def recording_generate(img: np.ndarray, prompt: str, **kwargs: Any) -> Any:
+            prompts.append(prompt)
+            return generate(img, prompt, **kwargs)
+
+        model.reasoner.generate = recording_generate  # type: ignore[method-assign]
+        model.segment(image, query)
+    assert prompts == [REFERENCE["multi-object-infer"].prompt(query)]
+    assert prompts[0] != REFERENCE["multi-object"].prompt(query)  # the "?" stays
+    parser = build_parser()  # segment, track and eval take it as --family
+    for argv in (
+        ["segment", str(KITCHEN), query],
+        ["track", "frames", query, "--out", "o"],
+        ["eval", "--data", ".", "--bundle", "."],
+    ):
+        ns = parser.parse_args([*argv, "--family", "multi-object-infer"])
+        assert ns.family == "multi-object-infer", argv

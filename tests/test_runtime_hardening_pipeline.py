@@ -233,3 +233,41 @@ def test_long_queries_at_the_bundle_context(
         assert cells >= n_ctx and "KV cells" in str(e)
         return
     assert cells < n_ctx and r.status in tuple(Status)
+
+
+def test_segment_many_checks_every_query_before_any_model_work(
+    small_model: SegZeroEdge, image: np.ndarray
+) -> None:
+    """A query under the character limit but over the context in tokens, after a good one:
+    refused before the reasoner or SAM2 ran for either (no result is lost part-way)."""
+    from segzero_edge.image import frame_key
+    from segzero_edge.prompt import MAX_QUERY_CHARS
+
+    fresh = np.ascontiguousarray(image[::-1])  # a frame no other test encoded
+    reasoner: Any = small_model.reasoner
+    long_query = "刀" * 400
+    cells = len(reasoner.prompt_tokens(small_model.family.build_prompt(long_query)))
+    assert len(long_query) <= MAX_QUERY_CHARS and cells >= reasoner.n_ctx
+    stats, cached = reasoner.last_stats, len(reasoner.prefix_cache)
+    with pytest.raises(ValueError, match=f"the prompt needs {cells} KV cells"):
+        small_model.segment_many(fresh, ["the knife", long_query])
+    assert reasoner.last_stats is stats  # generate() did not run for "the knife"
+    assert len(reasoner.prefix_cache) == cached
+    assert frame_key(fresh) not in small_model._cache  # nor did SAM2 encode the frame
+    assert small_model.segment_many(fresh, ["the knife"])[0].status in tuple(Status)
+    assert reasoner.last_stats is not stats
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("cache_frames", float("inf")), ("cache_frames", "4"), ("cache_frames", None),
+     ("max_objects", 2.5), ("max_objects", 0)],
+)  # fmt: skip
+def test_bad_pipeline_options_are_refused(
+    ort: OrtSegmenter, tiny_bundle: Path, option: str, value: Any
+) -> None:
+    with pytest.raises(ValueError, match=f"{option} must be a whole number"):
+        SegZeroEdge(Scripted(), ort, family="multi-object", **{option: value})
+    if option == "cache_frames":  # from_bundle: before the backends load
+        with pytest.raises(ValueError, match=f"{option} must be a whole number"):
+            SegZeroEdge.from_bundle(tiny_bundle, **{option: value})

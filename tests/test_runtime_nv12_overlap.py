@@ -90,6 +90,22 @@ def test_device_nv12_without_cuda_is_a_clear_error(segmenter: object) -> None:
         model.segment(dev, "the knife")
 
 
+@pytest.mark.parametrize(
+    ("y", "uv", "names"),
+    [(True, 0x7F100000, "y"), (0x7F000000, -4096, "uv"), (0, 0x7F100000, "y"),
+     (0x7F000000, 2**64, "uv")],
+)  # fmt: skip
+def test_device_pointers_must_be_positive_ints(y: int, uv: int, names: str) -> None:
+    """``True`` (an int to Python), a negative, NULL or over-64-bit address is refused when
+    the frame is made, not handed to CUDA."""
+    geometry = {"width": 640, "height": 480, "y_pitch": 1024, "uv_pitch": 1024}
+    with pytest.raises(ValueError, match=f"NV12 device pointer {names} must be a positive int"):
+        NV12Frame(y, uv, **geometry)
+    with pytest.raises(ValueError, match="NV12 width must be an int"):
+        NV12Frame(0x7F000000, 0x7F100000, **{**geometry, "width": 640.0})  # type: ignore[arg-type]
+    assert NV12Frame(0x7F000000, 0x7F100000, **geometry).on_device
+
+
 def test_overlap_policy_and_thread_split(segmenter: object, tiny_bundle: Path) -> None:
     assert default_overlap("cpu", "cpu") is False
     assert default_overlap("gpu", "cpu") and default_overlap("cpu", "gpu")

@@ -163,25 +163,44 @@ def test_run_in_child_turns_a_signal_into_a_named_failure() -> None:
     assert run_in_child(divmod, 7, 2) == (3, 1)
 
 
-def test_onnxruntime_tensorrt_ep_gets_fp16_caches_and_the_points_profile(tmp_path: Path) -> None:
-    """onnxruntime's TensorRT execution provider (Jetson): FP16, engine and timing caches in
-    the bundle's engine folder of this device (no rebuild at every start), and the decoder's
-    prompt-point profile of build-engines. (No TensorRT EP here: the options are checked.)"""
-    from segzero_edge.engine_cache import POINTS_PROFILE
-    from segzero_edge.segmenter.onnxruntime import tensorrt_provider_options
+def test_onnxruntime_tensorrt_ep_gets_fp16_caches_and_the_decoder_profile(tmp_path: Path) -> None:
+    """onnxruntime's TensorRT execution provider (Jetson): FP16 with LayerNorms in FP32, engine
+    and timing caches in the bundle's engine folder of this device (no rebuild at every start),
+    and the decoder profile of build-engines: prompts (batch) 1..16, so an answer of two or more
+    objects decodes in one call, and points 1..16. (No TensorRT EP here: the options are parsed
+    and checked.)"""
+    from segzero_edge.engine_cache import POINTS_PROFILE, PROMPTS_PROFILE
+    from segzero_edge.segmenter.onnxruntime import parse_profile_shapes, tensorrt_provider_options
 
     enc = tensorrt_provider_options(tmp_path)
     dec = tensorrt_provider_options(tmp_path, decoder=True)
     for opts in (enc, dec):
         assert opts["trt_fp16_enable"] is True and opts["trt_engine_cache_enable"] is True
+        assert opts["trt_layer_norm_fp32_fallback"] is True
         assert opts["trt_engine_cache_path"] == opts["trt_timing_cache_path"] == str(tmp_path)
         assert opts["trt_timing_cache_enable"] is True
     assert not [k for k in enc if k.startswith("trt_profile")]
-    lo, opt, hi = POINTS_PROFILE
-    assert dec["trt_profile_min_shapes"] == f"point_coords:1x{lo}x2,point_labels:1x{lo}"
-    assert dec["trt_profile_opt_shapes"] == f"point_coords:1x{opt}x2,point_labels:1x{opt}"
-    assert dec["trt_profile_max_shapes"] == f"point_coords:1x{hi}x2,point_labels:1x{hi}"
-    assert tensorrt_provider_options(tmp_path, fp16=False)["trt_fp16_enable"] is False
+    profile = {
+        w: parse_profile_shapes(dec[f"trt_profile_{w}_shapes"]) for w in ("min", "opt", "max")
+    }
+    for k, which in enumerate(("min", "opt", "max")):
+        b, n = PROMPTS_PROFILE[k], POINTS_PROFILE[k]
+        assert profile[which] == {"point_coords": (b, n, 2), "point_labels": (b, n)}
+    # what backend_decoder sends for an answer of 2 objects (box corners + 1 point each)
+    # and of the pipeline's 16 objects lies inside the profile
+    for batch in ((2, 3, 2), (16, 3, 2)):
+        lo, hi = profile["min"]["point_coords"], profile["max"]["point_coords"]
+        assert all(a <= d <= c for a, d, c in zip(lo, batch, hi, strict=True)), (batch, hi)
+    assert profile["max"]["point_coords"][0] > 1
+    legacy = tensorrt_provider_options(tmp_path, decoder=True, prompts_profile=(1, 1, 1))
+    assert parse_profile_shapes(legacy["trt_profile_max_shapes"])["point_labels"] == (1, 16)
+    fp32 = tensorrt_provider_options(tmp_path, fp16=False)
+    assert fp32["trt_fp16_enable"] is False and fp32["trt_layer_norm_fp32_fallback"] is False
+    with pytest.raises(ValueError, match="prompts profile must satisfy"):
+        tensorrt_provider_options(tmp_path, decoder=True, prompts_profile=(2, 1, 16))
+    for bad in ("point_coords", "point_coords:2xAx2", "point_coords:0x3x2", ":1x2"):
+        with pytest.raises(ValueError, match="malformed TensorRT profile shape"):
+            parse_profile_shapes(bad)
 
 
 def test_jetson_extra_pins_cuda_python_12() -> None:

@@ -32,3 +32,46 @@ def test_empty_or_non_text_query_is_refused(bad: object) -> None:
 def test_huge_query_is_refused_with_numbers() -> None:
     with pytest.raises(ValueError, match=f"limit {MAX_QUERY_CHARS}"):
         build_prompt("a" * (MAX_QUERY_CHARS + 1), "multi-object")
+
+
+# ReasonSeg-style queries; those ending in "?", "!" or '"' are where the two multi-object
+# reference scripts build different prompts
+VARIANT_QUERIES = [
+    "What can I use to cut the bread?",
+    "the knife on the left.",
+    "Where should I put the dirty dishes?",
+    "Find the thing that keeps food cold!",
+    '"the red cup"',
+    "The person who is most likely the teacher.",
+    "what is used for drying hands?!",
+    "a chair",
+]
+
+
+def test_multi_object_prompt_variants_follow_their_scripts() -> None:
+    """``multi-object`` follows evaluation_visionreasoner.py (strips . " ? !),
+    ``multi-object-infer`` infer_multi_object.py (strips only .); byte for byte against each
+    script's ``QUESTION_TEMPLATE.format(Question=..., Answer=...)`` (tests/fixtures/families.py)."""
+    from segzero_edge.families import MULTI_OBJECT, MULTI_OBJECT_INFER, get_family
+    from tests.fixtures.families import REFERENCE
+
+    assert MULTI_OBJECT.prompt_reference.endswith("evaluation_scripts/evaluation_visionreasoner.py")
+    assert MULTI_OBJECT_INFER.prompt_reference.endswith("inference_scripts/infer_multi_object.py")
+    assert get_family("multi-object-infer") is MULTI_OBJECT_INFER
+    differ = 0
+    for q in VARIANT_QUERIES:
+        evaluation, infer = MULTI_OBJECT.build_prompt(q), MULTI_OBJECT_INFER.build_prompt(q)
+        assert evaluation == REFERENCE["multi-object"].prompt(q), q
+        assert infer == REFERENCE["multi-object-infer"].prompt(q), q
+        ends = (q.rstrip(".")[-1], q[0])
+        assert (evaluation != infer) == any(c in '?!"' for c in ends), q
+        differ += evaluation != infer
+    assert differ == 5
+    p = MULTI_OBJECT_INFER.build_prompt("What can I use to cut the bread?")
+    assert p.startswith('Please find "what can i use to cut the bread?" with bboxs and points.')
+    # the same checkpoint: answer, mapping, SAM2 prompt, grammar and evaluation are shared
+    for field in ("schema", "mapping", "sam2", "example_answer", "question_template"):
+        assert getattr(MULTI_OBJECT_INFER, field) == getattr(MULTI_OBJECT, field), field
+    assert MULTI_OBJECT_INFER.answer_grammar() == MULTI_OBJECT.answer_grammar()
+    assert MULTI_OBJECT_INFER.evaluation_reference == MULTI_OBJECT.evaluation_reference
+    assert MULTI_OBJECT_INFER.checkpoints == ()  # hub ids still resolve to multi-object

@@ -19,8 +19,9 @@ import pytest
 from segzero_edge.pixels import preprocess_sam
 from segzero_edge.segmenter.prompts import prompt_arrays
 from tests.fixtures.segmenter import case_prompts, synthetic_image
+from tests.fixtures.tensorrt import requires_tensorrt
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, requires_tensorrt]
 
 FEATURE_COSINE_MIN = 0.999
 MASK_IOU_MIN = 0.98

@@ -115,3 +115,152 @@ def test_nv12_frames_and_a_new_frame_size(ort_segmenter: Any, ort_memory: Any) -
     assert tracker.frame_index == 1  # the refused frame did not count
     r = tracker.update(small, reason=True)
     assert r.reasoned and r.mask.shape == small.shape[:2]
+
+
+# --- faults leave the tracker as it was ------------------------------------------------------
+
+
+def test_a_refused_reason_changes_nothing(ort_segmenter: Any, ort_memory: Any) -> None:
+    """``reason(frame, "")`` is refused before the reasoner runs and keeps the query, the
+    frame index and the objects: later re-seeds with the tracker's query still work."""
+    frames = synthetic_clip(4)
+    reasoner = ScriptedReasoner([seed_prompt(4)])
+    model = SegZeroEdge(reasoner, ort_segmenter, family="multi-object", memory=ort_memory)
+    tracker = model.track(frames[0], QUERY)
+    tracker.update(frames[1])
+    held = tracker.memory_bytes()
+    for bad in ("", "   ", "?!"):
+        with pytest.raises(ValueError, match="query is empty"):
+            tracker.reason(frames[2], bad)
+    assert tracker.query == QUERY and tracker.frame_index == 1 and reasoner.calls == 1
+    assert tracker.num_objects == 1 and tracker.memory_bytes() == held
+    assert tracker.last.frame_index == 1
+    r = tracker.reason(frames[2])  # the tracker's own query: works
+    assert r.reasoned and r.frame_index == 2 and reasoner.calls == 2
+    assert tracker.update(frames[3]).frame_index == 3
+
+
+class FailingDecoder:
+    """The real ONNX segmenter whose decoder fails on the ``fail_on``-th tracking decode
+    (a transient CUDA error during a re-seed, say); every other call is the real one."""
+
+    name = "failing-decoder"
+
+    def __init__(self, inner: Any, fail_on: int) -> None:
+        self.inner, self.fail_on, self.decodes = inner, fail_on, 0
+
+    def encode(self, image: np.ndarray) -> Any:
+        return self.inner.encode(image)
+
+    def decode(self, emb: Any, coords: np.ndarray, labels: np.ndarray) -> Any:
+        return self.inner.decode(emb, coords, labels)
+
+    def decode_track(self, emb: Any, coords: np.ndarray, labels: np.ndarray) -> Any:
+        self.decodes += 1
+        if self.decodes == self.fail_on:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return self.inner.decode_track(emb, coords, labels)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_failed_reseed_keeps_the_objects_and_memory(ort_segmenter: Any, ort_memory: Any) -> None:
+    """A backend failure during a re-seed reaches the caller, and the tracker goes on from
+    the objects and memory it had: its next frames equal those of a tracker that never tried
+    the re-seed."""
+    from segzero_edge.errors import BackendError
+
+    frames = synthetic_clip(4)
+    prompt = seed_prompt(4)
+    ref_model = SegZeroEdge(
+        ScriptedReasoner([prompt]), ort_segmenter, family="multi-object", memory=ort_memory
+    )
+    ref = ref_model.track(frames[0], QUERY)
+    expected = [ref.update(f) for f in frames[1:]]
+
+    # decode_track calls: 1 seeds frame 0, 2 tracks frame 1, 3 is the re-seed on frame 2
+    seg = FailingDecoder(ort_segmenter, fail_on=3)
+    reasoner = ScriptedReasoner([prompt])
+    model = SegZeroEdge(reasoner, seg, family="multi-object", memory=ort_memory)
+    tracker = model.track(frames[0], QUERY)
+    tracker.update(frames[1])
+    held, seed = tracker.memory_bytes(), tracker.seed
+    with pytest.raises(BackendError, match="SAM2 decoder failed: CUDA error"):
+        tracker.reason(frames[2], "the grey bar")
+    assert reasoner.calls == 2  # the reasoner ran; SAM2 failed after it
+    assert tracker.num_objects == 1 and tracker.memory_bytes() == held
+    assert tracker.frame_index == 1 and tracker.query == QUERY and tracker.seed is seed
+    got = [tracker.update(f) for f in frames[2:]]
+    for r, e in zip(got, expected[1:], strict=True):
+        assert r.status is e.status and r.frame_index == e.frame_index
+        assert r.object_scores == e.object_scores and r.object_scores[0] > 0
+        assert r.object_masks is not None and e.object_masks is not None
+        assert np.array_equal(r.object_masks, e.object_masks)
+
+
+def test_a_failed_update_does_not_advance(ort_segmenter: Any, ort_memory: Any) -> None:
+    """A backend failure on a tracked frame leaves the frame index and memory as they were;
+    the same frame then tracks as it would have."""
+    from segzero_edge.errors import BackendError
+
+    frames = synthetic_clip(3)
+    prompt = seed_prompt(3)
+    ref_model = SegZeroEdge(
+        ScriptedReasoner([prompt]), ort_segmenter, family="multi-object", memory=ort_memory
+    )
+    ref = ref_model.track(frames[0], QUERY)
+    expected = ref.update(frames[1])
+    seg = FailingDecoder(ort_segmenter, fail_on=2)  # the first tracked frame
+    model = SegZeroEdge(ScriptedReasoner([prompt]), seg, family="multi-object", memory=ort_memory)
+    tracker = model.track(frames[0], QUERY)
+    held = tracker.memory_bytes()
+    with pytest.raises(BackendError):
+        tracker.update(frames[1])
+    assert tracker.frame_index == 0 and tracker.memory_bytes() == held
+    r = tracker.update(frames[1])
+    assert r.frame_index == 1 and r.object_scores == expected.object_scores
+
+
+def test_frames_past_the_clip_are_refused(ort_segmenter: Any, ort_memory: Any) -> None:
+    """``num_frames`` is the clip's length: a frame past it is refused (SAM2 normalises the
+    pointers' temporal distances by ``num_frames - 1``, 0 for one frame: NaN scores)."""
+    frames = synthetic_clip(3)
+    reasoner = ScriptedReasoner([seed_prompt(3)])
+    model = SegZeroEdge(reasoner, ort_segmenter, family="multi-object", memory=ort_memory)
+    one = model.track(frames[0], QUERY, num_frames=1)
+    assert np.isfinite(one.last.object_scores).all()
+    for call in (lambda: one.update(frames[1]), lambda: one.reason(frames[1])):
+        with pytest.raises(ValueError, match=r"frame 1 is past the clip: num_frames=1"):
+            call()
+    assert one.frame_index == 0 and reasoner.calls == 1
+    two = model.track(frames[0], QUERY, num_frames=2)
+    r = two.update(frames[1])
+    assert r.frame_index == 1 and np.isfinite(r.object_scores).all()
+    with pytest.raises(ValueError, match="past the clip"):
+        two.update(frames[2])
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("score_threshold", float("nan")),
+        ("score_threshold", float("inf")),
+        ("score_threshold", "0.5"),
+        ("score_threshold", None),
+        ("score_threshold", True),
+        ("num_frames", 2.0),
+        ("num_frames", "3"),
+        ("rereason_after", float("nan")),
+    ],
+)
+def test_bad_tracker_options_are_refused_up_front(
+    ort_segmenter: Any, ort_memory: Any, option: str, value: Any
+) -> None:
+    """A NaN, an infinity or a wrong type is a ``ValueError`` naming the option, before the
+    reasoner runs."""
+    reasoner = ScriptedReasoner([seed_prompt(3)])
+    model = SegZeroEdge(reasoner, ort_segmenter, family="multi-object", memory=ort_memory)
+    with pytest.raises(ValueError, match=option):
+        model.track(synthetic_clip(1)[0], QUERY, **{option: value})
+    assert reasoner.calls == 0

@@ -13,6 +13,7 @@ from PIL import Image
 from segzero_edge.cli import main
 from segzero_edge.commands.track import frame_source
 from segzero_edge.errors import CommandError
+from segzero_edge.owned import OWNER_FILE
 from tests.fixtures.tracking import synthetic_clip
 
 
@@ -48,7 +49,7 @@ def test_track_command(tiny_bundle: Path, tmp_path: Path, capsys: pytest.Capture
     with Image.open(out / "overlay.gif") as gif:
         assert gif.n_frames == 3 and max(gif.size) <= 480
     assert "3 frames" in capsys.readouterr().err
-    leftovers = [p.name for p in out.rglob(".*")]
+    leftovers = [p.name for p in out.rglob(".*") if p.name != OWNER_FILE]
     assert not leftovers, f"temporary files left: {leftovers}"
 
 
@@ -93,7 +94,7 @@ def test_track_errors(tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureF
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     assert main([*argv, "--out", str(tmp_path / "other")]) == 2
-    assert "other files in it" in capsys.readouterr().err
+    assert "did not write" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "other").iterdir()] == ["notes.txt"]
 
 
@@ -137,3 +138,43 @@ def test_bundle_manifest_and_old_bundle(
     argv = ["track", str(tmp_path / "clip"), "q", "--out", str(tmp_path / "o")]
     assert main([*argv, "--bundle", str(bundle_copy)]) == 2
     assert "re-export" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--fps", "nan"),
+        ("--fps", "inf"),
+        ("--score-threshold", "nan"),
+        ("--score-threshold", "-inf"),
+    ],
+)
+def test_non_finite_options_are_argparse_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture, flag: str, value: str
+) -> None:
+    """``--fps nan`` would fail only after every frame was tracked (writing the GIF), and
+    ``--score-threshold nan`` would count no frame as lost: refused on the command line."""
+    _write_frames(tmp_path / "clip", 1)
+    argv = ["track", str(tmp_path / "clip"), "q", "--out", str(tmp_path / "o"), f"{flag}={value}"]
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"argument {flag}: must be a finite number" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_track_gif_is_written_frame_by_frame(
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """overlay.gif holds every frame at the --fps delay, each the overlay ``track`` drew
+    (256 colours per frame), and loops."""
+    _write_frames(tmp_path / "clip", 3)
+    out = tmp_path / "out"
+    argv = ["track", str(tmp_path / "clip"), "the red ball", "--out", str(out)]
+    assert main([*argv, "--bundle", str(tiny_bundle), "--fps", "4", "--max-new-tokens", "16"]) == 0
+    with Image.open(out / "overlay.gif") as gif:
+        assert gif.n_frames == 3 and gif.info["loop"] == 0
+        for i in range(3):
+            gif.seek(i)
+            assert gif.info["duration"] == 250
+    capsys.readouterr()

@@ -124,17 +124,29 @@ def test_tracking_config_from_json() -> None:
         TrackingConfig.from_json([1, 2])
 
 
-def test_bundle_without_memory_graphs(tmp_path: Path) -> None:
-    """An old bundle: open_memory names the fix; a manifest without tracking settings is
-    read as None, a broken one is a BundleError."""
-    (tmp_path / "manifest.json").write_text(json.dumps({"segmenter": {"variant": "t"}}))
+def test_bundle_without_memory_graphs(bundle_copy: Path) -> None:
+    """An old bundle (no memory graphs, no tracking settings): open_memory names the fix; a
+    manifest without tracking settings is read as None, a broken one is a BundleError."""
+    from segzero_edge.layout import SAM2_MEMORY_FILES
+
+    manifest = json.loads((bundle_copy / "manifest.json").read_text())
+    for name in SAM2_MEMORY_FILES:
+        (bundle_copy / name).unlink()
+        del manifest["files"][name]
+    del manifest["segmenter"]["tracking"]
+
+    def write(m: dict[str, Any]) -> None:
+        (bundle_copy / "manifest.json").unlink()  # a hard link: replace, never edit in place
+        (bundle_copy / "manifest.json").write_text(json.dumps(m))
+
+    write(manifest)
     with pytest.raises(BundleError, match="re-export"):
-        open_memory(tmp_path)
-    assert manifest_tracking(tmp_path) is None
-    broken = {"segmenter": {"tracking": {"mem_dim": "x"}}}
-    (tmp_path / "manifest.json").write_text(json.dumps(broken))
+        open_memory(bundle_copy)
+    assert manifest_tracking(bundle_copy) is None
+    manifest["segmenter"]["tracking"] = {"mem_dim": "x"}
+    write(manifest)
     with pytest.raises(BundleError, match="mem_dim must be int"):
-        manifest_tracking(tmp_path)
+        manifest_tracking(bundle_copy)
 
 
 def test_old_decoder_cannot_track_but_segments(

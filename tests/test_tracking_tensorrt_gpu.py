@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.fixtures.tensorrt import requires_tensorrt
 from tests.fixtures.tracking import SHORT_CLIP, OurTrack, mask_iou, synthetic_clip, track_clip
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, requires_tensorrt]
 
 COSINE_MIN = 0.999
 MASK_IOU_MIN = 0.95

@@ -27,6 +27,8 @@ from segzero_train.metrics import (
     summarise_splits,
 )
 
+MO = "multi-object"
+
 # ---------------------------------------------------------------- protocols (hand-computed)
 
 GT3 = np.array([[1, 1, 0], [1, 255, 0], [0, 0, 0]], np.uint8)
@@ -87,10 +89,15 @@ def test_protocol_summaries_match_the_references() -> None:
     assert "lisa" in table and "25.00" in table, table
 
 
+def _rule(text: str, hw: tuple[int, int]) -> Any:
+    objs = segzero_answer_objects(text, hw, "multi-object")
+    return None if objs is None else [(list(o.box), [list(p) for p in o.points]) for o in objs]
+
+
 def test_segzero_answer_rule() -> None:
     good = '<think>a</think><answer>[{"bbox_2d": [84, 168, 420, 504], "point_2d": [210, 336]}]'
     # image 160 x 120: x * 160/840, y * 120/840, int(v + 0.5)
-    assert segzero_answer_objects(good + "</answer>", (120, 160)) == [([16, 24, 80, 72], [40, 48])]
+    assert _rule(good + "</answer>", (120, 160)) == [([16, 24, 80, 72], [[40, 48]])]
     fenced = '<answer>```json\n[{"bbox_2d": [1, 2, 3, 4], "point_2d": [2, 3]}]\n```</answer>'
     fails = [
         good,  # no closing tag
@@ -102,18 +109,18 @@ def test_segzero_answer_rule() -> None:
         "no answer at all",
     ]
     for text in fails:
-        assert segzero_answer_objects(text, (840, 840)) is None, text
-    assert segzero_answer_objects("<answer> [] </answer>", (840, 840)) == []
+        assert _rule(text, (840, 840)) is None, text
+    assert _rule("<answer> [] </answer>", (840, 840)) == []
     # the first answer counts (the runtime parser takes the last); 5 numbers: the first 4
     two = (
         '<answer>[{"bbox_2d": [1, 2, 3, 4, 9], "point_2d": [2, 3]}]</answer>'
         '<answer>[{"bbox_2d": [5, 6, 7, 8], "point_2d": [6, 7]}]</answer>'
     )
-    assert segzero_answer_objects(two, (840, 840)) == [([1, 2, 3, 4], [2, 3])]
+    assert _rule(two, (840, 840)) == [([1, 2, 3, 4], [[2, 3]])]
     # not clamped (the runtime clamps into the image)
-    assert segzero_answer_objects(
+    assert _rule(
         '<answer>[{"bbox_2d": [-10, 0, 900, 840], "point_2d": [0, 0]}]</answer>', (840, 840)
-    ) == [([-9, 0, 900, 840], [0, 0])]
+    ) == [([-9, 0, 900, 840], [[0, 0]])]
 
 
 @settings(max_examples=60, deadline=None)
@@ -148,7 +155,9 @@ def test_evaluate_loop_oracles(train_f1_synth_dir: Path, tmp_path: Path) -> None
     samples = list(iter_reasonseg(train_f1_synth_dir))
     assert any((s.mask == 255).any() for s in samples), "the set should hold ignore pixels"
     answer = '<think>x</think><answer>[{"bbox_2d": [1, 2, 3, 4], "point_2d": [2, 3]}]</answer>'
-    perfect = evaluate(samples, predict_with(lambda s: s.target, answer=answer), progress=False)
+    perfect = evaluate(
+        samples, predict_with(lambda s: s.target, answer=answer), family=MO, progress=False
+    )
     assert perfect["summary"]["lisa"]["all"]["giou"] == pytest.approx(1.0, abs=1e-6)
     assert perfect["summary"]["lisa"]["all"]["ciou"] == pytest.approx(1.0)
     # Seg-Zero counts the ignore pixels as target: the same mask misses them
@@ -158,26 +167,30 @@ def test_evaluate_loop_oracles(train_f1_synth_dir: Path, tmp_path: Path) -> None
     assert sz["ciou"] == pytest.approx(target / (target + ignore))
     assert perfect["rows"][0]["objects_differ"] is True  # the oracle has no objects
     # predicting the ignore pixels as well: free under LISA, right under Seg-Zero
-    both = evaluate(samples, predict_with(lambda s: s.mask != 0, answer=answer), progress=False)
+    both = evaluate(
+        samples, predict_with(lambda s: s.mask != 0, answer=answer), family=MO, progress=False
+    )
     assert both["summary"]["lisa"]["all"]["ciou"] == pytest.approx(1.0)
     assert both["summary"]["segzero"]["all"]["ciou"] == pytest.approx(1.0)
     # a fenced answer: the runtime parsed it (status ok), Seg-Zero's rule does not
     fenced = "<answer>```json\n[]\n```</answer>"
-    report = evaluate(samples, predict_with(lambda s: s.target, answer=fenced), progress=False)
+    report = evaluate(
+        samples, predict_with(lambda s: s.target, answer=fenced), family=MO, progress=False
+    )
     assert report["summary"]["lisa"]["all"]["parse_failures"] == 0
     assert report["summary"]["segzero"]["all"]["parse_failures"] == len(samples)
     assert report["summary"]["segzero"]["all"]["giou"] == 0.0
     # a runtime parse failure: I = 0 under both
     failed = evaluate(
-        samples, predict_with(lambda s: s.target, "unparseable", "x"), progress=False,
-        protocols=["lisa"],
+        samples, predict_with(lambda s: s.target, "unparseable", "x"), family=MO,
+        progress=False, protocols=["lisa"],
     )  # fmt: skip
     assert failed["summary"]["lisa"]["all"]["giou"] == 0.0
     assert list(failed["summary"]) == ["lisa"]
     # half the target (top rows): hand-checkable per-sample I/U
     half = evaluate(
-        samples, predict_with(lambda s: _top_half(s.target), answer=answer), progress=False,
-        limit=5,
+        samples, predict_with(lambda s: _top_half(s.target), answer=answer), family=MO,
+        progress=False, limit=5,
     )  # fmt: skip
     assert len(half["rows"]) == 5
     for row, s in zip(half["rows"], samples, strict=False):
@@ -188,9 +201,9 @@ def test_evaluate_loop_oracles(train_f1_synth_dir: Path, tmp_path: Path) -> None
     out = write_report(half, tmp_path / "r" / "report.json")
     assert json.loads(out.read_text())["summary"]["lisa"]["all"]["n"] == 5
     with pytest.raises(ValueError, match="no samples"):
-        evaluate([], predict_with(lambda s: s.target))
+        evaluate([], predict_with(lambda s: s.target), family=MO)
     with pytest.raises(ValueError, match="protocols"):
-        evaluate(samples, predict_with(lambda s: s.target), protocols=["coco"])
+        evaluate(samples, predict_with(lambda s: s.target), family=MO, protocols=["coco"])
 
 
 def _top_half(mask: np.ndarray) -> np.ndarray:
@@ -231,18 +244,30 @@ def hf_predictor(tiny_qwen_dir: Path, sam2_checkpoint: Path) -> Any:
     return HFPredictor(tiny_qwen_dir, sam2_checkpoint, family="multi-object", max_new_tokens=4)
 
 
+@pytest.mark.parametrize(
+    ("family", "script"),
+    [("multi-object", "evaluation_visionreasoner.py"), ("segzero-v1", "evaluation.py")],
+)
 def test_hf_reference_end_to_end(
-    tiny_qwen_dir: Path, sam2_checkpoint: Path, train_f1_synth_dir: Path, tmp_path: Path
+    tiny_qwen_dir: Path,
+    sam2_checkpoint: Path,
+    train_f1_synth_dir: Path,
+    tmp_path: Path,
+    family: str,
+    script: str,
 ) -> None:
     out = tmp_path / "hf.json"
     argv = ["eval", "--hf", str(tiny_qwen_dir), "--sam2", str(sam2_checkpoint)]
-    argv += ["--family", "multi-object"]
+    argv += ["--family", family]
     argv += ["--data", str(train_f1_synth_dir), "--limit", "1", "--max-new-tokens", "4"]
     assert main([*argv, "--quiet", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     (row,) = report["rows"]
     print("hf tiny row:", {k: row[k] for k in ("status", "answer", "seconds")})
     assert report["source"]["kind"] == "hf"
+    # the segzero protocol read the answer with the family's own reference script
+    assert report["source"]["family"] == family
+    assert report["source"]["evaluation_reference"].endswith(f"evaluation_scripts/{script}")
     # 4 greedy tokens of a random model: never a complete answer -> a parse failure
     assert row["status"] in ("truncated", "unparseable"), row
     for protocol in ("segzero", "lisa"):  # both by default

@@ -27,6 +27,10 @@ def test_one_grpo_step_in_bf16_on_cuda(
         pytest.skip("torch sees no CUDA device")
     if not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bfloat16 support")
+    for module in ("trl", "datasets"):  # a GPU host may lack them: carried as wheels
+        pytest.importorskip(
+            module, reason=f"{module} not installed (scripts/gpu_check.sh --prepare)"
+        )
     from segzero_train.grpo import build_trainer
 
     argv = [

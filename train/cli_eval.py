@@ -38,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--family",
         choices=sorted(FAMILIES),
-        help="model family (prompt, grammar, SAM2 prompt): required with --hf; overrides the "
+        help="model family (prompt, grammar, SAM2 prompt, and the reference evaluation script "
+        "whose answer rule the segzero protocol applies): required with --hf; overrides the "
         "bundle's manifest with --bundle",
     )
     p.add_argument(
@@ -75,7 +76,7 @@ def _predictor(args: argparse.Namespace):  # -> (predictor, source dict)
             opts["family"] = args.family
         bundle_predictor = BundlePredictor(args.bundle, **opts)
         source = {"kind": "bundle", "bundle": str(args.bundle), **opts}
-        source["family"] = bundle_predictor.model.family.name
+        source["family"] = bundle_predictor.family.name
         return bundle_predictor, source
     if args.sam2 is None:
         raise ValueError("--hf needs --sam2 CKPT (a SAM2 checkpoint)")
@@ -110,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         report = evaluate_folder(
             args.data,
             predictor,
+            family=source["family"],
             limit=args.limit,
             split=args.split,
             protocols=tuple(dict.fromkeys(args.protocol or ("segzero", "lisa"))),

@@ -7,11 +7,15 @@ parse failure differs:
 
 - ``lisa``: the runtime's parse (``segzero_edge.answer.parse_answer``): an unparseable or
   truncated answer is a failure, i.e. an empty prediction;
-- ``segzero``: Seg-Zero's own rule (:func:`segzero_answer_objects`): ``json.loads`` of the
-  first ``<answer>...</answer>``, every item with ``bbox_2d`` and ``point_2d``. When its objects
-  differ from the runtime's (the runtime salvages almost-JSON, and reads either schema) the
-  objects are segmented again where the predictor can (``segment_objects``, the HF reference);
-  otherwise the run's mask is used and the row says ``objects_differ``.
+- ``segzero``: the rule of the model family's own reference evaluation script
+  (:func:`segzero_answer_objects`, i.e. ``ModelFamily.evaluation_objects``): Seg-Zero's
+  ``evaluation_scripts/evaluation.py`` for ``segzero-v1`` (one ``{"bbox", "points_1",
+  "points_2"}`` dict, ``round(int(v) * W / 840)``), ``evaluation_visionreasoner.py`` for the
+  multi-object families (a list of ``bbox_2d`` / ``point_2d`` items, ``int(v * W / 840 +
+  0.5)``). When its objects differ from the runtime's (the runtime salvages almost-JSON, and
+  reads either schema) the objects are segmented again where the predictor can
+  (``segment_objects``, the HF reference); otherwise the run's mask is used and the row says
+  ``objects_differ``.
 
 Two predictors:
 
@@ -40,10 +44,10 @@ from typing import Any
 
 import numpy as np
 
-from segzero_edge.answer import answer_json, map_half_up
 from segzero_edge.families import ModelFamily, get_family
 from segzero_edge.layout import PATCH_MERGE, REASONER_SIZE
 from segzero_edge.segmenter.prompts import ObjectSamPrompt
+from segzero_edge.types import ObjectPrompt
 
 from .datasets import SegSample
 from .metrics import PROTOCOLS, SCORERS, summarise_splits
@@ -57,47 +61,32 @@ CONVENTIONS = {
         "is an empty prediction"
     ),
     "segzero": (
-        "Seg-Zero evaluation_visionreasoner.py + calculate_iou.py: ignore pixels count as "
-        "target; json.loads of the first <answer> with bbox_2d/point_2d per item, else I = 0, "
-        "U = target area (kept even if 0); a parsed answer with U = 0 is skipped; gIoU = mean "
-        "I/U, cIoU = sum I/sum U"
+        "the family's reference evaluation script (source.evaluation_reference) + "
+        "calculate_iou.py: ignore pixels count as target; an answer that script cannot read "
+        "is I = 0, U = target area (kept even if 0); a read answer with U = 0 is skipped; "
+        "gIoU = mean I/U, cIoU = sum I/sum U"
     ),
 }
 
 
 def segzero_answer_objects(
-    text: str, image_hw: tuple[int, int], frame: int = REASONER_SIZE
-) -> list[tuple[list[int], list[int]]] | None:
-    """``[(box, point), ...]`` in the image frame by Seg-Zero's rule, ``None`` on failure.
+    text: str, image_hw: tuple[int, int], family: str | ModelFamily
+) -> list[ObjectPrompt] | None:
+    """Image-frame objects of a generation by the ``family``'s reference evaluation script,
+    ``None`` where that script scores a parse failure.
 
-    Seg-Zero's ``evaluation_scripts/evaluation_visionreasoner.py``
-    (``extract_bbox_points_think``): the first answer through ``json.loads``
-    (``segzero_edge.answer.answer_json``, the one parser's strict rule), then for every item
-    ``int(v * W / 840 + 0.5)`` (``segzero_edge.answer.map_half_up``) of ``bbox_2d[0:4]`` and
-    ``point_2d[0:2]``; any error of that step (no answer, bad JSON, a dict instead of a list, a
-    missing key, a non-number) is a parse failure. Coordinates are not clamped.
+    ``ModelFamily.evaluation_objects``: the one parser's strict rule for the family's answer
+    schema (``segzero_edge.answer.parse_answer(text, strict=True, schema=...)``) and the
+    family's mapping; see :attr:`ModelFamily.evaluation_reference` for the script. Raises
+    ``ValueError`` for an unknown family.
     """
-    ok, data = answer_json(text) if isinstance(text, str) else (False, None)
-    if not ok:
-        return None
-    h, w = image_hw
-    fx, fy = w / frame, h / frame
-    try:
-        boxes = [
-            [map_half_up(item["bbox_2d"][k], f) for k, f in enumerate((fx, fy, fx, fy))]
-            for item in data
-        ]
-        points = [
-            [map_half_up(item["point_2d"][k], f) for k, f in enumerate((fx, fy))] for item in data
-        ]
-    except Exception:  # the reference treats every error of this step as a parse failure
-        return None
-    return list(zip(boxes, points, strict=True))
+    fam = get_family(family)
+    return fam.evaluation_objects(text if isinstance(text, str) else "", image_hw)
 
 
-def _same_objects(strict: list[tuple[list[int], list[int]]], objects: list[dict[str, Any]]) -> bool:
+def _same_objects(strict: list[ObjectPrompt], objects: list[dict[str, Any]]) -> bool:
     runtime = [(list(o["bbox_2d"]), [list(p) for p in o["point_2d"]]) for o in objects]
-    return runtime == [(b, [p]) for b, p in strict]
+    return runtime == [(list(o.box), [list(p) for p in o.points]) for o in strict]
 
 
 @dataclass
@@ -122,6 +111,7 @@ def evaluate(
     samples: Iterable[SegSample],
     predict: Predictor,
     *,
+    family: str | ModelFamily,
     protocols: Sequence[str] = PROTOCOLS,
     limit: int | None = None,
     progress: bool = True,
@@ -129,12 +119,15 @@ def evaluate(
 ) -> dict[str, Any]:
     """Run ``predict`` on each sample (at most ``limit``) and build the report.
 
-    The report holds ``summary[protocol][split]`` (:func:`segzero_train.metrics.summarise`) and
-    one row per sample with each protocol's ``I`` and ``U``. Raises ``ValueError`` for an
-    unknown protocol or no sample.
+    ``family`` is the model family of the predictor's checkpoint: the ``segzero`` protocol reads
+    each answer with that family's reference evaluation rule, and the report's ``source`` names
+    it (``family``, ``evaluation_reference``). The report holds ``summary[protocol][split]``
+    (:func:`segzero_train.metrics.summarise`) and one row per sample with each protocol's ``I``
+    and ``U``. Raises ``ValueError`` for an unknown protocol or family, or no sample.
     """
     from tqdm import tqdm
 
+    fam = get_family(family)
     unknown = [p for p in protocols if p not in SCORERS]
     if unknown or not protocols:
         raise ValueError(f"protocols must be among {PROTOCOLS}, got {list(protocols)}")
@@ -166,7 +159,7 @@ def evaluate(
             if protocol == "lisa":
                 mask = None if pred.parse_failed else pred.mask
             else:
-                strict = segzero_answer_objects(pred.answer, gt.shape)
+                strict = segzero_answer_objects(pred.answer, gt.shape, fam)
                 mask = None if strict is None else pred.mask
                 if strict is not None and not _same_objects(strict, pred.objects):
                     if resegment is not None:
@@ -179,9 +172,11 @@ def evaluate(
         rows.append(row)
         done = summarise_splits(scores[protocols[0]], protocols[0])["all"]
         bar.set_postfix(giou=f"{done['giou']:.3f}", ciou=f"{done['ciou']:.3f}")
+    src = {**(source or {}), "family": fam.name}
+    src["evaluation_reference"] = fam.evaluation_reference
     return {
         "version": REPORT_VERSION,
-        "source": source or {},
+        "source": src,
         "conventions": {p: CONVENTIONS[p] for p in protocols},
         "summary": {p: summarise_splits(scores[p], p) for p in protocols},
         "rows": rows,
@@ -223,6 +218,11 @@ class BundlePredictor:
             objects=[o.to_json() for o in seg.objects],
             seconds=time.perf_counter() - t0,
         )
+
+    @property
+    def family(self) -> ModelFamily:
+        """The model's family (from the bundle's manifest, or the ``family`` override)."""
+        return self.model.family
 
     def close(self) -> None:
         self.model.close()
@@ -344,14 +344,10 @@ class HFPredictor:
             mask |= np.asarray(m, bool)
         return mask, decoded.scores
 
-    def segment_objects(
-        self, sample: SegSample, objects: list[tuple[list[int], list[int]]]
-    ) -> np.ndarray:
-        """Mask for image-frame ``(box, point)`` pairs (the ``segzero`` protocol's objects)."""
-        from segzero_edge.types import ObjectPrompt
-
-        prompts = [ObjectPrompt(box=tuple(b), points=(tuple(p),)) for b, p in objects]  # type: ignore[arg-type]
-        return self.masks_for(sample.load_image(), prompts)[0]
+    def segment_objects(self, sample: SegSample, objects: list[ObjectPrompt]) -> np.ndarray:
+        """Mask for image-frame objects (the ``segzero`` protocol's), with the family's SAM2
+        prompt."""
+        return self.masks_for(sample.load_image(), objects)[0]
 
     def predict_text(self, image: np.ndarray, text: str, truncated: bool = False) -> Prediction:
         """Parse a generation (the runtime's parse) and segment it with the family's mapping and
@@ -384,6 +380,7 @@ def evaluate_folder(
     data_dir: str | Path,
     predictor: Predictor,
     *,
+    family: str | ModelFamily,
     limit: int | None = None,
     split: str = "val",
     protocols: Sequence[str] = PROTOCOLS,
@@ -396,7 +393,9 @@ def evaluate_folder(
 
     src = {"data": str(data_dir), **(source or {})}
     samples = iter_folder(data_dir, split=split, limit=limit)
-    return evaluate(samples, predictor, protocols=protocols, progress=progress, source=src)
+    return evaluate(
+        samples, predictor, family=family, protocols=protocols, progress=progress, source=src
+    )
 
 
 __all__ = [

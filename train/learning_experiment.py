@@ -148,7 +148,7 @@ class BoxMaskPredictor:
     def segment_objects(self, sample: Any, objects: list[Any]) -> np.ndarray:
         w, h = sample.size
         mask = np.zeros((h, w), bool)
-        for (x1, y1, x2, y2), _ in objects:
+        for x1, y1, x2, y2 in (o.box for o in objects):
             mask[max(y1, 0) : max(y2 + 1, 0), max(x1, 0) : max(x2 + 1, 0)] = True
         return mask
 
@@ -170,6 +170,7 @@ def score(model_dir: Path, heldout: Path, image_size: int, sampled: int = 4) -> 
     report = evaluate(
         samples,
         BoxMaskPredictor({s.name: t for s, t in zip(samples, texts, strict=True)}),
+        family="multi-object",
         progress=False,
     )
     lisa = report["summary"]["lisa"]["all"]

@@ -1,6 +1,6 @@
 """Subcommands of the ``segzero-edge`` CLI.
 
-The runtime defines ``segment``, ``track`` and ``doctor`` here. The other packages of the
+The runtime defines ``segment``, ``track``, ``bag`` and ``doctor`` here. The other packages of the
 distribution add theirs through the ``segzero_edge.commands`` entry-point group (``export`` and
 ``build-engines`` from ``segzero_export``, ``eval`` from ``segzero_train``, ``bench`` from
 ``segzero_bench``), so the runtime never imports them. An entry point names a
@@ -16,7 +16,12 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 
 ENTRY_POINT_GROUP = "segzero_edge.commands"
-BUILTIN = {"segment": "segment", "track": "track", "doctor": "doctor"}  # command -> module
+BUILTIN = {
+    "segment": "segment",
+    "track": "track",
+    "bag": "bag",
+    "doctor": "doctor",
+}  # command -> module
 
 Register = Callable[[argparse._SubParsersAction], None]
 

@@ -42,11 +42,15 @@ def _entry(available: bool, reason: str, **extra: Any) -> dict[str, Any]:
 
 
 def check_tensorrt() -> dict[str, Any]:
+    """TensorRT's version (also when too old to use) and whether the backend can run."""
     from ..device import tensorrt_version
     from ..segmenter.tensorrt import available
 
+    version = tensorrt_version()[0]
     ok, why = available()
-    return _entry(ok, why, version=tensorrt_version()[0])
+    if version and version not in why:
+        why = f"TensorRT {version}: {why}"
+    return _entry(ok, why, version=version)
 
 
 def check_cuda() -> dict[str, Any]:
@@ -66,8 +70,19 @@ def check_onnxruntime() -> dict[str, Any]:
         return _entry(False, f"onnxruntime not installed ({e})", providers=[])
     providers = list(ort.get_available_providers())
     gpu = [p for p in providers if p in ("TensorrtExecutionProvider", "CUDAExecutionProvider")]
-    how = "with GPU providers " + ", ".join(gpu) if gpu else "CPU only"
-    return _entry(True, f"onnxruntime {ort.__version__}, {how}", providers=providers)
+    how = "" if gpu else " (CPU only"
+    if not gpu:
+        from ..device import jetson_info
+
+        how += (
+            ": on a Jetson install onnxruntime-gpu from NVIDIA's Jetson index, see the README)"
+            if jetson_info() is not None
+            else ")"
+        )
+    names = ", ".join(providers) or "none"
+    return _entry(
+        True, f"onnxruntime {ort.__version__}, providers: {names}{how}", providers=providers
+    )
 
 
 def check_llama_cpp() -> dict[str, Any]:
@@ -137,11 +152,13 @@ def report(bundle: Path | None = None, *, smoke: bool = True) -> dict[str, Any]:
             out["backends"][name] = _entry(False, f"probe failed: {type(e).__name__}: {e}")
     out["smoke"] = {k: v.to_json() for k, v in out["smoke"].items()}
     if bundle is not None:
-        from ..engine_cache import engine_dir, engine_status
+        from ..engine_cache import engine_dir, engine_folders
 
+        folders = engine_folders(bundle) if bundle.is_dir() else []
         out["engines"] = {
             "directory": str(engine_dir(bundle)),
-            "status": engine_status(bundle) if bundle.is_dir() else {},
+            "status": folders[0]["engines"] if folders else {},  # this device's, first
+            "folders": folders,
         }
     return out
 
@@ -202,9 +219,22 @@ def format_text(rep: dict[str, Any]) -> str:
             mark = "ok  " if res["ok"] else ("DIED" if res["died"] else "FAIL")
             lines.append(f"  {name:<12} {mark} {res['seconds']:5.1f} s  {res['reason']}")
     if "engines" in rep:
-        lines.append(f"engines ({rep['engines']['directory']}):")
+        folders = rep["engines"].get("folders", [])
+        mine = next((f for f in folders if f["this_device"]), None)
+        state = f": {mine['state']}" if mine else ""
+        lines.append(f"engines for this device ({rep['engines']['directory']}){state}:")
         for name, status in rep["engines"]["status"].items() or [("bundle", "not found")]:
             lines.append(f"  {name:<12} {status}")
+        others = [f for f in folders if not f["this_device"]]
+        if others:
+            lines.append("other engine folders (not used here):")
+            for f in others:
+                trt = (
+                    f"TensorRT {f['tensorrt_version']}"
+                    if f["tensorrt_version"]
+                    else "no engines.json"
+                )
+                lines.append(f"  {f['folder']}  {trt}, {f['state']}")
     return "\n".join(lines)
 
 

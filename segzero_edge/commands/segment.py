@@ -17,11 +17,10 @@ from ..layout import MANIFEST
 DEFAULT_BUNDLE_ENV = "SEGZERO_BUNDLE"
 
 
-def default_bundle() -> Path:
-    """``$SEGZERO_BUNDLE``, else the tiny demo bundle in the user cache folder."""
-    if os.environ.get(DEFAULT_BUNDLE_ENV):
-        return Path(os.environ[DEFAULT_BUNDLE_ENV])
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+def demo_bundle_dir() -> Path:
+    """The demo bundle's folder: ``$XDG_CACHE_HOME/segzero-edge/tiny-bundle`` (default
+    ``~/.cache``), the project's own cache folder."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache / "segzero-edge" / "tiny-bundle"
 
 
@@ -32,8 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Run the reasoner and SAM2 on IMAGE for each QUERY. Several queries on one image "
             "share its SAM2 encoding and the reasoner's image prefix (only the 2nd..Nth "
-            "query's own tokens are evaluated). Without --bundle the tiny demo bundle (random "
-            "weights, meaningless masks) is built on first use; that needs the [export] extra."
+            "query's own tokens are evaluated). Without --bundle: $SEGZERO_BUNDLE (a bundle "
+            "folder), else the tiny demo bundle (random weights, meaningless masks) in "
+            "~/.cache/segzero-edge/tiny-bundle, built on first use; that needs the [export] "
+            "extra."
         ),
         epilog=(
             "With several queries, --out and --overlay name one file per query by adding its "
@@ -75,30 +76,54 @@ def add_family_argument(p: argparse.ArgumentParser) -> None:
 
 
 def _ensure_bundle(path: Path | None) -> Path:
-    """``path``, or the demo bundle, built on first use by ``segzero-edge export --tiny``.
+    """``path``, else ``$SEGZERO_BUNDLE``, else the demo bundle, built on first use by
+    ``segzero-edge export --tiny``.
 
-    The export runs as a child process through the CLI (the runtime never imports the
-    exporter); it needs the [export] extra.
+    ``$SEGZERO_BUNDLE`` must name a bundle (``CommandError`` otherwise): nothing is ever
+    exported into it. The demo bundle is built only in :func:`demo_bundle_dir`, and only when
+    that folder is absent, empty, or an earlier demo bundle (recognised by the marker the
+    export wrote, :data:`segzero_edge.owned.DEMO_BUNDLE_FORMAT`); any other content is
+    refused, never replaced. The export runs as a child process through the CLI (the runtime
+    never imports the exporter); it needs the [export] extra.
     """
+    from ..owned import DEMO_BUNDLE_FORMAT, owner_format
     from . import registered
 
     if path is not None:
         return path
-    path = default_bundle()
-    if not (path / MANIFEST).is_file():
-        if "export" not in registered():
+    if os.environ.get(DEFAULT_BUNDLE_ENV):
+        given = Path(os.environ[DEFAULT_BUNDLE_ENV])
+        if not (given / MANIFEST).is_file():
             raise CommandError(
-                "no --bundle given, and building the demo bundle needs the exporter: "
-                "pip install 'segzero-edge[export]' (or pass --bundle)"
+                f"{DEFAULT_BUNDLE_ENV}={given} is not a bundle folder (no {MANIFEST}); point it "
+                "at a folder `segzero-edge export` wrote, or unset it to use the demo bundle"
             )
-        print(
-            f"building the tiny demo bundle in {path} (random weights: masks are meaningless)",
-            file=sys.stderr,
+        return given
+    path = demo_bundle_dir()
+    if (path / MANIFEST).is_file():
+        return path
+    if os.path.lexists(path) and not (
+        path.is_dir()
+        and not path.is_symlink()
+        and (owner_format(path) == DEMO_BUNDLE_FORMAT or not any(path.iterdir()))
+    ):
+        raise CommandError(
+            f"{path} (the demo bundle's folder) holds something that is not a demo bundle; "
+            "it is left alone: move it away, or pass --bundle"
         )
-        cmd = [sys.executable, "-m", "segzero_edge.cli", "export", "--tiny", "--force"]
-        done = subprocess.run([*cmd, "-o", str(path)], check=False)
-        if done.returncode != 0:
-            raise CommandError(f"building the demo bundle failed (exit {done.returncode})")
+    if "export" not in registered():
+        raise CommandError(
+            "no --bundle given, and building the demo bundle needs the exporter: "
+            "pip install 'segzero-edge[export]' (or pass --bundle)"
+        )
+    print(
+        f"building the tiny demo bundle in {path} (random weights: masks are meaningless)",
+        file=sys.stderr,
+    )
+    cmd = [sys.executable, "-m", "segzero_edge.cli", "export", "--tiny", "--force"]
+    done = subprocess.run([*cmd, "-o", str(path)], check=False)
+    if done.returncode != 0:
+        raise CommandError(f"building the demo bundle failed (exit {done.returncode})")
     return path
 
 
@@ -127,15 +152,42 @@ def numbered(path: Path, index: int, count: int) -> Path:
     return path if count == 1 else path.with_name(f"{path.stem}-{index + 1}{path.suffix}")
 
 
+def output_paths(out: Path | None, overlay: Path | None, count: int) -> list[tuple[str, int, Path]]:
+    """Every file ``segment`` writes for ``count`` queries, as ``(flag, query index, path)``:
+    the masks (``--out``), then the overlays (``--overlay``), numbered by :func:`numbered`."""
+    return [
+        (flag, i, numbered(dest, i, count))
+        for flag, dest in (("--out", out), ("--overlay", overlay))
+        if dest is not None
+        for i in range(count)
+    ]
+
+
+def check_outputs(outputs: list[tuple[str, int, Path]]) -> None:
+    """Before any model work: every output names a file that can be written, and no two
+    name the same file (after following symbolic links). Raises :class:`CommandError`
+    naming the first that does not."""
+    seen: dict[str, tuple[str, Path]] = {}
+    for flag, _, dest in outputs:
+        key = os.path.realpath(dest)
+        if key in seen:
+            other, first = seen[key]
+            raise CommandError(
+                f"{other} {first} and {flag} {dest} name the same file: one would overwrite "
+                "the other; give distinct names"
+            )
+        seen[key] = (flag, dest)
+        _check_writable(flag, dest)
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..fileio import atomic_path
+    from ..fileio import atomic_paths
     from ..image import load_image
     from ..overlay import mask_image, overlay_image
     from ..pipeline import SegZeroEdge
 
-    for flag, dest in (("--out", args.out), ("--overlay", args.overlay)):
-        if dest is not None:
-            _check_writable(flag, dest)
+    outputs = output_paths(args.out, args.overlay, len(args.query))
+    check_outputs(outputs)
     for query in args.query:
         try:
             query.encode("utf-8")
@@ -154,13 +206,12 @@ def run(args: argparse.Namespace) -> int:
     ) as model:
         results = model.segment_many(image, args.query)
     n = len(results)
-    for i, result in enumerate(results):
-        for dest, pic in ((args.out, mask_image), (args.overlay, None)):
-            if dest is None:
-                continue
-            img = pic(result.mask) if pic else overlay_image(image, result)
-            with atomic_path(numbered(dest, i, n)) as tmp:
-                img.save(tmp, format="PNG")
+    # all files appear together, or none: each written beside its name, then all renamed
+    with atomic_paths([dest for _, _, dest in outputs]) as tmps:
+        for tmp, (flag, i, _) in zip(tmps, outputs, strict=True):
+            result = results[i]
+            pic = mask_image(result.mask) if flag == "--out" else overlay_image(image, result)
+            pic.save(tmp, format="PNG")
     if args.json:
         reports = [{"query": q, **r.to_json()} for q, r in zip(args.query, results, strict=True)]
         print(json.dumps(reports[0] if n == 1 else reports, indent=2))

@@ -1,20 +1,26 @@
 """``segzero-edge track VIDEO_OR_FRAME_DIR QUERY --out DIR``: reason once, track every frame.
 
-Frames come from a folder of images (sorted by name, numbers in names compared as numbers)
-or from an animated image Pillow reads (GIF, APNG, animated WebP, multi-page TIFF). Video
-files (MP4, ...) need a video decoder the runtime does not ship: extract frames first, e.g.
-``ffmpeg -i clip.mp4 frames/%05d.jpg``.
+Frames come from a folder of images (sorted by name, numbers in names compared as numbers),
+from an animated image Pillow reads (GIF, APNG, animated WebP, multi-page TIFF), or through
+OpenCV (the ``[camera]`` extra) from a video file, a camera (``0``, ``/dev/video0``), a
+GStreamer pipeline or an RTSP URL (live sources need ``--max-frames``; see
+:mod:`segzero_edge.camera`).
 
 Writes to ``DIR``: ``masks/00000.png`` ... (the union of the tracked masks, 255 inside; with
 several objects also ``masks/00000_obj1.png`` ...), ``overlay.gif`` (masks tinted per object,
 boxes, frame number, present/lost), and ``track.json`` (per frame: object scores, presence,
-boxes, mask areas, whether the reasoner ran, stage timings; plus the reasoning).
+boxes, mask areas, whether the reasoner ran, stage timings; plus the reasoning), and the
+marker ``.segzero-edge-owner.json`` (:mod:`segzero_edge.owned`). ``DIR`` must be new, empty,
+or an earlier run's output (that marker), which is then replaced as a whole; it may not be
+or hold the input.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import re
 import sys
 import tempfile
@@ -24,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CommandError
+from ..errors import CommandError, require
+from ..options import finite_float
 from .segment import _ensure_bundle, add_family_argument
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -47,7 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "frames",
         metavar="VIDEO_OR_FRAME_DIR",
-        help="folder of frames (JPEG/PNG/...) or an animated GIF/APNG/WebP/TIFF",
+        help="folder of frames (JPEG/PNG/...), an animated GIF/APNG/WebP/TIFF, or with the "
+        "[camera] extra a video file, camera (0, /dev/video0), GStreamer pipeline or RTSP URL",
     )
     p.add_argument(
         "query", metavar="QUERY", help='what to find, e.g. "the thing I can use to cut the bread"'
@@ -66,12 +74,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--score-threshold",
-        type=float,
+        type=finite_float,
         default=0.0,
         help="object score logit at or below which an object counts as lost (default 0)",
     )
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
-    p.add_argument("--fps", type=float, default=10.0, help="frame rate of overlay.gif")
+    p.add_argument("--fps", type=finite_float, default=10.0, help="frame rate of overlay.gif")
     p.add_argument("--no-gif", action="store_true", help="do not write overlay.gif")
     p.add_argument("--no-grammar", action="store_true", help="decode without the answer grammar")
     p.add_argument(
@@ -138,6 +146,38 @@ def frame_source(path: Path, max_frames: int | None = None) -> tuple[int, Iterat
     return n, from_file()
 
 
+def input_frames(source: str, max_frames: int | None) -> tuple[int | None, Iterator[np.ndarray]]:
+    """``(frame count or None, frames)`` of what ``track`` was given: a video file, camera,
+    GStreamer pipeline or stream URL through OpenCV (:mod:`segzero_edge.camera`, the
+    ``[camera]`` extra; a live source needs ``max_frames`` and hands out its newest frames),
+    else a folder or animated image (:func:`frame_source`)."""
+    from .. import camera
+
+    kind = camera.source_kind(source)
+    if kind == "file" and Path(source).suffix.lower() not in VIDEO_SUFFIXES:
+        return frame_source(Path(source), max_frames)
+    if kind == "file":
+        require("cv2", camera.EXTRA, f"reading the video file {source}")
+        if not Path(source).is_file():
+            raise CommandError(f"{source} does not exist")
+        cap = camera.open_capture(source)
+        n = camera.frame_count(cap)
+        cap.release()
+        n = min(n, max_frames) if n and max_frames else n
+        return n, camera.read_frames(source, max_frames)
+    if max_frames is None:
+        raise CommandError(f"{source} is a live {kind} source: give --max-frames")
+
+    def live() -> Iterator[np.ndarray]:
+        with camera.stream(source) as frames:
+            for i, f in enumerate(frames):
+                if i >= max_frames:
+                    return
+                yield f.image
+
+    return None, live()
+
+
 def _check_frames(files: list[Path]) -> None:
     """Read every frame's header before any model work: each must be an image Pillow reads,
     all of one size (after EXIF orientation, as they will load). Raises :class:`CommandError`
@@ -197,11 +237,43 @@ def _frame_json(result: Any, name: str) -> dict[str, Any]:
     return data
 
 
+def check_out_folder(out: Path, frames: Path) -> None:
+    """Before any model work: ``out`` can take the output. It must not be the input nor hold
+    it, and must be absent, an empty folder, or the output of an earlier ``track`` run (its
+    marker, :data:`segzero_edge.owned.TRACK_OUTPUT_FORMAT`, which is replaced as a whole);
+    its parent must take new files. Raises :class:`CommandError` naming the problem."""
+    from ..owned import TRACK_OUTPUT_FORMAT, check_replaceable
+
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"--out {out} is a file; give a folder for the masks, GIF and JSON")
+    target, source = Path(os.path.realpath(out)), Path(os.path.realpath(frames))
+    if target == source or target in source.parents:
+        raise CommandError(
+            f"--out {out} is or holds the input {frames}: the output folder is replaced as a "
+            "whole; give another folder"
+        )
+    try:
+        check_replaceable(out, (TRACK_OUTPUT_FORMAT,), "--out folder")
+    except FileExistsError as e:
+        raise CommandError(f"--out {e}") from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # a real file, as `segment` checks (root passes os.access checks)
+    try:
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".", suffix=".check"):
+            pass
+    except OSError as e:
+        raise CommandError(
+            f"--out {out}: cannot write files in {out.parent} ({e.strerror or e})"
+        ) from None
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..fileio import atomic_dir, atomic_path
+    from ..gif import GifWriter
     from ..overlay import mask_image
+    from ..owned import TRACK_OUTPUT_FORMAT
     from ..pipeline import SegZeroEdge
 
     if args.max_frames is not None and args.max_frames < 1:
@@ -212,25 +284,22 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--rereason-after must be >= 1, got {args.rereason_after}")
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise CommandError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    n_frames, frames = frame_source(Path(args.frames), args.max_frames)
-    bundle = _ensure_bundle(args.bundle)
+    n_frames, frames = input_frames(args.frames, args.max_frames)
     out: Path = args.out
-    if out.exists() and not out.is_dir():
-        raise CommandError(f"--out {out} is a file; give a folder for the masks, GIF and JSON")
-    if out.is_dir() and any(out.iterdir()) and not (out / "track.json").is_file():
-        raise CommandError(
-            f"--out {out} is a folder with other files in it; give a new or empty folder "
-            "(the output of an earlier `track` run is replaced)"
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # before any model work: a real file, as `segment` checks (root passes os.access checks)
-    with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".", suffix=".check"):
-        pass
+    check_out_folder(out, Path(args.frames))
+    bundle = _ensure_bundle(args.bundle)
     # the whole folder appears at the end, complete (an earlier run's is replaced then); a
     # failure part-way leaves nothing behind
-    with atomic_dir(out, overwrite=True) as dst:
+    with (
+        atomic_dir(out, overwrite=True, owner=TRACK_OUTPUT_FORMAT) as dst,
+        contextlib.ExitStack() as files,
+    ):
         (dst / "masks").mkdir()
-        gif: list[Any] = []
+        # each overlay frame goes to disk as it is made: memory stays one frame, any clip length
+        gif = None
+        if not args.no_gif:
+            duration = max(int(1000 / args.fps), 20)
+            gif = files.enter_context(GifWriter(dst / "overlay.gif", duration_ms=duration))
         records: list[dict[str, Any]] = []
         reasoner_opts = (
             {} if args.max_new_tokens is None else {"max_new_tokens": args.max_new_tokens}
@@ -264,8 +333,8 @@ def run(args: argparse.Namespace) -> int:
                         for k, m in enumerate(result.object_masks, start=1):
                             with atomic_path(dst / "masks" / f"{i:05d}_obj{k}.png") as tmp:
                                 mask_image(m).save(tmp, format="PNG")
-                    if not args.no_gif:
-                        gif.append(overlay_frame(frame, result))
+                    if gif is not None:
+                        gif.add(overlay_frame(frame, result))
                     records.append(_frame_json(result, name))
                     bar.set_postfix_str(
                         f"{result.timings.get('total', 0.0) * 1000:.0f} ms, "
@@ -275,16 +344,8 @@ def run(args: argparse.Namespace) -> int:
             finally:
                 bar.close()
             seed = tracker.seed if tracker is not None else None
-        if gif:
-            with atomic_path(dst / "overlay.gif") as tmp:
-                gif[0].save(
-                    tmp,
-                    format="GIF",
-                    save_all=True,
-                    append_images=gif[1:],
-                    duration=max(int(1000 / args.fps), 20),
-                    loop=0,
-                )
+        if gif is not None:
+            gif.close()
         tracked = [r["timings"]["total"] for r in records if not r["reasoned"]]
         summary = {
             "query": args.query,

@@ -1,9 +1,14 @@
-"""Qwen2.5-VL reasoner on llama.cpp (llama-cpp-python's C API + libmtmd for the image).
+"""Qwen2.5-VL / Qwen3-VL reasoner on llama.cpp (llama-cpp-python's C API + libmtmd for the
+image).
 
-One user turn (image, then the prompt) under Qwen2.5-VL's chat template with the default
-system prompt, greedy decoding and a token budget. The 840 x 840 image gives exactly 900
-image tokens (60 x 60 patches merged 2 x 2): the mtmd context is created with
-``image_min_tokens = image_max_tokens = 900`` so llama.cpp neither up- nor down-scales it.
+One user turn (image, then the prompt) under the backbone's chat template, greedy decoding and
+a token budget. The backbone is read from the text GGUF's ``general.architecture``
+(:data:`BACKBONES`): ``qwen2vl`` (Qwen2.5-VL) has the default system prompt and 28-pixel image
+tokens, ``qwen3vl`` (Qwen3-VL-Instruct's template) no system turn and 32-pixel tokens. The
+840 x 840 Qwen2.5-VL image gives exactly 900 image tokens (60 x 60 patches merged 2 x 2); a
+Qwen3-VL family's frame (832 x 832 for ``qwen3vl-grounding``) gives ``(frame / 32) ** 2``: the
+mtmd context is created with ``image_min_tokens = image_max_tokens = image_tokens`` so
+llama.cpp neither up- nor down-scales it.
 
 With ``grammar=True`` the generation has two phases: the thinking text is free, limited to
 ``think_budget`` tokens and closed with ``</think>`` (forced when the model does not write it);
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import os
 import sys
 import threading
@@ -46,13 +52,40 @@ import numpy as np
 from ..backends import ReasonerOutput
 from ..errors import BackendError
 from ..image import frame_key as content_key
-from ..layout import IMAGE_TOKENS, MAX_N_CTX, PATCH_MERGE, REASONER_SIZE
+from ..layout import (
+    IMAGE_TOKENS,
+    MAX_N_CTX,
+    PATCH_MERGE,
+    QWEN3VL_FRAME,
+    QWEN3VL_PATCH_MERGE,
+)
+from ..options import real_number
 from . import grammar as gbnf
 from . import llama_system
 from .prefix_cache import PrefixCache, PrefixState, Signature
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 DEFAULT_IMAGE_TOKENS = IMAGE_TOKENS  # 900 for 840 x 840
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """What the reasoner needs to know of a GGUF architecture: the chat template's system turn
+    (``None``: none) and the pixels per image-token side; ``default_image_tokens`` is used
+    when the caller pins none."""
+
+    system_prompt: str | None
+    patch_merge: int
+    default_image_tokens: int
+
+
+BACKBONES: dict[str, Backbone] = {
+    # Qwen2.5-VL-Instruct's template adds "You are a helpful assistant." when no system turn
+    "qwen2vl": Backbone(SYSTEM_PROMPT, PATCH_MERGE, IMAGE_TOKENS),
+    # Qwen3-VL-Instruct's template adds no system turn
+    "qwen3vl": Backbone(None, QWEN3VL_PATCH_MERGE, (QWEN3VL_FRAME // QWEN3VL_PATCH_MERGE) ** 2),
+}
+"""GGUF ``general.architecture`` -> :class:`Backbone`."""
 DEFAULT_PREFIX_CACHE_MB = 128
 """Prefix cache bound (MiB). Sized for an 8 GB Orin Nano: the exporter's memory estimate
 (segzero_export.memory) puts Qwen2.5-VL-3B Q4_K_M + mmproj + SAM2-tiny with n_ctx 4096 at
@@ -65,17 +98,17 @@ class ReasonerLoadError(BackendError):
     """The GGUF files could not be loaded by llama.cpp."""
 
 
-def chat_prompt(user_text: str, media_marker: str) -> str:
-    """Qwen2.5-VL chat text for one user turn: image (``media_marker``) then ``user_text``.
+def chat_prompt(
+    user_text: str, media_marker: str, system_prompt: str | None = SYSTEM_PROMPT
+) -> str:
+    """Qwen-VL chat text for one user turn: image (``media_marker``) then ``user_text``;
+    a system turn with ``system_prompt`` first unless it is None (Qwen3-VL).
 
     libmtmd replaces the marker by ``<|vision_start|>`` + image tokens + ``<|vision_end|>``,
     which is what the HF chat template writes around ``<|image_pad|>``.
     """
-    return (
-        f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n"
-        f"<|im_start|>user\n{media_marker}{user_text}<|im_end|>\n"
-        "<|im_start|>assistant\n"
-    )
+    system = "" if system_prompt is None else f"<|im_start|>system\n{system_prompt}<|im_end|>\n"
+    return f"{system}<|im_start|>user\n{media_marker}{user_text}<|im_end|>\n<|im_start|>assistant\n"
 
 
 def _utf8(text: str, what: str) -> bytes:
@@ -92,11 +125,11 @@ def _utf8(text: str, what: str) -> bytes:
 _USER, _MEDIA = "\x00user\x00", "\x00media\x00"  # stand-ins no template or prompt holds
 
 
-def chat_parts(user_text: str) -> list[tuple[str, str]]:
+def chat_parts(user_text: str, system_prompt: str | None = SYSTEM_PROMPT) -> list[tuple[str, str]]:
     """:func:`chat_prompt` as ``(kind, text)`` parts in order: ``"template"`` (special tokens
     parsed), ``"image"`` (the image's place) and ``"user"`` (``user_text``, plain text)."""
     parts: list[tuple[str, str]] = []
-    for piece in chat_prompt(_USER, _MEDIA).split("\x00"):
+    for piece in chat_prompt(_USER, _MEDIA, system_prompt).split("\x00"):
         if piece in ("user", "media"):
             parts.append(("user", user_text) if piece == "user" else ("image", ""))
         elif piece:
@@ -260,7 +293,8 @@ class GenerationStats:
 
 
 class LlamaCppReasoner:
-    """:class:`segzero_edge.backends.Reasoner` on llama.cpp with a Qwen2.5-VL GGUF pair."""
+    """:class:`segzero_edge.backends.Reasoner` on llama.cpp with a Qwen2.5-VL or Qwen3-VL GGUF
+    pair."""
 
     name = "llama.cpp"
 
@@ -278,7 +312,7 @@ class LlamaCppReasoner:
         grammar: bool = True,
         max_objects: int = gbnf.DEFAULT_MAX_OBJECTS,
         answer_grammar: gbnf.AnswerGrammar | None = None,
-        image_tokens: int = DEFAULT_IMAGE_TOKENS,
+        image_tokens: int | None = None,
         seed: int = 0,
         kv_cache_type: str = "f16",
         warmup: bool = True,
@@ -295,7 +329,11 @@ class LlamaCppReasoner:
         ``answer_grammar`` is the model family's answer grammar
         (``ModelFamily.answer_grammar``); without one, the multi-object grammar with
         ``max_objects`` objects.
-        ``image_tokens`` pins libmtmd's min = max image tokens (900 for 840 x 840).
+        ``image_tokens`` pins libmtmd's min = max image tokens, a square number (the model
+        family's ``image_tokens``: 900 for Qwen2.5-VL at 840 x 840, 676 for Qwen3-VL at
+        832 x 832); ``None``: the backbone's default (:data:`BACKBONES`). Images passed in must
+        then be ``frame`` x ``frame`` (``sqrt(image_tokens) * patch_merge`` pixels) or at least
+        multiples of ``patch_merge``.
         ``n_gpu_layers=-1`` offloads everything when llama.cpp was built with CUDA; 0 = CPU.
         ``seed`` is unused by greedy decoding (kept for API stability). ``warmup=False`` skips
         libmtmd's warm-up encode (faster start, first image slower). ``verbose`` prints the
@@ -335,8 +373,7 @@ class LlamaCppReasoner:
             raise ValueError("max_new_tokens must be >= 1 and think_budget >= 0")
         if isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or not 1 <= n_ctx <= MAX_N_CTX:
             raise ValueError(f"n_ctx must be an integer from 1 to {MAX_N_CTX}, got {n_ctx!r}")
-        if not prefix_cache_mb >= 0:
-            raise ValueError(f"prefix_cache_mb must be >= 0 (0 = off), got {prefix_cache_mb}")
+        prefix_cache_mb = real_number("prefix_cache_mb", prefix_cache_mb, minimum=0)
         self.prefix_cache = PrefixCache(int(prefix_cache_mb * 2**20))
         kv_types = {"f16": llama_cpp.GGML_TYPE_F16, "f32": llama_cpp.GGML_TYPE_F32}
         if kv_cache_type not in kv_types:
@@ -347,7 +384,13 @@ class LlamaCppReasoner:
         self.think_budget = int(think_budget)
         self.use_grammar = bool(grammar)
         self.seed = int(seed)
-        self.image_tokens = int(image_tokens)
+        if image_tokens is not None and (
+            isinstance(image_tokens, bool)
+            or not isinstance(image_tokens, int)
+            or image_tokens < 1
+            or math.isqrt(image_tokens) ** 2 != image_tokens
+        ):
+            raise ValueError(f"image_tokens must be a positive square number, got {image_tokens!r}")
         self.n_batch = int(n_batch)
         answer_grammar = answer_grammar or gbnf.list_answer_grammar(max_objects)
         self.grammar_text = answer_grammar.gbnf
@@ -390,6 +433,20 @@ class LlamaCppReasoner:
                 [line for _, line in _SINK.since(n_log)]
             ),
         }
+        self.arch = self._meta("general.architecture")
+        """The text GGUF's architecture (``qwen2vl``, ``qwen3vl``)."""
+        if self.arch not in BACKBONES:
+            self._free()
+            raise ReasonerLoadError(
+                f"{paths['model']} is a {self.arch!r} model; the reasoner serves "
+                f"{', '.join(BACKBONES)} (Qwen2.5-VL, Qwen3-VL)"
+            )
+        backbone = BACKBONES[self.arch]
+        self.system_prompt = backbone.system_prompt
+        self.patch_merge = backbone.patch_merge
+        self.image_tokens = int(image_tokens or backbone.default_image_tokens)
+        self.frame = math.isqrt(self.image_tokens) * self.patch_merge
+        """Side (pixels) of the square image that gives exactly ``image_tokens`` tokens."""
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
 
@@ -429,6 +486,12 @@ class LlamaCppReasoner:
         self.load_log = _SINK.since(n_log)
 
     # -- small helpers ----------------------------------------------------------------------
+
+    def _meta(self, key: str) -> str:
+        """A string metadata value of the text GGUF ('' when absent)."""
+        buf = ctypes.create_string_buffer(256)
+        n = self._ll.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", errors="replace") if n >= 0 else ""
 
     @staticmethod
     def _errors(since: int) -> str:
@@ -516,10 +579,10 @@ class LlamaCppReasoner:
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3:
             raise ValueError("image must be an H x W x 3 uint8 numpy array")
         h, w, c = image.shape
-        if c != 3 or h % PATCH_MERGE or w % PATCH_MERGE:
+        if c != 3 or h % self.patch_merge or w % self.patch_merge:
             raise ValueError(
-                f"image must be H x W x 3 with H, W multiples of {PATCH_MERGE} "
-                f"(the reasoner input is {REASONER_SIZE} x {REASONER_SIZE}); got {image.shape}"
+                f"image must be H x W x 3 with H, W multiples of {self.patch_merge} "
+                f"(the reasoner input is {self.frame} x {self.frame}); got {image.shape}"
             )
         data = np.ascontiguousarray(image).tobytes()
         bmp = self._mt.mtmd_bitmap_init(w, h, (ctypes.c_ubyte * len(data)).from_buffer_copy(data))
@@ -538,7 +601,7 @@ class LlamaCppReasoner:
         mt = self._mt
         keep: list[Any] = []  # the ctypes objects the parts point into, alive until the call
         parts: list[Any] = []
-        for kind, text in chat_parts(prompt):
+        for kind, text in chat_parts(prompt, self.system_prompt):
             part = mt.mtmd_input_part()
             if kind == "image":
                 part.bitmap = bmp
@@ -565,7 +628,7 @@ class LlamaCppReasoner:
         with self._lock, _interruptible():
             self._require_open()
             mt = self._mt
-            bmp = self._bitmap(np.zeros((REASONER_SIZE, REASONER_SIZE, 3), np.uint8))
+            bmp = self._bitmap(np.zeros((self.frame, self.frame, 3), np.uint8))
             try:
                 chunks = self._tokenize_prompt(bmp, prompt)
             finally:
@@ -574,6 +637,26 @@ class LlamaCppReasoner:
                 return self._chunk_ids(chunks)
             finally:
                 mt.mtmd_input_chunks_free(chunks)
+
+    def check_prompt(self, prompt: str) -> None:
+        """``ValueError`` (the one :meth:`generate` would raise, before decoding) when the
+        chat text of ``prompt`` with one image leaves no KV cell free for generation.
+
+        Tokenization only (no model work): :class:`~segzero_edge.pipeline.SegZeroEdge`
+        checks every query of a ``segment_many`` call with it before the first one runs.
+        """
+        if not isinstance(prompt, str):
+            raise ValueError(f"prompt must be a str, got {type(prompt).__name__}")
+        self._require_room(len(self.prompt_tokens(prompt)))
+
+    def _require_room(self, cells: int) -> None:
+        """``ValueError`` when a prompt of ``cells`` KV cells leaves none for generation."""
+        if cells >= self.n_ctx:
+            raise ValueError(
+                f"the prompt needs {cells} KV cells (image and text tokens) but the "
+                f"context holds {self.n_ctx} and generation needs at least one more: "
+                "shorten the query or use a larger n_ctx"
+            )
 
     def _chunk_ids(self, chunks: Any) -> list[int]:
         """Token ids of libmtmd's input chunks in order; -1 for each image token."""
@@ -630,13 +713,7 @@ class LlamaCppReasoner:
         }
         try:
             self._clear()  # a refused prompt leaves an empty context, as a finished call does
-            cells = self._chunk_cells(chunks)
-            if cells >= self.n_ctx:
-                raise ValueError(
-                    f"the prompt needs {cells} KV cells (image and text tokens) but the "
-                    f"context holds {self.n_ctx} and generation needs at least one more: "
-                    "shorten the query or use a larger n_ctx"
-                )
+            self._require_room(self._chunk_cells(chunks))
             parts: list[tuple[Any, list[int] | None, int]] = []  # (chunk, text tokens, n_tok)
             for i in range(mt.mtmd_input_chunks_size(chunks)):
                 chunk = mt.mtmd_input_chunks_get(chunks, i)
@@ -861,11 +938,12 @@ class LlamaCppReasoner:
     ) -> ReasonerOutput:
         """Greedy generation for one image + prompt (see the module docstring).
 
-        ``image``: 840 x 840 x 3 uint8 RGB. ``frame_key`` names the frame's content for the
-        prefix cache (the pipeline passes :func:`segzero_edge.image.frame_key` of the original
-        frame); without it the key is computed from ``image``. ``timings`` holds seconds for
-        ``vision_encode``, ``prefill`` (including a prefix restore), ``decode``, and
-        ``reasoner_cache_hit`` (1.0 when the frame's prefix came from the cache, else 0.0).
+        ``image``: ``frame`` x ``frame`` x 3 uint8 RGB (840 for Qwen2.5-VL). ``frame_key``
+        names the frame's content for the prefix cache (the pipeline passes
+        :func:`segzero_edge.image.frame_key` of the original frame); without it the key is
+        computed from ``image``. ``timings`` holds seconds for ``vision_encode``, ``prefill``
+        (including a prefix restore), ``decode``, and ``reasoner_cache_hit`` (1.0 when the
+        frame's prefix came from the cache, else 0.0).
 
         Raises ``ValueError`` (before decoding) for a prompt that is not text or does not fit
         ``n_ctx``, ``RuntimeError`` after :meth:`close`; a generation that fills the context

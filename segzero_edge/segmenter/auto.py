@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends import Segmenter
 from ..errors import BundleError, TensorRTUnavailable
-from ..layout import ENGINES_DIR, MANIFEST, SAM2_MEMORY_ATTENTION_FILE, SAM2_MEMORY_ENCODER_FILE
+from ..layout import (
+    ENGINES_DIR,
+    MANIFEST,
+    SAM2_MEMORY_ATTENTION_FILE,
+    SAM2_MEMORY_ENCODER_FILE,
+    SAM2_MEMORY_FILES,
+)
 from ..layout import SAM2_DECODER_FILE as DECODER_ONNX
 from ..layout import SAM2_ENCODER_FILE as ENCODER_ONNX
 
@@ -32,15 +38,12 @@ def tensorrt_status(bundle_dir: Path) -> tuple[tuple[Path, Path] | None, str]:
     ok, why = trt_backend.available()
     if not ok:
         return None, why
-    from ..engine_cache import find_engines
+    from ..engine_cache import check_engines
 
-    plans = find_engines(bundle_dir)
+    plans, why = check_engines(bundle_dir)
     if plans is None:
-        return None, (
-            f"no TensorRT engines for this device under {bundle_dir / ENGINES_DIR} "
-            "(build them on this device first)"
-        )
-    return plans, ""
+        return None, why
+    return (plans[0], plans[1]), ""
 
 
 def _open_onnxruntime(bundle_dir: Path, opts: dict[str, Any]) -> Segmenter:
@@ -62,7 +65,10 @@ def open_segmenter(
     graphs), or ``"auto"`` (TensorRT when available with engines for this device, else
     onnxruntime). ``opts`` go to the chosen backend; in ``"auto"`` mode the onnxruntime-only
     options (``providers``, ``threads``, ``fp16``, ``trt_cache_dir``, ``spin_wait``) are
-    dropped when TensorRT is chosen.
+    dropped when TensorRT is chosen. ``"auto"`` falls back to onnxruntime, with a warning
+    saying why, when the engines are stale (e.g. built with another TensorRT version), or
+    current by their ``engines.json`` but not loadable here (TensorRT cannot deserialize
+    them, or device memory runs out).
 
     Raises ``TensorRTUnavailable`` when ``"tensorrt"`` is asked for and cannot run here.
     """
@@ -77,18 +83,26 @@ def open_segmenter(
     if plans is None:
         if backend == "tensorrt":
             raise TensorRTUnavailable(f"segmenter backend 'tensorrt' is unavailable: {why}")
-        built = sorted(p.parent.name for p in (root / ENGINES_DIR).glob("*/*.plan"))
+        built = sorted({p.parent.name for p in (root / ENGINES_DIR).glob("*/*.plan")})
         if built:  # engines were built (for this or another fingerprint): say why not used
             log.warning(
                 "TensorRT engines in %s (built for %s) not used: %s; SAM2 runs on onnxruntime",
-                root / ENGINES_DIR, ", ".join(sorted(set(built))), why,
+                root / ENGINES_DIR, ", ".join(built), why,
             )  # fmt: skip
         return _open_onnxruntime(root, opts)
-    from .tensorrt import TensorRTSegmenter
+    from ..cuda_memory import CudaError
+    from .tensorrt import EngineLoadError, TensorRTSegmenter
 
-    if backend == "auto":
-        opts = {k: v for k, v in opts.items() if k not in ORT_ONLY_OPTIONS}
-    return TensorRTSegmenter(*plans, **opts)
+    if backend == "tensorrt":
+        return TensorRTSegmenter(*plans, **opts)
+    trt_opts = {k: v for k, v in opts.items() if k not in ORT_ONLY_OPTIONS}
+    try:
+        return TensorRTSegmenter(*plans, **trt_opts)
+    except (EngineLoadError, CudaError) as e:  # current by the bookkeeping, unusable here
+        log.warning(
+            "TensorRT engines in %s not used: %s; SAM2 runs on onnxruntime", plans[0].parent, e
+        )
+        return _open_onnxruntime(root, opts)
 
 
 def open_memory(
@@ -96,30 +110,39 @@ def open_memory(
 ) -> SAM2Memory:
     """The memory graphs of a bundle on ``backend`` (``"onnxruntime"`` or ``"tensorrt"``).
 
-    Raises :class:`~segzero_edge.errors.BundleError` when the bundle has no memory graphs
-    (exported before tracking existed: re-export it), ``RuntimeError`` when TensorRT engines
-    for them are missing on this device.
+    The bundle is verified first (:func:`~segzero_edge.bundle.load_bundle`), and only memory
+    graphs its manifest lists are opened. Raises :class:`~segzero_edge.errors.BundleError`
+    when the bundle has no memory graphs (exported before tracking existed: re-export it) or
+    has them without listing them, ``RuntimeError`` when TensorRT engines for them are missing
+    on this device.
     """
-    from .memory import REEXPORT, TrackingConfig, manifest_tracking
+    from ..bundle import load_bundle
+    from .memory import REEXPORT, TrackingConfig, tracking_of
 
-    root = Path(bundle_dir)
-    paths = (root / SAM2_MEMORY_ATTENTION_FILE, root / SAM2_MEMORY_ENCODER_FILE)
-    if not all(p.is_file() for p in paths):
+    bundle = load_bundle(bundle_dir)  # containment, sizes, graphs against the manifest
+    root = bundle.root
+    mpath = root / MANIFEST
+    unlisted = [name for name in SAM2_MEMORY_FILES if name not in bundle.manifest["files"]]
+    if unlisted:
+        if any(os.path.lexists(root / name) for name in unlisted):
+            raise BundleError(
+                f"{mpath} does not list {', '.join(unlisted)}: the runtime opens only files "
+                "a bundle's manifest lists (with their size and sha256); re-export the bundle "
+                "to use track() (segment() keeps working)"
+            )
         raise BundleError(f"{root}: {REEXPORT}")
-    config = manifest_tracking(root) if (root / MANIFEST).is_file() else None
+    paths = (bundle.path(SAM2_MEMORY_ATTENTION_FILE), bundle.path(SAM2_MEMORY_ENCODER_FILE))
+    config = tracking_of(bundle.manifest, mpath)
     if backend == "onnxruntime":
         from .memory_onnxruntime import OrtMemory
 
         return OrtMemory(*paths, config=config, **opts)
     if backend == "tensorrt":
-        from ..engine_cache import find_memory_engines
+        from ..engine_cache import MEMORY_ENGINE_NAMES, check_engines
         from .memory_tensorrt import TensorRTMemory
 
-        plans = find_memory_engines(root)
+        plans, why = check_engines(root, MEMORY_ENGINE_NAMES)
         if plans is None:
-            raise RuntimeError(
-                f"no current TensorRT engines for the SAM2 memory graphs of {root} on this "
-                "device; build them: segzero-edge build-engines BUNDLE"
-            )
-        return TensorRTMemory(*plans, config=config or TrackingConfig(), **opts)
+            raise RuntimeError(f"no current TensorRT engines for the SAM2 memory graphs: {why}")
+        return TensorRTMemory(plans[0], plans[1], config=config or TrackingConfig(), **opts)
     raise ValueError(f"unknown memory backend {backend!r}; use 'onnxruntime' or 'tensorrt'")

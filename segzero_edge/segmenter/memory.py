@@ -18,12 +18,39 @@ import numpy as np
 
 from ..backends import ImageEmbedding
 from ..errors import BundleError
-from ..layout import MANIFEST, TRACKING_KEY
+from ..layout import (
+    MANIFEST,
+    SAM2_MEMORY_ATTENTION_FILE,
+    SAM2_MEMORY_ENCODER_FILE,
+    SAM2_MEMORY_ENCODER_OUTPUTS,
+    TRACKING_KEY,
+    TRACKING_METADATA_KEY,
+)
+from ..onnx_scan import OnnxSummary
+
+TPOS_INITIALIZER = "maskmem_tpos_enc"
+"""The memory attention graph's ``[num_maskmem, mem_dim]`` temporal encoding (SAM2's
+``maskmem_tpos_enc``): one row per memory slot."""
 
 REEXPORT = (
     "this bundle has no SAM2 video-memory graphs (exported before tracking existed); "
     "re-export it with `segzero-edge export` to use track() (segment() keeps working)"
 )
+
+
+TRACKING_LIMITS: dict[str, tuple[int, int]] = {
+    "num_maskmem": (1, 64),
+    "max_obj_ptrs_in_encoder": (2, 256),
+    "memory_temporal_stride_for_eval": (1, 1000),
+    "multimask_min_pt_num": (0, 1000),
+    "multimask_max_pt_num": (0, 1000),
+    "mem_dim": (1, 4096),
+    "hidden_dim": (1, 4096),
+    "fill_hole_area": (0, 1 << 24),
+}
+"""Bounds of the integer settings (every SAM2 config has ``num_maskmem`` 7, 16 object
+pointers, stride 1, ``mem_dim`` 64, ``hidden_dim`` 256): the tracker's work per frame grows
+with ``num_maskmem`` and ``max_obj_ptrs_in_encoder``, so a manifest cannot make it hang."""
 
 
 @dataclass(frozen=True)
@@ -66,13 +93,10 @@ class TrackingConfig:
                 raise ValueError(f"{source}: {f.name} must be {want.__name__}, got {value!r}")
             kwargs[f.name] = value
         cfg = cls(**kwargs)
-        if cfg.num_maskmem < 1 or cfg.max_obj_ptrs_in_encoder < 2:
-            raise ValueError(
-                f"{source}: num_maskmem must be >= 1 and max_obj_ptrs_in_encoder >= 2, got "
-                f"{cfg.num_maskmem} and {cfg.max_obj_ptrs_in_encoder}"
-            )
-        if cfg.memory_temporal_stride_for_eval < 1:
-            raise ValueError(f"{source}: memory_temporal_stride_for_eval must be >= 1")
+        for name, (low, high) in TRACKING_LIMITS.items():
+            value = getattr(cfg, name)
+            if not low <= value <= high:
+                raise ValueError(f"{source}: {name} must be >= {low} and <= {high}, got {value}")
         return cfg
 
     def to_json(self) -> dict[str, Any]:
@@ -116,20 +140,86 @@ class SAM2Memory(Protocol):
     def close(self) -> None: ...
 
 
-def manifest_tracking(bundle_dir: Path) -> TrackingConfig | None:
-    """``segmenter.tracking`` of the bundle's manifest, or None when it has none."""
-    path = bundle_dir / MANIFEST
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise BundleError(f"cannot read {path}: {e}") from None
+def tracking_of(manifest: dict[str, Any], mpath: Path) -> TrackingConfig | None:
+    """``segmenter.tracking`` of a parsed manifest (read from ``mpath``), or None when it has
+    none. Raises :class:`BundleError` naming ``mpath`` and the setting when it is malformed or
+    out of :data:`TRACKING_LIMITS`."""
     data = (manifest.get("segmenter") or {}).get(TRACKING_KEY)
     if data is None:
         return None
     try:
-        return TrackingConfig.from_json(data, f"{path} segmenter.{TRACKING_KEY}")
+        return TrackingConfig.from_json(data, f"{mpath} segmenter.{TRACKING_KEY}")
     except ValueError as e:
         raise BundleError(str(e)) from None
+
+
+def manifest_tracking(bundle_dir: Path) -> TrackingConfig | None:
+    """``segmenter.tracking`` of the bundle's manifest (the bundle verified by
+    :func:`~segzero_edge.bundle.load_bundle`), or None when it has none."""
+    from ..bundle import load_bundle
+
+    return tracking_of(load_bundle(bundle_dir).manifest, Path(bundle_dir) / MANIFEST)
+
+
+def check_tracking(manifest: dict[str, Any], graphs: dict[str, OnnxSummary], mpath: Path) -> None:
+    """The manifest's tracking settings against the memory graphs it lists (``graphs``: file
+    name -> :func:`~segzero_edge.onnx_scan.scan_onnx` of each listed ONNX file).
+
+    The settings must be within :data:`TRACKING_LIMITS`, equal the settings stored in the
+    memory attention graph (``TRACKING_METADATA_KEY``) and fit the graphs' shapes: the
+    memory slots of its temporal encoding (``maskmem_tpos_enc``, ``[num_maskmem, mem_dim]``),
+    the channels of ``memory`` (``mem_dim``) and ``obj_ptrs`` (``hidden_dim``), and of the
+    memory encoder's ``maskmem_features`` (``mem_dim``). Raises :class:`BundleError` naming
+    ``mpath`` and the setting.
+    """
+    cfg = tracking_of(manifest, mpath)
+    attention = graphs.get(SAM2_MEMORY_ATTENTION_FILE)
+    encoder = graphs.get(SAM2_MEMORY_ENCODER_FILE)
+    if attention is None:
+        return
+    where = f"{mpath}: segmenter.{TRACKING_KEY}"
+    meta = attention.metadata.get(TRACKING_METADATA_KEY)
+    stored = None
+    if meta is not None:
+        source = f"{SAM2_MEMORY_ATTENTION_FILE} metadata {TRACKING_METADATA_KEY}"
+        try:
+            stored = TrackingConfig.from_json(json.loads(meta), source)
+        except ValueError as e:
+            raise BundleError(f"{mpath}: {e}") from None
+    if cfg is not None and stored is not None and cfg != stored:
+        diff = [
+            f"{k} {v!r} (graph: {stored.to_json()[k]!r})"
+            for k, v in cfg.to_json().items()
+            if stored.to_json()[k] != v
+        ]
+        raise BundleError(
+            f"{where} disagrees with what {SAM2_MEMORY_ATTENTION_FILE} was exported with: "
+            f"{', '.join(diff)}; re-export the bundle"
+        )
+    used = cfg or stored or TrackingConfig()
+    if cfg is None:
+        where = f"{mpath}: {SAM2_MEMORY_ATTENTION_FILE} metadata {TRACKING_METADATA_KEY}"
+    tpos = attention.initializers.get(TPOS_INITIALIZER)
+    enc_out = SAM2_MEMORY_ENCODER_OUTPUTS[0]
+    checks = [  # (graph, what, shape, axis, setting)
+        (SAM2_MEMORY_ATTENTION_FILE, f"{TPOS_INITIALIZER} rows (memory slots)", tpos, 0,
+         "num_maskmem"),
+        (SAM2_MEMORY_ATTENTION_FILE, f"{TPOS_INITIALIZER} columns", tpos, 1, "mem_dim"),
+        (SAM2_MEMORY_ATTENTION_FILE, "input memory channels", attention.inputs.get("memory"),
+         1, "mem_dim"),
+        (SAM2_MEMORY_ATTENTION_FILE, "input obj_ptrs channels",
+         attention.inputs.get("obj_ptrs"), 1, "hidden_dim"),
+        (SAM2_MEMORY_ENCODER_FILE, f"output {enc_out} channels",
+         encoder.outputs.get(enc_out) if encoder else None, 1, "mem_dim"),
+    ]  # fmt: skip
+    for graph, what, shape, axis, name in checks:
+        if shape is None or len(shape) <= axis or shape[axis] is None:
+            continue
+        if shape[axis] != getattr(used, name):
+            raise BundleError(
+                f"{where}.{name} is {getattr(used, name)} but {graph} has {what} "
+                f"{shape[axis]}; re-export the bundle"
+            )
 
 
 def to_bfloat16(x: np.ndarray) -> np.ndarray:
@@ -149,9 +239,13 @@ def from_bfloat16(bits: np.ndarray) -> np.ndarray:
 
 __all__ = [
     "REEXPORT",
+    "TPOS_INITIALIZER",
+    "TRACKING_LIMITS",
     "SAM2Memory",
     "TrackingConfig",
+    "check_tracking",
     "from_bfloat16",
     "manifest_tracking",
     "to_bfloat16",
+    "tracking_of",
 ]

@@ -2,11 +2,13 @@
 
 Built by ``segzero-edge build-engines`` next to the encoder and decoder engines (profiles in
 :mod:`segzero_edge.engine_cache`: 1..7 memory frames, 1..16 object pointers). Same TensorRT 10
-API and :class:`~segzero_edge.segmenter.tensorrt.DeviceBuffer` s as the segmenter: the image
+API and :class:`~segzero_edge.cuda_memory.DeviceBuffer` s as the segmenter: the image
 features of a :class:`~segzero_edge.segmenter.tensorrt.TensorRTSegmenter` embedding are read
-in place, and ``attend`` returns ``pix_feat_with_mem`` as a new device buffer the decoder reads
-in place (its stream is synchronised before it returns). Memory features come back to the host
-(the tracker keeps them in bfloat16).
+in place, and ``attend`` returns ``pix_feat_with_mem`` as a device buffer the decoder reads
+in place (its non-blocking stream is synchronised before it returns), taken from this
+object's :class:`~segzero_edge.cuda_memory.DevicePool`: once the tracker drops it the next
+frame reuses it, so steady-state tracking makes no ``cudaMalloc`` / ``cudaFree``. Memory
+features come back to the host (the tracker keeps them in bfloat16).
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..backends import ImageEmbedding
+from ..cuda_memory import DeviceBuffer, DevicePool, create_stream, destroy_stream, synchronize
 from ..device import cudart as _cudart
-from ..device import import_tensorrt
+from ..device import import_tensorrt, tensorrt_logger
 from ..layout import (
     SAM2_MEMORY_ATTENTION_INPUTS,
     SAM2_MEMORY_ATTENTION_OUTPUTS,
@@ -32,7 +35,7 @@ from ..layout import (
 )
 from .memory import TrackingConfig
 from .memory_onnxruntime import check_attention_inputs, encoder_feeds
-from .tensorrt import DeviceBuffer, _check, open_device
+from .tensorrt import EngineLoadError, _check, bind, open_device
 
 if TYPE_CHECKING:
     import tensorrt
@@ -51,18 +54,24 @@ class TensorRTMemory:
         config: TrackingConfig,
         device: int = 0,
     ) -> None:
-        import_tensorrt()  # a clear TensorRTUnavailable when missing
-        import tensorrt as trt
-
+        trt = import_tensorrt()  # a clear TensorRTUnavailable when missing or too old
         plans = {"memory attention": Path(attention_plan), "memory encoder": Path(encoder_plan)}
         open_device(plans, device)
         self.config = config
         self.device = device
         self._buffers: dict[str, DeviceBuffer] = {}
         self._stream: Any = None
+        self._pool = DevicePool()
         self._lock = threading.RLock()  # one call at a time; close() waits for it
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
+        try:
+            self._open(trt, plans)
+        except BaseException:
+            self._close()
+            raise
+        self.name = "tensorrt"
+
+    def _open(self, trt: Any, plans: dict[str, Path]) -> None:
+        self._runtime = trt.Runtime(tensorrt_logger())
         self._attention = self._load(
             plans["memory attention"], SAM2_MEMORY_ATTENTION_INPUTS, SAM2_MEMORY_ATTENTION_OUTPUTS
         )
@@ -72,8 +81,8 @@ class TensorRTMemory:
         self._att_ctx = self._attention.create_execution_context()
         self._enc_ctx = self._encoder.create_execution_context()
         if self._att_ctx is None or self._enc_ctx is None:
-            raise RuntimeError("TensorRT could not create an execution context (out of memory?)")
-        self._stream = _check(_cudart().cudaStreamCreate(), "cudaStreamCreate")
+            raise EngineLoadError("TensorRT could not create an execution context (out of memory?)")
+        self._stream = create_stream()
         self.max_rows = {
             name: int(self._attention.get_tensor_profile_shape(name, 0)[2][0])
             for name in SAM2_MEMORY_DYNAMIC
@@ -84,20 +93,19 @@ class TensorRTMemory:
         for name in ("mask_logits", "object_score_logits", "is_mask_from_pts", "maskmem_features"):
             shape = self._shape(self._encoder, name)
             self._buffers[name] = DeviceBuffer(shape, self._nptype(self._encoder, name))
-        self.name = "tensorrt"
 
     def _load(
         self, path: Path, inputs: tuple[str, ...], outputs: tuple[str, ...]
     ) -> tensorrt.ICudaEngine:
         engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
-            raise RuntimeError(
+            raise EngineLoadError(
                 f"TensorRT cannot load {path}: built with another TensorRT version or GPU? "
                 "Rebuild it here: segzero-edge build-engines BUNDLE --force"
             )
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         if set(names) != set(inputs) | set(outputs):
-            raise ValueError(
+            raise EngineLoadError(
                 f"{path} is not a SAM2 memory engine of this project: tensors {names}; "
                 f"expected inputs {inputs} and outputs {outputs}"
             )
@@ -166,9 +174,9 @@ class TensorRTMemory:
         self._require_open()
         feeds = check_attention_inputs(memory, memory_tpos, obj_ptrs, obj_ptr_tpos, self.config)
         ctx = self._att_ctx
-        ctx.set_tensor_address(
-            "image_embed", self._feature(self._attention, embedding.image_embed, "host:attn")
-        )
+        what = "memory attention"
+        ptr = self._feature(self._attention, embedding.image_embed, "host:attn")
+        bind(ctx, "image_embed", ptr, what)
         for name, host in feeds.items():
             rows = host.shape[0]
             if rows > self.max_rows[name]:
@@ -177,16 +185,16 @@ class TensorRTMemory:
                     f"{self.max_rows[name]} (rebuild the engines with a larger profile)"
                 )
             self._buffers[name].upload(host, self._stream)
-            ctx.set_tensor_address(name, self._buffers[name].ptr)
+            bind(ctx, name, self._buffers[name].ptr, what)
             if not ctx.set_input_shape(name, host.shape):
                 raise ValueError(f"TensorRT rejected input shape {host.shape} for {name}")
         (out_name,) = SAM2_MEMORY_ATTENTION_OUTPUTS
-        out = DeviceBuffer(
+        out = self._pool.buffer(
             self._shape(self._attention, out_name), self._nptype(self._attention, out_name)
         )
-        ctx.set_tensor_address(out_name, out.ptr)
-        self._run(ctx, "memory attention")
-        _check(_cudart().cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+        bind(ctx, out_name, out.ptr, what)
+        self._run(ctx, what)
+        synchronize(self._stream)
         return out
 
     def encode_memory(
@@ -212,14 +220,18 @@ class TensorRTMemory:
         self._require_open()
         feeds = encoder_feeds(mask_logits, object_score_logits, is_mask_from_pts)
         ctx = self._enc_ctx
-        ctx.set_tensor_address(
-            "image_embed", self._feature(self._encoder, embedding.image_embed, "host:enc")
+        what = "memory encoder"
+        bind(
+            ctx,
+            "image_embed",
+            self._feature(self._encoder, embedding.image_embed, "host:enc"),
+            what,
         )
         for name, host in feeds.items():
             self._buffers[name].upload(host, self._stream)
-            ctx.set_tensor_address(name, self._buffers[name].ptr)
+            bind(ctx, name, self._buffers[name].ptr, what)
         (out_name,) = SAM2_MEMORY_ENCODER_OUTPUTS
-        ctx.set_tensor_address(out_name, self._buffers[out_name].ptr)
+        bind(ctx, out_name, self._buffers[out_name].ptr, what)
         self._run(ctx, "memory encoder")
         return self._buffers[out_name].download(self._stream).astype(np.float32, copy=False)
 
@@ -234,13 +246,14 @@ class TensorRTMemory:
         for buf in getattr(self, "_buffers", {}).values():
             buf.free()
         self._buffers = {}
-        for attr in ("_att_ctx", "_enc_ctx", "_attention", "_encoder"):  # contexts first
-            if hasattr(self, attr):
+        for attr in ("_att_ctx", "_enc_ctx", "_attention", "_encoder", "_runtime"):
+            if hasattr(self, attr):  # contexts first
                 delattr(self, attr)
         if getattr(self, "_stream", None) is not None:
             stream, self._stream = self._stream, None
-            with contextlib.suppress(Exception):  # best effort
-                _cudart().cudaStreamDestroy(stream)
+            destroy_stream(stream)
+        if getattr(self, "_pool", None) is not None:
+            self._pool.close()  # outputs still held are freed when dropped
 
     def __repr__(self) -> str:
         return f"TensorRTMemory(device={self.device})"

@@ -49,29 +49,41 @@ def tensorrt_provider_options(
     *,
     fp16: bool = True,
     points_profile: tuple[int, int, int] | None = None,
+    prompts_profile: tuple[int, int, int] | None = None,
     decoder: bool = False,
 ) -> dict[str, Any]:
     """Options of onnxruntime's TensorRT execution provider for the SAM2 graphs.
 
-    FP16; the engine cache and the timing cache in ``cache_dir`` (the bundle's engine folder
-    of this device, so engines are built once per device instead of at every start, which
-    takes minutes on an Orin); with ``decoder`` an optimisation profile for the decoder's
-    prompt points (``points_profile``, default the one ``build-engines`` uses). Option names
-    as in onnxruntime's TensorRT EP documentation (``trt_fp16_enable``,
-    ``trt_engine_cache_path``, ``trt_timing_cache_path``, ``trt_profile_{min,opt,max}_shapes``).
+    FP16 with layer normalisations kept in FP32 (``trt_layer_norm_fp32_fallback``, as
+    ``build-engines`` pins them); the engine cache and the timing cache in ``cache_dir`` (the
+    bundle's engine folder of this device, so engines are built once per device instead of
+    at every start, which takes minutes on an Orin); with ``decoder`` an optimisation
+    profile for the decoder's prompt (batch, dim 0: every object of an answer in one call)
+    and point (dim 1) axes: ``prompts_profile`` / ``points_profile`` (min, opt, max), by
+    default those ``build-engines`` uses; ``(1, 1, 1)`` prompts for a decoder exported
+    before the batch axis. Option names and the ``name:AxBxC,...`` shape syntax as in
+    onnxruntime's TensorRT EP documentation (``trt_fp16_enable``,
+    ``trt_layer_norm_fp32_fallback``, ``trt_engine_cache_path``, ``trt_timing_cache_path``,
+    ``trt_profile_{min,opt,max}_shapes``). Raises ``ValueError`` for a profile that is not
+    ``1 <= min <= opt <= max``.
     """
-    from ..engine_cache import POINTS_PROFILE
+    from ..engine_cache import POINTS_PROFILE, PROMPTS_PROFILE
 
-    profile = points_profile or POINTS_PROFILE
+    points = points_profile or POINTS_PROFILE
+    prompts = prompts_profile or PROMPTS_PROFILE
+    for what, profile in (("points", points), ("prompts", prompts)):
+        if len(profile) != 3 or not 1 <= profile[0] <= profile[1] <= profile[2]:
+            raise ValueError(f"{what} profile must satisfy 1 <= min <= opt <= max, got {profile}")
     shapes = {
         which: ",".join(
-            f"{name}:1x{n}x2" if name == "point_coords" else f"{name}:1x{n}"
+            f"{name}:{b}x{n}x2" if name == "point_coords" else f"{name}:{b}x{n}"
             for name in SAM2_POINT_INPUTS
         )
-        for which, n in zip(("min", "opt", "max"), profile, strict=True)
+        for which, b, n in zip(("min", "opt", "max"), prompts, points, strict=True)
     }
     options: dict[str, Any] = {
         "trt_fp16_enable": bool(fp16),
+        "trt_layer_norm_fp32_fallback": bool(fp16),
         "trt_engine_cache_enable": True,
         "trt_engine_cache_path": str(cache_dir),
         "trt_timing_cache_enable": True,
@@ -80,6 +92,33 @@ def tensorrt_provider_options(
     if decoder:
         options.update({f"trt_profile_{which}_shapes": v for which, v in shapes.items()})
     return options
+
+
+def parse_profile_shapes(text: str) -> dict[str, tuple[int, ...]]:
+    """``"point_coords:16x16x2,point_labels:16x16"`` (a ``trt_profile_*_shapes`` value) ->
+    ``{"point_coords": (16, 16, 2), "point_labels": (16, 16)}``; ``ValueError`` when malformed."""
+    out: dict[str, tuple[int, ...]] = {}
+    for item in text.split(","):
+        name, sep, dims = item.strip().rpartition(":")
+        try:
+            shape = tuple(int(d) for d in dims.split("x"))
+        except ValueError:
+            shape = ()
+        if not sep or not name or not shape or min(shape) < 1:
+            raise ValueError(f"malformed TensorRT profile shape {item!r} in {text!r}")
+        out[name] = shape
+    return out
+
+
+def decoder_has_batch_axis(ort: Any, path: Path) -> bool:
+    """Whether the decoder graph's ``point_coords`` has a dynamic prompt axis (exported with
+    the batch axis) rather than a fixed 1. Read from a CPU session without optimisations
+    (cheap), before the TensorRT execution provider is given a profile for that axis."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = OrtSegmenter._open(ort, path, options, ["CPUExecutionProvider"])
+    shape = {i.name: i.shape for i in session.get_inputs()}[SAM2_POINT_INPUTS[0]]
+    return bool(shape) and not isinstance(shape[0], int)
 
 
 def choose_providers(requested: Sequence[str] | None, available: Sequence[str]) -> list[str]:
@@ -144,17 +183,25 @@ class OrtSegmenter:
             raise ValueError(f"threads must be >= 1, got {threads}")
         chosen = choose_providers(providers, ort.get_available_providers())
         per_graph: dict[str, list[Any]] = {"encoder": list(chosen), "decoder": list(chosen)}
+        trt_max_prompts: int | None = None  # the TensorRT EP's profile caps the batch
         if "TensorrtExecutionProvider" in chosen:
             if trt_cache_dir is None:
                 from ..engine_cache import engine_dir
 
                 trt_cache_dir = engine_dir(paths["encoder"].parent) / TRT_CACHE_SUBDIR
             Path(trt_cache_dir).mkdir(parents=True, exist_ok=True)
+            batched = decoder_has_batch_axis(ort, paths["decoder"])
             i = chosen.index("TensorrtExecutionProvider")
             for role, graph_providers in per_graph.items():
                 is_decoder = role == "decoder"
-                opts = tensorrt_provider_options(trt_cache_dir, fp16=fp16, decoder=is_decoder)
+                opts = tensorrt_provider_options(
+                    trt_cache_dir, fp16=fp16, decoder=is_decoder,
+                    prompts_profile=None if batched else (1, 1, 1),
+                )  # fmt: skip
                 graph_providers[i] = ("TensorrtExecutionProvider", opts)
+            dec_opts = per_graph["decoder"][i][1]
+            max_shapes = parse_profile_shapes(dec_opts["trt_profile_max_shapes"])
+            trt_max_prompts = max_shapes[SAM2_POINT_INPUTS[0]][0]
         self.trt_cache_dir = None if trt_cache_dir is None else Path(trt_cache_dir)
         options = ort.SessionOptions()
         if threads is not None:
@@ -174,7 +221,12 @@ class OrtSegmenter:
         batch_dim = points_in.shape[0] if points_in.shape else None
         self.max_prompts: int | None = batch_dim if isinstance(batch_dim, int) else None
         """Prompts per decoder call: None (any) for graphs with a batch axis, 1 for graphs
-        exported before it (``decode`` then runs one call per prompt)."""
+        exported before it (``decode`` then runs one call per prompt); with the TensorRT
+        execution provider at most its profile's maximum (``decode`` splits larger batches)."""
+        if trt_max_prompts is not None and "TensorrtExecutionProvider" in (
+            self._decoder.get_providers()
+        ):
+            self.max_prompts = min(self.max_prompts or trt_max_prompts, trt_max_prompts)
         self.providers = list(self._encoder.get_providers())
         self.name = f"onnxruntime-{_short_name(self.providers[0])}"
         self.device_kind = "cpu" if self.providers[0] == "CPUExecutionProvider" else "gpu"

@@ -1,9 +1,13 @@
 """SAM2 segmenter on TensorRT engines built on this device (``segzero-edge build-engines``).
 
-TensorRT 10 API (``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``) with device
-memory from cuda-python's runtime bindings. ``encode`` leaves the image features on the GPU:
-the returned :class:`~segzero_edge.backends.ImageEmbedding` holds :class:`DeviceBuffer` s that
-``decode`` reads in place, so several prompts (or queries) on one frame encode it once.
+TensorRT 10 API (``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``; TensorRT
+older than 10 is refused, see :data:`segzero_edge.device.MIN_TENSORRT`) with device memory
+from cuda-python's runtime bindings (:mod:`segzero_edge.cuda_memory`). ``encode`` leaves the
+image features on the GPU: the returned :class:`~segzero_edge.backends.ImageEmbedding` holds
+:class:`DeviceBuffer` s that ``decode`` reads in place, so several prompts (or queries) on one
+frame encode it once. The features come from a :class:`DevicePool`: once a frame's embedding
+is dropped its memory serves the next frame (steady-state ``encode`` / ``decode`` make no
+``cudaMalloc`` / ``cudaFree``). All work is queued on one non-blocking CUDA stream.
 ``decode`` also accepts an embedding of numpy arrays (e.g. from the onnxruntime backend).
 """
 
@@ -19,8 +23,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..backends import ImageEmbedding
+from ..cuda_memory import (
+    CudaError,
+    DeviceBuffer,
+    DevicePool,
+    check,
+    create_stream,
+    destroy_stream,
+    synchronize,
+)
 from ..device import cudart as _cudart
-from ..device import import_tensorrt, load_tensorrt
+from ..device import import_tensorrt, load_tensorrt, tensorrt_logger, tensorrt_supported
 from ..layout import SAM2_DECODER_TRACK_OUTPUTS, SAM2_POINT_INPUTS
 from .onnxruntime import (
     DECODER_INPUTS,
@@ -41,20 +54,24 @@ FEATURES = ("image_embed", "high_res_feats_0", "high_res_feats_1")
 POINTS = SAM2_POINT_INPUTS
 
 
-class CudaError(RuntimeError):
-    """A CUDA runtime call failed."""
+_check = check  # the name the memory engines use
 
 
-def _check(result: Any, what: str) -> Any:
-    """Unpack a cuda-python ``(err, *values)`` result, raising :class:`CudaError` on failure."""
-    cudart = _cudart()
-    err, *values = result if isinstance(result, tuple) else (result,)
-    if err != cudart.cudaError_t.cudaSuccess:
-        _, name = cudart.cudaGetErrorName(err)
-        raise CudaError(f"{what} failed: {name.decode() if isinstance(name, bytes) else name}")
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else tuple(values)
+class EngineLoadError(RuntimeError):
+    """An engine file that passed the bookkeeping cannot be used here: TensorRT cannot
+    deserialize it, it is not this project's SAM2 engine, or no execution context fits in
+    memory. ``open_segmenter(backend="auto")`` falls back to onnxruntime on it."""
+
+
+def bind(ctx: tensorrt.IExecutionContext, name: str, ptr: int, what: str) -> None:
+    """``ctx.set_tensor_address(name, ptr)``, or ``RuntimeError`` naming the tensor: TensorRT
+    returns False (and only logs) for a name that is not an input or output of the engine or
+    a misaligned address; unchecked, that surfaces later as "failed to enqueue"."""
+    if not ctx.set_tensor_address(name, int(ptr)):
+        raise RuntimeError(
+            f"TensorRT {what} engine refused the address {int(ptr):#x} for tensor {name!r} "
+            "(no such input or output, or a misaligned pointer)"
+        )
 
 
 # cuda-python's major version must match the driver's CUDA: 13.x needs a CUDA 13 driver.
@@ -79,6 +96,9 @@ def available() -> tuple[bool, str]:
     trt, why = load_tensorrt()
     if trt is None:
         return False, why
+    ok, why = tensorrt_supported(str(trt.__version__))
+    if not ok:
+        return False, why
     try:
         cudart = _cudart()
     except ImportError as e:
@@ -93,61 +113,13 @@ def available() -> tuple[bool, str]:
     return True, f"TensorRT {trt.__version__}, {count} CUDA device(s)"
 
 
-class DeviceBuffer:
-    """A ``cudaMalloc`` allocation holding one tensor; freed by :meth:`free` or when collected."""
-
-    def __init__(self, shape: tuple[int, ...], dtype: np.dtype[Any] | type) -> None:
-        self.shape = tuple(int(d) for d in shape)
-        self.dtype = np.dtype(dtype)
-        self.nbytes = int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
-        self.ptr: int = int(_check(_cudart().cudaMalloc(max(self.nbytes, 1)), "cudaMalloc"))
-
-    def upload(self, array: np.ndarray, stream: Any) -> None:
-        """Copy ``array`` (cast to this buffer's dtype) onto the device, ordered on ``stream``.
-
-        From pageable host memory the call returns once the data is staged, so ``array`` may
-        be released at once; the copy completes before later work on ``stream``.
-        """
-        host = np.ascontiguousarray(array, dtype=self.dtype)
-        if host.nbytes > self.nbytes:
-            raise ValueError(f"{host.nbytes} bytes do not fit a {self.nbytes}-byte device buffer")
-        cudart = _cudart()
-        kind = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-        _check(
-            cudart.cudaMemcpyAsync(self.ptr, host.ctypes.data, host.nbytes, kind, stream),
-            "cudaMemcpyAsync (host to device)",
-        )
-
-    def download(self, stream: Any, shape: tuple[int, ...] | None = None) -> np.ndarray:
-        """A host copy (``shape`` may be smaller than the allocation, e.g. fewer points)."""
-        out = np.empty(shape or self.shape, dtype=self.dtype)
-        cudart = _cudart()
-        kind = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        _check(
-            cudart.cudaMemcpyAsync(out.ctypes.data, self.ptr, out.nbytes, kind, stream),
-            "cudaMemcpyAsync (device to host)",
-        )
-        _check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
-        return out
-
-    def free(self) -> None:
-        if self.ptr:
-            ptr, self.ptr = self.ptr, 0
-            with contextlib.suppress(Exception):  # interpreter shutdown
-                _cudart().cudaFree(ptr)
-
-    def __del__(self) -> None:
-        self.free()
-
-    def __repr__(self) -> str:
-        return f"DeviceBuffer(shape={self.shape}, dtype={self.dtype}, ptr={self.ptr:#x})"
-
-
 class TensorRTSegmenter:
     """SAM2 encoder + decoder TensorRT engines (``Segmenter`` protocol).
 
     ``close()`` waits for a call in progress on another thread; later calls raise
-    ``RuntimeError``.
+    ``RuntimeError``. Raises :class:`EngineLoadError` when an engine file cannot be loaded
+    here, :class:`~segzero_edge.cuda_memory.CudaError` when device memory runs out; nothing
+    stays allocated then.
     """
 
     def __init__(
@@ -157,16 +129,25 @@ class TensorRTSegmenter:
         *,
         device: int = 0,
     ) -> None:
-        import_tensorrt()  # a clear TensorRTUnavailable when missing
-        import tensorrt as trt
-
+        trt = import_tensorrt()  # a clear TensorRTUnavailable when missing or too old
         plans = {"encoder": Path(encoder_plan), "decoder": Path(decoder_plan)}
         open_device(plans, device)
         self._lock = threading.RLock()  # one call at a time; close() waits for it
         self._buffers: dict[str, DeviceBuffer] = {}
         self._stream: Any = None
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
+        self._pool = DevicePool()
+        try:
+            self._open(trt, plans)
+        except BaseException:
+            self._close()
+            raise
+        self.device = device
+        self.tensorrt_version = str(trt.__version__)
+        self.name = "tensorrt"
+        self.device_kind = "gpu"
+
+    def _open(self, trt: Any, plans: dict[str, Path]) -> None:
+        self._runtime = trt.Runtime(tensorrt_logger())
         self._encoder = self._load(plans["encoder"], ENCODER_INPUTS, ENCODER_OUTPUTS)
         self._decoder = self._load(
             plans["decoder"], DECODER_INPUTS, DECODER_OUTPUTS, SAM2_DECODER_TRACK_OUTPUTS
@@ -179,14 +160,14 @@ class TensorRTSegmenter:
             out_dt = self._encoder.get_tensor_dtype(name)
             in_dt = self._decoder.get_tensor_dtype(name)
             if out_dt != in_dt:
-                raise ValueError(
+                raise EngineLoadError(
                     f"engine mismatch: encoder writes {name} as {out_dt}, decoder reads {in_dt}"
                 )
         self._enc_ctx = self._encoder.create_execution_context()
         self._dec_ctx = self._decoder.create_execution_context()
         if self._enc_ctx is None or self._dec_ctx is None:
-            raise RuntimeError("TensorRT could not create an execution context (out of memory?)")
-        self._stream = _check(_cudart().cudaStreamCreate(), "cudaStreamCreate")
+            raise EngineLoadError("TensorRT could not create an execution context (out of memory?)")
+        self._stream = create_stream()
         max_shape = self._decoder.get_tensor_profile_shape(POINTS[0], 0)[2]
         self.max_points = int(max_shape[1])
         self.max_prompts = int(max_shape[0])
@@ -200,10 +181,6 @@ class TensorRTSegmenter:
             self._buffers[name] = DeviceBuffer(shape, self._nptype(engine, name))
         self._no_mask = np.zeros(MASK_INPUT_SHAPE, dtype=np.float32)
         self._mask_is_zero = False  # device mask_input / has_mask_input hold zeros
-        self.device = device
-        self.tensorrt_version = str(trt.__version__)
-        self.name = "tensorrt"
-        self.device_kind = "gpu"
 
     def _load(
         self,
@@ -214,14 +191,14 @@ class TensorRTSegmenter:
     ) -> tensorrt.ICudaEngine:
         engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
-            raise RuntimeError(
+            raise EngineLoadError(
                 f"TensorRT {self._trt_version()} cannot load {path}: built with another "
                 "TensorRT version or GPU? Rebuild it here: "
                 "segzero-edge build-engines BUNDLE --force"
             )
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         if set(names) - set(optional) != set(inputs) | set(outputs):
-            raise ValueError(
+            raise EngineLoadError(
                 f"{path} is not a SAM2 engine of this project: tensors {names}; expected "
                 f"inputs {inputs} and outputs {outputs}"
             )
@@ -257,6 +234,11 @@ class TensorRTSegmenter:
         if not ctx.execute_async_v3(int(self._stream)):
             raise RuntimeError(f"TensorRT {what} failed to enqueue (see the TensorRT log)")
 
+    @property
+    def pool(self) -> DevicePool:
+        """Where the image features' device memory comes from (and returns to)."""
+        return self._pool
+
     def encode(self, image: np.ndarray) -> ImageEmbedding:
         """``[1, 3, 1024, 1024]`` float32 normalised image -> features kept on the device."""
         if tuple(image.shape) != IMAGE_SHAPE:
@@ -287,16 +269,16 @@ class TensorRTSegmenter:
 
     def _encode_loaded(self) -> ImageEmbedding:
         ctx = self._enc_ctx
-        ctx.set_tensor_address("image", self._buffers["image"].ptr)
+        bind(ctx, "image", self._buffers["image"].ptr, "encoder")
         feats = {}
         for name in ENCODER_OUTPUTS:
-            buf = DeviceBuffer(
+            buf = self._pool.buffer(
                 self._static_shape(self._encoder, name), self._nptype(self._encoder, name)
             )
-            ctx.set_tensor_address(name, buf.ptr)
+            bind(ctx, name, buf.ptr, "encoder")
             feats[name] = buf
         self._run(ctx, "encoder")
-        _check(_cudart().cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+        synchronize(self._stream)
         return ImageEmbedding(
             image_embed=feats["image_embed"],
             high_res_feats_0=feats["high_res_feats_0"],
@@ -409,18 +391,18 @@ class TensorRTSegmenter:
             inputs += [("mask_input", mask), ("has_mask_input", has_mask)]
         ctx = self._dec_ctx
         for name in FEATURES:
-            ctx.set_tensor_address(name, self._feature_ptr(name, getattr(embedding, name)))
+            bind(ctx, name, self._feature_ptr(name, getattr(embedding, name)), "decoder")
         for name, host in inputs:
             self._buffers[name].upload(host, self._stream)
         if len(inputs) > 2:
             self._mask_is_zero = mask_input is None  # the zero mask stays until replaced
         for name in ("point_coords", "point_labels", "mask_input", "has_mask_input"):
-            ctx.set_tensor_address(name, self._buffers[name].ptr)
+            bind(ctx, name, self._buffers[name].ptr, "decoder")
         for name, shape in (("point_coords", (b, n, 2)), ("point_labels", (b, n))):
             if not ctx.set_input_shape(name, shape):
                 raise ValueError(f"TensorRT rejected input shape {shape} for {name}")
         for name in self._outputs:
-            ctx.set_tensor_address(name, self._buffers[name].ptr)
+            bind(ctx, name, self._buffers[name].ptr, "decoder")
         self._run(ctx, "decoder")
 
     @property
@@ -476,18 +458,17 @@ class TensorRTSegmenter:
             self._close()
 
     def _close(self) -> None:
-        for buf in self._buffers.values():
+        for buf in getattr(self, "_buffers", {}).values():
             buf.free()
         self._buffers = {}
-        for attr in ("_enc_ctx", "_dec_ctx", "_encoder", "_decoder"):  # contexts first
+        for attr in ("_enc_ctx", "_dec_ctx", "_encoder", "_decoder", "_runtime"):  # contexts first
             if hasattr(self, attr):
                 delattr(self, attr)
-        if self._stream is not None:
+        if getattr(self, "_stream", None) is not None:
             stream, self._stream = self._stream, None
-            try:
-                _cudart().cudaStreamDestroy(stream)
-            except Exception as e:  # pragma: no cover - best effort
-                log.debug("cudaStreamDestroy failed: %s", e)
+            destroy_stream(stream)
+        if getattr(self, "_pool", None) is not None:
+            self._pool.close()  # embeddings still held are freed when dropped
 
     def __enter__(self) -> TensorRTSegmenter:
         return self
@@ -497,3 +478,15 @@ class TensorRTSegmenter:
 
     def __repr__(self) -> str:
         return f"TensorRTSegmenter(tensorrt={self.tensorrt_version}, device={self.device})"
+
+
+__all__ = [
+    "CudaError",
+    "DeviceBuffer",
+    "DevicePool",
+    "EngineLoadError",
+    "TensorRTSegmenter",
+    "available",
+    "bind",
+    "open_device",
+]

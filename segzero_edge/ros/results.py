@@ -1,0 +1,136 @@
+"""A segmentation or tracking result as ROS 2 messages, following the Jetson ROS packages.
+
+Isaac ROS Segment Anything and ROS2-NanoOWL publish boxes as ``vision_msgs/Detection2DArray``
+and masks as ``mono8`` ``sensor_msgs/Image`` (vision_msgs has no mask type), with the input
+image's header copied; this does the same:
+
+- ``detections``: one ``Detection2D`` per object, ``id`` its index (``"0"``, ``"1"``, ...,
+  the reasoner's order, stable while tracking), ``bbox`` the box's centre and size in pixels
+  of the input image (``size = x2 - x1``, corners ordered; ``theta`` 0). ``results`` holds one
+  ``ObjectHypothesisWithPose`` per point the reasoner gave (``class_id`` the query, ``score``
+  SAM2's IoU prediction of the mask, ``pose.pose.position`` the point's x, y in pixels, z 0);
+  an object without points (tracked frames) gets one with the box centre. Lost tracked objects
+  are left out (their index stays theirs).
+- ``masks``: the union of every object's mask, and ``object_masks`` one per object where the
+  result keeps them (a tracked frame; a single-object ``segment()`` result, whose union is
+  its mask). ``segment()`` keeps only the union for several objects.
+- ``overlay``: ``rgb8`` picture of the frame with mask, boxes and points
+  (:func:`segzero_edge.overlay.overlay_image`).
+- ``reasoning``: the ``<think>`` text as ``std_msgs/String``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..overlay import overlay_image
+from ..tracker import TrackedSegmentation
+from ..types import Segmentation
+from .images import mask_message, rgb_message
+from .messages import (
+    BoundingBox2D,
+    Detection2D,
+    Detection2DArray,
+    Header,
+    Image,
+    ObjectHypothesis,
+    ObjectHypothesisWithPose,
+    Point,
+    Point2D,
+    Pose,
+    Pose2D,
+    PoseWithCovariance,
+    String,
+)
+
+
+@dataclass
+class ResultMessages:
+    """The messages of one result, all with the input image's header."""
+
+    detections: Detection2DArray
+    mask: Image
+    object_masks: dict[int, Image] = field(default_factory=dict)
+    overlay: Image | None = None
+    reasoning: String | None = None
+
+
+def _box_message(box: tuple[int, int, int, int]) -> BoundingBox2D:
+    left, right = sorted((float(box[0]), float(box[2])))
+    top, bottom = sorted((float(box[1]), float(box[3])))
+    center = Pose2D(position=Point2D(x=(left + right) / 2, y=(top + bottom) / 2))
+    return BoundingBox2D(center=center, size_x=right - left, size_y=bottom - top)
+
+
+def _hypothesis(query: str, score: float, x: float, y: float) -> ObjectHypothesisWithPose:
+    pose = PoseWithCovariance(pose=Pose(position=Point(x=float(x), y=float(y))))
+    return ObjectHypothesisWithPose(
+        hypothesis=ObjectHypothesis(class_id=query, score=float(score)), pose=pose
+    )
+
+
+def _objects(result: Segmentation) -> list[tuple[int, tuple[int, int, int, int], tuple, float]]:
+    """``(index, box, points, score)`` of each object the result shows."""
+    if isinstance(result, TrackedSegmentation):
+        return [
+            (i, box, (), float(result.scores[i]) if i < len(result.scores) else 0.0)
+            for i, box in enumerate(result.boxes)
+            if box is not None and result.present[i]
+        ]
+    return [
+        (i, o.box, o.points, float(result.scores[i]) if i < len(result.scores) else 0.0)
+        for i, o in enumerate(result.objects)
+    ]
+
+
+def detections_message(result: Segmentation, header: Header, query: str) -> Detection2DArray:
+    """The ``vision_msgs/Detection2DArray`` of ``result`` (see the module docstring)."""
+    detections = []
+    for index, box, points, score in _objects(result):
+        bbox = _box_message(box)
+        centre = bbox.center.position
+        pts = points or ((centre.x, centre.y),)
+        detections.append(
+            Detection2D(
+                header=header,
+                results=[_hypothesis(query, score, x, y) for x, y in pts],
+                bbox=bbox,
+                id=str(index),
+            )
+        )
+    return Detection2DArray(header=header, detections=detections)
+
+
+def object_masks(result: Segmentation) -> dict[int, np.ndarray]:
+    """Object index -> its H x W bool mask, where the result keeps each object's mask."""
+    if isinstance(result, TrackedSegmentation):
+        if result.object_masks is None:
+            return {}
+        return {i: m for i, m in enumerate(result.object_masks) if result.present[i]}
+    if len(result.objects) == 1:
+        return {0: result.mask}
+    return {}
+
+
+def result_messages(
+    result: Segmentation,
+    header: Header,
+    query: str,
+    *,
+    image: np.ndarray | None = None,
+    reasoning: bool = True,
+) -> ResultMessages:
+    """Every message of ``result``; ``image`` (H x W x 3 uint8 RGB, the input frame) adds the
+    overlay; ``reasoning=False`` leaves the reasoning out (a tracked frame that did not
+    reason)."""
+    return ResultMessages(
+        detections=detections_message(result, header, query),
+        mask=mask_message(result.mask, header),
+        object_masks={i: mask_message(m, header) for i, m in object_masks(result).items()},
+        overlay=None
+        if image is None
+        else rgb_message(np.asarray(overlay_image(image, result)), header),
+        reasoning=String(data=result.reasoning) if reasoning else None,
+    )

@@ -1,0 +1,118 @@
+"""Cameras and video files through OpenCV: a generated MJPG/AVI file read in order, the
+newest-frame stream dropping stale frames, source kinds and their errors, and ``track`` on a
+video file with the tiny bundle."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2", reason="needs the [camera] extra (opencv-python-headless)")
+
+from segzero_edge import camera  # noqa: E402
+from segzero_edge.commands.track import input_frames  # noqa: E402
+from segzero_edge.errors import CommandError  # noqa: E402
+
+pytestmark = pytest.mark.runtime
+
+N, H, W = 12, 48, 64
+
+
+def _level(i: int) -> int:
+    return 20 + 18 * i
+
+
+def write_video(path: Path, n: int = N) -> list[np.ndarray]:
+    """An MJPG AVI of ``n`` frames; frame i is flat grey ``_level(i)`` with a red square."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (W, H))
+    assert writer.isOpened(), "OpenCV here cannot write MJPG/AVI"
+    frames = []
+    for i in range(n):
+        rgb = np.full((H, W, 3), _level(i), np.uint8)
+        rgb[8:24, 8:24] = (230, 30, 30)
+        writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        frames.append(rgb)
+    writer.release()
+    return frames
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("video") / "clip.avi"
+    write_video(path)
+    return path
+
+
+def test_read_frames_gives_every_frame_in_order_as_rgb(video: Path) -> None:
+    frames = list(camera.read_frames(str(video)))
+    assert len(frames) == N
+    for i, f in enumerate(frames):
+        assert f.shape == (H, W, 3) and f.dtype == np.uint8
+        assert abs(int(np.median(f[30:, 30:, 1])) - _level(i)) <= 4, i  # the grey of frame i
+        r, g, b = (int(v) for v in f[12:20, 12:20].reshape(-1, 3).mean(axis=0))
+        assert r > 180 and g < 90 and b < 90  # red stays red: BGR was converted
+    assert len(list(camera.read_frames(str(video), max_frames=5))) == 5
+
+
+def test_stream_hands_out_the_newest_frame_and_drops_stale_ones(video: Path) -> None:
+    got = []
+    with camera.stream(str(video)) as frames:
+        for f in frames:
+            got.append(f)
+            time.sleep(0.05)  # a model slower than the decoder
+        dropped = frames.dropped
+    indices = [f.index for f in got]
+    assert indices == sorted(set(indices))  # never an older frame after a newer one
+    assert indices[-1] == N - 1  # the last frame is handed out when the source ends
+    assert dropped > 0 and len(got) + dropped == N  # missed frames are counted, not queued
+    last = got[-1].image
+    assert abs(int(np.median(last[30:, 30:, 1])) - _level(N - 1)) <= 4
+
+
+def test_source_kinds_and_errors(tmp_path: Path) -> None:
+    kinds = {
+        0: "device",
+        "2": "device",
+        "/dev/video1": "device",
+        "rtsp://10.0.0.2:8554/cam": "url",
+        "nvarguscamerasrc ! nvvidconv ! appsink": "gstreamer",
+        "clip.mp4": "file",
+    }
+    assert {s: camera.source_kind(s) for s in kinds} == kinds
+    assert camera.is_live("/dev/video0") and not camera.is_live("clip.mp4")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        camera.open_capture(str(tmp_path / "missing.avi"))
+    with pytest.raises(ValueError, match="cannot open the gstreamer source"):
+        camera.open_capture("videotestsrc num-buffers=1 ! fakesink")  # no appsink
+    (tmp_path / "junk.avi").write_bytes(b"not a video")
+    with pytest.raises(ValueError, match="cannot open the file source"):
+        camera.open_capture(str(tmp_path / "junk.avi"))
+
+
+def test_track_inputs_route_videos_to_opencv(video: Path, tmp_path: Path) -> None:
+    n, frames = input_frames(str(video), max_frames=4)
+    got = list(frames)
+    assert n == 4 and len(got) == 4 and got[0].shape == (H, W, 3)
+    n, frames = input_frames(str(video), max_frames=None)
+    assert n == N
+    with pytest.raises(CommandError, match="live device source: give --max-frames"):
+        input_frames("/dev/video7", max_frames=None)
+    with pytest.raises(CommandError, match="does not exist"):
+        input_frames(str(tmp_path / "none.mp4"), max_frames=None)
+
+
+def test_track_command_on_a_video_file(tiny_bundle: Path, video: Path, tmp_path: Path) -> None:
+    from segzero_edge.cli import main
+
+    out = tmp_path / "out"
+    argv = ["track", str(video), "the red square", "--out", str(out), "--max-frames", "3"]
+    assert main([*argv, "--bundle", str(tiny_bundle), "--max-new-tokens", "48", "--quiet"]) == 0
+    report = json.loads((out / "track.json").read_text())
+    assert report["frames"] == 3 and report["reasoned_frames"][0] == 0
+    for r in report["per_frame"]:
+        mask = cv2.imread(str(out / "masks" / r["file"]), cv2.IMREAD_GRAYSCALE)
+        assert mask.shape == (H, W) and int((mask > 0).sum()) == r["mask_area"]

@@ -1,0 +1,178 @@
+"""The ROS node below rclpy (newest-frame slot, parameters, the node's work on the tiny
+bundle) and, where rclpy exists, the node itself on a live topic."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from segzero_edge.ros import messages as m
+from segzero_edge.ros.latest import LatestSlot
+from segzero_edge.ros.node_config import PARAMETERS, NodeConfig
+from segzero_edge.ros.node_core import NodeCore
+
+pytestmark = pytest.mark.runtime
+
+ROS_PACKAGE = Path(__file__).resolve().parents[1] / "ros2" / "segzero_edge_ros"
+H, W = 32, 48
+
+
+def test_latest_slot_keeps_the_newest_and_counts_drops() -> None:
+    slot: LatestSlot[int] = LatestSlot()
+    assert slot.get(timeout=0.01) is None
+    assert slot.put(1) is False and slot.put(2) is True and slot.put(3) is True
+    assert slot.get(timeout=0) == 3 and (slot.received, slot.dropped) == (3, 2)
+    assert slot.get(timeout=0.01) is None  # taken: nothing stale left behind
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(slot.get()))
+    waiter.start()
+    time.sleep(0.05)
+    slot.put(4)
+    waiter.join(timeout=5)
+    assert got == [4]
+    waiter = threading.Thread(target=lambda: got.append(slot.get()))
+    waiter.start()
+    time.sleep(0.05)
+    slot.close()  # wakes a waiting get
+    waiter.join(timeout=5)
+    assert not waiter.is_alive() and got == [4, None]
+    with pytest.raises(RuntimeError, match="closed"):
+        slot.put(5)
+
+
+def test_node_config_checks_every_parameter() -> None:
+    cfg = NodeConfig.from_parameters({"bundle": "/b", "query": " the cup ", "score_threshold": 1})
+    assert (cfg.query, cfg.score_threshold, cfg.rereason_after) == ("the cup", 1.0, None)
+    assert NodeConfig.from_parameters({"bundle": "/b", "rereason_after": 30}).rereason_after == 30
+    bad = [
+        ({}, "parameter bundle is required"),
+        ({"bundle": "/b", "track": "yes"}, "parameter track must be a bool"),
+        ({"bundle": "/b", "rereason_after": True}, "parameter rereason_after must be a int"),
+        ({"bundle": "/b", "rereason_after": -1}, "rereason_after must be >= 0"),
+        ({"bundle": "/b", "segmenter_backend": "cuda"}, "segmenter_backend must be one of"),
+        ({"bundle": "/b", "query_topic": ""}, "give a query, a query_topic"),
+        ({"bundle": "/b", "queries": "x"}, "unknown parameter"),
+    ]
+    for values, message in bad:
+        with pytest.raises(ValueError, match=message):
+            NodeConfig.from_parameters(values)
+    assert set(PARAMETERS) == {f.name for f in NodeConfig.__dataclass_fields__.values()}
+
+
+def _image(i: int, encoding: str = "rgb8") -> m.Image:
+    rgb = np.full((H, W, 3), 30 + 10 * i, np.uint8)
+    rgb[8:20, 10:26] = (200, 40, 40)
+    header = m.Header(stamp=m.Time(sec=100 + i, nanosec=5), frame_id="cam")
+    return m.Image(
+        header=header, height=H, width=W, encoding=encoding, step=3 * W, data=rgb.tobytes()
+    )
+
+
+def test_node_core_works_on_the_newest_frame_only(tiny_bundle: Path) -> None:
+    from segzero_edge.pipeline import SegZeroEdge
+
+    sent: list[tuple[str, Any]] = []
+    logged: list[str] = []
+    with SegZeroEdge.from_bundle(tiny_bundle, max_new_tokens=48) as model:
+        cfg = NodeConfig.from_parameters({"bundle": str(tiny_bundle), "query": "the red box"})
+        core = NodeCore(model, cfg, lambda t, msg: sent.append((t, msg)), logged.append)
+        for i in range(3):  # three frames arrive while the model is busy
+            core.on_image(_image(i))
+        assert core.step(timeout=1) is True
+        assert core.slot.dropped == 2 and core.processed == 1
+        topics = [t for t, _ in sent]
+        assert topics[:2] == ["detections", "mask"] and "overlay" in topics
+        assert "reasoning" in topics
+        for _, msg in sent:
+            header = msg.header if hasattr(msg, "header") else None
+            assert header is None or header == _image(2).header  # the newest frame's
+        mask = dict(sent)["mask"]
+        assert (mask.encoding, mask.height, mask.width) == ("mono8", H, W)
+        assert core.step(timeout=0.01) is False  # nothing new: nothing is redone
+        sent.clear()
+        core.on_image(_image(3, encoding="bayer_rggb8"))
+        assert core.step(timeout=1) is False and sent == []
+        assert "bayer_rggb8" in logged[-1]
+        core.on_query("   ")
+        assert "ignored query" in logged[-1]
+        core.on_query("the background")
+        core.on_image(_image(4))
+        assert core.step(timeout=1) is True
+        assert core.processor is not None and core.processor.queries == ["the background"]
+        core.close()
+        core.on_image(_image(5))  # a late callback after close is ignored
+        assert core.step(timeout=0.01) is False
+
+
+def test_node_core_waits_for_a_query(tiny_bundle: Path) -> None:
+    from segzero_edge.pipeline import SegZeroEdge
+
+    sent: list[tuple[str, Any]] = []
+    with SegZeroEdge.from_bundle(tiny_bundle, max_new_tokens=48) as model:
+        cfg = NodeConfig.from_parameters({"bundle": str(tiny_bundle), "track": True})
+        core = NodeCore(model, cfg, lambda t, msg: sent.append((t, msg)))
+        core.on_image(_image(0))
+        assert core.step(timeout=1) is False and sent == [] and core.processor is None
+        core.on_query("the red box")
+        core.on_image(_image(1))
+        assert core.step(timeout=1) is True and core.processor is not None
+        assert core.processor.track and "reasoning" in [t for t, _ in sent]
+        sent.clear()
+        core.on_image(_image(2))
+        assert core.step(timeout=1) is True
+        assert "reasoning" not in [t for t, _ in sent]  # tracked: the reasoner did not run
+        core.close()
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("rclpy") is None or importlib.util.find_spec("vision_msgs") is None,
+    reason="needs rclpy and vision_msgs (a sourced ROS 2 Humble); pip cannot install them here",
+)
+def test_rclpy_node_segments_a_live_topic(tiny_bundle: Path) -> None:
+    import rclpy
+    import rclpy.executors
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import Image
+    from vision_msgs.msg import Detection2DArray
+
+    sys.path.insert(0, str(ROS_PACKAGE))
+    from segzero_edge_ros.node import SegZeroEdgeNode
+
+    rclpy.init()
+    try:
+        params = [
+            Parameter("bundle", value=str(tiny_bundle)),
+            Parameter("query", value="the red box"),
+        ]
+        node = SegZeroEdgeNode(parameter_overrides=params)
+        helper = rclpy.create_node("segzero_test_helper")
+        got: list[Any] = []
+        helper.create_subscription(Detection2DArray, "detections", got.append, 10)
+        pub = helper.create_publisher(Image, "image", 10)
+        msg = m.to_ros(_image(7), _ros)
+        executor = rclpy.executors.MultiThreadedExecutor()
+        executor.add_node(node)
+        executor.add_node(helper)
+        deadline = time.monotonic() + 120
+        while not got and time.monotonic() < deadline:
+            pub.publish(msg)
+            executor.spin_once(timeout_sec=0.5)
+        assert got, "no Detection2DArray within 120 s"
+        assert got[0].header.stamp.sec == 107 and got[0].header.frame_id == "cam"
+        node.destroy_node()
+        helper.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+
+
+def _ros(name: str) -> type:
+    from rosidl_runtime_py.utilities import get_message
+
+    return get_message(name)
