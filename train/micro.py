@@ -243,7 +243,9 @@ def evaluate_pair(
         grpo, None, family="multi-object", image_size=r.image_size,
         sam2_model=build_micro_sam2(sam2), max_new_tokens=r.max_completion_length * 2,
     )  # fmt: skip
-    report = evaluate(samples, predictor, progress=False, source={"model": str(grpo)})
+    report = evaluate(
+        samples, predictor, family="multi-object", progress=False, source={"model": str(grpo)}
+    )
     write_report(report, out / "eval" / f"{tag}.json")
     return report["summary"]
 
