@@ -10,8 +10,9 @@ stopped; GRPO and SAM2 also resume inside their stage from their last checkpoint
    ``heldout_compositions`` (``heldout_size`` each), 448 x 336 JPEG + ReasonSeg JSON;
 2. ``base/``: the micro Qwen2.5-VL reasoner, random (:data:`MICRO_QWEN` sizes, its own BPE
    vocabulary trained on the task's words, :func:`segzero_export.tiny_qwen.build_tiny_qwen25vl`);
-3. ``sft/``: :func:`segzero_train.sft.train_sft` on the think + answer targets (multi-object
-   family, the image shown at ``image_size``; coordinates in the 840 frame);
+3. ``sft/``: :func:`segzero_train.sft.train_sft` on the think + answer targets (the
+   ``micro-scene`` family: the image shown at ``image_size``, its 336 frame by default;
+   coordinates in the 840 range);
 4. ``grpo/``: :func:`segzero_train.grpo.train_grpo` with Seg-Zero's multi-object reward
    (checkpoints every ``grpo_save_steps``; ``--resume latest`` when one is there);
 5. ``sam2/``: the micro SAM2 (:mod:`segzero_train.micro_sam2`);
@@ -29,15 +30,22 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from segzero_edge.families import MICRO_FRAME, MICRO_SCENE
+
 DATA_SEED = 0
 """Seed of the scene task's data (the run seed only seeds the models' training)."""
 
 SCENE_SIZE = (448, 336)
+
+FAMILY = "micro-scene"
+"""The micro reasoner's model family (:data:`segzero_edge.families.MICRO_SCENE`: 336 frame,
+short prompt, multi-object answers in the 840 coordinate range)."""
 
 
 def micro_qwen_sizes() -> Any:
@@ -68,20 +76,21 @@ class Recipe:
     seed: int = 0
     train_size: int = 2000
     heldout_size: int = 300
-    image_size: int = 336
-    sft_steps: int = 600
+    image_size: int = MICRO_FRAME
+    sft_steps: int = 500
     sft_batch: int = 8
     sft_lr: float = 1e-3
-    grpo_steps: int = 150
+    sft_save_steps: int = 50
+    grpo_steps: int = 80
     grpo_lr: float = 3e-5
     prompts_per_step: int = 4
     num_generations: int = 8
-    grpo_save_steps: int = 25
-    max_completion_length: int = 96
-    sam2_steps: int = 600
+    grpo_save_steps: int = 10
+    max_completion_length: int = 128
+    sam2_steps: int = 360
     sam2_batch: int = 4
     sam2_lr: float = 1e-3
-    eval_size: int = 100
+    eval_size: int = 60
 
 
 SMOKE = {
@@ -90,6 +99,7 @@ SMOKE = {
     "image_size": 112,
     "sft_steps": 2,
     "sft_batch": 2,
+    "sft_save_steps": 1,
     "grpo_steps": 1,
     "prompts_per_step": 2,
     "num_generations": 2,
@@ -105,8 +115,6 @@ SMOKE = {
 def task_corpus() -> list[str]:
     """The task's words for the reasoner's BPE: every phrasing with every kind and colour, the
     prompts and answers in the multi-object format."""
-    from segzero_edge.families import MULTI_OBJECT
-
     from .scene_queries import PLURAL, TEMPLATES, USES
     from .scenes import COLOURS, KINDS
 
@@ -119,7 +127,7 @@ def task_corpus() -> list[str]:
                                          ref_name=ref))  # fmt: skip
     for _kinds, train, held in USES.values():
         lines.extend(train + held)
-    lines.extend(MULTI_OBJECT.build_prompt(q) for q in lines[:: max(1, len(lines) // 50)])
+    lines.extend(MICRO_SCENE.build_prompt(q) for q in lines[:: max(1, len(lines) // 50)])
     for k in range(60):
         x, y = (37 * k) % 700, (53 * k) % 700
         lines.append(
@@ -167,12 +175,15 @@ def stage_sft(out: Path, r: Recipe, base: Path, train: Path) -> Path:
     from .sft import train_sft
 
     sft = out / "sft"
+    checkpoints = out / "sft_checkpoints"
     if not sft.is_dir():
         stats = train_sft(
             base, train, sft, steps=r.sft_steps, image_size=r.image_size, batch_size=r.sft_batch,
-            learning_rate=r.sft_lr, seed=r.seed, use_cpu=True, family="multi-object",
+            learning_rate=r.sft_lr, seed=r.seed, use_cpu=True, family=FAMILY,
+            checkpoint_dir=checkpoints, save_steps=r.sft_save_steps,
         )  # fmt: skip
         (sft / "sft_stats.json").write_text(json.dumps(stats, indent=1))
+    shutil.rmtree(checkpoints, ignore_errors=True)
     return sft
 
 
@@ -181,7 +192,7 @@ def grpo_argv(r: Recipe, sft: Path, train: Path, grpo: Path) -> list[str]:
     argv = ["--model", str(sft), "--data", str(train), "--output_dir", str(grpo)]
     settings: dict[str, Any] = {
         "reward": "multi_object",
-        "family": "multi-object",
+        "family": FAMILY,
         "image_size": r.image_size,
         "max_steps": r.grpo_steps,
         "learning_rate": r.grpo_lr,
@@ -240,11 +251,11 @@ def evaluate_pair(
     from .evaluate import HFPredictor, evaluate, write_report
 
     predictor = HFPredictor(
-        grpo, None, family="multi-object", image_size=r.image_size,
+        grpo, None, family=FAMILY, image_size=r.image_size,
         sam2_model=build_micro_sam2(sam2), max_new_tokens=r.max_completion_length * 2,
     )  # fmt: skip
     report = evaluate(
-        samples, predictor, family="multi-object", progress=False, source={"model": str(grpo)}
+        samples, predictor, family=FAMILY, progress=False, source={"model": str(grpo)}
     )
     write_report(report, out / "eval" / f"{tag}.json")
     return report["summary"]
@@ -383,4 +394,13 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["DATA_SEED", "SMOKE", "Recipe", "grpo_argv", "micro_qwen_sizes", "run", "task_corpus"]
+__all__ = [
+    "DATA_SEED",
+    "FAMILY",
+    "SMOKE",
+    "Recipe",
+    "grpo_argv",
+    "micro_qwen_sizes",
+    "run",
+    "task_corpus",
+]

@@ -198,7 +198,7 @@ def train_micro_sam2(
         sched.load_state_dict(state["scheduler"])
         start = int(state["step"])
         log(f"sam2: resumed at step {start}")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for step in range(start, steps):
         examples = draw_batch(seed, step, batch, size)
         low_res, iou_pred = predict_low_res(model, examples)
@@ -209,9 +209,11 @@ def train_micro_sam2(
         opt.step()
         sched.step()
         if step % 10 == 0 or step == steps - 1:
-            rate = (time.perf_counter() - t0) / (step - start + 1)
+            done = step - start + 1
+            rate = (time.perf_counter() - t0) / done
+            cpu = (time.process_time() - c0) / done
             shown = " ".join(f"{k} {v:.3f}" for k, v in parts.items())
-            log(f"sam2 step {step + 1}/{steps} {shown} ({rate:.1f} s/step)")
+            log(f"sam2 step {step + 1}/{steps} {shown} ({rate:.1f} s/step, {cpu:.1f} CPU s/step)")
         if (step + 1) % save_every == 0 and step + 1 < steps:
             with atomic_path(state_path) as tmp:
                 torch.save(

@@ -40,15 +40,23 @@ def train_sft(
     max_samples: int | None = None,
     progress: bool = False,
     family: str = "multi-object",
+    checkpoint_dir: str | Path | None = None,
+    save_steps: int = 50,
 ) -> dict[str, float]:
     """Fine-tune on the ground-truth answers of ``data``; write model + processor to ``output_dir``.
 
     Returns ``{"first_loss", "last_loss", "steps"}`` (mean of the first / last 10 logged losses).
     The output folder is written to a temp dir next to it, then renamed. Raises ``ValueError``
     for a bad model folder, data or image size, ``FileExistsError`` when ``output_dir`` exists.
+
+    ``checkpoint_dir``: keep trainer checkpoints (model, optimiser, scheduler, RNG) there every
+    ``save_steps`` steps and resume from the newest one found there
+    (``transformers.trainer_utils.get_last_checkpoint``), so a stopped run continues; the caller
+    removes the folder when it no longer needs it. ``None``: no checkpoints.
     """
     import torch
     from transformers import AutoProcessor
+    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
     from .data import training_dataset
@@ -76,9 +84,14 @@ def train_sft(
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    resume = None
+    if checkpoint_dir is not None:
+        checkpoint_dir = Path(checkpoint_dir)
+        if checkpoint_dir.is_dir():
+            resume = get_last_checkpoint(str(checkpoint_dir))
     try:
         args = SFTConfig(
-            output_dir=str(tmp / "trainer"),
+            output_dir=str(checkpoint_dir or tmp / "trainer"),
             max_steps=steps,
             per_device_train_batch_size=batch_size,
             learning_rate=learning_rate,
@@ -86,7 +99,9 @@ def train_sft(
             warmup_steps=min(10, steps // 10),
             weight_decay=0.0,
             logging_steps=1,
-            save_strategy="no",
+            save_strategy="no" if checkpoint_dir is None else "steps",
+            save_steps=save_steps,
+            save_total_limit=2,
             report_to="none",
             seed=seed,
             use_cpu=use_cpu,
@@ -101,7 +116,7 @@ def train_sft(
         trainer = SFTTrainer(
             model=str(model_dir), args=args, train_dataset=dataset, processing_class=processor
         )
-        trainer.train()
+        trainer.train(resume_from_checkpoint=resume)
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         trainer.save_model(str(tmp / "model"))
         processor.save_pretrained(tmp / "model")
