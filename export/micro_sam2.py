@@ -21,6 +21,12 @@ from typing import Any
 MICRO_SAM2_BASE = "sam2.1_hiera_t"
 """The Meta config the micro SAM2 starts from."""
 
+MICRO_SAM2_CONFIG = "sam2.1_hiera_micro"
+"""The micro SAM2's config name: :func:`segzero_export.sam2_model.build_sam2_model` and
+``segzero-edge export --sam2-config`` accept it, and
+:func:`segzero_export.sam2_model.infer_config` reads it from a checkpoint name with ``micro``
+in it (``sam2_micro.pt``, what ``segzero_train.micro`` writes)."""
+
 MICRO_SAM2_OVERRIDES = (
     "++model.image_encoder.trunk.embed_dim=32",
     "++model.image_encoder.trunk.num_heads=1",
@@ -53,4 +59,4 @@ def build_micro_sam2(checkpoint: str | os.PathLike[str] | None = None, mode: str
     )
 
 
-__all__ = ["MICRO_SAM2_BASE", "MICRO_SAM2_OVERRIDES", "build_micro_sam2"]
+__all__ = ["MICRO_SAM2_BASE", "MICRO_SAM2_CONFIG", "MICRO_SAM2_OVERRIDES", "build_micro_sam2"]

@@ -260,8 +260,8 @@ QWEN3VL_GROUNDING = ModelFamily(
     name="qwen3vl-grounding",
     checkpoints=(),  # generic: any Qwen3-VL-2B/4B/8B base or instruct checkpoint, by --family
     reference=(
-        f"{_REFERENCE} inference_scripts/infer_multi_object.py (prompt and answer schema); "
-        "QwenLM/Qwen3-VL grounding convention (bbox_2d / point_2d relative on a 0-1000 grid)"
+        f"{_REFERENCE} inference_scripts/infer_multi_object.py (prompt and answer schema), "
+        "evaluation_scripts/evaluation_visionreasoner.py (scoring); QwenLM/Qwen3-VL grounding convention (bbox_2d / point_2d relative on a 0-1000 grid)"
     ),
     # the prompt is infer_multi_object.py's with the 0-1000 grid and the empty answer stated:
     # no reference script formats it byte for byte, so this family names the one it adapts
@@ -303,15 +303,18 @@ MICRO_SCENE = replace(
     MULTI_OBJECT,
     name="micro-scene",
     checkpoints=(),  # trained by segzero_train.micro; bundles name the family
-    reference="segzero_train.micro (this project; the multi-object answer schema and reward)",
-    prompt_reference="segzero_train.micro (a short form of the multi-object prompt)",
+    reference=(
+        f"{_REFERENCE} evaluation_scripts/evaluation_visionreasoner.py (answer schema, SAM2 "
+        "prompt, mapping; trained from scratch by segzero_train.micro)"
+    ),
+    # no reference script writes this prompt: it shortens evaluation_visionreasoner.py's
+    prompt_reference=f"{_REFERENCE} evaluation_scripts/evaluation_visionreasoner.py (shortened)",
     question_template=(
         'Find "{Question}". Output the thinking process in <think> </think> and the bbox(es) '
         "and point(s) of the object(s) in <answer>{Answer}</answer>, [] if none."
     ),
     example_answer='[{"bbox_2d": [10,100,200,210], "point_2d": [30,110]}]',
-    max_new_tokens=256,  # the trained answers are about 60-150 tokens
-    sam2_checkpoint="sam2_micro",
+    sam2_checkpoint="sam2.1_hiera_micro",  # segzero_export.micro_sam2, trained beside it
     frame=MICRO_FRAME,
     coord_range=REASONER_SIZE,
 )

@@ -13,14 +13,15 @@ import torch
 from segzero_train import micro, micro_sam2
 
 
-def test_grpo_stage_arguments_parse_into_the_multi_object_recipe(tmp_path: Path) -> None:
+def test_grpo_stage_arguments_parse_into_the_micro_family_recipe(tmp_path: Path) -> None:
+    from segzero_edge.families import MICRO_SCENE
     from segzero_train.config import parse_args
 
     r = micro.Recipe()
     argv = micro.grpo_argv(r, tmp_path / "sft", tmp_path / "data", tmp_path / "grpo")
     script, cfg = parse_args(argv, world_size=1)
-    assert script.reward == "multi_object" and script.model_family.name == "multi-object"
-    assert script.image_size == r.image_size == 336
+    assert script.reward == "multi_object" and script.model_family is MICRO_SCENE
+    assert script.image_size == r.image_size == MICRO_SCENE.frame == 336
     assert cfg.max_steps == r.grpo_steps and cfg.save_steps == r.grpo_save_steps
     assert cfg.num_generations == r.num_generations
     assert cfg.gradient_accumulation_steps == 1  # one optimizer step per prompts_per_step batch
@@ -53,6 +54,23 @@ def test_micro_sam2_keeps_sam2s_interfaces_with_a_small_trunk() -> None:
     with torch.inference_mode():
         low_res, iou = micro_sam2.predict_low_res(model, ex)
     assert tuple(low_res.shape) == (1, 3, 256, 256) and tuple(iou.shape) == (1, 3)
+
+
+def test_micro_sam2_checkpoint_is_named_by_its_file(tmp_path: Path) -> None:
+    """Export and ``eval --hf`` build the micro SAM2 from its checkpoint name alone."""
+    from segzero_export.micro_sam2 import MICRO_SAM2_CONFIG, build_micro_sam2
+    from segzero_export.sam2_model import build_sam2_model, infer_config
+
+    ckpt = tmp_path / micro_sam2.CHECKPOINT_FILE
+    torch.manual_seed(0)
+    model = build_micro_sam2()
+    torch.save({"model": model.state_dict()}, ckpt)
+    assert infer_config(ckpt) == MICRO_SAM2_CONFIG == "sam2.1_hiera_micro"
+    loaded = build_sam2_model(infer_config(ckpt), ckpt).state_dict()
+    assert loaded.keys() == model.state_dict().keys()
+    assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match=r"does not match the SAM2 config 'sam2\.1_hiera_t'"):
+        build_sam2_model("sam2.1_hiera_t", ckpt)
 
 
 def test_sam2_loss_prefers_the_right_mask_and_a_true_iou() -> None:
@@ -100,3 +118,52 @@ def test_smoke_run_trains_every_stage_and_resumes(tmp_path: Path) -> None:
     assert micro.main(["--out", str(out), "--smoke"]) == 0
     assert (out / "sft" / "config.json").stat().st_mtime_ns == stamp
     assert "already done" in (out / "log.txt").read_text()
+
+
+@pytest.mark.slow
+def test_micro_bundle_is_scored_by_eval_on_the_scene_task(tmp_path: Path) -> None:
+    """The path the trained checkpoints take: the micro reasoner (here random) + a micro SAM2
+    checkpoint -> ``segzero-edge export --family micro-scene`` (336 frame, 144 image tokens) ->
+    the runtime -> ``segzero-edge eval`` on a scene-task folder, for the bundle and for the
+    reference (``--hf`` + ``--sam2``)."""
+    from PIL import Image
+
+    from segzero_edge import SegZeroEdge
+    from segzero_edge.bundle import load_bundle
+    from segzero_edge.cli import main as cli
+    from segzero_export.micro_sam2 import build_micro_sam2
+    from segzero_train.evaluate import HFPredictor
+    from segzero_train.scene_set import make_scene_set
+
+    base = micro.stage_base(tmp_path, micro.Recipe())
+    sam2 = tmp_path / micro_sam2.CHECKPOINT_FILE
+    torch.manual_seed(0)
+    torch.save({"model": build_micro_sam2().state_dict()}, sam2)
+    bundle = tmp_path / "bundle"
+    export = ["export", "--reasoner", str(base), "--segmenter", str(sam2), "-o", str(bundle)]
+    assert cli([*export, "--family", micro.FAMILY, "--quant", "Q8_0"]) == 0
+    manifest = load_bundle(bundle).manifest
+    assert manifest["family"] == "micro-scene"
+    assert (manifest["reasoner"]["input_size"], manifest["reasoner"]["image_tokens"]) == (336, 144)
+
+    data = make_scene_set(
+        tmp_path / "scenes", 3, split="heldout_scenes", seed=0, size=micro.SCENE_SIZE
+    )
+    image = np.asarray(Image.open(sorted(data.glob("*.jpg"))[0]).convert("RGB"))
+    with SegZeroEdge.from_bundle(bundle, n_threads=2, max_new_tokens=16) as model:
+        assert model.family.name == "micro-scene" and model.reasoner.frame == 336
+        model.segment(image, "the knife")
+        assert model.reasoner.last_stats.n_image_tokens == 144
+
+    report = tmp_path / "bundle.json"
+    opts = ["--data", str(data), "--quiet", "--max-new-tokens", "48"]
+    assert cli(["eval", "--bundle", str(bundle), *opts, "--out", str(report)]) == 0
+    rep = json.loads(report.read_text())
+    assert rep["source"]["family"] == "micro-scene"
+    assert rep["summary"]["segzero"]["all"]["n"] == 3 and len(rep["rows"]) == 3
+
+    assert HFPredictor(base, sam2, family=micro.FAMILY).image_size == 336  # the family's frame
+    ref = tmp_path / "hf.json"
+    hf = ["eval", "--hf", str(base), "--sam2", str(sam2), "--family", micro.FAMILY]
+    assert cli([*hf, *opts, "--out", str(ref)]) == 0
+    assert json.loads(ref.read_text())["summary"]["segzero"]["all"]["n"] == 3

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from segzero_edge.families import ModelFamily, get_family
-from segzero_edge.layout import PATCH_MERGE, REASONER_SIZE
+from segzero_edge.layout import PATCH_MERGE
 from segzero_edge.segmenter.prompts import ObjectSamPrompt
 from segzero_edge.types import ObjectPrompt
 
@@ -241,13 +241,14 @@ class HFPredictor:
         max_new_tokens: int | None = None,
         device: str = "cpu",
         dtype: str = "float32",
-        image_size: int = REASONER_SIZE,
+        image_size: int | None = None,
         sam2_model: Any = None,
     ) -> None:
         """``family``: the checkpoint's model family; ``max_new_tokens``: default the family's
-        budget (1024). ``image_size``: the square side the reasoner sees (a multiple of 28; the
-        references use 840; a model trained on smaller images is shown its own size, while its
-        coordinates stay in the 840 frame). ``sam2_model``: an already built SAM2 (e.g.
+        budget (1024). ``image_size``: the square side the reasoner sees (a multiple of 28;
+        default the family's ``frame``: 840 as the references, 336 for ``micro-scene``; a model
+        trained on another size is shown its own size, while its coordinates stay in the
+        family's coordinate range). ``sam2_model``: an already built SAM2 (e.g.
         :func:`segzero_export.micro_sam2.build_micro_sam2`) instead of ``sam2_checkpoint``,
         which may then be ``None``."""
         import torch
@@ -261,12 +262,14 @@ class HFPredictor:
             raise FileNotFoundError(f"HF model folder not found: {model_dir}")
         if sam2_model is None and (sam2_checkpoint is None or not Path(sam2_checkpoint).is_file()):
             raise FileNotFoundError(f"SAM2 checkpoint not found: {sam2_checkpoint}")
+        self.family = get_family(family)
+        if image_size is None:
+            image_size = self.family.frame
         if image_size < PATCH_MERGE or image_size % PATCH_MERGE:
             raise ValueError(f"image_size must be a multiple of {PATCH_MERGE}, got {image_size}")
         self.image_size = int(image_size)
         self.torch = torch
         self.device = device
-        self.family = get_family(family)
         self.max_new_tokens = int(max_new_tokens or self.family.max_new_tokens)
         self.processor = AutoProcessor.from_pretrained(model_dir)
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
