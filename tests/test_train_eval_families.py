@@ -23,6 +23,7 @@ SCRIPT = {
     "segzero-v1": "evaluation.py",
     "multi-object": "evaluation_visionreasoner.py",
     "multi-object-infer": "evaluation_visionreasoner.py",
+    "micro-scene": "evaluation_visionreasoner.py",  # the multi-object rule in the 840 range
 }
 EXTRACT = {"evaluation.py": v1_extract, "evaluation_visionreasoner.py": multi_extract}
 

@@ -167,3 +167,30 @@ def test_micro_bundle_is_scored_by_eval_on_the_scene_task(tmp_path: Path) -> Non
     hf = ["eval", "--hf", str(base), "--sam2", str(sam2), "--family", micro.FAMILY]
     assert cli([*hf, *opts, "--out", str(ref)]) == 0
     assert json.loads(ref.read_text())["summary"]["segzero"]["all"]["n"] == 3
+
+
+def test_sft_rows_answer_every_instance_and_the_empty_list(tmp_path: Path) -> None:
+    """The micro SFT targets: "all the cups" is answered with one item per cup, "the green cup"
+    where there is none with ``[]`` (both left out or merged into one box before)."""
+    from collections import Counter
+
+    from segzero_edge.answer import answer_body
+    from segzero_train.data import training_dataset
+    from segzero_train.scene_set import make_scene_set
+
+    data = make_scene_set(tmp_path / "scenes", 40, split="train", seed=0, size=(224, 168))
+    meta = [json.loads(p.read_text()) for p in sorted(data.glob("0*.json"))]
+    rows = training_dataset(
+        data, image_size=112, completion=True, family=micro.FAMILY, per_instance=True,
+        keep_empty=True,
+    )  # fmt: skip
+    merged = training_dataset(data, image_size=112, completion=True, family=micro.FAMILY)
+    assert len(rows) == len(meta) > len(merged)
+    got = Counter(
+        (r["query"], len(json.loads(answer_body(r["completion"][0]["content"])))) for r in rows
+    )
+    want = Counter((m["text"][0], len(m["targets"])) for m in meta)
+    assert got == want
+    assert {m["family"] for m in meta} >= {"none", "multi"}
+    answers = [n for _, n in got.elements()]
+    assert 0 in answers and max(answers) > 1

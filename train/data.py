@@ -217,9 +217,12 @@ def square(image: Any, size: int) -> Any:
     return image
 
 
-def _ground_truth_rows(source: TrainingSource, per_instance: bool, limit: int | None) -> list[Any]:
+def _ground_truth_rows(
+    source: TrainingSource, per_instance: bool, limit: int | None, keep_empty: bool = False
+) -> list[Any]:
     """``(query, GroundTruth, image or row index, reasoning)`` for every usable sample, in order
-    (``reasoning``: the sample's own thinking text, ``""`` when it has none)."""
+    (``reasoning``: the sample's own thinking text, ``""`` when it has none); samples without a
+    target only with ``keep_empty``."""
     rows: list[Any] = []
     if source.hf is not None:
         ds = source.hf
@@ -236,7 +239,7 @@ def _ground_truth_rows(source: TrainingSource, per_instance: bool, limit: int | 
                     f"{source.name} row {k}: the multi_object reward needs one point per box "
                     f"(got {len(gt.boxes)} box(es), {len(gt.points)} point(s))"
                 )
-            if gt.boxes:
+            if gt.boxes or keep_empty:
                 rows.append((query, gt, k, ""))
         return rows
     from .gt import ground_truth_from_mask, ground_truth_from_masks
@@ -249,7 +252,7 @@ def _ground_truth_rows(source: TrainingSource, per_instance: bool, limit: int | 
             if per_instance
             else ground_truth_from_mask(sample.target)
         )
-        if gt.boxes:
+        if gt.boxes or keep_empty:
             rows.append((sample.query, gt, sample.image_path, sample.reasoning))
     return rows
 
@@ -265,19 +268,21 @@ def training_dataset(
     max_samples: int | None = None,
     completion: bool = False,
     family: str | ModelFamily = "multi-object",
+    keep_empty: bool = False,
 ) -> Any:
     """The training rows of ``data`` as a ``datasets.Dataset`` (see the module docstring), with
     ``family``'s prompt (and answer format for ``completion``).
 
     ``per_instance``: one box/point per instance (the multi-object reward) instead of the whole
-    target as one object. Samples without a target are left out; so are prompts longer than
+    target as one object. Samples without a target are left out (``keep_empty``: kept, their
+    answer is the empty list; for SFT of a list-schema family); so are prompts longer than
     ``max_prompt_length`` tokens (TRL cannot truncate a prompt that holds image tokens; with a
     ``processor``), and the count is printed. Raises ``ValueError`` when no row is left.
     """
     import datasets
 
     source = data if isinstance(data, TrainingSource) else open_source(data, split)
-    rows = _ground_truth_rows(source, per_instance, max_samples)
+    rows = _ground_truth_rows(source, per_instance, max_samples, keep_empty)
     if processor is not None and max_prompt_length is not None:
         kept = [
             r

@@ -10,7 +10,8 @@ stopped; GRPO and SAM2 also resume inside their stage from their last checkpoint
    ``heldout_compositions`` (``heldout_size`` each), 448 x 336 JPEG + ReasonSeg JSON;
 2. ``base/``: the micro Qwen2.5-VL reasoner, random (:data:`MICRO_QWEN` sizes, its own BPE
    vocabulary trained on the task's words, :func:`segzero_export.tiny_qwen.build_tiny_qwen25vl`);
-3. ``sft/``: :func:`segzero_train.sft.train_sft` on the think + answer targets (the
+3. ``sft/``: :func:`segzero_train.sft.train_sft` on the think + answer targets, one object per
+   target instance and ``[]`` for a query with none (the
    ``micro-scene`` family: the image shown at ``image_size``, its 336 frame by default;
    coordinates in the 840 range);
 4. ``grpo/``: :func:`segzero_train.grpo.train_grpo` with Seg-Zero's multi-object reward
@@ -180,7 +181,8 @@ def stage_sft(out: Path, r: Recipe, base: Path, train: Path) -> Path:
         stats = train_sft(
             base, train, sft, steps=r.sft_steps, image_size=r.image_size, batch_size=r.sft_batch,
             learning_rate=r.sft_lr, seed=r.seed, use_cpu=True, family=FAMILY,
-            checkpoint_dir=checkpoints, save_steps=r.sft_save_steps,
+            checkpoint_dir=checkpoints, save_steps=r.sft_save_steps, per_instance=True,
+            keep_empty=True,
         )  # fmt: skip
         (sft / "sft_stats.json").write_text(json.dumps(stats, indent=1))
     shutil.rmtree(checkpoints, ignore_errors=True)

@@ -42,12 +42,18 @@ def train_sft(
     family: str = "multi-object",
     checkpoint_dir: str | Path | None = None,
     save_steps: int = 50,
+    per_instance: bool = False,
+    keep_empty: bool = False,
 ) -> dict[str, float]:
     """Fine-tune on the ground-truth answers of ``data``; write model + processor to ``output_dir``.
 
     Returns ``{"first_loss", "last_loss", "steps"}`` (mean of the first / last 10 logged losses).
     The output folder is written to a temp dir next to it, then renamed. Raises ``ValueError``
     for a bad model folder, data or image size, ``FileExistsError`` when ``output_dir`` exists.
+
+    ``per_instance``: one object per target instance in the answer (the multi-object form; else
+    the whole target as one box); ``keep_empty``: train samples without a target too, with the
+    empty answer ``[]`` (see :func:`segzero_train.data.training_dataset`).
 
     ``checkpoint_dir``: keep trainer checkpoints (model, optimiser, scheduler, RNG) there every
     ``save_steps`` steps and resume from the newest one found there
@@ -78,6 +84,8 @@ def train_sft(
         max_samples=max_samples,
         completion=True,
         family=family,
+        per_instance=per_instance,
+        keep_empty=keep_empty,
     )
     if use_cpu is None:
         use_cpu = not torch.cuda.is_available()
