@@ -261,7 +261,8 @@ QWEN3VL_GROUNDING = ModelFamily(
     checkpoints=(),  # generic: any Qwen3-VL-2B/4B/8B base or instruct checkpoint, by --family
     reference=(
         f"{_REFERENCE} inference_scripts/infer_multi_object.py (prompt and answer schema), "
-        "evaluation_scripts/evaluation_visionreasoner.py (scoring); QwenLM/Qwen3-VL grounding convention (bbox_2d / point_2d relative on a 0-1000 grid)"
+        "evaluation_scripts/evaluation_visionreasoner.py (scoring); QwenLM/Qwen3-VL grounding "
+        "convention (bbox_2d / point_2d relative on a 0-1000 grid)"
     ),
     # the prompt is infer_multi_object.py's with the 0-1000 grid and the empty answer stated:
     # no reference script formats it byte for byte, so this family names the one it adapts
