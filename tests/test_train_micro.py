@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -194,3 +195,28 @@ def test_sft_rows_answer_every_instance_and_the_empty_list(tmp_path: Path) -> No
     assert {m["family"] for m in meta} >= {"none", "multi"}
     answers = [n for _, n in got.elements()]
     assert 0 in answers and max(answers) > 1
+
+
+def test_sft_resumes_from_its_checkpoints(tmp_path: Path, tiny_qwen_dir: Path) -> None:
+    """A stopped SFT stage continues from its newest checkpoint (model, optimiser, scheduler and
+    the trainer state, here recognised by a mark put into the saved state)."""
+    from segzero_train.scene_set import make_scene_set
+    from segzero_train.sft import train_sft
+
+    data = make_scene_set(tmp_path / "scenes", 6, split="train", seed=0, size=(112, 84))
+    ckpts = tmp_path / "checkpoints"
+    opts: dict[str, Any] = {
+        "image_size": 56, "batch_size": 2, "use_cpu": True, "checkpoint_dir": ckpts,
+        "save_steps": 1, "family": micro.FAMILY,
+    }  # fmt: skip
+    train_sft(tiny_qwen_dir, data, tmp_path / "first", steps=2, **opts)
+    assert sorted(p.name for p in ckpts.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    state_file = ckpts / "checkpoint-2" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    state["log_history"].append({"mark": 1.0, "step": 2})
+    state_file.write_text(json.dumps(state))
+    train_sft(tiny_qwen_dir, data, tmp_path / "resumed", steps=3, **opts)
+    history = json.loads((ckpts / "checkpoint-3" / "trainer_state.json").read_text())
+    assert {"mark": 1.0, "step": 2} in history["log_history"]
+    assert [h["step"] for h in history["log_history"] if "loss" in h] == [1, 2, 3]
+    assert (tmp_path / "resumed" / "config.json").is_file()
