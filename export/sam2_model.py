@@ -1,8 +1,10 @@
 """Build a SAM2 model the way Meta's ``sam2/build_sam.py`` does, with clear errors.
 
 ``build_sam2_model`` is Meta's ``build_sam2`` (hydra config + ``_load_checkpoint``) on CPU; the
-config names are those of Meta's published models (``sam2.build_sam.HF_MODEL_ID_TO_FILENAMES``);
-``infer_config`` reads the config from a checkpoint file name.
+config names are those of Meta's published models (``sam2.build_sam.HF_MODEL_ID_TO_FILENAMES``)
+and the project's micro SAM2 (``sam2.1_hiera_micro``: Meta's tiny config with the hydra overrides
+of :mod:`segzero_export.micro_sam2`); ``infer_config`` reads the config from a checkpoint file
+name.
 """
 
 from __future__ import annotations
@@ -45,20 +47,27 @@ def build_sam2_model(
 ) -> torch.nn.Module:
     """Meta's ``build_sam2`` on CPU in eval mode (image-predictor post-processing settings).
 
-    ``config``: a SAM2 config name (``sam2.1_hiera_t``); ``checkpoint``: a Meta checkpoint
-    (``{"model": state_dict}``) loaded strictly by Meta's ``_load_checkpoint``, or None for
-    random weights. Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for an
-    unknown config, an unreadable file, a file that is not a Meta SAM2 checkpoint or one whose
-    tensors do not match the config.
+    ``config``: a SAM2 config name (``sam2.1_hiera_t``, or ``sam2.1_hiera_micro``: Meta's tiny
+    config with :data:`segzero_export.micro_sam2.MICRO_SAM2_OVERRIDES`); ``checkpoint``: a Meta
+    checkpoint (``{"model": state_dict}``) loaded strictly by Meta's ``_load_checkpoint``, or
+    None for random weights. Raises ``FileNotFoundError`` for a missing file and ``ValueError``
+    for an unknown config, an unreadable file, a file that is not a Meta SAM2 checkpoint or one
+    whose tensors do not match the config.
     """
     from sam2.build_sam import build_sam2
 
-    cfg = config_file(config)
+    from .micro_sam2 import MICRO_SAM2_BASE, MICRO_SAM2_CONFIG, MICRO_SAM2_OVERRIDES
+
+    micro = config.removesuffix(".yaml").split("/")[-1] == MICRO_SAM2_CONFIG
+    overrides = list(MICRO_SAM2_OVERRIDES) if micro else []
+    cfg = config_file(MICRO_SAM2_BASE if micro else config)
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise FileNotFoundError(f"SAM2 checkpoint not found: {checkpoint}")
     ckpt = None if checkpoint is None else str(checkpoint)
     try:
-        return build_sam2(cfg, ckpt_path=ckpt, device="cpu", mode="eval")
+        return build_sam2(
+            cfg, ckpt_path=ckpt, device="cpu", mode="eval", hydra_overrides_extra=overrides
+        )
     except (KeyError, TypeError, IndexError) as e:  # torch.load(...)["model"] failed
         raise ValueError(
             f"{checkpoint} is not a Meta SAM2 checkpoint (expected {{'model': state_dict}}): {e!r}"
@@ -75,8 +84,13 @@ def build_sam2_model(
 
 def infer_config(checkpoint: str | os.PathLike[str]) -> str:
     """Config name (``sam2.1_hiera_b+``) from a checkpoint file name like
-    ``sam2.1_hiera_base_plus.pt``; ValueError when the name gives no size."""
+    ``sam2.1_hiera_base_plus.pt`` (``sam2.1_hiera_micro`` for a name with ``micro`` in it, such
+    as ``sam2_micro.pt``); ValueError when the name gives no size."""
+    from .micro_sam2 import MICRO_SAM2_CONFIG
+
     name = Path(checkpoint).name.lower()
+    if "micro" in name:
+        return MICRO_SAM2_CONFIG
     family = "sam2.1" if "sam2.1" in name or "sam2_1" in name else "sam2"
     try:
         size = sam2_size(name)

@@ -13,6 +13,8 @@ import json
 import random
 import shutil
 import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +83,30 @@ VISION_HIDDEN = 64
 VISION_HEADS = 2
 VISION_INTERMEDIATE = 128
 
+
+@dataclass(frozen=True)
+class QwenSizes:
+    """Sizes of a small Qwen2.5-VL; the defaults are the tiny test model's. ``mrope_section``
+    must sum to ``text_hidden / text_heads / 2``; ``vision_fullatt`` are the vision blocks with
+    full attention (the others use window attention)."""
+
+    bpe_vocab: int = BPE_VOCAB_SIZE
+    text_hidden: int = TEXT_HIDDEN
+    text_intermediate: int = TEXT_INTERMEDIATE
+    text_layers: int = TEXT_LAYERS
+    text_heads: int = TEXT_HEADS
+    text_kv_heads: int = TEXT_KV_HEADS
+    mrope_section: tuple[int, int, int] = MROPE_SECTION
+    vision_depth: int = VISION_DEPTH
+    vision_fullatt: tuple[int, ...] = VISION_FULLATT
+    vision_hidden: int = VISION_HIDDEN
+    vision_heads: int = VISION_HEADS
+    vision_intermediate: int = VISION_INTERMEDIATE
+
+
+TINY = QwenSizes()
+"""The tiny test model's sizes."""
+
 _QUERIES = (
     "the red car on the left",
     "The woman holding an umbrella.",
@@ -146,8 +172,9 @@ def _sentences(rng: random.Random, count: int) -> list[str]:
     return out
 
 
-def _corpus(seed: int) -> list[str]:
-    """A small deterministic English corpus with the Seg-Zero prompt, thinking and answers."""
+def _corpus(seed: int, extra: Sequence[str] = ()) -> list[str]:
+    """A small deterministic English corpus with the Seg-Zero prompt, thinking and answers,
+    then the ``extra`` lines."""
     rng = random.Random(seed)
     lines = [_PROSE, MULTI_OBJECT.example_answer]
     for query in _QUERIES:
@@ -163,10 +190,13 @@ def _corpus(seed: int) -> list[str]:
             f"the objects. </think><answer>[{', '.join(objs)}]</answer>"
         )
     lines.extend(_sentences(rng, 400))
+    lines.extend(extra)
     return lines * 3
 
 
-def _bpe_vocab_and_merges(seed: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
+def _bpe_vocab_and_merges(
+    seed: int, extra: Sequence[str] = (), vocab_size: int = BPE_VOCAB_SIZE
+) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """Train a byte-level BPE with Qwen2's pre-tokenizer on the built-in corpus."""
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
@@ -180,13 +210,13 @@ def _bpe_vocab_and_merges(seed: int) -> tuple[dict[str, int], list[tuple[str, st
         ]
     )
     trainer = trainers.BpeTrainer(
-        vocab_size=BPE_VOCAB_SIZE,
+        vocab_size=vocab_size,
         min_frequency=1,
         show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         special_tokens=[],
     )
-    tok.train_from_iterator(_corpus(seed), trainer=trainer)
+    tok.train_from_iterator(_corpus(seed, extra), trainer=trainer)
     state: dict[str, Any] = json.loads(tok.to_str())
     vocab: dict[str, int] = state["model"]["vocab"]
     merges: list[tuple[str, str]] = []
@@ -197,14 +227,18 @@ def _bpe_vocab_and_merges(seed: int) -> tuple[dict[str, int], list[tuple[str, st
 
 
 def _build_tokenizer(
-    seed: int, special_tokens: tuple[tuple[str, bool], ...] = SPECIAL_TOKENS
+    seed: int,
+    special_tokens: tuple[tuple[str, bool], ...] = SPECIAL_TOKENS,
+    extra: Sequence[str] = (),
+    vocab_size: int = BPE_VOCAB_SIZE,
 ) -> Any:
-    """A ``Qwen2Tokenizer`` over the trained BPE with ``special_tokens`` (``(text, special)``,
-    default: Qwen2.5-VL's) appended in order."""
+    """A ``Qwen2Tokenizer`` over the trained BPE (``vocab_size`` tokens, trained on the built-in
+    corpus plus ``extra`` texts) with ``special_tokens`` (``(text, special)``, default:
+    Qwen2.5-VL's) appended in order."""
     from tokenizers import AddedToken
     from transformers import Qwen2Tokenizer
 
-    vocab, merges = _bpe_vocab_and_merges(seed)
+    vocab, merges = _bpe_vocab_and_merges(seed, extra, vocab_size)
     n_bpe = len(vocab)
     # Give the special tokens their ids up front: the tokenizer registers eos/pad first.
     vocab = {**vocab, **{t: n_bpe + i for i, (t, _) in enumerate(special_tokens)}}
@@ -232,34 +266,34 @@ def _build_tokenizer(
     return tokenizer
 
 
-def _config(tokenizer: Any, tie_word_embeddings: bool) -> Any:
+def _config(tokenizer: Any, tie_word_embeddings: bool, sizes: QwenSizes = TINY) -> Any:
     from transformers import Qwen2_5_VLConfig
 
     n_tokens = len(tokenizer)
     vocab_size = -(-n_tokens // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
     tid = tokenizer.convert_tokens_to_ids
-    head_dim = TEXT_HIDDEN // TEXT_HEADS
-    if sum(MROPE_SECTION) * 2 != head_dim:
+    head_dim = sizes.text_hidden // sizes.text_heads
+    if sum(sizes.mrope_section) * 2 != head_dim:
         raise RuntimeError(
-            f"mrope_section {MROPE_SECTION} must sum to head_dim/2 = {head_dim // 2}"
+            f"mrope_section {sizes.mrope_section} must sum to head_dim/2 = {head_dim // 2}"
         )
     text_config = {
         "vocab_size": vocab_size,
-        "hidden_size": TEXT_HIDDEN,
-        "intermediate_size": TEXT_INTERMEDIATE,
-        "num_hidden_layers": TEXT_LAYERS,
-        "num_attention_heads": TEXT_HEADS,
-        "num_key_value_heads": TEXT_KV_HEADS,
+        "hidden_size": sizes.text_hidden,
+        "intermediate_size": sizes.text_intermediate,
+        "num_hidden_layers": sizes.text_layers,
+        "num_attention_heads": sizes.text_heads,
+        "num_key_value_heads": sizes.text_kv_heads,
         "hidden_act": "silu",
         "max_position_embeddings": 4096,
         "rms_norm_eps": 1e-6,
         "use_sliding_window": False,
         "sliding_window": 4096,
-        "max_window_layers": TEXT_LAYERS,
+        "max_window_layers": sizes.text_layers,
         "rope_parameters": {
             "rope_type": "default",
             "rope_theta": 1000000.0,
-            "mrope_section": list(MROPE_SECTION),
+            "mrope_section": list(sizes.mrope_section),
         },
         "bos_token_id": tid("<|endoftext|>"),
         "eos_token_id": tid("<|im_end|>"),
@@ -267,19 +301,19 @@ def _config(tokenizer: Any, tie_word_embeddings: bool) -> Any:
         "tie_word_embeddings": tie_word_embeddings,
     }
     vision_config = {
-        "depth": VISION_DEPTH,
-        "hidden_size": VISION_HIDDEN,
+        "depth": sizes.vision_depth,
+        "hidden_size": sizes.vision_hidden,
         "hidden_act": "silu",
-        "intermediate_size": VISION_INTERMEDIATE,
-        "num_heads": VISION_HEADS,
+        "intermediate_size": sizes.vision_intermediate,
+        "num_heads": sizes.vision_heads,
         "in_channels": 3,
         "patch_size": 14,
         "spatial_merge_size": 2,
         "temporal_patch_size": 2,
         "tokens_per_second": 2,
         "window_size": 112,
-        "out_hidden_size": TEXT_HIDDEN,
-        "fullatt_block_indexes": list(VISION_FULLATT),
+        "out_hidden_size": sizes.text_hidden,
+        "fullatt_block_indexes": list(sizes.vision_fullatt),
     }
     return Qwen2_5_VLConfig(
         text_config=text_config,
@@ -338,12 +372,26 @@ def _processor(tokenizer: Any) -> Any:
     )
 
 
-def build_tiny_qwen25vl(out_dir: Path, seed: int = 0, *, tie_word_embeddings: bool = True) -> Path:
+def build_tiny_qwen25vl(
+    out_dir: Path,
+    seed: int = 0,
+    *,
+    tie_word_embeddings: bool = True,
+    sizes: QwenSizes = TINY,
+    extra_corpus: Sequence[str] = (),
+    trainable_init: bool = False,
+) -> Path:
     """Write a tiny random Qwen2.5-VL Hugging Face folder to ``out_dir`` and return it.
 
     ``out_dir`` must not exist yet (it is written to a temp dir next to it, then renamed).
     Weights are stored in bfloat16 like the released checkpoints. ``tie_word_embeddings=True``
     matches Qwen2.5-VL-3B (no ``lm_head`` tensor); False matches the 7B layout.
+
+    For a model meant to be trained: ``sizes`` (:class:`QwenSizes`), ``extra_corpus`` (lines
+    added to the BPE training corpus, e.g. the task's queries and answers, so that its words are
+    whole tokens) and ``trainable_init`` (keep the transformers initialisation, normal with
+    ``initializer_range`` 0.02, instead of the wide spread that parity tests need; stored in
+    float32). The defaults build the tiny test model, unchanged.
     """
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
@@ -353,14 +401,16 @@ def build_tiny_qwen25vl(out_dir: Path, seed: int = 0, *, tie_word_embeddings: bo
         raise FileExistsError(f"output folder already exists: {out_dir}")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
 
-    tokenizer = _build_tokenizer(seed)
-    config = _config(tokenizer, tie_word_embeddings)
+    tokenizer = _build_tokenizer(seed, extra=extra_corpus, vocab_size=sizes.bpe_vocab)
+    config = _config(tokenizer, tie_word_embeddings, sizes)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Qwen2_5_VLForConditionalGeneration(config)
-    _init_weights(model, seed)
-    torch.nn.Module.to(model, torch.bfloat16).eval()
-    model.config.dtype = torch.bfloat16
+    dtype = torch.float32 if trainable_init else torch.bfloat16
+    if not trainable_init:
+        _init_weights(model, seed)
+    torch.nn.Module.to(model, dtype).eval()
+    model.config.dtype = dtype
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:

@@ -35,6 +35,15 @@ so with ``frame``, ``patch_merge`` and ``coord_range``:
   with coordinates on the 0-1000 grid and ``[]`` for a query with no target. A trained
   Qwen3-VL reasoning-segmentation checkpoint gets its own family here, with its reference's
   prompt and schema.
+
+The project's own micro model (``python -m segzero_train.micro``, trained from scratch on the
+scene task) has a family too:
+
+- ``micro-scene``: the multi-object answer schema, reward, SAM2 prompt and mapping, with a
+  336 x 336 reasoner frame (12 x 12 image tokens: CPU training is practical) and a short prompt
+  (every prompt token costs each training step). Its answers keep Seg-Zero's 840 coordinate
+  range (``coord_range`` 840), so the training rewards' pixel thresholds (10 px box L1, 100 px
+  point distance) keep their Seg-Zero meaning; the runtime maps them with ``v * W / 840``.
 """
 
 from __future__ import annotations
@@ -295,8 +304,33 @@ QWEN3VL_GROUNDING = ModelFamily(
     architecture="Qwen3VLForConditionalGeneration",
 )
 
+MICRO_FRAME = 336
+"""Reasoner frame of the micro family (pixels; 12 x 12 image tokens of 28 px)."""
+
+MICRO_SCENE = replace(
+    MULTI_OBJECT,
+    name="micro-scene",
+    checkpoints=(),  # trained by segzero_train.micro; bundles name the family
+    reference=(
+        f"{_REFERENCE} evaluation_scripts/evaluation_visionreasoner.py (answer schema, SAM2 "
+        "prompt, mapping; trained from scratch by segzero_train.micro)"
+    ),
+    # no reference script writes this prompt: it shortens evaluation_visionreasoner.py's
+    prompt_reference=f"{_REFERENCE} evaluation_scripts/evaluation_visionreasoner.py (shortened)",
+    question_template=(
+        'Find "{Question}". Output the thinking process in <think> </think> and the bbox(es) '
+        "and point(s) of the object(s) in <answer>{Answer}</answer>, [] if none."
+    ),
+    example_answer='[{"bbox_2d": [10,100,200,210], "point_2d": [30,110]}]',
+    sam2_checkpoint="sam2.1_hiera_micro",  # segzero_export.micro_sam2, trained beside it
+    frame=MICRO_FRAME,
+    coord_range=REASONER_SIZE,
+)
+"""The micro reasoner's family (see the module docstring)."""
+
 FAMILIES: dict[str, ModelFamily] = {
-    f.name: f for f in (SEGZERO_V1, MULTI_OBJECT, MULTI_OBJECT_INFER, QWEN3VL_GROUNDING)
+    f.name: f
+    for f in (SEGZERO_V1, MULTI_OBJECT, MULTI_OBJECT_INFER, QWEN3VL_GROUNDING, MICRO_SCENE)
 }
 """Every known family by name."""
 
@@ -335,6 +369,8 @@ def family_of_checkpoint(source: str) -> str | None:
 __all__ = [
     "CHECKPOINT_FAMILIES",
     "FAMILIES",
+    "MICRO_FRAME",
+    "MICRO_SCENE",
     "MULTI_OBJECT",
     "MULTI_OBJECT_INFER",
     "QWEN3VL_GROUNDING",

@@ -236,7 +236,8 @@ def test_families_are_cited_and_complete() -> None:
             assert script.startswith("dvlab-research/Seg-Zero@42a33455283ba041a3099cf1")
             assert script.split()[1].rsplit("/", 1)[-1] in fam.reference, script
         assert "{Question}" in fam.question_template and "{Answer}" in fam.question_template
-        assert fam.max_new_tokens == 1024 and fam.sam2_checkpoint == "sam2_hiera_large"
+        sam2 = "sam2.1_hiera_micro" if fam.name == "micro-scene" else "sam2_hiera_large"
+        assert fam.max_new_tokens == 1024 and fam.sam2_checkpoint == sam2
         grammar = fam.answer_grammar()
         assert grammar.gbnf.startswith("root ::=") and grammar.max_chars > 0
     assert CHECKPOINT_FAMILIES == {
@@ -276,3 +277,23 @@ def test_export_cli_refuses_a_local_folder_without_family(
     err = capsys.readouterr().err
     assert "pass --family with one of segzero-v1, multi-object" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_micro_family_declares_a_336_frame_with_840_coordinates() -> None:
+    """The micro reasoner's family: the reasoner sees 336 x 336 (144 image tokens), its answer
+    spans 0-840 per axis and maps to the image as the multi-object reference does."""
+    from segzero_edge.families import MICRO_SCENE
+    from segzero_edge.pixels import preprocess_reasoner
+
+    fam = get_family("micro-scene")
+    assert fam is MICRO_SCENE and FAMILIES["micro-scene"] is fam
+    assert (fam.frame, fam.patch_merge, fam.image_tokens, fam.coord_frame) == (336, 28, 144, 840)
+    assert fam.architecture == MULTI_OBJECT.architecture and fam.schema == "list"
+    assert len(fam.build_prompt("the red cup")) < len(MULTI_OBJECT.build_prompt("the red cup")) / 2
+    text = multi_text([([0, 0, 840, 840], [420, 420]), ([84, 168, 420, 504], [210, 336])])
+    for hw in [(336, 448), (333, 500)]:
+        got = runtime_objects(fam.name, text, hw)
+        assert got == REFERENCE["micro-scene"].objects(text, hw)
+        assert got[0][0] == [0, 0, hw[1], hw[0]]  # 840 is the image's far edge, not 336
+    image = np.zeros((336, 448, 3), np.uint8)
+    assert preprocess_reasoner(image, fam.frame).shape == (336, 336, 3)

@@ -25,6 +25,7 @@ SCRIPT = {
     "multi-object-infer": "evaluation_visionreasoner.py",
     # the multi-object script's rule on Qwen3-VL's 0-1000 grid (factor W / 1000)
     "qwen3vl-grounding": "evaluation_visionreasoner.py",
+    "micro-scene": "evaluation_visionreasoner.py",  # the multi-object rule in the 840 range
 }
 COORD_FRAME = {"qwen3vl-grounding": 1000}  # the answer's coordinate span; 840 otherwise
 EXTRACT = {"evaluation.py": v1_extract, "evaluation_visionreasoner.py": multi_extract}

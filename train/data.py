@@ -11,7 +11,9 @@
   (``ModelFamily.coord_frame``: the 840 x 840 pixel frame for Qwen2.5-VL, Qwen3-VL's 0-1000
   grid per axis; int32 lists), which is where the rewards compare it with the answer;
 - ``query``; and with ``completion=True`` (SFT) the assistant turn ``completion`` holding the
-  answer built from the ground truth in the family's format (:func:`target_text`).
+  answer built from the ground truth in the family's format (:func:`target_text`), with the
+  sample's own thinking text where its annotation has one (a ``reasoning`` field, as the scene
+  task writes), else :data:`DEFAULT_REASONING`.
 
 Sources (:func:`open_source`):
 
@@ -238,10 +240,16 @@ def square(image: Any, size: int) -> Any:
 
 
 def _ground_truth_rows(
-    source: TrainingSource, per_instance: bool, limit: int | None, frame: int = REASONER_SIZE
+    source: TrainingSource,
+    per_instance: bool,
+    limit: int | None,
+    frame: int = REASONER_SIZE,
+    keep_empty: bool = False,
 ) -> list[Any]:
-    """``(query, GroundTruth in the ``frame`` square, image or row index)`` for every usable
-    sample, in order (Seg-Zero's sets are in the 840 frame and are rescaled into ``frame``)."""
+    """``(query, GroundTruth in the ``frame`` square, image or row index, reasoning)`` for every
+    usable sample, in order (Seg-Zero's sets are in the 840 frame and are rescaled into
+    ``frame``; ``reasoning``: the sample's own thinking text, ``""`` when it has none); samples
+    without a target only with ``keep_empty``."""
     rows: list[Any] = []
     if source.hf is not None:
         ds = source.hf
@@ -258,8 +266,8 @@ def _ground_truth_rows(
                     f"{source.name} row {k}: the multi_object reward needs one point per box "
                     f"(got {len(gt.boxes)} box(es), {len(gt.points)} point(s))"
                 )
-            if gt.boxes:
-                rows.append((query, rescale_ground_truth(gt, REASONER_SIZE, frame), k))
+            if gt.boxes or keep_empty:
+                rows.append((query, rescale_ground_truth(gt, REASONER_SIZE, frame), k, ""))
         return rows
 
     for sample in source.samples:
@@ -270,8 +278,8 @@ def _ground_truth_rows(
             if per_instance
             else ground_truth_from_mask(sample.target, frame)
         )
-        if gt.boxes:
-            rows.append((sample.query, gt, sample.image_path))
+        if gt.boxes or keep_empty:
+            rows.append((sample.query, gt, sample.image_path, sample.reasoning))
     return rows
 
 
@@ -286,13 +294,15 @@ def training_dataset(
     max_samples: int | None = None,
     completion: bool = False,
     family: str | ModelFamily = "multi-object",
+    keep_empty: bool = False,
 ) -> Any:
     """The training rows of ``data`` as a ``datasets.Dataset`` (see the module docstring), with
     ``family``'s prompt (and answer format for ``completion``), the ground truth in the frame of
     ``family``'s answers (``coord_frame``).
 
     ``per_instance``: one box/point per instance (the multi-object reward) instead of the whole
-    target as one object. Samples without a target are left out; so are prompts longer than
+    target as one object. Samples without a target are left out (``keep_empty``: kept, their
+    answer is the empty list; for SFT of a list-schema family); so are prompts longer than
     ``max_prompt_length`` tokens (TRL cannot truncate a prompt that holds image tokens; with a
     ``processor``), and the count is printed. Raises ``ValueError`` when no row is left.
     """
@@ -300,7 +310,7 @@ def training_dataset(
 
     fam = get_family(family)
     source = data if isinstance(data, TrainingSource) else open_source(data, split)
-    rows = _ground_truth_rows(source, per_instance, max_samples, fam.coord_frame)
+    rows = _ground_truth_rows(source, per_instance, max_samples, fam.coord_frame, keep_empty)
     if processor is not None and max_prompt_length is not None:
         n_image = image_token_count(processor, image_size)
         kept = [
@@ -321,10 +331,10 @@ def training_dataset(
             "max_prompt_length)"
         )
     columns: dict[str, Any] = {
-        "prompt": [user_turn(q, family) for q, _, _ in rows],
-        "gt_boxes": [[list(map(int, b)) for b in gt.boxes] for _, gt, _ in rows],
-        "gt_points": [[list(map(int, p)) for p in gt.points] for _, gt, _ in rows],
-        "query": [q for q, _, _ in rows],
+        "prompt": [user_turn(q, family) for q, _, _, _ in rows],
+        "gt_boxes": [[list(map(int, b)) for b in gt.boxes] for _, gt, _, _ in rows],
+        "gt_points": [[list(map(int, p)) for p in gt.points] for _, gt, _, _ in rows],
+        "query": [q for q, _, _, _ in rows],
     }
     features: dict[str, Any] = {
         "prompt": [{"role": datasets.Value("string"), "content": datasets.Value("string")}],
@@ -334,17 +344,18 @@ def training_dataset(
     }
     if completion:
         columns["completion"] = [
-            [{"role": "assistant", "content": target_text(gt, family=family)}] for _, gt, _ in rows
+            [{"role": "assistant", "content": target_text(gt, why or DEFAULT_REASONING, family)}]
+            for _, gt, _, why in rows
         ]
         features["completion"] = features["prompt"]
     if source.hf is not None:
         # The images stay in the source's Arrow files (no copy); only the row order is selected.
-        images = source.hf.select([k for _, _, k in rows]).select_columns(["image"])
+        images = source.hf.select([k for _, _, k, _ in rows]).select_columns(["image"])
         light = datasets.Dataset.from_dict(columns, features=datasets.Features(features))
         out = datasets.concatenate_datasets([images, light], axis=1)
         return out.with_transform(_SquareImages(image_size), columns=["image"],
                                   output_all_columns=True)  # fmt: skip
-    columns["image"] = [str(p) for _, _, p in rows]
+    columns["image"] = [str(p) for _, _, p, _ in rows]
     features["image"] = datasets.Image()
     out = datasets.Dataset.from_dict(columns, features=datasets.Features(features))
     return out.with_transform(_SquareImages(image_size), columns=["image"], output_all_columns=True)

@@ -101,6 +101,8 @@ class SegSample:
     size: tuple[int, int]  # (W, H)
     texts: list[str] = field(default_factory=list)
     name: str = ""
+    reasoning: str = ""
+    """Thinking text of the annotation (its ``reasoning`` field; ``""`` for ReasonSeg's own)."""
 
     @cached_property
     def mask(self) -> np.ndarray:
@@ -202,6 +204,7 @@ def load_reasonseg_sample(json_path: str | Path, image_path: str | Path | None =
         size=_image_size(image_path),
         texts=list(texts),
         name=json_path.stem,
+        reasoning=str(meta.get("reasoning") or ""),
     )
 
 

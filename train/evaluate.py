@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from segzero_edge.families import ModelFamily, get_family
-from segzero_edge.layout import REASONER_SIZE
+from segzero_edge.layout import PATCH_MERGE
 from segzero_edge.segmenter.prompts import ObjectSamPrompt
 from segzero_edge.types import ObjectPrompt
 
@@ -234,30 +234,42 @@ class HFPredictor:
     def __init__(
         self,
         model_dir: str | Path,
-        sam2_checkpoint: str | Path,
+        sam2_checkpoint: str | Path | None,
         *,
         family: str | ModelFamily,
         sam2_config: str | None = None,
         max_new_tokens: int | None = None,
         device: str = "cpu",
         dtype: str = "float32",
+        image_size: int | None = None,
+        sam2_model: Any = None,
     ) -> None:
         """``family``: the checkpoint's model family; ``max_new_tokens``: default the family's
-        budget (1024)."""
+        budget (1024). ``image_size``: the square side the reasoner sees (a multiple of 28;
+        default the family's ``frame``: 840 as the references, 336 for ``micro-scene``; a model
+        trained on another size is shown its own size, while its coordinates stay in the
+        family's coordinate range). ``sam2_model``: an already built SAM2 (e.g.
+        :func:`segzero_export.micro_sam2.build_micro_sam2`) instead of ``sam2_checkpoint``,
+        which may then be ``None``."""
         import torch
         from sam2.sam2_image_predictor import SAM2ImagePredictor
         from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
         from segzero_export.sam2_model import build_sam2_model, infer_config
 
-        model_dir, sam2_checkpoint = Path(model_dir), Path(sam2_checkpoint)
+        model_dir = Path(model_dir)
         if not model_dir.is_dir():
             raise FileNotFoundError(f"HF model folder not found: {model_dir}")
-        if not sam2_checkpoint.is_file():
+        if sam2_model is None and (sam2_checkpoint is None or not Path(sam2_checkpoint).is_file()):
             raise FileNotFoundError(f"SAM2 checkpoint not found: {sam2_checkpoint}")
+        self.family = get_family(family)
+        if image_size is None:
+            image_size = self.family.frame
+        if image_size < PATCH_MERGE or image_size % PATCH_MERGE:
+            raise ValueError(f"image_size must be a multiple of {PATCH_MERGE}, got {image_size}")
+        self.image_size = int(image_size)
         self.torch = torch
         self.device = device
-        self.family = get_family(family)
         self.max_new_tokens = int(max_new_tokens or self.family.max_new_tokens)
         self.processor = AutoProcessor.from_pretrained(model_dir)
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
@@ -265,8 +277,10 @@ class HFPredictor:
         )
         self.model = model.to(device)  # type: ignore[arg-type]
         self.model.eval()
-        sam = build_sam2_model(sam2_config or infer_config(sam2_checkpoint), sam2_checkpoint)
-        self.sam = SAM2ImagePredictor(sam.to(device))
+        if sam2_model is None:
+            ckpt = Path(sam2_checkpoint)  # type: ignore[arg-type]
+            sam2_model = build_sam2_model(sam2_config or infer_config(ckpt), ckpt)
+        self.sam = SAM2ImagePredictor(sam2_model.eval().to(device))
 
     def generate(self, image: np.ndarray, query: str) -> tuple[str, bool]:
         """Greedy generation for an H x W x 3 image; returns (text, hit the token budget)."""
@@ -274,7 +288,7 @@ class HFPredictor:
 
         prompt = self.family.build_prompt(query)
         square = Image.fromarray(image, "RGB").resize(
-            (REASONER_SIZE, REASONER_SIZE), Image.Resampling.BILINEAR
+            (self.image_size, self.image_size), Image.Resampling.BILINEAR
         )
         messages = [
             {
@@ -287,9 +301,11 @@ class HFPredictor:
         )
         inputs = self.processor(text=[text], images=[square], return_tensors="pt").to(self.device)
         grid = inputs["image_grid_thw"].tolist()
-        side = REASONER_SIZE // 14
+        side = self.image_size // 14
         if grid != [[1, side, side]]:
-            raise ValueError(f"processor resized the 840 x 840 image: grid {grid}")
+            raise ValueError(
+                f"processor resized the {self.image_size} x {self.image_size} image: grid {grid}"
+            )
         with self.torch.inference_mode():
             out = self.model.generate(
                 **inputs, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1

@@ -40,6 +40,10 @@ def train_sft(
     max_samples: int | None = None,
     progress: bool = False,
     family: str = "multi-object",
+    checkpoint_dir: str | Path | None = None,
+    save_steps: int = 50,
+    per_instance: bool = False,
+    keep_empty: bool = False,
 ) -> dict[str, float]:
     """Fine-tune on the ground-truth answers of ``data``; write model + processor to ``output_dir``.
 
@@ -50,9 +54,19 @@ def train_sft(
     10 logged losses). The output folder is written to a temp dir next to it, then renamed.
     Raises ``ValueError`` for a bad model folder, family, data or image size,
     ``FileExistsError`` when ``output_dir`` exists.
+
+    ``per_instance``: one object per target instance in the answer (the multi-object form; else
+    the whole target as one box); ``keep_empty``: train samples without a target too, with the
+    empty answer ``[]`` (see :func:`segzero_train.data.training_dataset`).
+
+    ``checkpoint_dir``: keep trainer checkpoints (model, optimiser, scheduler, RNG) there every
+    ``save_steps`` steps and resume from the newest one found there
+    (``transformers.trainer_utils.get_last_checkpoint``), so a stopped run continues; the caller
+    removes the folder when it no longer needs it. ``None``: no checkpoints.
     """
     import torch
     from transformers import AutoProcessor
+    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
     from segzero_edge.families import get_family
@@ -81,15 +95,22 @@ def train_sft(
         max_samples=max_samples,
         completion=True,
         family=fam,
+        per_instance=per_instance,
+        keep_empty=keep_empty,
     )
     if use_cpu is None:
         use_cpu = not torch.cuda.is_available()
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    resume = None
+    if checkpoint_dir is not None:
+        checkpoint_dir = Path(checkpoint_dir)
+        if checkpoint_dir.is_dir():
+            resume = get_last_checkpoint(str(checkpoint_dir))
     try:
         args = SFTConfig(
-            output_dir=str(tmp / "trainer"),
+            output_dir=str(checkpoint_dir or tmp / "trainer"),
             max_steps=steps,
             per_device_train_batch_size=batch_size,
             learning_rate=learning_rate,
@@ -97,7 +118,9 @@ def train_sft(
             warmup_steps=min(10, steps // 10),
             weight_decay=0.0,
             logging_steps=1,
-            save_strategy="no",
+            save_strategy="no" if checkpoint_dir is None else "steps",
+            save_steps=save_steps,
+            save_total_limit=2,
             report_to="none",
             seed=seed,
             use_cpu=use_cpu,
@@ -112,7 +135,7 @@ def train_sft(
         trainer = SFTTrainer(
             model=str(model_dir), args=args, train_dataset=dataset, processing_class=processor
         )
-        trainer.train()
+        trainer.train(resume_from_checkpoint=resume)
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         trainer.save_model(str(tmp / "model"))
         processor.save_pretrained(tmp / "model")
