@@ -49,13 +49,14 @@ class Record:
 
 
 def open_reader(stream: IO[bytes]) -> Any:
-    """An ``mcap`` reader of ``stream`` (a seekable binary file). Raises ``ValueError`` when it
-    is not an MCAP file."""
+    """An ``mcap`` reader of ``stream`` (a seekable binary file) that checks each chunk's CRC
+    as it reads it (chunks written without one are read unchecked). Raises ``ValueError`` when
+    it is not an MCAP file or its summary is damaged."""
     reader_mod, _, _ = _mcap()
     from mcap.exceptions import McapError
 
     try:
-        reader = reader_mod.make_reader(stream)
+        reader = reader_mod.make_reader(stream, validate_crcs=True)
         reader.get_header()
         reader.get_summary()
     except (McapError, EOFError, struct.error) as e:
@@ -109,8 +110,25 @@ class ImageDecoder:
 
 
 def iter_records(reader: Any) -> Iterator[tuple[Any, Any, Any]]:
-    """``(schema, channel, message)`` of every record, in log-time order."""
-    yield from reader.iter_messages(log_time_order=True)
+    """``(schema, channel, message)`` of every record, in log-time order.
+
+    Raises ``ValueError`` when a record cannot be read (a damaged chunk: a CRC mismatch, data
+    that does not decompress, a cut record), after the records before it.
+    """
+    records = reader.iter_messages(log_time_order=True)
+    count = 0
+    while True:
+        try:
+            record = next(records)
+        except StopIteration:
+            return
+        except Exception as e:  # the reader's and its decompressors' errors are of several types
+            raise ValueError(
+                f"damaged MCAP file: cannot read the record after {count} good ones "
+                f"({type(e).__name__}: {e})"
+            ) from None
+        count += 1
+        yield record
 
 
 class BagWriter:
