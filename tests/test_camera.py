@@ -1,10 +1,12 @@
 """Cameras and video files through OpenCV: a generated MJPG/AVI file read in order, the
-newest-frame stream dropping stale frames, source kinds and their errors, and ``track`` on a
-video file with the tiny bundle."""
+newest-frame stream dropping stale frames, source kinds and their errors, ``track`` on a
+video file with the tiny bundle, and the README's camera loop run on a video file."""
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 import time
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from segzero_edge.errors import CommandError  # noqa: E402
 
 pytestmark = pytest.mark.runtime
 
+ROOT = Path(__file__).resolve().parents[1]
 N, H, W = 12, 48, 64
 
 
@@ -116,3 +119,36 @@ def test_track_command_on_a_video_file(tiny_bundle: Path, video: Path, tmp_path:
     for r in report["per_frame"]:
         mask = cv2.imread(str(out / "masks" / r["file"]), cv2.IMREAD_GRAYSCALE)
         assert mask.shape == (H, W) and int((mask > 0).sum()) == r["mask_area"]
+
+
+def _readme_camera_loop() -> tuple[ast.Module, dict[str, str]]:
+    """The README's camera loop (its python block that imports ``stream``) without its two
+    settings, and those settings as the README gives them."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    (code,) = [b for b in blocks if "from segzero_edge.camera import stream" in b]
+    tree = ast.parse(code)
+    settings = {
+        n.targets[0].id: ast.literal_eval(n.value)
+        for n in tree.body
+        if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)
+    }
+    tree.body = [n for n in tree.body if not isinstance(n, ast.Assign)]
+    return tree, settings
+
+
+def test_readme_camera_loop_runs_on_a_video_file(
+    tiny_bundle: Path, video: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The loop runs as written, its ``bundle`` and ``source`` pointed at the tiny bundle and
+    a generated video file: the first frame seeds the tracker, the newest frames follow."""
+    tree, settings = _readme_camera_loop()
+    assert set(settings) == {"bundle", "source"}
+    assert camera.source_kind(settings["source"]) == "gstreamer"  # the Jetson CSI pipeline
+    ns: dict = {"bundle": str(tiny_bundle), "source": str(video)}
+    exec(compile(tree, "README.md", "exec"), ns)
+    lines = capsys.readouterr().out.splitlines()
+    assert ns["tracker"] is not None and ns["tracker"].last.mask.shape == (H, W)
+    assert ns["f"].index == N - 1  # the last frame handed out is the newest one
+    printed = [int(line.split()[0]) for line in lines]  # f.index of each tracked frame
+    assert printed == sorted(set(printed)) and all(0 < i < N for i in printed)
+    assert ns["frames"].dropped + 1 + len(printed) == N  # every frame handed out or dropped
