@@ -21,6 +21,16 @@ from .definitions import full_name, schema_text
 from .messages import CompressedImage, Image, from_ros
 
 EXTRA = "ros"
+_FOREVER = "    sec: 9223372036\n    nsec: 854775807\n"  # rmw's infinite duration, as recorded
+OUTPUT_QOS = (
+    "- history: 3\n  depth: 0\n  reliability: 1\n  durability: 2\n"
+    f"  deadline:\n{_FOREVER}  lifespan:\n{_FOREVER}  liveliness: 1\n"
+    f"  liveliness_lease_duration:\n{_FOREVER}  avoid_ros_namespace_conventions: false"
+)
+"""``offered_qos_profiles`` of the topics written here (the ros2 MCAP profile requires the key
+on every channel): one reliable, volatile publisher, in the YAML ``ros2 bag record`` writes on
+Humble (enum values of rmw; history "unknown" and depth 0 as the recorder sees them), which
+``ros2 bag play`` offers again."""
 IMAGE_TYPES = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CompressedImage": CompressedImage}
 """Schema names of the image topics read -> the message class they decode to."""
 
@@ -196,7 +206,9 @@ class BagWriter:
                     ros_type, "ros2msg", schema_text(ros_type).encode()
                 )
                 self._schemas[ros_type] = sid
-            cid = self._writer.register_channel(topic, "cdr", sid, {})
+            cid = self._writer.register_channel(
+                topic, "cdr", sid, {"offered_qos_profiles": OUTPUT_QOS}
+            )
             self._channels[topic] = cid
         self._writer.add_message(
             channel_id=cid,
