@@ -152,3 +152,46 @@ def test_readme_camera_loop_runs_on_a_video_file(
     printed = [int(line.split()[0]) for line in lines]  # f.index of each tracked frame
     assert printed == sorted(set(printed)) and all(0 < i < N for i in printed)
     assert ns["frames"].dropped + 1 + len(printed) == N  # every frame handed out or dropped
+
+
+def test_grab_frame_picks_one_frame_of_a_video(video: Path) -> None:
+    for k in (0, 5, N - 1):
+        got = camera.grab_frame(str(video), k)
+        assert got.shape == (H, W, 3) and abs(int(np.median(got[30:, 30:, 1])) - _level(k)) <= 4
+    with pytest.raises(ValueError, match=f"has {N} frame"):
+        camera.grab_frame(str(video), N)
+    with pytest.raises(ValueError, match=">= 0"):
+        camera.grab_frame(str(video), -1)
+    assert camera.is_video(str(video)) and camera.is_video("/dev/video0") and camera.is_video(0)
+    assert not camera.is_video("kitchen.jpg")
+
+
+def test_segment_command_on_a_video_frame(
+    tiny_bundle: Path, video: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from PIL import Image as PILImage
+
+    from segzero_edge.cli import main
+    from segzero_edge.commands.segment import input_image
+
+    # before any model work: --frame only for videos and live sources, a missing video named
+    png = tmp_path / "still.png"
+    PILImage.fromarray(np.zeros((8, 8, 3), np.uint8)).save(png)
+    for argv, message in [
+        ([str(png), "q", "--frame", "2"], "--frame is for a video file or a live source"),
+        ([str(video), "q", "--frame", "-1"], "--frame must be >= 0"),
+        ([str(tmp_path / "none.mp4"), "q"], "does not exist"),
+    ]:
+        assert main(["segment", *argv, "--bundle", str(tmp_path / "no-bundle")]) == 2
+        assert message in capsys.readouterr().err
+    frame = input_image(str(video), 4)
+    assert abs(int(np.median(frame[30:, 30:, 1])) - _level(4)) <= 4  # frame 4, as RGB
+    mask, overlay = tmp_path / "mask.png", tmp_path / "overlay.png"
+    argv = ["segment", str(video), "the red square", "--frame", "4", "--json"]
+    argv += ["--out", str(mask), "--overlay", str(overlay), "--bundle", str(tiny_bundle)]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["mask_shape"] == [H, W]
+    with PILImage.open(mask) as m, PILImage.open(overlay) as o:
+        assert m.size == o.size == (W, H)
+        assert int((np.asarray(m) > 0).sum()) == report["mask_area"]
