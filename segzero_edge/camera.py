@@ -22,7 +22,7 @@ import contextlib
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,7 +113,9 @@ def _rgb(cv2: Any, bgr: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def read_frames(source: str | int, max_frames: int | None = None) -> Iterator[np.ndarray]:
+def read_frames(
+    source: str | int, max_frames: int | None = None
+) -> Generator[np.ndarray, None, None]:
     """Every frame of ``source`` in order (H x W x 3 uint8 RGB), up to ``max_frames``."""
     cv2 = _cv2()
     cap = open_capture(source)
