@@ -18,10 +18,11 @@ frame in order, for files. Frames are H x W x 3 uint8 RGB (OpenCV's BGR converte
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from .errors import require
 from .ros.latest import LatestSlot
 
 EXTRA = "camera"
+VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".h264"}
+"""File name endings read as video files (through OpenCV) rather than as images."""
 _URL = re.compile(r"^(rtsps?|https?|rtmp|udp|tcp)://", re.IGNORECASE)
 _DEVICE = re.compile(r"^(\d+|/dev/video\d+)$")
 
@@ -55,6 +58,12 @@ def source_kind(source: str | int) -> str:
 def is_live(source: str | int) -> bool:
     """True for a camera, a pipeline or a stream URL: sources with no last frame."""
     return source_kind(source) != "file"
+
+
+def is_video(source: str | int) -> bool:
+    """True for what OpenCV reads rather than Pillow: a live source or a file whose name ends
+    in one of :data:`VIDEO_SUFFIXES`."""
+    return is_live(source) or Path(str(source).strip()).suffix.lower() in VIDEO_SUFFIXES
 
 
 def open_capture(source: str | int) -> Any:
@@ -104,7 +113,9 @@ def _rgb(cv2: Any, bgr: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def read_frames(source: str | int, max_frames: int | None = None) -> Iterator[np.ndarray]:
+def read_frames(
+    source: str | int, max_frames: int | None = None
+) -> Generator[np.ndarray, None, None]:
     """Every frame of ``source`` in order (H x W x 3 uint8 RGB), up to ``max_frames``."""
     cv2 = _cv2()
     cap = open_capture(source)
@@ -118,6 +129,31 @@ def read_frames(source: str | int, max_frames: int | None = None) -> Iterator[np
             yield _rgb(cv2, bgr)
     finally:
         cap.release()
+
+
+def grab_frame(source: str | int, index: int = 0) -> np.ndarray:
+    """One frame of ``source`` (H x W x 3 uint8 RGB): frame ``index`` (from 0) of a video
+    file; of a live source, the newest frame once ``index`` frames were read (so a camera's
+    exposure can settle first).
+
+    Raises ``ValueError`` for a negative ``index`` or a source that ends before that frame,
+    and what :func:`open_capture` raises.
+    """
+    if isinstance(index, bool) or index < 0:
+        raise ValueError(f"the frame number must be >= 0, got {index!r}")
+    if not is_live(source):
+        count = 0
+        with contextlib.closing(read_frames(source, index + 1)) as frames:
+            for image in frames:
+                if count == index:
+                    return image
+                count += 1
+        raise ValueError(f"{source} has {count} frame(s): there is no frame {index}")
+    with stream(source) as live:
+        for f in live:
+            if f.index >= index:
+                return f.image
+    raise ValueError(f"the {source_kind(source)} source {source!r} ended before frame {index}")
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
 """Cameras and video files through OpenCV: a generated MJPG/AVI file read in order, the
-newest-frame stream dropping stale frames, source kinds and their errors, and ``track`` on a
-video file with the tiny bundle."""
+newest-frame stream dropping stale frames, source kinds and their errors, ``track`` on a
+video file with the tiny bundle, and the README's camera loop run on a video file."""
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from segzero_edge.errors import CommandError  # noqa: E402
 
 pytestmark = pytest.mark.runtime
 
+ROOT = Path(__file__).resolve().parents[1]
 N, H, W = 12, 48, 64
 
 
@@ -131,3 +134,79 @@ def test_track_command_on_a_video_file(
     for r in report["per_frame"]:
         mask = cv2.imread(str(out / "masks" / r["file"]), cv2.IMREAD_GRAYSCALE)
         assert mask.shape == (H, W) and int((mask > 0).sum()) == r["mask_area"]
+
+
+def _readme_camera_loop() -> tuple[ast.Module, dict[str, str]]:
+    """The README's camera loop (its python block that imports ``stream``) without its two
+    settings, and those settings as the README gives them."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    (code,) = [b for b in blocks if "from segzero_edge.camera import stream" in b]
+    tree = ast.parse(code)
+    settings = {
+        n.targets[0].id: ast.literal_eval(n.value)
+        for n in tree.body
+        if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)
+    }
+    tree.body = [n for n in tree.body if not isinstance(n, ast.Assign)]
+    return tree, settings
+
+
+def test_readme_camera_loop_runs_on_a_video_file(
+    tiny_bundle: Path, video: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The loop runs as written, its ``bundle`` and ``source`` pointed at the tiny bundle and
+    a generated video file: the first frame seeds the tracker, the newest frames follow."""
+    tree, settings = _readme_camera_loop()
+    assert set(settings) == {"bundle", "source"}
+    assert camera.source_kind(settings["source"]) == "gstreamer"  # the Jetson CSI pipeline
+    ns: dict = {"bundle": str(tiny_bundle), "source": str(video)}
+    exec(compile(tree, "README.md", "exec"), ns)
+    lines = capsys.readouterr().out.splitlines()
+    assert ns["tracker"] is not None and ns["tracker"].last.mask.shape == (H, W)
+    assert ns["f"].index == N - 1  # the last frame handed out is the newest one
+    printed = [int(line.split()[0]) for line in lines]  # f.index of each tracked frame
+    assert printed == sorted(set(printed)) and all(0 < i < N for i in printed)
+    assert ns["frames"].dropped + 1 + len(printed) == N  # every frame handed out or dropped
+
+
+def test_grab_frame_picks_one_frame_of_a_video(video: Path) -> None:
+    for k in (0, 5, N - 1):
+        got = camera.grab_frame(str(video), k)
+        assert got.shape == (H, W, 3) and abs(int(np.median(got[30:, 30:, 1])) - _level(k)) <= 4
+    with pytest.raises(ValueError, match=f"has {N} frame"):
+        camera.grab_frame(str(video), N)
+    with pytest.raises(ValueError, match=">= 0"):
+        camera.grab_frame(str(video), -1)
+    assert camera.is_video(str(video)) and camera.is_video("/dev/video0") and camera.is_video(0)
+    assert not camera.is_video("kitchen.jpg")
+
+
+def test_segment_command_on_a_video_frame(
+    tiny_bundle: Path, video: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from PIL import Image as PILImage
+
+    from segzero_edge.cli import main
+    from segzero_edge.commands.segment import input_image
+
+    # before any model work: --frame only for videos and live sources, a missing video named
+    png = tmp_path / "still.png"
+    PILImage.fromarray(np.zeros((8, 8, 3), np.uint8)).save(png)
+    for argv, message in [
+        ([str(png), "q", "--frame", "2"], "--frame is for a video file or a live source"),
+        ([str(video), "q", "--frame", "-1"], "--frame must be >= 0"),
+        ([str(tmp_path / "none.mp4"), "q"], "does not exist"),
+    ]:
+        assert main(["segment", *argv, "--bundle", str(tmp_path / "no-bundle")]) == 2
+        assert message in capsys.readouterr().err
+    frame = input_image(str(video), 4)
+    assert abs(int(np.median(frame[30:, 30:, 1])) - _level(4)) <= 4  # frame 4, as RGB
+    mask, overlay = tmp_path / "mask.png", tmp_path / "overlay.png"
+    argv = ["segment", str(video), "the red square", "--frame", "4", "--json"]
+    argv += ["--out", str(mask), "--overlay", str(overlay), "--bundle", str(tiny_bundle)]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["mask_shape"] == [H, W]
+    with PILImage.open(mask) as m, PILImage.open(overlay) as o:
+        assert m.size == o.size == (W, H)
+        assert int((np.asarray(m) > 0).sum()) == report["mask_area"]

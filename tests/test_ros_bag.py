@@ -5,6 +5,7 @@ frame skipped, and the command's refusals (before any model work)."""
 from __future__ import annotations
 
 import io
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -75,11 +76,14 @@ def _jpeg(i: int) -> m.CompressedImage:
     )
 
 
-def write_bag(path: Path, images: list[Any], topic: str = "/camera/image_raw") -> None:
-    """A rosbag2-style MCAP (mcap-ros2-support's writer): the images, and a String on
-    /chatter between every two of them."""
+def write_bag(
+    path: Path, images: list[Any], topic: str = "/camera/image_raw", chunk_size: int = 1 << 20
+) -> None:
+    """A rosbag2-style MCAP (mcap-ros2-support's writer, chunk CRCs on): the images, and a
+    String on /chatter between every two of them; ``chunk_size`` 1 puts each record in its
+    own chunk."""
     with open(path, "wb") as f:
-        w = Ros2Writer(f)
+        w = Ros2Writer(f, chunk_size=chunk_size)
         s_img = w.register_msgdef(images[0].ROS_TYPE, schema_text(images[0].ROS_TYPE))
         s_str = w.register_msgdef("std_msgs/msg/String", schema_text("std_msgs/msg/String"))
         for i, img in enumerate(images):
@@ -164,22 +168,45 @@ def test_bag_segments_every_frame(
 
 
 def test_bag_tracks_compressed_frames(tiny_bundle: Path, tmp_path: Path) -> None:
+    """--track over a generated 20-frame CompressedImage (jpeg) bag, the first ``k`` frames
+    (--max-frames: SAM2's memory on the CPU is slow): the reasoner runs on the first frame
+    only, each tracked frame gets its detections and masks with its own header, and every
+    input record is kept."""
+    n, k = 20, 5
     src, dst = tmp_path / "in.mcap", tmp_path / "track.mcap"
-    write_bag(src, [_jpeg(i) for i in range(3)], topic="/cam/image/compressed")
+    write_bag(src, [_jpeg(i) for i in range(n)], topic="/cam/image/compressed")
+    before = src.read_bytes()
     argv = ["bag", str(src), "--image-topic", "/cam/image/compressed", "--query", "the box"]
-    argv += ["--track", "--namespace", "/robot/seg", "--no-overlay", "-o", str(dst)]
-    assert _run(argv, tiny_bundle) == 0
+    argv += ["--track", "--namespace", "/robot/seg", "--no-overlay", "--max-frames", str(k)]
+    assert _run([*argv, "-o", str(dst)], tiny_bundle) == 0
+    assert src.read_bytes() == before
     records = read_bag(dst)
     counts = Counter(r[0] for r in records)
-    assert counts["/robot/seg/detections"] == counts["/robot/seg/mask"] == 3
+    assert counts["/cam/image/compressed"] == counts["/chatter"] == n
+    assert counts["/robot/seg/detections"] == counts["/robot/seg/mask"] == k
     assert counts["/robot/seg/reasoning"] == 1  # the reasoner ran on the first frame only
-    assert "/robot/seg/overlay" not in counts
+    assert "/robot/seg/overlay" not in counts and not any(t.startswith("/segzero") for t in counts)
+    # tracked frames keep each object's mask: object_<i> topics, at most one message a frame
+    per_object = {t: c for t, c in counts.items() if t.startswith("/robot/seg/mask/object_")}
+    assert per_object and all(0 < c <= k for c in per_object.values())
+    expected = {T0 + i * PERIOD: i for i in range(n)}  # log time -> frame
+    for topic, _, log_time, _, _, decoded in records:
+        if not topic.startswith("/robot/seg/") or topic.endswith("reasoning"):
+            continue
+        header = m.from_ros(m.Header, decoded.header)
+        assert header == _jpeg(expected[log_time]).header, topic  # stamp and frame_id
+        if topic.startswith("/robot/seg/mask"):
+            mask = m.from_ros(m.Image, decoded)
+            assert (mask.encoding, mask.height, mask.width, mask.step) == ("mono8", H, W, W)
+            assert len(mask.data) == H * W and set(mask.data) <= {0, 255}
     stamps = [
         m.from_ros(m.Header, r[5].header).stamp.to_ns()
         for r in records
         if r[0] == "/robot/seg/mask"
     ]
-    assert stamps == [T0 + i * PERIOD for i in range(3)]
+    assert stamps == [T0 + i * PERIOD for i in range(k)]
+    (reasoning,) = [r for r in records if r[0] == "/robot/seg/reasoning"]
+    assert reasoning[2] == T0  # logged with the first frame
 
 
 def test_bag_skips_a_failing_frame_and_keeps_the_rest(
@@ -197,6 +224,28 @@ def test_bag_skips_a_failing_frame_and_keeps_the_rest(
     for k in (1, 2):
         assert counts[f"/segzero/query_{k}/detections"] == 2
         assert counts[f"/segzero/query_{k}/mask"] == 2
+
+
+def test_bag_damaged_input_leaves_no_output(
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A damaged chunk (bytes flipped) after two frames were segmented: one error line naming the
+    damage, no output file (not even a partial or temporary one), the input untouched."""
+    src, out_dir = tmp_path / "in.mcap", tmp_path / "out"
+    write_bag(src, [_raw(i) for i in range(4)], chunk_size=1)
+    with open(src, "rb") as f:
+        chunks = bag.open_reader(f).get_summary().chunk_indexes
+    third = next(c for c in chunks if c.message_start_time == T0 + 2 * PERIOD)
+    data = bytearray(src.read_bytes())
+    middle = third.chunk_start_offset + third.chunk_length // 2
+    data[middle : middle + 16] = bytes(b ^ 0xFF for b in data[middle : middle + 16])
+    src.write_bytes(bytes(data))
+    argv = ["bag", str(src), "--image-topic", "/camera/image_raw", "--query", "the red box"]
+    assert _run([*argv, "-o", str(out_dir / "seg.mcap")], tiny_bundle) == 2
+    err = capsys.readouterr().err.strip()
+    assert "damaged MCAP file" in err and "after 4 good ones" in err and "\n" not in err, err
+    assert list(out_dir.iterdir()) == []  # the folder was made; nothing is left in it
+    assert src.read_bytes() == bytes(data)
 
 
 def test_bag_refusals_leave_everything_as_it_was(
@@ -270,9 +319,18 @@ def test_bag_refusals_leave_everything_as_it_was(
     existing = tmp_path / "exists.mcap"
     existing.write_bytes(b"keep me")
     cases.append(([*base, "--image-topic", "/camera/image_raw", "-o", str(existing)], "--force"))
+    # another name of the input (a symlink, a hard link) is the input: refused even with --force
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "sym.mcap").symlink_to(src)
+    os.link(src, tmp_path / "links" / "hard.mcap")
+    for link in ("sym.mcap", "hard.mcap"):
+        out = ["-o", str(tmp_path / "links" / link), "--force"]
+        cases.append(([*base, "--image-topic", "/camera/image_raw", *out], "is the input file"))
     for argv, message in cases:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, (argv, err)
     assert src.read_bytes() == before and existing.read_bytes() == b"keep me"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["exists.mcap", "in.mcap", "notmcap.mcap"]
+    names = ["exists.mcap", "in.mcap", "links", "notmcap.mcap"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
+    assert sorted(p.name for p in (tmp_path / "links").iterdir()) == ["hard.mcap", "sym.mcap"]

@@ -393,8 +393,13 @@ def test_bag_writer_copies_records_metadata_and_attachments() -> None:
         ("/chatter", qos, 10, 20, 7, payloads[0]),
         ("/chatter", qos, 11, 21, 8, payloads[1]),
     ]
-    ((topic, _, log_time, pub, _, data),) = [r for r in records if r[0] != "/chatter"]
+    ((topic, metadata, log_time, pub, _, data),) = [r for r in records if r[0] != "/chatter"]
     assert (topic, log_time, pub) == ("/segzero/reasoning", 11, 11)
+    # a new topic offers a reliable (1), volatile (2) publisher, as ros2 bag record writes it
+    assert metadata == {"offered_qos_profiles": bag.OUTPUT_QOS}
+    profile = bag.OUTPUT_QOS.splitlines()
+    assert profile[:4] == ["- history: 3", "  depth: 0", "  reliability: 1", "  durability: 2"]
+    assert profile[-1] == "  avoid_ros_namespace_conventions: false" and len(profile) == 15
     decoded = DecoderFactory().decoder_for(
         "cdr",
         next(s for s in back.get_summary().schemas.values() if s.name == "std_msgs/msg/String"),

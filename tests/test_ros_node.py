@@ -3,6 +3,7 @@ bundle) and, where rclpy exists, the node itself on a live topic."""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import sys
 import threading
@@ -64,6 +65,42 @@ def test_node_config_checks_every_parameter() -> None:
         with pytest.raises(ValueError, match=message):
             NodeConfig.from_parameters(values)
     assert set(PARAMETERS) == {f.name for f in NodeConfig.__dataclass_fields__.values()}
+
+
+def test_launch_file_passes_every_parameter_with_its_type() -> None:
+    """The launch file (read, not run: no launch_ros here) gives the node only parameters it
+    declares, each wrapped in ParameterValue with the type of its default (so launch does not
+    read ``query:=yes`` as a bool), and declares a launch argument for each one it uses."""
+    tree = ast.parse((ROS_PACKAGE / "launch" / "segzero_edge.launch.py").read_text())
+    args = next(
+        ast.literal_eval(n.value)
+        for n in tree.body
+        if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "ARGS"
+    )
+    (node_params,) = [
+        k.value for k in ast.walk(tree) if isinstance(k, ast.keyword) and k.arg == "parameters"
+    ]
+    assert isinstance(node_params, ast.List)
+    (params,) = node_params.elts
+    assert isinstance(params, ast.Dict)
+    given: dict[str, tuple[str, str]] = {}
+    for key, value in zip(params.keys, params.values, strict=True):
+        assert isinstance(key, ast.Constant) and isinstance(value, ast.Call)
+        assert getattr(value.func, "id", "") == "ParameterValue", key.value
+        (kw,) = value.keywords
+        assert kw.arg == "value_type" and isinstance(kw.value, ast.Name)
+        (launch_arg,) = value.args
+        assert isinstance(launch_arg, ast.Call) and isinstance(launch_arg.args[0], ast.Constant)
+        given[key.value] = (kw.value.id, launch_arg.args[0].value)
+    assert set(given) <= set(PARAMETERS) and {"bundle", "query", "track"} <= set(given)
+    for name, (value_type, launch_arg) in given.items():
+        assert value_type == type(PARAMETERS[name]).__name__, name
+        assert launch_arg == name and launch_arg in args, name
+        default = args[name][0]  # the launch default parses to the node's default
+        assert (PARAMETERS[name] if value_type == "str" else str(PARAMETERS[name]).lower()) == (
+            default if value_type == "str" else default.lower()
+        ), name
+    assert set(args) - set(given) == {"image", "namespace"}  # remapping and namespace
 
 
 def _image(i: int, encoding: str = "rgb8") -> m.Image:

@@ -1,4 +1,9 @@
-"""``segzero-edge segment IMAGE QUERY [QUERY ...]``: mask PNG, overlay PNG and JSON per query."""
+"""``segzero-edge segment IMAGE QUERY [QUERY ...]``: mask PNG, overlay PNG and JSON per query.
+
+IMAGE is an image file, or through OpenCV (the ``[camera]`` extra, :mod:`segzero_edge.camera`)
+one frame of a video file, a camera (``0``, ``/dev/video0``), a GStreamer pipeline or a stream
+URL: ``--frame N`` of a video, the newest frame of a live source once N frames were read.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..errors import CommandError
+import numpy as np
+
+from ..errors import CommandError, require
 from ..families import FAMILIES
 from ..layout import MANIFEST
 
@@ -43,7 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
             "(with its 'query'). With one query the paths are used as given."
         ),
     )
-    p.add_argument("image", metavar="IMAGE", help="image file (JPEG/PNG/...)")
+    p.add_argument(
+        "image",
+        metavar="IMAGE",
+        help="image file (JPEG/PNG/...), or with the [camera] extra a video file, camera "
+        "(0, /dev/video0), GStreamer pipeline or RTSP URL (one frame: see --frame)",
+    )
     p.add_argument(
         "query",
         metavar="QUERY",
@@ -56,6 +68,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--overlay", type=Path, help="write the image with mask, boxes, points (see below)"
     )
     p.add_argument("--json", action="store_true", help="print the result(s) as JSON")
+    p.add_argument(
+        "--frame",
+        type=int,
+        default=None,
+        metavar="N",
+        help="video file: segment frame N (from 0; default 0); camera or stream: the newest "
+        "frame once N frames were read (default 0), so its exposure can settle",
+    )
     p.add_argument(
         "--segmenter-backend", default="auto", choices=["auto", "tensorrt", "onnxruntime"]
     )
@@ -180,9 +200,31 @@ def check_outputs(outputs: list[tuple[str, int, Path]]) -> None:
         _check_writable(flag, dest)
 
 
+def input_image(source: str, frame: int | None) -> np.ndarray:
+    """The H x W x 3 uint8 RGB image ``segment`` works on: an image file (Pillow), or one frame
+    of a video file or live source (OpenCV, :func:`segzero_edge.camera.grab_frame`).
+
+    Raises :class:`CommandError` for ``--frame`` with an image file or below 0, a video file
+    that does not exist, or OpenCV missing (naming the extra); ``ValueError`` for a source
+    OpenCV cannot open or that ends before the frame; what :func:`load_image` raises.
+    """
+    from .. import camera
+    from ..image import load_image
+
+    if frame is not None and frame < 0:
+        raise CommandError(f"--frame must be >= 0, got {frame}")
+    if not camera.is_video(source):
+        if frame is not None:
+            raise CommandError(f"--frame is for a video file or a live source, not {source}")
+        return load_image(source)
+    require("cv2", camera.EXTRA, f"reading a frame of {source}")
+    if not camera.is_live(source) and not Path(source).is_file():
+        raise CommandError(f"{source} does not exist")
+    return camera.grab_frame(source, frame or 0)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..fileio import atomic_paths
-    from ..image import load_image
     from ..overlay import mask_image, overlay_image
     from ..pipeline import SegZeroEdge
 
@@ -195,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(
                 f"the query {query!a} is not valid UTF-8 text (a byte of another encoding?)"
             ) from None
-    image = load_image(args.image)
+    image = input_image(args.image, args.frame)
     bundle = _ensure_bundle(args.bundle)
     with SegZeroEdge.from_bundle(
         bundle,

@@ -30,12 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from ..camera import VIDEO_SUFFIXES
 from ..errors import CommandError, require
 from ..options import finite_float
 from .segment import _ensure_bundle, add_family_argument
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
-VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".h264"}
 COLORS = [(230, 40, 40), (40, 140, 230), (240, 200, 30), (60, 200, 90), (200, 60, 220)]
 GIF_MAX_SIDE = 480
 

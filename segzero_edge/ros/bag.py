@@ -21,6 +21,16 @@ from .definitions import full_name, schema_text
 from .messages import CompressedImage, Image, from_ros
 
 EXTRA = "ros"
+_FOREVER = "    sec: 9223372036\n    nsec: 854775807\n"  # rmw's infinite duration, as recorded
+OUTPUT_QOS = (
+    "- history: 3\n  depth: 0\n  reliability: 1\n  durability: 2\n"
+    f"  deadline:\n{_FOREVER}  lifespan:\n{_FOREVER}  liveliness: 1\n"
+    f"  liveliness_lease_duration:\n{_FOREVER}  avoid_ros_namespace_conventions: false"
+)
+"""``offered_qos_profiles`` of the topics written here (the ros2 MCAP profile requires the key
+on every channel): one reliable, volatile publisher, in the YAML ``ros2 bag record`` writes on
+Humble (enum values of rmw; history "unknown" and depth 0 as the recorder sees them), which
+``ros2 bag play`` offers again."""
 IMAGE_TYPES = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CompressedImage": CompressedImage}
 """Schema names of the image topics read -> the message class they decode to."""
 
@@ -49,13 +59,14 @@ class Record:
 
 
 def open_reader(stream: IO[bytes]) -> Any:
-    """An ``mcap`` reader of ``stream`` (a seekable binary file). Raises ``ValueError`` when it
-    is not an MCAP file."""
+    """An ``mcap`` reader of ``stream`` (a seekable binary file) that checks each chunk's CRC
+    as it reads it (chunks written without one are read unchecked). Raises ``ValueError`` when
+    it is not an MCAP file or its summary is damaged."""
     reader_mod, _, _ = _mcap()
     from mcap.exceptions import McapError
 
     try:
-        reader = reader_mod.make_reader(stream)
+        reader = reader_mod.make_reader(stream, validate_crcs=True)
         reader.get_header()
         reader.get_summary()
     except (McapError, EOFError, struct.error) as e:
@@ -109,8 +120,25 @@ class ImageDecoder:
 
 
 def iter_records(reader: Any) -> Iterator[tuple[Any, Any, Any]]:
-    """``(schema, channel, message)`` of every record, in log-time order."""
-    yield from reader.iter_messages(log_time_order=True)
+    """``(schema, channel, message)`` of every record, in log-time order.
+
+    Raises ``ValueError`` when a record cannot be read (a damaged chunk: a CRC mismatch, data
+    that does not decompress, a cut record), after the records before it.
+    """
+    records = reader.iter_messages(log_time_order=True)
+    count = 0
+    while True:
+        try:
+            record = next(records)
+        except StopIteration:
+            return
+        except Exception as e:  # the reader's and its decompressors' errors are of several types
+            raise ValueError(
+                f"damaged MCAP file: cannot read the record after {count} good ones "
+                f"({type(e).__name__}: {e})"
+            ) from None
+        count += 1
+        yield record
 
 
 class BagWriter:
@@ -178,7 +206,9 @@ class BagWriter:
                     ros_type, "ros2msg", schema_text(ros_type).encode()
                 )
                 self._schemas[ros_type] = sid
-            cid = self._writer.register_channel(topic, "cdr", sid, {})
+            cid = self._writer.register_channel(
+                topic, "cdr", sid, {"offered_qos_profiles": OUTPUT_QOS}
+            )
             self._channels[topic] = cid
         self._writer.add_message(
             channel_id=cid,
