@@ -111,9 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     from segzero_bench.hooks import FixedLengthReasoner
     from segzero_edge import SegZeroEdge
     from segzero_edge.bundle import load_bundle
+    from segzero_edge.bundle_memory import open_memory
     from segzero_edge.commands.segment import _ensure_bundle
     from segzero_edge.layout import MMPROJ_FILE, REASONER_FILE
-    from segzero_edge.segmenter.auto import open_memory, open_segmenter
+    from segzero_edge.segmenter.auto import open_segmenter
 
     bundle = load_bundle(_ensure_bundle(args.bundle))
     opts = {"threads": args.threads} if args.threads else {}

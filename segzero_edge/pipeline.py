@@ -417,9 +417,9 @@ class SegZeroEdge:
                 if self.bundle_dir is None:
                     raise RuntimeError(
                         "track() needs SAM2's memory graphs: load with SegZeroEdge.from_bundle "
-                        "or pass memory= (segzero_edge.segmenter.auto.open_memory)"
+                        "or pass memory= (segzero_edge.bundle_memory.open_memory)"
                     )
-                from .segmenter.auto import open_memory
+                from .bundle_memory import open_memory
 
                 if self.segmenter.name == "tensorrt":
                     self.memory = open_memory(self.bundle_dir, "tensorrt")

@@ -65,7 +65,7 @@ def test_unlisted_memory_graph_linked_outside_is_not_opened(
 ) -> None:
     """A memory graph the manifest does not list was opened as ``root / name`` (a link out
     of the bundle was loaded and used by track()); only listed graphs are opened now."""
-    from segzero_edge.segmenter.auto import open_memory
+    from segzero_edge.bundle_memory import open_memory
 
     outside = tmp_path / "outside.onnx"
     shutil.copy(bundle_copy / SAM2_MEMORY_ATTENTION_FILE, outside)
@@ -81,7 +81,7 @@ def test_unlisted_memory_graph_linked_outside_is_not_opened(
 
 @pytest.mark.runtime
 def test_listed_memory_graph_is_size_and_hash_checked(bundle_copy: Path) -> None:
-    from segzero_edge.segmenter.auto import open_memory
+    from segzero_edge.bundle_memory import open_memory
 
     path = bundle_copy / SAM2_MEMORY_ATTENTION_FILE
     data = bytearray(path.read_bytes())

@@ -123,8 +123,9 @@ def test_bundle_manifest_and_old_bundle(
     """New bundles list the memory graphs and SAM2's tracking settings; a bundle without
     them (exported before tracking) still loads, and ``track`` says to re-export it."""
     from segzero_edge.bundle import load_bundle
+    from segzero_edge.bundle_memory import manifest_tracking
     from segzero_edge.layout import SAM2_MEMORY_FILES
-    from segzero_edge.segmenter.memory import TrackingConfig, manifest_tracking
+    from segzero_edge.segmenter.memory import TrackingConfig
 
     manifest = json.loads((bundle_copy / "manifest.json").read_text())
     assert set(SAM2_MEMORY_FILES) <= set(manifest["files"])

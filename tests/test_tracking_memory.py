@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 import torch
 
+from segzero_edge.bundle_memory import manifest_tracking, open_memory
 from segzero_edge.errors import BundleError
-from segzero_edge.segmenter.auto import open_memory
 from segzero_edge.segmenter.memory import (
     TrackingConfig,
     from_bfloat16,
-    manifest_tracking,
     to_bfloat16,
 )
 from segzero_edge.tracker import (

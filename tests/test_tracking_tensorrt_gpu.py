@@ -48,7 +48,7 @@ def trt_track_bundle(sam2_onnx: dict[str, Any], tmp_path_factory: pytest.TempPat
 
 @pytest.fixture(scope="module")
 def trt_backends(trt_track_bundle: Any) -> Any:
-    from segzero_edge.segmenter.auto import open_memory
+    from segzero_edge.bundle_memory import open_memory
     from segzero_edge.segmenter.tensorrt import TensorRTSegmenter
 
     root, result = trt_track_bundle
@@ -126,7 +126,7 @@ def test_profile_limits(trt_backends: Any, ort_segmenter: Any) -> None:
 
 
 def test_closed_memory_refuses(trt_track_bundle: Any, tmp_path: Path) -> None:
-    from segzero_edge.segmenter.auto import open_memory
+    from segzero_edge.bundle_memory import open_memory
 
     root, _ = trt_track_bundle
     memory = open_memory(root, "tensorrt")

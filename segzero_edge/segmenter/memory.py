@@ -19,7 +19,6 @@ import numpy as np
 from ..backends import ImageEmbedding
 from ..errors import BundleError
 from ..layout import (
-    MANIFEST,
     SAM2_MEMORY_ATTENTION_FILE,
     SAM2_MEMORY_ENCODER_FILE,
     SAM2_MEMORY_ENCODER_OUTPUTS,
@@ -153,14 +152,6 @@ def tracking_of(manifest: dict[str, Any], mpath: Path) -> TrackingConfig | None:
         raise BundleError(str(e)) from None
 
 
-def manifest_tracking(bundle_dir: Path) -> TrackingConfig | None:
-    """``segmenter.tracking`` of the bundle's manifest (the bundle verified by
-    :func:`~segzero_edge.bundle.load_bundle`), or None when it has none."""
-    from ..bundle import load_bundle
-
-    return tracking_of(load_bundle(bundle_dir).manifest, Path(bundle_dir) / MANIFEST)
-
-
 def check_tracking(manifest: dict[str, Any], graphs: dict[str, OnnxSummary], mpath: Path) -> None:
     """The manifest's tracking settings against the memory graphs it lists (``graphs``: file
     name -> :func:`~segzero_edge.onnx_scan.scan_onnx` of each listed ONNX file).
@@ -245,7 +236,6 @@ __all__ = [
     "TrackingConfig",
     "check_tracking",
     "from_bfloat16",
-    "manifest_tracking",
     "to_bfloat16",
     "tracking_of",
 ]
