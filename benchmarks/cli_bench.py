@@ -14,6 +14,8 @@ from pathlib import Path
 
 from segzero_export.model_shapes import DEFAULT_REASONER_SHAPES, SHAPE_NAMES
 
+from .workload import DEFAULT_DECODE_TOKENS
+
 
 def worker_main(argv: list[str]) -> int:
     """Entry of the per-side child processes the benchmark starts."""
@@ -61,7 +63,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--iters", type=int, help="measured iterations (default 10; quick 2)")
     p.add_argument("--warmup", type=int, help="warm-up iterations, not measured (default 1)")
-    p.add_argument("--decode-tokens", type=int, help="tokens decoded per call (default 64)")
+    p.add_argument(
+        "--decode-tokens",
+        type=int,
+        help=f"tokens decoded per call (default {DEFAULT_DECODE_TOKENS})",
+    )
     p.add_argument("--threads", type=int, help="CPU threads for every backend (default: all)")
     p.add_argument(
         "--side",

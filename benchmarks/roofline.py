@@ -31,6 +31,8 @@ from segzero_export.model_shapes import DISPLAY_NAMES, SHAPE_NAMES, is_qwen3vl, 
 from segzero_export.quantize import QUANT_TYPES
 from segzero_export.targets import TARGETS, Target
 
+from .workload import DEFAULT_DECODE_TOKENS
+
 GB = 1e9
 KV_BYTES = 2  # f16 K and V cache entries
 VISION_BYTES = 2  # the mmproj (vision tower) is stored in f16
@@ -219,7 +221,7 @@ class Workload:
     sam2_variant: str = "tiny"
     quant: str = "Q4_K_M"
     prompt_tokens: int = 0
-    decode_tokens: int = 64
+    decode_tokens: int = DEFAULT_DECODE_TOKENS
     image_size: int = 0
     objects: int = 1
     decode_weight_bytes: float | None = None

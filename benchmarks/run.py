@@ -28,7 +28,7 @@ from segzero_edge.layout import (
 from segzero_edge.smoke import describe_exit
 from segzero_export.model_shapes import DEFAULT_REASONER_SHAPES
 
-from .workload import BenchInputs
+from .workload import DEFAULT_DECODE_TOKENS, BenchInputs
 
 SCHEMA_VERSION = 2
 SIDES = ("runtime", "reference", "stock")
@@ -48,7 +48,7 @@ class BenchConfig:
     the Qwen3-VL ones run the runtime side only, with the ``qwen3vl-grounding`` family."""
     iters: int = 10
     warmup: int = 1
-    decode_tokens: int = 64
+    decode_tokens: int = DEFAULT_DECODE_TOKENS
     threads: int | None = None
     sides: tuple[str, ...] = SIDES
     sam2: tuple[str, ...] | None = None

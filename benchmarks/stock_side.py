@@ -36,6 +36,7 @@ def run_stock(cfg: dict[str, Any]) -> dict[str, Any]:
 
     from segzero_edge.families import get_family
     from segzero_edge.layout import REASONER_SIZE, SAM2_DECODER_OUTPUTS, SAM2_SIZE
+    from segzero_edge.reasoner.llama_system import ensure_cpu_backend
     from segzero_edge.segmenter.decode import best_mask_index
 
     inp = BenchInputs(**cfg["inputs"])
@@ -44,6 +45,7 @@ def run_stock(cfg: dict[str, Any]) -> dict[str, Any]:
     reset_peak_rss()
     with GpuMemorySampler() as gpu:
         t0 = time.perf_counter()
+        ensure_cpu_backend()  # llama-cpp-python's Llama loads none in a GGML_BACKEND_DL build
         handler = Qwen25VLChatHandler(clip_model_path=str(cfg["mmproj_gguf"]), verbose=False)
         llm = Llama(
             model_path=str(cfg["reasoner_gguf"]),

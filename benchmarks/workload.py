@@ -30,6 +30,10 @@ from segzero_edge.types import ObjectPrompt
 
 from .measure import aggregate, summarize
 
+DEFAULT_DECODE_TOKENS = 128
+"""Tokens decoded per call unless told: about the length of a Seg-Zero answer with its
+reasoning (``<think>`` text, then the ``<answer>`` JSON)."""
+
 STAGES = (
     "preprocess",
     "vision_encode",
@@ -66,7 +70,7 @@ class BenchInputs:
         "the cup I can pour water into",
         "what keeps the food cold",
     )
-    decode_tokens: int = 64
+    decode_tokens: int = DEFAULT_DECODE_TOKENS
     seed: int = 0
     family: str = "multi-object"
     """Model family whose prompt, answer form, mapping and SAM2 prompt every side uses

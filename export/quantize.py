@@ -93,7 +93,9 @@ def quantize_gguf(
     import llama_cpp
 
     from segzero_edge.reasoner.llama_cpp import capture_log
+    from segzero_edge.reasoner.llama_system import ensure_cpu_backend
 
+    ensure_cpu_backend()  # a GGML_BACKEND_DL build has no CPU backend until one is loaded
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = int(QTYPES[key])
     params.nthread = nthread

@@ -13,6 +13,11 @@
 #   VENV=.venv310               venv folder (default .venv)
 #   LLAMA_CMAKE_ARGS="..."      replaces the llama.cpp CPU flags below (e.g. -DGGML_NATIVE=ON
 #                               for a build that only ever runs on this machine)
+#   LLAMA_CPU_VARIANTS=1        x86-64: build every CPU variant of llama.cpp's CPU backend
+#                               (GGML_BACKEND_DL + GGML_CPU_ALL_VARIANTS, ~14 modules, several
+#                               times the build time); the runtime loads the best one this CPU
+#                               runs (AVX-512/VNNI kernels where present, AMX ones only when
+#                               SEGZERO_LLAMA_EXTRA_BUFTS=1), so one wheel is fast everywhere
 #   SEGZERO_CMAKE_ARGS="..."    CMake flags for csrc/, space-separated (e.g. -DSEGZERO_CUDA=OFF,
 #                               -DSEGZERO_REQUIRE_CUDA=ON, -DCMAKE_CUDA_ARCHITECTURES=87);
 #                               the defaults are in CMakeLists.txt: -march=x86-64-v3 (x86-64)
@@ -40,6 +45,10 @@ case "$(uname -m)" in
         default_llama_args+=" -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX_VNNI=OFF"
         default_llama_args+=" -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF"
         default_llama_args+=" -DGGML_AMX_BF16=OFF -DGGML_OPENMP=ON"
+        if [ "${LLAMA_CPU_VARIANTS:-0}" = 1 ]; then
+            default_llama_args="-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON"
+            default_llama_args+=" -DGGML_CPU_ALL_VARIANTS=ON -DGGML_OPENMP=ON"
+        fi
         ;;
     aarch64 | arm64)
         default_llama_args="-DGGML_NATIVE=OFF -DGGML_CPU_ARM_ARCH=armv8.2-a+dotprod+fp16"

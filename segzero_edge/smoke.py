@@ -79,6 +79,7 @@ def smoke_llama_cpp(bundle: Path | None) -> dict[str, Any]:
 
     from .reasoner import llama_system
 
+    llama_system.ensure_cpu_backend()  # a GGML_BACKEND_DL build loads its CPU variant here
     llama_cpp.llama_backend_init()
     details: dict[str, Any] = {
         "version": llama_cpp.__version__,

@@ -30,7 +30,9 @@ def gguf_vocab(tiny_text_ggufs: dict[str, Path]):  # type: ignore[no-untyped-def
     import llama_cpp
 
     from segzero_edge.reasoner.llama_cpp import capture_log
+    from segzero_edge.reasoner.llama_system import ensure_cpu_backend
 
+    ensure_cpu_backend()
     with capture_log() as log:
         llm = llama_cpp.Llama(str(tiny_text_ggufs["Q4_K_M"]), vocab_only=True, verbose=False)
     # vocab_only skips the hyper-parameters, hence n_ctx_train = 0 and that one warning

@@ -139,7 +139,8 @@ def report(bundle: Path | None = None, *, smoke: bool = True) -> dict[str, Any]:
     llama = out["smoke"].get("llama.cpp")
     if llama is not None and llama.ok:
         keys = ("system_info", "cpu_features", "amx", "extra_buffer_types", "use_extra_bufts",
-                "use_extra_bufts_reason", "cpu_mismatch", "reasoner_info")  # fmt: skip
+                "use_extra_bufts_reason", "cpu_mismatch", "reasoner_info", "cpu_variant",
+                "cpu_variant_reason", "cpu_variants")  # fmt: skip
         out["llama_cpp"] = {k: llama.details[k] for k in keys if k in llama.details}
     for name, check in CHECKS.items():
         child = out["smoke"].get(SMOKE_OF.get(name, ""))
@@ -207,6 +208,12 @@ def format_text(rep: dict[str, Any]) -> str:
             + (", ".join(bufts) or "none" if isinstance(bufts, list) else str(bufts))
             + f"; the reasoner uses them: {llama['use_extra_bufts_reason']}",
         ]
+        if llama.get("cpu_variant"):
+            n = len(llama.get("cpu_variants") or {})
+            lines.append(
+                f"llama.cpp CPU kernels: the {llama['cpu_variant']} variant of {n} "
+                f"(GGML_BACKEND_DL build): {llama['cpu_variant_reason']}"
+            )
         if llama.get("cpu_mismatch"):
             lines.append(f"llama.cpp CANNOT RUN on this CPU: {llama['cpu_mismatch']}")
         buffers = (llama.get("reasoner_info") or {}).get("model_buffers_mib")

@@ -62,6 +62,7 @@ from ..layout import (
 from ..options import real_number
 from . import grammar as gbnf
 from . import llama_system
+from .llama_variants import CpuVariantError
 from .prefix_cache import PrefixCache, PrefixState, Signature
 
 SYSTEM_PROMPT = "You are a helpful assistant."
@@ -401,6 +402,10 @@ class LlamaCppReasoner:
         _install_logging(verbose)
         n_log = _SINK.count
         threads = int(n_threads or os.cpu_count() or 1)
+        try:
+            variant = llama_system.ensure_cpu_backend()
+        except CpuVariantError as e:
+            raise ReasonerLoadError(str(e)) from None
         llama_cpp.llama_backend_init()
 
         mismatch = llama_system.cpu_mismatch()
@@ -428,6 +433,7 @@ class LlamaCppReasoner:
         self.info: dict[str, Any] = {
             "use_extra_bufts": use_extra,
             "use_extra_bufts_reason": extra_why,
+            "cpu_variant": variant.chosen.name if variant else None,
             "cpu_features": llama_system.cpu_features(),
             "model_buffers_mib": llama_system.model_buffer_types(
                 [line for _, line in _SINK.since(n_log)]

@@ -22,11 +22,16 @@ import ctypes
 import os
 import re
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-ENV_EXTRA_BUFTS = "SEGZERO_LLAMA_EXTRA_BUFTS"
-GGML_BACKEND_DEVICE_TYPE_CPU = 0  # enum ggml_backend_dev_type (ggml-backend.h)
+from .llama_variants import (
+    ENV_EXTRA_BUFTS,
+    GGML_BACKEND_DEVICE_TYPE_CPU,
+    LoadedVariant,
+    ggml_library,
+    load_cpu_backend,
+)
+
 _MODEL_BUFFER = re.compile(r"\b([A-Za-z0-9_]+) model buffer size =\s*([0-9.]+) MiB")
 
 
@@ -50,9 +55,18 @@ def parse_system_info(text: str) -> dict[str, dict[str, str]]:
     return out
 
 
+def ensure_cpu_backend() -> LoadedVariant | None:
+    """Load the CPU backend variant of a ``GGML_BACKEND_DL`` build (AMX variants only when
+    ``$SEGZERO_LLAMA_EXTRA_BUFTS=1``); None for a build with the CPU backend linked in. Raises
+    :class:`.llama_variants.CpuVariantError`."""
+    return load_cpu_backend(allow_amx=_env_choice() is True)
+
+
 def system_info() -> str:
     """``llama_print_system_info()`` of the installed llama-cpp-python, decoded."""
     import llama_cpp
+
+    ensure_cpu_backend()
 
     return bytes(llama_cpp.llama_print_system_info() or b"").decode(errors="replace")
 
@@ -69,12 +83,8 @@ def amx_features(features: dict[str, str]) -> list[str]:
 
 
 def _ggml_libs() -> tuple[ctypes.CDLL, ctypes.CDLL]:
-    import llama_cpp
-
-    folder = os.environ.get("LLAMA_CPP_LIB_PATH") or str(Path(llama_cpp.__file__).parent / "lib")
-    base = ctypes.CDLL(str(Path(folder) / "libggml-base.so"))
-    ggml = ctypes.CDLL(str(Path(folder) / "libggml.so"))
-    return base, ggml
+    ensure_cpu_backend()
+    return ggml_library("ggml-base"), ggml_library("ggml")
 
 
 @lru_cache(maxsize=1)
@@ -168,6 +178,14 @@ def cpu_mismatch() -> str | None:
 def describe() -> dict[str, Any]:
     """Everything above for ``segzero-edge doctor``: features, buffer types, the decision."""
     use, why = decide_extra_bufts()
+    loaded = ensure_cpu_backend()
+    variant: dict[str, Any] = {"cpu_variant": None}
+    if loaded is not None:
+        variant = {
+            "cpu_variant": loaded.chosen.name,
+            "cpu_variant_reason": loaded.reason,
+            "cpu_variants": {c.name: c.score for c in loaded.candidates},
+        }
     try:
         bufts: list[str] | str = list(extra_buffer_types())
     except (OSError, RuntimeError, AttributeError) as e:
@@ -180,4 +198,5 @@ def describe() -> dict[str, Any]:
         "use_extra_bufts": use,
         "use_extra_bufts_reason": why,
         "cpu_mismatch": cpu_mismatch(),
+        **variant,
     }
