@@ -346,7 +346,7 @@ class SegZeroEdge:
                 timings["postprocess"] = time.perf_counter() - t0
         sam_hit = bool(timings.pop(_CACHE_HIT, 0.0))  # a flag: not seconds
         return Segmentation(
-            mask=object_masks.any(axis=0) if len(object_masks) else np.zeros((h, w), bool),
+            mask=np.asarray(object_masks.any(axis=0), dtype=bool),  # N = 0: all False
             object_masks=object_masks,
             objects=objects,
             reasoning=parsed.reasoning,
