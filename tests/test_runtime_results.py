@@ -265,3 +265,16 @@ def test_cli_json_lines_and_the_random_weights_stamp(
     assert differ[0].min() > H - 40 and differ[1].min() > W // 2
     stamp_red = (stamped == (200, 0, 0)).all(axis=2)
     assert stamp_red.sum() > 100 and not (plain == (200, 0, 0)).all(axis=2).any()
+
+
+def test_cli_overlay_needs_a_picture_suffix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused before any model work (no bundle is opened): one line naming the suffixes."""
+    from segzero_edge.cli import main
+
+    argv = ["segment", str(KITCHEN), "the knife", "--bundle", str(tmp_path / "none")]
+    assert main([*argv, "--overlay", str(tmp_path / "pic.gif")]) == 2
+    err = capsys.readouterr().err
+    assert "--overlay" in err and ".png" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "pic.gif").exists()
