@@ -152,7 +152,9 @@ def test_model_side_failures_are_statuses(
 def test_points_outside_the_image_map_as_the_reference(
     model: SegZeroEdge, image: np.ndarray
 ) -> None:
-    """No clamping (infer_multi_object.py passes int(v * factor + 0.5) to SAM2 as it is)."""
+    """Points map as the reference maps them, not clamped (infer_multi_object.py passes
+    int(v * factor + 0.5) to SAM2 as it is); the box is clamped to the image (the result's
+    box convention), also before SAM2."""
     answer = '[{"bbox_2d": [-50, 700, 5000, 9000], "point_2d": [900, -3]}]'
     text = f"<think>x</think><answer>{answer}</answer>"
     m = SegZeroEdge(ScriptedReasoner(text), model.segmenter, family="multi-object")
@@ -160,8 +162,8 @@ def test_points_outside_the_image_map_as_the_reference(
     assert r.status is Status.OK
     (o,) = r.objects
     fx, fy = 640 / 840, 480 / 840
-    assert o.box == (int(-50 * fx + 0.5), int(700 * fy + 0.5), 3810, 5143)
-    assert o.box[0] == -37 and o.points == ((686, -1),)
+    assert int(-50 * fx + 0.5) == -37 and int(700 * fy + 0.5) == 400
+    assert o.box == (0, 400, 640, 480) and o.points == ((686, -1),)
     assert r.mask.shape == (480, 640)
 
 
