@@ -49,9 +49,10 @@ def normalize_box(box: tuple[float, float, float, float], hw: tuple[int, int]) -
 class ObjectPrompt:
     """One object: a box ``(x1, y1, x2, y2)`` and its points ``(x, y)``.
 
-    In a :class:`Segmentation`: int image pixels in the module's box convention (ordered,
-    clamped to the image), mapped from the model's frame as the family's reference script
-    maps them; these are the box and points SAM2 was prompted with. In a tracked frame
+    In a :class:`Segmentation`: int image pixels, mapped from the model's frame as the
+    family's reference script maps them, the box then ordered and clamped to the image (the
+    module's convention; points are not clamped, as the reference passes them); these are
+    the box and points SAM2 was prompted with. In a tracked frame
     (:class:`~segzero_edge.tracker.TrackedSegmentation`): the tight box of the object's mask
     and no points; ``box`` is ``None`` when the object is lost (empty mask). In
     ``ParsedAnswer.objects``: the model frame's numbers as written (int or float, corners as
