@@ -99,9 +99,9 @@ def test_segment_end_to_end(model: SegZeroEdge, image: np.ndarray) -> None:
         assert r.timings[key] >= 0
     if r.status is Status.OK:
         assert r.objects and len(r.iou_predictions) == len(r.objects)
-        for o in r.objects:  # grammar: 0..840 -> 0..W / 0..H (the reference does not clamp)
-            assert all(0 <= v <= 640 for v in o.box[::2]), o
-            assert all(0 <= v <= 480 for v in o.box[1::2]), o
+        for o in r.objects:  # boxes ordered and clamped to the image, whatever the answer
+            assert o.box is not None and 0 <= o.box[0] <= o.box[2] <= 640, o
+            assert 0 <= o.box[1] <= o.box[3] <= 480, o
     print(f"status={r.status.value} objects={r.objects} timings={r.timings}")
 
 
