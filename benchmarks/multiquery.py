@@ -68,8 +68,8 @@ def build_model(shapes: str, decode_tokens: int, threads: int, prefix_cache_mb: 
 def _row(result: Any) -> dict[str, float]:
     t = result.timings
     row = {k: float(t.get(k, 0.0)) for k in STAGES}
-    row["generated_tokens"] = float(t.get("generated_tokens", 0.0))
-    row["reasoner_cache_hit"] = float(t.get("reasoner_cache_hit", 0.0))
+    row["generated_tokens"] = float(result.generated_tokens)
+    row["reasoner_cache_hit"] = float(result.reasoner_cache_hit)
     return row
 
 

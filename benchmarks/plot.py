@@ -36,8 +36,21 @@ def plot_run(doc: dict[str, Any], out: Path) -> Path:
     """Per case: p50 ms per stage and side (one query per new frame, log scale), and the
     end-to-end p50 per workload and side (the frame's three calls summed for multi_query)."""
     plt = _pyplot()
+    fig = run_figure(doc)
+    out = _save(fig, Path(out))
+    plt.close(fig)
+    return out
+
+
+def run_figure(doc: dict[str, Any]) -> Any:
+    """The figure of :func:`plot_run`. Titles: the run on top (two lines), each panel's case
+    and what it shows on two short lines, laid out by matplotlib's constrained layout so no
+    title overlaps another."""
+    plt = _pyplot()
     cases = doc["cases"]
-    fig, axes = plt.subplots(len(cases), 2, figsize=(13, 3.8 * len(cases)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(cases), 2, figsize=(13, 4.2 * len(cases)), squeeze=False, layout="constrained"
+    )
     for row, case in zip(axes, cases, strict=True):
         ax, ax2 = row
         sides = [s for s in SIDES if case.get(s)]
@@ -52,7 +65,7 @@ def plot_run(doc: dict[str, Any], out: Path) -> Path:
         ax.invert_yaxis()
         ax.set_xscale("log")
         ax.set_xlabel("p50 per call (ms, log)")
-        ax.set_title(f"{case['name']}: stages, one query per new frame")
+        ax.set_title(f"{case['name']}: stages\n(one query per new frame)", fontsize=10)
         ax.legend(loc="lower right")
         workloads = [w for w in WORKLOADS if any(workload_frame(case[s], w) for s in sides)]
         for k, side in enumerate(sides):
@@ -68,16 +81,15 @@ def plot_run(doc: dict[str, Any], out: Path) -> Path:
         ax2.set_xticks([i + width * (len(sides) - 1) / 2 for i in range(len(workloads))])
         ax2.set_xticklabels([WORKLOAD_TITLES[w] for w in workloads], fontsize=8)
         ax2.set_ylabel("s per frame (p50)")
-        ax2.set_title(f"{case['name']}: end to end per workload (decode tokens/s in legend)")
+        ax2.set_title(
+            f"{case['name']}: end to end per workload\n(decode tokens/s in the legend)", fontsize=10
+        )
         ax2.legend()
     fig.suptitle(
-        f"segzero-edge bench: {doc['device_fingerprint']}, {doc['config']['shapes']} shapes, "
+        f"segzero-edge bench: {doc['device_fingerprint']}\n{doc['config']['shapes']} shapes, "
         f"{doc['config']['decode_tokens']} decode tokens"
     )
-    fig.tight_layout()
-    out = _save(fig, Path(out))
-    plt.close(fig)
-    return out
+    return fig
 
 
 def load_runs(paths: Sequence[Path]) -> list[dict[str, Any]]:

@@ -78,9 +78,9 @@ def run_runtime(cfg: dict[str, Any]) -> dict[str, Any]:
             if res.mask.shape != frame.shape[:2]:
                 raise RuntimeError(f"mask {res.mask.shape} for a {frame.shape} frame")
             t = res.timings
-            if int(t["generated_tokens"]) != inp.decode_tokens:
+            if res.generated_tokens != inp.decode_tokens:
                 raise RuntimeError(
-                    f"decoded {t['generated_tokens']:.0f} tokens, not {inp.decode_tokens}"
+                    f"decoded {res.generated_tokens} tokens, not {inp.decode_tokens}"
                 )
             row = {
                 "preprocess": t["preprocess"] + t.get("sam_preprocess", 0.0),
@@ -90,11 +90,11 @@ def run_runtime(cfg: dict[str, Any]) -> dict[str, Any]:
                 "sam_wait": t["sam_wait"],
                 "total": t["total"],
                 "call_wall": wall,
-                "decode_tokens_per_s": t["generated_tokens"] / max(t["decode"], 1e-9),
-                "overlap": t["overlap"],
+                "decode_tokens_per_s": res.generated_tokens / max(t["decode"], 1e-9),
+                "overlap": float(res.overlap),
                 "objects": float(len(res.objects)),
             }
-            if "sam_encode" in t and "sam_cache_hit" not in t:
+            if "sam_encode" in t and not res.sam_cache_hit:
                 row["sam_encode"] = t["sam_encode"]
             prompt_tokens.append(model.reasoner.last.n_prompt_tokens)
             return row

@@ -3,9 +3,10 @@
 Pre-processing runs the native CUDA kernel (``csrc/kernels.cu``) from the frame (RGB, or NV12
 with separate luma and chroma planes, in host or device memory) straight into the SAM2
 encoder's input buffer, and into an 840 x 840 x 3 buffer that is copied to the host for
-llama.cpp. Post-processing keeps each object's chosen low-res mask on the device, then one
-kernel upsamples, thresholds and ORs them into a bitmask with area and box; only the bitmask
-(H x W / 8 bytes) comes back.
+llama.cpp. Post-processing keeps each object's chosen low-res mask on the device, then the kernel
+upsamples and thresholds each into a bitmask (:meth:`CudaPixels.object_masks`; or ORs them
+all into one with area and box, :meth:`CudaPixels.masks`); only the bitmasks (H x W / 8 bytes
+each) come back.
 
 Streams and locks: the SAM2 input, the encoder and the masks are queued on the segmenter's
 stream (the caller holds the segmenter's lock). The reasoner input has its own non-blocking
@@ -190,6 +191,27 @@ class CudaPixels:
         bits = self._bits.download(seg.stream)
         area, box = native.stats_to_box(stats)
         return native.unpack_bits(bits, w), area, box
+
+    def object_masks(self, n: int, out_hw: tuple[int, int]) -> np.ndarray:
+        """Each of the first ``n`` kept masks upsampled to ``out_hw`` and > 0, by the same
+        kernel as :meth:`masks` run on one slot at a time: ``[n, H, W]`` bool (the union is
+        their OR). One bitmask per object comes to the host."""
+        seg = self.segmenter
+        h, w = out_hw
+        if not 0 <= n <= self.max_objects:
+            raise ValueError(f"{n} objects but {self.max_objects} mask slots")
+        words = (h, (w + 31) // 32)
+        if self._bits is None or self._bits.shape != words:
+            self._bits = DeviceBuffer(words, np.uint32)
+        plane_bytes = SAM2_LOW_RES * SAM2_LOW_RES * 4
+        out = np.zeros((n, h, w), dtype=bool)
+        for i in range(n):
+            native.postprocess_masks_cuda(
+                self._chosen.ptr + i * plane_bytes, 1, (SAM2_LOW_RES, SAM2_LOW_RES), (h, w),
+                self._bits.ptr, self._stats.ptr, stream=seg.stream,
+            )  # fmt: skip
+            out[i] = native.unpack_bits(self._bits.download(seg.stream), w)
+        return out
 
     def close(self) -> None:
         """Free the buffers and the reasoner stream (idempotent); waits for a reasoner input

@@ -51,6 +51,17 @@ def owner_format(folder: str | os.PathLike[str]) -> str | None:
     return fmt if isinstance(fmt, str) else None
 
 
+def random_weights(bundle: str | os.PathLike[str]) -> bool:
+    """Whether ``bundle`` is the demo bundle, whose models have random weights (its marker is
+    :data:`DEMO_BUNDLE_FORMAT`, written by ``export --tiny``): pictures of its results are
+    stamped so, as its masks mean nothing."""
+    return owner_format(bundle) == DEMO_BUNDLE_FORMAT
+
+
+RANDOM_WEIGHTS_STAMP = "random weights: masks are meaningless"
+"""The stamp on pictures of a demo-bundle result (:func:`random_weights`)."""
+
+
 def write_owner(folder: str | os.PathLike[str], fmt: str) -> None:
     """Mark ``folder`` (a folder being written, before it is moved into place) as ``fmt``."""
     text = json.dumps({"format": fmt, "written_by": f"segzero-edge {__version__}"})
@@ -83,8 +94,10 @@ __all__ = [
     "DEMO_BUNDLE_FORMAT",
     "MAX_OWNER_BYTES",
     "OWNER_FILE",
+    "RANDOM_WEIGHTS_STAMP",
     "TRACK_OUTPUT_FORMAT",
     "check_replaceable",
     "owner_format",
+    "random_weights",
     "write_owner",
 ]

@@ -38,12 +38,14 @@ from .options import whole_number
 from .placement import default_overlap
 from .segmenter.decode import backend_decoder, best_mask_index, decode_objects
 from .segmenter.prompts import batch_prompts, prompt_arrays
-from .types import ObjectPrompt, Segmentation, Status
+from .types import ObjectPrompt, Segmentation, Status, normalize_box
 
 if TYPE_CHECKING:
     from .segmenter.memory import SAM2Memory
     from .tracker import Tracker
 
+_CACHE_HIT = "sam_cache_hit"
+"""Key the embedding cache marks a hit with in a call's working timings (moved to its flag)."""
 _Encoded = tuple[ImageEmbedding, dict[str, float]]
 """A frame's SAM2 embedding and the seconds its pre-processing and encoding took."""
 
@@ -71,7 +73,7 @@ class SegZeroEdge:
         whose prompt, answer mapping and SAM2 prompt are used. ``overlap``: encode with SAM2
         while the reasoner runs (True), after it (False), or ``None`` for
         :func:`~segzero_edge.placement.default_overlap` of the backends' ``device_kind``;
-        ``timings["overlap"]`` says which ran (1.0 or 0.0). ``cache_frames`` (frames whose
+        ``Segmentation.overlap`` says which ran. ``cache_frames`` (frames whose
         SAM2 encoding is kept, 0 = none) and ``max_objects`` (objects decoded per answer) are
         whole numbers; other values raise ``ValueError`` naming the option."""
         self.family = get_family(family)
@@ -153,7 +155,7 @@ class SegZeroEdge:
             fut = self._cache.get(key) if key else None
             if fut is not None:
                 self._cache.move_to_end(key)
-                timings["sam_cache_hit"] = 1.0
+                timings[_CACHE_HIT] = 1.0
                 return fut
             if self.overlap:
                 fut = self._pool.submit(self._encode, img)
@@ -197,9 +199,13 @@ class SegZeroEdge:
         ``image``: a path, a PIL image, an H x W x 3 uint8 RGB array, or an
         :class:`~segzero_edge.image.NV12Frame` (camera / decoder buffers, host or CUDA
         device memory; device memory needs :attr:`pixel_path` ``"cuda"``). The call returns
-        after its work on the frame is done: the caller may then reuse the buffers.
-        ``timings`` holds seconds per stage, ``overlap`` (1.0 when the SAM2 encode ran beside
-        the reasoner) and ``cuda_pixels`` (1.0 when pre/post-processing ran on the GPU).
+        after its work on the frame is done: the caller may then reuse the buffers (the
+        result's ``image`` refers to the frame as given, for ``plot()``: draw before reusing
+        them, or pass ``plot(image=...)``). The result holds one mask per object beside their
+        union, boxes ordered and clamped to the image, SAM2's ``iou_predictions``, seconds
+        per stage in ``timings`` and the run's flags (``overlap``, ``cuda_pixels``, cache
+        hits) and ``generated_tokens`` in their own fields; see
+        :class:`~segzero_edge.types.Segmentation`.
 
         Raises ``ValueError`` for bad input (an image that cannot be read or is too large, an
         empty, over-long or non-text query, a prompt that does not fit the reasoner's
@@ -216,7 +222,7 @@ class SegZeroEdge:
 
         The image is loaded, pre-processed and SAM2-encoded once; the reasoner evaluates the
         image tokens once and, for the 2nd..Nth query, restores the KV state after them
-        (``timings["reasoner_cache_hit"] == 1.0``) and evaluates only the query. Each result
+        (``reasoner_cache_hit`` is True) and evaluates only the query. Each result
         equals what ``segment(image, query)`` returns. Raises ``ValueError`` for a bad image or
         any bad query, like :meth:`segment`, before any model work: every query is checked
         (characters, and tokens against the context with a
@@ -260,20 +266,21 @@ class SegZeroEdge:
         if isinstance(self.reasoner, PromptChecker):  # every query, before any model work
             for prompt in prompts:
                 self.reasoner.check_prompt(prompt)
-        modes = {"overlap": float(self.overlap), "cuda_pixels": float(self._cuda is not None)}
-        first: dict[str, float] = dict(modes)
+        first: dict[str, float] = {}
         emb_future = self._embedding_future(img, first)
         t0 = time.perf_counter()
         r_in = self._reasoner_input(img)
         first["preprocess"] = time.perf_counter() - t0
         fkey = _frame_key(img)
         results = []
-        for i, prompt in enumerate(prompts):
+        for i, (query, prompt) in enumerate(zip(queries, prompts, strict=True)):
             # the 2nd..Nth query reuse the frame's embedding: a SAM2 cache hit
-            timings = dict(first) if i == 0 else {**modes, "sam_cache_hit": 1.0}
+            timings = dict(first) if i == 0 else {_CACHE_HIT: 1.0}
             t_query = t_start if i == 0 else time.perf_counter()
             result = self._segment_prompt(img, fkey, r_in, prompt, emb_future, timings)
             result.timings["total"] = time.perf_counter() - t_query
+            result.query = query
+            result.image = None if isinstance(img, NV12Frame) and img.on_device else img
             results.append(result)
         if isinstance(img, NV12Frame) and img.on_device:
             emb_future.exception()  # the encode reads the caller's device buffers: finish it
@@ -301,12 +308,16 @@ class SegZeroEdge:
             except Exception as e:
                 raise BackendError(f"reasoner {self.reasoner.name!r} failed: {e}") from e
         timings["reason"] = time.perf_counter() - t0
-        timings.update(out.timings)
-        timings["generated_tokens"] = float(out.n_generated_tokens)
+        reasoner_timings = dict(out.timings)
+        reasoner_hit = bool(reasoner_timings.pop("reasoner_cache_hit", 0.0))  # a flag: not seconds
+        timings.update(reasoner_timings)
 
         parsed = parse_answer(out.text, truncated=out.truncated)
-        objects = self.family.to_image_frame(parsed.objects[: self.max_objects], (h, w))
-        mask = np.zeros((h, w), dtype=bool)
+        objects = [
+            ObjectPrompt(box=normalize_box(o.box, (h, w)), points=o.points)  # type: ignore[arg-type]
+            for o in self.family.to_image_frame(parsed.objects[: self.max_objects], (h, w))
+        ]
+        object_masks = np.zeros((0, h, w), dtype=bool)
         scores: list[float] = []
         status = parsed.status
         if objects:
@@ -314,31 +325,40 @@ class SegZeroEdge:
             try:
                 emb, encode_timings = emb_future.result()
             except Exception:
-                if "sam_cache_hit" not in timings:
+                if _CACHE_HIT not in timings:
                     raise
                 # an encoding that an earlier call started (and did not wait for) failed:
                 # this call encodes the frame afresh, once, instead of re-raising that error
                 self._forget_failed(fkey, emb_future)
-                del timings["sam_cache_hit"]
+                del timings[_CACHE_HIT]
                 emb, encode_timings = self._embedding_future(img, timings).result()
-            if "sam_cache_hit" not in timings:
+            if _CACHE_HIT not in timings:
                 timings.update(encode_timings)
             timings["sam_wait"] = time.perf_counter() - t0
             if self._cuda is not None:
-                mask, scores = self._decode_cuda(emb, objects, (h, w), timings)
+                object_masks, scores = self._decode_cuda(emb, objects, (h, w), timings)
             else:
                 logits, scores = self._decode(emb, objects, (h, w), timings)
                 t0 = time.perf_counter()
-                mask = pixels.postprocess_masks(logits, (h, w)).mask
+                object_masks = np.stack(
+                    [pixels.postprocess_masks(lg[None], (h, w)).mask for lg in logits]
+                )
                 timings["postprocess"] = time.perf_counter() - t0
+        sam_hit = bool(timings.pop(_CACHE_HIT, 0.0))  # a flag: not seconds
         return Segmentation(
-            mask=mask,
-            objects=list(objects),
+            mask=np.asarray(object_masks.any(axis=0), dtype=bool),  # N = 0: all False
+            object_masks=object_masks,
+            objects=objects,
             reasoning=parsed.reasoning,
             answer_raw=out.text,
             status=status,
             timings=timings,
-            scores=scores,
+            iou_predictions=scores,
+            overlap=self.overlap,
+            cuda_pixels=self._cuda is not None,
+            sam_cache_hit=sam_hit,
+            reasoner_cache_hit=reasoner_hit,
+            generated_tokens=int(out.n_generated_tokens),
         )
 
     def _decode(
@@ -365,8 +385,8 @@ class SegZeroEdge:
     ) -> tuple[np.ndarray, list[float]]:
         """:meth:`_decode` with the logits kept on the GPU: each object's best multimask
         output (the family's SAM2 prompt, the reference's choice among equal scores) is copied
-        to a device slot, then one kernel makes the mask (only the IoUs and the bitmask come to
-        the host)."""
+        to a device slot, then the kernel makes each object's mask on the GPU (only the IoUs
+        and one bitmask per object come to the host) -> ``[N, H, W]`` bool masks, IoUs."""
         assert self._cuda is not None
         t0 = time.perf_counter()
         scores = [0.0] * len(objects)
@@ -387,13 +407,13 @@ class SegZeroEdge:
                             scores[i] = float(dev[row, best])
                 timings["sam_decode"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
-                mask, _, _ = self._cuda.masks(len(objects), hw)
+                masks = self._cuda.object_masks(len(objects), hw)
             except Exception as e:
                 raise BackendError(
                     f"segmenter {self.segmenter.name!r} failed to decode: {e}"
                 ) from e
         timings["postprocess"] = time.perf_counter() - t0
-        return mask, scores
+        return masks, scores
 
     # -- video ------------------------------------------------------------------------------
     def track(self, frame: ImageLike, query: str, **options: Any) -> Tracker:

@@ -86,41 +86,46 @@ class _Model(Protocol):
 class TrackedSegmentation(Segmentation):
     """What :meth:`Tracker.update` returns: a :class:`Segmentation` plus per-object tracking.
 
-    Per tracked object ``i`` (the reasoner's ``i``-th object of the last reasoning):
-    ``object_masks[i]`` (H x W bool, empty when lost), ``object_scores[i]`` (SAM2's object
-    score logit: > 0 present, <= 0 lost), ``boxes[i]`` (tight box of the mask, ``None`` when
-    empty), ``scores[i]`` (the decoder's IoU prediction of the chosen mask). ``objects`` lists
-    the present objects' boxes (no points). ``reasoned`` is True on frames where the
-    reasoner ran (the seed, a requested or an automatic re-reasoning); ``reasoning`` and
-    ``answer_raw`` are those of the last reasoning. ``timings`` (seconds): ``sam_preprocess``,
-    ``sam_encode``, ``memory_attention``, ``sam_decode``, ``memory_encode``, ``postprocess``,
-    ``total`` (and the ``segment()`` stages on reasoned frames).
+    Per tracked object ``i`` (the reasoner's ``i``-th object of the last reasoning), the same
+    names as :class:`Segmentation`: ``object_masks[i]`` (H x W bool, empty when lost),
+    ``objects[i]`` (``box`` the tight box of that mask in the box convention of
+    :mod:`segzero_edge.types`, ``None`` when the mask is empty; no points),
+    ``iou_predictions[i]`` (the decoder's IoU prediction of the chosen mask), and
+    ``object_score_logits[i]`` (SAM2's object score logit, ``object_score_logits`` of
+    ``SAM2Base._forward_sam_heads``: > 0 present, <= 0 lost). ``mask`` is their union.
+    ``reasoned`` is True on frames where the reasoner ran (the seed, a requested or an
+    automatic re-reasoning); ``query``, ``reasoning`` and ``answer_raw`` are those of the last
+    reasoning. ``timings`` (seconds): ``sam_preprocess``, ``sam_encode``, ``memory_attention``,
+    ``sam_decode``, ``memory_encode``, ``postprocess``, ``total`` (and the ``segment()``
+    stages on reasoned frames).
     """
 
     frame_index: int = 0
-    object_scores: list[float] = field(default_factory=list)
-    object_masks: np.ndarray | None = None
-    boxes: list[Box | None] = field(default_factory=list)
+    object_score_logits: list[float] = field(default_factory=list)
     reasoned: bool = False
 
     @property
     def present(self) -> list[bool]:
         """Per tracked object: SAM2's object score logit > 0."""
-        return [s > 0 for s in self.object_scores]
+        return [s > 0 for s in self.object_score_logits]
 
-    def to_json(self) -> dict[str, Any]:
-        out = super().to_json()
-        out.update(
-            frame_index=self.frame_index,
-            object_scores=[float(s) for s in self.object_scores],
-            present=self.present,
-            boxes=[None if b is None else list(b) for b in self.boxes],
-            object_areas=[]
-            if self.object_masks is None
-            else [int(m.sum()) for m in self.object_masks],
-            reasoned=self.reasoned,
+    def describe(self) -> str:
+        """What happened on this frame, in words: ``"frame 3 - tracking - object 1 present,
+        object 2 lost"`` (``reasoned`` on the first frame, ``re-reasoned`` on a later one)."""
+        if self.reasoned:
+            what = "reasoned" if self.frame_index == 0 else "re-reasoned"
+        else:
+            what = "tracking"
+        states = ", ".join(
+            f"object {i + 1} {'present' if p else 'lost'}" for i, p in enumerate(self.present)
         )
-        return out
+        return f"frame {self.frame_index} - {what} - {states or 'no object'}"
+
+    def plot(self, image: Any = None, **options: Any) -> np.ndarray:
+        """:meth:`Segmentation.plot` with :meth:`describe` as the title (unless ``title`` is
+        given); lost objects have no box and an empty mask, so only their state shows."""
+        options.setdefault("title", self.describe())
+        return super().plot(image, **options)
 
 
 @dataclass
@@ -389,8 +394,9 @@ class Tracker:
         outputs = []
         if objects:
             # segment() encoded this frame: reuse its cached embedding when there is one
-            emb, enc_timings = self._model._embedding_future(img, timings).result()
-            if "sam_cache_hit" not in timings:
+            hit: dict[str, float] = {}
+            emb, enc_timings = self._model._embedding_future(img, hit).result()
+            if not (seg.sam_cache_hit or hit):  # not already counted by segment()
                 timings.update(enc_timings)
             for obj in objects:  # the family's SAM2 prompt, as segment() prompts it
                 p = self._model.family.sam2.for_object(obj)
@@ -400,8 +406,11 @@ class Tracker:
                 state.cond[0] = self._remember(emb, out, True, timings)
                 seeded.append(state)
                 outputs.append(out)
-        result = self._result(outputs, hw, timings, t_start, index, reasoned=True)
-        result.reasoning, result.answer_raw = seg.reasoning, seg.answer_raw
+        result = self._result(outputs, img, timings, t_start, index, reasoned=True)
+        result.reasoning, result.answer_raw, result.query = seg.reasoning, seg.answer_raw, query
+        result.overlap, result.cuda_pixels = seg.overlap, seg.cuda_pixels
+        result.sam_cache_hit, result.reasoner_cache_hit = seg.sam_cache_hit, seg.reasoner_cache_hit
+        result.generated_tokens = seg.generated_tokens
         if not objects:
             result.status = seg.status
         # every backend call succeeded: the new seed replaces the old one
@@ -426,7 +435,8 @@ class Tracker:
                 out = self._decode(conditioned, PAD_COORDS, PAD_LABELS, False, timings)
                 new.append(self._remember(emb, out, False, timings))
                 outputs.append(out)
-        result = self._result(outputs, _hw(img), timings, t_start, index, reasoned=False)
+        result = self._result(outputs, img, timings, t_start, index, reasoned=False)
+        result.query = self.query
         if self.seed is not None:
             result.reasoning, result.answer_raw = self.seed.reasoning, self.seed.answer_raw
         # all objects or none: a backend failure leaves no object (and no index) a frame ahead
@@ -518,13 +528,14 @@ class Tracker:
     def _result(
         self,
         outputs: list[tuple[np.ndarray, float, float, np.ndarray]],
-        hw: tuple[int, int],
+        img: Frame,
         timings: dict[str, float],
         t_start: float,
         frame_index: int,
         *,
         reasoned: bool,
     ) -> TrackedSegmentation:
+        hw = _hw(img)
         h, w = hw
         t0 = time.perf_counter()
         masks = np.zeros((len(outputs), h, w), dtype=bool)
@@ -532,34 +543,35 @@ class Tracker:
         for i, (logits, _, _, _) in enumerate(outputs):
             res = pixels.postprocess_masks(logits, hw)
             masks[i] = res.mask
-            boxes.append(res.box)
+            # the kernels' tight box ends on the last pixel: the right/bottom edge is one on
+            if res.box is None:
+                boxes.append(None)
+            else:
+                x1, y1, x2, y2 = res.box
+                boxes.append((x1, y1, x2 + 1, y2 + 1))
         timings["postprocess"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - t_start
         scores = [o[2] for o in outputs]
         present = [s > 0 and b is not None for s, b in zip(scores, boxes, strict=True)]
         return TrackedSegmentation(
             mask=masks.any(axis=0) if len(outputs) else np.zeros((h, w), dtype=bool),
-            objects=[
-                ObjectPrompt(box=b, points=())
-                for b, p in zip(boxes, present, strict=True)
-                if p and b is not None
-            ],
+            object_masks=masks,
+            objects=[ObjectPrompt(box=b, points=()) for b in boxes],
             reasoning="",
             answer_raw="",
             status=Status.OK if any(present) else Status.NO_OBJECT,
             timings=timings,
-            scores=[o[1] for o in outputs],
+            iou_predictions=[o[1] for o in outputs],
             frame_index=frame_index,
-            object_scores=scores,
-            object_masks=masks,
-            boxes=boxes,
+            object_score_logits=scores,
             reasoned=reasoned,
+            image=None if isinstance(img, NV12Frame) and img.on_device else img,
         )
 
     def _commit(self, result: TrackedSegmentation) -> None:
         """``result`` becomes :attr:`last`; count it as lost or not for ``rereason_after``."""
-        lost = not result.object_scores or any(
-            s <= self.score_threshold for s in result.object_scores
+        lost = not result.object_score_logits or any(
+            s <= self.score_threshold for s in result.object_score_logits
         )
         self._lost_frames = self._lost_frames + 1 if lost else 0
         self.last = result

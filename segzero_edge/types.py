@@ -1,7 +1,17 @@
-"""Result types returned by :meth:`SegZeroEdge.segment`."""
+"""Result types returned by :meth:`SegZeroEdge.segment` (see ``docs/results.md``).
+
+Coordinates: image pixels of the frame given to ``segment()``, x to the right, y down, the
+origin at the top-left corner of the top-left pixel. A box is ``(x1, y1, x2, y2)`` (XYXY)
+with ``0 <= x1 <= x2 <= W`` and ``0 <= y1 <= y2 <= H``: ``x1, y1`` the inclusive left/top
+edges, ``x2, y2`` the exclusive right/bottom edges, so ``(0, 0, W, H)`` is the whole image and
+the box covers pixel columns ``x1 .. x2 - 1``. This is the frame of Meta's sam2
+``SAM2ImagePredictor.predict(box=...)`` (XYXY pixels, divided by W and H in
+``SAM2Transforms.transform_boxes``, so x = W is the image's right edge).
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -10,6 +20,9 @@ import numpy as np
 
 Box = tuple[int, int, int, int]
 Point = tuple[int, int]
+
+SCHEMA_VERSION = 1
+"""Version of the JSON form of a result (:meth:`Segmentation.to_json`)."""
 
 
 class Status(str, Enum):
@@ -21,17 +34,32 @@ class Status(str, Enum):
     TRUNCATED = "truncated"
 
 
+def normalize_box(box: tuple[float, float, float, float], hw: tuple[int, int]) -> Box:
+    """``box`` with its corners ordered (``x1 <= x2``, ``y1 <= y2``) and clamped to an
+    ``hw = (H, W)`` image in the module's convention (``0 <= x <= W``, ``0 <= y <= H``),
+    as ints. A box wholly outside the image becomes an empty box on its edge."""
+    h, w = int(hw[0]), int(hw[1])
+    x1, y1, x2, y2 = (int(v) for v in box)
+    x1, x2 = sorted((min(max(x1, 0), w), min(max(x2, 0), w)))
+    y1, y2 = sorted((min(max(y1, 0), h), min(max(y2, 0), h)))
+    return (x1, y1, x2, y2)
+
+
 @dataclass(frozen=True)
 class ObjectPrompt:
-    """One object the reasoner named: a box ``(x1, y1, x2, y2)`` and its points.
+    """One object: a box ``(x1, y1, x2, y2)`` and its points ``(x, y)``.
 
-    In a :class:`Segmentation`: integer original-image pixels, mapped back as the model
-    family's reference script does (not clamped: the far edge of the 840 frame maps to W or H;
-    corners as the model wrote them). In ``ParsedAnswer.objects``: the 840-frame numbers as
-    written (int or float).
+    In a :class:`Segmentation`: int image pixels, mapped from the model's frame as the
+    family's reference script maps them, the box then ordered and clamped to the image (the
+    module's convention; points are not clamped, as the reference passes them); these are
+    the box and points SAM2 was prompted with. In a tracked frame
+    (:class:`~segzero_edge.tracker.TrackedSegmentation`): the tight box of the object's mask
+    and no points; ``box`` is ``None`` when the object is lost (empty mask). In
+    ``ParsedAnswer.objects``: the model frame's numbers as written (int or float, corners as
+    the model wrote them).
     """
 
-    box: Box
+    box: Box | None
     points: tuple[Point, ...]
 
     @property
@@ -40,16 +68,42 @@ class ObjectPrompt:
         return self.points[0] if self.points else None
 
     def to_json(self) -> dict[str, Any]:
-        return {"bbox_2d": list(self.box), "point_2d": [list(p) for p in self.points]}
+        """``{"box": [x1, y1, x2, y2] or null, "points": [[x, y], ...]}``."""
+        return {
+            "box": None if self.box is None else [int(v) for v in self.box],
+            "points": [[int(v) for v in p] for p in self.points],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ObjectPrompt:
+        box = data.get("box")
+        return cls(
+            box=None if box is None else tuple(int(v) for v in box),  # type: ignore[arg-type]
+            points=tuple(tuple(int(v) for v in p) for p in data.get("points", [])),  # type: ignore[misc]
+        )
 
 
 @dataclass
 class Segmentation:
-    """What ``segment()`` returns.
+    """What ``segment()`` returns. Coordinates and boxes: see the module docstring.
 
-    ``mask`` is an H x W bool array over the original image (the OR of every object's
-    mask); ``objects`` are in original-image pixels (see :class:`ObjectPrompt`); ``timings``
-    holds seconds per stage.
+    - ``mask``: H x W bool, the union (OR) of ``object_masks``.
+    - ``object_masks``: N x H x W bool, one mask per object, in the order of ``objects``
+      (N = 0 when the model named no object).
+    - ``objects``: the N objects the reasoner named (box and points, image pixels).
+    - ``iou_predictions``: N floats, SAM2's predicted IoU of each chosen mask (the decoder's
+      ``iou_predictions``, as ``SAM2ImagePredictor.predict`` returns them).
+    - ``query``: the query; ``reasoning``: the ``<think>`` text; ``answer_raw``: the whole
+      generation; ``status``: see :class:`Status`.
+    - ``timings``: seconds per stage (``preprocess``, ``reason``, ``vision_encode``,
+      ``prefill``, ``decode``, ``sam_preprocess``, ``sam_encode``, ``sam_wait``,
+      ``sam_decode``, ``postprocess``, ``total``), nothing else.
+    - ``overlap``: the SAM2 encode ran beside the reasoner; ``cuda_pixels``: pre/post-
+      processing ran as CUDA kernels; ``sam_cache_hit``: the frame's SAM2 encoding was
+      reused; ``reasoner_cache_hit``: llama.cpp restored the frame's image prefix;
+      ``generated_tokens``: tokens the reasoner generated.
+    - ``image``: the frame as given (H x W x 3 uint8 RGB or a host NV12 frame; not copied),
+      for :meth:`plot`; ``None`` for a device-memory frame or a result read from JSON.
     """
 
     mask: np.ndarray
@@ -58,21 +112,61 @@ class Segmentation:
     answer_raw: str
     status: Status
     timings: dict[str, float] = field(default_factory=dict)
-    scores: list[float] = field(default_factory=list)
+    iou_predictions: list[float] = field(default_factory=list)
+    object_masks: np.ndarray = field(default=None)  # type: ignore[assignment]
+    query: str = ""
+    overlap: bool = False
+    cuda_pixels: bool = False
+    sam_cache_hit: bool = False
+    reasoner_cache_hit: bool = False
+    generated_tokens: int = 0
+    image: Any = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.object_masks is None:  # no per-object masks given: none (N = 0) or one
+            h, w = self.mask.shape[:2]
+            n = len(self.objects)
+            if n > 1:
+                raise ValueError(f"{n} objects need object_masks ({n} x {h} x {w} bool)")
+            self.object_masks = (
+                self.mask[None].astype(bool) if n == 1 else np.zeros((0, h, w), bool)
+            )
 
     @property
     def ok(self) -> bool:
         return self.status is Status.OK
 
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-serialisable summary (the mask itself is left out; see ``mask_area``)."""
-        return {
-            "status": self.status.value,
-            "objects": [o.to_json() for o in self.objects],
-            "scores": [float(s) for s in self.scores],
-            "mask_shape": list(self.mask.shape),
-            "mask_area": int(self.mask.sum()),
-            "reasoning": self.reasoning,
-            "answer_raw": self.answer_raw,
-            "timings": {k: float(v) for k, v in self.timings.items()},
-        }
+    def plot(self, image: Any = None, **options: Any) -> np.ndarray:
+        """The result drawn on ``image`` (default :attr:`image`): an H x W x 3 uint8 RGB array.
+
+        Each object's mask tinted in its own colour with an outline, its box, its points, and a
+        label ``"<n>: <query> (IoU <iou>)"``. Options: see :func:`segzero_edge.plotting.plot`.
+        Raises ``ValueError`` when there is no image or it does not match the mask's size.
+        """
+        from .plotting import plot
+
+        return plot(self, image, **options)
+
+    def save(self, path: str | os.PathLike[str], image: Any = None, **options: Any) -> None:
+        """Write :meth:`plot` to ``path`` (PNG or JPEG by its suffix), atomically: the file
+        appears complete or not at all. Raises ``ValueError`` for another suffix."""
+        from .plotting import save
+
+        save(self, path, image, **options)
+
+    def to_json(self, *, masks: bool = True) -> dict[str, Any]:
+        """A JSON-serialisable dict (``schema_version`` :data:`SCHEMA_VERSION`; the field
+        names are this class's). ``mask`` and ``object_masks`` are COCO RLE
+        (``{"size": [H, W], "counts": str}``, ``pycocotools.mask.encode``); ``masks=False``
+        leaves them out. See ``docs/results.md``."""
+        from .result_json import to_json
+
+        return to_json(self, masks=masks)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Segmentation:
+        """The result :meth:`to_json` wrote (with its masks); ``image`` is ``None``. Raises
+        ``ValueError`` for another ``schema_version`` or a dict without masks."""
+        from .result_json import from_json
+
+        return from_json(cls, data)

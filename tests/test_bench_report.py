@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from segzero_bench.measure import summarize
-from segzero_bench.plot import load_runs, plot_compare, plot_run
+from segzero_bench.plot import load_runs, plot_compare, plot_run, run_figure
 from segzero_bench.report import case_ratios, ratio_table, ratios
 from segzero_bench.workload import CALLS, STAGES, WORKLOADS
 from segzero_edge.cli import main
@@ -80,6 +80,26 @@ def test_plots_are_written(tmp_path: Path) -> None:
     assert cmp_png.read_bytes()[:8] == PNG_MAGIC
     assert main(["bench", "--compare", *map(str, files), "--out", str(tmp_path / "c2.png")]) == 0
     assert (tmp_path / "c2.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_run_plot_titles_do_not_overlap() -> None:
+    """With a real case name (long), the run's title and each panel's title keep clear of
+    one another once drawn."""
+    import itertools
+
+    import matplotlib.pyplot as plt
+
+    d = doc("orin-nano-8gb-jetpack6.2-trt10.3-cuda12.6")
+    d["cases"] = [dict(d["cases"][0], name=n) for n in ("qwen2.5-vl-3b-q4_k_m+sam2.1-tiny", "b")]
+    fig = run_figure(d)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    titles = [fig._suptitle, *(ax.title for ax in fig.axes)]  # type: ignore[attr-defined]
+    boxes = [t.get_window_extent(renderer) for t in titles if t is not None and t.get_text()]
+    assert len(boxes) == 5
+    for a, b in itertools.combinations(boxes, 2):
+        assert not a.overlaps(b), (a, b)
+    plt.close(fig)
 
 
 def test_compare_rejects_other_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

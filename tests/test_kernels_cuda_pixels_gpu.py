@@ -137,3 +137,9 @@ def test_cuda_pixels_masks_match_the_cpu_twin(
     mask, area, box = cuda_pixels.masks(len(chosen), hw)  # type: ignore[attr-defined]
     cpu = native.postprocess_masks(np.stack([low_res[r, p] for r, p in chosen]), hw)
     assert np.array_equal(mask, cpu[0]) and (area, box) == cpu[1:]
+    # each object's own mask, from the same kernel one slot at a time: the union is their OR
+    per_object = cuda_pixels.object_masks(len(chosen), hw)  # type: ignore[attr-defined]
+    assert per_object.shape == (len(chosen), *hw) and per_object.dtype == bool
+    for k, (row, plane) in enumerate(chosen):
+        assert np.array_equal(per_object[k], native.postprocess_masks(low_res[row, plane], hw)[0])
+    assert np.array_equal(per_object.any(axis=0), mask)

@@ -233,17 +233,19 @@ def test_unknown_encodings_and_bad_layouts_are_named() -> None:
 
 
 def _segmentation() -> Segmentation:
-    mask = np.zeros((H, W), bool)
-    mask[1:4, 2:6] = True
-    mask[4:6, 7:9] = True
-    objects = [ObjectPrompt((2, 1, 5, 3), ((3, 2), (4, 2))), ObjectPrompt((9, 5, 7, 4), ())]
+    object_masks = np.zeros((2, H, W), bool)
+    object_masks[0, 1:4, 2:6] = True
+    object_masks[1, 4:6, 7:9] = True
+    objects = [ObjectPrompt((2, 1, 5, 3), ((3, 2), (4, 2))), ObjectPrompt((7, 4, 9, 5), ())]
     return Segmentation(
-        mask=mask,
+        mask=object_masks.any(axis=0),
+        object_masks=object_masks,
         objects=objects,
         reasoning="the mug is left",
         answer_raw="",
         status=Status.OK,
-        scores=[0.9, 0.5],
+        iou_predictions=[0.9, 0.5],
+        query="the mug",
     )
 
 
@@ -263,7 +265,7 @@ def test_detections_follow_vision_msgs() -> None:
     assert {(r.hypothesis.class_id, r.hypothesis.score) for r in first.results} == {
         ("the mug", 0.9)
     }
-    # corners given swapped are ordered; no points -> the box centre
+    # no points -> the box centre
     assert (second.bbox.size_x, second.bbox.size_y) == (2.0, 1.0)
     assert [(r.pose.pose.position.x, r.pose.pose.position.y) for r in second.results] == [
         (8.0, 4.5)
@@ -274,19 +276,26 @@ def test_result_messages_survive_cdr() -> None:
     seg = _segmentation()
     rgb = _blocky_rgb()
     msgs = result_messages(seg, _header(3), "the mug", image=rgb)
-    assert msgs.object_masks == {}  # segment() keeps only the union for two objects
+    # segment(): one mono8 mask per object beside the union
+    assert sorted(msgs.object_masks) == [0, 1]
+    for i, msg in msgs.object_masks.items():
+        assert msg.encoding == "mono8" and msg.header == _header(3)
+        got = np.frombuffer(msg.data, np.uint8).reshape(H, W) == 255
+        assert np.array_equal(got, seg.object_masks[i])
+    assert not np.array_equal(seg.object_masks[0], seg.mask)  # each its own, not the union
     tracked = TrackedSegmentation(
         mask=seg.mask,
-        objects=[],
+        objects=[
+            ObjectPrompt((2, 1, 6, 4), ()),
+            ObjectPrompt((7, 4, 9, 6), ()),
+            ObjectPrompt(None, ()),
+        ],
         reasoning="",
         answer_raw="",
         status=Status.OK,
-        scores=[0.8, 0.7, 0.1],
-        object_scores=[2.0, 1.0, -3.0],
-        object_masks=np.stack(
-            [seg.mask & (np.arange(W) < 7), seg.mask & (np.arange(W) >= 7), np.zeros((H, W), bool)]
-        ),
-        boxes=[(2, 1, 5, 3), (7, 4, 8, 5), None],
+        iou_predictions=[0.8, 0.7, 0.1],
+        object_score_logits=[2.0, 1.0, -3.0],
+        object_masks=np.stack([*seg.object_masks, np.zeros((H, W), bool)]),
         reasoned=False,
     )
     tmsgs = result_messages(tracked, _header(3), "the mug", image=rgb, reasoning=False)
@@ -298,6 +307,7 @@ def test_result_messages_survive_cdr() -> None:
         ("/seg/overlay", msgs.overlay),
         ("/seg/reasoning", msgs.reasoning),
         ("/seg/mask/object_0", tmsgs.object_masks[0]),
+        ("/seg/mask/object_1", msgs.object_masks[1]),
         ("/seg/detections", tmsgs.detections),
     ]
     back = _roundtrip(sent)

@@ -148,6 +148,34 @@ def test_node_core_works_on_the_newest_frame_only(tiny_bundle: Path) -> None:
         assert core.step(timeout=0.01) is False
 
 
+def test_node_core_publishes_one_mask_per_object_when_segmenting(bundle_segmenter: Any) -> None:
+    """Segment mode, a two-object answer (fixed reasoner, the tiny bundle's SAM2): one
+    ``mask/object_<i>`` mono8 message per object, each the result's own mask, beside the
+    union."""
+    from tests.fixtures.results import fixed_model
+
+    sent: list[tuple[str, Any]] = []
+    model = fixed_model(bundle_segmenter)
+    cfg = NodeConfig.from_parameters({"bundle": "unused", "query": "the red box"})
+    core = NodeCore(model, cfg, lambda t, msg: sent.append((t, msg)))
+    core.on_image(_image(0))
+    assert core.step(timeout=1) is True
+    got = dict(sent)
+    assert sorted(t for t in got if t.startswith("mask/")) == ["mask/object_0", "mask/object_1"]
+    rgb = np.frombuffer(_image(0).data, np.uint8).reshape(H, W, 3)
+    expected = model.segment(rgb, "the red box")
+    masks = [
+        np.frombuffer(got[f"mask/object_{i}"].data, np.uint8).reshape(H, W) == 255 for i in range(2)
+    ]
+    for i, mask in enumerate(masks):
+        assert got[f"mask/object_{i}"].encoding == "mono8"
+        assert got[f"mask/object_{i}"].header == _image(0).header
+        assert np.array_equal(mask, expected.object_masks[i])
+    union = np.frombuffer(got["mask"].data, np.uint8).reshape(H, W) == 255
+    assert np.array_equal(union, masks[0] | masks[1])
+    core.close()
+
+
 def test_node_core_waits_for_a_query(tiny_bundle: Path) -> None:
     from segzero_edge.pipeline import SegZeroEdge
 

@@ -68,7 +68,7 @@ def test_tiny_bundle_segments_with_its_family(family: str, bundles: dict[str, Pa
     assert [(list(o.box), [list(p) for p in o.points]) for o in r.objects] == want
     assert len(seg.calls) == len(r.objects)
     assert all(labels.tolist() == [SAM2_LABELS[family]] for _, labels in seg.calls)
-    assert r.mask.shape == image.shape[:2] and len(r.scores) == len(r.objects)
+    assert r.mask.shape == image.shape[:2] and len(r.iou_predictions) == len(r.objects)
 
 
 def test_sam20_bundle_matches_metas_predictor(tiny_bundle_v1: Path, sam20_checkpoint: Path) -> None:

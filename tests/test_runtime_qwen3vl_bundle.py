@@ -82,7 +82,7 @@ def test_qwen3vl_segment_and_segment_many(tiny_qwen3vl_bundle: Path) -> None:
     assert body is not None and parse_answer(one.answer_raw, strict=True).status is one.status
     assert one.status is (Status.OK if json.loads(body) else Status.NO_OBJECT)
     # the frame's prefix (system-less template + image) is reused, with the same greedy answer
-    assert [r.timings["reasoner_cache_hit"] for r in many] == [1.0, 1.0]
+    assert [r.reasoner_cache_hit for r in many] == [True, True]
     assert many[0].answer_raw == one.answer_raw and many[0].status is one.status
     assert len(many) == 2 and all(r.mask.shape == image.shape[:2] for r in many)
 
@@ -110,7 +110,7 @@ def test_qwen3vl_objects_map_from_the_1000_grid(tiny_qwen3vl_bundle: Path) -> No
     ]
     assert len(seg.calls) == len(r.objects)
     assert all(labels.tolist() == [[2, 3, 1]] for _, labels in seg.calls)
-    assert r.mask.shape == (h, w) and len(r.scores) == len(r.objects)
+    assert r.mask.shape == (h, w) and len(r.iou_predictions) == len(r.objects)
 
 
 def test_qwen3vl_empty_answer_is_no_object(tiny_qwen3vl_bundle: Path) -> None:

@@ -37,16 +37,18 @@ def test_objects_are_tracked_independently(
     for r, alone in zip(results, short_track.results, strict=False):
         assert isinstance(r, TrackedSegmentation)
         assert r.object_masks is not None and r.object_masks.shape == (2, *frames[0].shape[:2])
-        assert len(r.object_scores) == len(r.boxes) == len(r.scores) == len(r.present) == 2
+        assert len(r.object_score_logits) == len(r.objects) == len(r.present) == 2
+        assert len(r.iou_predictions) == 2 and r.object_masks.dtype == bool
         assert np.array_equal(r.object_masks[0], alone.object_masks[0])
-        assert r.object_scores[0] == alone.object_scores[0]
+        assert r.object_score_logits[0] == alone.object_score_logits[0]
         assert np.array_equal(r.mask, r.object_masks.any(axis=0))
         assert not np.array_equal(r.object_masks[1], r.object_masks[0])
         areas = r.object_masks.mean(axis=(1, 2))
-        print(f"frame {r.frame_index}: object scores {r.object_scores}, areas {areas}")
+        print(f"frame {r.frame_index}: object scores {r.object_score_logits}, areas {areas}")
     assert results[1].timings["memory_attention"] > 0 and results[1].timings["total"] > 0
     data = json.loads(json.dumps(results[1].to_json()))
-    assert data["frame_index"] == 1 and data["reasoned"] is False and len(data["boxes"]) == 2
+    assert data["frame_index"] == 1 and data["reasoned"] is False and len(data["objects"]) == 2
+    assert len(data["object_masks"]) == 2 and data["schema_version"] == 1
 
 
 def test_rereasoning_on_request_and_when_lost(ort_segmenter: Any, ort_memory: Any) -> None:
@@ -108,7 +110,9 @@ def test_nv12_frames_and_a_new_frame_size(ort_segmenter: Any, ort_memory: Any) -
         runs.append([tracker.last, tracker.update(wrap(frames[1]))])
     for rgb_result, nv12_result in zip(*runs, strict=True):
         assert np.array_equal(rgb_result.mask, nv12_result.mask)
-        assert rgb_result.object_scores == pytest.approx(nv12_result.object_scores, abs=1e-6)
+        assert rgb_result.object_score_logits == pytest.approx(
+            nv12_result.object_score_logits, abs=1e-6
+        )
     small = np.ascontiguousarray(frames[2][: h // 2, : frames[2].shape[1] // 2])
     with pytest.raises(ValueError, match="re-seed on the new size"):
         tracker.update(small)
@@ -194,7 +198,7 @@ def test_a_failed_reseed_keeps_the_objects_and_memory(ort_segmenter: Any, ort_me
     got = [tracker.update(f) for f in frames[2:]]
     for r, e in zip(got, expected[1:], strict=True):
         assert r.status is e.status and r.frame_index == e.frame_index
-        assert r.object_scores == e.object_scores and r.object_scores[0] > 0
+        assert r.object_score_logits == e.object_score_logits and r.object_score_logits[0] > 0
         assert r.object_masks is not None and e.object_masks is not None
         assert np.array_equal(r.object_masks, e.object_masks)
 
@@ -219,7 +223,7 @@ def test_a_failed_update_does_not_advance(ort_segmenter: Any, ort_memory: Any) -
         tracker.update(frames[1])
     assert tracker.frame_index == 0 and tracker.memory_bytes() == held
     r = tracker.update(frames[1])
-    assert r.frame_index == 1 and r.object_scores == expected.object_scores
+    assert r.frame_index == 1 and r.object_score_logits == expected.object_score_logits
 
 
 def test_frames_past_the_clip_are_refused(ort_segmenter: Any, ort_memory: Any) -> None:
@@ -229,14 +233,14 @@ def test_frames_past_the_clip_are_refused(ort_segmenter: Any, ort_memory: Any) -
     reasoner = ScriptedReasoner([seed_prompt(3)])
     model = SegZeroEdge(reasoner, ort_segmenter, family="multi-object", memory=ort_memory)
     one = model.track(frames[0], QUERY, num_frames=1)
-    assert np.isfinite(one.last.object_scores).all()
+    assert np.isfinite(one.last.object_score_logits).all()
     for call in (lambda: one.update(frames[1]), lambda: one.reason(frames[1])):
         with pytest.raises(ValueError, match=r"frame 1 is past the clip: num_frames=1"):
             call()
     assert one.frame_index == 0 and reasoner.calls == 1
     two = model.track(frames[0], QUERY, num_frames=2)
     r = two.update(frames[1])
-    assert r.frame_index == 1 and np.isfinite(r.object_scores).all()
+    assert r.frame_index == 1 and np.isfinite(r.object_score_logits).all()
     with pytest.raises(ValueError, match="past the clip"):
         two.update(frames[2])
 

@@ -45,11 +45,15 @@ def test_track_command(tiny_bundle: Path, tmp_path: Path, capsys: pytest.Capture
         mask = np.asarray(Image.open(out / "masks" / r["file"]))
         assert mask.shape == frame.shape[:2] and set(np.unique(mask)) <= {0, 255}
         assert int((mask > 0).sum()) == r["mask_area"]
-        assert r["timings"]["total"] > 0 and len(r["object_scores"]) == len(r["present"])
-    if not per_frame[1]["reasoned"] and per_frame[1]["object_scores"]:
+        assert r["timings"]["total"] > 0 and len(r["object_score_logits"]) == len(r["present"])
+    if not per_frame[1]["reasoned"] and per_frame[1]["object_score_logits"]:
         assert per_frame[1]["timings"]["memory_attention"] > 0
+        assert "mask" not in r and "object_masks" not in r  # the masks are the PNGs
     with Image.open(out / "overlay.gif") as gif:
         assert gif.n_frames == 3 and max(gif.size) <= 480
+        # each frame is TrackedSegmentation.plot(): its header (describe()) on a black band
+        band = np.asarray(gif.convert("RGB"))[4:12, 4:100].astype(int)
+        assert (band.max(axis=2) < 30).mean() > 0.3 and (band.min(axis=2) > 200).any()
     assert "3 frames" in capsys.readouterr().err
     leftovers = [p.name for p in out.rglob(".*") if p.name != OWNER_FILE]
     assert not leftovers, f"temporary files left: {leftovers}"

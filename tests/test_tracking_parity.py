@@ -222,13 +222,13 @@ def _compare(
     worst_iou, worst_score = 1.0, 0.0
     for i, (r, ref_mask, ref_score) in enumerate(zip(ours, meta.masks, meta.scores, strict=True)):
         iou = mask_iou(r.object_masks[0], ref_mask)
-        d_score = abs(r.object_scores[0] - ref_score)
+        d_score = abs(r.object_score_logits[0] - ref_score)
         worst_iou, worst_score = min(worst_iou, iou), max(worst_score, d_score)
         cx, _, rad = disc_at(i, n)
         where = "gone" if cx - rad >= frames[0].shape[1] else "in view"
         print(
             f"frame {i:2d} ({where}): mask IoU {iou:.5f} (area {r.object_masks[0].mean():.3f} "
-            f"vs {ref_mask.mean():.3f}), object score {r.object_scores[0]:+.4f} vs "
+            f"vs {ref_mask.mean():.3f}), object score {r.object_score_logits[0]:+.4f} vs "
             f"{ref_score:+.4f} (diff {d_score:.1e}), present {r.present[0]}"
         )
         assert iou >= MASK_IOU_MIN, f"frame {i}: mask IoU {iou:.5f}"

@@ -101,7 +101,7 @@ def test_tracker_on_tensorrt_matches_onnxruntime(trt_backends: Any, short_track:
     run = track_clip(seg, memory, synthetic_clip(SHORT_CLIP))
     for got, ref in zip(run.results, short_track.results, strict=True):
         iou = mask_iou(got.object_masks[0], ref.object_masks[0])
-        d = abs(got.object_scores[0] - ref.object_scores[0])
+        d = abs(got.object_score_logits[0] - ref.object_score_logits[0])
         print(
             f"frame {got.frame_index}: IoU {iou:.4f}, score diff {d:.3f}, "
             f"update {got.timings['total'] * 1e3:.1f} ms"

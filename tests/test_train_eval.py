@@ -284,7 +284,7 @@ def test_hf_reference_segments_a_parsed_answer(hf_predictor: Any, train_f1_synth
     pred = hf_predictor.predict_text(image, text)
     assert pred.status == "ok"
     # 840 frame -> 160 x 120: x * 160/840, y * 120/840, int(v + 0.5)
-    assert pred.objects == [{"bbox_2d": [16, 24, 80, 72], "point_2d": [[40, 48]]}]
+    assert pred.objects == [{"box": [16, 24, 80, 72], "points": [[40, 48]]}]
     assert pred.mask.shape == (120, 160) and pred.mask.dtype == bool
     empty = hf_predictor.predict_text(image, "<think>x</think><answer>[]</answer>")
     assert empty.status == "no_object" and not empty.mask.any()
@@ -317,7 +317,7 @@ def test_hf_reference_is_the_reference_script(
     finally:
         hf_predictor.family = old
     objects = ref.objects(text, image.shape[:2])
-    assert [(o["bbox_2d"], o["point_2d"]) for o in pred.objects] == objects
+    assert [(o["box"], o["points"]) for o in pred.objects] == objects
     sam = hf_predictor.sam  # still holds the image predict_text set
     want = np.zeros(image.shape[:2], bool)
     for box, points in objects:

@@ -85,7 +85,7 @@ def segzero_answer_objects(
 
 
 def _same_objects(strict: list[ObjectPrompt], objects: list[dict[str, Any]]) -> bool:
-    runtime = [(list(o["bbox_2d"]), [list(p) for p in o["point_2d"]]) for o in objects]
+    runtime = [(list(o["box"]), [list(p) for p in o["points"]]) for o in objects]
     return runtime == [(list(o.box), [list(p) for p in o.points]) for o in strict]
 
 

@@ -46,8 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=(
             "With several queries, --out and --overlay name one file per query by adding its "
             "number (from 1, in the order given) before the suffix: --out mask.png writes "
-            "mask-1.png, mask-2.png, ...; --json prints a list with one object per query "
-            "(with its 'query'). With one query the paths are used as given."
+            "mask-1.png, mask-2.png, ...; with one query the paths are used as given. --json "
+            "prints JSON Lines: one JSON object per query per line, in the order given, with "
+            "its 'query', boxes, points, 'iou_predictions' and the masks as COCO RLE "
+            "(docs/results.md)."
         ),
     )
     p.add_argument(
@@ -65,9 +67,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bundle", type=Path, default=None, help="bundle folder (segzero-edge export)")
     p.add_argument("--out", type=Path, help="write the mask here as a PNG (see below)")
     p.add_argument(
-        "--overlay", type=Path, help="write the image with mask, boxes, points (see below)"
+        "--overlay",
+        type=Path,
+        help="write the picture of the result (result.plot(): each object's mask in its own "
+        "colour, box, points, label) as PNG or JPEG by the suffix (see below)",
     )
-    p.add_argument("--json", action="store_true", help="print the result(s) as JSON")
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON object per query per line (JSON Lines)"
+    )
     p.add_argument(
         "--frame",
         type=int,
@@ -224,12 +231,21 @@ def input_image(source: str, frame: int | None) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
+    from PIL import Image
+
     from ..fileio import atomic_paths
-    from ..overlay import mask_image, overlay_image
+    from ..overlay import mask_image
+    from ..owned import RANDOM_WEIGHTS_STAMP, random_weights
     from ..pipeline import SegZeroEdge
+    from ..plotting import SAVE_FORMATS
 
     outputs = output_paths(args.out, args.overlay, len(args.query))
     check_outputs(outputs)
+    if args.overlay is not None and args.overlay.suffix.lower() not in SAVE_FORMATS:
+        raise CommandError(
+            f"--overlay {args.overlay}: give a file name ending in "
+            f"{' or '.join(sorted(SAVE_FORMATS))}"
+        )
     for query in args.query:
         try:
             query.encode("utf-8")
@@ -248,20 +264,27 @@ def run(args: argparse.Namespace) -> int:
     ) as model:
         results = model.segment_many(image, args.query)
     n = len(results)
+    stamp = RANDOM_WEIGHTS_STAMP if random_weights(bundle) else None
+    lines = [json.dumps(r.to_json()) for r in results] if args.json else []  # before any file
     # all files appear together, or none: each written beside its name, then all renamed
     with atomic_paths([dest for _, _, dest in outputs]) as tmps:
-        for tmp, (flag, i, _) in zip(tmps, outputs, strict=True):
+        for tmp, (flag, i, dest) in zip(tmps, outputs, strict=True):
             result = results[i]
-            pic = mask_image(result.mask) if flag == "--out" else overlay_image(image, result)
-            pic.save(tmp, format="PNG")
+            if flag == "--out":
+                mask_image(result.mask).save(tmp, format="PNG")
+            else:
+                pic = Image.fromarray(result.plot(image, stamp=stamp), "RGB")
+                pic.save(tmp, format=SAVE_FORMATS[dest.suffix.lower()])
     if args.json:
-        reports = [{"query": q, **r.to_json()} for q, r in zip(args.query, results, strict=True)]
-        print(json.dumps(reports[0] if n == 1 else reports, indent=2))
+        print("\n".join(lines))
         return 0
     for q, result in zip(args.query, results, strict=True):
-        boxes = "; ".join(f"box={list(o.box)} points={list(o.points)}" for o in result.objects)
+        objects = "; ".join(
+            f"box={list(o.box or ())} points={[list(p) for p in o.points]} iou={iou:.2f}"
+            for o, iou in zip(result.objects, result.iou_predictions, strict=False)
+        )
         head = f"[{q}] " if n > 1 else ""
-        print(f"{head}status={result.status.value} area={int(result.mask.sum())} {boxes}")
-        hit = " (reasoner prefix cached)" if result.timings.get("reasoner_cache_hit") else ""
+        print(f"{head}status={result.status.value} area={int(result.mask.sum())} {objects}")
+        hit = " (reasoner prefix cached)" if result.reasoner_cache_hit else ""
         print(f"total {result.timings.get('total', 0.0) * 1000:.0f} ms{hit}")
     return 0

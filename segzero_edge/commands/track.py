@@ -7,9 +7,12 @@ GStreamer pipeline or an RTSP URL (live sources need ``--max-frames``; see
 :mod:`segzero_edge.camera`).
 
 Writes to ``DIR``: ``masks/00000.png`` ... (the union of the tracked masks, 255 inside; with
-several objects also ``masks/00000_obj1.png`` ...), ``overlay.gif`` (masks tinted per object,
-boxes, frame number, present/lost), and ``track.json`` (per frame: object scores, presence,
-boxes, mask areas, whether the reasoner ran, stage timings; plus the reasoning), and the
+several objects also ``masks/00000_obj1.png`` ...), ``overlay.gif`` (each frame drawn by
+``TrackedSegmentation.plot``: masks in each object's colour, boxes, labels, and a header in
+words such as "frame 3 - tracking - object 1 present"; "random weights" stamped for the demo
+bundle), and ``track.json`` (per frame the result's JSON without masks: boxes,
+``iou_predictions``, ``object_score_logits``, ``present``, mask areas, ``reasoned``, stage
+timings; plus the reasoning), and the
 marker ``.segzero-edge-owner.json`` (:mod:`segzero_edge.owned`). ``DIR`` must be new, empty,
 or an earlier run's output (that marker), which is then replaced as a whole; it may not be
 or hold the input.
@@ -36,7 +39,6 @@ from ..options import finite_float
 from .segment import _ensure_bundle, add_family_argument
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
-COLORS = [(230, 40, 40), (40, 140, 230), (240, 200, 30), (60, 200, 90), (200, 60, 220)]
 GIF_MAX_SIDE = 480
 
 
@@ -215,27 +217,12 @@ def _check_frames(files: list[Path]) -> None:
             )
 
 
-def overlay_frame(image: np.ndarray, result: Any, alpha: float = 0.5) -> Any:
-    """A frame with each object's mask tinted in its colour, its box, and a status line."""
-    from PIL import Image, ImageDraw
+def overlay_frame(image: np.ndarray, result: Any, stamp: str | None = None) -> Any:
+    """A GIF frame: ``result.plot(image)`` (its header says what happened on the frame, see
+    ``TrackedSegmentation.describe``), ``stamp`` in a corner, at most ``GIF_MAX_SIDE`` wide."""
+    from PIL import Image
 
-    out = image.astype(np.float32)
-    masks = result.object_masks if result.object_masks is not None else []
-    for i, m in enumerate(masks):
-        color = np.asarray(COLORS[i % len(COLORS)], dtype=np.float32)
-        out[m] = (1 - alpha) * out[m] + alpha * color
-    pic = Image.fromarray(out.clip(0, 255).astype(np.uint8), "RGB")
-    draw = ImageDraw.Draw(pic)
-    for i, box in enumerate(result.boxes):
-        if box is not None:
-            draw.rectangle(box, outline=COLORS[i % len(COLORS)], width=2)
-    states = " ".join(
-        f"#{i + 1}:{'on' if p else 'lost'}({s:+.2f})"
-        for i, (p, s) in enumerate(zip(result.present, result.object_scores, strict=True))
-    )
-    label = f"{result.frame_index}{' R' if result.reasoned else ''} {states or 'no object'}"
-    draw.rectangle((0, 0, 8 + 6 * len(label), 14), fill=(0, 0, 0))
-    draw.text((4, 2), label, fill=(255, 255, 255))
+    pic = Image.fromarray(result.plot(image, stamp=stamp), "RGB")
     scale = GIF_MAX_SIDE / max(pic.size)
     if scale < 1:
         pic = pic.resize((round(pic.width * scale), round(pic.height * scale)))
@@ -243,8 +230,8 @@ def overlay_frame(image: np.ndarray, result: Any, alpha: float = 0.5) -> Any:
 
 
 def _frame_json(result: Any, name: str) -> dict[str, Any]:
-    data = result.to_json()
-    for key in ("reasoning", "answer_raw", "mask_shape"):
+    data = result.to_json(masks=False)  # the masks are the PNGs
+    for key in ("reasoning", "answer_raw", "query"):
         data.pop(key, None)
     data["file"] = name
     return data
@@ -286,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
     from ..fileio import atomic_dir, atomic_path
     from ..gif import GifWriter
     from ..overlay import mask_image
-    from ..owned import TRACK_OUTPUT_FORMAT
+    from ..owned import RANDOM_WEIGHTS_STAMP, TRACK_OUTPUT_FORMAT, random_weights
     from ..pipeline import SegZeroEdge
 
     if args.max_frames is not None and args.max_frames < 1:
@@ -301,6 +288,7 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     check_out_folder(out, Path(args.frames))
     bundle = _ensure_bundle(args.bundle)
+    stamp = RANDOM_WEIGHTS_STAMP if random_weights(bundle) else None
     # the whole folder appears at the end, complete (an earlier run's is replaced then); a
     # failure part-way leaves nothing behind
     with (
@@ -342,12 +330,12 @@ def run(args: argparse.Namespace) -> int:
                     name = f"{i:05d}.png"
                     with atomic_path(dst / "masks" / name) as tmp:
                         mask_image(result.mask).save(tmp, format="PNG")
-                    if result.object_masks is not None and len(result.object_masks) > 1:
+                    if len(result.object_masks) > 1:
                         for k, m in enumerate(result.object_masks, start=1):
                             with atomic_path(dst / "masks" / f"{i:05d}_obj{k}.png") as tmp:
                                 mask_image(m).save(tmp, format="PNG")
                     if gif is not None:
-                        gif.add(overlay_frame(frame, result))
+                        gif.add(overlay_frame(frame, result, stamp))
                     records.append(_frame_json(result, name))
                     bar.set_postfix_str(
                         f"{result.timings.get('total', 0.0) * 1000:.0f} ms, "

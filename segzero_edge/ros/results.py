@@ -6,16 +6,17 @@ image's header copied; this does the same:
 
 - ``detections``: one ``Detection2D`` per object, ``id`` its index (``"0"``, ``"1"``, ...,
   the reasoner's order, stable while tracking), ``bbox`` the box's centre and size in pixels
-  of the input image (``size = x2 - x1``, corners ordered; ``theta`` 0). ``results`` holds one
+  of the input image (``size = x2 - x1`` in the box convention of :mod:`segzero_edge.types`;
+  ``theta`` 0). ``results`` holds one
   ``ObjectHypothesisWithPose`` per point the reasoner gave (``class_id`` the query, ``score``
   SAM2's IoU prediction of the mask, ``pose.pose.position`` the point's x, y in pixels, z 0);
   an object without points (tracked frames) gets one with the box centre. Lost tracked objects
   are left out (their index stays theirs).
-- ``masks``: the union of every object's mask, and ``object_masks`` one per object where the
-  result keeps them (a tracked frame; a single-object ``segment()`` result, whose union is
-  its mask). ``segment()`` keeps only the union for several objects.
-- ``overlay``: ``rgb8`` picture of the frame with mask, boxes and points
-  (:func:`segzero_edge.overlay.overlay_image`).
+- ``masks``: the union of every object's mask, and ``object_masks`` one per object
+  (``Segmentation.object_masks``: every object of a ``segment()`` result, the present
+  objects of a tracked frame).
+- ``overlay``: ``rgb8`` picture of the frame with masks, boxes, points and labels
+  (:meth:`Segmentation.plot <segzero_edge.types.Segmentation.plot>`).
 - ``reasoning``: the ``<think>`` text as ``std_msgs/String``.
 """
 
@@ -25,7 +26,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..overlay import overlay_image
 from ..tracker import TrackedSegmentation
 from ..types import Segmentation
 from .images import mask_message, rgb_message
@@ -58,8 +58,7 @@ class ResultMessages:
 
 
 def _box_message(box: tuple[int, int, int, int]) -> BoundingBox2D:
-    left, right = sorted((float(box[0]), float(box[2])))
-    top, bottom = sorted((float(box[1]), float(box[3])))
+    left, top, right, bottom = (float(v) for v in box)  # ordered: the result's convention
     center = Pose2D(position=Point2D(x=(left + right) / 2, y=(top + bottom) / 2))
     return BoundingBox2D(center=center, size_x=right - left, size_y=bottom - top)
 
@@ -72,17 +71,19 @@ def _hypothesis(query: str, score: float, x: float, y: float) -> ObjectHypothesi
 
 
 def _objects(result: Segmentation) -> list[tuple[int, tuple[int, int, int, int], tuple, float]]:
-    """``(index, box, points, score)`` of each object the result shows."""
-    if isinstance(result, TrackedSegmentation):
-        return [
-            (i, box, (), float(result.scores[i]) if i < len(result.scores) else 0.0)
-            for i, box in enumerate(result.boxes)
-            if box is not None and result.present[i]
-        ]
+    """``(index, box, points, IoU prediction)`` of each object the result shows (a tracked
+    frame: the present ones)."""
+    ious = result.iou_predictions
     return [
-        (i, o.box, o.points, float(result.scores[i]) if i < len(result.scores) else 0.0)
+        (i, o.box, o.points, float(ious[i]) if i < len(ious) else 0.0)
         for i, o in enumerate(result.objects)
+        if o.box is not None and _shown(result, i)
     ]
+
+
+def _shown(result: Segmentation, index: int) -> bool:
+    """Whether object ``index`` is published: always, except a lost tracked object."""
+    return not isinstance(result, TrackedSegmentation) or result.present[index]
 
 
 def detections_message(result: Segmentation, header: Header, query: str) -> Detection2DArray:
@@ -104,14 +105,8 @@ def detections_message(result: Segmentation, header: Header, query: str) -> Dete
 
 
 def object_masks(result: Segmentation) -> dict[int, np.ndarray]:
-    """Object index -> its H x W bool mask, where the result keeps each object's mask."""
-    if isinstance(result, TrackedSegmentation):
-        if result.object_masks is None:
-            return {}
-        return {i: m for i, m in enumerate(result.object_masks) if result.present[i]}
-    if len(result.objects) == 1:
-        return {0: result.mask}
-    return {}
+    """Object index -> its H x W bool mask (every object; a tracked frame's present ones)."""
+    return {i: m for i, m in enumerate(result.object_masks) if _shown(result, i)}
 
 
 def result_messages(
@@ -129,8 +124,6 @@ def result_messages(
         detections=detections_message(result, header, query),
         mask=mask_message(result.mask, header),
         object_masks={i: mask_message(m, header) for i, m in object_masks(result).items()},
-        overlay=None
-        if image is None
-        else rgb_message(np.asarray(overlay_image(image, result)), header),
+        overlay=None if image is None else rgb_message(result.plot(image), header),
         reasoning=String(data=result.reasoning) if reasoning else None,
     )
