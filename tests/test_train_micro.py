@@ -220,3 +220,65 @@ def test_sft_resumes_from_its_checkpoints(tmp_path: Path, tiny_qwen_dir: Path) -
     assert {"mark": 1.0, "step": 2} in history["log_history"]
     assert [h["step"] for h in history["log_history"] if "loss" in h] == [1, 2, 3]
     assert (tmp_path / "resumed" / "config.json").is_file()
+
+
+def test_sft_targets_without_think_and_by_query_family(tmp_path: Path) -> None:
+    """``think=False`` leaves the think empty (the loss on the answer alone) with the same answer;
+    ``families`` keeps only the samples of those query families (the name-query curriculum)."""
+    from segzero_train.data import training_dataset
+    from segzero_train.scene_set import make_scene_set
+
+    data = make_scene_set(tmp_path / "scenes", 30, split="train", seed=0, size=(224, 168))
+    meta = [json.loads(p.read_text()) for p in sorted(data.glob("0*.json"))]
+    opts: dict[str, Any] = {
+        "image_size": 56, "completion": True, "family": micro.FAMILY, "per_instance": True,
+        "keep_empty": True,
+    }  # fmt: skip
+    full = training_dataset(data, **opts)
+    bare = training_dataset(data, think=False, **opts)
+    for a, b in zip(full["completion"], bare["completion"], strict=True):
+        with_think, without = a[0]["content"], b[0]["content"]
+        assert without.startswith("<think></think><answer>")
+        assert not with_think.startswith("<think></think>")
+        assert with_think.split("</think>")[1] == without.split("</think>")[1]
+    names = training_dataset(data, families=["name"], **opts)
+    want = [m["text"][0] for m in meta if m["family"] == "name"]
+    assert 0 < len(names) < len(full)
+    assert list(names["query"]) == want
+    with pytest.raises(ValueError, match="no training prompts"):
+        training_dataset(data, families=["no such family"], **opts)
+
+
+def test_box_scores_and_token_kinds() -> None:
+    """The probe's measures: box IoU, best match per true instance, coordinate-digit tokens."""
+    from segzero_train.micro_probe import box_iou, instance_score, token_kinds
+
+    assert box_iou([0, 0, 10, 10], [5, 0, 15, 10]) == pytest.approx(50 / 150)
+    assert box_iou([0, 0, 10, 10], [20, 20, 30, 30]) == 0.0
+    truth = [[0, 0, 10, 10], [100, 100, 110, 110]]
+    assert instance_score([[0, 0, 10, 10]], truth) == pytest.approx(0.5)
+    assert instance_score([[100, 100, 110, 110], [0, 0, 10, 10]], truth) == pytest.approx(1.0)
+    assert instance_score([], truth) == 0.0
+    with pytest.raises(ValueError, match="true box"):
+        instance_score([[0, 0, 1, 1]], [])
+    toks = ["<think", ">", "a", "2", "</", "think", "><", "answer", ">[{\"", "bbox", "_", "2",
+            "d", "\":", " [", "2", "7", ",", " ", "5", "]}]</", "answer", ">"]  # fmt: skip
+    kinds = token_kinds(toks)
+    assert [t for t, k in zip(toks, kinds, strict=True) if k == "digit"] == ["2", "7", "5"]
+    assert kinds[:4] == ["think"] * 4 and kinds[-1] == "answer"
+
+
+def test_sft_batches_carry_the_image(tmp_path: Path, tiny_qwen_dir: Path) -> None:
+    """The SFT collator's batch holds each sample's pixels and grid, so the model's logits on the
+    answer tokens change when the image does (a collator or processor that dropped or mixed up
+    the images would leave them equal)."""
+    from segzero_train.micro_probe import image_dependence
+    from segzero_train.scene_set import make_scene_set
+
+    data = make_scene_set(tmp_path / "scenes", 6, split="train", seed=0, size=(112, 84))
+    got = image_dependence(tiny_qwen_dir, data, n=4, image_size=56)
+    assert set(got) == {"own", "rolled", "flat", "share"}
+    assert set(got["own"]) == {"think", "answer", "digit"}
+    assert sum(got["share"].values()) == pytest.approx(1.0)
+    for other in ("rolled", "flat"):
+        assert any(abs(got[other][k] - got["own"][k]) > 1e-4 for k in got["own"]), other

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -295,6 +296,8 @@ def training_dataset(
     completion: bool = False,
     family: str | ModelFamily = "multi-object",
     keep_empty: bool = False,
+    think: bool = True,
+    families: Sequence[str] | None = None,
 ) -> Any:
     """The training rows of ``data`` as a ``datasets.Dataset`` (see the module docstring), with
     ``family``'s prompt (and answer format for ``completion``), the ground truth in the frame of
@@ -305,11 +308,18 @@ def training_dataset(
     answer is the empty list; for SFT of a list-schema family); so are prompts longer than
     ``max_prompt_length`` tokens (TRL cannot truncate a prompt that holds image tokens; with a
     ``processor``), and the count is printed. Raises ``ValueError`` when no row is left.
+
+    ``think``: the completion's thinking is the sample's own text (or the placeholder); ``False``
+    leaves it empty (``<think></think>``), so the targets are the answer alone. ``families``:
+    only samples whose annotation's ``family`` field (the scene task's query family: ``name``,
+    ``relation``, ``use``, ``multi``, ``none``) is one of these (a folder source only).
     """
     import datasets
 
     fam = get_family(family)
     source = data if isinstance(data, TrainingSource) else open_source(data, split)
+    if families is not None:
+        source = _only_families(source, families)
     rows = _ground_truth_rows(source, per_instance, max_samples, fam.coord_frame, keep_empty)
     if processor is not None and max_prompt_length is not None:
         n_image = image_token_count(processor, image_size)
@@ -344,7 +354,7 @@ def training_dataset(
     }
     if completion:
         columns["completion"] = [
-            [{"role": "assistant", "content": target_text(gt, why or DEFAULT_REASONING, family)}]
+            [{"role": "assistant", "content": target_text(gt, _thinking(why, think), family)}]
             for _, gt, _, why in rows
         ]
         features["completion"] = features["prompt"]
@@ -359,6 +369,28 @@ def training_dataset(
     features["image"] = datasets.Image()
     out = datasets.Dataset.from_dict(columns, features=datasets.Features(features))
     return out.with_transform(_SquareImages(image_size), columns=["image"], output_all_columns=True)
+
+
+def _only_families(source: TrainingSource, families: Sequence[str]) -> TrainingSource:
+    """``source`` with the samples whose annotation's ``family`` is in ``families``."""
+    import dataclasses
+
+    if source.hf is not None:
+        raise ValueError(f"families= needs a folder of annotated samples, not {source.name}")
+    wanted = set(families)
+    kept = [
+        s
+        for s in source.samples
+        if json.loads(Path(s.image_path).with_suffix(".json").read_text()).get("family") in wanted
+    ]
+    return dataclasses.replace(source, samples=kept)
+
+
+def _thinking(reasoning: str, think: bool) -> str:
+    """The thinking text of a target: the sample's own, the placeholder, or none."""
+    if not think:
+        return ""
+    return reasoning or DEFAULT_REASONING
 
 
 class _SquareImages:
