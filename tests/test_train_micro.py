@@ -282,3 +282,18 @@ def test_sft_batches_carry_the_image(tmp_path: Path, tiny_qwen_dir: Path) -> Non
     assert sum(got["share"].values()) == pytest.approx(1.0)
     for other in ("rolled", "flat"):
         assert any(abs(got[other][k] - got["own"][k]) > 1e-4 for k in got["own"]), other
+
+
+def test_coarse_targets_round_to_the_step_inside_the_range() -> None:
+    """``coord_step`` rounds the SFT target's coordinates to multiples of the step, keeps every box
+    at least one step wide inside ``[0, coord_range]`` and leaves step 1 exact."""
+    from segzero_train.data import coarse_ground_truth
+    from segzero_train.rewards import GroundTruth
+
+    gt = GroundTruth(boxes=[(272, 58, 414, 308), (831, 5, 839, 9)], points=[(341, 178), (835, 7)])
+    got = coarse_ground_truth(gt, 20, 840)
+    assert [tuple(b) for b in got.boxes] == [(280, 60, 420, 300), (820, 0, 840, 20)]
+    assert [tuple(p) for p in got.points] == [(340, 180), (840, 0)]
+    assert coarse_ground_truth(gt, 1, 840) is gt
+    with pytest.raises(ValueError, match="coord_step"):
+        coarse_ground_truth(gt, 0, 840)

@@ -298,6 +298,7 @@ def training_dataset(
     keep_empty: bool = False,
     think: bool = True,
     families: Sequence[str] | None = None,
+    coord_step: int = 1,
 ) -> Any:
     """The training rows of ``data`` as a ``datasets.Dataset`` (see the module docstring), with
     ``family``'s prompt (and answer format for ``completion``), the ground truth in the frame of
@@ -313,6 +314,8 @@ def training_dataset(
     leaves it empty (``<think></think>``), so the targets are the answer alone. ``families``:
     only samples whose annotation's ``family`` field (the scene task's query family: ``name``,
     ``relation``, ``use``, ``multi``, ``none``) is one of these (a folder source only).
+    ``coord_step``: the completion's coordinates rounded to multiples of this many answer units
+    (:func:`coarse_ground_truth`; the ``gt_boxes`` / ``gt_points`` columns stay exact).
     """
     import datasets
 
@@ -354,7 +357,16 @@ def training_dataset(
     }
     if completion:
         columns["completion"] = [
-            [{"role": "assistant", "content": target_text(gt, _thinking(why, think), family)}]
+            [
+                {
+                    "role": "assistant",
+                    "content": target_text(
+                        coarse_ground_truth(gt, coord_step, fam.coord_frame),
+                        _thinking(why, think),
+                        family,
+                    ),
+                }
+            ]
             for _, gt, _, why in rows
         ]
         features["completion"] = features["prompt"]
@@ -369,6 +381,31 @@ def training_dataset(
     features["image"] = datasets.Image()
     out = datasets.Dataset.from_dict(columns, features=datasets.Features(features))
     return out.with_transform(_SquareImages(image_size), columns=["image"], output_all_columns=True)
+
+
+def coarse_ground_truth(gt: GroundTruth, step: int, coord_range: int) -> GroundTruth:
+    """``gt`` with every coordinate rounded to the nearest multiple of ``step`` answer units,
+    within ``[0, coord_range]``; a box keeps a positive size (``x2 >= x1 + step``). ``step`` 1
+    returns ``gt`` unchanged; ``ValueError`` for ``step`` < 1."""
+    if step < 1:
+        raise ValueError(f"coord_step must be >= 1, got {step}")
+    if step == 1:
+        return gt
+
+    def r(v: float) -> int:
+        return int(min(max(round(v / step) * step, 0), coord_range))
+
+    def span(lo: float, hi: float) -> tuple[int, int]:
+        a, b = r(lo), r(hi)
+        if b - a >= step:
+            return a, b
+        return (a, a + step) if a + step <= coord_range else (b - step, b)
+
+    boxes = []
+    for x1, y1, x2, y2 in gt.boxes:
+        (a, c), (b, d) = span(x1, x2), span(y1, y2)
+        boxes.append((a, b, c, d))
+    return GroundTruth(boxes=boxes, points=[(r(x), r(y)) for x, y in gt.points])
 
 
 def _only_families(source: TrainingSource, families: Sequence[str]) -> TrainingSource:
@@ -405,6 +442,7 @@ class _SquareImages:
 
 __all__ = [
     "TrainingSource",
+    "coarse_ground_truth",
     "image_token_count",
     "is_hf_dataset_dir",
     "load_segzero_set",

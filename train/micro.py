@@ -82,6 +82,8 @@ class Recipe:
     sft_batch: int = 8
     sft_lr: float = 1e-3
     sft_save_steps: int = 50
+    name_steps: int = 0
+    coord_step: int = 1
     grpo_steps: int = 40
     grpo_lr: float = 3e-5
     prompts_per_step: int = 4
@@ -101,6 +103,7 @@ SMOKE = {
     "sft_steps": 2,
     "sft_batch": 2,
     "sft_save_steps": 1,
+    "name_steps": 1,
     "grpo_steps": 1,
     "prompts_per_step": 2,
     "num_generations": 2,
@@ -173,16 +176,32 @@ def stage_base(out: Path, r: Recipe) -> Path:
 
 
 def stage_sft(out: Path, r: Recipe, base: Path, train: Path) -> Path:
+    """SFT: first ``name_steps`` steps on the name queries alone with the answer alone as target
+    (``sft_names/``; skipped for 0), then ``sft_steps`` on every query with think + answer."""
     from .sft import train_sft
 
+    common: dict[str, Any] = {
+        "image_size": r.image_size, "batch_size": r.sft_batch, "learning_rate": r.sft_lr,
+        "seed": r.seed, "use_cpu": True, "family": FAMILY, "save_steps": r.sft_save_steps,
+        "per_instance": True, "coord_step": r.coord_step,
+    }  # fmt: skip
+    start = base
+    if r.name_steps > 0:
+        start = out / "sft_names"
+        checkpoints = out / "sft_names_checkpoints"
+        if not start.is_dir():
+            stats = train_sft(
+                base, train, start, steps=r.name_steps, checkpoint_dir=checkpoints,
+                families=["name"], think=False, keep_empty=False, **common,
+            )  # fmt: skip
+            (start / "sft_stats.json").write_text(json.dumps(stats, indent=1))
+        shutil.rmtree(checkpoints, ignore_errors=True)
     sft = out / "sft"
     checkpoints = out / "sft_checkpoints"
     if not sft.is_dir():
         stats = train_sft(
-            base, train, sft, steps=r.sft_steps, image_size=r.image_size, batch_size=r.sft_batch,
-            learning_rate=r.sft_lr, seed=r.seed, use_cpu=True, family=FAMILY,
-            checkpoint_dir=checkpoints, save_steps=r.sft_save_steps, per_instance=True,
-            keep_empty=True,
+            start, train, sft, steps=r.sft_steps, checkpoint_dir=checkpoints, keep_empty=True,
+            **common,
         )  # fmt: skip
         (sft / "sft_stats.json").write_text(json.dumps(stats, indent=1))
     shutil.rmtree(checkpoints, ignore_errors=True)

@@ -47,6 +47,7 @@ def train_sft(
     keep_empty: bool = False,
     think: bool = True,
     families: Sequence[str] | None = None,
+    coord_step: int = 1,
 ) -> dict[str, float]:
     """Fine-tune on the ground-truth answers of ``data``; write model + processor to ``output_dir``.
 
@@ -62,7 +63,8 @@ def train_sft(
     the whole target as one box); ``keep_empty``: train samples without a target too, with the
     empty answer ``[]`` (see :func:`segzero_train.data.training_dataset`); ``think``: the
     samples' thinking text in the targets (``False``: an empty ``<think></think>``, the loss on the
-    answer alone); ``families``: only the scene task's samples of these query families.
+    answer alone); ``families``: only the scene task's samples of these query families;
+    ``coord_step``: target coordinates rounded to multiples of this many answer units.
 
     ``checkpoint_dir``: keep trainer checkpoints (model, optimiser, scheduler, RNG) there every
     ``save_steps`` steps and resume from the newest one found there
@@ -104,6 +106,7 @@ def train_sft(
         keep_empty=keep_empty,
         think=think,
         families=families,
+        coord_step=coord_step,
     )
     if use_cpu is None:
         use_cpu = not torch.cuda.is_available()
