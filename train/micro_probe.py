@@ -167,6 +167,8 @@ def image_dependence(
     n: int = 16,
     image_size: int | None = None,
     think: bool = True,
+    coord_step: int = 1,
+    families: Sequence[str] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Teacher-forced loss (nats per token) of the SFT targets of the first ``n`` samples of
     ``data_dir`` by token kind (:func:`token_kinds`), with ``own`` images, ``rolled`` (each
@@ -176,7 +178,8 @@ def image_dependence(
     Returns ``{"own" | "rolled" | "flat": {"digit" | "think" | "answer": loss}}`` plus
     ``"share"``: each kind's share of the own-image loss. ``think``: the targets carry the
     samples' thinking text (else an empty think, as :func:`segzero_train.sft.train_sft` with
-    ``think=False`` trains)."""
+    ``think=False`` trains); ``coord_step`` and ``families`` as
+    :func:`segzero_train.data.training_dataset` takes them."""
     import torch
     from PIL import Image
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
@@ -191,7 +194,7 @@ def image_dependence(
     model.eval()
     ds = training_dataset(
         data_dir, image_size=size, completion=True, family=fam, per_instance=True,
-        keep_empty=True, max_samples=n, think=think,
+        keep_empty=True, max_samples=n, think=think, coord_step=coord_step, families=families,
     )  # fmt: skip
     collate = DataCollatorForVisionLanguageModeling(processor, completion_only_loss=True)
     images = [ds[i]["image"] for i in range(len(ds))]
@@ -231,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=40, help="held-out samples with a target")
     p.add_argument("--dependence", type=int, default=16, help="samples for image_dependence")
     p.add_argument("--no-think", action="store_true", help="targets with an empty think")
+    p.add_argument("--coord-step", type=int, default=1, help="targets rounded to this step")
+    p.add_argument("--families", default=None, help="comma-separated query families only")
     p.add_argument("--image-size", type=int, default=None)
     p.add_argument("--out", type=Path, default=None, help="write the JSON here too")
     a = p.parse_args(argv)
@@ -238,8 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         result: dict[str, Any] = {}
         if a.dependence:
             result["image_dependence"] = image_dependence(
-                a.model, a.heldout, n=a.dependence, image_size=a.image_size, think=not a.no_think
-            )
+                a.model, a.heldout, n=a.dependence, image_size=a.image_size,
+                think=not a.no_think, coord_step=a.coord_step,
+                families=None if a.families is None else a.families.split(","),
+            )  # fmt: skip
         if a.n:
             result["boxes"] = box_scores(
                 a.model, a.train, a.heldout, n=a.n, image_size=a.image_size
