@@ -297,3 +297,17 @@ def test_coarse_targets_round_to_the_step_inside_the_range() -> None:
     assert coarse_ground_truth(gt, 1, 840) is gt
     with pytest.raises(ValueError, match="coord_step"):
         coarse_ground_truth(gt, 0, 840)
+
+
+def test_micro_reasoner_rope_base_reaches_the_config_and_the_gguf_writer(tmp_path: Path) -> None:
+    """``Recipe.rope_theta`` is the built reasoner's RoPE base, and the GGUF writer reads it from
+    there (so an exported bundle runs the model with the base it was trained with)."""
+    from segzero_export.reasoner_gguf import text_hparams
+    from segzero_export.tiny_qwen import build_tiny_qwen25vl
+
+    sizes = micro.micro_qwen_sizes(10.0)
+    out = build_tiny_qwen25vl(tmp_path / "m", sizes=sizes, trainable_init=True)
+    config = json.loads((out / "config.json").read_text())
+    assert config["text_config"]["rope_parameters"]["rope_theta"] == 10.0
+    assert text_hparams(config).rope_theta == 10.0
+    assert micro.micro_qwen_sizes().rope_theta == 1000000.0
