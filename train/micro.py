@@ -13,7 +13,8 @@ stopped; GRPO and SAM2 also resume inside their stage from their last checkpoint
 3. ``sft/``: :func:`segzero_train.sft.train_sft` on the think + answer targets, one object per
    target instance and ``[]`` for a query with none (the
    ``micro-scene`` family: the image shown at ``image_size``, its 336 frame by default;
-   coordinates in the 840 range);
+   coordinates in the 840 range, rounded to ``coord_step``); with ``name_steps`` > 0 it starts
+   from ``sft_names/``: that many steps on the name queries alone, the answer alone as target;
 4. ``grpo/``: :func:`segzero_train.grpo.train_grpo` with Seg-Zero's multi-object reward
    (checkpoints every ``grpo_save_steps``; ``--resume latest`` when one is there);
 5. ``sam2/``: the micro SAM2 (:mod:`segzero_train.micro_sam2`);
