@@ -311,3 +311,20 @@ def test_micro_reasoner_rope_base_reaches_the_config_and_the_gguf_writer(tmp_pat
     assert config["text_config"]["rope_parameters"]["rope_theta"] == 10.0
     assert text_hparams(config).rope_theta == 10.0
     assert micro.micro_qwen_sizes().rope_theta == 1000000.0
+
+
+def test_a_run_folder_from_before_the_added_settings_still_resumes(tmp_path: Path) -> None:
+    """A ``recipe.json`` written before ``name_steps`` / ``coord_step`` / ``rope_theta`` existed
+    is the default recipe (those settings were then off), so its run continues; another value of
+    an added setting is still refused."""
+    out = tmp_path / "run"
+    out.mkdir()
+    old = dataclasses.asdict(micro.Recipe())
+    for key in micro.ADDED_SETTINGS:
+        old.pop(key)
+    (out / "recipe.json").write_text(json.dumps(old))
+    micro.check_recipe(out, micro.Recipe())
+    with pytest.raises(ValueError, match="other settings"):
+        micro.check_recipe(out, micro.Recipe(rope_theta=10.0))
+    assert micro.main(["--out", str(out), "--rope-theta", "10"]) == 2
+    assert json.loads((out / "recipe.json").read_text()) == old

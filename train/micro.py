@@ -101,6 +101,9 @@ class Recipe:
     eval_size: int = 60
 
 
+ADDED_SETTINGS = {"name_steps": 0, "coord_step": 1, "rope_theta": 1000000.0}
+"""Settings added after the first runs, with the values those runs had."""
+
 SMOKE = {
     "train_size": 24,
     "heldout_size": 8,
@@ -345,12 +348,13 @@ def stage_results(
     return results
 
 
-def run(out: Path, r: Recipe) -> dict[str, Any]:
-    """Every stage in order (see the module docstring); returns the results."""
-    out.mkdir(parents=True, exist_ok=True)
+def check_recipe(out: Path, r: Recipe) -> None:
+    """Raise ``ValueError`` when ``out/recipe.json`` holds other settings than ``r``; write it
+    when there is none. A setting added later is missing from an older run's file: it counts as
+    the value that run had (:data:`ADDED_SETTINGS`)."""
     recipe_file = out / "recipe.json"
     if recipe_file.is_file():
-        saved = json.loads(recipe_file.read_text())
+        saved = {**ADDED_SETTINGS, **json.loads(recipe_file.read_text())}
         if saved != dataclasses.asdict(r):
             raise ValueError(
                 f"{out} holds a run with other settings ({recipe_file}); use a new --out or the "
@@ -358,6 +362,12 @@ def run(out: Path, r: Recipe) -> dict[str, Any]:
             )
     else:
         recipe_file.write_text(json.dumps(dataclasses.asdict(r), indent=1))
+
+
+def run(out: Path, r: Recipe) -> dict[str, Any]:
+    """Every stage in order (see the module docstring); returns the results."""
+    out.mkdir(parents=True, exist_ok=True)
+    check_recipe(out, r)
     times_file = out / "seconds.json"
     seconds: dict[str, float] = json.loads(times_file.read_text()) if times_file.is_file() else {}
     outputs = {
@@ -421,10 +431,12 @@ if __name__ == "__main__":
 
 
 __all__ = [
+    "ADDED_SETTINGS",
     "DATA_SEED",
     "FAMILY",
     "SMOKE",
     "Recipe",
+    "check_recipe",
     "grpo_argv",
     "micro_qwen_sizes",
     "run",
