@@ -88,7 +88,8 @@ VISION_INTERMEDIATE = 128
 class QwenSizes:
     """Sizes of a small Qwen2.5-VL; the defaults are the tiny test model's. ``mrope_section``
     must sum to ``text_hidden / text_heads / 2``; ``vision_fullatt`` are the vision blocks with
-    full attention (the others use window attention)."""
+    full attention (the others use window attention); ``rope_theta``: the language model's RoPE
+    base (Qwen2.5-VL's 1e6 by default; M-RoPE gives the width section the lowest frequencies)."""
 
     bpe_vocab: int = BPE_VOCAB_SIZE
     text_hidden: int = TEXT_HIDDEN
@@ -102,6 +103,7 @@ class QwenSizes:
     vision_hidden: int = VISION_HIDDEN
     vision_heads: int = VISION_HEADS
     vision_intermediate: int = VISION_INTERMEDIATE
+    rope_theta: float = 1000000.0
 
 
 TINY = QwenSizes()
@@ -292,7 +294,7 @@ def _config(tokenizer: Any, tie_word_embeddings: bool, sizes: QwenSizes = TINY) 
         "max_window_layers": sizes.text_layers,
         "rope_parameters": {
             "rope_type": "default",
-            "rope_theta": 1000000.0,
+            "rope_theta": float(sizes.rope_theta),
             "mrope_section": list(sizes.mrope_section),
         },
         "bos_token_id": tid("<|endoftext|>"),

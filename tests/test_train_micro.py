@@ -220,3 +220,111 @@ def test_sft_resumes_from_its_checkpoints(tmp_path: Path, tiny_qwen_dir: Path) -
     assert {"mark": 1.0, "step": 2} in history["log_history"]
     assert [h["step"] for h in history["log_history"] if "loss" in h] == [1, 2, 3]
     assert (tmp_path / "resumed" / "config.json").is_file()
+
+
+def test_sft_targets_without_think_and_by_query_family(tmp_path: Path) -> None:
+    """``think=False`` leaves the think empty (the loss on the answer alone) with the same answer;
+    ``families`` keeps only the samples of those query families (the name-query curriculum)."""
+    from segzero_train.data import training_dataset
+    from segzero_train.scene_set import make_scene_set
+
+    data = make_scene_set(tmp_path / "scenes", 30, split="train", seed=0, size=(224, 168))
+    meta = [json.loads(p.read_text()) for p in sorted(data.glob("0*.json"))]
+    opts: dict[str, Any] = {
+        "image_size": 56, "completion": True, "family": micro.FAMILY, "per_instance": True,
+        "keep_empty": True,
+    }  # fmt: skip
+    full = training_dataset(data, **opts)
+    bare = training_dataset(data, think=False, **opts)
+    for a, b in zip(full["completion"], bare["completion"], strict=True):
+        with_think, without = a[0]["content"], b[0]["content"]
+        assert without.startswith("<think></think><answer>")
+        assert not with_think.startswith("<think></think>")
+        assert with_think.split("</think>")[1] == without.split("</think>")[1]
+    names = training_dataset(data, families=["name"], **opts)
+    want = [m["text"][0] for m in meta if m["family"] == "name"]
+    assert 0 < len(names) < len(full)
+    assert list(names["query"]) == want
+    with pytest.raises(ValueError, match="no training prompts"):
+        training_dataset(data, families=["no such family"], **opts)
+
+
+def test_box_scores_and_token_kinds() -> None:
+    """The probe's measures: box IoU, best match per true instance, coordinate-digit tokens."""
+    from segzero_train.micro_probe import box_iou, instance_score, token_kinds
+
+    assert box_iou([0, 0, 10, 10], [5, 0, 15, 10]) == pytest.approx(50 / 150)
+    assert box_iou([0, 0, 10, 10], [20, 20, 30, 30]) == 0.0
+    truth = [[0, 0, 10, 10], [100, 100, 110, 110]]
+    assert instance_score([[0, 0, 10, 10]], truth) == pytest.approx(0.5)
+    assert instance_score([[100, 100, 110, 110], [0, 0, 10, 10]], truth) == pytest.approx(1.0)
+    assert instance_score([], truth) == 0.0
+    with pytest.raises(ValueError, match="true box"):
+        instance_score([[0, 0, 1, 1]], [])
+    toks = ["<think", ">", "a", "2", "</", "think", "><", "answer", ">[{\"", "bbox", "_", "2",
+            "d", "\":", " [", "2", "7", ",", " ", "5", "]}]</", "answer", ">"]  # fmt: skip
+    kinds = token_kinds(toks)
+    assert [t for t, k in zip(toks, kinds, strict=True) if k == "digit"] == ["2", "7", "5"]
+    assert kinds[:4] == ["think"] * 4 and kinds[-1] == "answer"
+
+
+def test_sft_batches_carry_the_image(tmp_path: Path, tiny_qwen_dir: Path) -> None:
+    """The SFT collator's batch holds each sample's pixels and grid, so the model's logits on the
+    answer tokens change when the image does (a collator or processor that dropped or mixed up
+    the images would leave them equal)."""
+    from segzero_train.micro_probe import image_dependence
+    from segzero_train.scene_set import make_scene_set
+
+    data = make_scene_set(tmp_path / "scenes", 6, split="train", seed=0, size=(112, 84))
+    got = image_dependence(tiny_qwen_dir, data, n=4, image_size=56)
+    assert set(got) == {"own", "rolled", "flat", "share"}
+    assert set(got["own"]) == {"think", "answer", "digit"}
+    assert sum(got["share"].values()) == pytest.approx(1.0)
+    for other in ("rolled", "flat"):
+        assert any(abs(got[other][k] - got["own"][k]) > 1e-4 for k in got["own"]), other
+
+
+def test_coarse_targets_round_to_the_step_inside_the_range() -> None:
+    """``coord_step`` rounds the SFT target's coordinates to multiples of the step, keeps every box
+    at least one step wide inside ``[0, coord_range]`` and leaves step 1 exact."""
+    from segzero_train.data import coarse_ground_truth
+    from segzero_train.rewards import GroundTruth
+
+    gt = GroundTruth(boxes=[(272, 58, 414, 308), (831, 5, 839, 9)], points=[(341, 178), (835, 7)])
+    got = coarse_ground_truth(gt, 20, 840)
+    assert [tuple(b) for b in got.boxes] == [(280, 60, 420, 300), (820, 0, 840, 20)]
+    assert [tuple(p) for p in got.points] == [(340, 180), (840, 0)]
+    assert coarse_ground_truth(gt, 1, 840) is gt
+    with pytest.raises(ValueError, match="coord_step"):
+        coarse_ground_truth(gt, 0, 840)
+
+
+def test_micro_reasoner_rope_base_reaches_the_config_and_the_gguf_writer(tmp_path: Path) -> None:
+    """``Recipe.rope_theta`` is the built reasoner's RoPE base, and the GGUF writer reads it from
+    there (so an exported bundle runs the model with the base it was trained with)."""
+    from segzero_export.reasoner_gguf import text_hparams
+    from segzero_export.tiny_qwen import build_tiny_qwen25vl
+
+    sizes = micro.micro_qwen_sizes(10.0)
+    out = build_tiny_qwen25vl(tmp_path / "m", sizes=sizes, trainable_init=True)
+    config = json.loads((out / "config.json").read_text())
+    assert config["text_config"]["rope_parameters"]["rope_theta"] == 10.0
+    assert text_hparams(config).rope_theta == 10.0
+    assert micro.micro_qwen_sizes().rope_theta == 1000000.0
+
+
+def test_a_run_folder_from_before_the_added_settings_still_resumes(tmp_path: Path) -> None:
+    """A ``recipe.json`` written before ``name_steps`` / ``coord_step`` / ``rope_theta`` existed
+    is the default recipe (those settings were then off), so its run continues; another value of
+    an added setting is still refused."""
+    out = tmp_path / "run"
+    out.mkdir()
+    old = dataclasses.asdict(micro.Recipe())
+    for key in micro.ADDED_SETTINGS:
+        old.pop(key)
+    (out / "recipe.json").write_text(json.dumps(old))
+    micro.check_recipe(out, micro.Recipe())
+    with pytest.raises(ValueError, match="other settings"):
+        micro.check_recipe(out, micro.Recipe(rope_theta=10.0))
+    assert micro.main(["--out", str(out), "--rope-theta", "10"]) == 2
+    assert json.loads((out / "recipe.json").read_text()) == old

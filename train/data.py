@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -295,6 +296,9 @@ def training_dataset(
     completion: bool = False,
     family: str | ModelFamily = "multi-object",
     keep_empty: bool = False,
+    think: bool = True,
+    families: Sequence[str] | None = None,
+    coord_step: int = 1,
 ) -> Any:
     """The training rows of ``data`` as a ``datasets.Dataset`` (see the module docstring), with
     ``family``'s prompt (and answer format for ``completion``), the ground truth in the frame of
@@ -305,11 +309,20 @@ def training_dataset(
     answer is the empty list; for SFT of a list-schema family); so are prompts longer than
     ``max_prompt_length`` tokens (TRL cannot truncate a prompt that holds image tokens; with a
     ``processor``), and the count is printed. Raises ``ValueError`` when no row is left.
+
+    ``think``: the completion's thinking is the sample's own text (or the placeholder); ``False``
+    leaves it empty (``<think></think>``), so the targets are the answer alone. ``families``:
+    only samples whose annotation's ``family`` field (the scene task's query family: ``name``,
+    ``relation``, ``use``, ``multi``, ``none``) is one of these (a folder source only).
+    ``coord_step``: the completion's coordinates rounded to multiples of this many answer units
+    (:func:`coarse_ground_truth`; the ``gt_boxes`` / ``gt_points`` columns stay exact).
     """
     import datasets
 
     fam = get_family(family)
     source = data if isinstance(data, TrainingSource) else open_source(data, split)
+    if families is not None:
+        source = _only_families(source, families)
     rows = _ground_truth_rows(source, per_instance, max_samples, fam.coord_frame, keep_empty)
     if processor is not None and max_prompt_length is not None:
         n_image = image_token_count(processor, image_size)
@@ -344,7 +357,16 @@ def training_dataset(
     }
     if completion:
         columns["completion"] = [
-            [{"role": "assistant", "content": target_text(gt, why or DEFAULT_REASONING, family)}]
+            [
+                {
+                    "role": "assistant",
+                    "content": target_text(
+                        coarse_ground_truth(gt, coord_step, fam.coord_frame),
+                        _thinking(why, think),
+                        family,
+                    ),
+                }
+            ]
             for _, gt, _, why in rows
         ]
         features["completion"] = features["prompt"]
@@ -361,6 +383,53 @@ def training_dataset(
     return out.with_transform(_SquareImages(image_size), columns=["image"], output_all_columns=True)
 
 
+def coarse_ground_truth(gt: GroundTruth, step: int, coord_range: int) -> GroundTruth:
+    """``gt`` with every coordinate rounded to the nearest multiple of ``step`` answer units,
+    within ``[0, coord_range]``; a box keeps a positive size (``x2 >= x1 + step``). ``step`` 1
+    returns ``gt`` unchanged; ``ValueError`` for ``step`` < 1."""
+    if step < 1:
+        raise ValueError(f"coord_step must be >= 1, got {step}")
+    if step == 1:
+        return gt
+
+    def r(v: float) -> int:
+        return int(min(max(round(v / step) * step, 0), coord_range))
+
+    def span(lo: float, hi: float) -> tuple[int, int]:
+        a, b = r(lo), r(hi)
+        if b - a >= step:
+            return a, b
+        return (a, a + step) if a + step <= coord_range else (b - step, b)
+
+    boxes = []
+    for x1, y1, x2, y2 in gt.boxes:
+        (a, c), (b, d) = span(x1, x2), span(y1, y2)
+        boxes.append((a, b, c, d))
+    return GroundTruth(boxes=boxes, points=[(r(x), r(y)) for x, y in gt.points])
+
+
+def _only_families(source: TrainingSource, families: Sequence[str]) -> TrainingSource:
+    """``source`` with the samples whose annotation's ``family`` is in ``families``."""
+    import dataclasses
+
+    if source.hf is not None:
+        raise ValueError(f"families= needs a folder of annotated samples, not {source.name}")
+    wanted = set(families)
+    kept = [
+        s
+        for s in source.samples
+        if json.loads(Path(s.image_path).with_suffix(".json").read_text()).get("family") in wanted
+    ]
+    return dataclasses.replace(source, samples=kept)
+
+
+def _thinking(reasoning: str, think: bool) -> str:
+    """The thinking text of a target: the sample's own, the placeholder, or none."""
+    if not think:
+        return ""
+    return reasoning or DEFAULT_REASONING
+
+
 class _SquareImages:
     """Dataset transform: decode and square the ``image`` column on access (no copy on disk)."""
 
@@ -373,6 +442,7 @@ class _SquareImages:
 
 __all__ = [
     "TrainingSource",
+    "coarse_ground_truth",
     "image_token_count",
     "is_hf_dataset_dir",
     "load_segzero_set",

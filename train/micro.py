@@ -13,7 +13,8 @@ stopped; GRPO and SAM2 also resume inside their stage from their last checkpoint
 3. ``sft/``: :func:`segzero_train.sft.train_sft` on the think + answer targets, one object per
    target instance and ``[]`` for a query with none (the
    ``micro-scene`` family: the image shown at ``image_size``, its 336 frame by default;
-   coordinates in the 840 range);
+   coordinates in the 840 range, rounded to ``coord_step``); with ``name_steps`` > 0 it starts
+   from ``sft_names/``: that many steps on the name queries alone, the answer alone as target;
 4. ``grpo/``: :func:`segzero_train.grpo.train_grpo` with Seg-Zero's multi-object reward
    (checkpoints every ``grpo_save_steps``; ``--resume latest`` when one is there);
 5. ``sam2/``: the micro SAM2 (:mod:`segzero_train.micro_sam2`);
@@ -49,12 +50,15 @@ FAMILY = "micro-scene"
 short prompt, multi-object answers in the 840 coordinate range)."""
 
 
-def micro_qwen_sizes() -> Any:
+def micro_qwen_sizes(rope_theta: float = 1000000.0) -> Any:
     """The micro reasoner's sizes: 4 text layers of width 256, a 4-block vision tower of width
-    128, a 1500-token BPE vocabulary (about 5 M parameters)."""
+    128, a 1500-token BPE vocabulary (about 5 M parameters); ``rope_theta`` the language model's
+    RoPE base (M-RoPE gives the image width the lowest frequencies: with Qwen's 1e6 the 12 columns
+    of the 336 frame differ by at most 0.002 rad; see train/README.md)."""
     from segzero_export.tiny_qwen import QwenSizes
 
     return QwenSizes(
+        rope_theta=rope_theta,
         bpe_vocab=1500,
         text_hidden=256,
         text_intermediate=1024,
@@ -82,6 +86,9 @@ class Recipe:
     sft_batch: int = 8
     sft_lr: float = 1e-3
     sft_save_steps: int = 50
+    name_steps: int = 0
+    coord_step: int = 1
+    rope_theta: float = 1000000.0
     grpo_steps: int = 40
     grpo_lr: float = 3e-5
     prompts_per_step: int = 4
@@ -94,6 +101,9 @@ class Recipe:
     eval_size: int = 60
 
 
+ADDED_SETTINGS = {"name_steps": 0, "coord_step": 1, "rope_theta": 1000000.0}
+"""Settings added after the first runs, with the values those runs had."""
+
 SMOKE = {
     "train_size": 24,
     "heldout_size": 8,
@@ -101,6 +111,7 @@ SMOKE = {
     "sft_steps": 2,
     "sft_batch": 2,
     "sft_save_steps": 1,
+    "name_steps": 1,
     "grpo_steps": 1,
     "prompts_per_step": 2,
     "num_generations": 2,
@@ -166,23 +177,39 @@ def stage_base(out: Path, r: Recipe) -> Path:
     base = out / "base"
     if not base.is_dir():
         build_tiny_qwen25vl(
-            base, seed=r.seed, sizes=micro_qwen_sizes(), extra_corpus=task_corpus(),
+            base, seed=r.seed, sizes=micro_qwen_sizes(r.rope_theta), extra_corpus=task_corpus(),
             trainable_init=True,
         )  # fmt: skip
     return base
 
 
 def stage_sft(out: Path, r: Recipe, base: Path, train: Path) -> Path:
+    """SFT: first ``name_steps`` steps on the name queries alone with the answer alone as target
+    (``sft_names/``; skipped for 0), then ``sft_steps`` on every query with think + answer."""
     from .sft import train_sft
 
+    common: dict[str, Any] = {
+        "image_size": r.image_size, "batch_size": r.sft_batch, "learning_rate": r.sft_lr,
+        "seed": r.seed, "use_cpu": True, "family": FAMILY, "save_steps": r.sft_save_steps,
+        "per_instance": True, "coord_step": r.coord_step,
+    }  # fmt: skip
+    start = base
+    if r.name_steps > 0:
+        start = out / "sft_names"
+        checkpoints = out / "sft_names_checkpoints"
+        if not start.is_dir():
+            stats = train_sft(
+                base, train, start, steps=r.name_steps, checkpoint_dir=checkpoints,
+                families=["name"], think=False, keep_empty=False, **common,
+            )  # fmt: skip
+            (start / "sft_stats.json").write_text(json.dumps(stats, indent=1))
+        shutil.rmtree(checkpoints, ignore_errors=True)
     sft = out / "sft"
     checkpoints = out / "sft_checkpoints"
     if not sft.is_dir():
         stats = train_sft(
-            base, train, sft, steps=r.sft_steps, image_size=r.image_size, batch_size=r.sft_batch,
-            learning_rate=r.sft_lr, seed=r.seed, use_cpu=True, family=FAMILY,
-            checkpoint_dir=checkpoints, save_steps=r.sft_save_steps, per_instance=True,
-            keep_empty=True,
+            start, train, sft, steps=r.sft_steps, checkpoint_dir=checkpoints, keep_empty=True,
+            **common,
         )  # fmt: skip
         (sft / "sft_stats.json").write_text(json.dumps(stats, indent=1))
     shutil.rmtree(checkpoints, ignore_errors=True)
@@ -321,12 +348,13 @@ def stage_results(
     return results
 
 
-def run(out: Path, r: Recipe) -> dict[str, Any]:
-    """Every stage in order (see the module docstring); returns the results."""
-    out.mkdir(parents=True, exist_ok=True)
+def check_recipe(out: Path, r: Recipe) -> None:
+    """Raise ``ValueError`` when ``out/recipe.json`` holds other settings than ``r``; write it
+    when there is none. A setting added later is missing from an older run's file: it counts as
+    the value that run had (:data:`ADDED_SETTINGS`)."""
     recipe_file = out / "recipe.json"
     if recipe_file.is_file():
-        saved = json.loads(recipe_file.read_text())
+        saved = {**ADDED_SETTINGS, **json.loads(recipe_file.read_text())}
         if saved != dataclasses.asdict(r):
             raise ValueError(
                 f"{out} holds a run with other settings ({recipe_file}); use a new --out or the "
@@ -334,6 +362,12 @@ def run(out: Path, r: Recipe) -> dict[str, Any]:
             )
     else:
         recipe_file.write_text(json.dumps(dataclasses.asdict(r), indent=1))
+
+
+def run(out: Path, r: Recipe) -> dict[str, Any]:
+    """Every stage in order (see the module docstring); returns the results."""
+    out.mkdir(parents=True, exist_ok=True)
+    check_recipe(out, r)
     times_file = out / "seconds.json"
     seconds: dict[str, float] = json.loads(times_file.read_text()) if times_file.is_file() else {}
     outputs = {
@@ -397,10 +431,12 @@ if __name__ == "__main__":
 
 
 __all__ = [
+    "ADDED_SETTINGS",
     "DATA_SEED",
     "FAMILY",
     "SMOKE",
     "Recipe",
+    "check_recipe",
     "grpo_argv",
     "micro_qwen_sizes",
     "run",

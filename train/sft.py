@@ -19,6 +19,7 @@ import math
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from segzero_edge.families import FAMILIES
@@ -44,6 +45,9 @@ def train_sft(
     save_steps: int = 50,
     per_instance: bool = False,
     keep_empty: bool = False,
+    think: bool = True,
+    families: Sequence[str] | None = None,
+    coord_step: int = 1,
 ) -> dict[str, float]:
     """Fine-tune on the ground-truth answers of ``data``; write model + processor to ``output_dir``.
 
@@ -57,7 +61,10 @@ def train_sft(
 
     ``per_instance``: one object per target instance in the answer (the multi-object form; else
     the whole target as one box); ``keep_empty``: train samples without a target too, with the
-    empty answer ``[]`` (see :func:`segzero_train.data.training_dataset`).
+    empty answer ``[]`` (see :func:`segzero_train.data.training_dataset`); ``think``: the
+    samples' thinking text in the targets (``False``: an empty ``<think></think>``, the loss on the
+    answer alone); ``families``: only the scene task's samples of these query families;
+    ``coord_step``: target coordinates rounded to multiples of this many answer units.
 
     ``checkpoint_dir``: keep trainer checkpoints (model, optimiser, scheduler, RNG) there every
     ``save_steps`` steps and resume from the newest one found there
@@ -97,6 +104,9 @@ def train_sft(
         family=fam,
         per_instance=per_instance,
         keep_empty=keep_empty,
+        think=think,
+        families=families,
+        coord_step=coord_step,
     )
     if use_cpu is None:
         use_cpu = not torch.cuda.is_available()
