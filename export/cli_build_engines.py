@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -65,8 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="decoder optimisation profile for the prompts (objects of one answer) decoded in "
         "one call (default 1,1,16)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, log_default=logging.INFO)  # a long build: name its steps
 
 
 def run(args: argparse.Namespace) -> int:
