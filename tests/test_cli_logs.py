@@ -1,12 +1,10 @@
 """Logs and feedback: ``-v`` / ``-q`` on every subcommand, ``SEGZERO_LOG_LEVEL``, the line
 ``from_bundle`` logs after loading, ``doctor``'s verdict, and one-line errors naming the extra
-a missing module comes with."""
+a missing module comes with (the commands that need an extra: tests/test_runtime_installs.py)."""
 
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -119,25 +117,3 @@ def test_missing_module_names_its_extra() -> None:
     torch = ModuleNotFoundError("No module named 'torch'", name="torch")
     assert "[export]" in str(missing_extra(torch, "export"))
     assert missing_extra(ModuleNotFoundError("x", name="not_ours")) is None
-
-
-BLOCK = (
-    "import sys\n"
-    "for name in sys.argv[1].split(','):\n"
-    "    sys.modules[name] = None  # import raises ModuleNotFoundError, as when not installed\n"
-    "from segzero_edge.cli import main\n"
-    "sys.exit(main(sys.argv[2:]))\n"
-)
-
-
-@pytest.mark.runtime
-def test_export_without_torch_is_one_line_naming_the_extra(tmp_path: Path) -> None:
-    """On a runtime-only install (CI's Python 3.10 venv) torch is absent; here it is hidden."""
-    done = subprocess.run(
-        [sys.executable, "-c", BLOCK, "torch", "export", "--tiny", "-o", str(tmp_path / "b")],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
-    )  # fmt: skip
-    lines = done.stderr.strip().splitlines()
-    assert done.returncode == 2 and len(lines) == 1, done.stderr
-    assert "[export] extra" in lines[0] and "pip install 'segzero-edge[export]'" in lines[0]
-    assert "unexpected" not in lines[0] and not (tmp_path / "b").exists()
