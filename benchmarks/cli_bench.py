@@ -43,8 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--quick",
         action="store_true",
         help="2 iterations after 1 warm-up per workload, 16 decode tokens, 1 thread "
-        "(unless --threads), the runtime side only (unless --side): under 2 minutes on 2 CPU "
-        "cores once the tiny models are built",
+        "(unless --threads), the runtime side only (unless --side), no overlap re-run (unless "
+        "--overlap-check): under 2 minutes on 2 CPU cores once the tiny models are built",
     )
     p.add_argument(
         "--shapes",
@@ -84,9 +84,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the runtime's SAM2 encode beside the reasoner (auto: the runtime's default)",
     )
     p.add_argument(
-        "--no-overlap-check",
-        action="store_true",
-        help="skip re-running the runtime in the other overlap mode",
+        "--overlap-check",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="re-run the runtime in the other overlap mode (default on; off with --quick)",
     )
     p.add_argument("--sam2", action="append", help="SAM2 config(s) to run, e.g. sam2.1_hiera_t")
     p.add_argument(
@@ -181,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
         "reasoner_shapes": args.reasoner_shapes or DEFAULT_REASONER_SHAPES,
         "threads": args.threads,
         "sides": sides,
-        "overlap_check": not args.no_overlap_check,
+        "overlap_check": not args.quick if args.overlap_check is None else args.overlap_check,
         "timeout_s": args.timeout,
         "sam2": tuple(args.sam2) if args.sam2 else None,
         "out_dir": args.out,

@@ -72,7 +72,7 @@ def test_bench_runtime_workloads_and_overlap(
 ) -> None:
     """The runtime alone on every workload (--quick's default side), then again overlapped:
     which mode wins."""
-    argv = ("--threads", "2", "--no-plot")
+    argv = ("--threads", "2", "--no-plot", "--overlap-check")
     _, _, doc = _run(bench_tiny_cache, tmp_path, capsys, *argv)
     assert doc["config"]["sides"] == ["runtime"]
     (case,) = doc["cases"]
