@@ -75,27 +75,47 @@ class _Format(logging.Formatter):
         return f"{record.levelname.lower()}: {text}"
 
 
+def _handler() -> _Stderr:
+    handler = _Stderr()
+    handler.setFormatter(_Format())
+    return handler
+
+
+def _drop_ours(logger: logging.Logger) -> None:
+    for old in [h for h in logger.handlers if isinstance(h, _Stderr)]:
+        logger.removeHandler(old)
+
+
 def _install(level: int) -> None:
-    """One stderr handler (ours) on each project logger, at ``level``; an earlier one of ours
-    is replaced, handlers others added are kept."""
+    """Library use: one stderr handler (ours) on each project logger, at ``level``; an
+    earlier one of ours is replaced, handlers others added are kept."""
     for name in LOGGERS:
         logger = logging.getLogger(name)
-        for old in [h for h in logger.handlers if isinstance(h, _Stderr)]:
-            logger.removeHandler(old)
-        handler = _Stderr()
-        handler.setFormatter(_Format())
-        logger.addHandler(handler)
+        _drop_ours(logger)
+        logger.addHandler(_handler())
         logger.setLevel(level)
 
 
 def configure(verbosity: int = 0, default: int = logging.WARNING) -> int:
-    """Log the project's loggers to stderr for a command: ``SEGZERO_LOG_LEVEL`` (when set) or
-    ``default``, moved ``verbosity`` steps (``-v`` = +1 = more, ``-q`` = -1 = less). Returns
-    the level. ``ValueError`` for a bad ``SEGZERO_LOG_LEVEL``."""
+    """Log to stderr for a command: the project's loggers at ``SEGZERO_LOG_LEVEL`` (when set)
+    or ``default``, moved ``verbosity`` steps (``-v`` = +1 = more, ``-q`` = -1 = less); other
+    libraries' warnings too (errors only below WARNING). Returns the level.
+
+    The command owns the process's logging, so the handler goes on the root logger (an
+    earlier one of ours is replaced): a library that calls ``logging.basicConfig`` later
+    then adds no second handler, and records still reach other handlers on the way (pytest's
+    capture). ``ValueError`` for a bad ``SEGZERO_LOG_LEVEL``."""
     base = env_level()
     level = (default if base is None else base) - STEP * verbosity
     level = min(max(level, logging.DEBUG), logging.CRITICAL)
-    _install(level)
+    root = logging.getLogger()
+    _drop_ours(root)
+    root.addHandler(_handler())
+    root.setLevel(max(level, logging.WARNING))
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        _drop_ours(logger)  # one set at import by SEGZERO_LOG_LEVEL would print twice
+        logger.setLevel(level)
     return level
 
 

@@ -17,7 +17,6 @@ from segzero_edge.logs import LOG_LEVEL_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 KITCHEN = ROOT / "examples" / "kitchen.png"
-FAST = ["--max-new-tokens", "8"]
 
 
 @pytest.mark.runtime
