@@ -12,8 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from . import logs as _logs
 from ._version import __version__
+from .logs import configure_from_env as _configure_log_from_env
 
 _EXPORTS: dict[str, str] = {
     # the model and its results
@@ -97,4 +97,4 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_EXPORTS})
 
 
-_logs.configure_from_env()
+_configure_log_from_env()
