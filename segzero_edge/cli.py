@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
 
     try:
-        verbosity = getattr(args, "verbose", 0) - getattr(args, "quiet", 0)
+        verbosity = args.verbose - args.quiet  # every subcommand has LOG_FLAGS
         logs.configure(verbosity, getattr(args, "log_default", logging.WARNING))
     except ValueError as e:
         return fail(str(e))
