@@ -31,28 +31,58 @@ def test_every_subcommand_takes_v_and_q() -> None:
         assert {"-v", "--verbose", "-q", "--quiet"} <= flags, name
 
 
-def _segment(capsys: pytest.CaptureFixture[str], bundle: Path, *flags: str) -> str:
-    argv = ["segment", str(KITCHEN), "the knife", "--bundle", str(bundle), *flags]
+def _track_one_frame(
+    capsys: pytest.CaptureFixture[str], bundle: Path, tmp_path: Path, *flags: str
+) -> str:
+    """``track`` on a one-frame folder with a short answer (a command that loads the bundle,
+    fast); its stderr."""
+    frames = tmp_path / "frames"
+    frames.mkdir(exist_ok=True)
+    (frames / "0.png").write_bytes(KITCHEN.read_bytes())
+    out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+    argv = ["track", str(frames), "the knife", "--out", str(out), "--bundle", str(bundle),
+            "--max-new-tokens", "4", "--no-gif", *flags]  # fmt: skip
     assert main(argv) == 0
     return capsys.readouterr().err
 
 
+def _level_after(*argv: str) -> int:
+    assert main(list(argv)) == 0
+    return logging.getLogger("segzero_edge").level
+
+
 @pytest.mark.runtime
-def test_v_q_and_the_log_level_variable(
-    tiny_bundle: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_v_shows_the_load_line(
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
     monkeypatch.delenv(LOG_LEVEL_ENV, raising=False)
-    assert "loaded" not in _segment(capsys, tiny_bundle)  # default: warnings only
-    err = _segment(capsys, tiny_bundle, "-v")
+    assert "loaded" not in _track_one_frame(capsys, tiny_bundle, tmp_path)  # warnings only
+    err = _track_one_frame(capsys, tiny_bundle, tmp_path, "-v")
     line = next(x for x in err.splitlines() if x.startswith("loaded "))
     assert str(tiny_bundle) in line and "family multi-object" in line
     assert "reasoner llama.cpp on cpu" in line and "threads" in line
     assert "segmenter onnxruntime-cpu on cpu" in line and "overlap off" in line
+
+
+@pytest.mark.runtime
+def test_v_q_and_the_log_level_variable(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The level a command runs at: its default (WARNING for doctor), moved by -v / -q, and
+    SEGZERO_LOG_LEVEL as the starting point."""
+    monkeypatch.delenv(LOG_LEVEL_ENV, raising=False)
+    doctor = ("doctor", "--no-smoke")
+    assert _level_after(*doctor) == logging.WARNING
+    assert _level_after(*doctor, "-v") == logging.INFO
+    assert _level_after(*doctor, "-vv") == logging.DEBUG
+    assert _level_after(*doctor, "-q") == logging.ERROR
     monkeypatch.setenv(LOG_LEVEL_ENV, "info")
-    assert "loaded " in _segment(capsys, tiny_bundle)
-    assert "loaded " not in _segment(capsys, tiny_bundle, "-q")  # -q moves it back down
+    assert _level_after(*doctor) == logging.INFO
+    assert _level_after(*doctor, "-q") == logging.WARNING
     monkeypatch.setenv(LOG_LEVEL_ENV, "chatty")
-    code = main(["segment", str(KITCHEN), "x", "--bundle", str(tiny_bundle)])
+    capsys.readouterr()
+    code = main(list(doctor))
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert f"{LOG_LEVEL_ENV}='chatty' is not a log level" in err
