@@ -9,6 +9,7 @@ matplotlib).
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -44,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--quick",
         action="store_true",
         help="2 iterations after 1 warm-up per workload, 16 decode tokens, 1 thread "
-        "(unless --threads)",
+        "(unless --threads), the runtime side only (unless --side), no overlap re-run (unless "
+        "--overlap-check): under 2 minutes on 2 CPU cores once the tiny models are built",
     )
     p.add_argument(
         "--shapes",
@@ -73,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--side",
         action="append",
         choices=["all", "runtime", "reference", "stock"],
-        help="side(s) to run (repeatable; default all three)",
+        help="side(s) to run (repeatable; default all three, with --quick runtime)",
     )
     p.add_argument(
         "--workload",
@@ -88,9 +90,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the runtime's SAM2 encode beside the reasoner (auto: the runtime's default)",
     )
     p.add_argument(
-        "--no-overlap-check",
-        action="store_true",
-        help="skip re-running the runtime in the other overlap mode",
+        "--overlap-check",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="re-run the runtime in the other overlap mode (default on; off with --quick)",
     )
     p.add_argument("--sam2", action="append", help="SAM2 config(s) to run, e.g. sam2.1_hiera_t")
     p.add_argument(
@@ -127,7 +130,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="no measuring: print the Jetson roofline for every reasoner shape + SAM2 "
         "(or the --reasoner-shapes given)",
     )
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, log_default=logging.INFO)  # a long build: name its steps
 
 
 ROOFLINE_SAM2: dict[str, str] = {
@@ -175,14 +178,17 @@ def run(args: argparse.Namespace) -> int:
     from .run import SIDES, BenchConfig, run_bench
     from .workload import WORKLOADS, BenchInputs
 
-    sides = SIDES if not args.side or "all" in args.side else tuple(dict.fromkeys(args.side))
+    if not args.side:
+        sides = ("runtime",) if args.quick else SIDES
+    else:
+        sides = SIDES if "all" in args.side else tuple(dict.fromkeys(args.side))
     overlap = {"auto": None, "on": True, "off": False}[args.overlap]
     opts = {
         "shapes": args.shapes,
         "reasoner_shapes": args.reasoner_shapes or DEFAULT_REASONER_SHAPES,
         "threads": args.threads,
         "sides": sides,
-        "overlap_check": not args.no_overlap_check,
+        "overlap_check": not args.quick if args.overlap_check is None else args.overlap_check,
         "timeout_s": args.timeout,
         "sam2": tuple(args.sam2) if args.sam2 else None,
         "out_dir": args.out,

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import psutil
 
 STAT_PERCENTILES = (50, 90, 99)
 
@@ -37,9 +36,27 @@ def summarize(values: Sequence[float]) -> dict[str, float]:
     return out
 
 
+def _status_mib(key: str) -> float | None:
+    """A ``kB`` field of /proc/self/status in MiB; ``None`` without /proc."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(f"{key}:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def rss_mib() -> float:
-    """Current resident set size of this process in MiB (``psutil``)."""
-    return psutil.Process().memory_info().rss / 2**20
+    """Current resident set size of this process in MiB (``VmRSS``; psutil where there is
+    no /proc). The runtime side needs nothing beyond the runtime install for this."""
+    rss = _status_mib("VmRSS")
+    if rss is not None:
+        return rss
+    import psutil
+
+    return float(psutil.Process().memory_info().rss / 2**20)
 
 
 def peak_rss_mib() -> float:
@@ -48,13 +65,9 @@ def peak_rss_mib() -> float:
     Read from ``VmHWM`` in /proc/self/status: psutil reports no peak on Linux, and
     ``getrusage`` ``ru_maxrss`` inherits the parent's peak across ``vfork`` + ``exec``.
     """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    peak = _status_mib("VmHWM")
+    if peak is not None:
+        return peak
     kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # no /proc (macOS: bytes)
     return kib / 1024 if sys.platform != "darwin" else kib / 2**20
 

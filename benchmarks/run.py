@@ -422,8 +422,16 @@ def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
         roofline_table,
         workload_stats,
     )
-    from .roofline import decode_tokens_per_s, roofline, target_for_jetson
     from .workload import WORKLOAD_TITLES
+
+    try:  # the roofline and the export's memory estimate read gguf-py's quantization table
+        from .roofline import decode_tokens_per_s, roofline, target_for_jetson
+    except ImportError as e:  # a runtime-only install: the measurements still run
+        log(
+            f"no roofline and no memory estimate: they need gguf ({e.name} is not installed; "
+            "pip install 'segzero-edge[bench]')"
+        )
+        roofline = None  # type: ignore[assignment]
 
     if cfg.iters < 1 or cfg.warmup < 0 or cfg.decode_tokens < 1:
         raise ValueError("need iters >= 1, warmup >= 0 and decode_tokens >= 1")
@@ -433,7 +441,9 @@ def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
     check_reasoner_shapes_sides(cfg)
     t_run = time.perf_counter()
     fp, info = fingerprint()
-    here = cfg.target or target_for_jetson(info.get("jetson_model"), host_memory_gb())
+    here = cfg.target
+    if here is None and roofline is not None:
+        here = target_for_jetson(info.get("jetson_model"), host_memory_gb())
     threads = cfg.threads or f"all {os.cpu_count()}"
     log(
         f"segzero-edge bench on {fp}: {_case_model(cfg)} shapes, sides {', '.join(cfg.sides)}; "
@@ -469,29 +479,35 @@ def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
         case["ratios"] = case_ratios(case)
         main = case.get("runtime") or case[sides[0]]
         if case.get("runtime"):
-            case["memory"] = memory_vs_measured(case_cfg, case["runtime"])
+            if roofline is not None:
+                case["memory"] = memory_vs_measured(case_cfg, case["runtime"])
             if cfg.overlap_check and "single" in cfg.inputs.workloads:
                 case["overlap"] = _overlap_check(case_cfg, case["runtime"], cfg, log)
-        work = _roofline(case_cfg, int(main["prompt_tokens"]), cfg)
-        roof = roofline(work)
-        main_stats = workload_stats(main, "single") or workload_stats(main, cfg.inputs.workloads[0])
-        assert main_stats is not None
-        measured = {k: v["p50"] for k, v in main_stats.items()}
-        tps_ceiling_here = decode_tokens_per_s(work, bw["gbs"])
-        case["roofline"] = roof
-        case["this_machine"] = {
-            "bandwidth_gbs": bw["gbs"],
-            "decode_ceiling_tokens_per_s": tps_ceiling_here,
-            "decode_fraction_of_bandwidth": {
-                s: workload_stats(case[s], cfg.inputs.workloads[0])["decode_tokens_per_s"]["p50"]
-                / tps_ceiling_here
-                for s in sides
-            },
-        }
-        if here:
-            from .roofline import fraction_of_ceiling
+        if roofline is not None:
+            work = _roofline(case_cfg, int(main["prompt_tokens"]), cfg)
+            roof = roofline(work)
+            main_stats = workload_stats(main, "single") or workload_stats(
+                main, cfg.inputs.workloads[0]
+            )
+            assert main_stats is not None
+            measured = {k: v["p50"] for k, v in main_stats.items()}
+            tps_ceiling_here = decode_tokens_per_s(work, bw["gbs"])
+            case["roofline"] = roof
+            case["this_machine"] = {
+                "bandwidth_gbs": bw["gbs"],
+                "decode_ceiling_tokens_per_s": tps_ceiling_here,
+                "decode_fraction_of_bandwidth": {
+                    s: workload_stats(case[s], cfg.inputs.workloads[0])["decode_tokens_per_s"][
+                        "p50"
+                    ]
+                    / tps_ceiling_here
+                    for s in sides
+                },
+            }
+            if here:
+                from .roofline import fraction_of_ceiling
 
-            case["fraction_of_ceiling"] = fraction_of_ceiling(measured, roof[here]["floors_s"])
+                case["fraction_of_ceiling"] = fraction_of_ceiling(measured, roof[here]["floors_s"])
         for w in cfg.inputs.workloads:
             log("")
             log(ratio_table(case, w))
@@ -500,18 +516,19 @@ def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
         ov = overlap_table(case)
         if ov:
             log(ov)
-        log("")
-        log(
-            f"roofline floors (ms) for these shapes; measured = {main['side']} p50 "
-            f"(one query per new frame)" + (f"; fraction of the {here} ceiling" if here else "")
-        )
-        log(roofline_table(roof, measured, here))
-        frac = case["this_machine"]["decode_fraction_of_bandwidth"]
-        log(
-            f"this machine: bandwidth ceiling {tps_ceiling_here:.1f} tok/s at {bw['gbs']:.1f} GB/s "
-            f"({work.decode_weight_bytes / 1e6:.1f} MB read per token); decode reaches "
-            + ", ".join(f"{s} {v:.1%}" for s, v in frac.items())
-        )
+        if roofline is not None:
+            log("")
+            log(
+                f"roofline floors (ms) for these shapes; measured = {main['side']} p50 "
+                f"(one query per new frame)" + (f"; fraction of the {here} ceiling" if here else "")
+            )
+            log(roofline_table(roof, measured, here))
+            frac = case["this_machine"]["decode_fraction_of_bandwidth"]
+            log(
+                f"this machine: bandwidth ceiling {tps_ceiling_here:.1f} tok/s at "
+                f"{bw['gbs']:.1f} GB/s ({work.decode_weight_bytes / 1e6:.1f} MB read per token); "
+                "decode reaches " + ", ".join(f"{s} {v:.1%}" for s, v in frac.items())
+            )
         log("")
         cases.append(case)
     now = _dt.datetime.now(_dt.timezone.utc)
@@ -544,8 +561,12 @@ def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
     if cfg.plot:
         from .plot import plot_run
 
-        png = plot_run(doc, cfg.out_dir / f"{stem}.png")
-        doc["png_path"] = str(png)
-        log(f"wrote {png}")
+        try:
+            png = plot_run(doc, cfg.out_dir / f"{stem}.png")
+        except ImportError as e:  # matplotlib: the [bench] extra
+            log(f"no plot: {e.name} is not installed (pip install 'segzero-edge[bench]')")
+        else:
+            doc["png_path"] = str(png)
+            log(f"wrote {png}")
     log(f"bench took {time.perf_counter() - t_run:.0f} s")
     return doc

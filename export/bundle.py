@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -28,6 +29,8 @@ from .hf_source import read_config
 from .memory import MemoryEstimate, estimate_before_export, estimate_from_files
 from .quantize import quant_type
 from .targets import get_target
+
+log = logging.getLogger(__name__)
 
 DEFAULT_N_CTX = 4096
 
@@ -144,11 +147,13 @@ def export_bundle(
     tgt = get_target(target)
     family_name = resolve_family(reasoner, family)
     with atomic_dir(out, overwrite=overwrite, owner=owner, replaces=BUNDLE_FORMATS) as tmp:
+        log.info("export 1/5: reading the reasoner checkpoint %s", reasoner)
         model_dir = resolve_model(reasoner)
         variant = sam2_config or Path(segmenter).stem
         before = estimate_before_export(tgt, model_dir, quant, variant, n_ctx)
         if not before.fits:
             raise BundleTooLarge(before)
+        log.info("export 2/5: memory check before the export: %s", before.explain())
         ckpt = resolve_sam2_checkpoint(segmenter)
         config = read_config(model_dir)
         fam = get_family(family_name)
@@ -159,9 +164,14 @@ def export_bundle(
                 f"{reasoner} is {arch}: pass the --family of that backbone"
             )
         files: dict[str, Path] = {}
+        log.info(
+            "export 3/5: reasoner -> GGUF (%s text model, %s mmproj) for llama.cpp",
+            quant, mmproj_type,
+        )  # fmt: skip
         files.update(
             export_reasoner(model_dir, tmp, quant=quant, progress=progress, mmproj_type=mmproj_type)
         )
+        log.info("export 4/5: SAM2 %s -> ONNX (encoder, decoder, video memory graphs)", variant)
         files.update(export_sam2(ckpt, tmp, config=sam2_config, progress=progress))
         files = {Path(p).name: Path(p) for p in files.values()}
         missing = [f for f in REQUIRED_FILES if f not in files]
@@ -170,6 +180,7 @@ def export_bundle(
         after = estimate_from_files(tgt, files, config, variant, n_ctx)
         if not after.fits:
             raise BundleTooLarge(after)
+        log.info("export 5/5: memory check of the written files and the manifest")
         tracking = read_tracking_metadata(files[SAM2_MEMORY_ATTENTION_FILE])
         manifest: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,

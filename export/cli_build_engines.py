@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 from pathlib import Path
 
 
@@ -15,6 +15,9 @@ def _points(text: str) -> tuple[int, int, int]:
             f"expected MIN,OPT,MAX (e.g. 1,3,16), got {text!r}"
         ) from None
     return lo, opt, hi
+
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -65,8 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="decoder optimisation profile for the prompts (objects of one answer) decoded in "
         "one call (default 1,1,16)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, log_default=logging.INFO)  # a long build: name its steps
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,8 +96,11 @@ def run(args: argparse.Namespace) -> int:
     except (TensorRTUnavailable, EngineBuildError) as e:
         raise CommandError(str(e)) from None
     for name, why in result.built.items():
-        print(f"built {name}.plan in {result.seconds[name]:.0f} s ({why})", file=sys.stderr)
+        log.info("built %s.plan in %.0f s (%s)", name, result.seconds[name], why)
     if not result.built:
-        print("engines are current; nothing to build (use --force to rebuild)", file=sys.stderr)
+        log.info("engines are current; nothing to build (use --force to rebuild)")
+    log.info(
+        "next: segzero-edge doctor --bundle %s (checks the engines are current here)", args.bundle
+    )
     print(result.directory)
     return 0

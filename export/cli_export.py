@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import json
+import logging
 from pathlib import Path
 
 from segzero_edge.families import FAMILIES
 
 from .targets import TARGET_NAMES
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -71,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="--tiny only: the tiny reasoner's backbone (Qwen2.5-VL or Qwen3-VL; the default "
         "family follows: multi-object / qwen3vl-grounding)",
     )
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, log_default=logging.INFO)  # a long build: name its steps
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,5 +103,25 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.force,
             mmproj_type=args.mmproj_type,
         )
-    print(f"bundle written: {out}", file=sys.stderr)
+    log.info("%s", summary(out))
     return 0
+
+
+def summary(bundle: Path) -> str:
+    """The export's last lines: the bundle, its size, the memory estimate against the
+    target's budget, and the command to run next."""
+    from segzero_edge.layout import MANIFEST
+
+    manifest = json.loads((Path(bundle) / MANIFEST).read_text())
+    size = sum(entry["size"] for entry in manifest["files"].values())
+    mem = manifest["memory_gb"]
+    fits = "fits" if mem["fits"] else "does NOT fit"
+    lines = [
+        f"bundle written: {bundle} ({size / 1e6:.1f} MB in {len(manifest['files'])} files)",
+        f"memory: estimated {mem['total']:.2f} GB on {mem['target']}, {fits} its "
+        f"{mem['budget']:.2f} GB budget",
+    ]
+    if mem["target"] != "cpu":
+        lines.append(f"next, on the Jetson: segzero-edge build-engines {bundle}")
+    lines.append(f'next: segzero-edge segment IMAGE "QUERY" --bundle {bundle}')
+    return "\n".join(lines)

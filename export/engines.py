@@ -22,7 +22,6 @@ import fnmatch
 import json
 import logging
 import os
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -445,8 +444,7 @@ def build_engines(
     try:
         for name, why in todo.items():
             bar.set_postfix_str(f"{name} ({why})")
-            if progress:
-                print(f"building {name}.plan: {why}", file=sys.stderr)
+            log.info("building %s.plan: %s", name, why)
             t0 = time.perf_counter()
             stats = _build_one(
                 onnx_files[name],

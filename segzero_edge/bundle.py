@@ -28,6 +28,7 @@ from .errors import BundleError
 from .families import FAMILIES, ModelFamily, get_family
 from .fileio import sha256_file
 from .layout import (
+    DEFAULT_MAX_OBJECTS,
     FAMILY_KEY,
     MANIFEST,
     MMPROJ_FILE,
@@ -37,7 +38,8 @@ from .layout import (
 )
 from .manifest import field_name, parse_manifest
 from .onnx_scan import OnnxSummary, scan_onnx
-from .reasoner.grammar import DEFAULT_MAX_OBJECTS
+from .reasoner.grammar import AnswerGrammar
+from .reasoner.prefix_cache import DEFAULT_PREFIX_CACHE_MB
 from .segmenter.memory import check_tracking
 
 __all__ = [
@@ -206,53 +208,77 @@ def open_backends(
     path: str | os.PathLike[str],
     *,
     family: str | None = None,
-    reasoner_backend: str = "auto",
     segmenter_backend: str = "auto",
     verify_hashes: bool = False,
     overlap: bool | None = None,
-    **reasoner_options: Any,
+    n_ctx: int | None = None,
+    n_gpu_layers: int = -1,
+    n_threads: int | None = None,
+    n_batch: int = 512,
+    kv_cache_type: str = "f16",
+    max_new_tokens: int | None = None,
+    think_budget: int = 512,
+    grammar: bool = True,
+    max_objects: int = DEFAULT_MAX_OBJECTS,
+    answer_grammar: AnswerGrammar | None = None,
+    extra_bufts: bool | None = None,
+    use_mmap: bool | None = None,
+    prefix_cache_mb: float = DEFAULT_PREFIX_CACHE_MB,
+    warmup: bool = True,
+    verbose: bool = False,
 ) -> tuple[Reasoner, Segmenter, ModelFamily]:
     """Verify the bundle, resolve its model family (:func:`bundle_family`) and open its
-    reasoner (llama.cpp, with the family's answer grammar and decode budget unless given) and
-    segmenter backends.
+    reasoner (llama.cpp, with the family's answer grammar for ``max_objects`` objects, image
+    tokens and decode budget) and segmenter backends.
 
-    With ``overlap=True`` and both backends on the CPU, the CPU threads (``n_threads``, default
-    all cores) are split between them (:func:`segzero_edge.placement.split_threads`).
+    The arguments are :meth:`segzero_edge.pipeline.SegZeroEdge.from_bundle`'s (which documents
+    them), less the pipeline's own. With ``overlap=True`` and both backends on the CPU, the
+    CPU threads (``n_threads``, default all cores) are split between them
+    (:func:`segzero_edge.placement.split_threads`).
     """
     bundle = load_bundle(path, verify_hashes=verify_hashes)
     fam = bundle_family(bundle, family)
-    if reasoner_backend not in ("auto", "llama.cpp"):
-        raise ValueError(
-            f"unknown reasoner backend {reasoner_backend!r}; use 'auto' or 'llama.cpp'"
-        )
     import llama_cpp
 
     from .placement import split_threads
     from .reasoner.llama_cpp import LlamaCppReasoner
     from .segmenter.auto import open_segmenter
 
-    n_ctx_source = "n_ctx" if "n_ctx" in reasoner_options else None
+    n_ctx_source = "n_ctx" if n_ctx is not None else None
     if n_ctx_source is None and "n_ctx" in bundle.reasoner:
         n_ctx_source = f"{bundle.root / MANIFEST}: reasoner.n_ctx"
-    reasoner_options.setdefault("n_ctx", bundle.reasoner.get("n_ctx", 4096))
-    reasoner_options.setdefault("max_new_tokens", fam.max_new_tokens)
-    reasoner_options.setdefault("image_tokens", fam.image_tokens)
-    if "answer_grammar" not in reasoner_options:
-        max_objects = reasoner_options.get("max_objects", DEFAULT_MAX_OBJECTS)
-        reasoner_options["answer_grammar"] = fam.answer_grammar(max_objects)
-    n_gpu_layers = int(reasoner_options.get("n_gpu_layers", -1))
+    if n_ctx is None:
+        n_ctx = bundle.reasoner.get("n_ctx", 4096)
     reasoner_on_cpu = n_gpu_layers == 0 or not llama_cpp.llama_supports_gpu_offload()
-    seg_opts: dict[str, Any] = {}
+    sam_threads: int | None = None
+    reasoner_threads = n_threads
     if overlap and reasoner_on_cpu:
-        total = int(reasoner_options.get("n_threads") or os.cpu_count() or 1)
-        reasoner_threads, seg_opts["threads"] = split_threads(total)
+        total = int(n_threads or os.cpu_count() or 1)
+        split_reasoner, sam_threads = split_threads(total)
+    seg_opts = {} if sam_threads is None else {"threads": sam_threads}
     segmenter = open_segmenter(bundle.root, backend=segmenter_backend, **seg_opts)
-    if seg_opts and getattr(segmenter, "device_kind", "cpu") == "cpu":
-        reasoner_options["n_threads"] = reasoner_threads
+    if sam_threads is not None and getattr(segmenter, "device_kind", "cpu") == "cpu":
+        reasoner_threads = split_reasoner
     reasoner = None
     try:
         reasoner = LlamaCppReasoner(
-            bundle.path(REASONER_FILE), bundle.path(MMPROJ_FILE), **reasoner_options
+            bundle.path(REASONER_FILE),
+            bundle.path(MMPROJ_FILE),
+            n_ctx=n_ctx,
+            n_gpu_layers=n_gpu_layers,
+            n_threads=reasoner_threads,
+            n_batch=n_batch,
+            kv_cache_type=kv_cache_type,
+            max_new_tokens=fam.max_new_tokens if max_new_tokens is None else max_new_tokens,
+            think_budget=think_budget,
+            grammar=grammar,
+            answer_grammar=answer_grammar or fam.answer_grammar(max_objects),
+            image_tokens=fam.image_tokens,
+            extra_bufts=extra_bufts,
+            use_mmap=use_mmap,
+            prefix_cache_mb=prefix_cache_mb,
+            warmup=warmup,
+            verbose=verbose,
         )
         check_context(reasoner, fam, n_ctx_source or "the default n_ctx")
     except BaseException:

@@ -1,24 +1,36 @@
 """``segzero-edge`` CLI: ``segment``, ``track``, ``bag``, ``doctor`` here, the rest by entry point.
 
-See :mod:`segzero_edge.commands` for how commands are found. Every error is one line on stderr
-and exit code 2 (set ``SEGZERO_EDGE_DEBUG=1`` for the traceback of an unexpected one); Ctrl+C
-exits 130 and SIGTERM 143, after the same clean-up (temporary folders are removed).
+See :mod:`segzero_edge.commands` for how commands are found. Every subcommand takes ``-v`` /
+``-q`` (one parent parser, :data:`LOG_FLAGS`): the log level of :mod:`segzero_edge.logs`, one
+step each, and ``-q`` also hides progress bars. Results go to stdout, the log to stderr.
+Every error is one line on stderr and exit code 2 (set ``SEGZERO_EDGE_DEBUG=1`` for the
+traceback of an unexpected one); Ctrl+C exits 130 and SIGTERM 143, after the same clean-up
+(temporary folders are removed).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
+from typing import Any
 
+from . import logs
 from ._version import __version__
 from .commands import registered
-from .errors import BackendError, BundleError, CommandError, TensorRTUnavailable
+from .errors import (
+    BackendError,
+    BundleError,
+    CommandError,
+    TensorRTUnavailable,
+    missing_extra,
+)
 
 DEBUG_ENV = "SEGZERO_EDGE_DEBUG"
 EXIT_ERROR, EXIT_INTERRUPT, EXIT_TERMINATED = 2, 130, 128 + signal.SIGTERM
@@ -33,6 +45,33 @@ USER_ERRORS = (
 )
 
 
+def _log_flags() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("log")
+    group.add_argument(
+        "-v", "--verbose", action="count", default=0,
+        help="more log on stderr: -v INFO (e.g. what was loaded, on which device), -vv DEBUG",
+    )  # fmt: skip
+    group.add_argument(
+        "-q", "--quiet", action="count", default=0,
+        help=f"less: -q warnings and errors only, no progress bars; -qq errors only "
+        f"(${logs.LOG_LEVEL_ENV} sets the starting level)",
+    )  # fmt: skip
+    return parent
+
+
+LOG_FLAGS = _log_flags()
+"""The parent parser of every subcommand: ``-v/--verbose`` and ``-q/--quiet`` (counts)."""
+
+
+class _Subcommands(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """Sub-parsers that all take :data:`LOG_FLAGS` (also those other packages register)."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        kwargs["parents"] = [*kwargs.get("parents", ()), LOG_FLAGS]
+        return super().add_parser(name, **kwargs)
+
+
 class Terminated(BaseException):
     """SIGTERM arrived; raised in the main thread so ``finally`` blocks clean up."""
 
@@ -43,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Seg-Zero reasoning segmentation on NVIDIA Jetson Orin.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.register("action", "parsers", _Subcommands)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for register in registered().values():
@@ -100,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"segzero-edge {args.command}: error: {message}", file=sys.stderr)
         return EXIT_ERROR
 
+    try:
+        verbosity = args.verbose - args.quiet  # every subcommand has LOG_FLAGS
+        logs.configure(verbosity, getattr(args, "log_default", logging.WARNING))
+    except ValueError as e:
+        return fail(str(e))
     with _sigterm_cleans_up():
         try:
             code = int(args.func(args) or 0)
@@ -108,6 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         except USER_ERRORS as e:
             _flush_stdout()
             return fail(one_line(e))
+        except ImportError as e:  # an optional dependency: name the extra that brings it
+            if os.environ.get(DEBUG_ENV):
+                raise
+            if (extra := missing_extra(e, args.command)) is None:
+                return fail(f"{one_line(e)} (set {DEBUG_ENV}=1 for the traceback)")
+            return fail(str(extra))
         except KeyboardInterrupt:
             return EXIT_INTERRUPT
         except Terminated:

@@ -43,3 +43,52 @@ def require(module: str, extra: str, what: str) -> object:
             f"{what} needs the [{extra}] extra ({e.name or module} is not installed): "
             f"pip install 'segzero-edge[{extra}]'"
         ) from None
+
+
+MODULE_EXTRAS: dict[str, str] = {
+    "llama_cpp": "runtime",
+    "onnxruntime": "runtime",
+    "cuda": "tensorrt",
+    "mcap": "ros",
+    "mcap_ros2": "ros",
+    "cv2": "camera",
+    "torch": "export",
+    "torchvision": "export",
+    "transformers": "export",
+    "tokenizers": "export",
+    "safetensors": "export",
+    "sam2": "export",
+    "gguf": "export",
+    "onnx": "export",
+    "onnxslim": "export",
+    "huggingface_hub": "export",
+    "trl": "train",
+    "accelerate": "train",
+    "datasets": "train",
+    "yaml": "train",
+    "scipy": "train",
+    "matplotlib": "bench",
+    "psutil": "bench",
+}
+"""Top-level module -> the extra of ``pyproject.toml`` that installs it (the smallest one)."""
+
+COMMAND_EXTRAS: dict[str, dict[str, str]] = {
+    # --bundle needs OpenCV only; --hf runs the transformers reference ([train])
+    "eval": {"cv2": "eval", **{m: "train" for m in ("torch", "transformers", "sam2", "scipy")}},
+}
+"""Per command, modules a smaller extra brings for that command (``eval --bundle`` needs
+OpenCV, not the [train] extra's torch; ``eval --hf`` needs [train])."""
+
+
+def missing_extra(error: ImportError, command: str | None = None) -> MissingExtra | None:
+    """A :class:`MissingExtra` naming the extra that installs the module ``error`` misses
+    (``None`` for a module no extra brings)."""
+    name = (error.name or "").split(".")[0]
+    extra = COMMAND_EXTRAS.get(command or "", {}).get(name) or MODULE_EXTRAS.get(name)
+    if extra is None:
+        return None
+    what = f"segzero-edge {command}" if command else "this"
+    return MissingExtra(
+        f"{what} needs the [{extra}] extra ({name} is not installed): "
+        f"pip install 'segzero-edge[{extra}]'"
+    )

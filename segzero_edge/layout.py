@@ -48,6 +48,13 @@ ENGINES_DIR = "engines"
 ENGINE_META_FILE = "engines.json"
 TIMING_CACHE_FILE = "timing.cache"
 
+# --- answers -------------------------------------------------------------------------------
+DEFAULT_MAX_OBJECTS = 8
+"""Objects one answer may name, by default: the bound of the list answer grammar (the reasoner
+cannot write more) and the number of objects ``SegZeroEdge`` decodes (a lenient parse of an
+answer without the grammar keeps the first ones). ``SegZeroEdge.from_bundle(max_objects=N)``
+sets both."""
+
 # --- reasoner (Qwen2.5-VL) -----------------------------------------------------------------
 REASONER_SIZE = 840
 """The reasoner sees the image resized to exactly this square (Seg-Zero's ``resize_size``)."""

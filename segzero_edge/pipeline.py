@@ -15,6 +15,7 @@ that frame, and all objects of one answer are decoded by SAM2 in one decoder cal
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -33,16 +34,20 @@ from .errors import BackendError
 from .families import ModelFamily, get_family
 from .image import Frame, ImageLike, NV12Frame, load_frame
 from .image import frame_key as _frame_key
-from .layout import REASONER_SIZE
+from .layout import DEFAULT_MAX_OBJECTS, REASONER_SIZE
 from .options import whole_number
 from .placement import default_overlap
+from .reasoner.prefix_cache import DEFAULT_PREFIX_CACHE_MB
 from .segmenter.decode import backend_decoder, best_mask_index, decode_objects
 from .segmenter.prompts import batch_prompts, prompt_arrays
 from .types import ObjectPrompt, Segmentation, Status, normalize_box
 
 if TYPE_CHECKING:
+    from .reasoner.grammar import AnswerGrammar
     from .segmenter.memory import SAM2Memory
     from .tracker import Tracker
+
+log = logging.getLogger(__name__)
 
 _CACHE_HIT = "sam_cache_hit"
 """Key the embedding cache marks a hit with in a call's working timings (moved to its flag)."""
@@ -66,7 +71,7 @@ class SegZeroEdge:
         family: str | ModelFamily,
         cache_frames: int = 4,
         overlap: bool | None = None,
-        max_objects: int = 16,
+        max_objects: int = DEFAULT_MAX_OBJECTS,
         memory: SAM2Memory | None = None,
     ) -> None:
         """``family``: the model family (name or :class:`~segzero_edge.families.ModelFamily`)
@@ -105,28 +110,154 @@ class SegZeroEdge:
         self._calls_done = threading.Condition()
 
     @classmethod
-    def from_bundle(cls, path: str | os.PathLike[str], **options: Any) -> SegZeroEdge:
-        """Load a bundle directory (see README): verify its manifest, open the backends.
+    def from_bundle(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        family: str | None = None,
+        segmenter_backend: str = "auto",
+        verify_hashes: bool = False,
+        n_ctx: int | None = None,
+        n_gpu_layers: int = -1,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        kv_cache_type: str = "f16",
+        max_new_tokens: int | None = None,
+        think_budget: int = 512,
+        grammar: bool = True,
+        max_objects: int = DEFAULT_MAX_OBJECTS,
+        answer_grammar: AnswerGrammar | None = None,
+        extra_bufts: bool | None = None,
+        use_mmap: bool | None = None,
+        prefix_cache_mb: float = DEFAULT_PREFIX_CACHE_MB,
+        warmup: bool = True,
+        verbose: bool = False,
+        cache_frames: int = 4,
+        overlap: bool | None = None,
+    ) -> SegZeroEdge:
+        """Load a bundle folder (``segzero-edge export`` wrote it): verify its manifest and
+        files, open the reasoner (llama.cpp) and the segmenter (SAM2 on TensorRT or
+        onnxruntime).
 
-        The model family comes from the manifest; ``family`` (a name) overrides it, and is
-        needed for a bundle exported before families were recorded (``BundleError``
-        otherwise). Options: ``family``, ``reasoner_backend`` / ``segmenter_backend`` ("auto"
-        or a name), ``verify_hashes``, ``n_gpu_layers``, ``n_threads``, ``grammar``,
-        ``max_new_tokens`` (default: the family's), ``extra_bufts`` (llama.cpp's extra buffer
-        types; default off where llama.cpp reports AMX), ``cache_frames``, ``overlap`` (None:
-        :func:`~segzero_edge.placement.default_overlap`; True on the CPU splits ``n_threads``
-        between the two backends with :func:`~segzero_edge.placement.split_threads`).
+        Follows llama-cpp-python's ``Llama(model_path, n_ctx=, n_gpu_layers=, n_threads=,
+        n_batch=, verbose=)`` for the reasoner and SAM2's ``build_sam2`` /
+        ``SAM2ImagePredictor`` for the segmenter; every option is a keyword.
+
+        Args:
+            path: The bundle folder (holds ``manifest.json``).
+            family: Model family name (``segzero-v1``, ``multi-object``,
+                ``multi-object-infer``, ``qwen3vl-grounding``, ``micro-scene``): its prompt,
+                answer grammar, coordinate mapping and SAM2 prompt. ``None``: the manifest's;
+                needed for a bundle exported before families were recorded.
+            segmenter_backend: ``"auto"`` (TensorRT when engines for this device are current,
+                else onnxruntime), ``"tensorrt"`` or ``"onnxruntime"``.
+            verify_hashes: Check the sha256 of every bundle file (slow for big bundles); sizes
+                are always checked.
+            n_ctx: The reasoner's context in KV cells (1 to 1,048,576; llama.cpp rounds up to a
+                multiple of 256). ``None``: the manifest's ``reasoner.n_ctx``.
+            n_gpu_layers: Layers llama.cpp offloads to the GPU; -1 all (when llama.cpp was
+                built with CUDA), 0 none.
+            n_threads: CPU threads of llama.cpp (``None``: one per core). With ``overlap`` and
+                both backends on the CPU, the total split between llama.cpp and SAM2.
+            n_batch: llama.cpp's batch (tokens per ``llama_decode`` during the prefill).
+            kv_cache_type: ``"f16"`` or ``"f32"`` KV cache.
+            max_new_tokens: Cap on generated tokens (``grammar=False``) and on the thinking
+                part. ``None``: the family's (1024, as its reference script).
+            think_budget: Tokens the ``<think>`` text may take before ``</think>`` is forced
+                (with the grammar).
+            grammar: Sample the answer under the family's GBNF grammar (it always parses);
+                ``False`` decodes plain greedy, as the reference scripts do.
+            max_objects: Objects one answer may name: the bound of the answer grammar and the
+                number of objects decoded by SAM2 (later ones are dropped). Default 8.
+            answer_grammar: A GBNF grammar replacing the family's
+                (:class:`~segzero_edge.reasoner.grammar.AnswerGrammar`, e.g. to constrain
+                the answers in a test); ``None``: the family's for ``max_objects``.
+            extra_bufts: llama.cpp's extra buffer types (weights repacked for the CPU's SIMD
+                or AMX units). ``None``: off where llama.cpp reports AMX, on elsewhere
+                (``SEGZERO_LLAMA_EXTRA_BUFTS=1/0`` forces).
+            use_mmap: Map the GGUF instead of reading it. ``None``: not when the layers run
+                on the CPU with repacking (the mapped pages would stay resident beside the
+                copies).
+            prefix_cache_mb: MiB of saved KV state after a frame's image tokens, so a later
+                query on the same frame evaluates only its own tokens; 0 turns it off.
+            warmup: Run libmtmd's warm-up encode at load (``False``: faster start, slower
+                first image).
+            verbose: Print llama.cpp's own log to stderr (it is always kept in
+                ``reasoner.load_log``).
+            cache_frames: Frames whose SAM2 encoding is kept (0: none).
+            overlap: Encode with SAM2 while the reasoner thinks (``True``), after it
+                (``False``), or ``None``: overlap only when a backend runs off the CPU
+                (:func:`~segzero_edge.placement.default_overlap`).
+
+        Returns:
+            A :class:`SegZeroEdge`; use it as a context manager or call :meth:`close`.
+
+        Raises:
+            TypeError: An unknown keyword (a typo), named by Python in the message.
+            ValueError: A bad option value (named), e.g. ``max_objects=0``, an unknown family
+                or segmenter backend, an ``n_ctx`` too small for the family's prompt.
+            BundleError: The folder is not a readable bundle (names the file and field).
+            BackendError: llama.cpp or onnxruntime cannot load a model file
+                (``ReasonerLoadError`` for the reasoner).
+            TensorRTUnavailable: ``segmenter_backend="tensorrt"`` cannot run here.
         """
         from .bundle import open_backends
 
-        overlap = options.pop("overlap", None)
-        pipeline_opts = {k: options.pop(k) for k in ("cache_frames",) if k in options}
-        if "cache_frames" in pipeline_opts:  # before the backends load
-            whole_number("cache_frames", pipeline_opts["cache_frames"], minimum=0)
-        reasoner, segmenter, family = open_backends(path, overlap=overlap, **options)
-        model = cls(reasoner, segmenter, family=family, overlap=overlap, **pipeline_opts)
+        # the pipeline's own options are checked before the backends load
+        cache_frames = whole_number("cache_frames", cache_frames, minimum=0)
+        max_objects = whole_number("max_objects", max_objects, minimum=1)
+        t0 = time.perf_counter()
+        reasoner, segmenter, fam = open_backends(
+            path,
+            family=family,
+            segmenter_backend=segmenter_backend,
+            verify_hashes=verify_hashes,
+            overlap=overlap,
+            n_ctx=n_ctx,
+            n_gpu_layers=n_gpu_layers,
+            n_threads=n_threads,
+            n_batch=n_batch,
+            kv_cache_type=kv_cache_type,
+            max_new_tokens=max_new_tokens,
+            think_budget=think_budget,
+            grammar=grammar,
+            max_objects=max_objects,
+            answer_grammar=answer_grammar,
+            extra_bufts=extra_bufts,
+            use_mmap=use_mmap,
+            prefix_cache_mb=prefix_cache_mb,
+            warmup=warmup,
+            verbose=verbose,
+        )
+        model = cls(
+            reasoner,
+            segmenter,
+            family=fam,
+            overlap=overlap,
+            cache_frames=cache_frames,
+            max_objects=max_objects,
+        )
         model.bundle_dir = Path(path)
+        log.info("%s (%.1f s)", model.describe(), time.perf_counter() - t0)
         return model
+
+    def describe(self) -> str:
+        """One line naming the bundle, the family, each backend with its device and threads,
+        the overlap and the pixel path (what ``from_bundle`` logs at INFO)."""
+        r, s = self.reasoner, self.segmenter
+        r_threads = getattr(r, "n_threads", None)
+        s_threads = getattr(s, "threads", None)
+        providers = getattr(s, "providers", None)
+        where = f" [{', '.join(providers)}]" if providers else ""
+        return (
+            f"loaded {self.bundle_dir or 'backends'}: family {self.family.name}; "
+            f"reasoner {r.name} on {getattr(r, 'device_kind', 'cpu')}"
+            + (f" ({r_threads} threads)" if r_threads else "")
+            + f"; segmenter {s.name} on {getattr(s, 'device_kind', 'cpu')}{where}"
+            + (f" ({s_threads} threads)" if s_threads else "")
+            + f"; overlap {'on' if self.overlap else 'off'}; pixels on {self.pixel_path}; "
+            f"max_objects {self.max_objects}"
+        )
 
     # -- SAM2 encoding with a per-frame cache ------------------------------------------
     def _encode(self, img: Frame) -> _Encoded:
@@ -416,20 +547,52 @@ class SegZeroEdge:
         return masks, scores
 
     # -- video ------------------------------------------------------------------------------
-    def track(self, frame: ImageLike, query: str, **options: Any) -> Tracker:
+    def track(
+        self,
+        frame: ImageLike | NV12Frame,
+        query: str,
+        *,
+        rereason_after: int | None = None,
+        score_threshold: float = 0.0,
+        num_frames: int | None = None,
+    ) -> Tracker:
         """Reason once on ``frame``, then follow the objects with SAM2's video memory.
 
-        Returns a :class:`~segzero_edge.tracker.Tracker`: ``tracker.update(next_frame)``
-        gives a :class:`~segzero_edge.tracker.TrackedSegmentation` per frame without the
-        reasoner. Options: ``rereason_after``, ``score_threshold``, ``num_frames`` (see
-        ``Tracker``). Raises :class:`~segzero_edge.errors.BundleError` when the bundle was
-        exported before tracking existed (re-export it; ``segment()`` still works).
+        Follows SAM2's ``SAM2VideoPredictor`` (``add_new_points_or_box`` with the answer's
+        boxes and points, then ``propagate_in_video``, one object at a time).
+
+        Args:
+            frame: The first frame, as :meth:`segment` takes it.
+            query: What to follow, as :meth:`segment` takes it.
+            rereason_after: Re-run the reasoner by itself after this many frames in a row
+                with a lost object (``None``: never; ``update(frame, reason=True)`` asks).
+            score_threshold: An object is present when SAM2's object score logit is above it.
+            num_frames: The clip's length when known (pointer distances are normalised by
+                it, as SAM2 does for a clip); ``None``: a live stream.
+
+        Returns:
+            A :class:`~segzero_edge.tracker.Tracker`: ``tracker.update(next_frame)`` gives a
+            :class:`~segzero_edge.tracker.TrackedSegmentation` per frame without the reasoner.
+
+        Raises:
+            BundleError: The bundle was exported before tracking existed (re-export it;
+                ``segment()`` still works).
+            ValueError: A bad frame, query or option (named).
+            RuntimeError: After :meth:`close`.
         """
         if self._closed:
             raise RuntimeError("this SegZeroEdge has been closed")
         from .tracker import Tracker
 
-        return Tracker(self, self._tracking_memory(), frame, query, **options)
+        return Tracker(
+            self,
+            self._tracking_memory(),
+            frame,
+            query,
+            rereason_after=rereason_after,
+            score_threshold=score_threshold,
+            num_frames=num_frames,
+        )
 
     def _tracking_memory(self) -> SAM2Memory:
         with self._memory_lock:

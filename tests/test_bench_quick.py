@@ -31,8 +31,9 @@ def test_bench_tiny_three_sides(
     bench_tiny_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out, path, doc = _run(
-        bench_tiny_cache, tmp_path, capsys, "--workload", "single", "--no-overlap-check"
-    )
+        bench_tiny_cache, tmp_path, capsys, "--side", "all", "--workload", "single",
+        "--no-overlap-check",
+    )  # fmt: skip
     assert "ref/rt" in out and "stock/rt" in out and "orin-nano-8gb" in out
     assert "bandwidth ceiling" in out and "export estimate" in out
     assert doc["schema_version"] == 2
@@ -69,10 +70,13 @@ def test_bench_tiny_three_sides(
 def test_bench_runtime_workloads_and_overlap(
     bench_tiny_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The runtime alone on every workload, then again overlapped: which mode wins."""
-    argv = ("--side", "runtime", "--threads", "2", "--no-plot")
+    """The runtime alone on every workload (--quick's default side), then again overlapped:
+    which mode wins."""
+    argv = ("--threads", "2", "--no-plot", "--overlap-check")
     _, _, doc = _run(bench_tiny_cache, tmp_path, capsys, *argv)
+    assert doc["config"]["sides"] == ["runtime"]
     (case,) = doc["cases"]
+    assert "reference" not in case and "stock" not in case
     wl = case["runtime"]["workloads"]
     assert set(wl) == set(WORKLOADS)
     multi = wl["multi_query"]

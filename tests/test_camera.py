@@ -1,6 +1,6 @@
 """Cameras and video files through OpenCV: a generated MJPG/AVI file read in order, the
 newest-frame stream dropping stale frames, source kinds and their errors, ``track`` on a
-video file with the tiny bundle, and the README's camera loop run on a video file."""
+video file with the tiny bundle, and the camera loop of docs/guide.md run on a video file."""
 
 from __future__ import annotations
 
@@ -136,10 +136,10 @@ def test_track_command_on_a_video_file(
         assert mask.shape == (H, W) and int((mask > 0).sum()) == r["mask_area"]
 
 
-def _readme_camera_loop() -> tuple[ast.Module, dict[str, str]]:
-    """The README's camera loop (its python block that imports ``stream``) without its two
-    settings, and those settings as the README gives them."""
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+def _guide_camera_loop() -> tuple[ast.Module, dict[str, str]]:
+    """The camera loop of docs/guide.md (its python block that imports ``stream``) without its
+    two settings, and those settings as the guide gives them."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "guide.md").read_text(), re.S)
     (code,) = [b for b in blocks if "from segzero_edge.camera import stream" in b]
     tree = ast.parse(code)
     settings = {
@@ -151,16 +151,16 @@ def _readme_camera_loop() -> tuple[ast.Module, dict[str, str]]:
     return tree, settings
 
 
-def test_readme_camera_loop_runs_on_a_video_file(
+def test_guide_camera_loop_runs_on_a_video_file(
     tiny_bundle: Path, video: Path, capsys: pytest.CaptureFixture
 ) -> None:
     """The loop runs as written, its ``bundle`` and ``source`` pointed at the tiny bundle and
     a generated video file: the first frame seeds the tracker, the newest frames follow."""
-    tree, settings = _readme_camera_loop()
+    tree, settings = _guide_camera_loop()
     assert set(settings) == {"bundle", "source"}
     assert camera.source_kind(settings["source"]) == "gstreamer"  # the Jetson CSI pipeline
     ns: dict = {"bundle": str(tiny_bundle), "source": str(video)}
-    exec(compile(tree, "README.md", "exec"), ns)
+    exec(compile(tree, "docs/guide.md", "exec"), ns)
     lines = capsys.readouterr().out.splitlines()
     assert ns["tracker"] is not None and ns["tracker"].last.mask.shape == (H, W)
     assert ns["f"].index == N - 1  # the last frame handed out is the newest one

@@ -210,10 +210,10 @@ def test_kernels_cpu_build_cuda_entry_points_say_no_cuda(native_cpu_lib: Path) -
     assert native.cuda_available() is False
 
 
-def test_readme_states_the_flags_the_builds_use() -> None:
-    """The README's install table lists exactly the llama.cpp flags scripts/setup.sh passes
+def test_install_doc_states_the_flags_the_builds_use() -> None:
+    """docs/install.md's build table lists exactly the llama.cpp flags scripts/setup.sh passes
     and the CUDA architectures CMakeLists.txt defaults to."""
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "install.md").read_text()
     setup = (ROOT / "scripts" / "setup.sh").read_text()
     for arch in ("x86_64", "aarch64"):
         block = setup.split(f"    {arch}")[1].split(";;")[0]

@@ -187,7 +187,7 @@ def test_onnxruntime_tensorrt_ep_gets_fp16_caches_and_the_decoder_profile(tmp_pa
         b, n = PROMPTS_PROFILE[k], POINTS_PROFILE[k]
         assert profile[which] == {"point_coords": (b, n, 2), "point_labels": (b, n)}
     # what backend_decoder sends for an answer of 2 objects (box corners + 1 point each)
-    # and of the pipeline's 16 objects lies inside the profile
+    # and of 16 objects (from_bundle(max_objects=16)) lies inside the profile
     for batch in ((2, 3, 2), (16, 3, 2)):
         lo, hi = profile["min"]["point_coords"], profile["max"]["point_coords"]
         assert all(a <= d <= c for a, d, c in zip(lo, batch, hi, strict=True)), (batch, hi)

@@ -14,7 +14,8 @@ from segzero_edge.families import FAMILIES
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
-        help="evaluate gIoU / cIoU on a ReasonSeg-format folder (needs the [train] extra)",
+        help="evaluate gIoU / cIoU on a ReasonSeg-format folder (--bundle: the [eval] extra; "
+        "--hf: [train])",
         description=(
             "Segment text[0] of every sample of a ReasonSeg-format folder (JPG + JSON with "
             "polygons) with a bundle, or with the Hugging Face reference (--hf MODEL_DIR "
@@ -59,15 +60,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--segmenter-backend", default="auto", choices=["auto", "tensorrt", "onnxruntime"]
     )
     p.add_argument("--no-grammar", action="store_true", help="bundle: decode without grammar")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def _predictor(args: argparse.Namespace):  # -> (predictor, source dict)
-    try:
-        from .evaluate import BundlePredictor, HFPredictor
-    except ImportError as e:
-        raise ValueError(f"eval needs the segzero_train package and its extras ({e})") from None
+    # a missing module is reported by the CLI with its extra (segzero_edge.errors.COMMAND_EXTRAS)
+    from .evaluate import BundlePredictor, HFPredictor
+
     if args.bundle is not None:
         opts = {"segmenter_backend": args.segmenter_backend, "grammar": not args.no_grammar}
         if args.max_new_tokens is not None:

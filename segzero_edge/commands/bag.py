@@ -75,7 +75,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-grammar", action="store_true", help="decode without the answer grammar")
     p.add_argument("--max-new-tokens", type=int, default=None, help="cap the reasoner's generation")
     add_family_argument(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
@@ -182,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
                 overlay=not args.no_overlay,
             )
             decode = bag.ImageDecoder()
-            bar = tqdm(total=total, desc="bag", unit="frame", disable=args.quiet)
+            bar = tqdm(total=total, desc="bag", unit="frame", disable=bool(args.quiet))
             seen = 0
             try:
                 with atomic_path(dst) as tmp, open(tmp, "wb") as out:

@@ -75,7 +75,7 @@ def check_onnxruntime() -> dict[str, Any]:
         from ..device import jetson_info
 
         how += (
-            ": on a Jetson install onnxruntime-gpu from NVIDIA's Jetson index, see the README)"
+            ": on a Jetson install onnxruntime-gpu from NVIDIA's Jetson index, see docs/jetson.md)"
             if jetson_info() is not None
             else ")"
         )
@@ -245,7 +245,73 @@ def format_text(rep: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def verdict(rep: dict[str, Any], bundle: Path | None = None) -> tuple[bool, str, str]:
+    """``(ready, verdict, next step)`` of a :func:`report`: whether ``segment`` can run here
+    (a reasoner backend, a SAM2 backend, every smoke test passed, the bundle's models ran),
+    in words, and the command or fix to try next."""
+    backends = rep["backends"]
+    failed = [f"{name} ({res['reason']})" for name, res in rep["smoke"].items() if not res["ok"]]
+    mismatch = (rep.get("llama_cpp") or {}).get("cpu_mismatch")
+    if failed:
+        return (
+            False,
+            f"NOT READY: smoke test failed for {'; '.join(failed)}",
+            "reinstall the failing library for this CPU and Python (scripts/setup.sh runtime, "
+            "or see docs/jetson.md on a Jetson), then run segzero-edge doctor again",
+        )
+    if mismatch:
+        return (
+            False,
+            f"NOT READY: llama.cpp cannot run on this CPU ({mismatch})",
+            "rebuild llama-cpp-python for this CPU (scripts/setup.sh; LLAMA_CMAKE_ARGS)",
+        )
+    if not backends["llama.cpp"]["available"]:
+        return (
+            False,
+            f"NOT READY: no reasoner backend ({backends['llama.cpp']['reason']})",
+            "pip install 'segzero-edge[runtime]' (llama-cpp-python)",
+        )
+    segmenters = [n for n in ("tensorrt", "onnxruntime") if backends[n]["available"]]
+    if not segmenters:
+        return (
+            False,
+            f"NOT READY: no SAM2 backend ({backends['onnxruntime']['reason']})",
+            "pip install 'segzero-edge[runtime]' (onnxruntime; on a Jetson NVIDIA's "
+            "onnxruntime-gpu, see docs/jetson.md)",
+        )
+    where = f"reasoner on llama.cpp, SAM2 on {' or '.join(segmenters)}"
+    if bundle is None:
+        return (
+            True,
+            f"READY: segment can run here ({where})",
+            "segzero-edge doctor --bundle BUNDLE (runs a bundle's models here), or "
+            'segzero-edge segment IMAGE "QUERY" --bundle BUNDLE',
+        )
+    engines = rep.get("engines", {})
+    mine = next((f for f in engines.get("folders", []) if f["this_device"]), None)
+    current = mine is not None and mine["state"] == "current"
+    if backends["tensorrt"]["available"] and not current:
+        return (
+            True,
+            f"READY with onnxruntime: {bundle} has no current TensorRT engines for this device",
+            f"segzero-edge build-engines {bundle} (then SAM2 runs on TensorRT)",
+        )
+    return (
+        True,
+        f"READY: {bundle} runs here ({where})",
+        f'segzero-edge segment IMAGE "QUERY" --bundle {bundle}',
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     rep = report(args.bundle, smoke=not args.no_smoke)
-    print(json.dumps(rep, indent=2) if args.json else format_text(rep))
+    ready, said, step = verdict(rep, args.bundle)
+    if args.json:
+        print(
+            json.dumps(
+                {**rep, "verdict": {"ready": ready, "verdict": said, "next": step}}, indent=2
+            )
+        )
+    else:
+        print(f"{format_text(rep)}\nverdict: {said}\nnext: {step}")
     return 1 if any(r["died"] for r in rep["smoke"].values()) else 0

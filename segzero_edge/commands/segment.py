@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -20,6 +21,8 @@ import numpy as np
 from ..errors import CommandError, require
 from ..families import FAMILIES
 from ..layout import MANIFEST
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BUNDLE_ENV = "SEGZERO_BUNDLE"
 
@@ -102,6 +105,17 @@ def add_family_argument(p: argparse.ArgumentParser) -> None:
     )
 
 
+def default_bundle() -> Path:
+    """The bundle ``segzero-edge segment`` uses without ``--bundle``: ``$SEGZERO_BUNDLE`` when
+    set, else the tiny demo bundle (random weights: meaningless masks) in
+    :func:`demo_bundle_dir`, built on first use (needs the [export] extra, a few minutes).
+
+    Raises :class:`~segzero_edge.errors.CommandError` when ``$SEGZERO_BUNDLE`` is not a
+    bundle, the demo folder holds something else, or the exporter is not installed.
+    """
+    return _ensure_bundle(None)
+
+
 def _ensure_bundle(path: Path | None) -> Path:
     """``path``, else ``$SEGZERO_BUNDLE``, else the demo bundle, built on first use by
     ``segzero-edge export --tiny``.
@@ -143,11 +157,9 @@ def _ensure_bundle(path: Path | None) -> Path:
             "no --bundle given, and building the demo bundle needs the exporter: "
             "pip install 'segzero-edge[export]' (or pass --bundle)"
         )
-    print(
-        f"building the tiny demo bundle in {path} (random weights: masks are meaningless)",
-        file=sys.stderr,
-    )
-    cmd = [sys.executable, "-m", "segzero_edge.cli", "export", "--tiny", "--force"]
+    log.warning("building the tiny demo bundle in %s (random weights: masks are meaningless)", path)
+    quiet = [] if log.isEnabledFor(logging.INFO) else ["-q"]  # its steps only with -v
+    cmd = [sys.executable, "-m", "segzero_edge.cli", "export", "--tiny", "--force", *quiet]
     done = subprocess.run([*cmd, "-o", str(path)], check=False)
     if done.returncode != 0:
         raise CommandError(f"building the demo bundle failed (exit {done.returncode})")

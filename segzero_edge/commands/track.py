@@ -92,7 +92,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="cap the reasoner's generation (thinking part with the grammar)",
     )
     add_family_argument(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
@@ -312,7 +311,7 @@ def run(args: argparse.Namespace) -> int:
             family=args.family,
             **reasoner_opts,
         ) as model:
-            bar = tqdm(total=n_frames, desc="track", unit="frame", disable=args.quiet)
+            bar = tqdm(total=n_frames, desc="track", unit="frame", disable=bool(args.quiet))
             tracker = None
             try:
                 for i, frame in enumerate(frames):

@@ -23,14 +23,13 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from ..layout import REASONER_SIZE
+from ..layout import DEFAULT_MAX_OBJECTS, REASONER_SIZE
 
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 ANSWER_OPEN = "<answer>"
 ANSWER_CLOSE = "</answer>"
 
-DEFAULT_MAX_OBJECTS = 8
 DEFAULT_MAX_COORD = REASONER_SIZE  # coordinates live in the 840 x 840 frame (x2/y2 may be 840)
 _MAX_INDENT = 8  # a separator may be nothing, one space, or a newline + up to 8 spaces/tabs
 _MAX_WS = 1 + _MAX_INDENT

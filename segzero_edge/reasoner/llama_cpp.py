@@ -63,7 +63,7 @@ from ..options import real_number
 from . import grammar as gbnf
 from . import llama_system
 from .llama_variants import CpuVariantError
-from .prefix_cache import PrefixCache, PrefixState, Signature
+from .prefix_cache import DEFAULT_PREFIX_CACHE_MB, PrefixCache, PrefixState, Signature
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 DEFAULT_IMAGE_TOKENS = IMAGE_TOKENS  # 900 for 840 x 840
@@ -87,12 +87,6 @@ BACKBONES: dict[str, Backbone] = {
     "qwen3vl": Backbone(None, QWEN3VL_PATCH_MERGE, (QWEN3VL_FRAME // QWEN3VL_PATCH_MERGE) ** 2),
 }
 """GGUF ``general.architecture`` -> :class:`Backbone`."""
-DEFAULT_PREFIX_CACHE_MB = 128
-"""Prefix cache bound (MiB). Sized for an 8 GB Orin Nano: the exporter's memory estimate
-(segzero_export.memory) puts Qwen2.5-VL-3B Q4_K_M + mmproj + SAM2-tiny with n_ctx 4096 at
-4.94 GB of the target's 5.20 GB budget, leaving 0.26 GB; one 3B frame holds 34.3 MB (f16 K
-and V of the 931 prefix cells x 36 layers x 2 KV heads x 128, plus 24 bytes per cell), so
-128 MiB (0.134 GB) keeps the 3 latest frames (2 at 7B)."""
 
 
 class ReasonerLoadError(BackendError):

@@ -15,6 +15,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+DEFAULT_PREFIX_CACHE_MB = 128
+"""Prefix cache bound (MiB), sized for an 8 GB Orin Nano: it keeps the prefix states of the 3
+latest Qwen2.5-VL-3B frames (2 at 7B); the sizing is in docs/benchmarks.md ("Prefix cache")."""
+
 Signature = tuple[tuple[int, ...], ...]
 """The prefix chunks as token tuples; an image chunk is ``(-1, n_image_tokens)``."""
 

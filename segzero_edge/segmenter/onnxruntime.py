@@ -203,6 +203,8 @@ class OrtSegmenter:
             max_shapes = parse_profile_shapes(dec_opts["trt_profile_max_shapes"])
             trt_max_prompts = max_shapes[SAM2_POINT_INPUTS[0]][0]
         self.trt_cache_dir = None if trt_cache_dir is None else Path(trt_cache_dir)
+        self.threads = threads
+        """onnxruntime's intra-op threads (``None``: its default, one per core)."""
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
