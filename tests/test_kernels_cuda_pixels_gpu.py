@@ -45,7 +45,7 @@ class DeviceOnlySegmenter:
     device = 0
 
     def __init__(self, low_res: np.ndarray) -> None:
-        from segzero_edge.cuda_memory import DeviceBuffer, create_stream
+        from segzero_edge.platform.cuda import DeviceBuffer, create_stream
 
         self.stream = create_stream()
         self.image_buffer = DeviceBuffer((1, 3, 1024, 1024), np.float32)
@@ -56,7 +56,7 @@ class DeviceOnlySegmenter:
         return self.image_buffer.download(self.stream)
 
     def close(self) -> None:
-        from segzero_edge.cuda_memory import destroy_stream
+        from segzero_edge.platform.cuda import destroy_stream
 
         self.image_buffer.free()
         self.mask_buffer.free()
@@ -100,7 +100,7 @@ def test_cuda_pixels_nv12_pitched_planes_match_the_cpu_twin(
 ) -> None:
     """NV12 with luma and chroma in separate pitched buffers: from host memory (views of
     wider arrays) and from device memory (pitch-linear, as after NvBufSurfTransform)."""
-    from segzero_edge.cuda_memory import DeviceBuffer, synchronize
+    from segzero_edge.platform.cuda import DeviceBuffer, synchronize
 
     h, w, pitch = 478, 638, 1024
     nv12 = pixels.rgb_to_nv12(rgb(h, w), full_range=full_range)
