@@ -247,7 +247,7 @@ def open_backends(
         total = int(reasoner_options.get("n_threads") or os.cpu_count() or 1)
         reasoner_threads, seg_opts["threads"] = split_threads(total)
     segmenter = open_segmenter(bundle.root, backend=segmenter_backend, **seg_opts)
-    if seg_opts and getattr(segmenter, "device_kind", "cpu") == "cpu":
+    if seg_opts and segmenter.device_kind == "cpu":
         reasoner_options["n_threads"] = reasoner_threads
     reasoner = None
     try:
