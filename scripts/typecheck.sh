@@ -14,7 +14,8 @@ STRICT=(
     segzero_edge/platform/*.py segzero_edge/segmenter/*.py segzero_edge/device.py
     segzero_edge/backends.py segzero_edge/cuda_pixels.py segzero_edge/engine_cache.py
     segzero_edge/native.py segzero_edge/layout.py segzero_edge/bundle.py
-    segzero_edge/bundle_memory.py export/engines.py
+    segzero_edge/bundle_memory.py segzero_edge/pixels.py segzero_edge/camera.py
+    segzero_edge/fileio.py segzero_edge/onnx_scan.py segzero_edge/overlay.py export/engines.py
 )
 MYPYPATH=.cache/trt-stubs "$PY" -m mypy --strict --follow-imports=silent "${STRICT[@]}"
 MYPYPATH=.cache/trt-stubs "$PY" -m mypy --follow-imports=silent \

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .types import Segmentation
 
+if TYPE_CHECKING:
+    from PIL.Image import Image
 
-def mask_image(mask: np.ndarray):  # -> PIL.Image.Image
+
+def mask_image(mask: np.ndarray) -> Image:
     """The mask as an 8-bit grayscale image (255 inside)."""
     from PIL import Image
 
     return Image.fromarray(mask.astype(np.uint8) * 255, "L")
 
 
-def overlay_image(image: np.ndarray, result: Segmentation, alpha: float = 0.5):
+def overlay_image(image: np.ndarray, result: Segmentation, alpha: float = 0.5) -> Image:
     """``image`` with the mask tinted red, boxes in green and points in yellow."""
     from PIL import Image, ImageDraw
 
