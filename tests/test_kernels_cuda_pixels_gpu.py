@@ -75,7 +75,7 @@ def cuda_pixels(native_cuda_lib: Path, low_res: np.ndarray) -> Iterator[object]:
 
     assert native.cuda_available(), "CUDA build loaded but no device visible"
     seg = DeviceOnlySegmenter(low_res)
-    px = CudaPixels(seg, max_objects=4)
+    px = CudaPixels(seg, max_objects=4)  # type: ignore[arg-type]  # what CudaPixels reads
     yield px
     px.close()
     seg.close()
