@@ -51,9 +51,9 @@ class SlowEncodeSegmenter:
     device_kind = "gpu"
     device = 0
     max_prompts = 16
-    providers: list[str] = []
 
     def __init__(self) -> None:
+        self.providers: list[str] = []
         self.stream = create_stream()
         self.image_buffer = DeviceBuffer((1, 3, 1024, 1024), np.float16)
         self.mask_buffer = DeviceBuffer((1, 4, 256, 256), np.float32)

@@ -73,7 +73,7 @@ def test_memory_engines_match_onnxruntime(
     from segzero_edge.backends import ImageEmbedding
     from segzero_edge.pixels import preprocess_sam
 
-    seg, memory = trt_backends
+    _seg, memory = trt_backends
     emb = ort_segmenter.encode(preprocess_sam(synthetic_clip(1)[0]))
     rng = np.random.default_rng(0)
     for n, m in ((1, 1), (7, 16)):
