@@ -66,8 +66,12 @@ class CudaPixels:
     this object's own lock, so it may run beside them.
     """
 
-    def __init__(self, segmenter: DeviceSegmenter, max_objects: int) -> None:
-        self.segmenter = segmenter
+    def __init__(self, segmenter: Segmenter, max_objects: int) -> None:
+        """``segmenter``: a :class:`~segzero_edge.backends.DeviceSegmenter` (``ValueError``
+        otherwise; :func:`usable` says so first); ``max_objects``: mask slots kept on the device."""
+        if not isinstance(segmenter, DeviceSegmenter):
+            raise ValueError(f"segmenter {segmenter.name!r} is not on CUDA (no device buffers)")
+        self.segmenter: DeviceSegmenter = segmenter
         self.max_objects = int(max_objects)
         self._reasoner_lock = threading.Lock()  # the reasoner input's buffers and stream
         self._frames: dict[str, DeviceBuffer] = {}  # host-frame uploads by (path, plane)
