@@ -103,7 +103,7 @@ class GpuMemorySampler:
 
     @staticmethod
     def _probe() -> Any:
-        from segzero_edge.device import cudart
+        from segzero_edge.platform.cuda import cudart
 
         try:
             rt = cudart()

@@ -100,7 +100,8 @@ class BenchConfig:
 def fingerprint() -> tuple[str, dict[str, Any]]:
     """This device's fingerprint and probe details (a CPU fallback if the probe is missing)."""
     try:
-        from segzero_edge.device import device_fingerprint, device_info
+        from segzero_edge.platform.fingerprint import device_fingerprint
+        from segzero_edge.platform.report import device_info
 
         return device_fingerprint(), device_info()
     except ImportError:

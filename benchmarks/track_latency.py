@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     bundle = load_bundle(_ensure_bundle(args.bundle))
     opts = {"threads": args.threads} if args.threads else {}
     segmenter = open_segmenter(bundle.root, backend=args.segmenter_backend, **opts)
-    mem_backend = "tensorrt" if segmenter.name == "tensorrt" else "onnxruntime"
+    mem_backend = segmenter.backend  # the memory runs where the segmenter runs
     memory = open_memory(bundle.root, mem_backend, **({} if mem_backend == "tensorrt" else opts))
     reasoner = FixedLengthReasoner(
         bundle.path(REASONER_FILE),

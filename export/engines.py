@@ -11,7 +11,7 @@ ReduceMean/Pow/Sqrt/Div chain of SAM2's hand-written ``LayerNorm2d``) pinned to 
 ``OBEY_PRECISION_CONSTRAINTS``; ``fp32_layers`` pins more layers by name pattern. An engine
 is rebuilt when the TensorRT version, the device, its ONNX file or the build flags change.
 TensorRT comes with JetPack (not pip); without it, or with a TensorRT older than 10
-(JetPack 6.0 ships 8.6: :data:`segzero_edge.device.MIN_TENSORRT`),
+(JetPack 6.0 ships 8.6: :data:`segzero_edge.platform.trt.MIN_TENSORRT`),
 :class:`~segzero_edge.errors.TensorRTUnavailable` is raised before any work. Needs no torch.
 """
 
@@ -29,13 +29,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segzero_edge._version import __version__
-from segzero_edge.device import (
-    ENV_FINGERPRINT,
-    device_fingerprint,
-    has_gpu_identity,
-    import_tensorrt,
-    tensorrt_logger,
-)
 from segzero_edge.engine_cache import (
     DECODER,
     ENCODER,
@@ -58,6 +51,12 @@ from segzero_edge.engine_cache import (
 from segzero_edge.errors import TensorRTUnavailable
 from segzero_edge.fileio import atomic_path
 from segzero_edge.layout import SAM2_POINT_INPUTS as POINT_INPUTS
+from segzero_edge.platform.fingerprint import (
+    ENV_FINGERPRINT,
+    device_fingerprint,
+    has_gpu_identity,
+)
+from segzero_edge.platform.trt import import_tensorrt, tensorrt_logger
 
 if TYPE_CHECKING:
     import tensorrt

@@ -257,7 +257,7 @@ def open_backends(
         split_reasoner, sam_threads = split_threads(total)
     seg_opts = {} if sam_threads is None else {"threads": sam_threads}
     segmenter = open_segmenter(bundle.root, backend=segmenter_backend, **seg_opts)
-    if sam_threads is not None and getattr(segmenter, "device_kind", "cpu") == "cpu":
+    if sam_threads is not None and segmenter.device_kind == "cpu":
         reasoner_threads = split_reasoner
     reasoner = None
     try:

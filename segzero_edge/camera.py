@@ -110,7 +110,8 @@ def frame_count(cap: Any) -> int | None:
 def _rgb(cv2: Any, bgr: np.ndarray) -> np.ndarray:
     if bgr.ndim == 2:
         return np.ascontiguousarray(np.repeat(bgr[..., None], 3, axis=2))
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    rgb: np.ndarray = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return rgb
 
 
 def read_frames(

@@ -29,24 +29,27 @@ Used by :class:`segzero_edge.pipeline.SegZeroEdge` when :func:`usable` says so; 
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 import numpy as np
 
 from . import native
-from .cuda_memory import DeviceBuffer, check, create_stream, destroy_stream
-from .device import cudart
+from .backends import DeviceSegmenter, ImageEmbedding, Segmenter
 from .image import Frame, NV12Frame
 from .layout import REASONER_SIZE, SAM2_LOW_RES
+from .platform.cuda import (
+    DeviceBuffer,
+    copy_device_to_device,
+    create_stream,
+    destroy_stream,
+    set_device,
+)
 
-MAX_OBJECTS = 16
 
-
-def usable(segmenter: Any) -> tuple[bool, str]:
-    """Whether ``segmenter`` exposes its device buffers and the CUDA kernels can run here."""
-    for attr in ("image_buffer", "encode_loaded", "decode_on_device", "mask_buffer", "stream"):
-        if not hasattr(segmenter, attr):
-            return False, f"segmenter {getattr(segmenter, 'name', segmenter)!r} is not on CUDA"
+def usable(segmenter: Segmenter) -> tuple[bool, str]:
+    """Whether ``segmenter`` is a :class:`~segzero_edge.backends.DeviceSegmenter` (its input
+    and output in device memory) and the CUDA kernels can run here, and why not."""
+    if not isinstance(segmenter, DeviceSegmenter):
+        return False, f"segmenter {segmenter.name!r} is not on CUDA"
     ok, why = native.available()
     if not ok:
         return False, why
@@ -64,8 +67,12 @@ class CudaPixels:
     this object's own lock, so it may run beside them.
     """
 
-    def __init__(self, segmenter: Any, max_objects: int = MAX_OBJECTS) -> None:
-        self.segmenter = segmenter
+    def __init__(self, segmenter: Segmenter, max_objects: int) -> None:
+        """``segmenter``: a :class:`~segzero_edge.backends.DeviceSegmenter` (``ValueError``
+        otherwise; :func:`usable` says so first); ``max_objects``: mask slots kept on the device."""
+        if not isinstance(segmenter, DeviceSegmenter):
+            raise ValueError(f"segmenter {segmenter.name!r} is not on CUDA (no device buffers)")
+        self.segmenter: DeviceSegmenter = segmenter
         self.max_objects = int(max_objects)
         self._reasoner_lock = threading.Lock()  # the reasoner input's buffers and stream
         self._frames: dict[str, DeviceBuffer] = {}  # host-frame uploads by (path, plane)
@@ -124,7 +131,7 @@ class CudaPixels:
         rgb = self._upload(f"{path}:rgb", np.ascontiguousarray(frame), stream)
         return rgb.ptr, h, w, 3 * w, "rgb", None, 0
 
-    def encode(self, frame: Frame) -> Any:
+    def encode(self, frame: Frame) -> ImageEmbedding:
         """SAM2 input written by the kernel into the encoder's buffer, then the encoder (on
         the segmenter's stream: hold the segmenter's lock)."""
         seg = self.segmenter
@@ -143,9 +150,9 @@ class CudaPixels:
         encode in progress on the segmenter's stream."""
         with self._reasoner_lock:
             stream = self.stream
-            device = int(getattr(self.segmenter, "device", 0) or 0)
+            device = self.segmenter.device
             if device:  # the current device is per host thread
-                check(cudart().cudaSetDevice(device), f"cudaSetDevice({device})")
+                set_device(device)
             ptr, h, w, stride, fmt, uv, uv_stride = self._source(frame, "reasoner", stream)
             native.preprocess_cuda(
                 ptr, h, w, stride, fmt, None, self._reasoner.ptr, uv_ptr=uv,
@@ -164,19 +171,16 @@ class CudaPixels:
         if src.dtype != np.float32:
             raise ValueError(f"the decoder writes {src.dtype} masks; the kernel reads float32")
         plane_bytes = SAM2_LOW_RES * SAM2_LOW_RES * 4
-        rt = cudart()
-        check(
-            rt.cudaMemcpyAsync(
-                self._chosen.ptr + index * plane_bytes,
-                src.ptr + (row * src.shape[1] + plane) * plane_bytes,
-                plane_bytes,
-                rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice,
-                self.segmenter.stream,
-            ),
-            "cudaMemcpyAsync (device to device)",
+        copy_device_to_device(
+            self._chosen.ptr + index * plane_bytes,
+            src.ptr + (row * src.shape[1] + plane) * plane_bytes,
+            plane_bytes,
+            self.segmenter.stream,
         )
 
-    def masks(self, n: int, out_hw: tuple[int, int]) -> tuple[np.ndarray, int, Any]:
+    def masks(
+        self, n: int, out_hw: tuple[int, int]
+    ) -> tuple[np.ndarray, int, tuple[int, int, int, int] | None]:
         """OR of the first ``n`` kept masks upsampled to ``out_hw`` and > 0: (mask, area, box)."""
         seg = self.segmenter
         h, w = out_hw

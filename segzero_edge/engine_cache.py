@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .device import device_fingerprint, tensorrt_version
 from .fileio import sha256_file
 from .layout import (
     ENGINE_META_FILE,
@@ -38,6 +37,8 @@ from .layout import (
     SAM2_MEMORY_GRAPHS,
     TIMING_CACHE_FILE,
 )
+from .platform.fingerprint import device_fingerprint
+from .platform.trt import tensorrt_version
 
 log = logging.getLogger(__name__)
 

@@ -85,9 +85,9 @@ def atomic_paths(paths: Sequence[str | os.PathLike[str]]) -> Iterator[list[Path]
     try:
         for dest in dests:
             dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
             os.close(fd)
-            tmps.append(Path(tmp))
+            tmps.append(Path(tmp_name))
         yield list(tmps)
         for dest in dests:  # something may have taken a name meanwhile: replace nothing then
             _check_file_dest(dest)

@@ -81,6 +81,13 @@ SAM2_LOW_RES = 256
 SAM2_MASK_TOKENS = 4
 """Masks per decoder call: index 0 single-mask, 1..3 multimask (``num_multimask_outputs + 1``)."""
 
+SAM2_IMAGE_SHAPE = (1, 3, SAM2_SIZE, SAM2_SIZE)
+"""The encoder's input ``image``: one mean/std-normalised float32 picture, NCHW."""
+SAM2_MASK_INPUT_SHAPE = (1, 1, SAM2_LOW_RES, SAM2_LOW_RES)
+"""The decoder's ``mask_input``: one low-res mask logits prompt (all prompts of a call)."""
+SAM2_FEATURES = ("image_embed", "high_res_feats_0", "high_res_feats_1")
+"""The image features the encoder writes and the decoder reads (``ImageEmbedding`` fields)."""
+
 SAM2_ENCODER_INPUTS = ("image",)
 SAM2_ENCODER_OUTPUTS = ("high_res_feats_0", "high_res_feats_1", "image_embed")
 SAM2_DECODER_INPUTS = (
@@ -99,8 +106,6 @@ present) and ``[1, 4, 256]`` the object pointer of each of the four mask tokens.
 SAM2_POINT_INPUTS = ("point_coords", "point_labels")
 
 # --- segmenter video memory (SAM2 ``track_step``) --------------------------------------------
-SAM2_MEMORY_DIM = 64
-"""Channels of a memory feature map (``MemoryEncoder`` ``out_dim``, SAM2's ``mem_dim``)."""
 SAM2_FEAT_SIZE = SAM2_SIZE // 16
 """Side of the stride-16 image embedding and of a memory feature map (64)."""
 SAM2_MEMORY_ATTENTION_INPUTS = ("image_embed", "memory", "memory_tpos", "obj_ptrs", "obj_ptr_tpos")

@@ -77,12 +77,6 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     return _STATE["lib"], str(_STATE["why"])  # type: ignore[return-value]
 
 
-def reload() -> tuple[bool, str]:
-    """Forget the loaded library and look again (after changing the environment variables)."""
-    _STATE.clear()
-    return available()
-
-
 def _open() -> tuple[ctypes.CDLL | None, str]:
     if os.environ.get(ENV_DISABLE, "1") == "0":
         return None, f"disabled by {ENV_DISABLE}=0"

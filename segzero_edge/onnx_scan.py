@@ -180,8 +180,8 @@ class _Scanner:
             elif number == _TENSOR_DIMS and wire == 2:  # packed
                 p = start
                 while p < stop:
-                    value, p = _varint(self.buf, p, stop)
-                    dims.append(value)
+                    dim, p = _varint(self.buf, p, stop)
+                    dims.append(dim)
             elif number == _TENSOR_EXTERNAL and wire == 2:
                 key, value = self.entry(start, stop)
                 entries[key] = value

@@ -59,7 +59,8 @@ def _use_native() -> bool:
 
 
 def _trunc_int(x: np.ndarray) -> np.ndarray:
-    return np.trunc(x).astype(np.int64)
+    out: np.ndarray = np.trunc(x).astype(np.int64)
+    return out
 
 
 def torch_aa_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
@@ -123,7 +124,8 @@ def resize_bilinear(x: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     x0, x1, wx0, wx1 = linear_taps(x.shape[-1], out_hw[1])
     x = x.astype(np.float32, copy=False)
     rows = wx0 * x[..., x0] + wx1 * x[..., x1]
-    return (hy0[:, None] * rows[..., y0, :] + hy1[:, None] * rows[..., y1, :]).astype(np.float32)
+    out: np.ndarray = hy0[:, None] * rows[..., y0, :] + hy1[:, None] * rows[..., y1, :]
+    return out.astype(np.float32)
 
 
 # ---- NV12 -----------------------------------------------------------------------------------
@@ -160,7 +162,8 @@ def yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, full_range: bool = F
     cr = v.astype(np.int32) - 128
     c = (y.astype(np.int32) - off) * ky + 32768
     rgb = np.stack([c + rv * cr, c - gu * cb - gv * cr, c + bu * cb], axis=-1) >> 16
-    return np.clip(rgb, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(rgb, 0, 255).astype(np.uint8)
+    return out
 
 
 def rgb_to_nv12(image: np.ndarray, full_range: bool = False) -> np.ndarray:
@@ -181,7 +184,8 @@ def rgb_to_nv12(image: np.ndarray, full_range: bool = False) -> np.ndarray:
     v = v.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
     uv = np.stack([u, v], axis=-1).reshape(h // 2, w)
     out = np.concatenate([y, uv], axis=0)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    clipped: np.ndarray = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return clipped
 
 
 def _frame_to_rgb(frame: Frame) -> np.ndarray:

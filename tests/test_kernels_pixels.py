@@ -290,12 +290,9 @@ def _as_tuple(r: pixels.MaskResult) -> tuple[np.ndarray, int, tuple[int, int, in
 def _numpy_only(fn):  # type: ignore[no-untyped-def]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(native.ENV_DISABLE, "0")
-        assert native.reload() == (False, "disabled by SEGZERO_NATIVE=0")
-        try:
-            return fn()
-        finally:
-            mp.delenv(native.ENV_DISABLE)
-            native.reload()
+        mp.setattr(native, "_STATE", {})  # load again; the process's library comes back after
+        assert native.available() == (False, "disabled by SEGZERO_NATIVE=0")
+        return fn()
 
 
 def test_kernels_public_api_dispatch(native_cpu_lib: Path) -> None:
@@ -333,11 +330,11 @@ def test_kernels_bad_input_errors(native_cpu_lib: Path) -> None:
 def test_kernels_library_missing_gives_reason(tmp_path: Path) -> None:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(native.ENV_LIB, str(tmp_path / "nope.so"))
-        ok, why = native.reload()
+        mp.setattr(native, "_STATE", {})  # load again; the process's library comes back after
+        ok, why = native.available()
         assert not ok and "nope.so not found" in why
         got = pixels.preprocess_reasoner(rgb(3, 5))  # numpy fallback still works
         assert np.array_equal(got, pil_reference(3, 5))
-    native.reload()
 
 
 # ---- GPU: kernels vs CPU twin -----------------------------------------------------------------

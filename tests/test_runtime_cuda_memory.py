@@ -1,4 +1,4 @@
-"""Device memory and streams of the TensorRT backends (``segzero_edge.cuda_memory``), on a
+"""Device memory and streams of the TensorRT backends (``segzero_edge.platform.cuda``), on a
 stand-in for cuda-python's runtime (no CUDA driver can run here; ``tests/fixtures/cuda.py``):
 a failed ``cudaMalloc`` leaves nothing behind, the pool makes steady-state frames free of
 ``cudaMalloc`` / ``cudaFree``, streams are non-blocking."""
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from segzero_edge.cuda_memory import (
+from segzero_edge.platform.cuda import (
     CudaError,
     DeviceBuffer,
     DevicePool,

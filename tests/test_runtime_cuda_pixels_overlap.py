@@ -19,7 +19,7 @@ import pytest
 
 from segzero_edge import SegZeroEdge, Status, native
 from segzero_edge.backends import ImageEmbedding, ReasonerOutput
-from segzero_edge.cuda_memory import DeviceBuffer, create_stream
+from segzero_edge.platform.cuda import DeviceBuffer, create_stream
 from tests.fixtures.cuda import FakeCudart
 
 pytestmark = pytest.mark.runtime
@@ -47,11 +47,13 @@ class SlowEncodeSegmenter:
     mask buffer; ``encode_loaded`` takes :data:`ENCODE_SECONDS`."""
 
     name = "tensorrt"
+    backend = "tensorrt"
     device_kind = "gpu"
     device = 0
     max_prompts = 16
 
     def __init__(self) -> None:
+        self.providers: list[str] = []
         self.stream = create_stream()
         self.image_buffer = DeviceBuffer((1, 3, 1024, 1024), np.float16)
         self.mask_buffer = DeviceBuffer((1, 4, 256, 256), np.float32)

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from segzero_edge import device
 from segzero_edge.cli import main as cli_main
 from segzero_edge.commands import doctor
+from segzero_edge.platform import fingerprint, trt
+from segzero_edge.platform import gpu as gpu_probes
 
 pytestmark = pytest.mark.runtime
 
@@ -21,7 +22,6 @@ BACKENDS = ("tensorrt", "cuda", "onnxruntime", "llama.cpp", "native")
 
 @pytest.fixture(scope="module")
 def report() -> dict:
-    device.device_fingerprint.cache_clear()
     return doctor.report()
 
 
@@ -31,7 +31,7 @@ def test_report_lists_every_backend_with_a_reason(report: dict) -> None:
     for name, entry in report["backends"].items():
         assert isinstance(entry["available"], bool), name
         assert isinstance(entry["reason"], str) and entry["reason"], f"{name}: no reason"
-    assert report["device"]["fingerprint"] == device.device_fingerprint()
+    assert report["device"]["fingerprint"] == fingerprint.device_fingerprint()
 
 
 def test_report_matches_what_is_installed(report: dict) -> None:
@@ -45,9 +45,9 @@ def test_report_matches_what_is_installed(report: dict) -> None:
     )
     assert b["llama.cpp"]["available"]
     assert b["llama.cpp"]["gpu_offload"] == bool(llama_cpp.llama_supports_gpu_offload())
-    gpu, _ = device.probe_gpu_cuda_python()
+    gpu, _ = gpu_probes.probe_gpu_cuda_python()
     assert b["cuda"]["available"] == (gpu is not None)
-    if device.load_tensorrt()[0] is None:
+    if trt.load_tensorrt()[0] is None:
         assert not b["tensorrt"]["available"]
         assert "JetPack" in b["tensorrt"]["reason"]
     if gpu is None:

@@ -9,14 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from segzero_edge import device
-from segzero_edge.device import (
-    GpuInfo,
-    format_fingerprint,
-    is_valid_fingerprint,
-    parse_nvidia_smi,
-    parse_tegra_release,
-)
+from segzero_edge.platform import fingerprint, jetson, report, trt
+from segzero_edge.platform import gpu as gpu_probes
+from segzero_edge.platform.fingerprint import format_fingerprint, is_valid_fingerprint
+from segzero_edge.platform.gpu import GpuInfo, parse_nvidia_smi
+from segzero_edge.platform.jetson import parse_tegra_release
 
 pytestmark = pytest.mark.runtime
 
@@ -28,10 +25,8 @@ ORIN_RELEASE = (
 
 @pytest.fixture(autouse=True)
 def _fresh_fingerprint(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv(device.ENV_FINGERPRINT, raising=False)
-    device.device_fingerprint.cache_clear()
-    yield
-    device.device_fingerprint.cache_clear()
+    monkeypatch.delenv(fingerprint.ENV_FINGERPRINT, raising=False)
+    monkeypatch.setattr(fingerprint, "_FINGERPRINTS", {})  # the process cache, for this test
 
 
 def test_format_jetson_orin() -> None:
@@ -53,12 +48,12 @@ def test_format_desktop_gpu_and_cpu() -> None:
 
 
 def test_this_machine_fingerprint_is_filesystem_safe(tmp_path: Path) -> None:
-    fp = device.device_fingerprint()
+    fp = fingerprint.device_fingerprint()
     print("device fingerprint here:", fp)
     assert is_valid_fingerprint(fp), fp
     assert re.fullmatch(r"[a-z0-9][a-z0-9._-]*", fp)
     (tmp_path / fp).mkdir()  # a real folder name
-    gpu, why = device.probe_gpu()
+    gpu, why = gpu_probes.probe_gpu()
     if gpu is None:
         assert fp.startswith("cpu-"), fp
         assert why, "a failed probe must say why"
@@ -68,12 +63,11 @@ def test_this_machine_fingerprint_is_filesystem_safe(tmp_path: Path) -> None:
 
 
 def test_env_override(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(device.ENV_FINGERPRINT, "orin-sm87-trt10.3.0-l4t36.4.0")
-    assert device.device_fingerprint() == "orin-sm87-trt10.3.0-l4t36.4.0"
-    device.device_fingerprint.cache_clear()
-    monkeypatch.setenv(device.ENV_FINGERPRINT, "../escape")
+    monkeypatch.setenv(fingerprint.ENV_FINGERPRINT, "orin-sm87-trt10.3.0-l4t36.4.0")
+    assert fingerprint.device_fingerprint() == "orin-sm87-trt10.3.0-l4t36.4.0"
+    monkeypatch.setenv(fingerprint.ENV_FINGERPRINT, "../escape")
     with pytest.raises(ValueError, match="not a safe folder name"):
-        device.device_fingerprint()
+        fingerprint.device_fingerprint()
 
 
 @pytest.mark.parametrize("bad", ["", ".", "..", "a/b", "UPPER", "-lead", "x" * 200])
@@ -87,8 +81,8 @@ def test_parse_tegra_release(tmp_path: Path) -> None:
     assert parse_tegra_release("something else") is None
     path = tmp_path / "nv_tegra_release"
     path.write_text(ORIN_RELEASE)
-    assert device.l4t_release(path) == ("36.4.0", "")
-    release, why = device.l4t_release(tmp_path / "missing")
+    assert jetson.l4t_release(path) == ("36.4.0", "")
+    release, why = jetson.l4t_release(tmp_path / "missing")
     assert release is None and "not found" in why
 
 
@@ -103,16 +97,16 @@ def test_parse_nvidia_smi() -> None:
 
 
 def test_probes_fail_soft_without_gpu() -> None:
-    gpu, why = device.probe_gpu_cuda_python(device=99)
+    gpu, why = gpu_probes.probe_gpu_cuda_python(device=99)
     assert gpu is None and why
-    version, why = device.tensorrt_version()
+    version, why = trt.tensorrt_version()
     assert (version is None) == bool(why)
 
 
 def test_device_info_has_a_reason_for_every_missing_part() -> None:
-    info = device.device_info()
+    info = report.device_info()
     print("device info:", info)
-    assert info["fingerprint"] == device.device_fingerprint()
+    assert info["fingerprint"] == fingerprint.device_fingerprint()
     for key, reason in (
         ("gpu", "gpu_reason"),
         ("tensorrt_version", "tensorrt_reason"),
@@ -126,12 +120,14 @@ def test_device_modules_are_lean() -> None:
     fingerprint then probes tensorrt (for its version) but still no torch / onnxruntime."""
     code = (
         "import sys\n"
+        "import segzero_edge.platform.fingerprint, segzero_edge.platform.report\n"
         "import segzero_edge.device, segzero_edge.engine_cache, segzero_edge.segmenter.tensorrt\n"
+        "import segzero_edge.segmenter.memory_tensorrt, segzero_edge.cuda_pixels\n"
         "import segzero_edge.commands.doctor, segzero_export.engines\n"
         "import segzero_export.cli_build_engines\n"
         "heavy = ('torch', 'onnxruntime', 'tensorrt')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
-        "segzero_edge.device.device_fingerprint()\n"
+        "segzero_edge.platform.fingerprint.device_fingerprint()\n"
         "print(sorted(m for m in heavy[:2] if m in sys.modules))\n"
     )
     out = subprocess.run(
@@ -157,14 +153,15 @@ def _fake_jetson(tmp: Path, monkeypatch: pytest.MonkeyPatch, compatible: list[st
     (tmp / "compatible").write_bytes(b"".join(c.encode() + b"\x00" for c in compatible))
     (tmp / "model").write_bytes(b"NVIDIA Jetson AGX Orin Developer Kit\x00")
     (tmp / "nv_tegra_release").write_text(ORIN_RELEASE)
-    monkeypatch.setattr(device, "DEVICE_TREE_COMPATIBLE", tmp / "compatible")
-    monkeypatch.setattr(device, "DEVICE_TREE_MODEL", tmp / "model")
-    monkeypatch.setattr(device, "TEGRA_RELEASE", tmp / "nv_tegra_release")
-    monkeypatch.setattr(device, "tensorrt_version", lambda: ("10.3.0.30", ""))
+    monkeypatch.setattr(jetson, "DEVICE_TREE_COMPATIBLE", tmp / "compatible")
+    monkeypatch.setattr(jetson, "DEVICE_TREE_MODEL", tmp / "model")
+    monkeypatch.setattr(jetson, "TEGRA_RELEASE", tmp / "nv_tegra_release")
+    for module in (fingerprint, report):
+        monkeypatch.setattr(module, "tensorrt_version", lambda: ("10.3.0.30", ""))
 
 
 def test_parse_jetson_modules() -> None:
-    got = {k: device.parse_jetson(v) for k, v in ORIN_COMPATIBLE.items()}
+    got = {k: jetson.parse_jetson(v) for k, v in ORIN_COMPATIBLE.items()}
     assert {k: (j.soc, j.module) for k, j in got.items() if j} == {
         "agx-64gb": ("tegra234", "p3701-0005"),
         "agx-32gb": ("tegra234", "p3701-0004"),
@@ -175,8 +172,8 @@ def test_parse_jetson_modules() -> None:
     }
     assert got["agx-64gb"].sm_count == 16 and got["nano-4gb"].sm_count == 4
     assert got["agx-64gb"].gpu == GpuInfo("Orin", (8, 7), source="device tree")
-    assert device.parse_jetson(["qcom,sm8550"]) is None
-    assert device.parse_jetson([]) is None
+    assert jetson.parse_jetson(["qcom,sm8550"]) is None
+    assert jetson.parse_jetson([]) is None
 
 
 def test_orin_modules_get_different_fingerprints(
@@ -187,8 +184,8 @@ def test_orin_modules_get_different_fingerprints(
     fps = {}
     for name, compatible in ORIN_COMPATIBLE.items():
         _fake_jetson(tmp_path, monkeypatch, compatible)
-        device.device_fingerprint.cache_clear()
-        fps[name] = device.device_fingerprint()
+        monkeypatch.setattr(fingerprint, "_FINGERPRINTS", {})
+        fps[name] = fingerprint.device_fingerprint()
     print(fps)
     assert fps["agx-64gb"] == "orin-sm87-p3701-0005-trt10.3.0-l4t36.4.0"
     assert fps["nano-devkit"] == fps["nano-devkit-super"]
@@ -202,15 +199,15 @@ def test_jetson_fingerprint_does_not_depend_on_the_probe(
     """Without cuda-python and nvidia-smi (build-engines in a bare venv) and with them (the
     runtime), a Jetson gets the same fingerprint: the device tree names its GPU."""
     _fake_jetson(tmp_path, monkeypatch, ORIN_COMPATIBLE["nano-4gb"])
-    monkeypatch.setattr(device, "probe_gpu_cuda_python", lambda d=0: (None, "not installed"))
-    monkeypatch.setattr(device, "probe_gpu_nvidia_smi", lambda d=0: (None, "not found"))
-    without = device.device_fingerprint()
-    device.device_fingerprint.cache_clear()
+    monkeypatch.setattr(gpu_probes, "probe_gpu_cuda_python", lambda d=0: (None, "not installed"))
+    monkeypatch.setattr(gpu_probes, "probe_gpu_nvidia_smi", lambda d=0: (None, "not found"))
+    without = fingerprint.device_fingerprint()
+    monkeypatch.setattr(fingerprint, "_FINGERPRINTS", {})
     orin = GpuInfo("Orin", (8, 7), 7 << 30, "cuda-python", sm_count=4)
-    monkeypatch.setattr(device, "probe_gpu_cuda_python", lambda d=0: (orin, ""))
-    assert device.device_fingerprint() == without == "orin-sm87-p3767-0004-trt10.3.0-l4t36.4.0"
-    assert device.has_gpu_identity() == (True, "")
-    info = device.device_info()
+    monkeypatch.setattr(gpu_probes, "probe_gpu_cuda_python", lambda d=0: (orin, ""))
+    assert fingerprint.device_fingerprint() == without == "orin-sm87-p3767-0004-trt10.3.0-l4t36.4.0"
+    assert fingerprint.has_gpu_identity() == (True, "")
+    info = report.device_info()
     assert info["jetson"] == {
         "soc": "tegra234", "module": "p3767-0004", "module_name": "Jetson Orin Nano 4GB",
         "sm_count": 4,
@@ -221,13 +218,14 @@ def test_jetson_fingerprint_does_not_depend_on_the_probe(
 def test_a_failed_probe_is_not_cached(monkeypatch: pytest.MonkeyPatch) -> None:
     """No GPU found: the next call probes again (the driver may come later); a found GPU is
     cached for the process."""
-    monkeypatch.setattr(device, "jetson_info", lambda: None)
-    monkeypatch.setattr(device, "probe_gpu_cuda_python", lambda d=0: (None, "no driver"))
-    monkeypatch.setattr(device, "probe_gpu_nvidia_smi", lambda d=0: (None, "no nvidia-smi"))
-    assert device.device_fingerprint().startswith("cpu-")
-    assert device.has_gpu_identity() == (False, "no driver; no nvidia-smi")
+    for module in (fingerprint, report):
+        monkeypatch.setattr(module, "jetson_info", lambda: None)
+    monkeypatch.setattr(gpu_probes, "probe_gpu_cuda_python", lambda d=0: (None, "no driver"))
+    monkeypatch.setattr(gpu_probes, "probe_gpu_nvidia_smi", lambda d=0: (None, "no nvidia-smi"))
+    assert fingerprint.device_fingerprint().startswith("cpu-")
+    assert fingerprint.has_gpu_identity() == (False, "no driver; no nvidia-smi")
     a10 = GpuInfo("NVIDIA A10", (8, 6), source="nvidia-smi")
-    monkeypatch.setattr(device, "probe_gpu_nvidia_smi", lambda d=0: (a10, ""))
-    assert device.device_fingerprint().startswith("a10-sm86")
-    monkeypatch.setattr(device, "probe_gpu_nvidia_smi", lambda d=0: (None, "gone"))
-    assert device.device_fingerprint().startswith("a10-sm86")  # cached once found
+    monkeypatch.setattr(gpu_probes, "probe_gpu_nvidia_smi", lambda d=0: (a10, ""))
+    assert fingerprint.device_fingerprint().startswith("a10-sm86")
+    monkeypatch.setattr(gpu_probes, "probe_gpu_nvidia_smi", lambda d=0: (None, "gone"))
+    assert fingerprint.device_fingerprint().startswith("a10-sm86")  # cached once found

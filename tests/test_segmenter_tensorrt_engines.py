@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from segzero_edge import device, engine_cache
+from segzero_edge import engine_cache
 from segzero_edge.cli import main as cli_main
 from segzero_edge.engine_cache import (
     DECODER,
@@ -23,6 +23,8 @@ from segzero_edge.engine_cache import (
 )
 from segzero_edge.errors import TensorRTUnavailable
 from segzero_edge.fileio import sha256_file
+from segzero_edge.platform import fingerprint, trt
+from segzero_edge.platform import gpu as gpu_probes
 from segzero_export import engines
 from segzero_export.engines import (
     LayerDesc,
@@ -33,7 +35,7 @@ from segzero_export.engines import (
 )
 from tests.fixtures.engines import FP, TRT, fake_build, make_engine_bundle
 
-HAVE_TRT = device.load_tensorrt()[0] is not None
+HAVE_TRT = trt.load_tensorrt()[0] is not None
 DEFAULT_FLAGS = BuildFlags()
 pytestmark = pytest.mark.usefixtures("fixed_fingerprint")
 
@@ -330,10 +332,10 @@ def test_build_engines_refuses_an_unidentified_gpu(
 ) -> None:
     """No device tree GPU, no cuda-python, no nvidia-smi: writing engines under 'cpu-...'
     (where a GPU runtime never looks) is refused before TensorRT is even imported."""
-    monkeypatch.delenv(device.ENV_FINGERPRINT)
-    monkeypatch.setattr(device, "jetson_info", lambda: None)
-    monkeypatch.setattr(device, "probe_gpu_cuda_python", lambda d=0: (None, "not installed"))
-    monkeypatch.setattr(device, "probe_gpu_nvidia_smi", lambda d=0: (None, "not found"))
+    monkeypatch.delenv(fingerprint.ENV_FINGERPRINT)
+    monkeypatch.setattr(fingerprint, "jetson_info", lambda: None)
+    monkeypatch.setattr(gpu_probes, "probe_gpu_cuda_python", lambda d=0: (None, "not installed"))
+    monkeypatch.setattr(gpu_probes, "probe_gpu_nvidia_smi", lambda d=0: (None, "not found"))
     with pytest.raises(engines.EngineBuildError, match=r"cannot identify .*'cpu-.*cuda-python"):
         build_engines(bundle, progress=False)
     assert not (bundle / "engines").exists()

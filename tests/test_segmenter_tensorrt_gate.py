@@ -18,6 +18,7 @@ import pytest
 from segzero_edge import device, engine_cache
 from segzero_edge.cli import main as cli_main
 from segzero_edge.errors import TensorRTUnavailable
+from segzero_edge.platform import fingerprint, trt
 from tests.fixtures.engines import FP, TRT, fake_build, make_engine_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +37,7 @@ def tensorrt_86(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     fake.__version__ = JETPACK_60_TRT  # type: ignore[attr-defined]
     fake.Builder = object  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
-    device.device_fingerprint.cache_clear()
+    monkeypatch.setattr(fingerprint, "_FINGERPRINTS", {})  # fingerprints made with it go too
     return fake
 
 
@@ -47,7 +48,7 @@ def tensorrt_86(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
      ("10.3.0.30", True), ("11.0", True), (None, False), ("unknown", False)],
 )  # fmt: skip
 def test_tensorrt_version_gate(version: str | None, ok: bool) -> None:
-    supported, why = device.tensorrt_supported(version)
+    supported, why = trt.tensorrt_supported(version)
     assert supported is ok
     assert (why == "") is ok
     if version == "8.6.2":
@@ -56,9 +57,9 @@ def test_tensorrt_version_gate(version: str | None, ok: bool) -> None:
 
 @pytest.mark.runtime
 def test_parse_version() -> None:
-    assert device.parse_version("10.3.0.30") == (10, 3, 0, 30)
-    assert device.parse_version("8.6.2a") == (8, 6, 2)
-    assert device.parse_version("v10") == ()
+    assert trt.parse_version("10.3.0.30") == (10, 3, 0, 30)
+    assert trt.parse_version("8.6.2a") == (8, 6, 2)
+    assert trt.parse_version("v10") == ()
 
 
 @pytest.mark.runtime
@@ -66,12 +67,12 @@ def test_tensorrt_86_is_refused_up_front(tensorrt_86: types.ModuleType) -> None:
     from segzero_edge.segmenter import tensorrt as trt_backend
 
     with pytest.raises(TensorRTUnavailable, match=r"TensorRT 8\.6\.2 is older than 10\.0"):
-        device.import_tensorrt()
+        trt.import_tensorrt()
     ok, why = trt_backend.available()
     assert not ok and "older than 10.0" in why and "JetPack 6.0 ships TensorRT 8.6" in why
     with pytest.raises(TensorRTUnavailable, match=r"older than 10\.0"):
         trt_backend.TensorRTSegmenter("enc.plan", "dec.plan")
-    assert device.tensorrt_version() == (JETPACK_60_TRT, "")  # still named (doctor, fingerprint)
+    assert trt.tensorrt_version() == (JETPACK_60_TRT, "")  # still named (doctor, fingerprint)
 
 
 @pytest.mark.usefixtures("fixed_fingerprint")
@@ -175,7 +176,7 @@ def test_auto_falls_back_when_current_engines_cannot_load(
 
 @pytest.mark.runtime
 def test_every_set_tensor_address_is_checked() -> None:
-    from segzero_edge.segmenter.tensorrt import bind
+    from segzero_edge.segmenter.trt_engine import bind
 
     class Context:
         def __init__(self) -> None:
@@ -193,7 +194,11 @@ def test_every_set_tensor_address_is_checked() -> None:
     with pytest.raises(RuntimeError, match=r"encoder engine refused .* for tensor 'imgae'"):
         bind(ctx, "imgae", 0x2000, "encoder")  # type: ignore[arg-type]
     # the runtime calls set_tensor_address only inside bind()
-    for rel in ("segzero_edge/segmenter/tensorrt.py", "segzero_edge/segmenter/memory_tensorrt.py"):
+    for rel in (
+        "segzero_edge/segmenter/tensorrt.py",
+        "segzero_edge/segmenter/memory_tensorrt.py",
+        "segzero_edge/segmenter/trt_engine.py",
+    ):
         tree = ast.parse((ROOT / rel).read_text())
         callers = [
             fn.name
@@ -220,14 +225,15 @@ def test_one_tensorrt_logger_per_process(monkeypatch: pytest.MonkeyPatch) -> Non
     fake.Builder = object  # type: ignore[attr-defined]
     fake.Logger = Logger  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
-    monkeypatch.setattr(device, "_TRT_LOGGER", [])
-    first = device.tensorrt_logger()
-    assert device.tensorrt_logger() is first and made == [Logger.WARNING]
+    monkeypatch.setattr(trt, "_TRT_LOGGER", [])
+    first = trt.tensorrt_logger()
+    assert trt.tensorrt_logger() is first and made == [Logger.WARNING]
     sources = "\n".join(
         (ROOT / rel).read_text()
         for rel in (
             "segzero_edge/segmenter/tensorrt.py",
             "segzero_edge/segmenter/memory_tensorrt.py",
+            "segzero_edge/segmenter/trt_engine.py",
             "export/engines.py",
         )
     )

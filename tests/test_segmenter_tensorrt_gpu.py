@@ -102,7 +102,7 @@ def test_parity_with_onnxruntime(trt_segmenter: Any, ort_segmenter: Any, cases: 
         t_enc = time.perf_counter() - t0
         ref = ort_segmenter.encode(sam_in)
         for feat in ("image_embed", "high_res_feats_0", "high_res_feats_1"):
-            got = trt_segmenter.to_numpy(getattr(emb, feat))
+            got = getattr(emb, feat).download(trt_segmenter.stream)
             c = cosine(got, getattr(ref, feat))
             worst["cos"] = min(worst["cos"], c)
             assert c >= FEATURE_COSINE_MIN, f"{name} {feat}: cosine {c:.5f}"
@@ -220,8 +220,8 @@ def test_encode_from_the_cuda_preprocessing_kernel(trt_segmenter: Any, cases) ->
     via_host = trt_segmenter.encode(preprocess_sam(image))
     for feat in ("image_embed", "high_res_feats_0", "high_res_feats_1"):
         c = cosine(
-            trt_segmenter.to_numpy(getattr(on_device, feat)),
-            trt_segmenter.to_numpy(getattr(via_host, feat)),
+            getattr(on_device, feat).download(trt_segmenter.stream),
+            getattr(via_host, feat).download(trt_segmenter.stream),
         )
         assert c >= FEATURE_COSINE_MIN, f"{feat}: cosine {c:.5f}"
     src.free()

@@ -73,7 +73,7 @@ def test_memory_engines_match_onnxruntime(
     from segzero_edge.backends import ImageEmbedding
     from segzero_edge.pixels import preprocess_sam
 
-    seg, memory = trt_backends
+    _seg, memory = trt_backends
     emb = ort_segmenter.encode(preprocess_sam(synthetic_clip(1)[0]))
     rng = np.random.default_rng(0)
     for n, m in ((1, 1), (7, 16)):
@@ -81,7 +81,7 @@ def test_memory_engines_match_onnxruntime(
         tpos = np.asarray([0, *range(7 - n + 1, 7)][:n], dtype=np.float32)
         ptrs = rng.normal(size=(m, 256)).astype(np.float32)
         ptr_tpos = (np.arange(m) / 15).astype(np.float32)
-        got = seg.to_numpy(memory.attend(emb, mem, tpos, ptrs, ptr_tpos))
+        got = memory.attend(emb, mem, tpos, ptrs, ptr_tpos).download(memory.stream)
         ref = ort_memory.attend(emb, mem, tpos, ptrs, ptr_tpos)
         c = cosine(got, ref)
         print(f"memory attention N={n} M={m}: cosine {c:.6f}")

@@ -86,7 +86,7 @@ def open_segmenter(
                 root / ENGINES_DIR, ", ".join(built), why,
             )  # fmt: skip
         return _open_onnxruntime(root, opts)
-    from ..cuda_memory import CudaError
+    from ..platform.cuda import CudaError
     from .tensorrt import EngineLoadError, TensorRTSegmenter
 
     if backend == "tensorrt":

@@ -19,6 +19,8 @@ import numpy as np
 from ..backends import ImageEmbedding
 from ..errors import BundleError
 from ..layout import (
+    SAM2_FEAT_SIZE,
+    SAM2_MASK_INPUT_SHAPE,
     SAM2_MEMORY_ATTENTION_FILE,
     SAM2_MEMORY_ENCODER_FILE,
     SAM2_MEMORY_ENCODER_OUTPUTS,
@@ -213,6 +215,52 @@ def check_tracking(manifest: dict[str, Any], graphs: dict[str, OnnxSummary], mpa
             )
 
 
+def attention_feeds(
+    memory: np.ndarray,
+    memory_tpos: np.ndarray,
+    obj_ptrs: np.ndarray,
+    obj_ptr_tpos: np.ndarray,
+    config: TrackingConfig,
+) -> dict[str, np.ndarray]:
+    """The memory attention feeds as contiguous float32, or ``ValueError`` naming the input."""
+    side, d, c = SAM2_FEAT_SIZE, config.mem_dim, config.hidden_dim
+    feeds = {
+        "memory": np.ascontiguousarray(memory, dtype=np.float32),
+        "memory_tpos": np.ascontiguousarray(memory_tpos, dtype=np.float32),
+        "obj_ptrs": np.ascontiguousarray(obj_ptrs, dtype=np.float32),
+        "obj_ptr_tpos": np.ascontiguousarray(obj_ptr_tpos, dtype=np.float32),
+    }
+    n, m = feeds["memory"].shape[0], feeds["obj_ptrs"].shape[0]
+    if feeds["memory"].shape[1:] != (d, side, side) or n < 1:
+        raise ValueError(f"memory must be [N >= 1, {d}, {side}, {side}], got {memory.shape}")
+    if feeds["memory_tpos"].shape != (n,):
+        raise ValueError(f"memory_tpos must be [{n}], got {memory_tpos.shape}")
+    if feeds["obj_ptrs"].shape[1:] != (c,) or m < 1:
+        raise ValueError(f"obj_ptrs must be [M >= 1, {c}], got {obj_ptrs.shape}")
+    if feeds["obj_ptr_tpos"].shape != (m,):
+        raise ValueError(f"obj_ptr_tpos must be [{m}], got {obj_ptr_tpos.shape}")
+    return feeds
+
+
+def encoder_feeds(
+    mask_logits: np.ndarray, object_score_logits: np.ndarray, is_mask_from_pts: bool
+) -> dict[str, np.ndarray]:
+    """The memory encoder's feeds besides ``image_embed``: ``mask_logits [1, 1, 256, 256]``,
+    ``object_score_logits [1, 1]``, ``is_mask_from_pts [1]``, contiguous float32;
+    ``ValueError`` for a mask of another size."""
+    mask = np.ascontiguousarray(mask_logits, dtype=np.float32)
+    if mask.size != int(np.prod(SAM2_MASK_INPUT_SHAPE)):
+        raise ValueError(
+            f"mask_logits must be {SAM2_MASK_INPUT_SHAPE}, got {np.shape(mask_logits)}"
+        )
+    score = np.ascontiguousarray(object_score_logits, dtype=np.float32).reshape(1, 1)
+    return {
+        "mask_logits": mask.reshape(SAM2_MASK_INPUT_SHAPE),
+        "object_score_logits": score,
+        "is_mask_from_pts": np.array([1.0 if is_mask_from_pts else 0.0], dtype=np.float32),
+    }
+
+
 def to_bfloat16(x: np.ndarray) -> np.ndarray:
     """float32 -> bfloat16 bits (uint16), rounding to nearest even as ``torch.Tensor.to``.
 
@@ -220,7 +268,8 @@ def to_bfloat16(x: np.ndarray) -> np.ndarray:
     """
     bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
     rounding = ((bits >> 16) & 1) + np.uint32(0x7FFF)
-    return ((bits + rounding) >> 16).astype(np.uint16)
+    out: np.ndarray = ((bits + rounding) >> 16).astype(np.uint16)
+    return out
 
 
 def from_bfloat16(bits: np.ndarray) -> np.ndarray:
@@ -234,7 +283,9 @@ __all__ = [
     "TRACKING_LIMITS",
     "SAM2Memory",
     "TrackingConfig",
+    "attention_feeds",
     "check_tracking",
+    "encoder_feeds",
     "from_bfloat16",
     "to_bfloat16",
     "tracking_of",

@@ -8,12 +8,12 @@ A prompt is a box as two labelled corners, then the points, in the 1024 frame, a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..layout import SAM2_SIZE
+from ..layout import SAM2_MASK_INPUT_SHAPE, SAM2_SIZE
 from ..types import ObjectPrompt
 
 SAM_SIZE = SAM2_SIZE
@@ -70,6 +70,51 @@ def check_prompt_batch(
     return coords, labels
 
 
+def prompt_slices(n: int, max_prompts: int | None) -> list[slice]:
+    """The decoder calls a batch of ``n`` prompts needs: consecutive slices of at most
+    ``max_prompts`` prompts (one slice when ``max_prompts`` is None, any batch size)."""
+    step = max_prompts or n
+    if step < 1:
+        raise ValueError(f"max_prompts must be >= 1, got {max_prompts}")
+    return [slice(i, i + step) for i in range(0, n, step)]
+
+
+def decode_in_calls(
+    decode: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    point_coords: np.ndarray,
+    point_labels: np.ndarray,
+    max_prompts: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``decode`` (one decoder call) over ``[B, P, 2]`` / ``[B, P]`` prompts in calls of at
+    most ``max_prompts`` (:func:`prompt_slices`): the masks and IoUs concatenated along B."""
+    parts = [
+        decode(point_coords[s], point_labels[s])
+        for s in prompt_slices(len(point_coords), max_prompts)
+    ]
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+_NO_MASK = np.zeros(SAM2_MASK_INPUT_SHAPE, dtype=np.float32)
+_NO_MASK.flags.writeable = False
+
+
+def mask_prompt(mask_input: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """SAM2's ``mask_input`` ``[1, 1, 256, 256]`` float32 and ``has_mask_input`` ``[1]``
+    float32 feeds: zeros and 0 without a mask prompt (SAM2's ``no_mask_embed``), else
+    ``mask_input`` (low-res logits, any shape of that size) and 1. Raises ``ValueError`` for
+    a mask of another size."""
+    if mask_input is None:
+        return _NO_MASK, np.zeros(1, dtype=np.float32)
+    mask = np.ascontiguousarray(mask_input, dtype=np.float32)
+    if mask.size != _NO_MASK.size:
+        raise ValueError(
+            f"mask_input must be {SAM2_MASK_INPUT_SHAPE} low-res logits, got {mask.shape}"
+        )
+    return mask.reshape(SAM2_MASK_INPUT_SHAPE), np.ones(1, dtype=np.float32)
+
+
 def batch_prompts(
     prompts: Sequence[tuple[np.ndarray, np.ndarray]],
 ) -> list[tuple[list[int], np.ndarray, np.ndarray]]:
@@ -118,5 +163,5 @@ class Sam2PromptRule:
     def for_object(self, obj: ObjectPrompt) -> ObjectSamPrompt:
         """The SAM2 prompt of one image-frame object."""
         points = tuple((p[0], p[1]) for p in obj.points[: len(self.point_labels)])
-        box = tuple(obj.box) if self.box else None
+        box = tuple(obj.box) if self.box and obj.box is not None else None
         return ObjectSamPrompt(box, points, self.point_labels[: len(points)])  # type: ignore[arg-type]

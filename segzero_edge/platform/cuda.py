@@ -1,5 +1,9 @@
-"""CUDA device memory and streams for the TensorRT backends, through cuda-python's runtime API.
+"""cuda-python's CUDA runtime API as the TensorRT backends and the CUDA kernels use it: the
+one result check, device memory and streams.
 
+- :func:`cudart`: the runtime module (``cuda.bindings.runtime``, or the pre-12.6
+  ``cuda.cudart``); :func:`check` unpacks each call's ``(err, *values)`` result, raising
+  :class:`CudaError` naming the call and the error.
 - :class:`DeviceBuffer`: one tensor's allocation (shape, numpy dtype, device pointer), with
   host <-> device copies ordered on a stream.
 - :class:`DevicePool`: allocations kept for reuse by size, so a steady stream of frames makes
@@ -25,7 +29,30 @@ from typing import Any
 
 import numpy as np
 
-from .device import cuda_error_name, cudart
+CUDA_PYTHON_HINT = "pip install 'cuda-python>=12.6,<13' on JetPack 6 (CUDA 12.6)"
+"""How to install cuda-python: its major version must match the driver's CUDA (13.x needs a
+CUDA 13 driver)."""
+
+
+def cudart() -> Any:
+    """cuda-python's runtime module (``cuda.bindings.runtime``, or the pre-12.6 ``cuda.cudart``).
+
+    Raises ``ImportError`` when cuda-python is not installed.
+    """
+    try:
+        from cuda.bindings import runtime
+    except ImportError:
+        from cuda import cudart as runtime  # type: ignore[no-redef,unused-ignore]
+    return runtime
+
+
+def cuda_error_name(rt: Any, err: Any) -> str:
+    """``cudaErrorNoDevice``-style name of a runtime error code."""
+    try:
+        _, name = rt.cudaGetErrorName(err)
+        return name.decode() if isinstance(name, bytes) else str(name)
+    except Exception:
+        return str(err)
 
 
 class CudaError(RuntimeError):
@@ -78,6 +105,21 @@ def destroy_stream(stream: int) -> None:
 def synchronize(stream: int) -> None:
     """Wait for the work queued on ``stream``; :class:`CudaError` when it failed."""
     check(cudart().cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+
+
+def set_device(device: int) -> None:
+    """``cudaSetDevice(device)`` (the current device is per host thread); :class:`CudaError`
+    when CUDA refuses it."""
+    check(cudart().cudaSetDevice(device), f"cudaSetDevice({device})")
+
+
+def copy_device_to_device(dst: int, src: int, nbytes: int, stream: int) -> None:
+    """``cudaMemcpyAsync`` of ``nbytes`` from device pointer ``src`` to ``dst``, on ``stream``."""
+    rt = cudart()
+    check(
+        rt.cudaMemcpyAsync(dst, src, nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice, stream),
+        "cudaMemcpyAsync (device to device)",
+    )
 
 
 class DevicePool:
@@ -231,13 +273,18 @@ class DeviceBuffer:
 
 
 __all__ = [
+    "CUDA_PYTHON_HINT",
     "CudaError",
     "DeviceBuffer",
     "DevicePool",
     "check",
+    "copy_device_to_device",
     "create_stream",
+    "cuda_error_name",
+    "cudart",
     "destroy_stream",
     "free",
     "malloc",
+    "set_device",
     "synchronize",
 ]
