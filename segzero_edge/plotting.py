@@ -13,8 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from .types import Segmentation
-
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (230, 25, 75),
     (0, 130, 200),
@@ -46,7 +44,7 @@ def _font(size: int) -> Any:
         return ImageFont.load_default()
 
 
-def frame_rgb(result: Segmentation, image: Any = None) -> np.ndarray:
+def frame_rgb(result: Any, image: Any = None) -> np.ndarray:
     """``image`` (or the result's own :attr:`~Segmentation.image`) as H x W x 3 uint8 RGB.
 
     Raises ``ValueError`` when there is none, or it is not the mask's size."""
@@ -89,7 +87,7 @@ def _outline(mask: np.ndarray, width: int) -> np.ndarray:
     return mask & ~inner
 
 
-def object_label(result: Segmentation, index: int) -> str:
+def object_label(result: Any, index: int) -> str:
     """``"<index + 1>: <query> (IoU <iou>)"``, the query cut to :data:`MAX_QUERY_CHARS`."""
     query = " ".join(result.query.split())
     if len(query) > MAX_QUERY_CHARS:
@@ -108,7 +106,7 @@ def _banner(draw: Any, text: str, xy: tuple[int, int], font: Any, fill: Any, anc
 
 
 def plot(
-    result: Segmentation,
+    result: Any,
     image: Any = None,
     *,
     alpha: float = 0.45,
@@ -166,9 +164,7 @@ def plot(
     return np.asarray(pic)
 
 
-def save(
-    result: Segmentation, path: str | os.PathLike[str], image: Any = None, **options: Any
-) -> None:
+def save(result: Any, path: str | os.PathLike[str], image: Any = None, **options: Any) -> None:
     """:func:`plot` written to ``path`` (PNG, or JPEG for ``.jpg`` / ``.jpeg``) with
     :func:`segzero_edge.fileio.atomic_path`: the file appears complete or not at all.
     Raises ``ValueError`` for another suffix (before drawing)."""

@@ -4,19 +4,18 @@ Masks are run-length encoded as the COCO API does (``pycocotools.mask.encode`` o
 Fortran-ordered H x W uint8 array: column-major runs, ``{"size": [H, W], "counts": str}``),
 so any COCO tool decodes them (``pycocotools.mask.decode``). pycocotools is imported only
 here, when a result is written or read, so ``import segzero_edge`` stays light. The layout is
-versioned by ``schema_version`` (:data:`segzero_edge.types.SCHEMA_VERSION`); see
+versioned by ``schema_version`` (:data:`SCHEMA_VERSION`); see
 ``docs/results.md``.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
-from .types import SCHEMA_VERSION, ObjectPrompt, Segmentation, Status
-
-S = TypeVar("S", bound=Segmentation)
+SCHEMA_VERSION = 1
+"""Version of the JSON form of a result (``Segmentation.to_json``)."""
 
 _FLAGS = ("overlap", "cuda_pixels", "sam_cache_hit", "reasoner_cache_hit")
 
@@ -49,10 +48,10 @@ def decode_mask(rle: dict[str, Any]) -> np.ndarray:
     return np.asarray(_mask_utils().decode(raw), dtype=bool)
 
 
-def to_json(result: Segmentation, *, masks: bool = True) -> dict[str, Any]:
-    """See :meth:`Segmentation.to_json`; a :class:`TrackedSegmentation` adds its fields."""
-    from .tracker import TrackedSegmentation
-
+def to_json(result: Any, *, masks: bool = True) -> dict[str, Any]:
+    """The fields every result has (``Segmentation.to_json``); ``TrackedSegmentation.to_json``
+    adds its own. ``result`` is a :class:`~segzero_edge.types.Segmentation` (not imported
+    here: the result types import this module)."""
     h, w = result.mask.shape[:2]
     out: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -68,11 +67,6 @@ def to_json(result: Segmentation, *, masks: bool = True) -> dict[str, Any]:
     if masks:
         out["mask"] = encode_mask(result.mask)
         out["object_masks"] = [encode_mask(m) for m in result.object_masks]
-    if isinstance(result, TrackedSegmentation):
-        out["frame_index"] = int(result.frame_index)
-        out["reasoned"] = bool(result.reasoned)
-        out["object_score_logits"] = [float(v) for v in result.object_score_logits]
-        out["present"] = [bool(p) for p in result.present]
     out["reasoning"] = result.reasoning
     out["answer_raw"] = result.answer_raw
     out["timings"] = {k: float(v) for k, v in result.timings.items()}
@@ -82,10 +76,10 @@ def to_json(result: Segmentation, *, masks: bool = True) -> dict[str, Any]:
     return out
 
 
-def from_json(cls: type[S], data: dict[str, Any]) -> S:
-    """See :meth:`Segmentation.from_json`."""
-    from .tracker import TrackedSegmentation
-
+def fields_from_json(data: dict[str, Any]) -> dict[str, Any]:
+    """The fields every result has, from :func:`to_json`'s dict: masks decoded, ``objects``
+    and ``status`` still in their JSON form (the result types build theirs). Raises
+    ``ValueError`` for another ``schema_version`` or a dict without masks."""
     version = data.get("schema_version")
     if version != SCHEMA_VERSION:
         raise ValueError(f"schema_version {version!r}: this reader knows {SCHEMA_VERSION}")
@@ -99,21 +93,17 @@ def from_json(cls: type[S], data: dict[str, Any]) -> S:
     fields: dict[str, Any] = {
         "mask": mask,
         "object_masks": object_masks,
-        "objects": [ObjectPrompt.from_json(o) for o in data.get("objects", [])],
+        "objects": list(data.get("objects", [])),
         "reasoning": data.get("reasoning", ""),
         "answer_raw": data.get("answer_raw", ""),
-        "status": Status(data["status"]),
+        "status": data["status"],
         "timings": {k: float(v) for k, v in data.get("timings", {}).items()},
         "iou_predictions": [float(v) for v in data.get("iou_predictions", [])],
         "query": data.get("query", ""),
         "generated_tokens": int(data.get("generated_tokens", 0)),
     }
     fields.update({flag: bool(data.get(flag, False)) for flag in _FLAGS})
-    if issubclass(cls, TrackedSegmentation):
-        fields["frame_index"] = int(data.get("frame_index", 0))
-        fields["reasoned"] = bool(data.get("reasoned", False))
-        fields["object_score_logits"] = [float(v) for v in data.get("object_score_logits", [])]
-    return cls(**fields)
+    return fields
 
 
-__all__ = ["decode_mask", "encode_mask", "from_json", "to_json"]
+__all__ = ["SCHEMA_VERSION", "decode_mask", "encode_mask", "fields_from_json", "to_json"]

@@ -41,6 +41,7 @@ import time
 from collections.abc import Container, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import Any, Protocol
 
 import numpy as np
@@ -126,6 +127,28 @@ class TrackedSegmentation(Segmentation):
         given); lost objects have no box and an empty mask, so only their state shows."""
         options.setdefault("title", self.describe())
         return super().plot(image, **options)
+
+    def to_json(self, *, masks: bool = True) -> dict[str, Any]:
+        """:meth:`Segmentation.to_json` plus ``frame_index``, ``reasoned``,
+        ``object_score_logits`` and ``present``."""
+        out = super().to_json(masks=masks)
+        out["frame_index"] = int(self.frame_index)
+        out["reasoned"] = bool(self.reasoned)
+        out["object_score_logits"] = [float(v) for v in self.object_score_logits]
+        out["present"] = [bool(p) for p in self.present]
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrackedSegmentation:
+        """The tracked result :meth:`to_json` wrote (see :meth:`Segmentation.from_json`)."""
+        base = Segmentation.from_json(data)
+        fields = {f.name: getattr(base, f.name) for f in dataclass_fields(Segmentation)}
+        return cls(
+            **fields,
+            frame_index=int(data.get("frame_index", 0)),
+            reasoned=bool(data.get("reasoned", False)),
+            object_score_logits=[float(v) for v in data.get("object_score_logits", [])],
+        )
 
 
 @dataclass

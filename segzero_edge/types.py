@@ -21,9 +21,6 @@ import numpy as np
 Box = tuple[int, int, int, int]
 Point = tuple[int, int]
 
-SCHEMA_VERSION = 1
-"""Version of the JSON form of a result (:meth:`Segmentation.to_json`)."""
-
 
 class Status(str, Enum):
     """Outcome of one ``segment()`` call on the model side."""
@@ -155,8 +152,8 @@ class Segmentation:
         save(self, path, image, **options)
 
     def to_json(self, *, masks: bool = True) -> dict[str, Any]:
-        """A JSON-serialisable dict (``schema_version`` :data:`SCHEMA_VERSION`; the field
-        names are this class's). ``mask`` and ``object_masks`` are COCO RLE
+        """A JSON-serialisable dict (``schema_version``: ``result_json.SCHEMA_VERSION``; the
+        field names are this class's). ``mask`` and ``object_masks`` are COCO RLE
         (``{"size": [H, W], "counts": str}``, ``pycocotools.mask.encode``); ``masks=False``
         leaves them out. See ``docs/results.md``."""
         from .result_json import to_json
@@ -167,6 +164,9 @@ class Segmentation:
     def from_json(cls, data: dict[str, Any]) -> Segmentation:
         """The result :meth:`to_json` wrote (with its masks); ``image`` is ``None``. Raises
         ``ValueError`` for another ``schema_version`` or a dict without masks."""
-        from .result_json import from_json
+        from .result_json import fields_from_json
 
-        return from_json(cls, data)
+        fields = fields_from_json(data)
+        fields["objects"] = [ObjectPrompt.from_json(o) for o in fields["objects"]]
+        fields["status"] = Status(fields["status"])
+        return cls(**fields)

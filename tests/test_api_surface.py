@@ -73,7 +73,7 @@ def test_max_objects_reaches_the_grammar_and_the_pipeline(
         finally:
             model.reasoner = reasoner
     assert result.status is Status.OK
-    assert len(result.objects) == min(5, max_objects) == len(result.scores)
+    assert len(result.objects) == min(5, max_objects) == len(result.iou_predictions)
 
 
 @pytest.mark.runtime
