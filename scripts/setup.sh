@@ -45,10 +45,6 @@ case "$(uname -m)" in
         default_llama_args+=" -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX_VNNI=OFF"
         default_llama_args+=" -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF"
         default_llama_args+=" -DGGML_AMX_BF16=OFF -DGGML_OPENMP=ON"
-        if [ "${LLAMA_CPU_VARIANTS:-0}" = 1 ]; then
-            default_llama_args="-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON"
-            default_llama_args+=" -DGGML_CPU_ALL_VARIANTS=ON -DGGML_OPENMP=ON"
-        fi
         ;;
     aarch64 | arm64)
         default_llama_args="-DGGML_NATIVE=OFF -DGGML_CPU_ARM_ARCH=armv8.2-a+dotprod+fp16"
@@ -56,6 +52,11 @@ case "$(uname -m)" in
         ;;
     *) default_llama_args="-DGGML_NATIVE=OFF" ;;
 esac
+if [ "${LLAMA_CPU_VARIANTS:-0}" = 1 ] && [ "$(uname -m)" = x86_64 ]; then
+    # every CPU variant as its own module; the runtime loads the best one this CPU runs
+    default_llama_args="-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON"
+    default_llama_args+=" -DGGML_OPENMP=ON"
+fi
 LLAMA_CMAKE_ARGS="${LLAMA_CMAKE_ARGS:-$default_llama_args}"
 if [ "$mode" != runtime ] || ! "$VPY" -m pip show -q llama-cpp-python >/dev/null 2>&1; then
     # One wheel per flag set (pip's own cache ignores CMAKE_ARGS, so it is bypassed). The

@@ -206,7 +206,7 @@ def test_segment_command_on_a_video_frame(
     argv += ["--out", str(mask), "--overlay", str(overlay), "--bundle", str(tiny_bundle)]
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["mask_shape"] == [H, W]
+    assert [report["height"], report["width"]] == [H, W]
     with PILImage.open(mask) as m, PILImage.open(overlay) as o:
         assert m.size == o.size == (W, H)
         assert int((np.asarray(m) > 0).sum()) == report["mask_area"]

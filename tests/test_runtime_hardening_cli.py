@@ -265,7 +265,7 @@ def test_offline_hub_id(
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     out = tmp_path / "bundle"
     argv = ["export", "--reasoner", "Ricky06662/Seg-Zero-7B", "--segmenter", "sam2.1_hiera_tiny"]
-    code, _, err = run_cli(capsys, *argv, "-o", str(out))
+    code, _, err = run_cli(capsys, *argv, "-q", "-o", str(out))  # -q: no step lines
     assert_one_line_error(code, err, "'Ricky06662/Seg-Zero-7B' is not a local folder")
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "hf") == []
 

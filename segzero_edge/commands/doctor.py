@@ -265,6 +265,8 @@ def verdict(rep: dict[str, Any], bundle: Path | None = None) -> tuple[bool, str,
             f"NOT READY: llama.cpp cannot run on this CPU ({mismatch})",
             "rebuild llama-cpp-python for this CPU (scripts/setup.sh; LLAMA_CMAKE_ARGS)",
         )
+    unchecked = {"available": False, "reason": "not checked"}
+    backends = {n: backends.get(n, unchecked) for n in ("llama.cpp", "tensorrt", "onnxruntime")}
     if not backends["llama.cpp"]["available"]:
         return (
             False,
