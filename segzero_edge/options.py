@@ -41,6 +41,16 @@ def whole_number(name: str, value: object, *, minimum: int) -> int:
     return int(value)
 
 
+def yes_no(name: str, value: object, *, optional: bool = False) -> bool | None:
+    """``value`` when it is a ``bool`` (or ``None`` with ``optional``); ``ValueError`` naming
+    ``name`` otherwise: a string such as ``"no"`` or ``"false"`` is truthy, so it would turn
+    the option on."""
+    if isinstance(value, bool) or (optional and value is None):
+        return value
+    allowed = "True, False or None" if optional else "True or False"
+    raise ValueError(f"{name} must be {allowed}, got {value!r}")
+
+
 def finite_float(text: str) -> float:
     """``argparse`` type: a finite number (``nan``, ``inf`` refused as argparse errors)."""
     try:
@@ -52,4 +62,4 @@ def finite_float(text: str) -> float:
     return number
 
 
-__all__ = ["finite_float", "real_number", "whole_number"]
+__all__ = ["finite_float", "real_number", "whole_number", "yes_no"]

@@ -35,7 +35,7 @@ from .families import ModelFamily, get_family
 from .image import Frame, ImageLike, NV12Frame, load_frame
 from .image import frame_key as _frame_key
 from .layout import DEFAULT_MAX_OBJECTS, REASONER_SIZE
-from .options import whole_number
+from .options import whole_number, yes_no
 from .placement import default_overlap
 from .reasoner.prefix_cache import DEFAULT_PREFIX_CACHE_MB
 from .segmenter.decode import backend_decoder, best_mask_index, decode_objects
@@ -53,6 +53,39 @@ _CACHE_HIT = "sam_cache_hit"
 """Key the embedding cache marks a hit with in a call's working timings (moved to its flag)."""
 _Encoded = tuple[ImageEmbedding, dict[str, float]]
 """A frame's SAM2 embedding and the seconds its pre-processing and encoding took."""
+
+
+def _check_backend_options(
+    *,
+    n_gpu_layers: object,
+    n_threads: object,
+    n_batch: object,
+    max_new_tokens: object,
+    think_budget: object,
+    answer_grammar: object,
+    flags: dict[str, object],
+    optional_flags: dict[str, object],
+) -> None:
+    """``ValueError`` naming the first :meth:`SegZeroEdge.from_bundle` keyword of a wrong type
+    or range, before any backend loads (a string would otherwise reach llama.cpp, or be
+    truthy: ``grammar="no"`` would turn the grammar on)."""
+    from .reasoner.grammar import AnswerGrammar
+
+    whole_number("n_gpu_layers", n_gpu_layers, minimum=-1)
+    if n_threads is not None:
+        whole_number("n_threads", n_threads, minimum=1)
+    whole_number("n_batch", n_batch, minimum=1)
+    if max_new_tokens is not None:
+        whole_number("max_new_tokens", max_new_tokens, minimum=1)
+    whole_number("think_budget", think_budget, minimum=0)
+    for name, value in flags.items():
+        yes_no(name, value)
+    for name, value in optional_flags.items():
+        yes_no(name, value, optional=True)
+    if answer_grammar is not None and not isinstance(answer_grammar, AnswerGrammar):
+        raise ValueError(
+            f"answer_grammar must be an AnswerGrammar or None, got {type(answer_grammar).__name__}"
+        )
 
 
 class SegZeroEdge:
@@ -206,6 +239,17 @@ class SegZeroEdge:
         # the pipeline's own options are checked before the backends load
         cache_frames = whole_number("cache_frames", cache_frames, minimum=0)
         max_objects = whole_number("max_objects", max_objects, minimum=1)
+        _check_backend_options(
+            n_gpu_layers=n_gpu_layers,
+            n_threads=n_threads,
+            n_batch=n_batch,
+            max_new_tokens=max_new_tokens,
+            think_budget=think_budget,
+            answer_grammar=answer_grammar,
+            flags={"verify_hashes": verify_hashes, "grammar": grammar, "warmup": warmup},
+            optional_flags={"overlap": overlap, "extra_bufts": extra_bufts, "use_mmap": use_mmap},
+        )
+        yes_no("verbose", verbose)
         t0 = time.perf_counter()
         reasoner, segmenter, fam = open_backends(
             path,

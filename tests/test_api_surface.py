@@ -39,6 +39,38 @@ def test_from_bundle_refuses_a_typo_by_name() -> None:
     assert "Returns:" in doc and "Raises:" in doc
 
 
+@pytest.mark.runtime
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("n_threads", -1),
+        ("n_threads", 0),
+        ("n_threads", "4"),
+        ("n_threads", True),
+        ("n_batch", "512"),
+        ("n_gpu_layers", "all"),
+        ("n_gpu_layers", -7),
+        ("max_new_tokens", "5"),
+        ("think_budget", "10"),
+        ("grammar", "no"),
+        ("verify_hashes", "yes"),
+        ("warmup", "no"),
+        ("verbose", "x"),
+        ("overlap", "yes"),
+        ("extra_bufts", 1),
+        ("use_mmap", "false"),
+        ("answer_grammar", "root ::= x"),
+    ],
+)
+def test_from_bundle_refuses_a_wrong_typed_keyword_by_name(
+    tmp_path: Path, name: str, value: object
+) -> None:
+    """A keyword of the wrong type or range is a ValueError naming it, before the bundle is
+    even read (a string flag such as grammar="no" is truthy: it would turn the grammar on)."""
+    with pytest.raises(ValueError, match=rf"^{name} must be"):
+        SegZeroEdge.from_bundle(tmp_path / "no-such-bundle", **{name: value})  # type: ignore[arg-type]
+
+
 class FiveObjects:
     """A reasoner answering five objects whatever it is asked (the pipeline's cut is tested)."""
 
