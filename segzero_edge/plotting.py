@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from .options import real_number
+
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (230, 25, 75),
     (0, 130, 200),
@@ -126,7 +128,7 @@ def plot(
     """
     from PIL import Image, ImageDraw
 
-    if not 0.0 <= float(alpha) <= 1.0:
+    if not 0.0 <= real_number("alpha", alpha) <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     rgb = frame_rgb(result, image)
     h, w = rgb.shape[:2]

@@ -128,6 +128,10 @@ class Segmentation:
             self.object_masks = (
                 self.mask[None].astype(bool) if n == 1 else np.zeros((0, h, w), bool)
             )
+        shape = np.shape(self.object_masks)
+        if len(shape) != 3 or shape[1:] != np.shape(self.mask)[:2]:
+            h, w = np.shape(self.mask)[:2]
+            raise ValueError(f"object_masks must be N x {h} x {w} (the mask's size), got {shape}")
 
     @property
     def ok(self) -> bool:

@@ -120,6 +120,32 @@ def _two_squares() -> tuple[np.ndarray, Segmentation]:
     return image, result
 
 
+def test_object_masks_of_another_size_and_a_bad_alpha_are_refused_by_name() -> None:
+    """object_masks not N x H x W of the mask's size: refused when the result is made (plot
+    raised an IndexError from numpy); alpha that is not a number: a ValueError naming it."""
+    _, result = _two_squares()
+    with pytest.raises(ValueError, match=r"object_masks must be N x 120 x 160"):
+        Segmentation(
+            mask=result.mask,
+            object_masks=np.zeros((2, 10, 10), bool),
+            objects=result.objects,
+            reasoning="",
+            answer_raw="",
+            status=Status.OK,
+        )
+    with pytest.raises(ValueError, match=r"object_masks must be"):
+        Segmentation(
+            mask=result.mask,
+            object_masks=result.mask,
+            objects=result.objects[:1],
+            reasoning="",
+            answer_raw="",
+            status=Status.OK,
+        )
+    with pytest.raises(ValueError, match=r"^alpha must be a number"):
+        result.plot(alpha="x")
+
+
 def test_plot_draws_each_object_in_its_colour_with_a_label() -> None:
     image, result = _two_squares()
     pic = result.plot()
