@@ -85,7 +85,14 @@ def atomic_paths(paths: Sequence[str | os.PathLike[str]]) -> Iterator[list[Path]
     try:
         for dest in dests:
             dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+            try:
+                fd, tmp_name = tempfile.mkstemp(
+                    prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent
+                )
+            except OSError as e:  # name the file asked for, not the temporary one
+                raise type(e)(
+                    e.errno, f"cannot write a file in {dest.parent} ({e.strerror})", str(dest)
+                ) from None
             os.close(fd)
             tmps.append(Path(tmp_name))
         yield list(tmps)

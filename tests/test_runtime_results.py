@@ -188,6 +188,18 @@ def test_save_writes_a_png_or_jpeg_atomically(tmp_path: Path) -> None:
     assert png.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["out.jpeg", "out.png"]
 
 
+@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs Linux sysfs")
+def test_save_in_a_folder_that_takes_no_files_names_the_file_asked_for() -> None:
+    """A folder where no file can be created (sysfs refuses even root): the error names the
+    file asked for and its folder, not the hidden temporary name beside it."""
+    _, result = _two_squares()
+    with pytest.raises(PermissionError) as caught:
+        result.save("/sys/kernel/overlay.png")
+    assert caught.value.filename == "/sys/kernel/overlay.png"
+    assert "cannot write a file in /sys/kernel" in str(caught.value)
+    assert ".tmp" not in str(caught.value)
+
+
 def _tracked(frame_index: int, reasoned: bool, logits: list[float]) -> TrackedSegmentation:
     n = len(logits)
     return TrackedSegmentation(
