@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from segzero_edge.backends import ReasonerOutput
+from segzero_edge.backends import Reasoner, ReasonerOutput
 from segzero_edge.reasoner.llama_cpp import LlamaCppReasoner
 
 
@@ -61,21 +61,20 @@ class CannedAnswer:
     pipeline parses a known answer (set :attr:`answer` before each call).
     """
 
-    def __init__(self, inner: Any, answer: str = "") -> None:
+    def __init__(self, inner: Reasoner, answer: str = "") -> None:
         self.inner = inner
         self.answer = answer
         self.name = inner.name
-        self.device_kind = getattr(inner, "device_kind", "cpu")
+        self.device_kind = inner.device_kind
+        self.n_threads = inner.n_threads
+        self.caches_prefix = inner.caches_prefix
         self.last: ReasonerOutput | None = None
         """The last real generation (its text is the model's own)."""
 
-    @property
-    def prefix_cache(self) -> Any:
-        """The inner reasoner's per-frame prefix cache (the pipeline passes frame keys)."""
-        return getattr(self.inner, "prefix_cache", None)
-
-    def generate(self, image: np.ndarray, prompt: str, **kwargs: Any) -> ReasonerOutput:
-        out = self.last = self.inner.generate(image, prompt, **kwargs)
+    def generate(
+        self, image: np.ndarray, prompt: str, *, frame_key: str | None = None
+    ) -> ReasonerOutput:
+        out = self.last = self.inner.generate(image, prompt, frame_key=frame_key)
         return ReasonerOutput(
             text=self.answer,
             truncated=False,

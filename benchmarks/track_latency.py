@@ -57,7 +57,11 @@ class FixedAnswerReasoner:
         box = (int((cx - r) * sx), int((cy - r) * sy), int((cx + r) * sx), int((cy + r) * sy))
         self.text = format_answer([ObjectPrompt(box, ((int(cx * sx), int(cy * sy)),))])
 
-    def generate(self, image: np.ndarray, prompt: str, **kwargs: Any) -> Any:
+    device_kind = "cpu"
+    n_threads = None
+    caches_prefix = False
+
+    def generate(self, image: np.ndarray, prompt: str, *, frame_key: str | None = None) -> Any:
         from segzero_edge.backends import ReasonerOutput
 
         return ReasonerOutput(self.text, False, 0, 0, {})
@@ -72,9 +76,12 @@ class FixedWorkReasoner:
     def __init__(self, inner: Any, answer: str) -> None:
         self.inner, self.answer = inner, answer
         self.name = f"{inner.name}+fixed-answer"
+        self.device_kind = inner.device_kind
+        self.n_threads = inner.n_threads
+        self.caches_prefix = inner.caches_prefix
 
-    def generate(self, image: np.ndarray, prompt: str, **kwargs: Any) -> Any:
-        out = self.inner.generate(image, prompt, **kwargs)
+    def generate(self, image: np.ndarray, prompt: str, *, frame_key: str | None = None) -> Any:
+        out = self.inner.generate(image, prompt, frame_key=frame_key)
         out.text, out.truncated = self.answer, False
         return out
 

@@ -28,11 +28,34 @@ class ReasonerOutput:
 
 @runtime_checkable
 class Reasoner(Protocol):
-    """Vision-language reasoner: ``image`` is 840 x 840 x 3 uint8 RGB."""
+    """Vision-language reasoner: ``image`` is the family's square frame, H x W x 3 uint8 RGB.
 
-    name: str
+    Members:
+        name: a label for messages and timings (``llama.cpp``).
+        device_kind: ``"cpu"`` or ``"gpu"``: where its layers run (the pipeline overlaps the
+            reasoner and SAM2 by it).
+        n_threads: CPU threads it computes with, None when that is not its to say.
+        caches_prefix: whether ``generate`` keeps the state after a frame's image tokens
+            under ``frame_key`` and restores it for a later prompt on the same key (then only
+            the prompt's own tokens are evaluated); a reasoner without a cache ignores the key.
+        generate: one answer; ``frame_key`` names the frame (its content hash) or is None.
+    """
 
-    def generate(self, image: np.ndarray, prompt: str) -> ReasonerOutput: ...
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def device_kind(self) -> str: ...
+
+    @property
+    def n_threads(self) -> int | None: ...
+
+    @property
+    def caches_prefix(self) -> bool: ...
+
+    def generate(
+        self, image: np.ndarray, prompt: str, *, frame_key: str | None = None
+    ) -> ReasonerOutput: ...
 
     def close(self) -> None: ...
 
@@ -86,6 +109,7 @@ class Segmenter(Protocol):
         max_prompts: prompts per decoder call, None for any number.
         providers: onnxruntime execution providers in use, first preferred (empty for the
             TensorRT engines).
+        threads: CPU threads onnxruntime runs with (None: its default, or not on the CPU).
     """
 
     @property
@@ -102,6 +126,9 @@ class Segmenter(Protocol):
 
     @property
     def providers(self) -> list[str]: ...
+
+    @property
+    def threads(self) -> int | None: ...
 
     def encode(self, image: np.ndarray) -> ImageEmbedding: ...
 

@@ -122,9 +122,7 @@ class SegZeroEdge:
         self.bundle_dir: Path | None = None
         self.cache_frames = whole_number("cache_frames", cache_frames, minimum=0)
         if overlap is None:
-            overlap = default_overlap(
-                getattr(reasoner, "device_kind", "cpu"), getattr(segmenter, "device_kind", "cpu")
-            )
+            overlap = default_overlap(reasoner.device_kind, segmenter.device_kind)
         self.overlap = bool(overlap)
         self.max_objects = whole_number("max_objects", max_objects, minimum=1)
         usable, why = cuda_pixels.usable(segmenter)
@@ -289,16 +287,13 @@ class SegZeroEdge:
         """One line naming the bundle, the family, each backend with its device and threads,
         the overlap and the pixel path (what ``from_bundle`` logs at INFO)."""
         r, s = self.reasoner, self.segmenter
-        r_threads = getattr(r, "n_threads", None)
-        s_threads = getattr(s, "threads", None)
-        providers = getattr(s, "providers", None)
-        where = f" [{', '.join(providers)}]" if providers else ""
+        where = f" [{', '.join(s.providers)}]" if s.providers else ""
         return (
             f"loaded {self.bundle_dir or 'backends'}: family {self.family.name}; "
-            f"reasoner {r.name} on {getattr(r, 'device_kind', 'cpu')}"
-            + (f" ({r_threads} threads)" if r_threads else "")
-            + f"; segmenter {s.name} on {getattr(s, 'device_kind', 'cpu')}{where}"
-            + (f" ({s_threads} threads)" if s_threads else "")
+            f"reasoner {r.name} on {r.device_kind}"
+            + (f" ({r.n_threads} threads)" if r.n_threads else "")
+            + f"; segmenter {s.name} on {s.device_kind}{where}"
+            + (f" ({s.threads} threads)" if s.threads else "")
             + f"; overlap {'on' if self.overlap else 'off'}; pixels on {self.pixel_path}; "
             f"max_objects {self.max_objects}"
         )
@@ -473,11 +468,10 @@ class SegZeroEdge:
         h, w = img.hw if isinstance(img, NV12Frame) else img.shape[:2]
         t0 = time.perf_counter()
         # the frame key lets the reasoner reuse its KV state of this frame's image tokens
-        cached = getattr(self.reasoner, "prefix_cache", None) is not None
-        kwargs = {"frame_key": fkey or None} if cached else {}
+        key = (fkey or None) if self.reasoner.caches_prefix else None
         with self._reasoner_lock:
             try:
-                out = self.reasoner.generate(r_in, prompt, **kwargs)
+                out = self.reasoner.generate(r_in, prompt, frame_key=key)
             except ValueError:  # the caller's input (e.g. a prompt over the context): as is
                 raise
             except Exception as e:
@@ -567,15 +561,13 @@ class SegZeroEdge:
         scores = [0.0] * len(objects)
         prompts = [self.family.sam2.for_object(o) for o in objects]
         arrays = [prompt_arrays(p.box, p.points, hw, labels=p.labels) for p in prompts]
-        step = int(getattr(self.segmenter, "max_prompts", 1) or 1)
+        step = self.segmenter.max_prompts or 1
         with self._segmenter_lock:
             try:
                 for idx, coords, labels in batch_prompts(arrays):
                     for start in range(0, len(idx), step):
                         part = slice(start, start + step)
-                        dev = self.segmenter.decode_on_device(  # type: ignore[attr-defined]
-                            emb, coords[part], labels[part]
-                        )
+                        dev = self._cuda.segmenter.decode_on_device(emb, coords[part], labels[part])
                         for row, i in enumerate(idx[part]):
                             best = 1 + best_mask_index(dev[row, 1:])  # the multimask outputs
                             self._cuda.keep(i, row, best)
@@ -648,11 +640,12 @@ class SegZeroEdge:
                     )
                 from .bundle_memory import open_memory
 
-                if self.segmenter.name == "tensorrt":
+                if self.segmenter.backend == "tensorrt":
                     self.memory = open_memory(self.bundle_dir, "tensorrt")
                 else:
-                    providers = getattr(self.segmenter, "providers", None)
-                    self.memory = open_memory(self.bundle_dir, "onnxruntime", providers=providers)
+                    self.memory = open_memory(
+                        self.bundle_dir, "onnxruntime", providers=self.segmenter.providers
+                    )
             return self.memory
 
     def close(self) -> None:

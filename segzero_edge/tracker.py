@@ -47,7 +47,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from . import pixels
-from .backends import ImageEmbedding, Segmenter
+from .backends import ImageEmbedding, Segmenter, TrackingSegmenter
 from .errors import BackendError, BundleError
 from .families import ModelFamily
 from .image import Frame, ImageLike, NV12Frame, load_frame
@@ -282,12 +282,14 @@ class Tracker:
         if num_frames is not None:
             num_frames = whole_number("num_frames", num_frames, minimum=1)
         score_threshold = real_number("score_threshold", score_threshold)
-        decode_track = getattr(model.segmenter, "decode_track", None)
-        if decode_track is None or not getattr(model.segmenter, "can_track", True):
+        seg = model.segmenter
+        if not (isinstance(seg, TrackingSegmenter) and seg.can_track):
             raise BundleError(
                 f"segmenter {model.segmenter.name!r} cannot give object scores and pointers: "
                 "its SAM2 decoder was exported before tracking existed; re-export the bundle"
             )
+        self._segmenter: TrackingSegmenter = seg
+        """The model's segmenter, as the tracking decoder it was checked to be."""
         self._model = model
         self._memory = memory
         self.config = memory.config
@@ -515,7 +517,7 @@ class Tracker:
         frame has none (``point_inputs=None``) and gets the padding point.
         """
         t0 = time.perf_counter()
-        decode_track = self._model.segmenter.decode_track  # type: ignore[attr-defined]
+        decode_track = self._segmenter.decode_track
         masks, iou, score, ptr = self._call("decoder", decode_track, emb, coords, labels)
         n_points = int(coords.shape[1]) if is_init_cond_frame else 0
         cfg = self.config

@@ -76,7 +76,13 @@ class FiveObjects:
 
     name = "five-objects"
 
-    def generate(self, image: np.ndarray, prompt: str) -> ReasonerOutput:
+    device_kind = "cpu"
+    n_threads = None
+    caches_prefix = False
+
+    def generate(
+        self, image: np.ndarray, prompt: str, *, frame_key: str | None = None
+    ) -> ReasonerOutput:
         items = [{"bbox_2d": [10 * i, 10, 10 * i + 60, 90], "point_2d": [10 * i + 30, 50]}
                  for i in range(5)]  # fmt: skip
         return ReasonerOutput(f"<think>x</think><answer>{json.dumps(items)}</answer>", False)

@@ -46,6 +46,7 @@ class DeviceOnlySegmenter:
     backend = "tensorrt"
     device_kind = "gpu"
     device = 0
+    threads = None
 
     def __init__(self, low_res: np.ndarray) -> None:
         from segzero_edge.platform.cuda import DeviceBuffer, create_stream

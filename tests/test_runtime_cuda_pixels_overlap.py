@@ -34,7 +34,12 @@ class NoObjectsReasoner:
     def __init__(self) -> None:
         self.inputs: list[np.ndarray] = []
 
-    def generate(self, image: np.ndarray, prompt: str) -> ReasonerOutput:
+    n_threads = None
+    caches_prefix = False
+
+    def generate(
+        self, image: np.ndarray, prompt: str, *, frame_key: str | None = None
+    ) -> ReasonerOutput:
         self.inputs.append(image)
         return ReasonerOutput("<think>t</think><answer>[]</answer>", False, 10, 5, {})
 
@@ -50,6 +55,7 @@ class SlowEncodeSegmenter:
     backend = "tensorrt"
     device_kind = "gpu"
     device = 0
+    threads = None
     max_prompts = 16
 
     def __init__(self) -> None:

@@ -22,6 +22,7 @@ from segzero_edge import SegZeroEdge, Status
 from segzero_edge.backends import ImageEmbedding, ReasonerOutput
 from segzero_edge.bundle import open_backends
 from segzero_edge.segmenter.onnxruntime import OrtSegmenter
+from tests.fixtures.wrapped import WrappedSegmenter
 
 ANSWER_NONE = "<think>nothing like that here</think><answer>[]</answer>"
 ANSWER_ONE = (
@@ -51,20 +52,27 @@ class Scripted:
     def __init__(self, *texts: str) -> None:
         self.texts = list(texts)
 
-    def generate(self, image: np.ndarray, prompt: str) -> ReasonerOutput:
+    device_kind = "cpu"
+    n_threads = None
+    caches_prefix = False
+
+    def generate(
+        self, image: np.ndarray, prompt: str, *, frame_key: str | None = None
+    ) -> ReasonerOutput:
         return ReasonerOutput(self.texts.pop(0), False, 10, 5, {})
 
     def close(self) -> None:
         pass
 
 
-class FailsFirstEncode:
+class FailsFirstEncode(WrappedSegmenter):
     """The real ONNX segmenter whose first encode fails (a transient CUDA error, say)."""
 
     name = "fails-first-encode"
 
     def __init__(self, inner: OrtSegmenter) -> None:
-        self.inner, self.encodes = inner, 0
+        super().__init__(inner)
+        self.encodes = 0
 
     def encode(self, image: np.ndarray) -> ImageEmbedding:
         self.encodes += 1
@@ -100,7 +108,13 @@ class Gate:
         self.inner, self.name = inner, inner.name
         self.started, self.finished = threading.Event(), threading.Event()
 
-    def generate(self, image: np.ndarray, prompt: str) -> ReasonerOutput:
+    device_kind = "cpu"
+    n_threads = None
+    caches_prefix = False
+
+    def generate(
+        self, image: np.ndarray, prompt: str, *, frame_key: str | None = None
+    ) -> ReasonerOutput:
         self.started.set()
         out = self.inner.generate(image, prompt)
         self.finished.set()

@@ -35,7 +35,12 @@ class RecordingReasoner:
     def __init__(self) -> None:
         self.inputs: list[np.ndarray] = []
 
-    def generate(self, image: np.ndarray, prompt: str) -> ReasonerOutput:
+    n_threads = None
+    caches_prefix = False
+
+    def generate(
+        self, image: np.ndarray, prompt: str, *, frame_key: str | None = None
+    ) -> ReasonerOutput:
         self.inputs.append(image.copy())
         return ReasonerOutput(ANSWER, False, 10, 5, {"decode": 0.0})
 

@@ -16,6 +16,7 @@ from segzero_edge import SegZeroEdge, Status
 from segzero_edge.backends import ImageEmbedding, ReasonerOutput, Segmenter
 from segzero_edge.image import frame_key
 from segzero_edge.pipeline import BackendError
+from tests.fixtures.wrapped import WrappedSegmenter
 
 pytestmark = pytest.mark.runtime
 
@@ -42,7 +43,13 @@ class ScriptedReasoner:
     def __init__(self, text: str, truncated: bool = False) -> None:
         self.text, self.truncated = text, truncated
 
-    def generate(self, image: np.ndarray, prompt: str) -> ReasonerOutput:
+    device_kind = "cpu"
+    n_threads = None
+    caches_prefix = False
+
+    def generate(
+        self, image: np.ndarray, prompt: str, *, frame_key: str | None = None
+    ) -> ReasonerOutput:
         assert image.shape == (840, 840, 3) and "Please find" in prompt
         return ReasonerOutput(self.text, self.truncated, 10, 5, {"decode": 0.0})
 
@@ -50,16 +57,14 @@ class ScriptedReasoner:
         pass
 
 
-class CountingSegmenter:
+class CountingSegmenter(WrappedSegmenter):
     """Wraps the real segmenter and records the batch shape of every decode call."""
 
     name = "counting"
 
     def __init__(self, inner: Segmenter) -> None:
-        self.inner, self.shapes = inner, []  # type: ignore[var-annotated]
-
-    def encode(self, image: np.ndarray) -> ImageEmbedding:
-        return self.inner.encode(image)
+        super().__init__(inner)
+        self.shapes: list[tuple[int, ...]] = []
 
     def decode(self, emb: ImageEmbedding, coords: np.ndarray, labels: np.ndarray):  # type: ignore[no-untyped-def]
         self.shapes.append(coords.shape)
@@ -69,16 +74,14 @@ class CountingSegmenter:
         pass
 
 
-class FailingSegmenter:
+class FailingSegmenter(WrappedSegmenter):
     """Wraps the real segmenter and raises on the n-th decode (a backend dying mid-call)."""
 
     name = "failing"
 
     def __init__(self, inner: Segmenter, fail_at: int) -> None:
-        self.inner, self.fail_at, self.calls = inner, fail_at, 0
-
-    def encode(self, image: np.ndarray) -> ImageEmbedding:
-        return self.inner.encode(image)
+        super().__init__(inner)
+        self.fail_at, self.calls = fail_at, 0
 
     def decode(self, emb: ImageEmbedding, coords: np.ndarray, labels: np.ndarray):  # type: ignore[no-untyped-def]
         self.calls += 1

@@ -271,7 +271,10 @@ class _Answer:
     def __init__(self) -> None:
         self.inputs: list[np.ndarray] = []
 
-    def generate(self, image: np.ndarray, prompt: str) -> Any:
+    n_threads = None
+    caches_prefix = False
+
+    def generate(self, image: np.ndarray, prompt: str, *, frame_key: str | None = None) -> Any:
         from segzero_edge.backends import ReasonerOutput
 
         self.inputs.append(image.copy())

@@ -20,6 +20,7 @@ from tests.fixtures.tracking import (
     seed_prompt,
     synthetic_clip,
 )
+from tests.fixtures.wrapped import WrappedSegmenter
 
 
 def test_objects_are_tracked_independently(
@@ -144,17 +145,15 @@ def test_a_refused_reason_changes_nothing(ort_segmenter: Any, ort_memory: Any) -
     assert tracker.update(frames[3]).frame_index == 3
 
 
-class FailingDecoder:
+class FailingDecoder(WrappedSegmenter):
     """The real ONNX segmenter whose decoder fails on the ``fail_on``-th tracking decode
     (a transient CUDA error during a re-seed, say); every other call is the real one."""
 
     name = "failing-decoder"
 
     def __init__(self, inner: Any, fail_on: int) -> None:
-        self.inner, self.fail_on, self.decodes = inner, fail_on, 0
-
-    def encode(self, image: np.ndarray) -> Any:
-        return self.inner.encode(image)
+        super().__init__(inner)
+        self.fail_on, self.decodes = fail_on, 0
 
     def decode(self, emb: Any, coords: np.ndarray, labels: np.ndarray) -> Any:
         return self.inner.decode(emb, coords, labels)

@@ -1073,6 +1073,11 @@ class LlamaCppReasoner:
         stats.forced_tokens = forced
         return n_past, n_think + forced + len(atoks), stats.think_truncated or why == "budget"
 
+    @property
+    def caches_prefix(self) -> bool:
+        """Whether a frame's image prefix is kept for later prompts (``prefix_cache_mb`` > 0)."""
+        return self.prefix_cache.enabled
+
     def close(self) -> None:
         """Free the llama.cpp objects (idempotent); waits for a call in progress."""
         with self._lock, _interruptible():

@@ -80,6 +80,8 @@ class TensorRTSegmenter(TrtEngines):
     ) -> None:
         self.providers: list[str] = []
         """No onnxruntime execution providers: the engines run on TensorRT itself."""
+        self.threads: int | None = None
+        """No CPU threads of its own: the engines run on the GPU."""
         self.max_prompts: int = 1
         """Prompts per decoder call (the engine profile's maximum; 1 for engines of a decoder
         exported before the batch axis). ``decode`` splits larger batches."""
