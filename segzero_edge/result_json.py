@@ -39,13 +39,64 @@ def encode_mask(mask: np.ndarray) -> dict[str, Any]:
     return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
+def _rle_runs(counts: bytes) -> list[int]:
+    """COCO's compressed ``counts`` string -> run lengths, as ``rleFrString`` of the COCO API's
+    ``maskApi.c`` reads it (5-bit groups from ``"0"``, ``0x20`` continues, ``0x10`` the sign
+    of the last group, runs after the second stored as the difference to the one two back).
+    ``ValueError`` for a character outside the alphabet or a cut-off number."""
+    runs: list[int] = []
+    p, n = 0, len(counts)
+    while p < n:
+        x, k, more = 0, 0, True
+        while more:
+            if p >= n:
+                raise ValueError("counts ends inside a number")
+            c = counts[p] - 48
+            if not 0 <= c < 64:
+                raise ValueError(f"counts holds {chr(counts[p])!r}, not a COCO RLE character")
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        runs.append(x)
+    return runs
+
+
 def decode_mask(rle: dict[str, Any]) -> np.ndarray:
-    """COCO RLE (``counts`` as str or bytes) -> H x W bool."""
+    """COCO RLE (``counts`` as str or bytes) -> H x W bool.
+
+    Checked before anything is allocated (the COCO API's C decoder writes past its buffer
+    when the runs cover more than H x W pixels): ``ValueError`` unless ``size`` is two
+    whole numbers >= 0 and ``counts`` is an ASCII string whose runs, all >= 0, cover
+    exactly H x W pixels. Decoded with numpy (column-major runs from 0s), as
+    ``pycocotools.mask.decode``."""
+    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
+        raise ValueError('a mask is COCO RLE: {"size": [H, W], "counts": str}')
+    size = rle["size"]
+    if (
+        not isinstance(size, list | tuple)
+        or len(size) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in size)
+    ):
+        raise ValueError(f"size must be [H, W], two whole numbers >= 0, got {size!r}")
+    h, w = size
     counts = rle["counts"]
     if isinstance(counts, str):
-        counts = counts.encode("ascii")
-    raw = {"size": [int(v) for v in rle["size"]], "counts": counts}
-    return np.asarray(_mask_utils().decode(raw), dtype=bool)
+        try:
+            counts = counts.encode("ascii")
+        except UnicodeEncodeError:
+            raise ValueError("counts is not ASCII (COCO RLE characters)") from None
+    if not isinstance(counts, bytes):
+        raise ValueError(f"counts must be a string, got {type(counts).__name__}")
+    runs = _rle_runs(counts)
+    if any(r < 0 for r in runs) or sum(runs) != h * w:
+        raise ValueError(f"counts do not cover the {h} x {w} pixels of its size")
+    values = np.arange(len(runs)) % 2 == 1
+    return np.ascontiguousarray(np.repeat(values, runs).reshape(w, h).T)
 
 
 def to_json(result: Any, *, masks: bool = True) -> dict[str, Any]:

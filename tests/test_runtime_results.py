@@ -101,6 +101,34 @@ def test_json_round_trip_decodes_the_masks(bundle_segmenter: Any) -> None:
         Segmentation.from_json({**data, "schema_version": 99})
 
 
+def test_from_json_with_a_huge_size_is_an_error_not_a_crash() -> None:
+    """Runs of a real mask under a size they do not cover (10^6 x 10^6): the COCO API's C
+    decoder crashed the process (a failed allocation it does not check); a ValueError now."""
+    from segzero_edge.result_json import decode_mask
+    from tests.child import run_in_child
+
+    _, result = _two_squares()
+    rle = {"size": [10**6, 10**6], "counts": result.to_json()["mask"]["counts"]}
+    with pytest.raises(ValueError, match=r"counts do not cover the 1000000 x 1000000 pixels"):
+        run_in_child(decode_mask, rle, timeout_s=120)  # a crash fails the test, not the run
+
+
+def test_decode_mask_matches_pycocotools() -> None:
+    """The checked numpy decoder gives what pycocotools.mask.decode gives."""
+    from pycocotools import mask as mask_utils
+
+    from segzero_edge.result_json import decode_mask, encode_mask
+
+    rng = np.random.default_rng(0)
+    for shape in [(1, 1), (3, 7), (17, 1), (64, 80)]:
+        for p in [0.0, 0.1, 0.5, 1.0]:
+            m = rng.random(shape) < p
+            rle = encode_mask(m)
+            ref = mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()})
+            assert np.array_equal(decode_mask(rle), m)
+            assert np.array_equal(ref.astype(bool), m)
+
+
 def _two_squares() -> tuple[np.ndarray, Segmentation]:
     image = np.full((120, 160, 3), 128, np.uint8)
     masks = np.zeros((2, 120, 160), bool)
