@@ -157,6 +157,7 @@ def test_read_only_output(
     print(f"\nrefused after {time.perf_counter() - t0:.2f} s")
 
 
+@pytest.mark.usefixtures("python_sigint")
 def test_ctrl_c_during_segment_exits_130(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,

@@ -157,6 +157,7 @@ def test_close_waits_for_a_segment_on_another_thread(tiny_bundle: Path, image: n
         segmenter.decode(ImageEmbedding(0, 0, 0), np.zeros((1, 1, 2)), np.ones((1, 1)))
 
 
+@pytest.mark.usefixtures("python_sigint")
 def test_ctrl_c_during_segment_reaches_the_caller(tiny_bundle: Path, image: np.ndarray) -> None:
     reasoner, segmenter, family = open_backends(
         tiny_bundle, segmenter_backend="onnxruntime", max_new_tokens=24, think_budget=12

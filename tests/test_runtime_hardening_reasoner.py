@@ -213,6 +213,7 @@ def test_close_waits_for_a_generate_on_another_thread(tiny_bundle: Path, image: 
     r.close()  # idempotent
 
 
+@pytest.mark.usefixtures("python_sigint")
 def test_ctrl_c_during_generate_reaches_the_caller(tiny_bundle: Path, image: np.ndarray) -> None:
     """Ctrl+C while llama.cpp runs: the first Python code to run is the log callback, where
     ctypes used to print and drop the KeyboardInterrupt ("Exception ignored on calling ctypes
