@@ -64,7 +64,9 @@ class LoadedVariant:
     reason: str
 
 
-_LOADED: LoadedVariant | None = None
+_OUTCOME: list[LoadedVariant | None] = []
+"""What :func:`load_cpu_backend` settled on, once it has (empty before): the variant loaded,
+or None when there was nothing to load."""
 
 
 def llama_lib_dir() -> Path:
@@ -176,14 +178,15 @@ def load_cpu_backend(*, allow_amx: bool = False) -> LoadedVariant | None:
     loaded. Raises :class:`CpuVariantError` when no variant can run here or the one asked for
     by ``$SEGZERO_LLAMA_CPU_VARIANT`` cannot be loaded. Call it before any model is loaded.
     """
-    global _LOADED
-    if _LOADED is not None:
-        return _LOADED
+    if _OUTCOME:
+        return _OUTCOME[0]
     dirs = variant_dirs()
     if not variant_files(*dirs):
+        _OUTCOME.append(None)
         return None
     ggml = ggml_library("ggml")
     if _cpu_device_registered(ggml):  # loaded by someone else already: keep theirs
+        _OUTCOME.append(None)
         return None
     candidates = scan(*dirs)
     wanted = os.environ.get(ENV_VARIANT, "").strip() or None
@@ -192,5 +195,6 @@ def load_cpu_backend(*, allow_amx: bool = False) -> LoadedVariant | None:
     ggml.ggml_backend_load.argtypes = [ctypes.c_char_p]
     if not ggml.ggml_backend_load(str(chosen.path).encode()):
         raise CpuVariantError(f"ggml_backend_load could not load {chosen.path}")
-    _LOADED = LoadedVariant(chosen, tuple(candidates), why)
-    return _LOADED
+    loaded = LoadedVariant(chosen, tuple(candidates), why)
+    _OUTCOME.append(loaded)
+    return loaded
