@@ -16,6 +16,7 @@ import pytest
 import segzero_edge
 from segzero_edge import DEFAULT_MAX_OBJECTS, SegZeroEdge, Status
 from segzero_edge.backends import ReasonerOutput
+from tests.fixtures.wrapped import StandInReasoner
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"n_gpu_layers": 0, "n_threads": 2, "max_new_tokens": 8, "think_budget": 4}
@@ -71,14 +72,10 @@ def test_from_bundle_refuses_a_wrong_typed_keyword_by_name(
         SegZeroEdge.from_bundle(tmp_path / "no-such-bundle", **{name: value})  # type: ignore[arg-type]
 
 
-class FiveObjects:
+class FiveObjects(StandInReasoner):
     """A reasoner answering five objects whatever it is asked (the pipeline's cut is tested)."""
 
     name = "five-objects"
-
-    device_kind = "cpu"
-    n_threads = None
-    caches_prefix = False
 
     def generate(
         self, image: np.ndarray, prompt: str, *, frame_key: str | None = None

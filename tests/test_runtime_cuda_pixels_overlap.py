@@ -21,21 +21,19 @@ from segzero_edge import SegZeroEdge, Status, native
 from segzero_edge.backends import ImageEmbedding, ReasonerOutput
 from segzero_edge.platform.cuda import DeviceBuffer, create_stream
 from tests.fixtures.cuda import FakeCudart
+from tests.fixtures.wrapped import StandInReasoner
 
 pytestmark = pytest.mark.runtime
 
 ENCODE_SECONDS = 0.4
 
 
-class NoObjectsReasoner:
+class NoObjectsReasoner(StandInReasoner):
     name = "no-objects"
     device_kind = "gpu"
 
     def __init__(self) -> None:
         self.inputs: list[np.ndarray] = []
-
-    n_threads = None
-    caches_prefix = False
 
     def generate(
         self, image: np.ndarray, prompt: str, *, frame_key: str | None = None

@@ -22,7 +22,7 @@ from segzero_edge import SegZeroEdge, Status
 from segzero_edge.backends import ImageEmbedding, ReasonerOutput
 from segzero_edge.bundle import open_backends
 from segzero_edge.segmenter.onnxruntime import OrtSegmenter
-from tests.fixtures.wrapped import WrappedSegmenter
+from tests.fixtures.wrapped import StandInReasoner, WrappedSegmenter
 
 ANSWER_NONE = "<think>nothing like that here</think><answer>[]</answer>"
 ANSWER_ONE = (
@@ -44,17 +44,13 @@ def ort(tiny_bundle: Path) -> Iterator[OrtSegmenter]:
     seg.close()
 
 
-class Scripted:
+class Scripted(StandInReasoner):
     """A reasoner replaying the given answers in turn (the pipeline's handling is under test)."""
 
     name = "scripted"
 
     def __init__(self, *texts: str) -> None:
         self.texts = list(texts)
-
-    device_kind = "cpu"
-    n_threads = None
-    caches_prefix = False
 
     def generate(
         self, image: np.ndarray, prompt: str, *, frame_key: str | None = None
@@ -101,16 +97,12 @@ def test_a_failed_encode_is_not_cached(ort: OrtSegmenter, image: np.ndarray, ove
     model.close()
 
 
-class Gate:
+class Gate(StandInReasoner):
     """Wraps a real reasoner: tells when generate() has started."""
 
     def __init__(self, inner: Any) -> None:
         self.inner, self.name = inner, inner.name
         self.started, self.finished = threading.Event(), threading.Event()
-
-    device_kind = "cpu"
-    n_threads = None
-    caches_prefix = False
 
     def generate(
         self, image: np.ndarray, prompt: str, *, frame_key: str | None = None

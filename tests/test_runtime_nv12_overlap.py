@@ -18,6 +18,7 @@ from segzero_edge import SegZeroEdge, Status, pixels
 from segzero_edge.backends import ReasonerOutput
 from segzero_edge.image import NV12Frame
 from segzero_edge.placement import default_overlap, split_threads
+from tests.fixtures.wrapped import StandInReasoner
 
 KITCHEN = Path(__file__).resolve().parents[1] / "examples" / "kitchen.png"
 ANSWER = (
@@ -26,17 +27,13 @@ ANSWER = (
 )
 
 
-class RecordingReasoner:
+class RecordingReasoner(StandInReasoner):
     """Answers two objects and keeps the 840 x 840 input it was given."""
 
     name = "recording"
-    device_kind = "cpu"
 
     def __init__(self) -> None:
         self.inputs: list[np.ndarray] = []
-
-    n_threads = None
-    caches_prefix = False
 
     def generate(
         self, image: np.ndarray, prompt: str, *, frame_key: str | None = None

@@ -16,7 +16,7 @@ from segzero_edge import SegZeroEdge, Status
 from segzero_edge.backends import ImageEmbedding, ReasonerOutput, Segmenter
 from segzero_edge.image import frame_key
 from segzero_edge.pipeline import BackendError
-from tests.fixtures.wrapped import WrappedSegmenter
+from tests.fixtures.wrapped import StandInReasoner, WrappedSegmenter
 
 pytestmark = pytest.mark.runtime
 
@@ -35,17 +35,13 @@ def image() -> np.ndarray:
     return np.asarray(Image.open(KITCHEN).convert("RGB"))
 
 
-class ScriptedReasoner:
+class ScriptedReasoner(StandInReasoner):
     """Replays fixed generations: drives the pipeline's handling of odd model answers."""
 
     name = "scripted"
 
     def __init__(self, text: str, truncated: bool = False) -> None:
         self.text, self.truncated = text, truncated
-
-    device_kind = "cpu"
-    n_threads = None
-    caches_prefix = False
 
     def generate(
         self, image: np.ndarray, prompt: str, *, frame_key: str | None = None

@@ -20,6 +20,7 @@ from segzero_edge.pixels import preprocess_sam
 from segzero_edge.segmenter.prompts import prompt_arrays
 from tests.fixtures.segmenter import case_prompts, synthetic_image
 from tests.fixtures.tensorrt import requires_tensorrt
+from tests.fixtures.wrapped import StandInReasoner
 
 pytestmark = [pytest.mark.gpu, requires_tensorrt]
 
@@ -262,17 +263,13 @@ def test_close_waits_for_an_encode_and_later_calls_are_refused(trt_bundle: Any) 
         seg.decode(out["emb"], np.zeros((1, 1, 2), np.float32), np.ones((1, 1), np.float32))
 
 
-class _Answer:
+class _Answer(StandInReasoner):
     """A reasoner that names two objects (the pipeline's object loop on the GPU)."""
 
     name = "scripted"
-    device_kind = "cpu"
 
     def __init__(self) -> None:
         self.inputs: list[np.ndarray] = []
-
-    n_threads = None
-    caches_prefix = False
 
     def generate(self, image: np.ndarray, prompt: str, *, frame_key: str | None = None) -> Any:
         from segzero_edge.backends import ReasonerOutput
