@@ -2,6 +2,7 @@
 name queries with a minimal prompt and score its held-out boxes (the A/B of train/README.md).
 
     python scripts/micro_grounding_ab.py BASE OUT --data RUN/data [--steps 300]
+    python scripts/micro_grounding_ab.py BASE OUT --generate 3000 --objects 1 [--rope-theta 10]
 
 BASE is a random micro reasoner folder (``python -m segzero_train.micro`` writes ``RUN/base``;
 another RoPE base: ``build_tiny_qwen25vl(..., sizes=micro_qwen_sizes(rope_theta))``). The
@@ -11,6 +12,12 @@ the recipe's 300, so a step costs about 1.2 CPU s. Every 50 steps ``OUT/log.txt`
 held-out digit loss with each sample's own image, another sample's image and grey images; at the
 end, greedy boxes on 48 held-out name queries: mean IoU and the share at IoU >= 0.5, with own
 and with grey images. Truth boxes are the objects' boxes of the scene JSON.
+
+``--generate N --objects K`` draws N fresh training scenes (and 48 held-out ones from another
+seed) of K objects each with the scene generator at 224 x 224 instead of reading ``--data``: the
+query names one object whose (colour, kind) is unique in its scene, so K = 1 asks only "where is
+the object" and K > 1 adds picking it out. If BASE does not exist it is built as a random micro
+reasoner with ``--rope-theta``.
 """
 
 from __future__ import annotations
@@ -56,11 +63,38 @@ def load(folder: Path, limit: int) -> list[Any]:
     return rows
 
 
+def generated(n: int, objects: int, seed: int) -> list[Any]:
+    """``n`` rows (query, image, coarse boxes, truth boxes) from fresh scenes of ``objects``."""
+    from segzero_train.scene_set import tight_box
+    from segzero_train.scenes import random_scene
+
+    rng = np.random.default_rng(seed)
+    rows: list[Any] = []
+    while len(rows) < n:
+        scene = random_scene(rng, (SIZE, SIZE), n_objects=(objects, objects))
+        names = [(o.colour, o.kind) for o in scene.objects]
+        unique = [k for k, nm in enumerate(names) if names.count(nm) == 1 and scene.mask(k).any()]
+        if not unique:
+            continue
+        k = unique[int(rng.integers(len(unique)))]
+        x1, y1, x2, y2 = tight_box(scene.mask(k))
+        truth = [[round(x1 * 840 / SIZE), round(y1 * 840 / SIZE), round(x2 * 840 / SIZE),
+                  round(y2 * 840 / SIZE)]]  # fmt: skip
+        coarse = coarse_ground_truth(GroundTruth(boxes=truth, points=[]), STEP, 840)
+        colour, kind = names[k]
+        rows.append((f"the {colour} {kind}", Image.fromarray(scene.image),
+                     [list(b) for b in coarse.boxes], truth))  # fmt: skip
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("base", type=Path)
     p.add_argument("out", type=Path)
-    p.add_argument("--data", type=Path, required=True, help="RUN/data of a micro run")
+    p.add_argument("--data", type=Path, help="RUN/data of a micro run")
+    p.add_argument("--generate", type=int, default=0, help="draw this many training scenes")
+    p.add_argument("--objects", type=int, default=1, help="objects per generated scene")
+    p.add_argument("--rope-theta", type=float, default=1e6, help="RoPE base of a new BASE")
     p.add_argument("--steps", type=int, default=300)
     a = p.parse_args()
     torch.set_num_threads(1)
@@ -75,10 +109,23 @@ def main() -> None:
         log.write(text + "\n")
         log.flush()
 
+    if not a.base.exists():
+        from segzero_export.tiny_qwen import build_tiny_qwen25vl
+        from segzero_train.micro import micro_qwen_sizes, task_corpus
+
+        build_tiny_qwen25vl(a.base, seed=0, sizes=micro_qwen_sizes(a.rope_theta),
+                            extra_corpus=task_corpus(), trainable_init=True)  # fmt: skip
     proc = AutoProcessor.from_pretrained(a.base)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(a.base, dtype=torch.float32)
     tok = proc.tokenizer
-    train, held = load(a.data / "train", 400), load(a.data / "heldout_scenes", 48)
+    if a.generate:
+        t_data = time.time()
+        train, held = generated(a.generate, a.objects, 1), generated(48, a.objects, 2)
+        say(f"drew {len(train) + len(held)} scenes in {time.time() - t_data:.0f}s")
+    elif a.data is not None:
+        train, held = load(a.data / "train", 400), load(a.data / "heldout_scenes", 48)
+    else:
+        p.error("give --data or --generate")
     say("base", a.base, "train", len(train), "held", len(held))
 
     def prompt(q: str) -> str:

@@ -328,3 +328,55 @@ def test_a_run_folder_from_before_the_added_settings_still_resumes(tmp_path: Pat
         micro.check_recipe(out, micro.Recipe(rope_theta=10.0))
     assert micro.main(["--out", str(out), "--rope-theta", "10"]) == 2
     assert json.loads((out / "recipe.json").read_text()) == old
+
+
+def test_grpo_stage_runs_under_accelerate_with_two_cpu_processes(tmp_path: Path) -> None:
+    """The micro recipe's GRPO stage, 2 steps, under ``accelerate launch`` with 2 CPU processes
+    (gloo; accelerate's ``--multi_gpu`` launcher on a machine without a GPU): each process takes
+    half of a step's completions, the run saves its checkpoint once and changes the weights."""
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    out = tmp_path / "run"
+    r = micro.Recipe(**{**micro.SMOKE, "grpo_steps": 2, "grpo_save_steps": 2})
+    out.mkdir()
+    micro.check_recipe(out, r)
+    sets = micro.stage_data(out, r)
+    base = micro.stage_base(out, r)
+    sft = micro.stage_sft(out, r, base, sets["train"])
+    launch = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "-m", "segzero_train.micro", "--out", str(out), "--smoke", "--stage", "grpo",
+        "--grpo-steps", "2", "--grpo-save-steps", "2",
+    ]  # fmt: skip
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(launch, capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    log = (out / "log.txt").read_text()
+    assert "stage grpo on 2 process(es)" in log and "2 processes, gloo" in log
+    assert (out / "grpo" / "DONE").is_file()
+    assert not (out / "sam2").exists()  # the GRPO stage alone
+    state = json.loads((out / "grpo" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    per_device = r.prompts_per_step * r.num_generations // 2
+    assert state["train_batch_size"] == per_device
+    before = load_file(str(sft / "model.safetensors"))
+    after = load_file(str(out / "grpo" / "model.safetensors"))
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_grpo_stage_alone_refuses_a_run_without_its_earlier_stages(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match="holds no micro run"):
+        micro.run_grpo_stage(out, micro.Recipe(**micro.SMOKE))
+    out.mkdir()
+    micro.check_recipe(out, micro.Recipe(**micro.SMOKE))
+    with pytest.raises(ValueError, match=r"stage data .* is not done"):
+        micro.run_grpo_stage(out, micro.Recipe(**micro.SMOKE))
+    assert sorted(p.name for p in out.iterdir()) == ["recipe.json"]
+    with pytest.raises(ValueError, match="cannot share the 4 completions"):
+        micro.grpo_argv(micro.Recipe(**micro.SMOKE), out, out, out, world_size=3)

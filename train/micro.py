@@ -25,6 +25,18 @@ stopped; GRPO and SAM2 also resume inside their stage from their last checkpoint
 
 ``--smoke`` shrinks every stage to a few steps (a check that the recipe runs end to end, not a
 model).
+
+``--stage grpo`` runs the GRPO stage alone, for several processes (the stages before it must be
+done, and the same settings given as for the run: ``recipe.json`` is checked), e.g. two CPU
+processes over gloo:
+
+    accelerate launch --multi_gpu --num_processes 2 -m segzero_train.micro --out DIR --stage grpo
+
+(on a machine without a GPU, accelerate runs ``--multi_gpu`` processes on the CPU over gloo;
+``--cpu`` with several processes needs mpirun). Each process then takes ``prompts_per_step x
+num_generations / world size`` completions per step, so one optimizer step still sees every
+completion of its prompts (the same run as one process, split); the world size must divide
+that number.
 """
 
 from __future__ import annotations
@@ -32,6 +44,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shutil
 import sys
 import time
@@ -216,8 +229,16 @@ def stage_sft(out: Path, r: Recipe, base: Path, train: Path) -> Path:
     return sft
 
 
-def grpo_argv(r: Recipe, sft: Path, train: Path, grpo: Path) -> list[str]:
-    """The ``python -m segzero_train.grpo`` arguments of the GRPO stage."""
+def grpo_argv(r: Recipe, sft: Path, train: Path, grpo: Path, world_size: int = 1) -> list[str]:
+    """The ``python -m segzero_train.grpo`` arguments of the GRPO stage for ``world_size``
+    processes (each takes its share of a step's completions). Raises ``ValueError`` when
+    ``world_size`` does not divide ``prompts_per_step x num_generations``."""
+    completions = r.prompts_per_step * r.num_generations
+    if world_size < 1 or completions % world_size:
+        raise ValueError(
+            f"{world_size} processes cannot share the {completions} completions of a GRPO step "
+            f"(prompts_per_step {r.prompts_per_step} x num_generations {r.num_generations})"
+        )
     argv = ["--model", str(sft), "--data", str(train), "--output_dir", str(grpo)]
     settings: dict[str, Any] = {
         "reward": "multi_object",
@@ -228,7 +249,7 @@ def grpo_argv(r: Recipe, sft: Path, train: Path, grpo: Path) -> list[str]:
         "seed": r.seed,
         "prompts_per_step": r.prompts_per_step,
         "num_generations": r.num_generations,
-        "per_device_train_batch_size": r.prompts_per_step * r.num_generations,
+        "per_device_train_batch_size": completions // world_size,
         "max_completion_length": r.max_completion_length,
         "bf16": False,
         "gradient_checkpointing": False,
@@ -245,7 +266,7 @@ def grpo_argv(r: Recipe, sft: Path, train: Path, grpo: Path) -> list[str]:
     return argv
 
 
-def stage_grpo(out: Path, r: Recipe, sft: Path, train: Path) -> Path:
+def stage_grpo(out: Path, r: Recipe, sft: Path, train: Path, world_size: int = 1) -> Path:
     from .config import parse_args
     from .grpo import train_grpo
 
@@ -253,12 +274,44 @@ def stage_grpo(out: Path, r: Recipe, sft: Path, train: Path) -> Path:
     done = grpo / "DONE"
     if done.is_file():
         return grpo
-    argv = grpo_argv(r, sft, train, grpo)
+    argv = grpo_argv(r, sft, train, grpo, world_size)
     if grpo.is_dir() and any(grpo.glob("checkpoint-*")):
         argv += ["--resume", "latest"]
-    script, cfg = parse_args(argv, world_size=1)
+    script, cfg = parse_args(argv, world_size=world_size)
     train_grpo(script, cfg)
-    done.write_text("ok\n")
+    if _rank() == 0:
+        done.write_text("ok\n")
+    return grpo
+
+
+def _rank() -> int:
+    """This process's rank under ``accelerate launch`` / torchrun (0 alone)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def run_grpo_stage(out: Path, r: Recipe) -> Path:
+    """The GRPO stage alone, in each of ``WORLD_SIZE`` processes (``accelerate launch``).
+
+    Raises ``ValueError`` when ``out`` holds no run with the stages before GRPO done, or other
+    settings than ``r``."""
+    from .config import world_size_from_env
+
+    recipe_file = out / "recipe.json"
+    if not recipe_file.is_file():
+        raise ValueError(f"{out} holds no micro run ({recipe_file} is missing); run it first")
+    check_recipe(out, r)
+    sft, train = out / "sft", out / "data" / "train"
+    for stage, path in (("data", out / "data" / "heldout_compositions"), ("sft", sft)):
+        if not path.exists():
+            raise ValueError(f"stage {stage} of {out} is not done; run the stages before grpo")
+    import torch.distributed as dist
+
+    world = world_size_from_env()
+    if _rank() == 0:
+        _log(out, f"stage grpo on {world} process(es)")
+    grpo = stage_grpo(out, r, sft, train, world)
+    if _rank() == 0 and dist.is_available() and dist.is_initialized():
+        _log(out, f"stage grpo done: {dist.get_world_size()} processes, {dist.get_backend()}")
     return grpo
 
 
@@ -405,6 +458,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, required=True, help="run folder (resumable)")
     p.add_argument("--smoke", action="store_true", help="a few steps of every stage")
+    p.add_argument(
+        "--stage",
+        choices=("grpo",),
+        help="run this stage alone (under accelerate launch: one per process)",
+    )
     for f in dataclasses.fields(Recipe):
         p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=None)
     return p
@@ -418,6 +476,9 @@ def main(argv: list[str] | None = None) -> int:
         if value is not None:
             settings[f.name] = value
     try:
+        if args.stage == "grpo":
+            run_grpo_stage(args.out, Recipe(**settings))
+            return 0
         results = run(args.out, Recipe(**settings))
     except (ValueError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -440,5 +501,6 @@ __all__ = [
     "grpo_argv",
     "micro_qwen_sizes",
     "run",
+    "run_grpo_stage",
     "task_corpus",
 ]
