@@ -38,7 +38,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import llama_cpp
 import numpy as np
 
 from ..backends import ReasonerOutput
@@ -47,15 +46,13 @@ from ..image import frame_key as content_key
 from ..layout import DEFAULT_MAX_OBJECTS, MAX_N_CTX
 from ..options import real_number
 from . import grammar as gbnf
-from . import llama_system
 from .chat import chat_parts, chat_prompt
 from .defaults import DEFAULT_MAX_NEW_TOKENS, DEFAULT_N_CTX, DEFAULT_THINK_BUDGET
 from .llama_chunks import MtmdBitmap, tokenize_prompt
 from .llama_decoding import Decoder, GenerationStats
-from .llama_engine import Engine, EngineParams
+from .llama_engine import KV_CACHE_TYPES, Engine, open_engine
 from .llama_log import ERROR, LOG_SINK, WARN, capture_log, install_log_sink, interruptible
 from .llama_prefill import Prefill, prefill
-from .llama_variants import CpuVariantError
 from .prefix_cache import DEFAULT_PREFIX_CACHE_MB, PrefixCache
 
 __all__ = [
@@ -66,8 +63,6 @@ __all__ = [
     "chat_parts",
     "chat_prompt",
 ]
-
-_KV_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "f32": llama_cpp.GGML_TYPE_F32}
 
 
 class LlamaCppReasoner:
@@ -152,9 +147,9 @@ class LlamaCppReasoner:
             raise ValueError(f"n_ctx must be an integer from 1 to {MAX_N_CTX}, got {n_ctx!r}")
         prefix_cache_mb = real_number("prefix_cache_mb", prefix_cache_mb, minimum=0)
         self.prefix_cache = PrefixCache(int(prefix_cache_mb * 2**20))
-        if kv_cache_type not in _KV_TYPES:
+        if kv_cache_type not in KV_CACHE_TYPES:
             raise ValueError(
-                f"kv_cache_type must be one of {sorted(_KV_TYPES)}, got {kv_cache_type!r}"
+                f"kv_cache_type must be one of {sorted(KV_CACHE_TYPES)}, got {kv_cache_type!r}"
             )
         if fixed_length and grammar:
             raise ValueError("fixed_length=True decodes without the answer grammar: grammar=False")
@@ -193,41 +188,23 @@ class LlamaCppReasoner:
     ) -> None:
         install_log_sink(verbose)
         n_log = LOG_SINK.count
-        threads = int(n_threads or os.cpu_count() or 1)
-        try:
-            variant = llama_system.ensure_cpu_backend()
-        except CpuVariantError as e:
-            raise ReasonerLoadError(str(e)) from None
-        llama_cpp.llama_backend_init()
-        mismatch = llama_system.cpu_mismatch()
-        if mismatch:
-            raise ReasonerLoadError(mismatch)
-        offload = n_gpu_layers != 0 and bool(llama_cpp.llama_supports_gpu_offload())
-        self.device_kind = "gpu" if offload else "cpu"
-        """Where the layers run: "gpu" (offloaded) or "cpu"."""
-        self.n_threads = threads
-        use_extra, extra_why = llama_system.decide_extra_bufts(extra_bufts)
-        if use_mmap is None and use_extra and not offload:
-            use_mmap = False  # else llama.cpp's own default (AUTO)
-        params = EngineParams(
+        engine = self._engine = open_engine(
+            paths["model"],
+            paths["mmproj"],
             n_ctx=int(n_ctx),
             n_gpu_layers=int(n_gpu_layers),
-            n_threads=threads,
+            n_threads=int(n_threads or os.cpu_count() or 1),
             n_batch=int(n_batch),
-            kv_type=_KV_TYPES[kv_cache_type],
-            use_extra_bufts=use_extra,
-            use_mmap=use_mmap,
-            warmup=bool(warmup),
+            kv_cache_type=kv_cache_type,
             image_tokens=image_tokens,
+            warmup=bool(warmup),
+            extra_bufts=extra_bufts,
+            use_mmap=use_mmap,
         )
-        engine = self._engine = Engine(paths["model"], paths["mmproj"], params)
-        self.info: dict[str, Any] = {
-            "use_extra_bufts": use_extra,
-            "use_extra_bufts_reason": extra_why,
-            "cpu_variant": variant.chosen.name if variant else None,
-            "cpu_features": llama_system.cpu_features(),
-            "model_buffers_mib": llama_system.model_buffer_types(engine.model_load_log),
-        }
+        self.info: dict[str, Any] = engine.info
+        self.device_kind = engine.device_kind
+        """Where the layers run: "gpu" (offloaded) or "cpu"."""
+        self.n_threads = engine.n_threads
         self.arch = engine.arch
         """The text GGUF's architecture (``qwen2vl``, ``qwen3vl``)."""
         self.system_prompt = engine.backbone.system_prompt

@@ -14,28 +14,36 @@ import ctypes
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import llama_cpp
 import numpy as np
 from llama_cpp import mtmd_cpp
 
 from ..errors import ReasonerLoadError
+from . import llama_system
 from .chat import BACKBONES, Backbone, utf8
 from .llama_log import LOG_SINK
 from .llama_objects import LlamaBatch, LlamaContext, LlamaModel, MtmdContext
+from .llama_variants import CpuVariantError
+
+KV_CACHE_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "f32": llama_cpp.GGML_TYPE_F32}
+"""``kv_cache_type`` name -> ggml type of the K and V cache."""
 
 
 @dataclass(frozen=True)
 class EngineParams:
     """What the C objects are created with (validated by the reasoner).
 
-    ``n_gpu_layers``: layers offloaded (-1 all, 0 none); ``kv_type``: a ``GGML_TYPE_*``;
+    ``n_gpu_layers``: layers offloaded (-1 all, 0 none); ``offload``: whether this llama.cpp
+    build offloads them; ``kv_type``: a ``GGML_TYPE_*``;
     ``use_mmap``: ``None`` keeps llama.cpp's default; ``image_tokens``: libmtmd's min = max
     image tokens, ``None`` for the backbone's default.
     """
 
     n_ctx: int
     n_gpu_layers: int
+    offload: bool
     n_threads: int
     n_batch: int
     kv_type: int
@@ -54,6 +62,11 @@ class Engine:
 
     def __init__(self, model_path: Path, mmproj_path: Path, params: EngineParams) -> None:
         self.n_batch = params.n_batch
+        self.n_threads = params.n_threads
+        self.device_kind = "gpu" if params.offload else "cpu"
+        """Where the layers run: "gpu" (offloaded) or "cpu"."""
+        self.info: dict[str, Any] = {}
+        """How it was loaded (:func:`open_engine`)."""
         self.cells = 0
         """KV cells in use."""
         self.next_pos = 0
@@ -178,6 +191,63 @@ class Engine:
         if logits == "all":
             return np.stack(out) if out else np.zeros((0, n_vocab), np.float32)
         return None
+
+
+def open_engine(
+    model_path: Path,
+    mmproj_path: Path,
+    *,
+    n_ctx: int,
+    n_gpu_layers: int,
+    n_threads: int,
+    n_batch: int,
+    kv_cache_type: str,
+    image_tokens: int | None,
+    warmup: bool,
+    extra_bufts: bool | None,
+    use_mmap: bool | None,
+) -> Engine:
+    """Prepare llama.cpp for this machine and load an :class:`Engine` (options as
+    :class:`~.llama_cpp.LlamaCppReasoner`'s).
+
+    Loads the CPU backend variant, refuses a build this CPU cannot run, decides
+    ``use_extra_bufts`` (:func:`.llama_system.decide_extra_bufts`) and ``use_mmap`` (not
+    mapped when the layers run on the CPU with repacking on), and records the choices in
+    :attr:`Engine.info`. Raises :class:`ReasonerLoadError`.
+    """
+    try:
+        variant = llama_system.ensure_cpu_backend()
+    except CpuVariantError as e:
+        raise ReasonerLoadError(str(e)) from None
+    llama_cpp.llama_backend_init()
+    mismatch = llama_system.cpu_mismatch()
+    if mismatch:
+        raise ReasonerLoadError(mismatch)
+    offload = n_gpu_layers != 0 and bool(llama_cpp.llama_supports_gpu_offload())
+    use_extra, extra_why = llama_system.decide_extra_bufts(extra_bufts)
+    if use_mmap is None and use_extra and not offload:
+        use_mmap = False  # else llama.cpp's own default (AUTO)
+    params = EngineParams(
+        n_ctx=n_ctx,
+        n_gpu_layers=n_gpu_layers,
+        offload=offload,
+        n_threads=n_threads,
+        n_batch=n_batch,
+        kv_type=KV_CACHE_TYPES[kv_cache_type],
+        use_extra_bufts=use_extra,
+        use_mmap=use_mmap,
+        warmup=warmup,
+        image_tokens=image_tokens,
+    )
+    engine = Engine(model_path, mmproj_path, params)
+    engine.info = {
+        "use_extra_bufts": use_extra,
+        "use_extra_bufts_reason": extra_why,
+        "cpu_variant": variant.chosen.name if variant else None,
+        "cpu_features": llama_system.cpu_features(),
+        "model_buffers_mib": llama_system.model_buffer_types(engine.model_load_log),
+    }
+    return engine
 
 
 def _model_params(p: EngineParams) -> llama_cpp.llama_model_params:

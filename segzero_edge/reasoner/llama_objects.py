@@ -26,7 +26,6 @@ from llama_cpp import mtmd_cpp
 from ..errors import ReasonerLoadError
 from .llama_log import LOG_SINK
 
-
 _T = TypeVar("_T", bound="CObject")
 
 
