@@ -24,7 +24,7 @@ ONLY_A = 'root ::= "a"'
 
 @pytest.fixture(scope="module")
 def reasoner(tiny_bundle: Path) -> Iterator[LlamaCppReasoner]:
-    r = open_reasoner(tiny_bundle / "reasoner.gguf", tiny_bundle / "mmproj.gguf", n_ctx=512)
+    r = open_reasoner(tiny_bundle / "reasoner.gguf", tiny_bundle / "mmproj.gguf")
     yield r
     r.close()
 
