@@ -1,8 +1,8 @@
 """Benchmark-only hooks around the runtime's reasoner (never used by the runtime itself).
 
 Random-weight models neither stop at a predictable length nor write a parseable answer, so the
-benchmark (1) forces the decode length, by a :class:`LlamaCppReasoner` subclass that treats no
-token as end-of-generation and checks no stop string, and (2) hands ``SegZeroEdge.segment()``
+benchmark (1) forces the decode length with the reasoner's ``fixed_length`` option (no token
+ends the generation, no stop string is checked), and (2) hands ``SegZeroEdge.segment()``
 the workload's answer text after that real generation, so parsing, SAM2 decoding and mask
 post-processing run for a known number of objects.
 """
@@ -21,8 +21,10 @@ from segzero_edge.reasoner.llama_cpp import LlamaCppReasoner
 class FixedLengthReasoner(LlamaCppReasoner):
     """A :class:`LlamaCppReasoner` that decodes exactly ``tokens`` tokens per ``generate``.
 
-    Greedy, no grammar, end-of-generation tokens and stop strings ignored: the same work per
-    token as ``transformers`` ``generate`` with ``min_new_tokens == max_new_tokens``.
+    The reasoner's own ``fixed_length`` option (greedy, no grammar, end-of-generation tokens
+    and stop strings ignored): the same work per token as ``transformers`` ``generate`` with
+    ``min_new_tokens == max_new_tokens``. ``generate`` raises ``RuntimeError`` if a
+    generation ends before the budget or a full context.
     """
 
     def __init__(
@@ -33,23 +35,24 @@ class FixedLengthReasoner(LlamaCppReasoner):
         tokens: int,
         **options: Any,
     ) -> None:
-        super().__init__(model_path, mmproj_path, max_new_tokens=tokens, grammar=False, **options)
+        super().__init__(
+            model_path,
+            mmproj_path,
+            max_new_tokens=tokens,
+            grammar=False,
+            fixed_length=True,
+            **options,
+        )
         self.tokens = int(tokens)
 
-    def _is_eog(self, token: int) -> bool:
-        return False
-
-    def _run(
-        self, chain: Any, n_past: int, budget: int, stops: tuple[bytes, ...], out: bytearray
-    ) -> tuple[int, list[tuple[int, int]], str]:
-        return super()._run(chain, n_past, budget, (), out)
-
-    def generate(self, image: np.ndarray, prompt: str, **kwargs: Any) -> ReasonerOutput:
-        out = super().generate(image, prompt, **kwargs)
+    def generate(
+        self, image: np.ndarray, prompt: str, *, frame_key: str | None = None
+    ) -> ReasonerOutput:
+        out = super().generate(image, prompt, frame_key=frame_key)
         if not out.truncated:  # only the token budget (or a full context) may end it
             raise RuntimeError(
                 f"llama.cpp stopped after {out.n_generated_tokens} of the forced {self.tokens} "
-                "tokens: LlamaCppReasoner no longer goes through _is_eog/_run (benchmarks/hooks.py)"
+                "tokens: LlamaCppReasoner(fixed_length=True) no longer decodes to the budget"
             )
         return out
 

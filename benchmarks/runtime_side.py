@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from segzero_edge.reasoner.defaults import DEFAULT_N_CTX
+
 from .hooks import CannedAnswer, FixedLengthReasoner
 from .measure import GpuMemorySampler, peak_rss_mib, reset_peak_rss
 from .workload import BenchInputs, run_workloads
@@ -48,7 +50,7 @@ def open_pipeline(cfg: dict[str, Any], inp: BenchInputs) -> Any:
         Path(cfg["mmproj_gguf"]),
         tokens=inp.decode_tokens,
         n_threads=reasoner_threads,
-        n_ctx=int(cfg.get("n_ctx", 4096)),
+        n_ctx=int(cfg.get("n_ctx", DEFAULT_N_CTX)),
         n_gpu_layers=n_gpu_layers,
     )
     model = SegZeroEdge(CannedAnswer(reasoner), segmenter, family=inp.family, overlap=overlap)

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from segzero_edge.reasoner.defaults import DEFAULT_N_CTX
+
 
 def frames(n: int, hw: tuple[int, int] = (480, 640), seed: int = 0) -> list[np.ndarray]:
     """``n`` RGB frames: a red disc crossing a noisy gradient."""
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         bundle.path(MMPROJ_FILE),
         tokens=args.decode_tokens,
         n_threads=args.threads,
-        n_ctx=int(bundle.reasoner.get("n_ctx", 4096)),
+        n_ctx=int(bundle.reasoner.get("n_ctx", DEFAULT_N_CTX)),
     )
     clip = frames(args.frames + args.segment_calls + 1)
     hw = clip[0].shape[:2]

@@ -92,7 +92,7 @@ def quantize_gguf(
 
     import llama_cpp
 
-    from segzero_edge.reasoner.llama_cpp import capture_log
+    from segzero_edge.reasoner.llama_log import capture_log
     from segzero_edge.reasoner.llama_system import ensure_cpu_backend
 
     ensure_cpu_backend()  # a GGML_BACKEND_DL build has no CPU backend until one is loaded

@@ -3,7 +3,8 @@
 # is not on PyPI). The stubs as published lack py.typed and have a few invalid lines:
 # trt_stubs.py writes a fixed copy that mypy can read.
 #   1. --strict over the modules that pass it (the platform package, the segmenter backends,
-#      the backend protocols, the CUDA pixel path); the goal is all of segzero_edge/.
+#      the backend protocols, the CUDA pixel path, the reasoner package); the goal is all of
+#      segzero_edge/.
 #   2. the default checks over the rest of the TensorRT side (the pipeline, the CLI doctor, the
 #      engine builder), which import the modules above.
 set -euo pipefail
@@ -16,6 +17,7 @@ STRICT=(
     segzero_edge/native.py segzero_edge/layout.py segzero_edge/bundle.py
     segzero_edge/bundle_memory.py segzero_edge/pixels.py segzero_edge/camera.py
     segzero_edge/fileio.py segzero_edge/onnx_scan.py segzero_edge/overlay.py export/engines.py
+    segzero_edge/reasoner/*.py
 )
 MYPYPATH=.cache/trt-stubs "$PY" -m mypy --strict --follow-imports=silent "${STRICT[@]}"
 MYPYPATH=.cache/trt-stubs "$PY" -m mypy --follow-imports=silent \

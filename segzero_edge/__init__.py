@@ -31,7 +31,7 @@ _EXPORTS: dict[str, str] = {
     "BackendError": "errors",
     "TensorRTUnavailable": "errors",
     "MissingExtra": "errors",
-    "ReasonerLoadError": "reasoner.llama_cpp",
+    "ReasonerLoadError": "errors",
     # model families, answers and fixed sizes
     "FAMILIES": "families",
     "ModelFamily": "families",
@@ -74,12 +74,17 @@ __all__ = [
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on first use
     from .answer import ParsedAnswer, parse_answer, to_image_frame
     from .commands.segment import default_bundle
-    from .errors import BackendError, BundleError, MissingExtra, TensorRTUnavailable
+    from .errors import (
+        BackendError,
+        BundleError,
+        MissingExtra,
+        ReasonerLoadError,
+        TensorRTUnavailable,
+    )
     from .families import FAMILIES, ModelFamily, build_prompt, get_family
     from .image import NV12Frame
     from .layout import DEFAULT_MAX_OBJECTS, REASONER_SIZE
     from .pipeline import SegZeroEdge
-    from .reasoner.llama_cpp import ReasonerLoadError
     from .tracker import TrackedSegmentation, Tracker
     from .types import ObjectPrompt, Segmentation, Status
 

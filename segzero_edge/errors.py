@@ -4,6 +4,8 @@
   unsupported schema; the message names the file.
 - :class:`BackendError`: a backend failed during a call; the message names the backend and
   the stage.
+- :class:`ReasonerLoadError` (a ``BackendError``): llama.cpp / libmtmd could not load the
+  reasoner's GGUF files, or this CPU lacks instructions the llama.cpp build needs.
 - :class:`TensorRTUnavailable`: the ``tensorrt`` package cannot be imported here.
 - :class:`CommandError`: a command-line problem the user can fix (one line, exit code 2).
 """
@@ -17,6 +19,10 @@ class BundleError(ValueError):
 
 class BackendError(RuntimeError):
     """A backend failed during a call; the message names the backend and the stage."""
+
+
+class ReasonerLoadError(BackendError):
+    """The GGUF files could not be loaded by llama.cpp."""
 
 
 class TensorRTUnavailable(RuntimeError):

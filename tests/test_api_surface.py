@@ -129,7 +129,7 @@ PUBLIC = {
     "BackendError": "segzero_edge.errors",
     "TensorRTUnavailable": "segzero_edge.errors",
     "MissingExtra": "segzero_edge.errors",
-    "ReasonerLoadError": "segzero_edge.reasoner.llama_cpp",
+    "ReasonerLoadError": "segzero_edge.errors",
 }
 
 

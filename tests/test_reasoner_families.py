@@ -9,9 +9,9 @@
   image through ``qwen_vl_utils.process_vision_info``, which leaves an 840 x 840 image as it is
   (840 is a multiple of 28 within its pixel limits); the processor is given it directly.
 - Grammar: every well-formed answer the reference parser accepts is allowed unchanged by the
-  family's grammar (a property test; ``LlamaCppReasoner.answer_allowed`` walks llama.cpp's own
-  grammar sampler over the answer's tokens). Well-formed: the family's schema, integer
-  coordinates in 0..840, any key order, written by ``json.dumps`` compact, with default
+  family's grammar (a property test; ``tests.fixtures.reasoner.answer_allowed`` walks
+  llama.cpp's own grammar sampler over the answer's tokens). Well-formed: the family's schema,
+  integer coordinates in 0..840, any key order, written by ``json.dumps`` compact, with default
   separators or pretty-printed (up to 8 columns of indentation at the deepest level), at most
   ``max_objects`` (8) objects.
 """
@@ -28,9 +28,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from segzero_edge.families import FAMILIES, get_family
+from segzero_edge.reasoner.chat import chat_parts
 from segzero_edge.reasoner.grammar import DEFAULT_MAX_OBJECTS
-from segzero_edge.reasoner.llama_cpp import chat_parts
 from tests.fixtures.families import REFERENCE
+from tests.fixtures.reasoner import answer_allowed
 from tests.fixtures.reasoner_vision import make_test_image, open_reasoner
 
 QUERIES = (
@@ -137,10 +138,10 @@ def multi_answers(draw: st.DrawFn) -> str:
 def _check(reasoners: dict[str, Any], family: str, answer: str) -> None:
     text = f"<think>the thing</think>{answer}"
     REFERENCE[family].objects(text, (840, 840))  # the reference parser accepts it (no raise)
-    assert reasoners[family].answer_allowed(answer), f"{family} grammar refuses {answer!r}"
+    assert answer_allowed(reasoners[family], answer), f"{family} grammar refuses {answer!r}"
     other = next(n for n in FAMILIES if n != family)
     if answer.count("bbox"):  # the other family's grammar refuses this schema
-        assert not reasoners[other].answer_allowed(answer), f"{other} grammar allows {answer!r}"
+        assert not answer_allowed(reasoners[other], answer), f"{other} grammar allows {answer!r}"
 
 
 @settings(max_examples=60, deadline=None)
@@ -168,11 +169,11 @@ def test_grammars_refuse_what_the_schema_does_not_have(reasoners: dict[str, Any]
         '<answer>{"bbox": [1,2,3,841], "points_1": [1,2], "points_2": [1,2]}</answer>',
         "<answer>{'bbox': [1,2,3,4], 'points_1': [1,2], 'points_2': [1,2]}</answer>",
     ):
-        assert not v1.answer_allowed(bad), bad
+        assert not answer_allowed(v1, bad), bad
     grammar = get_family("segzero-v1").answer_grammar()
     longest = json.dumps(
         {"bbox": [840] * 4, "points_1": [840] * 2, "points_2": [840] * 2}, indent="\t" * 4
     )
-    assert v1.answer_allowed(f"<answer>{longest}</answer>")
+    assert answer_allowed(v1, f"<answer>{longest}</answer>")
     assert len(f"<answer>{longest}</answer>") <= grammar.max_chars
     assert np.isfinite(grammar.max_chars)

@@ -2,7 +2,7 @@
 
 Grammar effect: the grammar only masks tokens and decoding is greedy, so a model whose greedy
 answer is X produces X unchanged with the grammar on exactly when every token of X is allowed
-(``LlamaCppReasoner.answer_allowed``). The test prints the fraction of typical well-formed
+(``tests.fixtures.reasoner.answer_allowed``). The test prints the fraction of typical well-formed
 answers that pass unchanged (all in-schema forms) and which off-schema forms would be changed.
 """
 
@@ -19,6 +19,7 @@ from segzero_edge.answer import format_answer, parse_answer
 from segzero_edge.families import MULTI_OBJECT
 from segzero_edge.reasoner import grammar as gbnf
 from segzero_edge.types import ObjectPrompt, Status
+from tests.fixtures.reasoner import answer_allowed
 from tests.fixtures.reasoner_vision import open_reasoner
 
 IN_SCHEMA = {
@@ -63,8 +64,8 @@ def test_int_rule_matches_exactly_the_frame_range() -> None:
 
 
 def test_grammar_effect_on_well_formed_answers(checker: Any) -> None:
-    kept = {name: checker.answer_allowed(text) for name, text in IN_SCHEMA.items()}
-    changed = {name: not checker.answer_allowed(text) for name, text in OFF_SCHEMA.items()}
+    kept = {name: answer_allowed(checker, text) for name, text in IN_SCHEMA.items()}
+    changed = {name: not answer_allowed(checker, text) for name, text in OFF_SCHEMA.items()}
     rng = random.Random(0)
     generated = []
     for _ in range(40):
@@ -74,7 +75,7 @@ def test_grammar_effect_on_well_formed_answers(checker: Any) -> None:
             x2, y2 = rng.randint(x1, 840), rng.randint(y1, 840)
             objs.append(ObjectPrompt((x1, y1, x2, y2), (((x1 + x2) // 2, (y1 + y2) // 2),)))
         text = format_answer(objs, "thinking")
-        generated.append(checker.answer_allowed(text[text.index("<answer>") :]))
+        generated.append(answer_allowed(checker, text[text.index("<answer>") :]))
     n_ok = sum(kept.values()) + sum(generated)
     n_all = len(kept) + len(generated)
     print(
@@ -91,8 +92,8 @@ def test_max_objects_is_enforced(checker: Any) -> None:
     obj = ObjectPrompt((1, 2, 3, 4), ((2, 3),))
     at_limit = format_answer([obj] * gbnf.DEFAULT_MAX_OBJECTS)
     over = format_answer([obj] * (gbnf.DEFAULT_MAX_OBJECTS + 1))
-    assert checker.answer_allowed(at_limit[at_limit.index("<answer>") :])
-    assert not checker.answer_allowed(over[over.index("<answer>") :])
+    assert answer_allowed(checker, at_limit[at_limit.index("<answer>") :])
+    assert not answer_allowed(checker, over[over.index("<answer>") :])
     assert parse_answer(over).status is Status.OK  # the parser itself has no such limit
 
 
@@ -126,7 +127,7 @@ def test_longest_answer_fits_the_bound(checker: Any) -> None:
     text = ws + "<answer>" + ws + lst + ws + "</answer>"
     print(f"\nlongest answer {len(text)} chars, bound {gbnf.max_answer_chars()}")
     assert len(text) == gbnf.max_answer_chars()
-    assert checker.answer_allowed(text)
+    assert answer_allowed(checker, text)
     assert parse_answer("<think></think>" + text).status is Status.OK
 
 

@@ -81,10 +81,12 @@ def hf_reference(tiny_qwen3vl_dir: Path) -> dict[str, Any]:
 
 def _prefill(model: Path, mmproj: Path, image: np.ndarray, prompt: str) -> dict[str, Any]:
     from segzero_edge.reasoner.llama_cpp import LlamaCppReasoner
+    from tests.fixtures.reasoner_vision import tokens_after_image
 
     opts = {"n_ctx": 4096, "n_gpu_layers": 0, "n_threads": 2, "warmup": False}
     with LlamaCppReasoner(model, mmproj, image_tokens=QWEN3VL_GROUNDING.image_tokens, **opts) as r:
         res = r.prompt_logits(image, prompt)
+        res["last_tokens"] = tokens_after_image(r, prompt)
         res["arch"], res["frame"] = r.arch, r.frame
     return res
 

@@ -29,7 +29,7 @@ def hf_tokenizer(tiny_qwen_dir: Path):  # type: ignore[no-untyped-def]
 def gguf_vocab(tiny_text_ggufs: dict[str, Path]):  # type: ignore[no-untyped-def]
     import llama_cpp
 
-    from segzero_edge.reasoner.llama_cpp import capture_log
+    from segzero_edge.reasoner.llama_log import capture_log
     from segzero_edge.reasoner.llama_system import ensure_cpu_backend
 
     ensure_cpu_backend()
