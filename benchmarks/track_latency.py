@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     from segzero_edge.bundle import load_bundle
     from segzero_edge.bundle_memory import open_memory
     from segzero_edge.commands.segment import _ensure_bundle
-    from segzero_edge.layout import MMPROJ_FILE, REASONER_FILE
+    from segzero_edge.layout import DEFAULT_N_CTX, MMPROJ_FILE, REASONER_FILE
     from segzero_edge.segmenter.auto import open_segmenter
 
     bundle = load_bundle(_ensure_bundle(args.bundle))
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         bundle.path(MMPROJ_FILE),
         tokens=args.decode_tokens,
         n_threads=args.threads,
-        n_ctx=int(bundle.reasoner.get("n_ctx", 4096)),
+        n_ctx=bundle.manifest.reasoner.n_ctx or DEFAULT_N_CTX,
     )
     clip = frames(args.frames + args.segment_calls + 1)
     hw = clip[0].shape[:2]

@@ -41,7 +41,7 @@ def open_memory(
     bundle = load_bundle(bundle_dir)  # containment, sizes, graphs against the manifest
     root = bundle.root
     mpath = root / MANIFEST
-    unlisted = [name for name in SAM2_MEMORY_FILES if name not in bundle.manifest["files"]]
+    unlisted = [name for name in SAM2_MEMORY_FILES if name not in bundle.manifest.files]
     if unlisted:
         if any(os.path.lexists(root / name) for name in unlisted):
             raise BundleError(

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import BundleError
 from .fileio import sha256_file
 from .layout import (
     ENGINE_META_FILE,
@@ -37,6 +38,7 @@ from .layout import (
     SAM2_MEMORY_GRAPHS,
     TIMING_CACHE_FILE,
 )
+from .manifest import read_manifest
 from .platform.fingerprint import device_fingerprint
 from .platform.trt import tensorrt_version
 
@@ -152,15 +154,17 @@ def stale_reason(
 
 
 def onnx_sha256(bundle_dir: Path, onnx_name: str) -> str:
-    """sha256 of a bundle ONNX file: from the manifest when it lists that size, else hashed."""
+    """sha256 of a bundle ONNX file: from the manifest
+    (:func:`~segzero_edge.manifest.read_manifest`) when it lists the file with its present
+    size, else hashed (no manifest, an invalid one, or a file it does not list)."""
     path = bundle_dir / onnx_name
     size = path.stat().st_size
     try:
-        entry = json.loads((bundle_dir / MANIFEST).read_text())["files"][onnx_name]
-        if entry["size"] == size and isinstance(entry["sha256"], str):
-            return str(entry["sha256"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+        entry = read_manifest(bundle_dir / MANIFEST).files.get(onnx_name)
+    except BundleError:
+        entry = None
+    if entry is not None and entry.size == size:
+        return entry.sha256
     return sha256_file(path)
 
 

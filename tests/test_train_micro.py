@@ -144,8 +144,8 @@ def test_micro_bundle_is_scored_by_eval_on_the_scene_task(tmp_path: Path) -> Non
     export = ["export", "--reasoner", str(base), "--segmenter", str(sam2), "-o", str(bundle)]
     assert cli([*export, "--family", micro.FAMILY, "--quant", "Q8_0"]) == 0
     manifest = load_bundle(bundle).manifest
-    assert manifest["family"] == "micro-scene"
-    assert (manifest["reasoner"]["input_size"], manifest["reasoner"]["image_tokens"]) == (336, 144)
+    assert manifest.family == "micro-scene"
+    assert (manifest.reasoner.input_size, manifest.reasoner.image_tokens) == (336, 144)
 
     data = make_scene_set(
         tmp_path / "scenes", 3, split="heldout_scenes", seed=0, size=micro.SCENE_SIZE
