@@ -48,14 +48,14 @@ class FixedAnswerReasoner:
     name = "fixed-answer"
 
     def __init__(self, hw: tuple[int, int]) -> None:
-        from segzero_edge.answer import format_answer
+        from segzero_edge.answer import format_list_answer
         from segzero_edge.types import ObjectPrompt
 
         h, w = hw
         sx, sy = 840 / w, 840 / h
         cx, cy, r = 0.2 * w, 0.5 * h, 0.15 * h
         box = (int((cx - r) * sx), int((cy - r) * sy), int((cx + r) * sx), int((cy + r) * sy))
-        self.text = format_answer([ObjectPrompt(box, ((int(cx * sx), int(cy * sy)),))])
+        self.text = format_list_answer([ObjectPrompt(box, ((int(cx * sx), int(cy * sy)),))])
 
     device_kind = "cpu"
     n_threads = None

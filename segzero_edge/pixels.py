@@ -257,20 +257,6 @@ def _check_hw(out_hw: tuple[int, int]) -> tuple[int, int]:
 # ---- public entry points (native when built, numpy otherwise) -------------------------------
 
 
-def preprocess_frame(
-    frame: Frame, *, sam_dtype: type = np.float32
-) -> tuple[np.ndarray, np.ndarray]:
-    """Both inputs from one frame (H x W x 3 RGB or host :class:`NV12Frame`) in one fused
-    native pass: ``([1, 3, 1024, 1024] SAM2 input, 840 x 840 x 3 uint8 reasoner input)``."""
-    if _use_native():
-        first, fmt, uv = _native_args(frame)
-        sam, reasoner = native.preprocess(first, fmt, uv=uv, sam_dtype=sam_dtype)
-        assert sam is not None and reasoner is not None
-        return sam, reasoner
-    rgb = _frame_to_rgb(frame)
-    return preprocess_sam_numpy(rgb, sam_dtype), preprocess_reasoner_numpy(rgb)
-
-
 def preprocess_sam(image: Frame, *, dtype: type = np.float32) -> np.ndarray:
     """H x W x 3 uint8 RGB (or host NV12 frame) -> ``[1, 3, 1024, 1024]`` SAM2 input."""
     if _use_native():
