@@ -343,7 +343,7 @@ def read_manifest(path: Path) -> Manifest:
     if not isinstance(doc, dict):
         raise BundleError(f"{path} must hold a JSON object")
     version = doc.get("schema_version")
-    if _TYPES["integer"](version) and version > SCHEMA_VERSION:
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
         raise BundleError(
             f"{path} has schema_version {version}, newer than this runtime reads "
             f"({SCHEMA_VERSION}); upgrade segzero-edge (this is {__version__})"
