@@ -270,7 +270,8 @@ def test_segment_many_checks_every_query_before_any_model_work(
     assert reasoner.last_stats is stats  # generate() did not run for "the knife"
     assert len(reasoner.prefix_cache) == cached
     assert frame_key(fresh) not in small_model._cache  # nor did SAM2 encode the frame
-    assert small_model.segment_many(fresh, ["the knife"])[0].status in PARSED
+    # 8 new tokens: the answer parses or is cut off by the budget, never unparseable
+    assert small_model.segment_many(fresh, ["the knife"])[0].status in (*PARSED, Status.TRUNCATED)
     assert reasoner.last_stats is not stats
 
 
