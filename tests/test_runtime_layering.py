@@ -120,3 +120,30 @@ def test_every_runtime_exception_lives_in_errors() -> None:
         cuda.CudaError is errors.CudaError and onnx_scan.OnnxFormatError is errors.OnnxFormatError
     )
     assert trt_engine.EngineLoadError is errors.EngineLoadError
+
+
+def test_layout_names_have_no_second_name() -> None:
+    """No runtime module gives a layout.py name a second name (``ENCODER = SAM2_ENCODER`` or
+    ``import SAM2_ENCODER_FILE as ENCODER_ONNX``): one name per fact. The reasoner package's
+    two (``DEFAULT_MAX_COORD``, ``DEFAULT_IMAGE_TOKENS``) are left to its own split."""
+    from segzero_edge import layout
+
+    names = {n for n in dir(layout) if n.isupper()}
+    allowed = {"DEFAULT_MAX_COORD", "DEFAULT_IMAGE_TOKENS"}
+    seconds = []
+    for path in ROOT.rglob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in tree.body:
+            if (
+                isinstance(node, ast.Assign)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in names
+            ):
+                seconds += [
+                    f"{_module_name(path)}.{t.id}"
+                    for t in node.targets
+                    if isinstance(t, ast.Name) and t.id not in allowed
+                ]
+            if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("layout"):
+                seconds += [f"{_module_name(path)}.{a.asname}" for a in node.names if a.asname]
+    assert seconds == [], f"second names for layout.py's names: {seconds}"
