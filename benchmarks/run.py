@@ -259,12 +259,12 @@ def _case_configs(cfg: BenchConfig, log: Any) -> list[tuple[str, dict[str, Any]]
         "ref_dtype": cfg.ref_dtype,
     }
     if cfg.bundle is not None:
-        from segzero_edge.bundle import FAMILY_KEY, load_bundle
+        from segzero_edge.bundle import load_bundle
 
         b = load_bundle(cfg.bundle)
-        variant = str(b.manifest.get("segmenter", {}).get("variant", "sam2.1_hiera_t"))
-        if b.manifest.get(FAMILY_KEY):  # the bundle's prompt and SAM2 prompt
-            common["inputs"]["family"] = b.manifest[FAMILY_KEY]
+        variant = b.manifest.segmenter.variant or "sam2.1_hiera_t"
+        if b.manifest.family:  # the bundle's prompt and SAM2 prompt
+            common["inputs"]["family"] = b.manifest.family
         files = {
             "reasoner_gguf": str(b.path(REASONER_FILE)),
             "mmproj_gguf": str(b.path(MMPROJ_FILE)),

@@ -50,14 +50,14 @@ class FixedAnswerReasoner:
     name = "fixed-answer"
 
     def __init__(self, hw: tuple[int, int]) -> None:
-        from segzero_edge.answer import format_answer
+        from segzero_edge.answer import format_list_answer
         from segzero_edge.types import ObjectPrompt
 
         h, w = hw
         sx, sy = 840 / w, 840 / h
         cx, cy, r = 0.2 * w, 0.5 * h, 0.15 * h
         box = (int((cx - r) * sx), int((cy - r) * sy), int((cx + r) * sx), int((cy + r) * sy))
-        self.text = format_answer([ObjectPrompt(box, ((int(cx * sx), int(cy * sy)),))])
+        self.text = format_list_answer([ObjectPrompt(box, ((int(cx * sx), int(cy * sy)),))])
 
     device_kind = "cpu"
     n_threads = None
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     from segzero_edge.bundle import load_bundle
     from segzero_edge.bundle_memory import open_memory
     from segzero_edge.commands.segment import _ensure_bundle
-    from segzero_edge.layout import MMPROJ_FILE, REASONER_FILE
+    from segzero_edge.layout import DEFAULT_N_CTX, MMPROJ_FILE, REASONER_FILE
     from segzero_edge.segmenter.auto import open_segmenter
 
     bundle = load_bundle(_ensure_bundle(args.bundle))
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         bundle.path(MMPROJ_FILE),
         tokens=args.decode_tokens,
         n_threads=args.threads,
-        n_ctx=int(bundle.reasoner.get("n_ctx", DEFAULT_N_CTX)),
+        n_ctx=bundle.manifest.reasoner.n_ctx or DEFAULT_N_CTX,
     )
     clip = frames(args.frames + args.segment_calls + 1)
     hw = clip[0].shape[:2]

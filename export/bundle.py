@@ -4,25 +4,17 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import json
 import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from segzero_edge import __version__
 from segzero_edge.bundle import MANIFEST, REQUIRED_FILES, SCHEMA_VERSION, file_entry
 from segzero_edge.families import FAMILIES, family_of_checkpoint, get_family
 from segzero_edge.fileio import atomic_dir, output_lock
-from segzero_edge.layout import (
-    FAMILY_KEY,
-    MAX_N_CTX,
-    SAM2_MEMORY_ATTENTION_FILE,
-    SAM2_SIZE,
-    TRACKING_KEY,
-)
-from segzero_edge.manifest import MANIFEST_SCHEMA, validate
+from segzero_edge.layout import DEFAULT_N_CTX, MAX_N_CTX, SAM2_MEMORY_ATTENTION_FILE, SAM2_SIZE
+from segzero_edge.manifest import Manifest, ReasonerManifest, SegmenterManifest
 from segzero_edge.owned import BUNDLE_FORMAT, BUNDLE_FORMATS, DEMO_BUNDLE_FORMAT, check_replaceable
 
 from .hf_source import read_config
@@ -31,8 +23,6 @@ from .quantize import quant_type
 from .targets import get_target
 
 log = logging.getLogger(__name__)
-
-DEFAULT_N_CTX = 4096
 
 
 class BundleTooLarge(ValueError):
@@ -182,36 +172,37 @@ def export_bundle(
             raise BundleTooLarge(after)
         log.info("export 5/5: memory check of the written files and the manifest")
         tracking = read_tracking_metadata(files[SAM2_MEMORY_ATTENTION_FILE])
-        manifest: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
-            "created_by": f"segzero-edge {__version__}",
-            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "target": tgt.name,
-            FAMILY_KEY: family_name,
-            "reasoner": {
-                "source": str(reasoner),
-                "revision": _revision(model_dir),
-                "architecture": (config.get("architectures") or ["?"])[0],
-                "quantization": quant,
-                "mmproj_type": mmproj_type,
-                "input_size": fam.frame,
-                "image_tokens": fam.image_tokens,
-                "n_ctx": n_ctx,
-            },
-            "segmenter": {
-                "source": str(segmenter),
-                "checkpoint_sha256": file_entry(ckpt)["sha256"],
-                "variant": variant,
-                "image_size": SAM2_SIZE,
-                TRACKING_KEY: tracking,
-            },
-            "memory_gb": after.to_json(),
-            "files": {name: file_entry(path) for name, path in sorted(files.items())},
-        }
-        problems = validate(manifest, MANIFEST_SCHEMA)  # what the runtime will check
-        if problems:
-            raise RuntimeError(f"the exporter built an invalid manifest: {problems[0]}")
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n")
+        manifest = Manifest(
+            schema_version=SCHEMA_VERSION,
+            created_by=f"segzero-edge {__version__}",
+            created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            target=tgt.name,
+            family=family_name,
+            reasoner=ReasonerManifest(
+                source=str(reasoner),
+                revision=_revision(model_dir),
+                architecture=arch,
+                quantization=quant,
+                mmproj_type=mmproj_type,
+                input_size=fam.frame,
+                image_tokens=fam.image_tokens,
+                n_ctx=n_ctx,
+            ),
+            segmenter=SegmenterManifest(
+                source=str(segmenter),
+                checkpoint_sha256=file_entry(ckpt).sha256,
+                variant=variant,
+                image_size=SAM2_SIZE,
+                tracking=tracking,
+            ),
+            memory_gb=after.to_json(),
+            files={name: file_entry(path) for name, path in sorted(files.items())},
+        )
+        try:  # checked against the schema the runtime's reader checks
+            text = manifest.dumps()
+        except ValueError as e:
+            raise RuntimeError(f"the exporter built an invalid manifest: {e}") from None
+        (tmp / MANIFEST).write_text(text)
     return Path(out)
 
 

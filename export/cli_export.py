@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
 from segzero_edge.families import FAMILIES
+from segzero_edge.layout import DEFAULT_N_CTX
 
 from .targets import TARGET_NAMES
 
@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="vision encoder weights (q8_0 is smaller; compare: segzero_bench.vision_encoder)",
     )
     p.add_argument("--sam2-config", help="SAM2 config name when the checkpoint name hides it")
-    p.add_argument("--n-ctx", type=int, default=4096, help="reasoner context length")
+    p.add_argument("--n-ctx", type=int, default=DEFAULT_N_CTX, help="reasoner context length")
     p.add_argument("-o", "--output", type=Path, required=True, help="bundle folder to write")
     p.add_argument(
         "--force",
@@ -111,13 +111,14 @@ def summary(bundle: Path) -> str:
     """The export's last lines: the bundle, its size, the memory estimate against the
     target's budget, and the command to run next."""
     from segzero_edge.layout import MANIFEST
+    from segzero_edge.manifest import read_manifest
 
-    manifest = json.loads((Path(bundle) / MANIFEST).read_text())
-    size = sum(entry["size"] for entry in manifest["files"].values())
-    mem = manifest["memory_gb"]
+    manifest = read_manifest(Path(bundle) / MANIFEST)
+    size = sum(entry.size for entry in manifest.files.values())
+    mem = manifest.memory_gb or {}
     fits = "fits" if mem["fits"] else "does NOT fit"
     lines = [
-        f"bundle written: {bundle} ({size / 1e6:.1f} MB in {len(manifest['files'])} files)",
+        f"bundle written: {bundle} ({size / 1e6:.1f} MB in {len(manifest.files)} files)",
         f"memory: estimated {mem['total']:.2f} GB on {mem['target']}, {fits} its "
         f"{mem['budget']:.2f} GB budget",
     ]

@@ -30,13 +30,6 @@ from typing import TYPE_CHECKING, Any
 
 from segzero_edge._version import __version__
 from segzero_edge.engine_cache import (
-    DECODER,
-    ENCODER,
-    ENGINE_NAMES,
-    MEMORY_ATTENTION,
-    MEMORY_ENCODER,
-    MEMORY_ENGINE_NAMES,
-    META_FILE,
     META_SCHEMA,
     POINTS_PROFILE,
     PROMPTS_PROFILE,
@@ -50,7 +43,16 @@ from segzero_edge.engine_cache import (
 )
 from segzero_edge.errors import TensorRTUnavailable
 from segzero_edge.fileio import atomic_path
-from segzero_edge.layout import SAM2_POINT_INPUTS as POINT_INPUTS
+from segzero_edge.layout import (
+    ENGINE_META_FILE,
+    SAM2_DECODER,
+    SAM2_ENCODER,
+    SAM2_GRAPHS,
+    SAM2_MEMORY_ATTENTION,
+    SAM2_MEMORY_ENCODER,
+    SAM2_MEMORY_GRAPHS,
+    SAM2_POINT_INPUTS,
+)
 from segzero_edge.platform.fingerprint import (
     ENV_FINGERPRINT,
     device_fingerprint,
@@ -195,13 +197,13 @@ def dynamic_profile(
     before the batch axis has a fixed batch of 1).
     """
     if (
-        name not in POINT_INPUTS
+        name not in SAM2_POINT_INPUTS
         or len(shape) < 2
         or any(d < 0 for i, d in enumerate(shape) if i > 1)
     ):
         raise EngineBuildError(
             f"input {name!r} has dynamic shape {tuple(shape)}; only the prompt and point "
-            f"dimensions (dims 0 and 1) of {POINT_INPUTS} may be dynamic. Re-export the ONNX "
+            f"dimensions (dims 0 and 1) of {SAM2_POINT_INPUTS} may be dynamic. Re-export the ONNX "
             "graphs with segzero_export.sam2_onnx.export_sam2"
         )
     _check_profile("points", points_profile)
@@ -239,7 +241,7 @@ def input_profile(
 
 def write_meta(directory: Path, meta: dict[str, Any]) -> None:
     """Write ``engines.json`` atomically."""
-    with atomic_path(directory / META_FILE) as tmp:
+    with atomic_path(directory / ENGINE_META_FILE) as tmp:
         tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
@@ -390,11 +392,11 @@ def build_engines(
     root = Path(bundle_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"bundle folder not found: {root}")
-    onnx_files = {name: root / f"{name}.onnx" for name in ENGINE_NAMES}
+    onnx_files = {name: root / f"{name}.onnx" for name in SAM2_GRAPHS}
     for path in onnx_files.values():
         if not path.is_file():
             raise FileNotFoundError(f"SAM2 ONNX file missing from the bundle: {path}")
-    memory = [n for n in MEMORY_ENGINE_NAMES if (root / f"{n}.onnx").is_file()]
+    memory = [n for n in SAM2_MEMORY_GRAPHS if (root / f"{n}.onnx").is_file()]
     if len(memory) == 1:
         raise FileNotFoundError(
             f"the bundle has {memory[0]}.onnx but not its pair; re-export the bundle"
@@ -408,7 +410,7 @@ def build_engines(
         points_profile=points_profile,
         prompts_profile=prompts_profile,
     )
-    dynamic_profile(POINT_INPUTS[0], (-1, -1, 2), points_profile, prompts_profile)  # validate
+    dynamic_profile(SAM2_POINT_INPUTS[0], (-1, -1, 2), points_profile, prompts_profile)  # validate
     identified, gpu_why = has_gpu_identity()
     if not identified:
         raise EngineBuildError(
@@ -423,11 +425,11 @@ def build_engines(
     out.mkdir(parents=True, exist_ok=True)
     meta = read_meta(out)
     result = EngineSet(
-        out, fingerprint, trt_version, plan_path(out, ENCODER), plan_path(out, DECODER)
+        out, fingerprint, trt_version, plan_path(out, SAM2_ENCODER), plan_path(out, SAM2_DECODER)
     )
     if memory:
-        result.memory_attention = plan_path(out, MEMORY_ATTENTION)
-        result.memory_encoder = plan_path(out, MEMORY_ENCODER)
+        result.memory_attention = plan_path(out, SAM2_MEMORY_ATTENTION)
+        result.memory_encoder = plan_path(out, SAM2_MEMORY_ENCODER)
     hashes = {name: onnx_sha256(root, path.name) for name, path in onnx_files.items()}
     todo: dict[str, str] = {}
     for name in onnx_files:

@@ -18,6 +18,8 @@ STRICT=(
     segzero_edge/bundle_memory.py segzero_edge/pixels.py segzero_edge/camera.py
     segzero_edge/fileio.py segzero_edge/onnx_scan.py segzero_edge/overlay.py export/engines.py
     segzero_edge/reasoner/*.py
+    segzero_edge/manifest.py segzero_edge/errors.py segzero_edge/prompt.py
+    segzero_edge/placement.py segzero_edge/ros/processor.py
 )
 MYPYPATH=.cache/trt-stubs "$PY" -m mypy --strict --follow-imports=silent "${STRICT[@]}"
 MYPYPATH=.cache/trt-stubs "$PY" -m mypy --follow-imports=silent \

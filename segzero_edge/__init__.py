@@ -1,4 +1,6 @@
-"""segzero-edge: Seg-Zero reasoning segmentation on NVIDIA Jetson Orin.
+"""segzero-edge: Seg-Zero reasoning segmentation on NVIDIA Jetson Orin (the on-device runtime;
+its siblings: the folder ``export/`` is the package ``segzero_export``, ``train/`` is
+``segzero_train``, ``benchmarks/`` is ``segzero_bench``).
 
 ``import segzero_edge`` is light: it imports nothing but this module's table of names (no
 numpy, no torch, no llama.cpp, no onnxruntime). Each public name is imported from its module

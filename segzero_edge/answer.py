@@ -346,8 +346,3 @@ def format_v1_answer(obj: ObjectPrompt, reasoning: str = "") -> str:
         raise ValueError(f"a Seg-Zero v1 answer needs two points, got {len(obj.points)}")
     item = {"bbox": list(obj.box), "points_1": list(obj.points[0]), "points_2": list(obj.points[1])}
     return f"<think>{reasoning}</think><answer>{json.dumps(item)}</answer>"
-
-
-def format_answer(objects: Sequence[ObjectPrompt], reasoning: str = "") -> str:
-    """The multi-object generation a well-behaved model writes (see :func:`format_list_answer`)."""
-    return format_list_answer(objects, reasoning)

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from .backends import Reasoner, Segmenter
 from .errors import BundleError
@@ -29,6 +30,7 @@ from .families import FAMILIES, ModelFamily, get_family
 from .fileio import sha256_file
 from .layout import (
     DEFAULT_MAX_OBJECTS,
+    DEFAULT_N_CTX,
     FAMILY_KEY,
     MANIFEST,
     MMPROJ_FILE,
@@ -36,7 +38,7 @@ from .layout import (
     REQUIRED_FILES,
     SCHEMA_VERSION,
 )
-from .manifest import field_name, parse_manifest
+from .manifest import FileEntry, Manifest, field_name, read_manifest
 from .onnx_scan import OnnxSummary, scan_onnx
 from .reasoner.grammar import AnswerGrammar
 from .reasoner.prefix_cache import DEFAULT_PREFIX_CACHE_MB
@@ -49,6 +51,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Bundle",
     "BundleError",
+    "Manifest",
     "bundle_family",
     "check_context",
     "file_entry",
@@ -58,28 +61,21 @@ __all__ = [
 ]
 
 
-def file_entry(path: Path) -> dict[str, Any]:
-    """The manifest entry of one file: size and sha256."""
-    return {"size": path.stat().st_size, "sha256": sha256_file(path)}
+def file_entry(path: Path) -> FileEntry:
+    """The manifest entry of one file: its size in bytes and its sha256."""
+    return FileEntry(size=path.stat().st_size, sha256=sha256_file(path))
 
 
 @dataclass
 class Bundle:
-    """A verified bundle directory and its manifest."""
+    """A verified bundle directory (``root``, resolved) and its manifest."""
 
     root: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     def path(self, name: str) -> Path:
+        """``root / name``: a file of the bundle."""
         return self.root / name
-
-    @property
-    def reasoner(self) -> dict[str, Any]:
-        return dict(self.manifest.get("reasoner", {}))
-
-    @property
-    def segmenter(self) -> dict[str, Any]:
-        return dict(self.manifest.get("segmenter", {}))
 
 
 def member_path(root: Path, name: str, manifest: Path) -> Path:
@@ -122,8 +118,8 @@ def load_bundle(path: str | os.PathLike[str], *, verify_hashes: bool = False) ->
         raise BundleError(
             f"{mpath} is a symbolic link to a place outside the bundle folder: not read"
         )
-    manifest = parse_manifest(mpath)
-    files = manifest["files"]
+    manifest = read_manifest(mpath)
+    files = manifest.files
     for name in REQUIRED_FILES:
         if name not in files:
             raise BundleError(f"{mpath} does not list required file {name}")
@@ -133,12 +129,12 @@ def load_bundle(path: str | os.PathLike[str], *, verify_hashes: bool = False) ->
         if not fpath.is_file():
             raise BundleError(f"bundle file missing: {fpath}")
         size = fpath.stat().st_size
-        if size != entry["size"]:
+        if size != entry.size:
             raise BundleError(
-                f"bundle file {fpath} has {size} bytes, manifest says {entry['size']}: "
+                f"bundle file {fpath} has {size} bytes, manifest says {entry.size}: "
                 "truncated or replaced; re-export the bundle"
             )
-        if verify_hashes and sha256_file(fpath) != entry["sha256"]:
+        if verify_hashes and sha256_file(fpath) != entry.sha256:
             raise BundleError(f"bundle file {fpath} is corrupt: sha256 differs from the manifest")
     graphs = {name: _scan_graph(paths[name]) for name in files if name.endswith(".onnx")}
     for name, summary in graphs.items():
@@ -155,7 +151,7 @@ def _scan_graph(path: Path) -> OnnxSummary:
 
 
 def _check_external_data(
-    path: Path, summary: OnnxSummary, files: dict[str, Any], manifest: Path
+    path: Path, summary: OnnxSummary, files: Mapping[str, FileEntry], manifest: Path
 ) -> None:
     """Every external data file of the graph at ``path`` is listed in the manifest (so it
     passed :func:`member_path` and the size and hash checks) and holds the bytes the graph
@@ -170,10 +166,10 @@ def _check_external_data(
                 "(name, size, sha256): re-export the bundle"
             )
         end = (ref.offset or 0) + (ref.length or 0)
-        if end > files[ref.location]["size"]:
+        if end > files[ref.location].size:
             raise BundleError(
                 f"{path}: tensor {ref.tensor!r} reads bytes up to {end} of {ref.location}, "
-                f"which has {files[ref.location]['size']} ({manifest})"
+                f"which has {files[ref.location].size} ({manifest})"
             )
 
 
@@ -187,7 +183,7 @@ def bundle_family(bundle: Bundle, family: str | None = None) -> ModelFamily:
     if family is not None:
         return get_family(family)
     mpath = bundle.root / MANIFEST
-    name = bundle.manifest.get(FAMILY_KEY)
+    name = bundle.manifest.family
     known = ", ".join(FAMILIES)
     if name is None:
         raise BundleError(
@@ -245,10 +241,10 @@ def open_backends(
     from .segmenter.auto import open_segmenter
 
     n_ctx_source = "n_ctx" if n_ctx is not None else None
-    if n_ctx_source is None and "n_ctx" in bundle.reasoner:
+    if n_ctx_source is None and bundle.manifest.reasoner.n_ctx is not None:
         n_ctx_source = f"{bundle.root / MANIFEST}: reasoner.n_ctx"
     if n_ctx is None:
-        n_ctx = bundle.reasoner.get("n_ctx", 4096)
+        n_ctx = bundle.manifest.reasoner.n_ctx or DEFAULT_N_CTX
     reasoner_on_cpu = n_gpu_layers == 0 or not llama_cpp.llama_supports_gpu_offload()
     sam_threads: int | None = None
     reasoner_threads = n_threads

@@ -17,6 +17,7 @@ from .layout import (
     SAM2_MEMORY_ATTENTION_FILE,
     SAM2_MEMORY_ENCODER_FILE,
     SAM2_MEMORY_FILES,
+    SAM2_MEMORY_GRAPHS,
 )
 from .segmenter.memory import REEXPORT, SAM2Memory, TrackingConfig, tracking_of
 
@@ -41,7 +42,7 @@ def open_memory(
     bundle = load_bundle(bundle_dir)  # containment, sizes, graphs against the manifest
     root = bundle.root
     mpath = root / MANIFEST
-    unlisted = [name for name in SAM2_MEMORY_FILES if name not in bundle.manifest["files"]]
+    unlisted = [name for name in SAM2_MEMORY_FILES if name not in bundle.manifest.files]
     if unlisted:
         if any(os.path.lexists(root / name) for name in unlisted):
             raise BundleError(
@@ -57,10 +58,10 @@ def open_memory(
 
         return OrtMemory(*paths, config=config, **opts)
     if backend == "tensorrt":
-        from .engine_cache import MEMORY_ENGINE_NAMES, check_engines
+        from .engine_cache import check_engines
         from .segmenter.memory_tensorrt import TensorRTMemory
 
-        plans, why = check_engines(root, MEMORY_ENGINE_NAMES)
+        plans, why = check_engines(root, SAM2_MEMORY_GRAPHS)
         if plans is None:
             raise RuntimeError(f"no current TensorRT engines for the SAM2 memory graphs: {why}")
         return TensorRTMemory(plans[0], plans[1], config=config or TrackingConfig(), **opts)

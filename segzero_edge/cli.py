@@ -29,6 +29,7 @@ from .errors import (
     BundleError,
     CommandError,
     TensorRTUnavailable,
+    Terminated,
     missing_extra,
 )
 
@@ -70,10 +71,6 @@ class _Subcommands(argparse._SubParsersAction):  # type: ignore[type-arg]
     def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
         kwargs["parents"] = [*kwargs.get("parents", ()), LOG_FLAGS]
         return super().add_parser(name, **kwargs)
-
-
-class Terminated(BaseException):
-    """SIGTERM arrived; raised in the main thread so ``finally`` blocks clean up."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -172,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             )
 
 
-__all__ = ["CommandError", "build_parser", "main", "one_line"]
+__all__ = ["CommandError", "Terminated", "build_parser", "main", "one_line"]
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

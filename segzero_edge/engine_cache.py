@@ -23,35 +23,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import BundleError
 from .fileio import sha256_file
 from .layout import (
     ENGINE_META_FILE,
     ENGINES_DIR,
     MANIFEST,
-    SAM2_DECODER,
-    SAM2_ENCODER,
     SAM2_GRAPHS,
     SAM2_MEMORY_ATTENTION,
     SAM2_MEMORY_DYNAMIC,
-    SAM2_MEMORY_ENCODER,
     SAM2_MEMORY_GRAPHS,
     TIMING_CACHE_FILE,
 )
+from .manifest import read_manifest
 from .platform.fingerprint import device_fingerprint
 from .platform.trt import tensorrt_version
 
 log = logging.getLogger(__name__)
 
-ENCODER = SAM2_ENCODER
-DECODER = SAM2_DECODER
-ENGINE_NAMES = SAM2_GRAPHS
-META_FILE = ENGINE_META_FILE
 META_SCHEMA = 1
 POINTS_PROFILE = (1, 3, 16)  # min, opt (box corners + one point), max prompt points
 PROMPTS_PROFILE = (1, 1, 16)  # min, opt, max prompts (objects) per decoder call
-MEMORY_ATTENTION = SAM2_MEMORY_ATTENTION
-MEMORY_ENCODER = SAM2_MEMORY_ENCODER
-MEMORY_ENGINE_NAMES = SAM2_MEMORY_GRAPHS
 MEMORY_FRAMES_PROFILE = (1, 7, 7)
 """Memory frames (min, opt, max): SAM2's ``num_maskmem`` = 7, one conditioning frame + 6."""
 OBJ_PTRS_PROFILE = (1, 16, 16)
@@ -79,7 +71,7 @@ class BuildFlags:
             "points_profile": list(self.points_profile),
             "prompts_profile": list(self.prompts_profile),
         }
-        if name == MEMORY_ATTENTION:
+        if name == SAM2_MEMORY_ATTENTION:
             out["memory_frames_profile"] = list(self.memory_frames_profile)
             out["obj_ptrs_profile"] = list(self.obj_ptrs_profile)
         return out
@@ -101,7 +93,7 @@ def plan_path(directory: Path, name: str) -> Path:
 
 def read_meta(directory: Path) -> dict[str, Any]:
     """``engines.json`` of an engine folder; ``{}`` when missing or unreadable."""
-    path = directory / META_FILE
+    path = directory / ENGINE_META_FILE
     try:
         meta = json.loads(path.read_text())
     except FileNotFoundError:
@@ -130,13 +122,13 @@ def stale_reason(
     if not plan.is_file():
         return f"{plan.name} does not exist"
     if meta.get("schema_version") != META_SCHEMA:
-        return f"{META_FILE} is missing or has another schema"
+        return f"{ENGINE_META_FILE} is missing or has another schema"
     engines = meta.get("engines")
     if not isinstance(engines, dict):
-        return f"{META_FILE} has no 'engines' table"
+        return f"{ENGINE_META_FILE} has no 'engines' table"
     entry = engines.get(name)
     if not isinstance(entry, dict):
-        return f"{META_FILE} has no entry for {name}"
+        return f"{ENGINE_META_FILE} has no entry for {name}"
     if meta.get("fingerprint") != fingerprint:
         return f"built for device {meta.get('fingerprint')!r}, this is {fingerprint!r}"
     if tensorrt_version is not None and meta.get("tensorrt_version") != tensorrt_version:
@@ -145,22 +137,24 @@ def stale_reason(
         return f"{entry.get('onnx', name + '.onnx')} changed (sha256 differs)"
     size = plan.stat().st_size
     if entry.get("plan_size") != size:
-        return f"{plan.name} has {size} bytes, {META_FILE} says {entry.get('plan_size')}"
+        return f"{plan.name} has {size} bytes, {ENGINE_META_FILE} says {entry.get('plan_size')}"
     if flags is not None and entry.get("flags") != flags.to_json(name):
         return f"build flags changed: {entry.get('flags')} -> {flags.to_json(name)}"
     return None
 
 
 def onnx_sha256(bundle_dir: Path, onnx_name: str) -> str:
-    """sha256 of a bundle ONNX file: from the manifest when it lists that size, else hashed."""
+    """sha256 of a bundle ONNX file: from the manifest
+    (:func:`~segzero_edge.manifest.read_manifest`) when it lists the file with its present
+    size, else hashed (no manifest, an invalid one, or a file it does not list)."""
     path = bundle_dir / onnx_name
     size = path.stat().st_size
     try:
-        entry = json.loads((bundle_dir / MANIFEST).read_text())["files"][onnx_name]
-        if entry["size"] == size and isinstance(entry["sha256"], str):
-            return str(entry["sha256"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+        entry = read_manifest(bundle_dir / MANIFEST).files.get(onnx_name)
+    except BundleError:
+        entry = None
+    if entry is not None and entry.size == size:
+        return entry.sha256
     return sha256_file(path)
 
 
@@ -173,7 +167,7 @@ def _folders(root: Path) -> list[Path]:
 
 
 def check_engines(
-    bundle_dir: str | os.PathLike[str], names: tuple[str, ...] = ENGINE_NAMES
+    bundle_dir: str | os.PathLike[str], names: tuple[str, ...] = SAM2_GRAPHS
 ) -> tuple[list[Path] | None, str]:
     """The plans of ``names`` built for this device and the bundle's ONNX, or ``None`` and
     why not, in words for the user: no folder for this device (naming the folders that do
@@ -212,7 +206,7 @@ def find_engines(bundle_dir: str | os.PathLike[str]) -> tuple[Path, Path] | None
     Compares the fingerprint, the TensorRT version (when importable), the ONNX sha256 (from
     the manifest when it lists them) and the plan sizes; build flags are not compared.
     """
-    plans, why = check_engines(bundle_dir, ENGINE_NAMES)
+    plans, why = check_engines(bundle_dir, SAM2_GRAPHS)
     if plans is None:
         log.info("%s", why)
         return None
@@ -222,7 +216,7 @@ def find_engines(bundle_dir: str | os.PathLike[str]) -> tuple[Path, Path] | None
 def find_memory_engines(bundle_dir: str | os.PathLike[str]) -> tuple[Path, Path] | None:
     """``(memory_attention_plan, memory_encoder_plan)`` like :func:`find_engines`, else None
     (also when the bundle has no memory graphs)."""
-    plans, why = check_engines(bundle_dir, MEMORY_ENGINE_NAMES)
+    plans, why = check_engines(bundle_dir, SAM2_MEMORY_GRAPHS)
     if plans is None:
         log.info("%s", why)
         return None
@@ -242,8 +236,8 @@ def engine_status(
     out = engine_dir(root, fingerprint)
     meta = read_meta(out)
     status = {}
-    memory = [n for n in MEMORY_ENGINE_NAMES if (root / f"{n}.onnx").is_file()]
-    for name in (*ENGINE_NAMES, *memory):
+    memory = [n for n in SAM2_MEMORY_GRAPHS if (root / f"{n}.onnx").is_file()]
+    for name in (*SAM2_GRAPHS, *memory):
         onnx = root / f"{name}.onnx"
         if not onnx.is_file():
             status[name] = f"{onnx} missing"
@@ -289,14 +283,7 @@ def engine_folders(bundle_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 __all__ = [
-    "DECODER",
-    "ENCODER",
-    "ENGINE_NAMES",
-    "MEMORY_ATTENTION",
-    "MEMORY_ENCODER",
-    "MEMORY_ENGINE_NAMES",
     "MEMORY_FRAMES_PROFILE",
-    "META_FILE",
     "META_SCHEMA",
     "OBJ_PTRS_PROFILE",
     "POINTS_PROFILE",

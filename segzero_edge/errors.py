@@ -2,12 +2,22 @@
 
 - :class:`BundleError` (a ``ValueError``): a bundle is missing, incomplete, corrupt or from an
   unsupported schema; the message names the file.
+- :class:`OnnxFormatError` (a ``ValueError``): bytes that are not a well-formed ONNX model.
 - :class:`BackendError`: a backend failed during a call; the message names the backend and
   the stage.
 - :class:`ReasonerLoadError` (a ``BackendError``): llama.cpp / libmtmd could not load the
   reasoner's GGUF files, or this CPU lacks instructions the llama.cpp build needs.
 - :class:`TensorRTUnavailable`: the ``tensorrt`` package cannot be imported here.
-- :class:`CommandError`: a command-line problem the user can fix (one line, exit code 2).
+- :class:`EngineLoadError`: a TensorRT engine that passed the bookkeeping cannot be used here.
+- :class:`CudaError`: a CUDA runtime call failed.
+- :class:`NativeError`: a call into the project's native kernels library failed.
+- :class:`CommandError`: a command-line problem the user can fix (one line, exit code 2);
+  :class:`MissingExtra` when it is an optional dependency.
+- :class:`Terminated` (a ``BaseException``): SIGTERM arrived during a command.
+
+The reasoner's own (``ReasonerLoadError``, a :class:`BackendError`, and ``CpuVariantError``)
+live in :mod:`segzero_edge.reasoner`. The modules that raise the others re-export them under
+their old names (``segzero_edge.native.NativeError`` is this ``NativeError``).
 """
 
 from __future__ import annotations
@@ -27,6 +37,28 @@ class ReasonerLoadError(BackendError):
 
 class TensorRTUnavailable(RuntimeError):
     """The ``tensorrt`` Python package cannot be imported here."""
+
+
+class EngineLoadError(RuntimeError):
+    """An engine file that passed the bookkeeping cannot be used here: TensorRT cannot
+    deserialize it, it is not this project's SAM2 engine, or no execution context fits in
+    memory. ``open_segmenter(backend="auto")`` falls back to onnxruntime on it."""
+
+
+class CudaError(RuntimeError):
+    """A CUDA runtime call failed; the message names the call and the CUDA error."""
+
+
+class NativeError(RuntimeError):
+    """A native call failed; the message is the library's own (``sz_last_error``)."""
+
+
+class OnnxFormatError(ValueError):
+    """The bytes are not a well-formed ONNX ``ModelProto``."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived; raised in the main thread so ``finally`` blocks clean up."""
 
 
 class CommandError(Exception):

@@ -218,7 +218,7 @@ SEGZERO_V1 = ModelFamily(
     mapping=map_round_int,  # round(int(v) * x_factor)
     max_new_tokens=1024,  # generate(max_new_tokens=1024, do_sample=False)
     sam2_checkpoint="sam2_hiera_large",  # --segmentation_model_path facebook/sam2-hiera-large
-    reward="segzero",  # verl/utils/reward_score/seg.py
+    reward="segzero-v1",  # verl/utils/reward_score/seg.py
     grammar_fn=lambda _max_objects: v1_answer_grammar(),
 )
 
@@ -250,7 +250,7 @@ MULTI_OBJECT = ModelFamily(
     mapping=map_half_up,  # int(v * x_factor + 0.5)
     max_new_tokens=1024,
     sam2_checkpoint="sam2_hiera_large",
-    reward="multi_object",  # verl/utils/reward_score/vision_reasoner.py
+    reward="multi-object",  # verl/utils/reward_score/vision_reasoner.py
     grammar_fn=list_answer_grammar,
 )
 
@@ -296,7 +296,7 @@ QWEN3VL_GROUNDING = ModelFamily(
     mapping=map_half_up,  # int(v * W / 1000 + 0.5)
     max_new_tokens=1024,
     sam2_checkpoint="sam2_hiera_large",
-    reward="multi_object",
+    reward="multi-object",
     grammar_fn=lambda n: list_answer_grammar(n, QWEN3VL_COORD_RANGE),
     frame=QWEN3VL_FRAME,
     patch_merge=QWEN3VL_PATCH_MERGE,

@@ -1,9 +1,15 @@
-"""The bundle manifest's schema (as data, in JSON Schema terms) and its validation.
+"""The bundle manifest (``manifest.json``): its type, its schema, its one reader and writer.
+
+:class:`Manifest` is the typed manifest. :func:`read_manifest` is the one reader of
+``manifest.json`` (the bundle reader, the SAM2 memory settings and the TensorRT engine cache
+all use it): it checks the file against ``MANIFEST_SCHEMA`` before building the type, and every
+problem is a :class:`~segzero_edge.errors.BundleError` naming the file and the field
+(``reasoner.n_ctx``, ``files["reasoner.gguf"].size``). The exporter builds a :class:`Manifest`
+and writes it with :meth:`Manifest.dumps`, which checks it against the same schema.
 
 ``MANIFEST_SCHEMA`` is a JSON Schema (draft 2020-12, https://json-schema.org/draft/2020-12)
-using only the keywords in ``KEYWORDS``. :func:`parse_manifest` reads ``manifest.json`` and
-checks it against the schema; every problem is a :class:`~segzero_edge.errors.BundleError`
-naming the file and the field (``reasoner.n_ctx``, ``files["reasoner.gguf"].size``).
+using only the keywords in ``KEYWORDS``. Keys the schema does not name are allowed (a newer
+exporter's additions) and not kept in the type.
 
 The runtime must not depend on ``jsonschema`` (and its compiled ``rpds-py``) for one small
 schema, so :func:`validate` implements the few keywords used here; the tests check it against
@@ -15,12 +21,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import BundleError
-from .layout import MAX_N_CTX, SCHEMA_VERSION, TRACKING_KEY
+from .layout import FAMILY_KEY, MAX_N_CTX, SCHEMA_VERSION, TRACKING_KEY
 
 MAX_MANIFEST_BYTES = 1 << 20
 """A manifest is a few KiB; a larger file is not one (and is not read into memory)."""
@@ -41,7 +48,7 @@ MANIFEST_SCHEMA: dict[str, Any] = {
         "created_by": _TEXT,
         "created_at": _TEXT,
         "target": _TEXT,
-        "family": _TEXT,  # layout.FAMILY_KEY: the model family (segzero_edge.families)
+        FAMILY_KEY: _TEXT,  # layout.FAMILY_KEY: the model family (segzero_edge.families)
         "prompt_template": _TEXT,  # schema 1 (before families)
         "reasoner": {
             "type": "object",
@@ -50,6 +57,7 @@ MANIFEST_SCHEMA: dict[str, Any] = {
                 "revision": _TEXT,
                 "architecture": _TEXT,
                 "quantization": _TEXT,
+                "mmproj_type": _TEXT,
                 "input_size": _COUNT,
                 "image_tokens": _COUNT,
                 "n_ctx": {"type": "integer", "minimum": 1, "maximum": MAX_N_CTX},
@@ -185,12 +193,138 @@ def _finite_and_shallow(doc: Any) -> str | None:
     return None
 
 
-def parse_manifest(path: Path) -> dict[str, Any]:
-    """Read ``manifest.json`` at ``path`` and check it against :data:`MANIFEST_SCHEMA`.
+@dataclass(frozen=True)
+class FileEntry:
+    """One ``files`` entry: the file's size in bytes and its sha256 (64 lowercase hex)."""
+
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ReasonerManifest:
+    """``reasoner``: where the GGUFs came from and how they were made. ``input_size`` is the
+    frame side the reasoner sees (pixels), ``image_tokens`` the tokens of one image, ``n_ctx``
+    the llama.cpp context (KV cells) the bundle was sized for; ``None`` where not recorded."""
+
+    source: str | None = None
+    revision: str | None = None
+    architecture: str | None = None
+    quantization: str | None = None
+    mmproj_type: str | None = None
+    input_size: int | None = None
+    image_tokens: int | None = None
+    n_ctx: int | None = None
+
+
+@dataclass(frozen=True)
+class SegmenterManifest:
+    """``segmenter``: the SAM2 checkpoint and variant, the input side (pixels) and the SAM2
+    memory settings (``tracking``, read by :func:`segzero_edge.segmenter.memory.tracking_of`;
+    ``None`` in bundles without tracking)."""
+
+    source: str | None = None
+    checkpoint_sha256: str | None = None
+    variant: str | None = None
+    image_size: int | None = None
+    tracking: Mapping[str, Any] | None = None
+
+
+_REASONER_FIELDS = tuple(ReasonerManifest.__dataclass_fields__)
+_SEGMENTER_FIELDS = ("source", "checkpoint_sha256", "variant", "image_size")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A bundle's ``manifest.json`` (schema :data:`~segzero_edge.layout.SCHEMA_VERSION`).
+
+    ``files`` maps each file name (relative to the bundle folder) to its :class:`FileEntry`;
+    ``family`` names the model family (:mod:`segzero_edge.families`; ``None`` in bundles from
+    before families); ``memory_gb`` is the exporter's memory estimate (GB, per part, with the
+    target's ``budget`` and whether it ``fits``). Build one from a parsed document with
+    :meth:`from_json` (validated), read one with :func:`read_manifest`.
+    """
+
+    schema_version: int
+    files: Mapping[str, FileEntry]
+    reasoner: ReasonerManifest = field(default_factory=ReasonerManifest)
+    segmenter: SegmenterManifest = field(default_factory=SegmenterManifest)
+    family: str | None = None
+    target: str | None = None
+    created_by: str | None = None
+    created_at: str | None = None
+    prompt_template: str | None = None
+    memory_gb: Mapping[str, Any] | None = None
+
+    @classmethod
+    def from_json(cls, doc: Any, where: str = "manifest") -> Manifest:
+        """The manifest of a parsed ``manifest.json`` document, checked against
+        :data:`MANIFEST_SCHEMA` first. Raises :class:`BundleError` ``"<where>: <field>: <problem>"``
+        naming the first problem (and how many more there are)."""
+        found = validate(doc, MANIFEST_SCHEMA)
+        if found:
+            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+            raise BundleError(f"{where}: {found[0]}{more}")
+        reasoner = doc.get("reasoner", {})
+        segmenter = doc.get("segmenter", {})
+        return cls(
+            schema_version=doc["schema_version"],
+            files={
+                name: FileEntry(size=e["size"], sha256=e["sha256"])
+                for name, e in doc["files"].items()
+            },
+            reasoner=ReasonerManifest(**{k: reasoner.get(k) for k in _REASONER_FIELDS}),
+            segmenter=SegmenterManifest(
+                **{k: segmenter.get(k) for k in _SEGMENTER_FIELDS},
+                tracking=segmenter.get(TRACKING_KEY),
+            ),
+            family=doc.get(FAMILY_KEY),
+            target=doc.get("target"),
+            created_by=doc.get("created_by"),
+            created_at=doc.get("created_at"),
+            prompt_template=doc.get("prompt_template"),
+            memory_gb=doc.get("memory_gb"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``manifest.json`` document (fields that are ``None`` left out), in the order the
+        exporter writes it."""
+        reasoner = {k: getattr(self.reasoner, k) for k in _REASONER_FIELDS}
+        segmenter: dict[str, Any] = {k: getattr(self.segmenter, k) for k in _SEGMENTER_FIELDS}
+        segmenter[TRACKING_KEY] = (
+            None if self.segmenter.tracking is None else dict(self.segmenter.tracking)
+        )
+        doc: dict[str, Any] = {
+            "schema_version": self.schema_version,
+            "created_by": self.created_by,
+            "created_at": self.created_at,
+            "target": self.target,
+            FAMILY_KEY: self.family,
+            "prompt_template": self.prompt_template,
+            "reasoner": {k: v for k, v in reasoner.items() if v is not None},
+            "segmenter": {k: v for k, v in segmenter.items() if v is not None},
+            "memory_gb": None if self.memory_gb is None else dict(self.memory_gb),
+            "files": {name: {"size": e.size, "sha256": e.sha256} for name, e in self.files.items()},
+        }
+        return {k: v for k, v in doc.items() if v is not None}
+
+    def dumps(self) -> str:
+        """The ``manifest.json`` text (indented, strict JSON: no NaN or Infinity). Raises
+        ``ValueError`` naming the field when the manifest breaks :data:`MANIFEST_SCHEMA` (what
+        the reader will check)."""
+        doc = self.to_json()
+        found = validate(doc, MANIFEST_SCHEMA)
+        if found:
+            raise ValueError(f"invalid manifest: {found[0]}")
+        return json.dumps(doc, indent=2, allow_nan=False) + "\n"
+
+
+def read_manifest(path: Path) -> Manifest:
+    """Read ``manifest.json`` at ``path``: the one reader of a bundle's manifest.
 
     Raises :class:`BundleError` naming ``path`` (and the field) when the file cannot be read,
     is not JSON, holds a non-finite number or deep nesting, has a ``schema_version`` newer
-    than this runtime reads, or breaks the schema.
+    than this runtime reads, or breaks :data:`MANIFEST_SCHEMA`.
     """
     from ._version import __version__
 
@@ -198,27 +332,23 @@ def parse_manifest(path: Path) -> dict[str, Any]:
         size = path.stat().st_size
         if size > MAX_MANIFEST_BYTES:
             raise BundleError(f"{path} has {size} bytes, more than a manifest can have")
-        manifest = json.loads(path.read_bytes().decode("utf-8"))
+        doc = json.loads(path.read_bytes().decode("utf-8"))
     except RecursionError:
         raise BundleError(f"{path} is not a manifest: nested too deeply to read") from None
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise BundleError(f"{path} is not valid JSON: {e}") from None
-    problem = _finite_and_shallow(manifest)
+    problem = _finite_and_shallow(doc)
     if problem:
         raise BundleError(f"{path}: {problem}")
-    if not isinstance(manifest, dict):
+    if not isinstance(doc, dict):
         raise BundleError(f"{path} must hold a JSON object")
-    version = manifest.get("schema_version")
-    if _TYPES["integer"](version) and version > SCHEMA_VERSION:
+    version = doc.get("schema_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
         raise BundleError(
             f"{path} has schema_version {version}, newer than this runtime reads "
             f"({SCHEMA_VERSION}); upgrade segzero-edge (this is {__version__})"
         )
-    found = validate(manifest, MANIFEST_SCHEMA)
-    if found:
-        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-        raise BundleError(f"{path}: {found[0]}{more}")
-    return manifest
+    return Manifest.from_json(doc, str(path))
 
 
 __all__ = [
@@ -226,8 +356,12 @@ __all__ = [
     "MANIFEST_SCHEMA",
     "MAX_DEPTH",
     "MAX_MANIFEST_BYTES",
+    "FileEntry",
+    "Manifest",
+    "ReasonerManifest",
+    "SegmenterManifest",
     "errors",
     "field_name",
-    "parse_manifest",
+    "read_manifest",
     "validate",
 ]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import NativeError as NativeError  # re-exported: its old home
 from .layout import SAM2_SIZE
 
 LIB_NAME = "libsegzero_kernels.so"
@@ -47,10 +48,6 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "sz_preprocess_cuda": (_i, [_vp, _i, _i, _i, _i, _vp, _i, _vp, _i, _i, _vp, _i, _i, _vp]),
     "sz_postprocess_masks_cuda": (_i, [_vp, _i, _i, _i, _i, _i, _vp, _vp, _vp]),
 }
-
-
-class NativeError(RuntimeError):
-    """A native call failed; the message is the library's own (``sz_last_error``)."""
 
 
 def library_path() -> Path:

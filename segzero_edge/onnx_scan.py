@@ -20,6 +20,8 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from .errors import OnnxFormatError
+
 MAX_NESTING = 32
 """Deepest nesting of graphs (subgraphs of subgraphs ...) a scanned model may have."""
 
@@ -35,10 +37,6 @@ _TENSOR_DIMS, _TENSOR_NAME, _TENSOR_EXTERNAL, _TENSOR_LOCATION = 1, 8, 13, 14
 _EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
 _VALUE_NAME, _VALUE_TYPE = 1, 2
 _TYPE_TENSOR, _TENSOR_TYPE_SHAPE, _SHAPE_DIM, _DIM_VALUE = 1, 2, 1, 1
-
-
-class OnnxFormatError(ValueError):
-    """The bytes are not a well-formed ONNX ``ModelProto``."""
 
 
 @dataclass

@@ -26,7 +26,6 @@ from . import native
 from .image import Frame, NV12Frame
 from .layout import REASONER_SIZE, SAM2_SIZE
 
-SAM_SIZE = SAM2_SIZE
 SAM_MEAN = (0.485, 0.456, 0.406)
 SAM_STD = (0.229, 0.224, 0.225)
 
@@ -210,7 +209,7 @@ def _native_args(frame: Frame) -> tuple[np.ndarray, str, np.ndarray | None]:
 def preprocess_sam_numpy(image: np.ndarray, dtype: type = np.float32) -> np.ndarray:
     """H x W x 3 uint8 RGB -> ``[1, 3, 1024, 1024]`` SAM2 input (antialiased resize, mean/std)."""
     chw = _check_rgb(image).transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
-    out = resize_antialias(chw, (SAM_SIZE, SAM_SIZE))
+    out = resize_antialias(chw, (SAM2_SIZE, SAM2_SIZE))
     mean = np.asarray(SAM_MEAN, dtype=np.float32)[:, None, None]
     std = np.asarray(SAM_STD, dtype=np.float32)[:, None, None]
     return ((out - mean) / std)[None].astype(dtype)
@@ -256,20 +255,6 @@ def _check_hw(out_hw: tuple[int, int]) -> tuple[int, int]:
 
 
 # ---- public entry points (native when built, numpy otherwise) -------------------------------
-
-
-def preprocess_frame(
-    frame: Frame, *, sam_dtype: type = np.float32
-) -> tuple[np.ndarray, np.ndarray]:
-    """Both inputs from one frame (H x W x 3 RGB or host :class:`NV12Frame`) in one fused
-    native pass: ``([1, 3, 1024, 1024] SAM2 input, 840 x 840 x 3 uint8 reasoner input)``."""
-    if _use_native():
-        first, fmt, uv = _native_args(frame)
-        sam, reasoner = native.preprocess(first, fmt, uv=uv, sam_dtype=sam_dtype)
-        assert sam is not None and reasoner is not None
-        return sam, reasoner
-    rgb = _frame_to_rgb(frame)
-    return preprocess_sam_numpy(rgb, sam_dtype), preprocess_reasoner_numpy(rgb)
 
 
 def preprocess_sam(image: Frame, *, dtype: type = np.float32) -> np.ndarray:

@@ -7,14 +7,13 @@ def default_overlap(reasoner_device: str, segmenter_device: str) -> bool:
     """Whether the SAM2 encode runs beside the reasoner by default.
 
     Yes when at least one of them runs on a GPU. Not when both run on the CPU: overlapped,
-    the two must split the cores (:func:`split_threads`), and the reasoner, which holds the
-    end-to-end time (97% of it at Qwen2.5-VL-3B shapes on 2 cores), then runs on fewer threads
-    for its whole vision encode and prefill (compute-bound, near-linear in threads) to hide a
-    SAM2 encode of a few seconds. ``segzero-edge bench`` measures both modes on every run
-    (its overlap check) and flags a default that lost; on a heavily shared 2-core machine it
-    measured overlapped ahead (load average 13: the process with fewer, always-busy threads
-    gets more of the contended cores), so re-measure on the quiet device before changing this.
-    Devices are ``"cpu"`` or ``"gpu"`` (the backends' ``device_kind``).
+    the two must split the cores (:func:`split_threads`), and the reasoner, which holds most
+    of the end-to-end time on a CPU, then runs on fewer threads for its whole vision encode
+    and prefill (compute-bound, near-linear in threads) to hide the shorter SAM2 encode.
+    ``segzero-edge bench`` measures both modes on every run (its overlap check) and flags a
+    default that lost (figures: docs/benchmarks.md); a heavily shared machine can favour
+    overlap, so measure on the quiet device before changing this. Devices are ``"cpu"`` or
+    ``"gpu"`` (the backends' ``device_kind``).
     """
     return not (reasoner_device == "cpu" and segmenter_device == "cpu")
 

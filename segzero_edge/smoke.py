@@ -90,14 +90,18 @@ def smoke_llama_cpp(bundle: Path | None) -> dict[str, Any]:
     }
     if bundle is not None:
         from .bundle import load_bundle
-        from .layout import MMPROJ_FILE, REASONER_FILE, REASONER_SIZE
+        from .layout import DEFAULT_N_CTX, MMPROJ_FILE, REASONER_FILE, REASONER_SIZE
         from .reasoner.llama_cpp import LlamaCppReasoner
 
         b = load_bundle(bundle)
         with LlamaCppReasoner(
-            b.path(REASONER_FILE), b.path(MMPROJ_FILE), n_ctx=int(b.reasoner.get("n_ctx", 4096)),
-            max_new_tokens=SMOKE_TOKENS, grammar=False, warmup=False,
-        ) as r:  # fmt: skip
+            b.path(REASONER_FILE),
+            b.path(MMPROJ_FILE),
+            n_ctx=b.manifest.reasoner.n_ctx or DEFAULT_N_CTX,
+            max_new_tokens=SMOKE_TOKENS,
+            grammar=False,
+            warmup=False,
+        ) as r:
             out = r.generate(_synthetic_image(REASONER_SIZE), "smoke test")
             details.update(
                 reasoner_info={k: v for k, v in r.info.items() if k != "cpu_features"},

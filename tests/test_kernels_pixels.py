@@ -179,7 +179,9 @@ def test_kernels_nv12_fused_path(native_cpu_lib: Path, hw: tuple[int, int], fmt:
     assert sam is not None and np.array_equal(sam, pixels.preprocess_sam_numpy(conv))
     assert reasoner is not None and np.array_equal(reasoner, pixels.preprocess_reasoner_numpy(conv))
     frame = NV12Frame.from_packed(nv12, full_range=fmt == "nv12_full")
-    np_sam, np_reasoner = _numpy_only(lambda: pixels.preprocess_frame(frame))
+    np_sam, np_reasoner = _numpy_only(
+        lambda: (pixels.preprocess_sam(frame), pixels.preprocess_reasoner(frame))
+    )
     assert np.array_equal(np_sam, sam) and np.array_equal(np_reasoner, reasoner)
 
 
@@ -222,7 +224,9 @@ def test_kernels_nv12_separate_pitched_planes(
     assert np.array_equal(reasoner, native.preprocess(rgb_in, "rgb", sam=False)[1])
     assert np.array_equal(pixels.preprocess_sam(frame), sam)
     assert np.array_equal(pixels.preprocess_reasoner(frame), reasoner)
-    np_sam, np_reasoner = _numpy_only(lambda: pixels.preprocess_frame(frame))
+    np_sam, np_reasoner = _numpy_only(
+        lambda: (pixels.preprocess_sam(frame), pixels.preprocess_reasoner(frame))
+    )
     assert np.array_equal(np_sam, sam) and np.array_equal(np_reasoner, reasoner)
 
 
@@ -308,8 +312,6 @@ def test_kernels_public_api_dispatch(native_cpu_lib: Path) -> None:
     assert np.array_equal(nat[0], fall[0]) and np.array_equal(nat[1], fall[1])
     assert np.array_equal(nat_mask.mask, fall[2].mask)
     assert (nat_mask.area, nat_mask.box) == (fall[2].area, fall[2].box)
-    both = pixels.preprocess_frame(img)
-    assert np.array_equal(both[0], nat[0]) and np.array_equal(both[1], nat[1])
 
 
 def test_kernels_bad_input_errors(native_cpu_lib: Path) -> None:

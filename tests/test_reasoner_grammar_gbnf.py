@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from segzero_edge.answer import format_answer, parse_answer
+from segzero_edge.answer import format_list_answer, parse_answer
 from segzero_edge.families import MULTI_OBJECT
 from segzero_edge.reasoner import grammar as gbnf
 from segzero_edge.types import ObjectPrompt, Status
@@ -74,13 +74,13 @@ def test_grammar_effect_on_well_formed_answers(checker: Any) -> None:
             x1, y1 = rng.randint(0, 800), rng.randint(0, 800)
             x2, y2 = rng.randint(x1, 840), rng.randint(y1, 840)
             objs.append(ObjectPrompt((x1, y1, x2, y2), (((x1 + x2) // 2, (y1 + y2) // 2),)))
-        text = format_answer(objs, "thinking")
+        text = format_list_answer(objs, "thinking")
         generated.append(answer_allowed(checker, text[text.index("<answer>") :]))
     n_ok = sum(kept.values()) + sum(generated)
     n_all = len(kept) + len(generated)
     print(
         f"\ngrammar effect: {n_ok}/{n_all} well-formed answers pass unchanged "
-        f"({len(generated)} format_answer outputs with 0-{gbnf.DEFAULT_MAX_OBJECTS} objects, "
+        f"({len(generated)} format_list_answer outputs with 0-{gbnf.DEFAULT_MAX_OBJECTS} objects, "
         f"{len(kept)} hand-written forms: {kept}); off-schema forms the grammar would "
         f"change: {changed}"
     )
@@ -90,8 +90,8 @@ def test_grammar_effect_on_well_formed_answers(checker: Any) -> None:
 
 def test_max_objects_is_enforced(checker: Any) -> None:
     obj = ObjectPrompt((1, 2, 3, 4), ((2, 3),))
-    at_limit = format_answer([obj] * gbnf.DEFAULT_MAX_OBJECTS)
-    over = format_answer([obj] * (gbnf.DEFAULT_MAX_OBJECTS + 1))
+    at_limit = format_list_answer([obj] * gbnf.DEFAULT_MAX_OBJECTS)
+    over = format_list_answer([obj] * (gbnf.DEFAULT_MAX_OBJECTS + 1))
     assert answer_allowed(checker, at_limit[at_limit.index("<answer>") :])
     assert not answer_allowed(checker, over[over.index("<answer>") :])
     assert parse_answer(over).status is Status.OK  # the parser itself has no such limit

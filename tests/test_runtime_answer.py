@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segzero_edge.answer import format_answer, parse_answer, to_image_frame
+from segzero_edge.answer import format_list_answer, parse_answer, to_image_frame
 from segzero_edge.types import ObjectPrompt, Status
 
 pytestmark = pytest.mark.runtime
@@ -96,7 +96,7 @@ def objects(draw: st.DrawFn) -> ObjectPrompt:
 @given(st.lists(objects(), min_size=1, max_size=6), st.text(max_size=200))
 def test_well_formed_answers_round_trip(objs: list[ObjectPrompt], think: str) -> None:
     think = think.replace("</think>", "").replace("<answer>", "").replace("</answer>", "")
-    p = parse_answer(format_answer(objs, think))
+    p = parse_answer(format_list_answer(objs, think))
     assert p.status is Status.OK
     assert list(p.objects) == objs
     assert to_image_frame(p.objects, (840, 840)) == objs

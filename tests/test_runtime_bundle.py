@@ -21,13 +21,13 @@ def _replace(path: Path, data: bytes) -> None:
 def test_exported_manifest_describes_every_file(tiny_bundle: Path) -> None:
     b = load_bundle(tiny_bundle, verify_hashes=True)
     m = b.manifest
-    assert m["schema_version"] == 2 and m["family"] == "multi-object"
-    assert m["reasoner"]["quantization"] == "Q4_K_M" and m["reasoner"]["input_size"] == 840
-    assert set(REQUIRED_FILES) <= set(m["files"])
-    for name, entry in m["files"].items():
-        assert entry["size"] == (tiny_bundle / name).stat().st_size
-        assert entry["sha256"] == sha256_file(tiny_bundle / name)
-    assert m["memory_gb"]["fits"] is True
+    assert m.schema_version == 2 and m.family == "multi-object"
+    assert m.reasoner.quantization == "Q4_K_M" and m.reasoner.input_size == 840
+    assert set(REQUIRED_FILES) <= set(m.files)
+    for name, entry in m.files.items():
+        assert entry.size == (tiny_bundle / name).stat().st_size
+        assert entry.sha256 == sha256_file(tiny_bundle / name)
+    assert m.memory_gb is not None and m.memory_gb["fits"] is True
     assert not [p for p in tiny_bundle.parent.iterdir() if p.name.endswith(".tmp")]
 
 

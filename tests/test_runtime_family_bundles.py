@@ -37,7 +37,7 @@ def bundles(tiny_bundle: Path, tiny_bundle_v1: Path) -> dict[str, Path]:
 def test_tiny_bundle_segments_with_its_family(family: str, bundles: dict[str, Path]) -> None:
     fam = get_family(family)
     manifest = load_bundle(bundles[family]).manifest
-    assert manifest["family"] == family and manifest["schema_version"] == 2
+    assert manifest.family == family and manifest.schema_version == 2
     image = np.asarray(Image.open(KITCHEN).convert("RGB"))
     query = "The thing I can use to cut the bread."
     with SegZeroEdge.from_bundle(bundles[family], max_new_tokens=48, think_budget=24) as model:
@@ -82,7 +82,7 @@ def test_sam20_bundle_matches_metas_predictor(tiny_bundle_v1: Path, sam20_checkp
     from segzero_export.sam2_model import build_sam2_model
 
     manifest = load_bundle(tiny_bundle_v1).manifest
-    assert manifest["segmenter"]["variant"] == "sam2_hiera_tiny"
+    assert manifest.segmenter.variant == "sam2_hiera_tiny"
     predictor = SAM2ImagePredictor(build_sam2_model("sam2_hiera_t", sam20_checkpoint))
     seg = OrtSegmenter(
         tiny_bundle_v1 / "sam2_encoder.onnx",

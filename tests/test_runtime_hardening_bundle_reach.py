@@ -56,7 +56,7 @@ def test_manifest_linked_outside_the_bundle_is_not_read(bundle_copy: Path, tmp_p
 def test_manifest_linked_inside_the_bundle_is_read(bundle_copy: Path) -> None:
     (bundle_copy / "manifest.json").rename(bundle_copy / "real-manifest.json")
     (bundle_copy / "manifest.json").symlink_to("real-manifest.json")
-    assert load_bundle(bundle_copy).manifest["files"]
+    assert load_bundle(bundle_copy).manifest.files
 
 
 @pytest.mark.runtime

@@ -91,3 +91,59 @@ def test_layout_and_errors_are_leaves() -> None:
     graph = _graph()
     for leaf in ("segzero_edge.layout", "segzero_edge.errors", "segzero_edge._version"):
         assert graph[leaf] == set(), f"{leaf} imports {graph[leaf]}"
+
+
+EXCEPTION_BASES = {"Exception", "BaseException", "ValueError", "RuntimeError", "OSError"}
+REASONER_EXCEPTIONS = {"ReasonerLoadError", "CpuVariantError"}  # the reasoner package's own
+
+
+def test_every_runtime_exception_lives_in_errors() -> None:
+    """Each exception class of the runtime is defined in segzero_edge/errors.py (the reasoner
+    package's two aside); the modules that raised them before re-export the same class."""
+    from segzero_edge import cli, errors, native, onnx_scan
+    from segzero_edge.platform import cuda
+    from segzero_edge.segmenter import trt_engine
+
+    declared = {n for n in dir(errors) if isinstance(getattr(errors, n), type) and n[0].isupper()}
+    elsewhere = []
+    for path in ROOT.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            bases = {b.id for b in node.bases if isinstance(b, ast.Name)}
+            is_error = bases & (EXCEPTION_BASES | declared) or node.name.endswith("Error")
+            if is_error and path.name != "errors.py" and node.name not in REASONER_EXCEPTIONS:
+                elsewhere.append(f"{_module_name(path)}.{node.name}")
+    assert elsewhere == [], f"exception classes outside errors.py: {elsewhere}"
+    assert cli.Terminated is errors.Terminated and native.NativeError is errors.NativeError
+    assert (
+        cuda.CudaError is errors.CudaError and onnx_scan.OnnxFormatError is errors.OnnxFormatError
+    )
+    assert trt_engine.EngineLoadError is errors.EngineLoadError
+
+
+def test_layout_names_have_no_second_name() -> None:
+    """No runtime module gives a layout.py name a second name (``ENCODER = SAM2_ENCODER`` or
+    ``import SAM2_ENCODER_FILE as ENCODER_ONNX``): one name per fact. The reasoner package's
+    two (``DEFAULT_MAX_COORD``, ``DEFAULT_IMAGE_TOKENS``) are left to its own split."""
+    from segzero_edge import layout
+
+    names = {n for n in dir(layout) if n.isupper()}
+    allowed = {"DEFAULT_MAX_COORD", "DEFAULT_IMAGE_TOKENS"}
+    seconds = []
+    for path in ROOT.rglob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in tree.body:
+            if (
+                isinstance(node, ast.Assign)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in names
+            ):
+                seconds += [
+                    f"{_module_name(path)}.{t.id}"
+                    for t in node.targets
+                    if isinstance(t, ast.Name) and t.id not in allowed
+                ]
+            if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("layout"):
+                seconds += [f"{_module_name(path)}.{a.asname}" for a in node.names if a.asname]
+    assert seconds == [], f"second names for layout.py's names: {seconds}"

@@ -89,6 +89,13 @@ class FailingSegmenter(WrappedSegmenter):
         pass
 
 
+CANNED_ANSWER = (
+    '<think>the knife and the board</think><answer>[{"bbox_2d": [-20, 100, 900, 500], '
+    '"point_2d": [400, 300]}, {"bbox_2d": [500, 600, 100, 200], "point_2d": [300, 400]}]</answer>'
+)
+"""Two objects: a box past the image's left and right edges, and one with its corners swapped."""
+
+
 def test_segment_end_to_end(model: SegZeroEdge, image: np.ndarray) -> None:
     r = model.segment(image, "the thing I can use to cut the bread")
     assert r.mask.shape == (480, 640) and r.mask.dtype == bool
@@ -96,12 +103,21 @@ def test_segment_end_to_end(model: SegZeroEdge, image: np.ndarray) -> None:
     assert r.status in (Status.OK, Status.NO_OBJECT, Status.TRUNCATED), r.answer_raw
     for key in ("preprocess", "reason", "total"):
         assert r.timings[key] >= 0
-    if r.status is Status.OK:
-        assert r.objects and len(r.iou_predictions) == len(r.objects)
-        for o in r.objects:  # boxes ordered and clamped to the image, whatever the answer
-            assert o.box is not None and 0 <= o.box[0] <= o.box[2] <= 640, o
-            assert 0 <= o.box[1] <= o.box[3] <= 480, o
     print(f"status={r.status.value} objects={r.objects} timings={r.timings}")
+    # SAM2's half always runs: the same pipeline on a canned answer (the real segmenter)
+    seg = CountingSegmenter(model.segmenter)
+    canned = SegZeroEdge(ScriptedReasoner(CANNED_ANSWER), seg, family=model.family)
+    c = canned.segment(image, "the thing I can use to cut the bread")
+    assert c.status is Status.OK and len(c.objects) == 2 and len(c.iou_predictions) == 2
+    assert seg.shapes == [(2, 3, 2)]  # one SAM2 call: two prompts of box corners + one point
+    for o in c.objects:  # boxes ordered and clamped to the image, whatever the answer
+        assert o.box is not None and 0 <= o.box[0] <= o.box[2] <= 640, o
+        assert 0 <= o.box[1] <= o.box[3] <= 480, o
+    assert c.objects[0].box == (0, 57, 640, 286)
+    assert c.object_masks.shape == (2, 480, 640) and c.object_masks.dtype == bool
+    np.testing.assert_array_equal(c.mask, c.object_masks.any(axis=0))
+    for key in ("preprocess", "reason", "total"):
+        assert c.timings[key] >= 0
 
 
 def test_same_result_from_path_pil_and_array(model: SegZeroEdge, image: np.ndarray) -> None:

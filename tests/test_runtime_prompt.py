@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from segzero_edge.families import build_prompt
-from segzero_edge.prompt import MAX_QUERY_CHARS, normalise_query
+from segzero_edge.prompt import MAX_QUERY_CHARS, check_query, normalise_query
 
 pytestmark = pytest.mark.runtime
 
@@ -27,6 +27,32 @@ def test_prompt_text_is_seg_zero_template() -> None:
 def test_empty_or_non_text_query_is_refused(bad: object) -> None:
     with pytest.raises(ValueError, match="query"):
         normalise_query(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("", "is empty"),
+        (" \t\n", "is empty"),
+        (7, "must be a str, got int"),
+        (
+            "knife\udcff",
+            r"is not valid text \(not valid UTF-8\): lone surrogate '\\udcff' at index 5",
+        ),
+    ],
+)
+def test_one_query_rule_for_every_way_in(bad: object, message: str) -> None:
+    """The API's prompt, the ROS node's queries and the CLI refuse a query by the same rule."""
+    from segzero_edge.ros.processor import check_queries
+
+    with pytest.raises(ValueError, match=f"^query {message}"):
+        check_query(bad)
+    with pytest.raises(ValueError, match=f"^query {message}"):
+        normalise_query(bad)  # type: ignore[arg-type]
+    if isinstance(bad, str):
+        with pytest.raises(ValueError, match=f"^a query {message}"):
+            check_queries([bad])
+    assert check_query(" knife ") == " knife "
 
 
 def test_huge_query_is_refused_with_numbers() -> None:

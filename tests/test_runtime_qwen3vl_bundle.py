@@ -60,9 +60,9 @@ def _record_inputs(model: SegZeroEdge) -> list[tuple[tuple[int, ...], str]]:
 
 def test_qwen3vl_bundle_manifest(tiny_qwen3vl_bundle: Path) -> None:
     manifest = load_bundle(tiny_qwen3vl_bundle).manifest
-    assert manifest["family"] == "qwen3vl-grounding"
-    assert manifest["reasoner"]["architecture"] == "Qwen3VLForConditionalGeneration"
-    assert (manifest["reasoner"]["input_size"], manifest["reasoner"]["image_tokens"]) == (832, 676)
+    assert manifest.family == "qwen3vl-grounding"
+    assert manifest.reasoner.architecture == "Qwen3VLForConditionalGeneration"
+    assert (manifest.reasoner.input_size, manifest.reasoner.image_tokens) == (832, 676)
 
 
 def test_qwen3vl_segment_and_segment_many(tiny_qwen3vl_bundle: Path) -> None:

@@ -12,8 +12,6 @@ import pytest
 from segzero_edge import engine_cache
 from segzero_edge.cli import main as cli_main
 from segzero_edge.engine_cache import (
-    DECODER,
-    ENCODER,
     BuildFlags,
     engine_dir,
     find_engines,
@@ -23,6 +21,7 @@ from segzero_edge.engine_cache import (
 )
 from segzero_edge.errors import TensorRTUnavailable
 from segzero_edge.fileio import sha256_file
+from segzero_edge.layout import SAM2_DECODER, SAM2_ENCODER
 from segzero_edge.platform import fingerprint, trt
 from segzero_edge.platform import gpu as gpu_probes
 from segzero_export import engines
@@ -46,7 +45,7 @@ def bundle(tmp_path: Path) -> Path:
     return make_engine_bundle(tmp_path / "bundle")
 
 
-def reason(bundle: Path, name: str = ENCODER, **kw: Any) -> str | None:
+def reason(bundle: Path, name: str = SAM2_ENCODER, **kw: Any) -> str | None:
     out = engine_dir(bundle)
     args: dict[str, Any] = {
         "plan": plan_path(out, name),
@@ -62,14 +61,14 @@ def reason(bundle: Path, name: str = ENCODER, **kw: Any) -> str | None:
 def test_fresh_engines_are_found(bundle: Path) -> None:
     out = fake_build(bundle)
     assert out == bundle / "engines" / FP
-    assert reason(bundle, ENCODER) is None and reason(bundle, DECODER) is None
+    assert reason(bundle, SAM2_ENCODER) is None and reason(bundle, SAM2_DECODER) is None
     meta = json.loads((out / "engines.json").read_text())
     assert meta["fingerprint"] == FP and meta["tensorrt_version"] == TRT
-    assert meta["engines"][ENCODER]["flags"]["points_profile"] == [1, 3, 16]
-    assert meta["engines"][DECODER]["flags"]["prompts_profile"] == [1, 1, 16]
+    assert meta["engines"][SAM2_ENCODER]["flags"]["points_profile"] == [1, 3, 16]
+    assert meta["engines"][SAM2_DECODER]["flags"]["prompts_profile"] == [1, 1, 16]
     plans = find_engines(bundle)
     assert plans == (out / "sam2_encoder.plan", out / "sam2_decoder.plan")
-    assert engine_cache.engine_status(bundle) == {ENCODER: "ok", DECODER: "ok"}
+    assert engine_cache.engine_status(bundle) == {SAM2_ENCODER: "ok", SAM2_DECODER: "ok"}
 
 
 def test_nothing_built_yet(bundle: Path) -> None:
@@ -82,8 +81,8 @@ def test_onnx_change_means_rebuild(bundle: Path) -> None:
     onnx = bundle / "sam2_decoder.onnx"
     onnx.write_bytes(b"a re-exported decoder")  # manifest no longer matches: hash the file
     assert engine_cache.onnx_sha256(bundle, onnx.name) == sha256_file(onnx)
-    assert "sam2_decoder.onnx changed" in (reason(bundle, DECODER) or "")
-    assert reason(bundle, ENCODER) is None
+    assert "sam2_decoder.onnx changed" in (reason(bundle, SAM2_DECODER) or "")
+    assert reason(bundle, SAM2_ENCODER) is None
     assert find_engines(bundle) is None
 
 
@@ -125,8 +124,8 @@ def test_flag_change_means_rebuild_only_when_compared(bundle: Path) -> None:
 
 def test_truncated_plan_or_bad_meta_means_rebuild(bundle: Path) -> None:
     out = fake_build(bundle)
-    plan_path(out, ENCODER).write_bytes(b"plan")  # a crash mid-write of an older tool
-    assert "bytes" in (reason(bundle, ENCODER) or "")
+    plan_path(out, SAM2_ENCODER).write_bytes(b"plan")  # a crash mid-write of an older tool
+    assert "bytes" in (reason(bundle, SAM2_ENCODER) or "")
     assert find_engines(bundle) is None
     fake_build(bundle)
     (out / "engines.json").write_text("{not json")
@@ -139,10 +138,10 @@ def test_record_engine_drops_entries_of_another_tensorrt(bundle: Path) -> None:
     out = fake_build(bundle, trt_version="10.1.0")
     meta = read_meta(out)
     record_engine(
-        meta, ENCODER, plan=plan_path(out, ENCODER), onnx_name="sam2_encoder.onnx",
+        meta, SAM2_ENCODER, plan=plan_path(out, SAM2_ENCODER), onnx_name="sam2_encoder.onnx",
         onnx_sha256="0" * 64, fingerprint=FP, tensorrt_version=TRT, flags=BuildFlags(),
     )  # fmt: skip
-    assert set(meta["engines"]) == {ENCODER}, "the old decoder entry must not survive"
+    assert set(meta["engines"]) == {SAM2_ENCODER}, "the old decoder entry must not survive"
     assert meta["tensorrt_version"] == TRT
 
 

@@ -8,10 +8,6 @@ from pathlib import Path
 import pytest
 
 from segzero_edge.engine_cache import (
-    ENGINE_NAMES,
-    MEMORY_ATTENTION,
-    MEMORY_ENCODER,
-    MEMORY_ENGINE_NAMES,
     BuildFlags,
     engine_status,
     find_engines,
@@ -21,6 +17,12 @@ from segzero_edge.engine_cache import (
     stale_reason,
 )
 from segzero_edge.fileio import sha256_file
+from segzero_edge.layout import (
+    SAM2_GRAPHS,
+    SAM2_MEMORY_ATTENTION,
+    SAM2_MEMORY_ENCODER,
+    SAM2_MEMORY_GRAPHS,
+)
 from segzero_export.engines import EngineBuildError, input_profile
 from tests.fixtures.engines import FP, TRT, fake_build, make_engine_bundle
 
@@ -28,12 +30,12 @@ pytestmark = pytest.mark.usefixtures("fixed_fingerprint")
 
 
 def test_memory_engines_found_when_built(tmp_path: Path) -> None:
-    bundle = make_engine_bundle(tmp_path / "b", (*ENGINE_NAMES, *MEMORY_ENGINE_NAMES))
+    bundle = make_engine_bundle(tmp_path / "b", (*SAM2_GRAPHS, *SAM2_MEMORY_GRAPHS))
     assert find_memory_engines(bundle) is None
     status = engine_status(bundle)
-    assert set(status) == {*ENGINE_NAMES, *MEMORY_ENGINE_NAMES}
-    assert "does not exist" in status[MEMORY_ATTENTION]
-    out = fake_build(bundle, (*ENGINE_NAMES, *MEMORY_ENGINE_NAMES))
+    assert set(status) == {*SAM2_GRAPHS, *SAM2_MEMORY_GRAPHS}
+    assert "does not exist" in status[SAM2_MEMORY_ATTENTION]
+    out = fake_build(bundle, (*SAM2_GRAPHS, *SAM2_MEMORY_GRAPHS))
     assert find_engines(bundle) is not None
     assert find_memory_engines(bundle) == (
         out / "sam2_memory_attention.plan",
@@ -45,20 +47,20 @@ def test_memory_engines_found_when_built(tmp_path: Path) -> None:
 
 
 def test_old_bundle_lists_no_memory_engines(tmp_path: Path) -> None:
-    bundle = make_engine_bundle(tmp_path / "b", ENGINE_NAMES)
-    fake_build(bundle, ENGINE_NAMES)
-    assert set(engine_status(bundle)) == set(ENGINE_NAMES)
+    bundle = make_engine_bundle(tmp_path / "b", SAM2_GRAPHS)
+    fake_build(bundle, SAM2_GRAPHS)
+    assert set(engine_status(bundle)) == set(SAM2_GRAPHS)
     assert find_memory_engines(bundle) is None and find_engines(bundle) is not None
 
 
 def test_memory_profiles_are_flags_of_the_attention_engine_only(tmp_path: Path) -> None:
     flags = BuildFlags()
     assert "memory_frames_profile" not in flags.to_json()  # encoder/decoder flags unchanged
-    assert flags.to_json(MEMORY_ATTENTION)["memory_frames_profile"] == [1, 7, 7]
-    assert flags.to_json(MEMORY_ATTENTION)["obj_ptrs_profile"] == [1, 16, 16]
-    assert flags.to_json(MEMORY_ENCODER) == flags.to_json()
-    bundle = make_engine_bundle(tmp_path / "b", (*ENGINE_NAMES, *MEMORY_ENGINE_NAMES))
-    out = fake_build(bundle, (*ENGINE_NAMES, *MEMORY_ENGINE_NAMES))
+    assert flags.to_json(SAM2_MEMORY_ATTENTION)["memory_frames_profile"] == [1, 7, 7]
+    assert flags.to_json(SAM2_MEMORY_ATTENTION)["obj_ptrs_profile"] == [1, 16, 16]
+    assert flags.to_json(SAM2_MEMORY_ENCODER) == flags.to_json()
+    bundle = make_engine_bundle(tmp_path / "b", (*SAM2_GRAPHS, *SAM2_MEMORY_GRAPHS))
+    out = fake_build(bundle, (*SAM2_GRAPHS, *SAM2_MEMORY_GRAPHS))
     bigger = BuildFlags(memory_frames_profile=(1, 7, 9))
 
     def why(name: str, f: BuildFlags) -> str | None:
@@ -68,8 +70,8 @@ def test_memory_profiles_are_flags_of_the_attention_engine_only(tmp_path: Path) 
             fingerprint=FP, flags=f,
         )  # fmt: skip
 
-    assert "build flags changed" in (why(MEMORY_ATTENTION, bigger) or "")
-    assert why("sam2_encoder", bigger) is None and why(MEMORY_ENCODER, bigger) is None
+    assert "build flags changed" in (why(SAM2_MEMORY_ATTENTION, bigger) or "")
+    assert why("sam2_encoder", bigger) is None and why(SAM2_MEMORY_ENCODER, bigger) is None
 
 
 def test_input_profiles() -> None:

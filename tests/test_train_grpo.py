@@ -30,7 +30,7 @@ def _args(tmp_path: Path, *extra: str) -> list[str]:
 
 def test_default_arguments_are_the_segzero_recipe(tmp_path: Path) -> None:
     script, cfg = parse_args(_args(tmp_path), world_size=1)
-    assert script.prompts_per_step == 16 and script.reward == "segzero"
+    assert script.prompts_per_step == 16 and script.reward == "segzero-v1"
     assert script.image_size == 840 and script.max_prompt_length == 1300
     assert cfg.num_generations == 8
     assert cfg.temperature == 1.0 and cfg.top_p == 1.0 and cfg.top_k == 0
@@ -57,10 +57,15 @@ def test_world_sizes_and_the_multi_object_variant(tmp_path: Path) -> None:
         parse_args(_args(tmp_path), world_size=3)
     multi = str(CONFIGS / "grpo_multi_object.yaml")
     script, cfg = parse_args(_args(tmp_path, "--config", multi), world_size=8)
-    assert script.reward == "multi_object" and cfg.beta == 1e-2
+    assert script.reward == "multi-object" and cfg.beta == 1e-2
     assert cfg.loss_type == "bnpo" and cfg.max_completion_length == 2000
     assert cfg.per_device_train_batch_size == 16 and cfg.gradient_accumulation_steps == 1
     assert cfg.entropy_coef == 1e-3  # still the recipe's
+    # the reward's old spelling (recipes users keep) is read as the family's name
+    old, _ = parse_args(_args(tmp_path, "--reward", "multi_object"), world_size=8)
+    assert old.reward == "multi-object" and old.model_family.name == "multi-object"
+    with pytest.raises(ValueError, match="--reward must be one of"):
+        parse_args(_args(tmp_path, "--reward", "multi object"), world_size=8)
 
 
 def test_flags_and_yaml_keep_strings_as_strings(tmp_path: Path) -> None:
@@ -106,15 +111,15 @@ def test_resume_finds_the_latest_checkpoint(tmp_path: Path) -> None:
 
 
 def test_reward_adapters_wrap_the_rewards() -> None:
-    from segzero_edge.answer import format_answer
+    from segzero_edge.answer import format_list_answer
     from segzero_edge.types import ObjectPrompt
     from segzero_train.rewards import GroundTruth, segzero_rewards
 
     boxes, points = [[100, 120, 300, 330]], [[200, 220]]
-    good = format_answer([ObjectPrompt(box=(100, 120, 300, 330), points=((200, 220),))], "ok")
+    good = format_list_answer([ObjectPrompt(box=(100, 120, 300, 330), points=((200, 220),))], "ok")
     bad = "<think>no idea"
-    funcs = reward_funcs("segzero")
-    assert [f.__name__ for f in funcs] == reward_terms("segzero")
+    funcs = reward_funcs("segzero-v1")
+    assert [f.__name__ for f in funcs] == reward_terms("segzero-v1")
     expected = segzero_rewards(good, GroundTruth(boxes=boxes, points=points))
     as_chat = [[{"role": "assistant", "content": good}], [{"role": "assistant", "content": bad}]]
     total = [0.0, 0.0]

@@ -21,7 +21,7 @@ def test_grpo_stage_arguments_parse_into_the_micro_family_recipe(tmp_path: Path)
     r = micro.Recipe()
     argv = micro.grpo_argv(r, tmp_path / "sft", tmp_path / "data", tmp_path / "grpo")
     script, cfg = parse_args(argv, world_size=1)
-    assert script.reward == "multi_object" and script.model_family is MICRO_SCENE
+    assert script.reward == "multi-object" and script.model_family is MICRO_SCENE
     assert script.image_size == r.image_size == MICRO_SCENE.frame == 336
     assert cfg.max_steps == r.grpo_steps and cfg.save_steps == r.grpo_save_steps
     assert cfg.num_generations == r.num_generations
@@ -144,8 +144,8 @@ def test_micro_bundle_is_scored_by_eval_on_the_scene_task(tmp_path: Path) -> Non
     export = ["export", "--reasoner", str(base), "--segmenter", str(sam2), "-o", str(bundle)]
     assert cli([*export, "--family", micro.FAMILY, "--quant", "Q8_0"]) == 0
     manifest = load_bundle(bundle).manifest
-    assert manifest["family"] == "micro-scene"
-    assert (manifest["reasoner"]["input_size"], manifest["reasoner"]["image_tokens"]) == (336, 144)
+    assert manifest.family == "micro-scene"
+    assert (manifest.reasoner.input_size, manifest.reasoner.image_tokens) == (336, 144)
 
     data = make_scene_set(
         tmp_path / "scenes", 3, split="heldout_scenes", seed=0, size=micro.SCENE_SIZE

@@ -23,7 +23,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-REWARD_KINDS = ("segzero", "multi_object")
+REWARD_KINDS = ("segzero-v1", "multi-object")
+"""The reward kinds, named as the model family whose reference training used each
+(``segzero_edge.families``: ``ModelFamily.reward``)."""
+OLD_REWARD_SPELLINGS = {"segzero": "segzero-v1", "multi_object": "multi-object"}
+"""Reward names before they were spelled as the families: still accepted in ``--reward`` and
+in recipe YAML files users keep (``reward: multi_object``), read as the new name."""
 CONFIG_DIR = Path(__file__).parent / "configs"
 RECIPE = CONFIG_DIR / "grpo_segzero.yaml"
 """The Seg-Zero recipe; always applied first."""
@@ -54,14 +59,17 @@ class SegZeroArguments:
         default=16, metadata={"help": "prompts per optimizer step (Seg-Zero rollout_batch_size)"}
     )
     reward: str = field(
-        default="segzero", metadata={"help": "segzero (max 5) or multi_object (max 7)"}
+        default="segzero-v1",
+        metadata={
+            "help": "segzero-v1 (max 5) or multi-object (max 7); the old spellings segzero "
+            "and multi_object are read as these"
+        },
     )
     family: str | None = field(
         default=None,
         metadata={
             "help": "model family whose prompt the policy sees (segzero_edge.families); "
-            "default: the one Seg-Zero trained with --reward (segzero: segzero-v1, "
-            "multi_object: multi-object)"
+            "default: the one Seg-Zero trained with --reward (the family of that name)"
         },
     )
     image_size: int | None = field(
@@ -81,6 +89,9 @@ class SegZeroArguments:
         metadata={"help": "'latest' (newest checkpoint-N in --output_dir) or a checkpoint folder"},
     )
 
+    def __post_init__(self) -> None:
+        self.reward = OLD_REWARD_SPELLINGS.get(self.reward, self.reward)  # an old spelling
+
     @property
     def model_family(self) -> Any:
         """The :class:`segzero_edge.families.ModelFamily` of the prompts: ``family``, or the
@@ -89,7 +100,7 @@ class SegZeroArguments:
 
         if self.family is not None:
             return get_family(self.family)
-        return next(f for f in FAMILIES.values() if f.reward == self.reward)
+        return FAMILIES[self.reward]
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad argument."""

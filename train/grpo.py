@@ -7,7 +7,7 @@ Defaults are Seg-Zero's recipe (``configs/grpo_segzero.yaml``, parsed by
 :mod:`segzero_train.config`). ``--data`` is any source of :mod:`segzero_train.data` (Seg-Zero's
 released sets, ReasonSeg or RefCOCO folders). Each prompt is the Seg-Zero user turn (image
 squared to ``image_size``, then the model family's prompt, ``SegZeroArguments.model_family``:
-Seg-Zero v1's for ``--reward segzero``, the multi-object one for ``--reward multi_object``, or
+Seg-Zero v1's for ``--reward segzero-v1``, the multi-object one for ``--reward multi-object``, or
 ``--family``); the ground-truth
 boxes/points travel as dataset columns to the reward functions. Answers are always scored in
 the frame the runtime maps back from, whatever ``image_size`` the model is shown (smaller only to
@@ -60,11 +60,11 @@ def completion_text(completion: Any) -> str:
 def _score_fn(kind: str) -> Callable[[str, Any], dict[str, float]]:
     from . import rewards
 
-    if kind == "segzero":
+    if kind == "segzero-v1":
         return rewards.segzero_rewards
-    if kind == "multi_object":
+    if kind == "multi-object":
         return rewards.multi_object_rewards
-    raise ValueError(f"unknown reward kind {kind!r} (segzero or multi_object)")
+    raise ValueError(f"unknown reward kind {kind!r} (segzero-v1 or multi-object)")
 
 
 @lru_cache(maxsize=8192)
@@ -86,7 +86,7 @@ def reward_terms(kind: str) -> list[str]:
     from .rewards import MULTI_OBJECT_TERMS, SEGZERO_TERMS
 
     _score_fn(kind)  # validates kind
-    return list(SEGZERO_TERMS if kind == "segzero" else MULTI_OBJECT_TERMS)
+    return list(SEGZERO_TERMS if kind == "segzero-v1" else MULTI_OBJECT_TERMS)
 
 
 class RewardTerm:
@@ -260,7 +260,7 @@ def build_trainer(script: Any, cfg: Any, rows: list[dict[str, float]] | None = N
         script.data,
         image_size=script.image_size,
         split=script.data_split,
-        per_instance=script.reward == "multi_object",
+        per_instance=script.reward == "multi-object",
         processor=processor,
         max_prompt_length=script.max_prompt_length,
         max_samples=script.max_samples,

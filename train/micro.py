@@ -241,7 +241,7 @@ def grpo_argv(r: Recipe, sft: Path, train: Path, grpo: Path, world_size: int = 1
         )
     argv = ["--model", str(sft), "--data", str(train), "--output_dir", str(grpo)]
     settings: dict[str, Any] = {
-        "reward": "multi_object",
+        "reward": "multi-object",
         "family": FAMILY,
         "image_size": r.image_size,
         "max_steps": r.grpo_steps,

@@ -112,10 +112,6 @@ class GroundTruth:
 # One parser for runtime, eval and rewards (segzero_edge.answer), here in its strict mode:
 # the first <answer> body through json.loads, as Seg-Zero's reward code reads it.
 
-PredictedObject = ObjectPrompt
-"""One predicted object: its box and its points (840 frame), as :mod:`segzero_edge.answer`
-reads them."""
-
 
 def predicted_objects(text: str) -> list[ObjectPrompt] | None:
     """Objects of the first ``<answer>`` JSON (list or single dict); ``None`` when it does not
@@ -375,7 +371,6 @@ __all__ = [
     "MULTI_OBJECT_TERMS",
     "SEGZERO_TERMS",
     "GroundTruth",
-    "PredictedObject",
     "answer_format_soft",
     "answer_format_strict",
     "box_iou",

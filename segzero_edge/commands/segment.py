@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import CommandError, require
 from ..families import FAMILIES
 from ..layout import MANIFEST
+from ..prompt import check_query
 
 log = logging.getLogger(__name__)
 
@@ -260,11 +261,9 @@ def run(args: argparse.Namespace) -> int:
         )
     for query in args.query:
         try:
-            query.encode("utf-8")
-        except UnicodeEncodeError:
-            raise CommandError(
-                f"the query {query!a} is not valid UTF-8 text (a byte of another encoding?)"
-            ) from None
+            check_query(query, f"the query {query!a}")
+        except ValueError as e:
+            raise CommandError(str(e)) from None
     image = input_image(args.image, args.frame)
     bundle = _ensure_bundle(args.bundle)
     with SegZeroEdge.from_bundle(

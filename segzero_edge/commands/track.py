@@ -196,17 +196,14 @@ def _check_frames(files: list[Path]) -> None:
     """Read every frame's header before any model work: each must be an image Pillow reads,
     all of one size (after EXIF orientation, as they will load). Raises :class:`CommandError`
     naming the first file that is not."""
-    from PIL import Image, UnidentifiedImageError
+    from ..image import image_size
 
     first: tuple[int, int] | None = None
     for f in files:
         try:
-            with Image.open(f) as img:
-                w, h = img.size
-                if img.getexif().get(0x0112) in (5, 6, 7, 8):  # rotated by 90 degrees
-                    w, h = h, w
-        except (UnidentifiedImageError, OSError) as e:
-            raise CommandError(f"cannot read image {f}: {e}") from None
+            w, h = image_size(f)  # "cannot read image F: ..." / "image F is too large ..."
+        except (OSError, ValueError) as e:
+            raise CommandError(str(e)) from None
         if first is None:
             first = (w, h)
         elif (w, h) != first:

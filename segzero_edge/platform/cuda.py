@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import CudaError
+
 CUDA_PYTHON_HINT = "pip install 'cuda-python>=12.6,<13' on JetPack 6 (CUDA 12.6)"
 """How to install cuda-python: its major version must match the driver's CUDA (13.x needs a
 CUDA 13 driver)."""
@@ -53,10 +55,6 @@ def cuda_error_name(rt: Any, err: Any) -> str:
         return name.decode() if isinstance(name, bytes) else str(name)
     except Exception:
         return str(err)
-
-
-class CudaError(RuntimeError):
-    """A CUDA runtime call failed; the message names the call and the CUDA error."""
 
 
 def check(result: Any, what: str) -> Any:

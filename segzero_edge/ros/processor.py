@@ -17,6 +17,7 @@ import numpy as np
 
 from ..image import NV12Frame
 from ..pixels import nv12_to_rgb
+from ..prompt import check_query
 from ..tracker import TrackedSegmentation
 from .messages import Header
 from .results import ResultMessages, result_messages
@@ -27,15 +28,15 @@ if TYPE_CHECKING:
 
 
 def check_queries(queries: Sequence[str]) -> list[str]:
-    """``queries`` as a list; ``ValueError`` when empty or when one is blank."""
+    """``queries`` as a list; ``ValueError`` when empty or when one breaks the query rule
+    (:func:`segzero_edge.prompt.check_query`: blank, or not valid text)."""
     if isinstance(queries, str):
         queries = [queries]
     out = [str(q) for q in queries]
     if not out:
         raise ValueError("give at least one query")
     for q in out:
-        if not q.strip():
-            raise ValueError("a query is empty")
+        check_query(q, "a query")
     return out
 
 

@@ -10,11 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends import Segmenter
 from ..errors import TensorRTUnavailable
-from ..layout import (
-    ENGINES_DIR,
-)
-from ..layout import SAM2_DECODER_FILE as DECODER_ONNX
-from ..layout import SAM2_ENCODER_FILE as ENCODER_ONNX
+from ..layout import ENGINES_DIR, SAM2_DECODER_FILE, SAM2_ENCODER_FILE
 
 if TYPE_CHECKING:
     pass
@@ -45,7 +41,7 @@ def tensorrt_status(bundle_dir: Path) -> tuple[tuple[Path, Path] | None, str]:
 def _open_onnxruntime(bundle_dir: Path, opts: dict[str, Any]) -> Segmenter:
     from .onnxruntime import OrtSegmenter
 
-    encoder, decoder = bundle_dir / ENCODER_ONNX, bundle_dir / DECODER_ONNX
+    encoder, decoder = bundle_dir / SAM2_ENCODER_FILE, bundle_dir / SAM2_DECODER_FILE
     for path in (encoder, decoder):
         if not path.is_file():
             raise FileNotFoundError(f"SAM2 ONNX file missing from the bundle: {path}")
@@ -86,7 +82,7 @@ def open_segmenter(
                 root / ENGINES_DIR, ", ".join(built), why,
             )  # fmt: skip
         return _open_onnxruntime(root, opts)
-    from ..platform.cuda import CudaError
+    from ..errors import CudaError
     from .tensorrt import EngineLoadError, TensorRTSegmenter
 
     if backend == "tensorrt":

@@ -27,6 +27,7 @@ from ..layout import (
     TRACKING_KEY,
     TRACKING_METADATA_KEY,
 )
+from ..manifest import Manifest
 from ..onnx_scan import OnnxSummary
 
 TPOS_INITIALIZER = "maskmem_tpos_enc"
@@ -141,20 +142,21 @@ class SAM2Memory(Protocol):
     def close(self) -> None: ...
 
 
-def tracking_of(manifest: dict[str, Any], mpath: Path) -> TrackingConfig | None:
-    """``segmenter.tracking`` of a parsed manifest (read from ``mpath``), or None when it has
-    none. Raises :class:`BundleError` naming ``mpath`` and the setting when it is malformed or
-    out of :data:`TRACKING_LIMITS`."""
-    data = (manifest.get("segmenter") or {}).get(TRACKING_KEY)
+def tracking_of(manifest: Manifest, mpath: Path) -> TrackingConfig | None:
+    """``segmenter.tracking`` of a manifest (read from ``mpath`` by
+    :func:`~segzero_edge.manifest.read_manifest`), or None when it has none. Raises
+    :class:`BundleError` naming ``mpath`` and the setting when it is malformed or out of
+    :data:`TRACKING_LIMITS`."""
+    data = manifest.segmenter.tracking
     if data is None:
         return None
     try:
-        return TrackingConfig.from_json(data, f"{mpath} segmenter.{TRACKING_KEY}")
+        return TrackingConfig.from_json(dict(data), f"{mpath} segmenter.{TRACKING_KEY}")
     except ValueError as e:
         raise BundleError(str(e)) from None
 
 
-def check_tracking(manifest: dict[str, Any], graphs: dict[str, OnnxSummary], mpath: Path) -> None:
+def check_tracking(manifest: Manifest, graphs: dict[str, OnnxSummary], mpath: Path) -> None:
     """The manifest's tracking settings against the memory graphs it lists (``graphs``: file
     name -> :func:`~segzero_edge.onnx_scan.scan_onnx` of each listed ONNX file).
 

@@ -16,7 +16,6 @@ import numpy as np
 from ..layout import SAM2_MASK_INPUT_SHAPE, SAM2_SIZE
 from ..types import ObjectPrompt
 
-SAM_SIZE = SAM2_SIZE
 LABEL_NEGATIVE, LABEL_POSITIVE, LABEL_BOX_TL, LABEL_BOX_BR = 0, 1, 2, 3
 
 
@@ -47,7 +46,7 @@ def prompt_arrays(
         raise ValueError("a SAM2 prompt needs a box or at least one point")
     arr = np.asarray(coords, dtype=np.float32).reshape(1, -1, 2)
     # same float32 operation order as SAM2Transforms.transform_coords: (x / w) * 1024
-    arr = (arr / np.array([w, h], dtype=np.float32)) * np.float32(SAM_SIZE)
+    arr = (arr / np.array([w, h], dtype=np.float32)) * np.float32(SAM2_SIZE)
     return arr.astype(np.float32), np.asarray(labs, dtype=np.float32).reshape(1, -1)
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import EngineLoadError
 from ..platform.cuda import (
     CudaError,
     DeviceBuffer,
@@ -36,12 +37,6 @@ from ..platform.trt import import_tensorrt, tensorrt_logger
 
 if TYPE_CHECKING:
     import tensorrt
-
-
-class EngineLoadError(RuntimeError):
-    """An engine file that passed the bookkeeping cannot be used here: TensorRT cannot
-    deserialize it, it is not this project's SAM2 engine, or no execution context fits in
-    memory. ``open_segmenter(backend="auto")`` falls back to onnxruntime on it."""
 
 
 def bind(ctx: tensorrt.IExecutionContext, name: str, ptr: int, what: str) -> None:
