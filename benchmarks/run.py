@@ -25,6 +25,7 @@ from segzero_edge.layout import (
     SAM2_DECODER_FILE,
     SAM2_ENCODER_FILE,
 )
+from segzero_edge.reasoner.defaults import DEFAULT_N_CTX
 from segzero_edge.smoke import describe_exit
 from segzero_export.model_shapes import DEFAULT_REASONER_SHAPES
 
@@ -330,7 +331,7 @@ def memory_vs_measured(case_cfg: dict[str, Any], runtime: dict[str, Any]) -> dic
         name = target_for_jetson(fingerprint()[1].get("jetson_model"), host_memory_gb())
         target = get_target(name or "cpu")
     est = estimate_from_files(
-        target, files, config, case_cfg["sam2_config"], int(case_cfg.get("n_ctx", 4096))
+        target, files, config, case_cfg["sam2_config"], int(case_cfg.get("n_ctx", DEFAULT_N_CTX))
     )
     measured = runtime["peak_rss_mib"] * 2**20 / 1e9
     what = "peak RSS"

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from segzero_edge.reasoner.defaults import DEFAULT_N_CTX
+
 from .measure import GpuMemorySampler, peak_rss_mib, reset_peak_rss
 from .workload import BenchInputs, run_workloads
 
@@ -50,7 +52,7 @@ def run_stock(cfg: dict[str, Any]) -> dict[str, Any]:
         llm = Llama(
             model_path=str(cfg["reasoner_gguf"]),
             chat_handler=handler,
-            n_ctx=int(cfg.get("n_ctx", 4096)),
+            n_ctx=int(cfg.get("n_ctx", DEFAULT_N_CTX)),
             n_gpu_layers=int(cfg.get("n_gpu_layers", -1)),
             n_threads=threads,
             n_threads_batch=threads,

@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     from segzero_edge.bundle import load_bundle
     from segzero_edge.bundle_memory import open_memory
     from segzero_edge.commands.segment import _ensure_bundle
-    from segzero_edge.layout import DEFAULT_N_CTX, MMPROJ_FILE, REASONER_FILE
+    from segzero_edge.layout import MMPROJ_FILE, REASONER_FILE
     from segzero_edge.segmenter.auto import open_segmenter
 
     bundle = load_bundle(_ensure_bundle(args.bundle))

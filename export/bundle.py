@@ -13,9 +13,10 @@ from segzero_edge import __version__
 from segzero_edge.bundle import MANIFEST, REQUIRED_FILES, SCHEMA_VERSION, file_entry
 from segzero_edge.families import FAMILIES, family_of_checkpoint, get_family
 from segzero_edge.fileio import atomic_dir, output_lock
-from segzero_edge.layout import DEFAULT_N_CTX, MAX_N_CTX, SAM2_MEMORY_ATTENTION_FILE, SAM2_SIZE
+from segzero_edge.layout import MAX_N_CTX, SAM2_MEMORY_ATTENTION_FILE, SAM2_SIZE
 from segzero_edge.manifest import Manifest, ReasonerManifest, SegmenterManifest
 from segzero_edge.owned import BUNDLE_FORMAT, BUNDLE_FORMATS, DEMO_BUNDLE_FORMAT, check_replaceable
+from segzero_edge.reasoner.defaults import DEFAULT_N_CTX
 
 from .hf_source import read_config
 from .memory import MemoryEstimate, estimate_before_export, estimate_from_files

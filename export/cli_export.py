@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from segzero_edge.families import FAMILIES
-from segzero_edge.layout import DEFAULT_N_CTX
+from segzero_edge.reasoner.defaults import DEFAULT_N_CTX
 
 from .targets import TARGET_NAMES
 

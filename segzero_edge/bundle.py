@@ -30,7 +30,6 @@ from .families import FAMILIES, ModelFamily, get_family
 from .fileio import sha256_file
 from .layout import (
     DEFAULT_MAX_OBJECTS,
-    DEFAULT_N_CTX,
     FAMILY_KEY,
     MANIFEST,
     MMPROJ_FILE,
@@ -40,6 +39,7 @@ from .layout import (
 )
 from .manifest import FileEntry, Manifest, field_name, read_manifest
 from .onnx_scan import OnnxSummary, scan_onnx
+from .reasoner.defaults import DEFAULT_N_CTX, DEFAULT_THINK_BUDGET
 from .reasoner.grammar import AnswerGrammar
 from .reasoner.prefix_cache import DEFAULT_PREFIX_CACHE_MB
 from .segmenter.memory import check_tracking
@@ -213,7 +213,7 @@ def open_backends(
     n_batch: int = 512,
     kv_cache_type: str = "f16",
     max_new_tokens: int | None = None,
-    think_budget: int = 512,
+    think_budget: int = DEFAULT_THINK_BUDGET,
     grammar: bool = True,
     max_objects: int = DEFAULT_MAX_OBJECTS,
     answer_grammar: AnswerGrammar | None = None,

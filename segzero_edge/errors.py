@@ -15,9 +15,11 @@
   :class:`MissingExtra` when it is an optional dependency.
 - :class:`Terminated` (a ``BaseException``): SIGTERM arrived during a command.
 
-The reasoner's own (``ReasonerLoadError``, a :class:`BackendError`, and ``CpuVariantError``)
-live in :mod:`segzero_edge.reasoner`. The modules that raise the others re-export them under
-their old names (``segzero_edge.native.NativeError`` is this ``NativeError``).
+- :class:`CpuVariantError`: no llama.cpp CPU variant runs on this CPU, or the one asked for
+  (``SEGZERO_LLAMA_CPU_VARIANT``) cannot be loaded.
+
+The modules that raised these before re-export them under their old names
+(``segzero_edge.native.NativeError`` is this ``NativeError``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ class BackendError(RuntimeError):
 
 class ReasonerLoadError(BackendError):
     """The GGUF files could not be loaded by llama.cpp."""
+
+
+class CpuVariantError(RuntimeError):
+    """No llama.cpp CPU variant can run here, or the one asked for cannot be loaded."""
 
 
 class TensorRTUnavailable(RuntimeError):

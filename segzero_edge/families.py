@@ -68,6 +68,7 @@ from .layout import (
     REASONER_SIZE,
 )
 from .prompt import normalise_query
+from .reasoner.defaults import DEFAULT_MAX_NEW_TOKENS
 from .reasoner.grammar import (
     DEFAULT_MAX_OBJECTS,
     AnswerGrammar,
@@ -216,7 +217,7 @@ SEGZERO_V1 = ModelFamily(
     schema="object",
     sam2=Sam2PromptRule(point_labels=(1, 1)),  # predict(point_coords=points, point_labels=[1,1])
     mapping=map_round_int,  # round(int(v) * x_factor)
-    max_new_tokens=1024,  # generate(max_new_tokens=1024, do_sample=False)
+    max_new_tokens=DEFAULT_MAX_NEW_TOKENS,  # generate(max_new_tokens=1024, do_sample=False)
     sam2_checkpoint="sam2_hiera_large",  # --segmentation_model_path facebook/sam2-hiera-large
     reward="segzero-v1",  # verl/utils/reward_score/seg.py
     grammar_fn=lambda _max_objects: v1_answer_grammar(),
@@ -248,7 +249,7 @@ MULTI_OBJECT = ModelFamily(
     schema="list",
     sam2=Sam2PromptRule(point_labels=(1,)),  # predict(point_coords=[point], point_labels=[1])
     mapping=map_half_up,  # int(v * x_factor + 0.5)
-    max_new_tokens=1024,
+    max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
     sam2_checkpoint="sam2_hiera_large",
     reward="multi-object",  # verl/utils/reward_score/vision_reasoner.py
     grammar_fn=list_answer_grammar,
@@ -294,7 +295,7 @@ QWEN3VL_GROUNDING = ModelFamily(
     schema="list",
     sam2=Sam2PromptRule(point_labels=(1,)),
     mapping=map_half_up,  # int(v * W / 1000 + 0.5)
-    max_new_tokens=1024,
+    max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
     sam2_checkpoint="sam2_hiera_large",
     reward="multi-object",
     grammar_fn=lambda n: list_answer_grammar(n, QWEN3VL_COORD_RANGE),

@@ -69,10 +69,6 @@ QWEN3VL_FRAME = 832
 Seg-Zero's 840 (26 x 26 = 676 image tokens; 840 is not a whole number of Qwen3-VL tokens)."""
 QWEN3VL_COORD_RANGE = 1000
 """Qwen3-VL grounds in coordinates relative to the image on a 0-1000 grid per axis."""
-DEFAULT_N_CTX = 4096
-"""The reasoner's context (``n_ctx``, KV cells) when neither the caller nor the manifest's
-``reasoner.n_ctx`` names one, and the exporter's default: 900 image tokens, the prompt and a
-768-token answer fit with room to spare."""
 MAX_N_CTX = 1 << 20
 """Largest reasoner context (``n_ctx``, KV cells) a bundle or caller may ask for; llama.cpp
 keeps ``n_ctx`` in 32 bits, so larger values would wrap (Qwen2.5-VL is trained to 128 Ki)."""

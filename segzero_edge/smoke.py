@@ -90,7 +90,8 @@ def smoke_llama_cpp(bundle: Path | None) -> dict[str, Any]:
     }
     if bundle is not None:
         from .bundle import load_bundle
-        from .layout import DEFAULT_N_CTX, MMPROJ_FILE, REASONER_FILE, REASONER_SIZE
+        from .layout import MMPROJ_FILE, REASONER_FILE, REASONER_SIZE
+        from .reasoner.defaults import DEFAULT_N_CTX
         from .reasoner.llama_cpp import LlamaCppReasoner
 
         b = load_bundle(bundle)

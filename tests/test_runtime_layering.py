@@ -94,14 +94,14 @@ def test_layout_and_errors_are_leaves() -> None:
 
 
 EXCEPTION_BASES = {"Exception", "BaseException", "ValueError", "RuntimeError", "OSError"}
-REASONER_EXCEPTIONS = {"ReasonerLoadError", "CpuVariantError"}  # the reasoner package's own
 
 
 def test_every_runtime_exception_lives_in_errors() -> None:
-    """Each exception class of the runtime is defined in segzero_edge/errors.py (the reasoner
-    package's two aside); the modules that raised them before re-export the same class."""
+    """Each exception class of the runtime is defined in segzero_edge/errors.py; the modules
+    that raised them before re-export the same class."""
     from segzero_edge import cli, errors, native, onnx_scan
     from segzero_edge.platform import cuda
+    from segzero_edge.reasoner import llama_variants
     from segzero_edge.segmenter import trt_engine
 
     declared = {n for n in dir(errors) if isinstance(getattr(errors, n), type) and n[0].isupper()}
@@ -112,7 +112,7 @@ def test_every_runtime_exception_lives_in_errors() -> None:
                 continue
             bases = {b.id for b in node.bases if isinstance(b, ast.Name)}
             is_error = bases & (EXCEPTION_BASES | declared) or node.name.endswith("Error")
-            if is_error and path.name != "errors.py" and node.name not in REASONER_EXCEPTIONS:
+            if is_error and path.name != "errors.py":
                 elsewhere.append(f"{_module_name(path)}.{node.name}")
     assert elsewhere == [], f"exception classes outside errors.py: {elsewhere}"
     assert cli.Terminated is errors.Terminated and native.NativeError is errors.NativeError
@@ -120,16 +120,16 @@ def test_every_runtime_exception_lives_in_errors() -> None:
         cuda.CudaError is errors.CudaError and onnx_scan.OnnxFormatError is errors.OnnxFormatError
     )
     assert trt_engine.EngineLoadError is errors.EngineLoadError
+    assert llama_variants.CpuVariantError is errors.CpuVariantError
 
 
 def test_layout_names_have_no_second_name() -> None:
     """No runtime module gives a layout.py name a second name (``ENCODER = SAM2_ENCODER`` or
-    ``import SAM2_ENCODER_FILE as ENCODER_ONNX``): one name per fact. The reasoner package's
-    two (``DEFAULT_MAX_COORD``, ``DEFAULT_IMAGE_TOKENS``) are left to its own split."""
+    ``import SAM2_ENCODER_FILE as ENCODER_ONNX``): one name per fact."""
     from segzero_edge import layout
 
     names = {n for n in dir(layout) if n.isupper()}
-    allowed = {"DEFAULT_MAX_COORD", "DEFAULT_IMAGE_TOKENS"}
+    allowed: set[str] = set()
     seconds = []
     for path in ROOT.rglob("*.py"):
         tree = ast.parse(path.read_text(), str(path))

@@ -25,12 +25,10 @@ from dataclasses import dataclass
 
 from ..layout import DEFAULT_MAX_OBJECTS, REASONER_SIZE
 
-THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 ANSWER_OPEN = "<answer>"
 ANSWER_CLOSE = "</answer>"
 
-DEFAULT_MAX_COORD = REASONER_SIZE  # coordinates live in the 840 x 840 frame (x2/y2 may be 840)
 _MAX_INDENT = 8  # a separator may be nothing, one space, or a newline + up to 8 spaces/tabs
 _MAX_WS = 1 + _MAX_INDENT
 _WS_SLOTS_PER_OBJECT = 20  # separators inside one object, its box and its point
@@ -81,9 +79,7 @@ def _common_rules(max_coord: int) -> list[str]:
     ]
 
 
-def answer_grammar(
-    max_objects: int = DEFAULT_MAX_OBJECTS, max_coord: int = DEFAULT_MAX_COORD
-) -> str:
+def answer_grammar(max_objects: int = DEFAULT_MAX_OBJECTS, max_coord: int = REASONER_SIZE) -> str:
     """Multi-object GBNF: optional white space + ``<answer>[objects]</answer>``."""
     if not isinstance(max_objects, int) or max_objects < 1:
         raise ValueError(f"max_objects must be a positive int, got {max_objects!r}")
@@ -98,9 +94,7 @@ def answer_grammar(
     )
 
 
-def max_answer_chars(
-    max_objects: int = DEFAULT_MAX_OBJECTS, max_coord: int = DEFAULT_MAX_COORD
-) -> int:
+def max_answer_chars(max_objects: int = DEFAULT_MAX_OBJECTS, max_coord: int = REASONER_SIZE) -> int:
     """An upper bound on the characters :func:`answer_grammar` can produce."""
     ws, digits = _MAX_WS, len(str(max_coord))
     obj = len('{"bbox_2d":[,,,],"point_2d":[,]}') + 6 * digits + _WS_SLOTS_PER_OBJECT * ws
@@ -109,7 +103,7 @@ def max_answer_chars(
 
 
 def list_answer_grammar(
-    max_objects: int = DEFAULT_MAX_OBJECTS, max_coord: int = DEFAULT_MAX_COORD
+    max_objects: int = DEFAULT_MAX_OBJECTS, max_coord: int = REASONER_SIZE
 ) -> AnswerGrammar:
     """The multi-object family's :class:`AnswerGrammar`."""
     return AnswerGrammar(
@@ -117,7 +111,7 @@ def list_answer_grammar(
     )
 
 
-def v1_answer_grammar(max_coord: int = DEFAULT_MAX_COORD) -> AnswerGrammar:
+def v1_answer_grammar(max_coord: int = REASONER_SIZE) -> AnswerGrammar:
     """Seg-Zero v1's :class:`AnswerGrammar`: one ``{"bbox", "points_1", "points_2"}`` object."""
     obj = _dict_rule([("bbox", "box"), ("points_1", "point"), ("points_2", "point")])
     gbnf = "\n".join(

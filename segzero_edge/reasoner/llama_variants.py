@@ -29,16 +29,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import CpuVariantError
+
 ENV_VARIANT = "SEGZERO_LLAMA_CPU_VARIANT"
 ENV_EXTRA_BUFTS = "SEGZERO_LLAMA_EXTRA_BUFTS"
 VARIANT_PREFIX = "libggml-cpu-"
 AMX_VARIANTS = frozenset({"sapphirerapids"})
 """Variants compiled with ``AMX_TILE``/``AMX_INT8`` (``ggml/src/CMakeLists.txt``)."""
 GGML_BACKEND_DEVICE_TYPE_CPU = 0  # enum ggml_backend_dev_type (ggml-backend.h)
-
-
-class CpuVariantError(RuntimeError):
-    """No llama.cpp CPU variant can run here, or the one asked for cannot be loaded."""
 
 
 @dataclass(frozen=True)
