@@ -3,9 +3,10 @@
 # is not on PyPI). The stubs as published lack py.typed and have a few invalid lines:
 # trt_stubs.py writes a fixed copy that mypy can read.
 #   1. --strict over the modules that pass it (the platform package, the segmenter backends,
-#      the backend protocols, the CUDA pixel path); the goal is all of segzero_edge/.
-#   2. the default checks over the rest of the TensorRT side (the pipeline, the CLI doctor, the
-#      engine builder), which import the modules above.
+#      the backend protocols, the CUDA pixel path, the pipeline and the tracker); the goal is all
+#      of segzero_edge/.
+#   2. the default checks over the rest of the TensorRT side (the CLI doctor, the engine
+#      builder), which import the modules above.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PY:-.venv/bin/python}"
@@ -16,7 +17,9 @@ STRICT=(
     segzero_edge/native.py segzero_edge/layout.py segzero_edge/bundle.py
     segzero_edge/bundle_memory.py segzero_edge/pixels.py segzero_edge/camera.py
     segzero_edge/fileio.py segzero_edge/onnx_scan.py segzero_edge/overlay.py export/engines.py
+    segzero_edge/pipeline.py segzero_edge/loading.py segzero_edge/embedding_cache.py
+    segzero_edge/lru.py segzero_edge/pixel_path.py segzero_edge/tracker.py segzero_edge/tracking/*.py
 )
 MYPYPATH=.cache/trt-stubs "$PY" -m mypy --strict --follow-imports=silent "${STRICT[@]}"
 MYPYPATH=.cache/trt-stubs "$PY" -m mypy --follow-imports=silent \
-    segzero_edge/pipeline.py export/cli_build_engines.py segzero_edge/commands/doctor.py
+    export/cli_build_engines.py segzero_edge/commands/doctor.py
