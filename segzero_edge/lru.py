@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -50,11 +50,22 @@ class LRU(Generic[K, V]):
     def __contains__(self, key: object) -> bool:
         return key in self._entries
 
-    def get(self, key: K) -> V | None:
-        """The value stored for ``key`` (now the most recent), or ``None``."""
+    def __iter__(self) -> Iterator[K]:
+        """The keys, least recent first (a snapshot)."""
+        with self._lock:
+            return iter(list(self._entries))
+
+    def values(self) -> list[V]:
+        """The values, least recent first (a snapshot)."""
+        with self._lock:
+            return [v for v, _ in self._entries.values()]
+
+    def get(self, key: K, accept: Callable[[V], bool] | None = None) -> V | None:
+        """The value stored for ``key`` (now the most recent), or ``None``; with ``accept``,
+        ``None`` (and the order untouched) when ``accept(value)`` is false."""
         with self._lock:
             entry = self._entries.get(key)
-            if entry is None:
+            if entry is None or (accept is not None and not accept(entry[0])):
                 return None
             self._entries.move_to_end(key)
             return entry[0]

@@ -153,7 +153,8 @@ class SegZeroEdge:
         if not cached:
             return FrameEmbedding(*self._pixels.encode(frame), False)
         hit: dict[str, float] = {}
-        emb, timings = self._embedding_future(frame, _frame_key(frame), hit).result()
+        fkey = _frame_key(frame) if self.cache_frames else ""
+        emb, timings = self._embedding_future(frame, fkey, hit).result()
         return FrameEmbedding(emb, timings, bool(hit))
 
     @contextlib.contextmanager
