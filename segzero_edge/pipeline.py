@@ -340,7 +340,9 @@ class SegZeroEdge:
             query: What to follow, as :meth:`segment` takes it.
             rereason_after: Re-run the reasoner by itself after this many frames in a row
                 with a lost object (``None``: never; ``update(frame, reason=True)`` asks).
-            score_threshold: An object is present when SAM2's object score logit is above it.
+            score_threshold: An object is present when SAM2's object score logit is above it
+                and its mask is not empty
+                (:func:`~segzero_edge.tracking.result.object_present`).
             num_frames: The clip's length when known (pointer distances are normalised by
                 it, as SAM2 does for a clip); ``None``: a live stream.
 

@@ -44,7 +44,8 @@ KeepFn = Callable[[int, int, int], None]
 
 @dataclass
 class DecodedObjects:
-    """The kept mask of every object, its score and the prompt SAM2 got for it."""
+    """The kept mask of every object (``masks[best]`` of its candidates: a device slot index
+    for :func:`device_decoder`), its score and the prompt SAM2 got for it."""
 
     prompts: list[ObjectSamPrompt]
     masks: list[np.ndarray]
