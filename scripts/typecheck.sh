@@ -17,8 +17,7 @@ STRICT=(
     segzero_edge/native.py segzero_edge/layout.py segzero_edge/bundle.py
     segzero_edge/bundle_memory.py segzero_edge/pixels.py segzero_edge/camera.py
     segzero_edge/fileio.py segzero_edge/onnx_scan.py segzero_edge/overlay.py export/engines.py
-    segzero_edge/pipeline.py segzero_edge/loading.py segzero_edge/embedding_cache.py
-    segzero_edge/lru.py segzero_edge/pixel_path.py segzero_edge/tracker.py segzero_edge/tracking/*.py
+    segzero_edge/pipeline/*.py segzero_edge/lru.py segzero_edge/tracker.py segzero_edge/tracking/*.py
 )
 MYPYPATH=.cache/trt-stubs "$PY" -m mypy --strict --follow-imports=silent "${STRICT[@]}"
 MYPYPATH=.cache/trt-stubs "$PY" -m mypy --follow-imports=silent \

@@ -1,6 +1,6 @@
 """The runtime's one least-recently-used cache, bounded by the total weight of its entries.
 
-Used for the SAM2 image embeddings of recent frames (:mod:`segzero_edge.embedding_cache`,
+Used for the SAM2 image embeddings of recent frames (:mod:`segzero_edge.pipeline.embedding_cache`,
 weight 1 per frame); it is the same policy as the reasoner's byte-bounded prefix cache
 (:mod:`segzero_edge.reasoner.prefix_cache`). An ``OrderedDict`` as ``functools.lru_cache``'s
 pure-Python version keeps its order: the runtime takes no dependency for it.

@@ -24,11 +24,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from .backends import ImageEmbedding, Segmenter, TrackingSegmenter
-from .embedding_cache import FrameEmbedding
 from .errors import BackendError, BundleError
 from .families import ModelFamily
 from .image import Frame, ImageLike, NV12Frame, load_frame
 from .options import real_number, whole_number
+from .pipeline.embedding_cache import FrameEmbedding
 from .segmenter.memory import SAM2Memory, from_bfloat16, to_bfloat16
 from .segmenter.prompts import prompt_arrays
 from .tracking.memory_selection import (

@@ -69,7 +69,8 @@ def decode_objects(
     prompts = [rule.for_object(o) for o in objects]
     if not prompts:
         return DecodedObjects([], [], [])
-    masks, scores = [], []
+    masks: list[Any] = []
+    scores: list[float] = []
     for cand, cand_scores in decode(prompts):  # lazily: the kept mask before the next pair
         if len(masks) == len(prompts):
             raise ValueError(f"decode returned more results than the {len(prompts)} prompts")

@@ -152,7 +152,8 @@ def pointer_frames(
 def pointer_tpos(distances: Iterable[int], t_diff_max: int) -> np.ndarray:
     """The pointers' temporal positions ``distance / t_diff_max`` as float32 ``[M]``, as SAM2
     divides its int64 distance tensor by the int ``t_diff_max`` before ``get_1d_sine_pe``."""
-    return np.asarray(list(distances), dtype=np.float32) / np.float32(t_diff_max)
+    tpos: np.ndarray = np.asarray(list(distances), dtype=np.float32) / np.float32(t_diff_max)
+    return tpos
 
 
 def prune_memory(state: ObjectMemory, t: int, config: TrackingConfig) -> None:

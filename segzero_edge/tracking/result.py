@@ -146,7 +146,7 @@ def tracked_frame(
     scores = [float(s) for s in object_score_logits]
     present = [object_present(s, b, score_threshold) for s, b in zip(scores, boxes, strict=True)]
     return TrackedSegmentation(
-        mask=masks.any(axis=0),  # N = 0: all False
+        mask=np.asarray(masks.any(axis=0), dtype=bool),  # N = 0: all False
         object_masks=masks,
         objects=[ObjectPrompt(box=b, points=()) for b in boxes],
         reasoning="",

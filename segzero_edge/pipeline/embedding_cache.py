@@ -14,9 +14,9 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from .backends import ImageEmbedding
-from .image import Frame
-from .lru import LRU
+from ..backends import ImageEmbedding
+from ..image import Frame
+from ..lru import LRU
 
 Encoded = tuple[ImageEmbedding, dict[str, float]]
 """A frame's SAM2 embedding and the seconds its pre-processing and encoding took
@@ -39,7 +39,7 @@ class EmbeddingCache:
     """Futures of :data:`Encoded` by frame key (:func:`segzero_edge.image.frame_key`).
 
     ``encode``: the encoding of one frame (:meth:`PixelPath.encode
-    <segzero_edge.pixel_path.PixelPath.encode>`).
+    <segzero_edge.pipeline.pixel_path.PixelPath.encode>`).
     ``frames``: frames kept (0: none). ``overlap``: encode on this cache's worker thread (the
     future is returned at once) rather than in the calling thread. Thread-safe.
     """

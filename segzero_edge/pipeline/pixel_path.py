@@ -13,15 +13,15 @@ from typing import TypeVar
 
 import numpy as np
 
-from . import cuda_pixels, pixels
-from .backends import ImageEmbedding, Segmenter
+from .. import cuda_pixels, pixels
+from ..backends import ImageEmbedding, Segmenter
+from ..errors import BackendError
+from ..families import ModelFamily
+from ..image import Frame, NV12Frame
+from ..layout import REASONER_SIZE
+from ..segmenter.decode import backend_decoder, decode_objects, device_decoder
+from ..types import ObjectPrompt
 from .embedding_cache import Encoded
-from .errors import BackendError
-from .families import ModelFamily
-from .image import Frame, NV12Frame
-from .layout import REASONER_SIZE
-from .segmenter.decode import backend_decoder, decode_objects, device_decoder
-from .types import ObjectPrompt
 
 T = TypeVar("T")
 

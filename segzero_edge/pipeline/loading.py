@@ -1,6 +1,7 @@
-"""Loading a bundle: :meth:`SegZeroEdge.from_bundle <segzero_edge.pipeline.SegZeroEdge.from_bundle>`
-(defined here, bound as that classmethod): every option checked before any backend loads, then
-the bundle's reasoner and segmenter opened (:func:`segzero_edge.bundle.open_backends`)."""
+"""Loading a bundle: :meth:`SegZeroEdge.from_bundle
+<segzero_edge.pipeline.SegZeroEdge.from_bundle>` (defined here, bound as that classmethod by the
+package): every option checked before any backend loads, then the bundle's reasoner and
+segmenter opened (:func:`segzero_edge.bundle.open_backends`)."""
 
 from __future__ import annotations
 
@@ -8,47 +9,18 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING
 
-from .backends import Reasoner, Segmenter
-from .families import ModelFamily
-from .layout import DEFAULT_MAX_OBJECTS
-from .options import whole_number, yes_no
-from .reasoner.prefix_cache import DEFAULT_PREFIX_CACHE_MB
+from ..layout import DEFAULT_MAX_OBJECTS
+from ..options import whole_number, yes_no
+from ..reasoner.prefix_cache import DEFAULT_PREFIX_CACHE_MB
 
 if TYPE_CHECKING:
-    from .reasoner.grammar import AnswerGrammar
+    from ..reasoner.grammar import AnswerGrammar
+    from . import SegZeroEdge
 
 log = logging.getLogger("segzero_edge.pipeline")
 """SegZeroEdge's logger: the line a load logs at INFO is the model's."""
-
-
-class LoadedModel(Protocol):
-    """What :func:`from_bundle` sets and logs on the model it builds."""
-
-    bundle_dir: Path | None
-
-    def describe(self) -> str: ...
-
-
-Model = TypeVar("Model", bound=LoadedModel)
-Model_co = TypeVar("Model_co", bound=LoadedModel, covariant=True)
-
-
-class ModelClass(Protocol[Model_co]):
-    """The class :func:`from_bundle` builds (:class:`~segzero_edge.pipeline.SegZeroEdge`;
-    this module does not import it, so the pipeline may bind this function)."""
-
-    def __call__(
-        self,
-        reasoner: Reasoner,
-        segmenter: Segmenter,
-        *,
-        family: ModelFamily,
-        overlap: bool | None,
-        cache_frames: int,
-        max_objects: int,
-    ) -> Model_co: ...
 
 
 def _check_backend_options(
@@ -65,7 +37,7 @@ def _check_backend_options(
     """``ValueError`` naming the first :meth:`SegZeroEdge.from_bundle` keyword of a wrong type
     or range, before any backend loads (a string would otherwise reach llama.cpp, or be
     truthy: ``grammar="no"`` would turn the grammar on)."""
-    from .reasoner.grammar import AnswerGrammar
+    from ..reasoner.grammar import AnswerGrammar
 
     whole_number("n_gpu_layers", n_gpu_layers, minimum=-1)
     if n_threads is not None:
@@ -85,7 +57,8 @@ def _check_backend_options(
 
 
 def from_bundle(
-    cls: ModelClass[Model],
+    cls: type[SegZeroEdge],
+    /,
     path: str | os.PathLike[str],
     *,
     family: str | None = None,
@@ -108,7 +81,7 @@ def from_bundle(
     verbose: bool = False,
     cache_frames: int = 4,
     overlap: bool | None = None,
-) -> Model:
+) -> SegZeroEdge:
     """Load a bundle folder (``segzero-edge export`` wrote it): verify its manifest and
     files, open the reasoner (llama.cpp) and the segmenter (SAM2 on TensorRT or
     onnxruntime).
@@ -175,7 +148,7 @@ def from_bundle(
             (``ReasonerLoadError`` for the reasoner).
         TensorRTUnavailable: ``segmenter_backend="tensorrt"`` cannot run here.
     """
-    from .bundle import open_backends
+    from ..bundle import open_backends
 
     # the pipeline's own options are checked before the backends load
     cache_frames = whole_number("cache_frames", cache_frames, minimum=0)
@@ -227,4 +200,4 @@ def from_bundle(
     return model
 
 
-__all__ = ["LoadedModel", "ModelClass", "from_bundle"]
+__all__ = ["from_bundle"]

@@ -4,14 +4,18 @@ Prompt, answer grammar, coordinate mapping and SAM2 prompt are the model family'
 (:mod:`segzero_edge.families`), as its reference script runs the checkpoint. The SAM2 image
 encoding can run on a worker thread while the reasoner thinks (they share only the image): by
 default only when at least one of the two runs off the CPU (see
-:func:`segzero_edge.placement.default_overlap`). Encodings are cached per frame so several
-queries on one frame encode it once (:mod:`segzero_edge.embedding_cache`; a failed encoding is
-not kept). Beside a TensorRT segmenter the pixel work runs as CUDA kernels on its buffers,
-elsewhere as the native CPU twin (:mod:`segzero_edge.pixel_path`). ``close()`` waits for the
-calls in progress on other threads. The reasoner (llama.cpp) keeps the KV state after a frame's
-image tokens for later queries on that frame, and all objects of one answer are decoded by SAM2
-in one decoder call. Loading a bundle (``from_bundle``) is :mod:`segzero_edge.loading`; a
-:class:`~segzero_edge.tracker.Tracker` uses only the public collaborator interface
+:func:`segzero_edge.placement.default_overlap`). ``close()`` waits for the calls in progress on
+other threads. The reasoner (llama.cpp) keeps the KV state after a frame's image tokens for
+later queries on that frame, and all objects of one answer are decoded by SAM2 in one decoder
+call. The package's other modules, one job each:
+
+- :mod:`~segzero_edge.pipeline.embedding_cache`: SAM2 encodings cached per frame, so several
+  queries on one frame encode it once (a failed encoding is not kept);
+- :mod:`~segzero_edge.pipeline.pixel_path`: the pixel work, as CUDA kernels on the buffers of a
+  TensorRT segmenter, elsewhere as the native CPU twin;
+- :mod:`~segzero_edge.pipeline.loading`: ``SegZeroEdge.from_bundle``.
+
+A :class:`~segzero_edge.tracker.Tracker` uses only the public collaborator interface
 (:meth:`SegZeroEdge.call_in_progress`, :meth:`SegZeroEdge.frame_embedding`,
 :meth:`SegZeroEdge.segmenter_in_use`).
 """
@@ -29,23 +33,23 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .answer import parse_answer
-from .backends import PromptChecker, Reasoner, Segmenter
+from ..answer import parse_answer
+from ..backends import PromptChecker, Reasoner, Segmenter
+from ..errors import BackendError
+from ..families import ModelFamily, get_family
+from ..image import Frame, ImageLike, NV12Frame, load_frame
+from ..image import frame_key as _frame_key
+from ..layout import DEFAULT_MAX_OBJECTS
+from ..options import whole_number
+from ..placement import default_overlap
+from ..types import ObjectPrompt, Segmentation, Status, normalize_box
 from .embedding_cache import EmbeddingCache, Encoded, FrameEmbedding
-from .errors import BackendError
-from .families import ModelFamily, get_family
-from .image import Frame, ImageLike, NV12Frame, load_frame
-from .image import frame_key as _frame_key
-from .layout import DEFAULT_MAX_OBJECTS
 from .loading import from_bundle as _from_bundle
-from .options import whole_number
 from .pixel_path import PixelPath
-from .placement import default_overlap
-from .types import ObjectPrompt, Segmentation, Status, normalize_box
 
 if TYPE_CHECKING:
-    from .segmenter.memory import SAM2Memory
-    from .tracker import Tracker
+    from ..segmenter.memory import SAM2Memory
+    from ..tracker import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +105,7 @@ class SegZeroEdge:
         self._calls = 0  # segment() calls in progress
         self._calls_done = threading.Condition()
 
-    # defined in loading.py (option checks, opening the bundle's backends), documented there
+    # defined and documented in loading.py: the option checks and the opening of the backends
     from_bundle = classmethod(_from_bundle)
 
     def describe(self) -> str:
@@ -358,7 +362,7 @@ class SegZeroEdge:
         """
         if self._closed:
             raise RuntimeError("this SegZeroEdge has been closed")
-        from .tracker import Tracker
+        from ..tracker import Tracker
 
         return Tracker(
             self,
@@ -378,7 +382,7 @@ class SegZeroEdge:
                         "track() needs SAM2's memory graphs: load with SegZeroEdge.from_bundle "
                         "or pass memory= (segzero_edge.bundle_memory.open_memory)"
                     )
-                from .bundle_memory import open_memory
+                from ..bundle_memory import open_memory
 
                 if self.segmenter.backend == "tensorrt":
                     self.memory = open_memory(self.bundle_dir, "tensorrt")
