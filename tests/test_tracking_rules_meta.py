@@ -33,12 +33,13 @@ C = 4  # hidden_dim = mem_dim: Meta splits no pointer into tokens
 
 
 def _case(rng: np.random.Generator) -> dict[str, Any]:
-    frame_idx = int(rng.integers(1, 60))
+    frame_idx = int(rng.integers(1, 60 if rng.random() < 0.5 else 12))  # early frames too
     n_cond = int(rng.integers(1, 5))
     cond = [int(t) for t in rng.choice(frame_idx + 10, size=n_cond, replace=False)]
     non_cond = {t for t in range(frame_idx) if t not in cond and rng.random() < 0.8}
     last = max([frame_idx, *cond])
-    num_frames = None if rng.random() < 0.3 else last + 1 + int(rng.integers(0, 30))
+    extra = int(rng.integers(0, 3 if rng.random() < 0.5 else 30))  # clips ending soon too
+    num_frames = None if rng.random() < 0.3 else last + 1 + extra
     cfg = TrackingConfig(
         num_maskmem=int(rng.integers(1, 10)),
         memory_temporal_stride_for_eval=int(rng.integers(1, 6)),
