@@ -89,7 +89,10 @@ def _members(cls: type) -> list[tuple[str, Any]]:
     for name, value in vars(cls).items():
         if name.startswith("_") and name != "__init__":
             continue
-        if isinstance(value, (staticmethod, classmethod)):
+        if isinstance(value, classmethod):  # bound: its signature without cls, however typed
+            out.append((name, getattr(cls, name)))
+            continue
+        if isinstance(value, staticmethod):
             value = value.__func__
         if inspect.isfunction(value) or isinstance(value, property):
             out.append((name, value))

@@ -229,11 +229,15 @@ def test_save_in_a_folder_that_takes_no_files_names_the_file_asked_for() -> None
 
 
 def _tracked(frame_index: int, reasoned: bool, logits: list[float]) -> TrackedSegmentation:
+    """Objects with a positive score have a one-pixel mask and its box (a present object has
+    both), the others an empty mask and no box."""
     n = len(logits)
+    masks = np.zeros((n, 8, 8), bool)
+    masks[[i for i, s in enumerate(logits) if s > 0], 2, 3] = True
     return TrackedSegmentation(
-        mask=np.zeros((8, 8), bool),
-        object_masks=np.zeros((n, 8, 8), bool),
-        objects=[ObjectPrompt(None, ())] * n,
+        mask=masks.any(axis=0),
+        object_masks=masks,
+        objects=[ObjectPrompt((3, 2, 4, 3) if s > 0 else None, ()) for s in logits],
         reasoning="",
         answer_raw="",
         status=Status.NO_OBJECT,

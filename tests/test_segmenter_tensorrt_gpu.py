@@ -299,7 +299,7 @@ def test_segment_uses_the_cuda_kernels_beside_tensorrt(
     gpu_answer, cpu_answer = _Answer(), _Answer()
     gpu = SegZeroEdge(gpu_answer, trt_segmenter, family="multi-object", cache_frames=0)
     cpu = SegZeroEdge(cpu_answer, trt_segmenter, family="multi-object", cache_frames=0)
-    cpu._cuda = None  # the CPU twin on the same engines
+    cpu._pixels.cuda = None  # the CPU twin on the same engines
     assert gpu.pixel_path == "cuda" and gpu.overlap is True
     a = gpu.segment(image, "the knife")
     b = cpu.segment(image, "the knife")

@@ -62,7 +62,7 @@ def test_rereasoning_on_request_and_when_lost(ort_segmenter: Any, ort_memory: An
     tracker = model.track(frames[0], QUERY, rereason_after=2, score_threshold=1e9)
     flags = [tracker.last.reasoned] + [tracker.update(f).reasoned for f in frames[1:3]]
     assert flags == [True, False, True] and reasoner.calls == 2
-    r = tracker.reason(frames[3], query="the grey bar")
+    r = tracker.update(frames[3], query="the grey bar")
     assert r.reasoned and tracker.query == "the grey bar" and reasoner.calls == 3
     assert r.frame_index == 3 and r.reasoning == "the red disc is the ball"
     tracker.close()
@@ -126,7 +126,7 @@ def test_nv12_frames_and_a_new_frame_size(ort_segmenter: Any, ort_memory: Any) -
 
 
 def test_a_refused_reason_changes_nothing(ort_segmenter: Any, ort_memory: Any) -> None:
-    """``reason(frame, "")`` is refused before the reasoner runs and keeps the query, the
+    """``update(frame, query="")`` is refused before the reasoner runs and keeps the query, the
     frame index and the objects: later re-seeds with the tracker's query still work."""
     frames = synthetic_clip(4)
     reasoner = ScriptedReasoner([seed_prompt(4)])
@@ -136,11 +136,11 @@ def test_a_refused_reason_changes_nothing(ort_segmenter: Any, ort_memory: Any) -
     held = tracker.memory_bytes()
     for bad in ("", "   ", "?!"):
         with pytest.raises(ValueError, match="query is empty"):
-            tracker.reason(frames[2], bad)
+            tracker.update(frames[2], query=bad)
     assert tracker.query == QUERY and tracker.frame_index == 1 and reasoner.calls == 1
     assert tracker.num_objects == 1 and tracker.memory_bytes() == held
     assert tracker.last.frame_index == 1
-    r = tracker.reason(frames[2])  # the tracker's own query: works
+    r = tracker.update(frames[2], reason=True)  # the tracker's own query: works
     assert r.reasoned and r.frame_index == 2 and reasoner.calls == 2
     assert tracker.update(frames[3]).frame_index == 3
 
@@ -190,7 +190,7 @@ def test_a_failed_reseed_keeps_the_objects_and_memory(ort_segmenter: Any, ort_me
     tracker.update(frames[1])
     held, seed = tracker.memory_bytes(), tracker.seed
     with pytest.raises(BackendError, match="SAM2 decoder failed: CUDA error"):
-        tracker.reason(frames[2], "the grey bar")
+        tracker.update(frames[2], query="the grey bar")
     assert reasoner.calls == 2  # the reasoner ran; SAM2 failed after it
     assert tracker.num_objects == 1 and tracker.memory_bytes() == held
     assert tracker.frame_index == 1 and tracker.query == QUERY and tracker.seed is seed
@@ -233,7 +233,7 @@ def test_frames_past_the_clip_are_refused(ort_segmenter: Any, ort_memory: Any) -
     model = SegZeroEdge(reasoner, ort_segmenter, family="multi-object", memory=ort_memory)
     one = model.track(frames[0], QUERY, num_frames=1)
     assert np.isfinite(one.last.object_score_logits).all()
-    for call in (lambda: one.update(frames[1]), lambda: one.reason(frames[1])):
+    for call in (lambda: one.update(frames[1]), lambda: one.update(frames[1], reason=True)):
         with pytest.raises(ValueError, match=r"frame 1 is past the clip: num_frames=1"):
             call()
     assert one.frame_index == 0 and reasoner.calls == 1

@@ -19,9 +19,9 @@ from segzero_edge.segmenter.memory import (
     from_bfloat16,
     to_bfloat16,
 )
-from segzero_edge.tracker import (
-    _FrameMemory,
-    _ObjectMemory,
+from segzero_edge.tracking.memory_selection import (
+    FrameMemory,
+    ObjectMemory,
     choose_output,
     memory_frames,
     pointer_frames,
@@ -57,9 +57,9 @@ def test_pointer_frames() -> None:
 
 
 def test_prune_keeps_what_later_frames_select() -> None:
-    state = _ObjectMemory(cond={0: _FrameMemory(np.zeros(2, np.uint16), np.zeros(4))})
+    state = ObjectMemory(cond={0: FrameMemory(np.zeros(2, np.uint16), np.zeros(4))})
     for t in range(1, 40):
-        state.non_cond[t] = _FrameMemory(np.zeros(2, np.uint16), np.zeros(4))
+        state.non_cond[t] = FrameMemory(np.zeros(2, np.uint16), np.zeros(4))
         prune_memory(state, t, CFG)
         nxt = t + 1
         for t_pos, f in memory_frames(nxt, state.cond, state.non_cond, CFG):

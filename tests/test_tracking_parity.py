@@ -156,7 +156,8 @@ def test_decoder_track_outputs_match_meta(
 ) -> None:
     """Object score logit and pointer of the chosen token against ``_forward_sam_heads``
     (box + point: single-mask token; one point: best multimask token)."""
-    from segzero_edge.tracker import TrackingConfig, choose_output
+    from segzero_edge.segmenter.memory import TrackingConfig
+    from segzero_edge.tracking.memory_selection import choose_output
 
     case, emb = sam2_cases[0], ort_embeddings[0]
     hw = case.image.shape[:2]

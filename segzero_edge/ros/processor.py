@@ -18,7 +18,7 @@ import numpy as np
 from ..image import NV12Frame
 from ..pixels import nv12_to_rgb
 from ..prompt import check_query
-from ..tracker import TrackedSegmentation
+from ..tracking.result import TrackedSegmentation
 from .messages import Header
 from .results import ResultMessages, result_messages
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..tracker import TrackedSegmentation
+from ..tracking.result import TrackedSegmentation
 from ..types import Segmentation
 from .images import mask_message, rgb_message
 from .messages import (

@@ -9,33 +9,43 @@ SAM2 prompt, ``multimask_output=True``, keep the mask whose score sorts first in
 
 The backend is a ``decode`` function that gets **all** prompts of one answer at once and
 returns, per prompt, the candidate masks and their scores, so a backend may decode them in
-one call.
+one call: :func:`backend_decoder` (low-res logits to the host) and :func:`device_decoder` (the
+logits stay on the GPU, each object's kept mask copied to a device slot) for the runtime.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from ..backends import ImageEmbedding, Segmenter
+from ..backends import DeviceSegmenter, ImageEmbedding, Segmenter
 from ..errors import BackendError
 from ..types import ObjectPrompt
-from .prompts import ObjectSamPrompt, Sam2PromptRule, batch_prompts, prompt_arrays
+from .prompts import ObjectSamPrompt, Sam2PromptRule, batch_prompts, prompt_arrays, prompt_slices
 from .select import select_masks
 
-DecodeFn = Callable[[Sequence[ObjectSamPrompt]], Sequence[tuple[np.ndarray, np.ndarray]]]
-"""``decode(prompts) -> [(masks [C, ...], scores [C]), ...]``, one pair per prompt, where the
-``C`` candidates are SAM2's multimask outputs (any mask representation: low-res logits for the
-runtime, full-size boolean masks for ``SAM2ImagePredictor``)."""
+DecodeFn = Callable[[Sequence[ObjectSamPrompt]], Iterable[tuple[Any, np.ndarray]]]
+"""``decode(prompts) -> [(masks [C, ...], scores [C]), ...]``, one pair per prompt in order,
+where the ``C`` candidates are SAM2's multimask outputs (any indexable mask representation:
+low-res logits for the runtime, full-size boolean masks for ``SAM2ImagePredictor``, device
+slots for :func:`device_decoder`). It may be a lazy iterable: :func:`decode_objects` takes
+each prompt's kept candidate (``masks[best]``) before asking for the next pair, so a backend
+whose outputs live in a buffer reused by its next call may yield them call by call."""
+
+
+KeepFn = Callable[[int, int, int], None]
+"""``keep(slot, row, plane)``: copy mask ``plane`` of decoder row ``row`` to object ``slot``."""
 
 
 @dataclass
 class DecodedObjects:
-    """The kept mask of every object, its score and the prompt SAM2 got for it."""
+    """The kept mask of every object (``masks[best]`` of its candidates: a device slot index
+    for :func:`device_decoder`), its score and the prompt SAM2 got for it."""
 
     prompts: list[ObjectSamPrompt]
     masks: list[np.ndarray]
@@ -59,14 +69,16 @@ def decode_objects(
     prompts = [rule.for_object(o) for o in objects]
     if not prompts:
         return DecodedObjects([], [], [])
-    results = list(decode(prompts))
-    if len(results) != len(prompts):
-        raise ValueError(f"decode returned {len(results)} results for {len(prompts)} prompts")
-    masks, scores = [], []
-    for cand, cand_scores in results:
+    masks: list[Any] = []
+    scores: list[float] = []
+    for cand, cand_scores in decode(prompts):  # lazily: the kept mask before the next pair
+        if len(masks) == len(prompts):
+            raise ValueError(f"decode returned more results than the {len(prompts)} prompts")
         best = best_mask_index(cand_scores)
         masks.append(cand[best])
         scores.append(float(np.asarray(cand_scores)[best]))
+    if len(masks) != len(prompts):
+        raise ValueError(f"decode returned {len(masks)} results for {len(prompts)} prompts")
     return DecodedObjects(prompts, masks, scores)
 
 
@@ -95,5 +107,56 @@ def backend_decoder(
             for row, i in enumerate(idx):
                 out[i] = (masks[row], ious[row])
         return out
+
+    return decode
+
+
+class _DeviceCandidates:
+    """The three multimask outputs of prompt ``row`` of the decoder's device buffer;
+    ``[plane]`` keeps multimask output ``plane`` in object slot ``slot`` and returns ``slot``."""
+
+    def __init__(self, keep: KeepFn, slot: int, row: int) -> None:
+        self.keep, self.slot, self.row = keep, slot, row
+
+    def __getitem__(self, plane: int) -> int:
+        self.keep(self.slot, self.row, 1 + plane)  # plane 0 is the single-mask output
+        return self.slot
+
+
+def device_decoder(
+    segmenter: DeviceSegmenter,
+    keep: KeepFn,
+    embedding: ImageEmbedding,
+    image_hw: tuple[int, int],
+) -> DecodeFn:
+    """A :data:`DecodeFn` whose logits stay on the GPU (``segmenter.decode_on_device``).
+
+    The prompts' arrays go in decoder calls of consecutive prompts with one point count (SAM2's
+    padding points would change the masks), at most ``segmenter.max_prompts`` each (1 when
+    ``None``) -> per prompt its device candidates and the scores of the three multimask
+    outputs ``[3]``. Indexing a prompt's candidates with ``plane`` calls ``keep(slot, row,
+    plane)`` (e.g. :meth:`CudaPixels.keep <segzero_edge.cuda_pixels.CudaPixels.keep>`), which
+    copies that mask of decoder row ``row`` to slot ``slot`` (the prompt's index), and gives
+    the slot. Lazy: :func:`decode_objects` keeps each prompt's mask before the next call
+    overwrites the buffer. The caller holds the segmenter's lock for the whole loop; errors
+    propagate as raised.
+    """
+    step = segmenter.max_prompts or 1
+
+    def decode(prompts: Sequence[ObjectSamPrompt]) -> Iterator[tuple[Any, np.ndarray]]:
+        arrays = [prompt_arrays(p.box, p.points, image_hw, labels=p.labels) for p in prompts]
+        start = 0
+        while start < len(arrays):
+            stop = start + 1  # a run of prompts with the same number of points
+            while stop < len(arrays) and arrays[stop][0].shape[1] == arrays[start][0].shape[1]:
+                stop += 1
+            for part in prompt_slices(stop - start, step):
+                idx = range(start + part.start, min(start + part.stop, stop))
+                coords = np.concatenate([arrays[i][0] for i in idx], axis=0)
+                labels = np.concatenate([arrays[i][1] for i in idx], axis=0)
+                iou = segmenter.decode_on_device(embedding, coords, labels)
+                for row, i in enumerate(idx):
+                    yield _DeviceCandidates(keep, i, row), iou[row, 1:]
+            start = stop
 
     return decode
