@@ -226,9 +226,6 @@ class SegZeroEdge:
             raise ValueError("queries must be a list of str (for one query use segment())")
         if not queries:
             raise ValueError("queries is empty: give at least one query")
-        for query in queries:
-            if isinstance(query, str):
-                _require_text(query, "query")
         prompts = [self.family.build_prompt(q) for q in queries]
         img = load_frame(image)
         if isinstance(img, NV12Frame) and img.on_device and self._pixels.cuda is None:
@@ -412,17 +409,6 @@ class SegZeroEdge:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _require_text(text: str, what: str) -> None:
-    """``ValueError`` naming the first lone surrogate (not encodable as UTF-8) in ``text``."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise ValueError(
-            f"{what} is not valid text: lone surrogate {text[e.start]!r} at index {e.start} "
-            "(a non-UTF-8 byte on the command line?)"
-        ) from None
 
 
 __all__ = ["BackendError", "SegZeroEdge", "Status"]

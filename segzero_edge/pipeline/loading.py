@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..layout import DEFAULT_MAX_OBJECTS
 from ..options import whole_number, yes_no
+from ..reasoner.defaults import DEFAULT_THINK_BUDGET
 from ..reasoner.prefix_cache import DEFAULT_PREFIX_CACHE_MB
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ def from_bundle(
     n_batch: int = 512,
     kv_cache_type: str = "f16",
     max_new_tokens: int | None = None,
-    think_budget: int = 512,
+    think_budget: int = DEFAULT_THINK_BUDGET,
     grammar: bool = True,
     max_objects: int = DEFAULT_MAX_OBJECTS,
     answer_grammar: AnswerGrammar | None = None,

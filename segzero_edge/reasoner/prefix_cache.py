@@ -10,10 +10,10 @@ are evaluated. Frames are keyed by content (:func:`segzero_edge.image.frame_key`
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
+
+from ..lru import LRU
 
 DEFAULT_PREFIX_CACHE_MB = 128
 """Prefix cache bound (MiB), sized for an 8 GB Orin Nano: it keeps the prefix states of the 3
@@ -42,25 +42,31 @@ class PrefixState:
 
 
 class PrefixCache:
-    """LRU of :class:`PrefixState` by frame key, bounded by the bytes of the stored states.
+    """LRU of :class:`PrefixState` by frame key, bounded by the bytes of the stored states
+    (the runtime's one :class:`~segzero_edge.lru.LRU`, weighed by ``nbytes``).
 
     ``max_bytes`` of 0 disables it (nothing is stored). A state larger than ``max_bytes`` is
-    not stored. Thread-safe. (An ``OrderedDict`` LRU as in the pipeline's SAM2 cache: the
-    runtime takes no dependency for ~30 lines.)
+    not stored. Thread-safe.
     """
 
     def __init__(self, max_bytes: int) -> None:
         if max_bytes < 0:
             raise ValueError(f"prefix cache size must be >= 0 bytes, got {max_bytes}")
         self.max_bytes = int(max_bytes)
-        self._entries: OrderedDict[str, PrefixState] = OrderedDict()
-        self._lock = threading.Lock()
-        self.nbytes = 0
-        self.hits = self.misses = self.evictions = 0
+        self._entries: LRU[str, PrefixState] = LRU(self.max_bytes, weigh=lambda e: e.nbytes)
+        self.hits = self.misses = 0
 
     @property
     def enabled(self) -> bool:
         return self.max_bytes > 0
+
+    @property
+    def nbytes(self) -> int:
+        return self._entries.weight
+
+    @property
+    def evictions(self) -> int:
+        return self._entries.evictions
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -70,38 +76,20 @@ class PrefixCache:
 
     def get(self, key: str, signature: Signature) -> PrefixState | None:
         """The state stored for ``key`` when its prefix is ``signature`` (marks it most recent)."""
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None or entry.signature != signature:
-                self.misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self.hits += 1
-            return entry
+        entry = self._entries.get(key, accept=lambda e: e.signature == signature)
+        if entry is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return entry
 
     def put(self, key: str, entry: PrefixState) -> None:
         """Store ``entry`` for ``key``, evicting least recently used frames to stay in bounds."""
-        with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self.nbytes -= old.nbytes
-            if entry.nbytes > self.max_bytes:
-                return
-            self._entries[key] = entry
-            self.nbytes += entry.nbytes
-            while self.nbytes > self.max_bytes:
-                _, gone = self._entries.popitem(last=False)
-                self.nbytes -= gone.nbytes
-                self.evictions += 1
+        self._entries.put(key, entry)
 
     def discard(self, key: str) -> None:
         """Forget ``key`` (no error when absent)."""
-        with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self.nbytes -= old.nbytes
+        self._entries.discard(key)
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self.nbytes = 0
+        self._entries.clear()
