@@ -20,12 +20,11 @@ import llama_cpp
 import numpy as np
 from llama_cpp import mtmd_cpp
 
-from ..errors import ReasonerLoadError
+from ..errors import CpuVariantError, ReasonerLoadError
 from . import llama_system
 from .chat import BACKBONES, Backbone, utf8
 from .llama_log import LOG_SINK
 from .llama_objects import LlamaBatch, LlamaContext, LlamaModel, MtmdContext
-from .llama_variants import CpuVariantError
 
 KV_CACHE_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "f32": llama_cpp.GGML_TYPE_F32}
 """``kv_cache_type`` name -> ggml type of the K and V cache."""
