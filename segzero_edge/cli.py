@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.register("action", "parsers", _Subcommands)
+    parser.set_defaults(log_default=logging.WARNING)  # long builds set INFO on their subparser
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for register in registered().values():
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         verbosity = args.verbose - args.quiet  # every subcommand has LOG_FLAGS
-        logs.configure(verbosity, getattr(args, "log_default", logging.WARNING))
+        logs.configure(verbosity, args.log_default)
     except ValueError as e:
         return fail(str(e))
     with _sigterm_cleans_up():
