@@ -85,7 +85,6 @@ class SegZeroEdge:
         whole numbers; other values raise ``ValueError`` naming the option."""
         self.family = get_family(family)
         self.reasoner = reasoner
-        self.segmenter = segmenter
         self.memory = memory
         """SAM2's video memory graphs for :meth:`track` (opened from the bundle on first use)."""
         self.bundle_dir: Path | None = None
@@ -107,6 +106,17 @@ class SegZeroEdge:
 
     # defined and documented in loading.py: the option checks and the opening of the backends
     from_bundle = classmethod(_from_bundle)
+
+    @property
+    def segmenter(self) -> Segmenter:
+        """The SAM2 backend every encode and decode of this pipeline calls (assignable: the
+        next call uses the new one; the CUDA pixel path stays bound to the first one's
+        buffers)."""
+        return self._pixels.segmenter
+
+    @segmenter.setter
+    def segmenter(self, value: Segmenter) -> None:
+        self._pixels.segmenter = value
 
     def describe(self) -> str:
         """One line naming the bundle, the family, each backend with its device and threads,

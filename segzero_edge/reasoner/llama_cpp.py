@@ -305,7 +305,8 @@ class LlamaCppReasoner:
 
         Returns ``text_logits`` ``[n_text_tokens_after_image, n_vocab]`` float32,
         ``image_embd`` ``[n_image_tokens, n_embd]`` float32, ``n_image_tokens``,
-        ``n_prompt_tokens`` (KV cells) and ``n_past`` (the position generation would start at).
+        ``n_prompt_tokens`` (KV cells), ``n_past`` (the position generation would start at), and
+        ``vision_encode`` and ``prefill`` in seconds.
         """
         with self._lock, interruptible():
             pre = self._prefill(image, prompt, None, text_logits=True)
@@ -315,6 +316,8 @@ class LlamaCppReasoner:
             "n_image_tokens": pre.n_image_tokens,
             "n_prompt_tokens": pre.n_prompt_tokens,
             "n_past": pre.n_past,
+            "vision_encode": pre.vision_encode,
+            "prefill": pre.prefill,
         }
 
     # -- generation -------------------------------------------------------------------------
