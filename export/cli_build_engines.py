@@ -20,7 +20,7 @@ def _points(text: str) -> tuple[int, int, int]:
 log = logging.getLogger(__name__)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from .engines import DEFAULT_WORKSPACE_MB
 
     p = sub.add_parser(

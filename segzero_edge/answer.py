@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .layout import REASONER_SIZE
-from .types import ObjectPrompt, Status
+from .types import Box, ObjectPrompt, Status
 
 ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _THINK_RE = re.compile(r"<think>(.*?)(?:</think>|$)", re.DOTALL)
@@ -324,6 +324,8 @@ def to_image_frame(
     fx, fy = w / frame, h / frame
     out = []
     for o in objects:
+        if o.box is None:  # a lost tracked object: nothing to map (unpacking None raised this)
+            raise TypeError("cannot map an object without a box to the image frame")
         x1, y1, x2, y2 = o.box
         box = (mapping(x1, fx), mapping(y1, fy), mapping(x2, fx), mapping(y2, fy))
         pts = tuple((mapping(x, fx), mapping(y, fy)) for x, y in o.points)
@@ -334,9 +336,16 @@ def to_image_frame(
 # --------------------------------------------------------------------------- writing
 
 
+def _box(obj: ObjectPrompt) -> Box:
+    """``obj.box``; ``TypeError`` (as ``list(None)`` raised before) when it is ``None``."""
+    if obj.box is None:
+        raise TypeError("cannot write an answer for an object without a box")
+    return obj.box
+
+
 def format_list_answer(objects: Sequence[ObjectPrompt], reasoning: str = "") -> str:
     """The multi-object generation for ``objects`` (840 frame): one ``point_2d`` per object."""
-    items = [{"bbox_2d": list(o.box), "point_2d": list(o.points[0])} for o in objects if o.points]
+    items = [{"bbox_2d": list(_box(o)), "point_2d": list(o.points[0])} for o in objects if o.points]
     return f"<think>{reasoning}</think><answer>{json.dumps(items)}</answer>"
 
 
@@ -344,5 +353,9 @@ def format_v1_answer(obj: ObjectPrompt, reasoning: str = "") -> str:
     """The Seg-Zero v1 generation for one object with two points (840 frame)."""
     if len(obj.points) < 2:
         raise ValueError(f"a Seg-Zero v1 answer needs two points, got {len(obj.points)}")
-    item = {"bbox": list(obj.box), "points_1": list(obj.points[0]), "points_2": list(obj.points[1])}
+    item = {
+        "bbox": list(_box(obj)),
+        "points_1": list(obj.points[0]),
+        "points_2": list(obj.points[1]),
+    }
     return f"<think>{reasoning}</think><answer>{json.dumps(item)}</answer>"

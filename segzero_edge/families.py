@@ -61,6 +61,7 @@ from .answer import (
 )
 from .answer import to_image_frame as _to_image_frame
 from .layout import (
+    DEFAULT_MAX_OBJECTS,
     PATCH_MERGE,
     QWEN3VL_COORD_RANGE,
     QWEN3VL_FRAME,
@@ -70,7 +71,6 @@ from .layout import (
 from .prompt import normalise_query
 from .reasoner.defaults import DEFAULT_MAX_NEW_TOKENS
 from .reasoner.grammar import (
-    DEFAULT_MAX_OBJECTS,
     AnswerGrammar,
     list_answer_grammar,
     v1_answer_grammar,

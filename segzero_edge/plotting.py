@@ -86,7 +86,8 @@ def _outline(mask: np.ndarray, width: int) -> np.ndarray:
         shrunk[0, :] = shrunk[-1, :] = False
         shrunk[:, 0] = shrunk[:, -1] = False
         inner = shrunk
-    return mask & ~inner
+    border: np.ndarray = mask & ~inner
+    return border
 
 
 def object_label(result: Any, index: int) -> str:
@@ -135,8 +136,8 @@ def plot(
     line = max(1, round(min(h, w) / 240))
     out = rgb.astype(np.float32)
     for i, m in enumerate(result.object_masks):
-        c = np.asarray(color(i), dtype=np.float32)
-        out[m] = (1.0 - alpha) * out[m] + alpha * c
+        tint = np.asarray(color(i), dtype=np.float32)
+        out[m] = (1.0 - alpha) * out[m] + alpha * tint
     for i, m in enumerate(result.object_masks):
         out[_outline(m, line)] = color(i)
     pic = Image.fromarray(np.clip(out + 0.5, 0, 255).astype(np.uint8), "RGB")

@@ -202,7 +202,9 @@ def run_smoke(name: str, bundle: Path | None = None, timeout_s: float = 600) -> 
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        return SmokeResult(name, False, f"{what}: no answer within {timeout_s:.0f} s", None)
+        return SmokeResult(
+            name, False, f"{what}: no answer within {timeout_s:.0f} s", returncode=None
+        )
     seconds = time.perf_counter() - t0
     lines = proc.stdout.splitlines()
     found = [ln[len(RESULT_MARK) :] for ln in lines if ln.startswith(RESULT_MARK)]

@@ -110,7 +110,8 @@ class Segmentation:
     status: Status
     timings: dict[str, float] = field(default_factory=dict)
     iou_predictions: list[float] = field(default_factory=list)
-    object_masks: np.ndarray = field(default=None)  # type: ignore[assignment]
+    # None means "not given": __post_init__ replaces it with an array before anyone reads it
+    object_masks: np.ndarray = field(default=None)  # type: ignore[arg-type]
     query: str = ""
     overlap: bool = False
     cuda_pixels: bool = False

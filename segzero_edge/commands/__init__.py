@@ -23,7 +23,8 @@ BUILTIN = {
     "doctor": "doctor",
 }  # command -> module
 
-Register = Callable[[argparse._SubParsersAction], None]
+# a string: ``_SubParsersAction`` is generic only in typeshed, not at runtime
+Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 
 def registered() -> dict[str, Register]:

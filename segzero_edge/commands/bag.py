@@ -23,7 +23,7 @@ from ..errors import BackendError, CommandError
 from .segment import _ensure_bundle, add_family_argument
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "bag",
         help="segment (or track) the images of a rosbag2 MCAP file into a new one",

@@ -35,7 +35,7 @@ def demo_bundle_dir() -> Path:
     return cache / "segzero-edge" / "tiny-bundle"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "segment",
         help="segment what one or more queries describe in an image",

@@ -42,7 +42,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".p
 GIF_MAX_SIDE = 480
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "track",
         help="reason once on the first frame, then track the objects through the frames",
@@ -226,7 +226,7 @@ def overlay_frame(image: np.ndarray, result: Any, stamp: str | None = None) -> A
 
 
 def _frame_json(result: Any, name: str) -> dict[str, Any]:
-    data = result.to_json(masks=False)  # the masks are the PNGs
+    data: dict[str, Any] = result.to_json(masks=False)  # the masks are the PNGs
     for key in ("reasoning", "answer_raw", "query"):
         data.pop(key, None)
     data["file"] = name

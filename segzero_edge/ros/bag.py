@@ -116,7 +116,8 @@ class ImageDecoder:
             decoded = decode(data)
         except Exception as e:  # the CDR reader's errors are of several types
             raise ValueError(f"topic {channel.topic}: cannot decode a message: {e}") from None
-        return from_ros(cls, decoded)
+        image: Image | CompressedImage = from_ros(cls, decoded)
+        return image
 
 
 def iter_records(reader: Any) -> Iterator[tuple[Any, Any, Any]]:

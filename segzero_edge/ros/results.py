@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..tracking.result import TrackedSegmentation
-from ..types import Segmentation
+from ..types import Box, Segmentation
+from ..types import Point as PixelPoint
 from .images import mask_message, rgb_message
 from .messages import (
     BoundingBox2D,
@@ -70,7 +71,7 @@ def _hypothesis(query: str, score: float, x: float, y: float) -> ObjectHypothesi
     )
 
 
-def _objects(result: Segmentation) -> list[tuple[int, tuple[int, int, int, int], tuple, float]]:
+def _objects(result: Segmentation) -> list[tuple[int, Box, tuple[PixelPoint, ...], float]]:
     """``(index, box, points, IoU prediction)`` of each object the result shows (a tracked
     frame: the present ones)."""
     ious = result.iou_predictions

@@ -63,5 +63,5 @@ def output_topics(base: str, n_queries: int) -> list[OutputTopics]:
     ``base/query_1``, ``base/query_2``, ... (``base`` "" gives relative names)."""
     if n_queries == 1:
         return [OutputTopics(base)]
-    join = (lambda k: f"{base}/query_{k}") if base else (lambda k: f"query_{k}")
-    return [OutputTopics(join(k)) for k in range(1, n_queries + 1)]
+    prefix = f"{base}/" if base else ""
+    return [OutputTopics(f"{prefix}query_{k}") for k in range(1, n_queries + 1)]
