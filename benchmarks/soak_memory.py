@@ -35,9 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from segzero_edge import SegZeroEdge
-    from segzero_edge.commands.segment import _ensure_bundle
+    from segzero_edge.commands.segment import resolve_bundle
 
-    bundle = _ensure_bundle(args.bundle)
+    bundle = resolve_bundle(args.bundle)
     rng = np.random.default_rng(0)
     base = rng.integers(0, 256, (360, 480, 3), dtype=np.uint8)
     frames = [np.roll(base, 17 * i, axis=1) for i in range(3)]

@@ -121,11 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     from segzero_edge import SegZeroEdge
     from segzero_edge.bundle import load_bundle
     from segzero_edge.bundle_memory import open_memory
-    from segzero_edge.commands.segment import _ensure_bundle
+    from segzero_edge.commands.segment import resolve_bundle
     from segzero_edge.layout import MMPROJ_FILE, REASONER_FILE
     from segzero_edge.segmenter.auto import open_segmenter
 
-    bundle = load_bundle(_ensure_bundle(args.bundle))
+    bundle = load_bundle(resolve_bundle(args.bundle))
     opts = {"threads": args.threads} if args.threads else {}
     segmenter = open_segmenter(bundle.root, backend=args.segmenter_backend, **opts)
     mem_backend = segmenter.backend  # the memory runs where the segmenter runs

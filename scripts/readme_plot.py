@@ -21,7 +21,7 @@ QUERY = "the thing I can use to cut the bread"
 def main(argv: list[str] | None = None) -> int:
     from PIL import Image
 
-    from segzero_edge.commands.segment import _ensure_bundle
+    from segzero_edge.commands.segment import resolve_bundle
     from segzero_edge.fileio import atomic_path
     from segzero_edge.owned import RANDOM_WEIGHTS_STAMP, random_weights
     from segzero_edge.pipeline import SegZeroEdge
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--query", default=QUERY)
     p.add_argument("-o", "--out", type=Path, default=ROOT / "docs" / "images" / "kitchen_plot.png")
     args = p.parse_args(argv)
-    bundle = _ensure_bundle(args.bundle)
+    bundle = resolve_bundle(args.bundle)
     stamp = RANDOM_WEIGHTS_STAMP if random_weights(bundle) else None
     with SegZeroEdge.from_bundle(bundle) as model:
         result = model.segment(args.image, args.query)

@@ -39,7 +39,12 @@ from .layout import (
 )
 from .manifest import FileEntry, Manifest, field_name, read_manifest
 from .onnx_scan import OnnxSummary, scan_onnx
-from .reasoner.defaults import DEFAULT_N_CTX, DEFAULT_THINK_BUDGET
+from .reasoner.defaults import (
+    DEFAULT_KV_CACHE_TYPE,
+    DEFAULT_N_BATCH,
+    DEFAULT_N_CTX,
+    DEFAULT_THINK_BUDGET,
+)
 from .reasoner.grammar import AnswerGrammar
 from .reasoner.prefix_cache import DEFAULT_PREFIX_CACHE_MB
 from .segmenter.memory import check_tracking
@@ -210,8 +215,8 @@ def open_backends(
     n_ctx: int | None = None,
     n_gpu_layers: int = -1,
     n_threads: int | None = None,
-    n_batch: int = 512,
-    kv_cache_type: str = "f16",
+    n_batch: int = DEFAULT_N_BATCH,
+    kv_cache_type: str = DEFAULT_KV_CACHE_TYPE,
     max_new_tokens: int | None = None,
     think_budget: int = DEFAULT_THINK_BUDGET,
     grammar: bool = True,

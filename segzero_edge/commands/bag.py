@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendError, CommandError
-from .segment import _ensure_bundle, add_family_argument
+from .segment import add_family_argument, resolve_bundle
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
             )
         n_images = _check_topic(topics, args.image_topic)
         total = min(n_images, args.max_frames) if args.max_frames else n_images
-        bundle = _ensure_bundle(args.bundle)
+        bundle = resolve_bundle(args.bundle)
         opts = {} if args.max_new_tokens is None else {"max_new_tokens": args.max_new_tokens}
         failed: list[str] = []
         done = 0

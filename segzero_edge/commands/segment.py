@@ -114,10 +114,10 @@ def default_bundle() -> Path:
     Raises :class:`~segzero_edge.errors.CommandError` when ``$SEGZERO_BUNDLE`` is not a
     bundle, the demo folder holds something else, or the exporter is not installed.
     """
-    return _ensure_bundle(None)
+    return resolve_bundle(None)
 
 
-def _ensure_bundle(path: Path | None) -> Path:
+def resolve_bundle(path: Path | None) -> Path:
     """``path``, else ``$SEGZERO_BUNDLE``, else the demo bundle, built on first use by
     ``segzero-edge export --tiny``.
 
@@ -265,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise CommandError(str(e)) from None
     image = input_image(args.image, args.frame)
-    bundle = _ensure_bundle(args.bundle)
+    bundle = resolve_bundle(args.bundle)
     with SegZeroEdge.from_bundle(
         bundle,
         segmenter_backend=args.segmenter_backend,

@@ -36,7 +36,7 @@ import numpy as np
 from ..camera import VIDEO_SUFFIXES
 from ..errors import CommandError, require
 from ..options import finite_float
-from .segment import _ensure_bundle, add_family_argument
+from .segment import add_family_argument, resolve_bundle
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 GIF_MAX_SIDE = 480
@@ -283,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
     n_frames, frames = input_frames(args.frames, args.max_frames)
     out: Path = args.out
     check_out_folder(out, Path(args.frames))
-    bundle = _ensure_bundle(args.bundle)
+    bundle = resolve_bundle(args.bundle)
     stamp = RANDOM_WEIGHTS_STAMP if random_weights(bundle) else None
     # the whole folder appears at the end, complete (an earlier run's is replaced then); a
     # failure part-way leaves nothing behind

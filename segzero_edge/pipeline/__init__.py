@@ -43,7 +43,7 @@ from ..layout import DEFAULT_MAX_OBJECTS
 from ..options import whole_number
 from ..placement import default_overlap
 from ..types import ObjectPrompt, Segmentation, Status, normalize_box
-from .embedding_cache import EmbeddingCache, Encoded, FrameEmbedding
+from .embedding_cache import DEFAULT_CACHE_FRAMES, EmbeddingCache, Encoded, FrameEmbedding
 from .loading import from_bundle as _from_bundle
 from .pixel_path import PixelPath
 
@@ -71,7 +71,7 @@ class SegZeroEdge:
         segmenter: Segmenter,
         *,
         family: str | ModelFamily,
-        cache_frames: int = 4,
+        cache_frames: int = DEFAULT_CACHE_FRAMES,
         overlap: bool | None = None,
         max_objects: int = DEFAULT_MAX_OBJECTS,
         memory: SAM2Memory | None = None,

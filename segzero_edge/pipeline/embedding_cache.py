@@ -35,6 +35,10 @@ class FrameEmbedding:
     cache_hit: bool
 
 
+DEFAULT_CACHE_FRAMES = 4
+"""Frames whose SAM2 embedding the pipeline keeps (``cache_frames``)."""
+
+
 class EmbeddingCache:
     """Futures of :data:`Encoded` by frame key (:func:`segzero_edge.image.frame_key`).
 

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 
 from ..layout import DEFAULT_MAX_OBJECTS
 from ..options import whole_number, yes_no
-from ..reasoner.defaults import DEFAULT_THINK_BUDGET
+from ..reasoner.defaults import DEFAULT_KV_CACHE_TYPE, DEFAULT_N_BATCH, DEFAULT_THINK_BUDGET
 from ..reasoner.prefix_cache import DEFAULT_PREFIX_CACHE_MB
+from .embedding_cache import DEFAULT_CACHE_FRAMES
 
 if TYPE_CHECKING:
     from ..reasoner.grammar import AnswerGrammar
@@ -68,8 +69,8 @@ def from_bundle(
     n_ctx: int | None = None,
     n_gpu_layers: int = -1,
     n_threads: int | None = None,
-    n_batch: int = 512,
-    kv_cache_type: str = "f16",
+    n_batch: int = DEFAULT_N_BATCH,
+    kv_cache_type: str = DEFAULT_KV_CACHE_TYPE,
     max_new_tokens: int | None = None,
     think_budget: int = DEFAULT_THINK_BUDGET,
     grammar: bool = True,
@@ -80,7 +81,7 @@ def from_bundle(
     prefix_cache_mb: float = DEFAULT_PREFIX_CACHE_MB,
     warmup: bool = True,
     verbose: bool = False,
-    cache_frames: int = 4,
+    cache_frames: int = DEFAULT_CACHE_FRAMES,
     overlap: bool | None = None,
 ) -> SegZeroEdge:
     """Load a bundle folder (``segzero-edge export`` wrote it): verify its manifest and

@@ -47,7 +47,13 @@ from ..layout import DEFAULT_MAX_OBJECTS, MAX_N_CTX
 from ..options import real_number
 from . import grammar as gbnf
 from .chat import chat_parts, chat_prompt
-from .defaults import DEFAULT_MAX_NEW_TOKENS, DEFAULT_N_CTX, DEFAULT_THINK_BUDGET
+from .defaults import (
+    DEFAULT_KV_CACHE_TYPE,
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_N_BATCH,
+    DEFAULT_N_CTX,
+    DEFAULT_THINK_BUDGET,
+)
 from .llama_chunks import MtmdBitmap, tokenize_prompt
 from .llama_decoding import Decoder, GenerationStats
 from .llama_engine import KV_CACHE_TYPES, Engine, open_engine
@@ -79,14 +85,14 @@ class LlamaCppReasoner:
         n_ctx: int = DEFAULT_N_CTX,
         n_gpu_layers: int = -1,
         n_threads: int | None = None,
-        n_batch: int = 512,
+        n_batch: int = DEFAULT_N_BATCH,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         think_budget: int = DEFAULT_THINK_BUDGET,
         grammar: bool = True,
         max_objects: int = DEFAULT_MAX_OBJECTS,
         answer_grammar: gbnf.AnswerGrammar | None = None,
         image_tokens: int | None = None,
-        kv_cache_type: str = "f16",
+        kv_cache_type: str = DEFAULT_KV_CACHE_TYPE,
         warmup: bool = True,
         verbose: bool = False,
         extra_bufts: bool | None = None,
