@@ -191,6 +191,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 # ------------------------------------------------------------------------- parsing
 
 
+def rank_from_env() -> int:
+    """This process's rank as set by ``accelerate launch`` / torchrun (0 otherwise)."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def world_size_from_env() -> int:
     """Number of training processes as set by ``accelerate launch`` / torchrun (1 otherwise)."""
     return int(os.environ.get("WORLD_SIZE", "1"))
@@ -297,5 +302,6 @@ __all__ = [
     "load_yaml",
     "make_parser",
     "parse_args",
+    "rank_from_env",
     "world_size_from_env",
 ]

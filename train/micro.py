@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import shutil
 import sys
 import time
@@ -267,7 +266,7 @@ def grpo_argv(r: Recipe, sft: Path, train: Path, grpo: Path, world_size: int = 1
 
 
 def stage_grpo(out: Path, r: Recipe, sft: Path, train: Path, world_size: int = 1) -> Path:
-    from .config import parse_args
+    from .config import parse_args, rank_from_env
     from .grpo import train_grpo
 
     grpo = out / "grpo"
@@ -279,14 +278,9 @@ def stage_grpo(out: Path, r: Recipe, sft: Path, train: Path, world_size: int = 1
         argv += ["--resume", "latest"]
     script, cfg = parse_args(argv, world_size=world_size)
     train_grpo(script, cfg)
-    if _rank() == 0:
+    if rank_from_env() == 0:
         done.write_text("ok\n")
     return grpo
-
-
-def _rank() -> int:
-    """This process's rank under ``accelerate launch`` / torchrun (0 alone)."""
-    return int(os.environ.get("RANK", "0"))
 
 
 def run_grpo_stage(out: Path, r: Recipe) -> Path:
@@ -294,7 +288,7 @@ def run_grpo_stage(out: Path, r: Recipe) -> Path:
 
     Raises ``ValueError`` when ``out`` holds no run with the stages before GRPO done, or other
     settings than ``r``."""
-    from .config import world_size_from_env
+    from .config import rank_from_env, world_size_from_env
 
     recipe_file = out / "recipe.json"
     if not recipe_file.is_file():
@@ -307,10 +301,10 @@ def run_grpo_stage(out: Path, r: Recipe) -> Path:
     import torch.distributed as dist
 
     world = world_size_from_env()
-    if _rank() == 0:
+    if rank_from_env() == 0:
         _log(out, f"stage grpo on {world} process(es)")
     grpo = stage_grpo(out, r, sft, train, world)
-    if _rank() == 0 and dist.is_available() and dist.is_initialized():
+    if rank_from_env() == 0 and dist.is_available() and dist.is_initialized():
         _log(out, f"stage grpo done: {dist.get_world_size()} processes, {dist.get_backend()}")
     return grpo
 
