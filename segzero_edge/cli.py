@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -90,23 +90,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @contextlib.contextmanager
-def _sigterm_cleans_up() -> Iterator[None]:
+def _sigterm_cleans_up() -> Iterator[threading.Event]:
     """While the command runs, SIGTERM raises :class:`Terminated` (as SIGINT raises
     KeyboardInterrupt) instead of killing the process before clean-up; a handler someone
-    else installed is left alone."""
+    else installed is left alone.
+
+    The yielded event is set once SIGTERM arrived: a library that catches the raised
+    :class:`Terminated` inside its own code and raises something else (torch turns it into a
+    ``ValueError`` while it reads a sequence) must not turn a kill into a user error.
+    """
+    received = threading.Event()
     if (
         threading.current_thread() is not threading.main_thread()
         or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
     ):
-        yield
+        yield received
         return
 
     def terminate(signum: int, frame: FrameType | None) -> None:
+        received.set()
         raise Terminated
 
     signal.signal(signal.SIGTERM, terminate)
     try:
-        yield
+        yield received
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
@@ -144,31 +151,41 @@ def main(argv: list[str] | None = None) -> int:
         logs.configure(verbosity, args.log_default)
     except ValueError as e:
         return fail(str(e))
-    with _sigterm_cleans_up():
-        try:
-            code = int(args.func(args) or 0)
-            stuck = _flush_stdout()  # a full disk behind stdout is an error of this command
-            return fail(f"cannot write the output: {one_line(stuck)}") if stuck else code
-        except USER_ERRORS as e:
-            _flush_stdout()
-            return fail(one_line(e))
-        except ImportError as e:  # an optional dependency: name the extra that brings it
-            if os.environ.get(DEBUG_ENV):
-                raise
-            if (extra := missing_extra(e, args.command)) is None:
-                return fail(f"{one_line(e)} (set {DEBUG_ENV}=1 for the traceback)")
-            return fail(str(extra))
-        except KeyboardInterrupt:
-            return EXIT_INTERRUPT
-        except Terminated:
-            return EXIT_TERMINATED
-        except Exception as e:
-            if os.environ.get(DEBUG_ENV):
-                raise
-            return fail(
-                f"unexpected {type(e).__name__}: {one_line(e)} "
-                f"(set {DEBUG_ENV}=1 for the traceback)"
-            )
+    with _sigterm_cleans_up() as terminated:
+
+        def fail_unless_terminated(message: str) -> int:
+            # a library may catch the raised Terminated and raise an error of its own
+            return EXIT_TERMINATED if terminated.is_set() else fail(message)
+
+        code = _run(args, fail_unless_terminated)
+        return EXIT_TERMINATED if terminated.is_set() else code
+
+
+def _run(args: argparse.Namespace, fail: Callable[[str], int]) -> int:
+    """Run the chosen command; every way it can end becomes an exit code (module docstring)."""
+    try:
+        code = int(args.func(args) or 0)
+        stuck = _flush_stdout()  # a full disk behind stdout is an error of this command
+        return fail(f"cannot write the output: {one_line(stuck)}") if stuck else code
+    except USER_ERRORS as e:
+        _flush_stdout()
+        return fail(one_line(e))
+    except ImportError as e:  # an optional dependency: name the extra that brings it
+        if os.environ.get(DEBUG_ENV):
+            raise
+        if (extra := missing_extra(e, args.command)) is None:
+            return fail(f"{one_line(e)} (set {DEBUG_ENV}=1 for the traceback)")
+        return fail(str(extra))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPT
+    except Terminated:
+        return EXIT_TERMINATED
+    except Exception as e:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        return fail(
+            f"unexpected {type(e).__name__}: {one_line(e)} (set {DEBUG_ENV}=1 for the traceback)"
+        )
 
 
 __all__ = ["CommandError", "Terminated", "build_parser", "main", "one_line"]
