@@ -3,6 +3,7 @@ name queries with a minimal prompt and score its held-out boxes (the A/B of trai
 
     python scripts/micro_grounding_ab.py BASE OUT --data RUN/data [--steps 300]
     python scripts/micro_grounding_ab.py BASE OUT --generate 3000 --objects 1 [--rope-theta 10]
+        [--aux-weight 1]
 
 BASE is a random micro reasoner folder (``python -m segzero_train.micro`` writes ``RUN/base``;
 another RoPE base: ``build_tiny_qwen25vl(..., sizes=micro_qwen_sizes(rope_theta))``). The
@@ -18,6 +19,12 @@ seed) of K objects each with the scene generator at 224 x 224 instead of reading
 query names one object whose (colour, kind) is unique in its scene, so K = 1 asks only "where is
 the object" and K > 1 adds picking it out. If BASE does not exist it is built as a random micro
 reasoner with ``--rope-theta``.
+
+``--aux-weight W`` (with ``--generate``) adds W times the dense pretext loss of
+:class:`segzero_train.pretext.PositionPretext` to every step: linear heads on the language
+model's hidden states after layer ``--aux-layer`` tell each image token its row and column of
+the merged 8 x 8 grid and whether it covers the object (a quarter of its 28 x 28 pixels or
+more). The heads are dropped after training: the saved model is the plain architecture.
 """
 
 from __future__ import annotations
@@ -37,9 +44,11 @@ from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
 from segzero_train.data import coarse_ground_truth
 from segzero_train.micro_probe import instance_score
+from segzero_train.pretext import PositionPretext
 from segzero_train.rewards import GroundTruth
 
 SIZE, LR, BATCH, STEP = 224, 1e-3, 8, 20
+GRID = SIZE // 28  # merged tokens per side: 14 px patches, 2 x 2 merge
 GREY = (128, 128, 128)
 
 
@@ -82,8 +91,9 @@ def generated(n: int, objects: int, seed: int) -> list[Any]:
                   round(y2 * 840 / SIZE)]]  # fmt: skip
         coarse = coarse_ground_truth(GroundTruth(boxes=truth, points=[]), STEP, 840)
         colour, kind = names[k]
+        cover = scene.mask(k).reshape(GRID, 28, GRID, 28).mean((1, 3)) >= 0.25
         rows.append((f"the {colour} {kind}", Image.fromarray(scene.image),
-                     [list(b) for b in coarse.boxes], truth))  # fmt: skip
+                     [list(b) for b in coarse.boxes], truth, cover.reshape(-1)))  # fmt: skip
     return rows
 
 
@@ -96,7 +106,11 @@ def main() -> None:
     p.add_argument("--objects", type=int, default=1, help="objects per generated scene")
     p.add_argument("--rope-theta", type=float, default=1e6, help="RoPE base of a new BASE")
     p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--aux-weight", type=float, default=0.0, help="dense pretext loss weight")
+    p.add_argument("--aux-layer", type=int, default=2, help="hidden state the heads read")
     a = p.parse_args()
+    if a.aux_weight and not a.generate:
+        p.error("--aux-weight needs --generate (the object masks of fresh scenes)")
     torch.set_num_threads(1)
     torch.manual_seed(0)
     random.seed(0)
@@ -175,7 +189,15 @@ def main() -> None:
         nums = [int(x) for x in re.findall(r"\d+", text)[:4]]
         return [nums] if len(nums) == 4 else []
 
-    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.0)
+    heads = PositionPretext(model.config.text_config.hidden_size, GRID, GRID)
+
+    def pretext_loss(enc: Any, hidden: Any, rows: list[Any]) -> Any:
+        cover = torch.from_numpy(np.concatenate([r[4] for r in rows]))
+        return heads(hidden, enc["input_ids"], model.config.image_token_id,
+                     enc["image_grid_thw"], cover)  # fmt: skip
+
+    params = list(model.parameters()) + list(heads.parameters())
+    opt = torch.optim.AdamW(params, lr=LR, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
         lambda s: min(1.0, (s + 1) / 10) * 0.5 * (1 + np.cos(np.pi * min(s, a.steps) / a.steps)),
@@ -188,22 +210,31 @@ def main() -> None:
             order += random.sample(range(len(train)), len(train))
         idx, order = order[:BATCH], order[BATCH:]
         rows = [train[i] for i in idx]
-        ce, mask, _ = token_loss(*batch_of(rows, [r[1] for r in rows]))
+        enc, labels = batch_of(rows, [r[1] for r in rows])
+        out = model(**enc, output_hidden_states=bool(a.aux_weight))
+        target = labels[:, 1:]
+        mask = target != -100
+        ce = torch.nn.functional.cross_entropy(
+            out.logits[:, :-1].transpose(1, 2), target.clamp(min=0), reduction="none"
+        )
         loss = (ce * mask).sum() / mask.sum()
+        aux = pretext_loss(enc, out.hidden_states[a.aux_layer], rows) if a.aux_weight else None
+        total = loss if aux is None else loss + a.aux_weight * aux
         opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
         if step % 10 == 0:
-            say(f"step {step} loss {loss.item():.3f} t {time.time() - t0:.0f}s "
+            pretext = "" if aux is None else f" pretext {aux.item():.3f}"
+            say(f"step {step} loss {loss.item():.3f}{pretext} t {time.time() - t0:.0f}s "
                 f"cpu {time.process_time():.0f}s")  # fmt: skip
         if step % 50 == 0 or step == a.steps:
             say(f"step {step} dependence", dependence())
     model.eval()
     grey = Image.new("RGB", (SIZE, SIZE), GREY)
-    own = [instance_score(boxes(q, im), truth) for q, im, _, truth in held]
-    flat = [instance_score(boxes(q, grey), truth) for q, _, _, truth in held]
+    own = [instance_score(boxes(q, im), truth) for q, im, _, truth, *_ in held]
+    flat = [instance_score(boxes(q, grey), truth) for q, _, _, truth, *_ in held]
     scores = {
         "mean_iou": float(np.mean(own)),
         "hit": float(np.mean(np.array(own) >= 0.5)),
