@@ -15,7 +15,7 @@ from pathlib import Path
 
 from segzero_export.model_shapes import DEFAULT_REASONER_SHAPES, SHAPE_NAMES
 
-from .workload import DEFAULT_DECODE_TOKENS
+from .workload import DEFAULT_DECODE_TOKENS, WORKLOADS
 
 
 def worker_main(argv: list[str]) -> int:
@@ -80,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--workload",
         action="append",
-        choices=["single", "multi_query", "multi_object"],
+        choices=list(WORKLOADS),
         help="workload(s) to run (repeatable; default all three)",
     )
     p.add_argument(
@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {plot_compare(docs, out)}")
         return 0
     from .run import SIDES, BenchConfig, run_bench
-    from .workload import WORKLOADS, BenchInputs
+    from .workload import BenchInputs
 
     if not args.side:
         sides = ("runtime",) if args.quick else SIDES

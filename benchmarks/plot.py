@@ -16,6 +16,10 @@ SIDES = ("runtime", *PEERS)
 
 PLOT_STAGES = [s for s in STAGES if s != "total"]
 
+OLD_WORKLOAD_SPELLINGS = {"multi_query": "multi-query", "multi_object": "multi-object"}
+"""Workload names in bench JSON files written before the workloads were spelled like the model
+families and CLI flags: :func:`load_runs` reads them as the new names."""
+
 
 def _pyplot() -> Any:
     import matplotlib
@@ -34,7 +38,7 @@ def _save(fig: Any, out: Path) -> Path:
 
 def plot_run(doc: dict[str, Any], out: Path) -> Path:
     """Per case: p50 ms per stage and side (one query per new frame, log scale), and the
-    end-to-end p50 per workload and side (the frame's three calls summed for multi_query)."""
+    end-to-end p50 per workload and side (the frame's three calls summed for multi-query)."""
     plt = _pyplot()
     fig = run_figure(doc)
     out = _save(fig, Path(out))
@@ -92,8 +96,32 @@ def run_figure(doc: dict[str, Any]) -> Any:
     return fig
 
 
+def _renamed(names: dict[str, Any]) -> dict[str, Any]:
+    return {OLD_WORKLOAD_SPELLINGS.get(k, k): v for k, v in names.items()}
+
+
+def _new_workload_spellings(doc: dict[str, Any]) -> None:
+    """Rename, in place, the workload keys of a bench JSON written with the old spellings
+    (:data:`OLD_WORKLOAD_SPELLINGS`): each side's ``workloads``, each peer's ``ratios`` and the
+    config's ``inputs.workloads``."""
+    for case in doc["cases"]:
+        if not isinstance(case, dict):
+            continue
+        for side in SIDES:
+            if isinstance(case.get(side), dict) and "workloads" in case[side]:
+                case[side]["workloads"] = _renamed(case[side]["workloads"])
+        for peer, by_workload in (case.get("ratios") or {}).items():
+            case["ratios"][peer] = _renamed(by_workload)
+    inputs = doc.get("config", {}).get("inputs") or {}
+    if "workloads" in inputs:
+        inputs["workloads"] = [OLD_WORKLOAD_SPELLINGS.get(w, w) for w in inputs["workloads"]]
+
+
 def load_runs(paths: Sequence[Path]) -> list[dict[str, Any]]:
-    """Read benchmark JSON files; a clear error names a file that is not one."""
+    """Read benchmark JSON files; a clear error names a file that is not one.
+
+    Files written with the old workload spellings (``multi_query``, ``multi_object``) are read
+    with the current ones (``multi-query``, ``multi-object``)."""
     docs = []
     for p in paths:
         try:
@@ -104,6 +132,7 @@ def load_runs(paths: Sequence[Path]) -> list[dict[str, Any]]:
             raise ValueError(
                 f"{p} is not a segzero-edge bench JSON (no 'cases'/'device_fingerprint')"
             )
+        _new_workload_spellings(doc)
         doc["_path"] = str(p)
         docs.append(doc)
     if not docs:

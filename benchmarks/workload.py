@@ -4,9 +4,9 @@ Workloads (the same calls on every side):
 
 ``single``
     one query per new frame (the robot's common case: nothing cached).
-``multi_query``
+``multi-query``
     three different queries on one new frame (the SAM2 encoding can be shared).
-``multi_object``
+``multi-object``
     one query on a new frame whose answer names three objects (three SAM2 decodes).
 
 Random weights write no usable answer, so the answer's objects are fixed
@@ -46,14 +46,14 @@ STAGES = (
 )
 """Stages reported per call; ``total`` is the end-to-end wall time of one call."""
 
-WORKLOADS = ("single", "multi_query", "multi_object")
+WORKLOADS = ("single", "multi-query", "multi-object")
 WORKLOAD_TITLES = {
     "single": "one query per new frame",
-    "multi_query": "three queries on one frame",
-    "multi_object": "a three-object answer",
+    "multi-query": "three queries on one frame",
+    "multi-object": "a three-object answer",
 }
-CALLS = {"single": 1, "multi_query": 3, "multi_object": 1}
-OBJECTS = {"single": 1, "multi_query": 1, "multi_object": 3}
+CALLS = {"single": 1, "multi-query": 3, "multi-object": 1}
+OBJECTS = {"single": 1, "multi-query": 1, "multi-object": 3}
 
 Call = Callable[[np.ndarray, str, int, bool], dict[str, float]]
 """``call(frame, query, n_objects, new_frame) -> {stage: seconds}`` of one side."""
@@ -75,7 +75,7 @@ class BenchInputs:
     family: str = "multi-object"
     """Model family whose prompt, answer form, mapping and SAM2 prompt every side uses
     (``segzero_edge.families``). A one-object family (``segzero-v1``) has no
-    ``multi_object`` workload: it is left out of :attr:`workloads`."""
+    ``multi-object`` workload: it is left out of :attr:`workloads`."""
     workloads: tuple[str, ...] = WORKLOADS
     overlap: bool | None = None
     """The runtime's ``SegZeroEdge(overlap=...)`` (None: its default)."""

@@ -25,7 +25,7 @@ CLI_MD = ROOT / "docs" / "cli.md"
 HELP_COLUMNS = "100"
 
 GROUPS: list[tuple[str, list[str]]] = [
-    ("The model", ["SegZeroEdge", "default_bundle"]),
+    ("The model", ["SegZeroEdge", "BackendOptions", "default_bundle"]),
     ("Results", ["Segmentation", "ObjectPrompt", "Status"]),
     ("Video", ["Tracker", "TrackedSegmentation"]),
     ("Inputs", ["NV12Frame"]),

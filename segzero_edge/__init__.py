@@ -20,6 +20,7 @@ from .logs import configure_from_env as _configure_log_from_env
 _EXPORTS: dict[str, str] = {
     # the model and its results
     "SegZeroEdge": "pipeline",
+    "BackendOptions": "backend_options",
     "default_bundle": "commands.segment",
     "Segmentation": "types",
     "ObjectPrompt": "types",
@@ -52,6 +53,7 @@ __all__ = [
     "FAMILIES",
     "REASONER_SIZE",
     "BackendError",
+    "BackendOptions",
     "BundleError",
     "MissingExtra",
     "ModelFamily",
@@ -75,6 +77,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on first use
     from .answer import ParsedAnswer, parse_answer, to_image_frame
+    from .backend_options import BackendOptions
     from .commands.segment import default_bundle
     from .errors import (
         BackendError,

@@ -22,14 +22,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from .backend_options import BackendOptions, backend_keywords
 from .backends import Reasoner, Segmenter
 from .errors import BundleError
 from .families import FAMILIES, ModelFamily, get_family
 from .fileio import sha256_file
 from .layout import (
-    DEFAULT_MAX_OBJECTS,
     FAMILY_KEY,
     MANIFEST,
     MMPROJ_FILE,
@@ -39,15 +39,11 @@ from .layout import (
 )
 from .manifest import FileEntry, Manifest, field_name, read_manifest
 from .onnx_scan import OnnxSummary, scan_onnx
-from .reasoner.defaults import (
-    DEFAULT_KV_CACHE_TYPE,
-    DEFAULT_N_BATCH,
-    DEFAULT_N_CTX,
-    DEFAULT_THINK_BUDGET,
-)
-from .reasoner.grammar import AnswerGrammar
-from .reasoner.prefix_cache import DEFAULT_PREFIX_CACHE_MB
+from .reasoner.defaults import DEFAULT_N_CTX
 from .segmenter.memory import check_tracking
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "FAMILY_KEY",
@@ -205,61 +201,53 @@ def bundle_family(bundle: Bundle, family: str | None = None) -> ModelFamily:
     return FAMILIES[name]
 
 
+@backend_keywords
 def open_backends(
     path: str | os.PathLike[str],
-    *,
-    family: str | None = None,
-    segmenter_backend: str = "auto",
-    verify_hashes: bool = False,
-    overlap: bool | None = None,
-    n_ctx: int | None = None,
-    n_gpu_layers: int = -1,
-    n_threads: int | None = None,
-    n_batch: int = DEFAULT_N_BATCH,
-    kv_cache_type: str = DEFAULT_KV_CACHE_TYPE,
-    max_new_tokens: int | None = None,
-    think_budget: int = DEFAULT_THINK_BUDGET,
-    grammar: bool = True,
-    max_objects: int = DEFAULT_MAX_OBJECTS,
-    answer_grammar: AnswerGrammar | None = None,
-    extra_bufts: bool | None = None,
-    use_mmap: bool | None = None,
-    prefix_cache_mb: float = DEFAULT_PREFIX_CACHE_MB,
-    warmup: bool = True,
-    verbose: bool = False,
+    **options: Unpack[BackendOptions],
 ) -> tuple[Reasoner, Segmenter, ModelFamily]:
     """Verify the bundle, resolve its model family (:func:`bundle_family`) and open its
     reasoner (llama.cpp, with the family's answer grammar for ``max_objects`` objects, image
     tokens and decode budget) and segmenter backends.
 
-    The arguments are :meth:`segzero_edge.pipeline.SegZeroEdge.from_bundle`'s (which documents
-    them), less the pipeline's own. With ``overlap=True`` and both backends on the CPU, the
-    CPU threads (``n_threads``, default all cores) are split between them
-    (:func:`segzero_edge.placement.split_threads`).
+    Args:
+        path: The bundle folder (holds ``manifest.json``).
+        **options: The keywords :meth:`segzero_edge.pipeline.SegZeroEdge.from_bundle` passes on
+            (:class:`~segzero_edge.backend_options.BackendOptions`; not checked here):
+
+    Returns:
+        The reasoner, the segmenter and the model family.
+
+    Raises:
+        TypeError: An unknown keyword.
+        BundleError, BackendError, ValueError: As ``from_bundle``.
     """
-    bundle = load_bundle(path, verify_hashes=verify_hashes)
-    fam = bundle_family(bundle, family)
+    bundle = load_bundle(path, verify_hashes=options["verify_hashes"])
+    fam = bundle_family(bundle, options["family"])
     import llama_cpp
 
     from .placement import split_threads
     from .reasoner.llama_cpp import LlamaCppReasoner
     from .segmenter.auto import open_segmenter
 
+    n_ctx = options["n_ctx"]
     n_ctx_source = "n_ctx" if n_ctx is not None else None
     if n_ctx_source is None and bundle.manifest.reasoner.n_ctx is not None:
         n_ctx_source = f"{bundle.root / MANIFEST}: reasoner.n_ctx"
     if n_ctx is None:
         n_ctx = bundle.manifest.reasoner.n_ctx or DEFAULT_N_CTX
+    n_gpu_layers, n_threads = options["n_gpu_layers"], options["n_threads"]
     reasoner_on_cpu = n_gpu_layers == 0 or not llama_cpp.llama_supports_gpu_offload()
     sam_threads: int | None = None
     reasoner_threads = n_threads
-    if overlap and reasoner_on_cpu:
+    if options["overlap"] and reasoner_on_cpu:
         total = int(n_threads or os.cpu_count() or 1)
         split_reasoner, sam_threads = split_threads(total)
     seg_opts = {} if sam_threads is None else {"threads": sam_threads}
-    segmenter = open_segmenter(bundle.root, backend=segmenter_backend, **seg_opts)
+    segmenter = open_segmenter(bundle.root, backend=options["segmenter_backend"], **seg_opts)
     if sam_threads is not None and segmenter.device_kind == "cpu":
         reasoner_threads = split_reasoner
+    max_new_tokens = options["max_new_tokens"]
     reasoner = None
     try:
         reasoner = LlamaCppReasoner(
@@ -268,18 +256,18 @@ def open_backends(
             n_ctx=n_ctx,
             n_gpu_layers=n_gpu_layers,
             n_threads=reasoner_threads,
-            n_batch=n_batch,
-            kv_cache_type=kv_cache_type,
+            n_batch=options["n_batch"],
+            kv_cache_type=options["kv_cache_type"],
             max_new_tokens=fam.max_new_tokens if max_new_tokens is None else max_new_tokens,
-            think_budget=think_budget,
-            grammar=grammar,
-            answer_grammar=answer_grammar or fam.answer_grammar(max_objects),
+            think_budget=options["think_budget"],
+            grammar=options["grammar"],
+            answer_grammar=options["answer_grammar"] or fam.answer_grammar(options["max_objects"]),
             image_tokens=fam.image_tokens,
-            extra_bufts=extra_bufts,
-            use_mmap=use_mmap,
-            prefix_cache_mb=prefix_cache_mb,
-            warmup=warmup,
-            verbose=verbose,
+            extra_bufts=options["extra_bufts"],
+            use_mmap=options["use_mmap"],
+            prefix_cache_mb=options["prefix_cache_mb"],
+            warmup=options["warmup"],
+            verbose=options["verbose"],
         )
         check_context(reasoner, fam, n_ctx_source or "the default n_ctx")
     except BaseException:

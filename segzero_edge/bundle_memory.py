@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .backends import Segmenter
 from .bundle import load_bundle
 from .errors import BundleError
 from .layout import (
@@ -66,3 +67,12 @@ def open_memory(
             raise RuntimeError(f"no current TensorRT engines for the SAM2 memory graphs: {why}")
         return TensorRTMemory(plans[0], plans[1], config=config or TrackingConfig(), **opts)
     raise ValueError(f"unknown memory backend {backend!r}; use 'onnxruntime' or 'tensorrt'")
+
+
+def open_memory_for(bundle_dir: str | os.PathLike[str], segmenter: Segmenter) -> SAM2Memory:
+    """The bundle's memory graphs (:func:`open_memory`) on ``segmenter``'s backend: TensorRT
+    engines beside a TensorRT segmenter, else onnxruntime with the segmenter's execution
+    providers. Raises as :func:`open_memory`."""
+    if segmenter.backend == "tensorrt":
+        return open_memory(bundle_dir, "tensorrt")
+    return open_memory(bundle_dir, "onnxruntime", providers=segmenter.providers)

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -38,6 +39,39 @@ def test_from_bundle_refuses_a_typo_by_name() -> None:
     for name in kinds:
         assert f"    {name}:" in doc, name
     assert "Returns:" in doc and "Raises:" in doc
+
+
+@pytest.mark.runtime
+def test_backend_keywords_have_one_home() -> None:
+    """from_bundle and open_backends take the keywords of BackendOptions (one list): both
+    signatures and Args sections show each with BACKEND_DEFAULTS' default, a typo is refused
+    by the function's own name with the closest keyword, and a left-out keyword arrives with
+    its default."""
+    from segzero_edge.backend_options import BACKEND_DEFAULTS, BackendOptions, backend_keywords
+    from segzero_edge.bundle import open_backends
+
+    keys = list(BackendOptions.__annotations__)
+    assert keys == list(BACKEND_DEFAULTS)
+    for fn in (SegZeroEdge.from_bundle, open_backends):
+        params = inspect.signature(fn).parameters
+        for key in keys:
+            assert params[key].kind is inspect.Parameter.KEYWORD_ONLY, key
+            assert params[key].default == BACKEND_DEFAULTS[key], key  # type: ignore[literal-required]
+        doc = inspect.getdoc(fn) or ""
+        assert all(f"    {key}: " in doc for key in keys)
+    with pytest.raises(
+        TypeError,
+        match=r"^open_backends\(\) got an unexpected keyword argument 'n_thred'; "
+        r"did you mean 'n_threads'\?$",
+    ):
+        open_backends("no-such-bundle", n_thred=2)  # type: ignore[call-arg]
+
+    @backend_keywords
+    def opened(path: str, **options: Any) -> dict[str, Any]:
+        return {"path": path, **options}
+
+    got = opened("b", n_threads=3)
+    assert got == {**BACKEND_DEFAULTS, "path": "b", "n_threads": 3}
 
 
 @pytest.mark.runtime

@@ -79,13 +79,13 @@ def test_bench_runtime_workloads_and_overlap(
     assert "reference" not in case and "stock" not in case
     wl = case["runtime"]["workloads"]
     assert set(wl) == set(WORKLOADS)
-    multi = wl["multi_query"]
+    multi = wl["multi-query"]
     assert multi["calls"] == 3 and multi["stats"]["total"]["n"] == 3
     # the frame is encoded once: the second and third queries hit the frame cache
     assert multi["stats"]["sam_encode"]["n"] == 1
     assert multi["frame"]["p50"] == pytest.approx(multi["stats"]["total"]["mean"] * 3, rel=1e-6)
-    # the answer's objects reach SAM2: three in multi_object, one elsewhere
-    assert wl["multi_object"]["stats"]["objects"]["min"] == 3
+    # the answer's objects reach SAM2: three in multi-object, one elsewhere
+    assert wl["multi-object"]["stats"]["objects"]["min"] == 3
     assert wl["single"]["stats"]["objects"]["max"] == 1
     ov = case["overlap"]
     assert set(ov["runs"]) == {"overlapped"} and ov["thread_budget"] == 2

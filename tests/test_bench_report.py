@@ -52,7 +52,7 @@ def test_ratios_and_table() -> None:
             assert r["decode_tokens_per_s"] == pytest.approx(factor)  # runtime / peer
             assert r["peak_rss"] == pytest.approx(factor)
             assert r["frame"] == pytest.approx(factor)
-    table = ratio_table(d["cases"][0], "multi_query")
+    table = ratio_table(d["cases"][0], "multi-query")
     print(table)
     assert "ref/rt" in table and "stock/rt" in table and "frame (3 calls) p50" in table
     # stages + total p90 + frame p50/p90 + decode tok/s, for each peer
@@ -63,8 +63,8 @@ def test_ratios_and_table() -> None:
 
 def test_ratios_skip_a_missing_workload() -> None:
     rt, ref = side(1.0, "runtime"), side(2.0, "reference")
-    del ref["workloads"]["multi_object"]
-    assert ratios(rt, ref, "multi_object") == {}
+    del ref["workloads"]["multi-object"]
+    assert ratios(rt, ref, "multi-object") == {}
     assert ratios(rt, ref, "single")["total"] == pytest.approx(2.0)
 
 
@@ -80,6 +80,28 @@ def test_plots_are_written(tmp_path: Path) -> None:
     assert cmp_png.read_bytes()[:8] == PNG_MAGIC
     assert main(["bench", "--compare", *map(str, files), "--out", str(tmp_path / "c2.png")]) == 0
     assert (tmp_path / "c2.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_compare_reads_the_old_workload_spellings(tmp_path: Path) -> None:
+    """A bench JSON saved with ``multi_query`` / ``multi_object`` keys loads with the current
+    names, so a comparison across old and new runs sees the same workloads."""
+    old = doc("cpu-x86-64")
+    old["config"]["inputs"] = {"workloads": ["single", "multi_query", "multi_object"]}
+    for case in old["cases"]:
+        for s in ("runtime", "reference", "stock"):
+            case[s]["workloads"] = {k.replace("-", "_"): v for k, v in case[s]["workloads"].items()}
+        case["ratios"] = {
+            p: {k.replace("-", "_"): v for k, v in r.items()} for p, r in case["ratios"].items()
+        }
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    (loaded,) = load_runs([path])
+    case = loaded["cases"][0]
+    assert set(WORKLOADS) == {"single", "multi-query", "multi-object"}
+    assert set(case["runtime"]["workloads"]) == set(WORKLOADS)
+    assert set(case["ratios"]["stock"]) == set(WORKLOADS)
+    assert loaded["config"]["inputs"]["workloads"] == list(WORKLOADS)
+    assert ratio_table(case, "multi-query").startswith("workload multi-query")
 
 
 def test_run_plot_titles_do_not_overlap() -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from segzero_edge.segmenter.decode import best_mask_index, decode_objects, device_decoder
-from segzero_edge.segmenter.prompts import Sam2PromptRule
+from segzero_edge.segmenter.prompts import Sam2PromptRule, batch_prompts, prompt_arrays
 from segzero_edge.types import ObjectPrompt
 
 pytestmark = pytest.mark.runtime
@@ -80,6 +80,39 @@ def test_each_object_keeps_the_references_choice_before_the_next_call(
         want += [(min(step, j - k), 2 + points[i]) for k in range(i, j, step)]
         i = j
     assert [(size, n_points) for _, size, n_points in calls] == want
+
+
+@pytest.mark.parametrize(
+    ("max_prompts", "in_order", "want"),
+    [
+        (None, False, [[0, 2, 3, 5], [1, 4]]),  # the host decode: one batch per point count
+        (2, False, [[0, 2], [3, 5], [1, 4]]),
+        (None, True, [[0], [1], [2, 3], [4], [5]]),  # runs of one point count, in order
+        (1, True, [[0], [1], [2], [3], [4], [5]]),
+        (2, True, [[0], [1], [2, 3], [4], [5]]),  # the device decode
+    ],
+)
+def test_batch_prompts_one_grouping_for_both_decoders(
+    max_prompts: int | None, in_order: bool, want: list[list[int]]
+) -> None:
+    """The one batching function of the host decode (``backend_decoder``) and the device decode
+    (``device_decoder``: ``in_order``, split by ``max_prompts``): prompts of one point count
+    stacked in index order, never two point counts in a batch, never over ``max_prompts``."""
+    points = [1, 0, 1, 1, 0, 1]
+    arrays = [
+        prompt_arrays(o.box, o.points[:n], (40, 60), labels=(1,) * n)
+        for o, n in zip(_objects(points), points, strict=True)
+    ]
+    batches = batch_prompts(arrays, max_prompts=max_prompts, in_order=in_order)
+    assert [idx for idx, _, _ in batches] == want
+    for idx, coords, labels in batches:
+        assert coords.shape == (len(idx), 2 + points[idx[0]], 2)
+        assert labels.shape == coords.shape[:2]
+        for row, i in enumerate(idx):
+            np.testing.assert_array_equal(coords[row], arrays[i][0][0])
+            np.testing.assert_array_equal(labels[row], arrays[i][1][0])
+    if in_order:  # taken in turn, the batches give the prompts in their order
+        assert [i for idx, _, _ in batches for i in idx] == list(range(len(points)))
 
 
 def test_a_decoder_error_propagates_and_keeps_nothing_after_it() -> None:

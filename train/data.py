@@ -264,7 +264,7 @@ def _ground_truth_rows(
                 raise ValueError(f"{source.name} row {k}: {e}") from None
             if per_instance and len(gt.points) != len(gt.boxes):
                 raise ValueError(
-                    f"{source.name} row {k}: the multi_object reward needs one point per box "
+                    f"{source.name} row {k}: the multi-object reward needs one point per box "
                     f"(got {len(gt.boxes)} box(es), {len(gt.points)} point(s))"
                 )
             if gt.boxes or keep_empty:

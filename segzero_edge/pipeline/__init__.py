@@ -10,7 +10,7 @@ later queries on that frame, and all objects of one answer are decoded by SAM2 i
 call. The package's other modules, one job each:
 
 - :mod:`~segzero_edge.pipeline.embedding_cache`: SAM2 encodings cached per frame, so several
-  queries on one frame encode it once (a failed encoding is not kept);
+  queries on one frame encode it once (a failed one is not kept, nor re-raised to a later call);
 - :mod:`~segzero_edge.pipeline.pixel_path`: the pixel work, as CUDA kernels on the buffers of a
   TensorRT segmenter, elsewhere as the native CPU twin;
 - :mod:`~segzero_edge.pipeline.loading`: ``SegZeroEdge.from_bundle``.
@@ -43,7 +43,13 @@ from ..layout import DEFAULT_MAX_OBJECTS
 from ..options import whole_number
 from ..placement import default_overlap
 from ..types import ObjectPrompt, Segmentation, Status, normalize_box
-from .embedding_cache import DEFAULT_CACHE_FRAMES, EmbeddingCache, Encoded, FrameEmbedding
+from .embedding_cache import (
+    CACHE_HIT,
+    DEFAULT_CACHE_FRAMES,
+    EmbeddingCache,
+    Encoded,
+    FrameEmbedding,
+)
 from .loading import from_bundle as _from_bundle
 from .pixel_path import PixelPath
 
@@ -52,9 +58,6 @@ if TYPE_CHECKING:
     from ..tracker import Tracker
 
 log = logging.getLogger(__name__)
-
-_CACHE_HIT = "sam_cache_hit"
-"""Key the embedding cache marks a hit with in a call's working timings (moved to its flag)."""
 
 
 class SegZeroEdge:
@@ -168,7 +171,7 @@ class SegZeroEdge:
             return FrameEmbedding(*self._pixels.encode(frame), False)
         hit: dict[str, float] = {}
         fkey = _frame_key(frame) if self.cache_frames else ""
-        emb, timings = self._embedding_future(frame, fkey, hit).result()
+        emb, timings = self._cache.marked_future(frame, fkey, hit).result()
         return FrameEmbedding(emb, timings, bool(hit))
 
     @contextlib.contextmanager
@@ -177,17 +180,6 @@ class SegZeroEdge:
         graphs, which may share its device stream); calls on it are serialised."""
         with self._segmenter_lock:
             yield
-
-    # -- SAM2 encoding with a per-frame cache ------------------------------------------
-    def _embedding_future(
-        self, img: Frame, fkey: str, timings: dict[str, float]
-    ) -> Future[Encoded]:
-        """The future of ``img``'s encoding (cached by ``fkey`` unless ``cache_frames`` is
-        0); a cache hit is marked in ``timings``."""
-        fut, hit = self._cache.future(img, fkey if self.cache_frames else "")
-        if hit:
-            timings[_CACHE_HIT] = 1.0
-        return fut
 
     # -- the call -----------------------------------------------------------------------
     def segment(self, image: ImageLike | NV12Frame, query: str) -> Segmentation:
@@ -247,14 +239,14 @@ class SegZeroEdge:
                 self.reasoner.check_prompt(prompt)
         first: dict[str, float] = {}
         fkey = _frame_key(img)
-        emb_future = self._embedding_future(img, fkey, first)
+        emb_future = self._cache.marked_future(img, fkey if self.cache_frames else "", first)
         t0 = time.perf_counter()
         r_in = self._pixels.reasoner_input(img, self.family)
         first["preprocess"] = time.perf_counter() - t0
         results = []
         for i, (query, prompt) in enumerate(zip(queries, prompts, strict=True)):
             # the 2nd..Nth query reuse the frame's embedding: a SAM2 cache hit
-            timings = dict(first) if i == 0 else {_CACHE_HIT: 1.0}
+            timings = dict(first) if i == 0 else {CACHE_HIT: 1.0}
             t_query = t_start if i == 0 else time.perf_counter()
             result = self._segment_prompt(img, fkey, r_in, prompt, emb_future, timings)
             result.timings["total"] = time.perf_counter() - t_query
@@ -300,21 +292,11 @@ class SegZeroEdge:
         status = parsed.status
         if objects:
             t0 = time.perf_counter()
-            try:
-                emb, encode_timings = emb_future.result()
-            except Exception:
-                if _CACHE_HIT not in timings:
-                    raise
-                # an encoding that an earlier call started (and did not wait for) failed:
-                # this call encodes the frame afresh, once, instead of re-raising that error
-                self._cache.forget_failed(fkey, emb_future)
-                del timings[_CACHE_HIT]
-                emb, encode_timings = self._embedding_future(img, fkey, timings).result()
-            if _CACHE_HIT not in timings:
-                timings.update(encode_timings)
+            # a failed encoding an earlier call started is retried once (EmbeddingCache.wait)
+            emb = self._cache.wait(img, fkey, emb_future, timings)
             timings["sam_wait"] = time.perf_counter() - t0
             object_masks, scores = self._pixels.decode(emb, objects, self.family, (h, w), timings)
-        sam_hit = bool(timings.pop(_CACHE_HIT, 0.0))  # a flag: not seconds
+        sam_hit = bool(timings.pop(CACHE_HIT, 0.0))  # a flag: not seconds
         return Segmentation(
             mask=np.asarray(object_masks.any(axis=0), dtype=bool),  # N = 0: all False
             object_masks=object_masks,
@@ -389,14 +371,9 @@ class SegZeroEdge:
                         "track() needs SAM2's memory graphs: load with SegZeroEdge.from_bundle "
                         "or pass memory= (segzero_edge.bundle_memory.open_memory)"
                     )
-                from ..bundle_memory import open_memory
+                from ..bundle_memory import open_memory_for
 
-                if self.segmenter.backend == "tensorrt":
-                    self.memory = open_memory(self.bundle_dir, "tensorrt")
-                else:
-                    self.memory = open_memory(
-                        self.bundle_dir, "onnxruntime", providers=self.segmenter.providers
-                    )
+                self.memory = open_memory_for(self.bundle_dir, self.segmenter)
             return self.memory
 
     def close(self) -> None:

@@ -38,6 +38,10 @@ class FrameEmbedding:
 DEFAULT_CACHE_FRAMES = 4
 """Frames whose SAM2 embedding the pipeline keeps (``cache_frames``)."""
 
+CACHE_HIT = "sam_cache_hit"
+"""Key a cache hit is marked with in a call's working timings (the pipeline moves it to
+``Segmentation.sam_cache_hit``)."""
+
 
 class EmbeddingCache:
     """Futures of :data:`Encoded` by frame key (:func:`segzero_edge.image.frame_key`).
@@ -68,6 +72,35 @@ class EmbeddingCache:
             fut.add_done_callback(lambda f: self.forget_failed(key, f))
         return fut, hit
 
+    def marked_future(self, frame: Frame, key: str, timings: dict[str, float]) -> Future[Encoded]:
+        """:meth:`future`, a cache hit marked in ``timings`` (:data:`CACHE_HIT`)."""
+        fut, hit = self.future(frame, key)
+        if hit:
+            timings[CACHE_HIT] = 1.0
+        return fut
+
+    def wait(
+        self, frame: Frame, key: str, fut: Future[Encoded], timings: dict[str, float]
+    ) -> ImageEmbedding:
+        """The embedding ``fut`` (from :meth:`marked_future` with these ``timings``) gives;
+        unless it is a cache hit, its encoding's seconds are added to ``timings``.
+
+        An encoding that an earlier call started (a hit that call did not wait for) and that
+        failed is forgotten and ``frame`` encoded afresh, once, instead of re-raising that
+        call's error. Raises the encoding's error otherwise.
+        """
+        try:
+            embedding, encode_timings = fut.result()
+        except Exception:
+            if CACHE_HIT not in timings:
+                raise
+            self.forget_failed(key, fut)
+            del timings[CACHE_HIT]
+            embedding, encode_timings = self.marked_future(frame, key, timings).result()
+        if CACHE_HIT not in timings:
+            timings.update(encode_timings)
+        return embedding
+
     def forget_failed(self, key: str, fut: Future[Encoded]) -> None:
         """Drop ``fut`` for ``key`` when it failed or was cancelled (and is still the one kept)."""
         if fut.cancelled() or fut.exception() is not None:
@@ -88,4 +121,4 @@ class EmbeddingCache:
         self._pool.shutdown(wait=True)
 
 
-__all__ = ["EmbeddingCache", "Encoded", "FrameEmbedding"]
+__all__ = ["CACHE_HIT", "DEFAULT_CACHE_FRAMES", "EmbeddingCache", "Encoded", "FrameEmbedding"]

@@ -26,7 +26,7 @@ import numpy as np
 from ..backends import DeviceSegmenter, ImageEmbedding, Segmenter
 from ..errors import BackendError
 from ..types import ObjectPrompt
-from .prompts import ObjectSamPrompt, Sam2PromptRule, batch_prompts, prompt_arrays, prompt_slices
+from .prompts import ObjectSamPrompt, Sam2PromptRule, batch_prompts, prompt_arrays
 from .select import select_masks
 
 DecodeFn = Callable[[Sequence[ObjectSamPrompt]], Iterable[tuple[Any, np.ndarray]]]
@@ -90,7 +90,8 @@ def backend_decoder(
 ) -> DecodeFn:
     """A :data:`DecodeFn` on a runtime segmenter backend: the prompts' arrays
     (:func:`prompt_arrays`) stacked into one ``segmenter.decode`` call per distinct point count
-    (:func:`batch_prompts`; one call for a whole answer) -> per prompt the three multimask
+    (:func:`batch_prompts`, one call for a whole answer; the segmenter splits a batch over its
+    ``max_prompts``) -> per prompt the three multimask
     low-res logits ``[3, 256, 256]`` and their scores ``[3]``. Backend errors become
     :class:`BackendError`."""
 
@@ -131,32 +132,24 @@ def device_decoder(
 ) -> DecodeFn:
     """A :data:`DecodeFn` whose logits stay on the GPU (``segmenter.decode_on_device``).
 
-    The prompts' arrays go in decoder calls of consecutive prompts with one point count (SAM2's
-    padding points would change the masks), at most ``segmenter.max_prompts`` each (1 when
-    ``None``) -> per prompt its device candidates and the scores of the three multimask
-    outputs ``[3]``. Indexing a prompt's candidates with ``plane`` calls ``keep(slot, row,
-    plane)`` (e.g. :meth:`CudaPixels.keep <segzero_edge.cuda_pixels.CudaPixels.keep>`), which
-    copies that mask of decoder row ``row`` to slot ``slot`` (the prompt's index), and gives
-    the slot. Lazy: :func:`decode_objects` keeps each prompt's mask before the next call
-    overwrites the buffer. The caller holds the segmenter's lock for the whole loop; errors
-    propagate as raised.
+    The prompts' arrays go in decoder calls of consecutive prompts with one point count
+    (:func:`batch_prompts` with ``in_order``: batched as :func:`backend_decoder` batches them,
+    but in prompt order), at most ``segmenter.max_prompts`` each (1 when ``None``) -> per
+    prompt its device candidates and the scores of the three multimask outputs ``[3]``.
+    Indexing a prompt's candidates with ``plane`` calls ``keep(slot, row, plane)`` (e.g.
+    :meth:`CudaPixels.keep <segzero_edge.cuda_pixels.CudaPixels.keep>`), which copies that
+    mask of decoder row ``row`` to slot ``slot`` (the prompt's index), and gives the slot.
+    Lazy: :func:`decode_objects` keeps each prompt's mask before the next call overwrites the
+    buffer. The caller holds the segmenter's lock for the whole loop; errors propagate as
+    raised.
     """
     step = segmenter.max_prompts or 1
 
     def decode(prompts: Sequence[ObjectSamPrompt]) -> Iterator[tuple[Any, np.ndarray]]:
         arrays = [prompt_arrays(p.box, p.points, image_hw, labels=p.labels) for p in prompts]
-        start = 0
-        while start < len(arrays):
-            stop = start + 1  # a run of prompts with the same number of points
-            while stop < len(arrays) and arrays[stop][0].shape[1] == arrays[start][0].shape[1]:
-                stop += 1
-            for part in prompt_slices(stop - start, step):
-                idx = range(start + part.start, min(start + part.stop, stop))
-                coords = np.concatenate([arrays[i][0] for i in idx], axis=0)
-                labels = np.concatenate([arrays[i][1] for i in idx], axis=0)
-                iou = segmenter.decode_on_device(embedding, coords, labels)
-                for row, i in enumerate(idx):
-                    yield _DeviceCandidates(keep, i, row), iou[row, 1:]
-            start = stop
+        for idx, coords, labels in batch_prompts(arrays, max_prompts=step, in_order=True):
+            iou = segmenter.decode_on_device(embedding, coords, labels)
+            for row, i in enumerate(idx):
+                yield _DeviceCandidates(keep, i, row), iou[row, 1:]
 
     return decode

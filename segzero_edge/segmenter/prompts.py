@@ -116,24 +116,45 @@ def mask_prompt(mask_input: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
 
 def batch_prompts(
     prompts: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    max_prompts: int | None = None,
+    in_order: bool = False,
 ) -> list[tuple[list[int], np.ndarray, np.ndarray]]:
     """Stack per-object prompts (``[1, P, 2]``, ``[1, P]`` from :func:`prompt_arrays`) into
     decoder batches: ``[(indices, point_coords [B, P, 2], point_labels [B, P]), ...]``.
 
-    Prompts with the same number of points P share one batch (every object of a Seg-Zero answer
+    Prompts with the same number of points P share a batch (every object of a Seg-Zero answer
     has a box and the same number of points, so one batch per answer). Different P are not
     padded: SAM2's padding points take part in attention and would change the masks.
+
+    Args:
+        prompts: Each prompt's ``(point_coords [1, P, 2], point_labels [1, P])``.
+        max_prompts: At most this many prompts a batch (:func:`prompt_slices`; ``None``: any
+            number).
+        in_order: Batch only consecutive prompts (each run of one P, split by
+            ``max_prompts``), so the batches taken in turn give the prompts in their order:
+            for a decoder whose outputs its next call overwrites. ``False``: every prompt of
+            one P in one batch, batches in the order their P first appears.
     """
-    groups: dict[int, list[int]] = {}
+    groups: list[list[int]] = []
+    open_groups: dict[int, list[int]] = {}  # point count -> the batch its next prompt joins
     for i, (coords, _) in enumerate(prompts):
-        groups.setdefault(int(coords.shape[1]), []).append(i)
+        points = int(coords.shape[1])
+        group = open_groups.get(points)
+        if group is None:
+            if in_order:
+                open_groups.clear()  # a run ended: no later prompt joins an earlier batch
+            group = open_groups[points] = []
+            groups.append(group)
+        group.append(i)
     return [
         (
             idx,
             np.concatenate([prompts[i][0] for i in idx], axis=0),
             np.concatenate([prompts[i][1] for i in idx], axis=0),
         )
-        for idx in groups.values()
+        for group in groups
+        for idx in (group[s] for s in prompt_slices(len(group), max_prompts))
     ]
 
 
