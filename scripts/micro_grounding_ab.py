@@ -23,8 +23,9 @@ reasoner with ``--rope-theta``.
 ``--aux-weight W`` (with ``--generate``) adds W times the dense pretext loss of
 :class:`segzero_train.pretext.PositionPretext` to every step: linear heads on the language
 model's hidden states after layer ``--aux-layer`` tell each image token its row and column of
-the merged 8 x 8 grid and whether it covers the object (a quarter of its 28 x 28 pixels or
-more). The heads are dropped after training: the saved model is the plain architecture.
+the merged 8 x 8 grid and whether it covers an object (a quarter of its 28 x 28 pixels or
+more; any object of the scene, since the image tokens come before the query). The heads are
+dropped after training: the saved model is the plain architecture.
 """
 
 from __future__ import annotations
@@ -91,7 +92,9 @@ def generated(n: int, objects: int, seed: int) -> list[Any]:
                   round(y2 * 840 / SIZE)]]  # fmt: skip
         coarse = coarse_ground_truth(GroundTruth(boxes=truth, points=[]), STEP, 840)
         colour, kind = names[k]
-        cover = scene.mask(k).reshape(GRID, 28, GRID, 28).mean((1, 3)) >= 0.25
+        # every object: the image tokens come before the query, so they cannot know the target
+        union = np.any([scene.mask(j) for j in range(len(names))], axis=0)
+        cover = union.reshape(GRID, 28, GRID, 28).mean((1, 3)) >= 0.25
         rows.append((f"the {colour} {kind}", Image.fromarray(scene.image),
                      [list(b) for b in coarse.boxes], truth, cover.reshape(-1)))  # fmt: skip
     return rows
