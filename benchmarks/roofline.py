@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from segzero_edge.layout import QWEN3VL_FRAME, REASONER_SIZE
+from segzero_edge.layout import QWEN3VL_RESIZE_SIZE, REASONER_SIZE
 from segzero_edge.layout import sam2_size as sam2_size_key
 from segzero_export.memory import SAM2_PARAMS_M
 from segzero_export.model_shapes import DISPLAY_NAMES, SHAPE_NAMES, is_qwen3vl, published_config
@@ -108,7 +108,7 @@ class ReasonerShape:
                 "vision_mlp_mats": 2,
                 "deepstack_mergers": len(vc.get("deepstack_visual_indexes") or ()),
                 "vision_positions": int(vc.get("num_position_embeddings", 0)),
-                "frame": QWEN3VL_FRAME,
+                "frame": QWEN3VL_RESIZE_SIZE,
             }
         else:
             qwen3 = {"vision_full_blocks": len(vc.get("fullatt_block_indexes") or ())}

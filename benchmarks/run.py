@@ -20,7 +20,7 @@ from typing import Any
 from segzero_edge.fileio import atomic_path
 from segzero_edge.layout import (
     MMPROJ_FILE,
-    QWEN3VL_FRAME,
+    QWEN3VL_RESIZE_SIZE,
     REASONER_FILE,
     SAM2_DECODER_FILE,
     SAM2_ENCODER_FILE,
@@ -158,7 +158,7 @@ def shape_from_gguf(reasoner_gguf: Path, mmproj_gguf: Path, name: str = "model")
             "vision_mlp_mats": 2,
             "deepstack_mergers": sum(bool(x) for x in deepstack),
             "vision_positions": pos[-1] if len(pos) > 1 else 0,  # ggml order: (hidden, n)
-            "frame": QWEN3VL_FRAME,
+            "frame": QWEN3VL_RESIZE_SIZE,
         }
     return ReasonerShape(
         name=name,

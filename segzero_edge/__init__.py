@@ -39,9 +39,10 @@ _EXPORTS: dict[str, str] = {
     "ModelFamily": "families",
     "build_prompt": "families",
     "get_family": "families",
+    "AnswerObject": "answer",
     "ParsedAnswer": "answer",
     "parse_answer": "answer",
-    "to_image_frame": "answer",
+    "to_image_pixels": "answer",
     "REASONER_SIZE": "layout",
     "DEFAULT_MAX_OBJECTS": "layout",
 }
@@ -51,6 +52,7 @@ __all__ = [
     "DEFAULT_MAX_OBJECTS",
     "FAMILIES",
     "REASONER_SIZE",
+    "AnswerObject",
     "BackendError",
     "BundleError",
     "MissingExtra",
@@ -70,11 +72,11 @@ __all__ = [
     "default_bundle",
     "get_family",
     "parse_answer",
-    "to_image_frame",
+    "to_image_pixels",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on first use
-    from .answer import ParsedAnswer, parse_answer, to_image_frame
+    from .answer import AnswerObject, ParsedAnswer, parse_answer, to_image_pixels
     from .commands.segment import default_bundle
     from .errors import (
         BackendError,
