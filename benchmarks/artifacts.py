@@ -33,7 +33,7 @@ from segzero_export.model_shapes import (
 
 SHAPES = ("tiny", "real")
 QWEN3VL_FAMILY = "qwen3vl-grounding"
-"""The family the Qwen3-VL shapes are benchmarked with (prompt, answer grid, 832 frame)."""
+"""The family the Qwen3-VL shapes are benchmarked with (prompt, answer grid, 832 resize)."""
 SAM2_CONFIGS = {"tiny": ("sam2.1_hiera_t",), "real": ("sam2.1_hiera_t", "sam2.1_hiera_b+")}
 
 

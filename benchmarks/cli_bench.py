@@ -151,7 +151,7 @@ def _print_roofline(names: Sequence[str] = SHAPE_NAMES) -> None:
         work = Workload(shape, sam2_variant=sam)
         roof = roofline(work)
         print(
-            f"{name} ({shape.name}) Q4_K_M + SAM2.1 {sam}: {shape.frame} px frame, "
+            f"{name} ({shape.name}) Q4_K_M + SAM2.1 {sam}: {shape.resize_size} px frame, "
             f"{work.prompt_tokens} prompt tokens, {work.decode_tokens} decode tokens"
         )
         for name, r in roof.items():

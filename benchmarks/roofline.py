@@ -14,8 +14,9 @@ and Qwen3-VL-2B/4B/8B sizes from the models' published ``config.json``
 The two vision towers differ where it counts: Qwen2.5-VL's (14 px patches, SwiGLU MLPs, window
 attention but in 4 blocks, 900 tokens at 840 px) and Qwen3-VL's (16 px patches, GELU MLPs of
 two matrices, full attention in every block, a learned position grid, a merger per deepstack
-level besides the final one, 676 tokens at its 832 px frame). Each shape carries its frame
-(``ReasonerShape.frame``), which a :class:`Workload` uses unless given ``image_size``.
+level besides the final one, 676 tokens at its 832 px resize). Each shape carries the side of
+the square its reasoner sees (``ReasonerShape.resize_size``, Seg-Zero's ``resize_size``), which a
+:class:`Workload` uses unless given ``image_size``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from segzero_edge.layout import QWEN3VL_FRAME, REASONER_SIZE
+from segzero_edge.layout import QWEN3VL_RESIZE_SIZE, REASONER_SIZE
 from segzero_edge.layout import sam2_size as sam2_size_key
 from segzero_export.memory import SAM2_PARAMS_M
 from segzero_export.model_shapes import DISPLAY_NAMES, SHAPE_NAMES, is_qwen3vl, published_config
@@ -82,16 +83,17 @@ class ReasonerShape:
     vision_mlp_mats: int = 3
     deepstack_mergers: int = 0
     vision_positions: int = 0
-    frame: int = REASONER_SIZE
+    resize_size: int = REASONER_SIZE
 
     @property
     def image_tokens(self) -> int:
-        """Image tokens of one ``frame`` square image: ``(frame / (patch * merge)) ** 2``."""
-        return (self.frame // (self.patch_size * self.merge_size)) ** 2
+        """Image tokens of one ``resize_size`` square image:
+        ``(resize_size / (patch * merge)) ** 2``."""
+        return (self.resize_size // (self.patch_size * self.merge_size)) ** 2
 
     @property
     def prompt_tokens(self) -> int:
-        """Tokens of a Seg-Zero prompt on one frame: image tokens + :data:`PROMPT_TEXT_TOKENS`."""
+        """Tokens of a Seg-Zero prompt on one image: image tokens + :data:`PROMPT_TEXT_TOKENS`."""
         return self.image_tokens + PROMPT_TEXT_TOKENS
 
     @classmethod
@@ -108,7 +110,7 @@ class ReasonerShape:
                 "vision_mlp_mats": 2,
                 "deepstack_mergers": len(vc.get("deepstack_visual_indexes") or ()),
                 "vision_positions": int(vc.get("num_position_embeddings", 0)),
-                "frame": QWEN3VL_FRAME,
+                "resize_size": QWEN3VL_RESIZE_SIZE,
             }
         else:
             qwen3 = {"vision_full_blocks": len(vc.get("fullatt_block_indexes") or ())}
@@ -163,9 +165,9 @@ class ReasonerShape:
 
     # -- FLOPs (2 per multiply-add) ------------------------------------------------------
     def vision_flops(self, image_size: int | None = None) -> float:
-        """Vision encoder on one ``image_size`` square image (default :attr:`frame`; window +
+        """Vision encoder on one ``image_size`` square image (default :attr:`resize_size`; window +
         full attention, the final and deepstack mergers)."""
-        side = (image_size or self.frame) // self.patch_size
+        side = (image_size or self.resize_size) // self.patch_size
         n = side * side
         v, m = self.vision_hidden, self.merge_size**2
         window = (self.vision_window // self.patch_size) ** 2
@@ -214,8 +216,8 @@ QWEN3VL_8B = REASONER_SHAPES["qwen3vl-8b"]
 @dataclass(frozen=True)
 class Workload:
     """One pipeline call: model shapes and sizes of the inputs. ``prompt_tokens`` defaults to
-    the shape's :attr:`ReasonerShape.prompt_tokens` (1030 at Qwen2.5-VL's 840 frame, 806 at
-    Qwen3-VL's 832), ``image_size`` to its :attr:`ReasonerShape.frame`."""
+    the shape's :attr:`ReasonerShape.prompt_tokens` (1030 at Qwen2.5-VL's 840 resize, 806 at
+    Qwen3-VL's 832), ``image_size`` to its :attr:`ReasonerShape.resize_size`."""
 
     reasoner: ReasonerShape
     sam2_variant: str = "tiny"
@@ -231,7 +233,7 @@ class Workload:
         if not self.prompt_tokens:
             object.__setattr__(self, "prompt_tokens", self.reasoner.prompt_tokens)
         if not self.image_size:
-            object.__setattr__(self, "image_size", self.reasoner.frame)
+            object.__setattr__(self, "image_size", self.reasoner.resize_size)
 
 
 def _floor(flops: float, nbytes: float, target: Target) -> float | None:

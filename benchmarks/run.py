@@ -20,7 +20,7 @@ from typing import Any
 from segzero_edge.fileio import atomic_path
 from segzero_edge.layout import (
     MMPROJ_FILE,
-    QWEN3VL_FRAME,
+    QWEN3VL_RESIZE_SIZE,
     REASONER_FILE,
     SAM2_DECODER_FILE,
     SAM2_ENCODER_FILE,
@@ -151,14 +151,14 @@ def shape_from_gguf(reasoner_gguf: Path, mmproj_gguf: Path, name: str = "model")
     depth = int(v["clip.vision.block_count"])
     wa = int(v.get("clip.vision.n_wa_pattern") or 0)
     qwen3: dict[str, Any] = {}
-    if arch == "qwen3vl":  # GELU vision MLPs, deepstack mergers, learned positions, 832 frame
+    if arch == "qwen3vl":  # GELU vision MLPs, deepstack mergers, learned positions, 832 resize
         deepstack = v.get("clip.vision.is_deepstack_layers") or []
         pos = vtensors.get("v.position_embd.weight") or [0]
         qwen3 = {
             "vision_mlp_mats": 2,
             "deepstack_mergers": sum(bool(x) for x in deepstack),
             "vision_positions": pos[-1] if len(pos) > 1 else 0,  # ggml order: (hidden, n)
-            "frame": QWEN3VL_FRAME,
+            "resize_size": QWEN3VL_RESIZE_SIZE,
         }
     return ReasonerShape(
         name=name,

@@ -45,19 +45,19 @@ def frames(n: int, hw: tuple[int, int] = (480, 640), seed: int = 0) -> list[np.n
 
 
 class FixedAnswerReasoner:
-    """Answers with a box + point on the disc of frame 0 (840 frame): the seed of the tracker."""
+    """Answers with a box + point on the disc of frame 0 (840 x 840 resize coordinates): the
+    seed of the tracker."""
 
     name = "fixed-answer"
 
     def __init__(self, hw: tuple[int, int]) -> None:
-        from segzero_edge.answer import format_list_answer
-        from segzero_edge.types import ObjectPrompt
+        from segzero_edge.answer import AnswerObject, format_list_answer
 
         h, w = hw
         sx, sy = 840 / w, 840 / h
         cx, cy, r = 0.2 * w, 0.5 * h, 0.15 * h
         box = (int((cx - r) * sx), int((cy - r) * sy), int((cx + r) * sx), int((cy + r) * sy))
-        self.text = format_list_answer([ObjectPrompt(box, ((int(cx * sx), int(cy * sy)),))])
+        self.text = format_list_answer([AnswerObject(box, ((int(cx * sx), int(cy * sy)),))])
 
     device_kind = "cpu"
     n_threads = None

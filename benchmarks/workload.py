@@ -10,8 +10,9 @@ Workloads (the same calls on every side):
     one query on a new frame whose answer names three objects (three SAM2 decodes).
 
 Random weights write no usable answer, so the answer's objects are fixed
-(:meth:`BenchInputs.objects`, in the reasoner's 840 x 840 frame) and every side prompts SAM2
-with them, in the answer form, mapping and SAM2 prompt of the benchmarked model family.
+(:meth:`BenchInputs.objects`, in the reasoner's 840 x 840 resize coordinates) and every side
+prompts SAM2 with them, in the answer form, mapping and SAM2 prompt of the benchmarked model
+family.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from segzero_edge.answer import AnswerObject
 from segzero_edge.families import get_family
 from segzero_edge.layout import REASONER_SIZE
 from segzero_edge.segmenter.prompts import ObjectSamPrompt
@@ -99,9 +101,10 @@ class BenchInputs:
             self._frames = {index: rng.integers(0, 256, (self.height, self.width, 3), np.uint8)}
         return self._frames[index]
 
-    def objects(self, n: int) -> list[ObjectPrompt]:
-        """``n`` objects side by side in the 840 x 840 frame: a box and as many points inside
-        it as the family's answer has (one at the centre; two on its vertical midline)."""
+    def objects(self, n: int) -> list[AnswerObject]:
+        """``n`` answer objects side by side in the reasoner's 840 x 840 resize coordinates: a
+        box and as many points inside it as the family's answer has (one at the centre; two on
+        its vertical midline)."""
         n_points = len(get_family(self.family).sam2.point_labels)
         out = []
         width = (REASONER_SIZE - 80) // n
@@ -114,7 +117,7 @@ class BenchInputs:
                 if n_points == 1
                 else tuple(315 + 210 * i // (n_points - 1) for i in range(n_points))
             )
-            out.append(ObjectPrompt(box=box, points=tuple((cx, y) for y in ys)))
+            out.append(AnswerObject(box=box, points=tuple((cx, y) for y in ys)))
         return out
 
     def answer(self, n: int) -> str:
@@ -125,7 +128,7 @@ class BenchInputs:
 
     def image_objects(self, n: int) -> list[ObjectPrompt]:
         """:meth:`objects` in original-image pixels, with the family's mapping."""
-        return get_family(self.family).to_image_frame(self.objects(n), (self.height, self.width))
+        return get_family(self.family).to_image_pixels(self.objects(n), (self.height, self.width))
 
     def sam2_prompts(self, n: int) -> list[ObjectSamPrompt]:
         """What SAM2 gets for :meth:`image_objects` ``(n)``: the family's points and labels."""

@@ -185,7 +185,7 @@ def export_bundle(
                 architecture=arch,
                 quantization=quant,
                 mmproj_type=mmproj_type,
-                input_size=fam.frame,
+                input_size=fam.resize_size,
                 image_tokens=fam.image_tokens,
                 n_ctx=n_ctx,
             ),

@@ -40,9 +40,10 @@ _EXPORTS: dict[str, str] = {
     "ModelFamily": "families",
     "build_prompt": "families",
     "get_family": "families",
+    "AnswerObject": "answer",
     "ParsedAnswer": "answer",
     "parse_answer": "answer",
-    "to_image_frame": "answer",
+    "to_image_pixels": "answer",
     "REASONER_SIZE": "layout",
     "DEFAULT_MAX_OBJECTS": "layout",
 }
@@ -52,6 +53,7 @@ __all__ = [
     "DEFAULT_MAX_OBJECTS",
     "FAMILIES",
     "REASONER_SIZE",
+    "AnswerObject",
     "BackendError",
     "BackendOptions",
     "BundleError",
@@ -72,11 +74,11 @@ __all__ = [
     "default_bundle",
     "get_family",
     "parse_answer",
-    "to_image_frame",
+    "to_image_pixels",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on first use
-    from .answer import ParsedAnswer, parse_answer, to_image_frame
+    from .answer import AnswerObject, ParsedAnswer, parse_answer, to_image_pixels
     from .backend_options import BackendOptions
     from .commands.segment import default_bundle
     from .errors import (

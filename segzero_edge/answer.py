@@ -14,8 +14,9 @@ mode). The rule, for every caller: the answer is the body of the **first**
   that answer schema's reference evaluation script, exactly (see :func:`parse_answer`); this is
   what ``segzero-edge eval --protocol segzero`` counts as a parse failure.
 
-Objects are read from a decoded value that is a list of dicts or a single dict (coordinates in
-the reasoner's 840 x 840 frame, kept as written: int or float, never rounded or reordered):
+Objects (:class:`AnswerObject`) are read from a decoded value that is a list of dicts or a
+single dict, in resize coordinates (pixels of the 840 x 840 resize the reasoner saw, Seg-Zero's
+``resize_size``), kept as written: int or float, never rounded or reordered:
 
 - ``{"bbox_2d": [x1, y1, x2, y2], "point_2d": [x, y]}`` (multi-object family; ``point_2d`` may
   also be a list of points)
@@ -26,9 +27,11 @@ Points keep the order of their keys in the dict, as Seg-Zero v1's parser takes t
 box of four finite numbers are dropped; a value with items but no valid one is
 ``UNPARSEABLE``; ``[]`` is ``NO_OBJECT``. The parser never raises.
 
-The mappings back to image pixels are the reference scripts' own formulas (see
-:func:`map_half_up` and :func:`map_round_int`): no rounding in the 840 frame, no reordering of
-box corners, no clamping to the image (the far edge 840 maps to W or H, as in the reference).
+The mapping back to image pixels (:func:`to_image_pixels`: answer objects in, the
+:class:`~segzero_edge.types.ObjectPrompt` objects SAM2 is prompted with out) uses the reference
+scripts' own formulas (see :func:`map_half_up` and :func:`map_round_int`): no rounding of the resize
+coordinates, no reordering of box corners, no clamping to the image (the far edge 840 maps to W
+or H, as in the reference).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .layout import REASONER_SIZE
-from .types import Box, ObjectPrompt, Status
+from .types import ObjectPrompt, Status
 
 ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _THINK_RE = re.compile(r"<think>(.*?)(?:</think>|$)", re.DOTALL)
@@ -57,15 +60,40 @@ SCHEMAS = ("object", "list")
 """Answer schemas: ``"object"`` (Seg-Zero v1, one dict) and ``"list"`` (multi-object)."""
 
 Mapping = Callable[[float, float], int]
-"""``mapping(value, factor) -> pixel``: one coordinate from the 840 frame to the image."""
+"""``mapping(value, factor) -> pixel``: one resize coordinate to an image pixel (``factor``:
+``W / 840`` or ``H / 840``, the reference's ``x_factor`` / ``y_factor``)."""
+
+AnswerBox = tuple[float, float, float, float]
+"""``(x1, y1, x2, y2)`` as the reasoner wrote it (resize coordinates; int or float)."""
+AnswerPoint = tuple[float, float]
+"""``(x, y)`` as the reasoner wrote it (resize coordinates; int or float)."""
+
+
+@dataclass(frozen=True)
+class AnswerObject:
+    """One object of the reasoner's answer, in resize coordinates, as written.
+
+    Resize coordinates: pixels of the square the image was resized to for the reasoner
+    (``ModelFamily.resize_size``: 840 x 840 for Seg-Zero, its ``resize_size``), x to the right,
+    y down; a Qwen3-VL family's answers are on its 0-1000 grid instead
+    (``ModelFamily.coord_span``). The numbers are kept as the answer wrote them: int or float
+    (an int stays an int), box corners in the written order (``x1 > x2`` is possible), nothing
+    rounded or clamped. ``box``: ``(x1, y1, x2, y2)`` (``bbox_2d`` / ``bbox``); ``points``:
+    ``((x, y), ...)`` in the answer's key order (``point_2d`` / ``points_1``, ``points_2``),
+    possibly none. :func:`to_image_pixels` maps it to an image's
+    :class:`~segzero_edge.types.ObjectPrompt`.
+    """
+
+    box: AnswerBox
+    points: tuple[AnswerPoint, ...]
 
 
 @dataclass(frozen=True)
 class ParsedAnswer:
-    """Result of parsing one generation; ``objects`` are in the 840 x 840 frame, as written."""
+    """Result of parsing one generation; ``objects`` are in resize coordinates, as written."""
 
     status: Status
-    objects: tuple[ObjectPrompt, ...]
+    objects: tuple[AnswerObject, ...]
     reasoning: str
     answer_text: str | None
 
@@ -105,7 +133,7 @@ def numbers(value: Any, n: int) -> tuple[float, ...] | None:
     return None
 
 
-def object_from_item(item: Any) -> ObjectPrompt | None:
+def object_from_item(item: Any) -> AnswerObject | None:
     """One object of either schema; ``None`` without a box of four finite numbers."""
     if not isinstance(item, dict):
         return None
@@ -125,10 +153,10 @@ def object_from_item(item: Any) -> ObjectPrompt | None:
             points.append(single)
         elif key == "point_2d" and isinstance(raw, list):  # also [[x, y], ...]
             points.extend(p for p in (numbers(r, 2) for r in raw) if p is not None)
-    return ObjectPrompt(box=box, points=tuple(points))  # type: ignore[arg-type]
+    return AnswerObject(box=box, points=tuple(points))  # type: ignore[arg-type]
 
 
-def objects_from_json(value: Any) -> list[ObjectPrompt] | None:
+def objects_from_json(value: Any) -> list[AnswerObject] | None:
     """Objects of a decoded JSON value; ``None`` when it has items but none with a box."""
     items = value if isinstance(value, list) else [value]
     objs = [o for o in (object_from_item(d) for d in items) if o is not None]
@@ -137,7 +165,7 @@ def objects_from_json(value: Any) -> list[ObjectPrompt] | None:
     return objs
 
 
-def _objects_from_regex(text: str) -> list[ObjectPrompt] | None:
+def _objects_from_regex(text: str) -> list[AnswerObject] | None:
     """Salvage boxes and points from almost-JSON (trailing commas, a cut-off tail...)."""
     boxes = list(_BOX_RE.finditer(text))
     objs = []
@@ -150,7 +178,7 @@ def _objects_from_regex(text: str) -> list[ObjectPrompt] | None:
             if all(is_number(v) for v in p):
                 pts.append(p)
         if all(is_number(v) for v in box):
-            objs.append(ObjectPrompt(box=box, points=tuple(pts)))  # type: ignore[arg-type]
+            objs.append(AnswerObject(box=box, points=tuple(pts)))  # type: ignore[arg-type]
     return objs or None
 
 
@@ -215,7 +243,7 @@ def _reference_number(v: Any) -> float | None:
     return v if is_number(v) else None
 
 
-def _list_reference_objects(value: Any) -> list[ObjectPrompt] | None:
+def _list_reference_objects(value: Any) -> list[AnswerObject] | None:
     """The objects ``evaluation_visionreasoner.py`` reads from a decoded answer, or ``None``
     where its list comprehensions raise."""
     if isinstance(value, (dict, str)) and not value:
@@ -235,7 +263,7 @@ def _list_reference_objects(value: Any) -> list[ObjectPrompt] | None:
         p = [_reference_number(v) for v in point[:2]]
         if any(v is None for v in b + p):
             return None
-        objs.append(ObjectPrompt(box=tuple(b), points=(tuple(p),)))  # type: ignore[arg-type]
+        objs.append(AnswerObject(box=tuple(b), points=(tuple(p),)))  # type: ignore[arg-type]
     return objs
 
 
@@ -282,7 +310,7 @@ def _parse_v1_reference(text: str, truncated: bool, reasoning: str) -> ParsedAns
     points = [_v1_values(data[k], 2, exact=False) for k in point_keys]
     if box is None or any(p is None for p in points):
         return failed
-    obj = ObjectPrompt(box=box, points=tuple(points))  # type: ignore[arg-type]
+    obj = AnswerObject(box=box, points=tuple(points))  # type: ignore[arg-type]
     return ParsedAnswer(Status.OK, (obj,), reasoning, body)
 
 
@@ -307,25 +335,32 @@ def map_round_int(value: float, factor: float) -> int:
     return round(min(max(int(value) * factor, -_MAX_PIXEL), _MAX_PIXEL))
 
 
-def to_image_frame(
-    objects: Sequence[ObjectPrompt],
+def to_image_pixels(
+    objects: Sequence[AnswerObject],
     image_hw: tuple[int, int],
     mapping: Mapping = map_half_up,
-    frame: int = REASONER_SIZE,
+    coord_span: int = REASONER_SIZE,
 ) -> list[ObjectPrompt]:
-    """Map objects from the ``frame`` x ``frame`` square to an H x W image with ``mapping``.
+    """Map answer objects to an H x W image's pixels with ``mapping``.
 
-    The factors are ``W / frame`` and ``H / frame`` (computed first, as the reference scripts
-    do: ``x_factor = original_width / resize_size``). Nothing is clamped or reordered: values
-    may fall outside ``0..W-1`` / ``0..H-1`` exactly as the reference would pass them to SAM2
-    (beyond ``±(2**31 - 1)`` they are clipped).
+    Args:
+        objects: The answer's objects, in resize coordinates as written.
+        image_hw: ``(H, W)`` of the image the objects are wanted on (pixels).
+        mapping: One coordinate's formula (:func:`map_half_up` or :func:`map_round_int`).
+        coord_span: The span of the answer's coordinates per axis: Seg-Zero's ``resize_size``
+            (840) by default, 1000 for Qwen3-VL's grid (``ModelFamily.coord_span``).
+
+    Returns:
+        One :class:`~segzero_edge.types.ObjectPrompt` per object, in order: int pixels of the
+        image. The factors are ``W / coord_span`` and ``H / coord_span`` (computed first, as
+        the reference scripts do: ``x_factor = original_width / resize_size``). Nothing is
+        clamped or reordered: values may fall outside ``0..W-1`` / ``0..H-1`` exactly as the
+        reference would pass them to SAM2 (beyond ``±(2**31 - 1)`` they are clipped).
     """
     h, w = image_hw
-    fx, fy = w / frame, h / frame
+    fx, fy = w / coord_span, h / coord_span
     out = []
     for o in objects:
-        if o.box is None:  # a lost tracked object: nothing to map (unpacking None raised this)
-            raise TypeError("cannot map an object without a box to the image frame")
         x1, y1, x2, y2 = o.box
         box = (mapping(x1, fx), mapping(y1, fy), mapping(x2, fx), mapping(y2, fy))
         pts = tuple((mapping(x, fx), mapping(y, fy)) for x, y in o.points)
@@ -336,25 +371,20 @@ def to_image_frame(
 # --------------------------------------------------------------------------- writing
 
 
-def _box(obj: ObjectPrompt) -> Box:
-    """``obj.box``; ``TypeError`` (as ``list(None)`` raised before) when it is ``None``."""
-    if obj.box is None:
-        raise TypeError("cannot write an answer for an object without a box")
-    return obj.box
-
-
-def format_list_answer(objects: Sequence[ObjectPrompt], reasoning: str = "") -> str:
-    """The multi-object generation for ``objects`` (840 frame): one ``point_2d`` per object."""
-    items = [{"bbox_2d": list(_box(o)), "point_2d": list(o.points[0])} for o in objects if o.points]
+def format_list_answer(objects: Sequence[AnswerObject], reasoning: str = "") -> str:
+    """The multi-object generation for ``objects`` (resize coordinates): one ``point_2d`` per
+    object; an object without points is left out."""
+    items = [{"bbox_2d": list(o.box), "point_2d": list(o.points[0])} for o in objects if o.points]
     return f"<think>{reasoning}</think><answer>{json.dumps(items)}</answer>"
 
 
-def format_v1_answer(obj: ObjectPrompt, reasoning: str = "") -> str:
-    """The Seg-Zero v1 generation for one object with two points (840 frame)."""
+def format_v1_answer(obj: AnswerObject, reasoning: str = "") -> str:
+    """The Seg-Zero v1 generation for one object with two points (resize coordinates).
+    Raises ``ValueError`` for fewer than two points."""
     if len(obj.points) < 2:
         raise ValueError(f"a Seg-Zero v1 answer needs two points, got {len(obj.points)}")
     item = {
-        "bbox": list(_box(obj)),
+        "bbox": list(obj.box),
         "points_1": list(obj.points[0]),
         "points_2": list(obj.points[1]),
     }

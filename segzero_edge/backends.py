@@ -28,7 +28,8 @@ class ReasonerOutput:
 
 @runtime_checkable
 class Reasoner(Protocol):
-    """Vision-language reasoner: ``image`` is the family's square frame, H x W x 3 uint8 RGB.
+    """Vision-language reasoner: ``image`` is the family's square resize (``resize_size`` x
+    ``resize_size`` x 3 uint8 RGB).
 
     Members:
         name: a label for messages and timings (``llama.cpp``).
@@ -92,8 +93,8 @@ class Segmenter(Protocol):
     """SAM2 image encoder + prompt/mask decoder.
 
     ``encode`` takes ``[1, 3, 1024, 1024]`` float32 (mean/std normalised).
-    ``decode`` takes a batch of B prompts on that image, ``point_coords [B, P, 2]`` float32 in
-    the 1024 frame and ``point_labels [B, P]`` float32 (1 positive, 0 negative, 2/3 box
+    ``decode`` takes a batch of B prompts on that image, ``point_coords [B, P, 2]`` float32 scaled
+    to the 1024 x 1024 input and ``point_labels [B, P]`` float32 (1 positive, 0 negative, 2/3 box
     corners), and optionally ``mask_input [1, 1, 256, 256]`` low-res logits applied to every
     prompt, and returns all the decoder's masks per prompt: low-res logits
     ``[B, 4, 256, 256]`` and IoU ``[B, 4]`` (index 0 is the single-mask output, 1..3 the

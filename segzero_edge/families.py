@@ -26,9 +26,9 @@ new tokens, and use SAM2.0 ``facebook/sam2-hiera-large`` with ``multimask_output
 keeping the highest-scored mask. A new family is one more :class:`ModelFamily` in
 :data:`FAMILIES` (and its hub ids in :data:`CHECKPOINT_FAMILIES`).
 
-Qwen3-VL checkpoints see a frame that is a multiple of 32 pixels (16 px patches, 2 x 2 merge)
-and ground in coordinates relative to the image on a 0-1000 grid per axis; their family says
-so with ``frame``, ``patch_merge`` and ``coord_range``:
+Qwen3-VL checkpoints see the image resized to a square whose side is a multiple of 32 pixels
+(16 px patches, 2 x 2 merge) and ground in coordinates relative to the image on a 0-1000 grid
+per axis; their family says so with ``resize_size``, ``patch_merge`` and ``coord_range``:
 
 - ``qwen3vl-grounding``: a generic family for Qwen3-VL base / instruct checkpoints (no
   reasoning-segmentation training of their own): the multi-object prompt and answer schema
@@ -40,10 +40,11 @@ The project's own micro model (``python -m segzero_train.micro``, trained from s
 scene task) has a family too:
 
 - ``micro-scene``: the multi-object answer schema, reward, SAM2 prompt and mapping, with a
-  336 x 336 reasoner frame (12 x 12 image tokens: CPU training is practical) and a short prompt
-  (every prompt token costs each training step). Its answers keep Seg-Zero's 840 coordinate
-  range (``coord_range`` 840), so the training rewards' pixel thresholds (10 px box L1, 100 px
-  point distance) keep their Seg-Zero meaning; the runtime maps them with ``v * W / 840``.
+  336 x 336 resize for the reasoner (12 x 12 image tokens: CPU training is practical) and a
+  short prompt (every prompt token costs each training step). Its answers keep Seg-Zero's 840
+  coordinate range (``coord_range`` 840), so the training rewards' pixel thresholds (10 px box
+  L1, 100 px point distance) keep their Seg-Zero meaning; the runtime maps them with
+  ``v * W / 840``.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from .answer import (
+    AnswerObject,
     Mapping,
     format_list_answer,
     format_v1_answer,
@@ -59,13 +61,13 @@ from .answer import (
     map_round_int,
     parse_answer,
 )
-from .answer import to_image_frame as _to_image_frame
+from .answer import to_image_pixels as _to_image_pixels
 from .layout import (
     DEFAULT_MAX_OBJECTS,
     PATCH_MERGE,
     QWEN3VL_COORD_RANGE,
-    QWEN3VL_FRAME,
     QWEN3VL_PATCH_MERGE,
+    QWEN3VL_RESIZE_SIZE,
     REASONER_SIZE,
 )
 from .prompt import normalise_query
@@ -86,18 +88,18 @@ class ModelFamily:
     ``question_template`` has the reference's own placeholders ``{Question}`` and ``{Answer}``;
     ``query_strip`` are the characters ``str.strip`` removes after ``lower()``;
     ``schema`` is ``"object"`` (one dict) or ``"list"`` (a list of dicts); ``mapping`` maps one
-    coordinate from the 840 frame to the image; ``max_new_tokens`` is the reference's decode
+    answer coordinate to an image pixel; ``max_new_tokens`` is the reference's decode
     budget; ``sam2_checkpoint`` the SAM2 the reference pairs it with; ``reward`` the
     ``segzero_train.rewards`` set its reference training used; ``prompt_reference`` the
     script whose prompt :meth:`build_prompt` reproduces byte for byte; ``evaluation_reference``
     the script whose scoring :meth:`evaluation_objects` reproduces.
 
-    The backbone's geometry (defaults: Qwen2.5-VL in Seg-Zero's 840 frame): ``frame`` is the
-    side of the square (pixels) the image is resized to for the reasoner, a multiple of
-    ``patch_merge`` (pixels per image token side: 28 for Qwen2.5-VL, 32 for Qwen3-VL);
-    ``coord_range`` is the range the answer's coordinates span per axis (``None``: the frame's
-    pixels; 1000 for Qwen3-VL's relative grid); ``architecture`` the HF architecture of the
-    checkpoints (the exporter refuses another).
+    The backbone's geometry (defaults: Qwen2.5-VL at Seg-Zero's 840): ``resize_size`` is the
+    side of the square (pixels) the image is resized to for the reasoner (the reference
+    scripts' ``resize_size``), a multiple of ``patch_merge`` (pixels per image token side: 28
+    for Qwen2.5-VL, 32 for Qwen3-VL); ``coord_range`` is the range the answer's coordinates
+    span per axis (``None``: the resize's pixels; 1000 for Qwen3-VL's relative grid);
+    ``architecture`` the HF architecture of the checkpoints (the exporter refuses another).
     """
 
     name: str
@@ -115,34 +117,36 @@ class ModelFamily:
     sam2_checkpoint: str
     reward: str
     grammar_fn: Callable[[int], AnswerGrammar]
-    frame: int = REASONER_SIZE
+    resize_size: int = REASONER_SIZE
     patch_merge: int = PATCH_MERGE
     coord_range: int | None = None
     architecture: str = "Qwen2_5_VLForConditionalGeneration"
 
     def __post_init__(self) -> None:
-        if self.frame <= 0 or self.frame % self.patch_merge:
+        if self.resize_size <= 0 or self.resize_size % self.patch_merge:
             raise ValueError(
-                f"family {self.name!r}: frame {self.frame} is not a positive multiple of "
-                f"patch_merge {self.patch_merge}"
+                f"family {self.name!r}: resize_size {self.resize_size} is not a positive "
+                f"multiple of patch_merge {self.patch_merge}"
             )
 
     @property
     def image_tokens(self) -> int:
-        """Image tokens of one ``frame`` x ``frame`` image: ``(frame / patch_merge) ** 2``."""
-        return (self.frame // self.patch_merge) ** 2
+        """Image tokens of one ``resize_size`` x ``resize_size`` image:
+        ``(resize_size / patch_merge) ** 2``."""
+        return (self.resize_size // self.patch_merge) ** 2
 
     @property
-    def coord_frame(self) -> int:
-        """The span of the answer's coordinates per axis (``coord_range``, else ``frame``)."""
-        return self.coord_range or self.frame
+    def coord_span(self) -> int:
+        """The span of the answer's coordinates per axis (``coord_range``, else
+        ``resize_size``): what the mapping divides by (``x_factor = W / coord_span``)."""
+        return self.coord_range or self.resize_size
 
     @property
     def units_per_pixel(self) -> float:
-        """Answer units per pixel of the frame (``coord_frame / frame``): 1 where the answer is
-        in the frame's pixels, 1000 / 832 for Qwen3-VL's grid on its 832 frame. Training scales
-        Seg-Zero's pixel thresholds by it."""
-        return self.coord_frame / self.frame
+        """Answer units per pixel of the resize (``coord_span / resize_size``): 1 where the
+        answer is in the resize's pixels, 1000 / 832 for Qwen3-VL's grid on its 832 resize.
+        Training scales Seg-Zero's pixel thresholds by it."""
+        return self.coord_span / self.resize_size
 
     def normalise_query(self, query: str) -> str:
         """``query.lower().strip(query_strip)`` (``ValueError`` for an empty or huge query)."""
@@ -159,7 +163,7 @@ class ModelFamily:
         return self.grammar_fn(max_objects)
 
     def evaluation_objects(self, text: str, image_hw: tuple[int, int]) -> list[ObjectPrompt] | None:
-        """The image-frame objects :attr:`evaluation_reference` segments for the generation
+        """The objects (image pixels) :attr:`evaluation_reference` segments for the generation
         ``text`` on an H x W image, ``None`` where that script scores a parse failure.
 
         The one parser's strict rule for this family's schema
@@ -169,18 +173,19 @@ class ModelFamily:
         parsed = parse_answer(text, strict=True, schema=self.schema)
         if parsed.status not in (Status.OK, Status.NO_OBJECT):
             return None
-        return self.to_image_frame(parsed.objects, image_hw)
+        return self.to_image_pixels(parsed.objects, image_hw)
 
-    def to_image_frame(
-        self, objects: Sequence[ObjectPrompt], image_hw: tuple[int, int]
+    def to_image_pixels(
+        self, objects: Sequence[AnswerObject], image_hw: tuple[int, int]
     ) -> list[ObjectPrompt]:
-        """Objects from the answer's frame (:attr:`coord_frame`: 840 pixels, or Qwen3-VL's
-        0-1000 grid) to H x W pixels with this family's mapping (``v * W / coord_frame``)."""
-        return _to_image_frame(objects, image_hw, self.mapping, self.coord_frame)
+        """Answer objects (resize coordinates, or Qwen3-VL's 0-1000 grid: :attr:`coord_span`)
+        to an H x W image's pixels with this family's mapping (``v * W / coord_span``); see
+        :func:`segzero_edge.answer.to_image_pixels`."""
+        return _to_image_pixels(objects, image_hw, self.mapping, self.coord_span)
 
-    def format_answer(self, objects: Sequence[ObjectPrompt], reasoning: str = "") -> str:
-        """The generation a well-behaved model of this family writes for ``objects`` (840
-        frame): the v1 form takes the first object and needs two points."""
+    def format_answer(self, objects: Sequence[AnswerObject], reasoning: str = "") -> str:
+        """The generation a well-behaved model of this family writes for ``objects`` (resize
+        coordinates): the v1 form takes the first object and needs two points."""
         if self.schema == "object":
             if not objects:
                 raise ValueError("a Seg-Zero v1 answer has exactly one object")
@@ -299,14 +304,14 @@ QWEN3VL_GROUNDING = ModelFamily(
     sam2_checkpoint="sam2_hiera_large",
     reward="multi-object",
     grammar_fn=lambda n: list_answer_grammar(n, QWEN3VL_COORD_RANGE),
-    frame=QWEN3VL_FRAME,
+    resize_size=QWEN3VL_RESIZE_SIZE,
     patch_merge=QWEN3VL_PATCH_MERGE,
     coord_range=QWEN3VL_COORD_RANGE,
     architecture="Qwen3VLForConditionalGeneration",
 )
 
-MICRO_FRAME = 336
-"""Reasoner frame of the micro family (pixels; 12 x 12 image tokens of 28 px)."""
+MICRO_RESIZE_SIZE = 336
+"""The micro family's ``resize_size`` (pixels; 12 x 12 image tokens of 28 px)."""
 
 MICRO_SCENE = replace(
     MULTI_OBJECT,
@@ -324,7 +329,7 @@ MICRO_SCENE = replace(
     ),
     example_answer='[{"bbox_2d": [10,100,200,210], "point_2d": [30,110]}]',
     sam2_checkpoint="sam2.1_hiera_micro",  # segzero_export.micro_sam2, trained beside it
-    frame=MICRO_FRAME,
+    resize_size=MICRO_RESIZE_SIZE,
     coord_range=REASONER_SIZE,
 )
 """The micro reasoner's family (see the module docstring)."""
@@ -370,7 +375,7 @@ def family_of_checkpoint(source: str) -> str | None:
 __all__ = [
     "CHECKPOINT_FAMILIES",
     "FAMILIES",
-    "MICRO_FRAME",
+    "MICRO_RESIZE_SIZE",
     "MICRO_SCENE",
     "MULTI_OBJECT",
     "MULTI_OBJECT_INFER",

@@ -64,9 +64,10 @@ IMAGE_TOKENS = (REASONER_SIZE // PATCH_MERGE) ** 2
 """Image tokens of one 840 x 840 image: 30 x 30 = 900."""
 QWEN3VL_PATCH_MERGE = 32
 """Qwen3-VL: 16-pixel patches merged 2 x 2 into one image token."""
-QWEN3VL_FRAME = 832
-"""The square the generic Qwen3-VL family's reasoner sees: the multiple of 32 nearest
-Seg-Zero's 840 (26 x 26 = 676 image tokens; 840 is not a whole number of Qwen3-VL tokens)."""
+QWEN3VL_RESIZE_SIZE = 832
+"""The ``resize_size`` of the generic Qwen3-VL family (the square its reasoner sees): the
+multiple of 32 nearest Seg-Zero's 840 (26 x 26 = 676 image tokens; 840 is not a whole number of
+Qwen3-VL tokens)."""
 QWEN3VL_COORD_RANGE = 1000
 """Qwen3-VL grounds in coordinates relative to the image on a 0-1000 grid per axis."""
 MAX_N_CTX = 1 << 20
@@ -75,7 +76,7 @@ keeps ``n_ctx`` in 32 bits, so larger values would wrap (Qwen2.5-VL is trained t
 
 # --- segmenter (SAM2) ----------------------------------------------------------------------
 SAM2_SIZE = 1024
-"""SAM2's square input (``SAM2Base.image_size``); prompts are given in this frame."""
+"""SAM2's square input (``SAM2Base.image_size``); prompt coordinates are scaled to it."""
 SAM2_LOW_RES = 256
 """Side of SAM2's low-resolution mask logits (``SAM2_SIZE // 4``)."""
 SAM2_MASK_TOKENS = 4

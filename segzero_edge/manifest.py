@@ -204,8 +204,9 @@ class FileEntry:
 @dataclass(frozen=True)
 class ReasonerManifest:
     """``reasoner``: where the GGUFs came from and how they were made. ``input_size`` is the
-    frame side the reasoner sees (pixels), ``image_tokens`` the tokens of one image, ``n_ctx``
-    the llama.cpp context (KV cells) the bundle was sized for; ``None`` where not recorded."""
+    side of the square image the reasoner sees (the family's ``resize_size``, pixels),
+    ``image_tokens`` the tokens of one image, ``n_ctx`` the llama.cpp context (KV cells) the
+    bundle was sized for; ``None`` where not recorded."""
 
     source: str | None = None
     revision: str | None = None

@@ -217,7 +217,7 @@ def preprocess_sam_numpy(image: np.ndarray, dtype: type = np.float32) -> np.ndar
 
 def preprocess_reasoner_numpy(image: np.ndarray, size: int = REASONER_SIZE) -> np.ndarray:
     """H x W x 3 uint8 RGB -> ``size`` x ``size`` x 3 uint8 (840 by default: the model
-    family's ``frame``) with PIL's bilinear filter."""
+    family's ``resize_size``) with PIL's bilinear filter."""
     from PIL import Image
 
     img = Image.fromarray(_check_rgb(image), "RGB")
@@ -269,8 +269,8 @@ def preprocess_sam(image: Frame, *, dtype: type = np.float32) -> np.ndarray:
 
 def preprocess_reasoner(image: Frame, size: int = REASONER_SIZE) -> np.ndarray:
     """H x W x 3 uint8 RGB (or host NV12 frame) -> ``size`` x ``size`` x 3 uint8 (PIL
-    bilinear). The native kernels serve the 840 frame; another ``size`` (a Qwen3-VL family's
-    frame) runs PIL's resize."""
+    bilinear). The native kernels serve the 840 x 840 resize; another ``size`` (a Qwen3-VL
+    family's ``resize_size``) runs PIL's resize."""
     if size != REASONER_SIZE:
         return preprocess_reasoner_numpy(_frame_to_rgb(image), size)
     if _use_native():

@@ -4,7 +4,7 @@ Coordinates: image pixels of the frame given to ``segment()``, x to the right, y
 origin at the top-left corner of the top-left pixel. A box is ``(x1, y1, x2, y2)`` (XYXY)
 with ``0 <= x1 <= x2 <= W`` and ``0 <= y1 <= y2 <= H``: ``x1, y1`` the inclusive left/top
 edges, ``x2, y2`` the exclusive right/bottom edges, so ``(0, 0, W, H)`` is the whole image and
-the box covers pixel columns ``x1 .. x2 - 1``. This is the frame of Meta's sam2
+the box covers pixel columns ``x1 .. x2 - 1``. This is the convention of Meta's sam2
 ``SAM2ImagePredictor.predict(box=...)`` (XYXY pixels, divided by W and H in
 ``SAM2Transforms.transform_boxes``, so x = W is the image's right edge).
 """
@@ -44,16 +44,20 @@ def normalize_box(box: tuple[float, float, float, float], hw: tuple[int, int]) -
 
 @dataclass(frozen=True)
 class ObjectPrompt:
-    """One object: a box ``(x1, y1, x2, y2)`` and its points ``(x, y)``.
+    """One object in image pixels: a box ``(x1, y1, x2, y2)`` and its points ``(x, y)``.
 
-    In a :class:`Segmentation`: int image pixels, mapped from the model's frame as the
-    family's reference script maps them, the box then ordered and clamped to the image (the
-    module's convention; points are not clamped, as the reference passes them); these are
-    the box and points SAM2 was prompted with. In a tracked frame
-    (:class:`~segzero_edge.tracker.TrackedSegmentation`): the tight box of the object's mask
-    and no points; ``box`` is ``None`` when the object is lost (empty mask). In
-    ``ParsedAnswer.objects``: the model frame's numbers as written (int or float, corners as
-    the model wrote them).
+    Always int pixels of the image given to ``segment()`` (the module's convention); the
+    reasoner's own numbers are :class:`~segzero_edge.answer.AnswerObject` (resize coordinates,
+    as written), which :func:`~segzero_edge.answer.to_image_pixels` maps to this type.
+
+    - From :func:`~segzero_edge.answer.to_image_pixels`: as mapped, corners not yet ordered or
+      clamped (what the reference script passes to SAM2).
+    - In a :class:`Segmentation`: the box and points SAM2 was prompted with, mapped from the
+      answer as the family's reference script maps them, the box then ordered and clamped to
+      the image (points are not clamped, as the reference passes them).
+    - In a tracked frame (:class:`~segzero_edge.tracker.TrackedSegmentation`): no prompt but
+      the tight box of the object's mask and no points; ``box`` is ``None`` when the object is
+      lost (empty mask).
     """
 
     box: Box | None

@@ -36,7 +36,7 @@ def test_qwen3vl_2b_counts_by_hand() -> None:
     attn = 4 * n * 1024 * 24 * n
     mergers = 2 * 676 * 4 * 25_165_824
     assert s.vision_flops() == s.vision_flops(832) == linear + attn + mergers
-    assert (s.frame, s.image_tokens, s.prompt_tokens) == (832, 676, 676 + 130)
+    assert (s.resize_size, s.image_tokens, s.prompt_tokens) == (832, 676, 676 + 130)
     w = Workload(s)
     assert (w.image_size, w.prompt_tokens) == (832, 806)
     assert Workload(s, prompt_tokens=100, image_size=640).image_size == 640
@@ -96,7 +96,7 @@ def test_shape_from_a_qwen3vl_gguf_pair(
     print(got)
     assert got == want
     assert (got.vision_mlp_mats, got.deepstack_mergers, got.vision_positions) == (2, 2, 256)
-    assert got.frame == 832 and got.vision_full_blocks == got.vision_depth
+    assert got.resize_size == 832 and got.vision_full_blocks == got.vision_depth
 
 
 def test_real_qwen3vl_shapes_config(tiny_qwen3vl_dir: Path) -> None:

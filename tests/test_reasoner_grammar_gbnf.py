@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from segzero_edge.answer import format_list_answer, parse_answer
+from segzero_edge.answer import AnswerObject, format_list_answer, parse_answer
 from segzero_edge.families import MULTI_OBJECT
 from segzero_edge.reasoner import grammar as gbnf
-from segzero_edge.types import ObjectPrompt, Status
+from segzero_edge.types import Status
 from tests.fixtures.reasoner import answer_allowed
 from tests.fixtures.reasoner_vision import open_reasoner
 
@@ -73,7 +73,7 @@ def test_grammar_effect_on_well_formed_answers(checker: Any) -> None:
         for _ in range(rng.randint(0, gbnf.DEFAULT_MAX_OBJECTS)):
             x1, y1 = rng.randint(0, 800), rng.randint(0, 800)
             x2, y2 = rng.randint(x1, 840), rng.randint(y1, 840)
-            objs.append(ObjectPrompt((x1, y1, x2, y2), (((x1 + x2) // 2, (y1 + y2) // 2),)))
+            objs.append(AnswerObject((x1, y1, x2, y2), (((x1 + x2) // 2, (y1 + y2) // 2),)))
         text = format_list_answer(objs, "thinking")
         generated.append(answer_allowed(checker, text[text.index("<answer>") :]))
     n_ok = sum(kept.values()) + sum(generated)
@@ -89,7 +89,7 @@ def test_grammar_effect_on_well_formed_answers(checker: Any) -> None:
 
 
 def test_max_objects_is_enforced(checker: Any) -> None:
-    obj = ObjectPrompt((1, 2, 3, 4), ((2, 3),))
+    obj = AnswerObject((1, 2, 3, 4), ((2, 3),))
     at_limit = format_list_answer([obj] * gbnf.DEFAULT_MAX_OBJECTS)
     over = format_list_answer([obj] * (gbnf.DEFAULT_MAX_OBJECTS + 1))
     assert answer_allowed(checker, at_limit[at_limit.index("<answer>") :])

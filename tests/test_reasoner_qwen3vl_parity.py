@@ -33,11 +33,11 @@ from tests.fixtures.reasoner_vision import make_test_image
 REL_TOL = 2e-3
 KL_BOUNDS = {"Q8_0": (0.005, 0.01), "Q4_K_M": (0.3, 0.5)}  # (mean, max) nats
 QUERY = "the red car on the left"
-FRAME = QWEN3VL_GROUNDING.frame
+RESIZE_SIZE = QWEN3VL_GROUNDING.resize_size
 
 
 def _image() -> np.ndarray:
-    return np.ascontiguousarray(make_test_image()[:FRAME, :FRAME])
+    return np.ascontiguousarray(make_test_image()[:RESIZE_SIZE, :RESIZE_SIZE])
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def _prefill(model: Path, mmproj: Path, image: np.ndarray, prompt: str) -> dict[
     with LlamaCppReasoner(model, mmproj, image_tokens=QWEN3VL_GROUNDING.image_tokens, **opts) as r:
         res = r.prompt_logits(image, prompt)
         res["last_tokens"] = tokens_after_image(r, prompt)
-        res["arch"], res["frame"] = r.arch, r.frame
+        res["arch"], res["resize_size"] = r.arch, r.resize_size
     return res
 
 
@@ -137,7 +137,7 @@ def test_qwen3vl_image_tokens_and_prompt_match_hf(
         f"\nqwen3vl image tokens: llama.cpp {run['n_image_tokens']}, HF {ref['n_image_tokens']}; "
         f"prompt tokens: llama.cpp {run['n_prompt_tokens']}, HF {len(ref['input_ids'])}"
     )
-    assert (run["arch"], run["frame"]) == ("qwen3vl", FRAME)
+    assert (run["arch"], run["resize_size"]) == ("qwen3vl", RESIZE_SIZE)
     assert run["n_image_tokens"] == ref["n_image_tokens"] == QWEN3VL_GROUNDING.image_tokens
     assert run["n_prompt_tokens"] == len(ref["input_ids"])
     assert run["last_tokens"] == ref["after_ids"], "text after the image tokenizes differently"

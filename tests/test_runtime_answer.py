@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segzero_edge.answer import format_list_answer, parse_answer, to_image_frame
+from segzero_edge.answer import AnswerObject, format_list_answer, parse_answer, to_image_pixels
 from segzero_edge.types import ObjectPrompt, Status
 
 pytestmark = pytest.mark.runtime
@@ -24,20 +24,20 @@ def test_multi_object_answer() -> None:
     assert p.status is Status.OK
     assert p.reasoning == "two knives, the left one is bigger"
     assert p.objects == (
-        ObjectPrompt((10, 100, 200, 210), ((30, 110),)),
-        ObjectPrompt((225, 296, 706, 786), ((302, 410),)),
+        AnswerObject((10, 100, 200, 210), ((30, 110),)),
+        AnswerObject((225, 296, 706, 786), ((302, 410),)),
     )
 
 
 def test_single_dict_and_legacy_forms() -> None:
     single = parse_answer('<think>x</think><answer>{"bbox_2d":[1,2,3,4],"point_2d":[2,3]}</answer>')
-    assert single.objects == (ObjectPrompt((1, 2, 3, 4), ((2, 3),)),)
+    assert single.objects == (AnswerObject((1, 2, 3, 4), ((2, 3),)),)
     legacy = parse_answer(
         '<think>x</think><answer>{"bbox": [5, 6, 50, 60], "points_1": [10, 20], '
         '"points_2": [30, 40]}</answer>'
     )
     assert legacy.status is Status.OK
-    assert legacy.objects == (ObjectPrompt((5, 6, 50, 60), ((10, 20), (30, 40))),)
+    assert legacy.objects == (AnswerObject((5, 6, 50, 60), ((10, 20), (30, 40))),)
 
 
 @pytest.mark.parametrize(
@@ -67,39 +67,39 @@ def test_almost_json_is_salvaged_as_written() -> None:
     text = '<answer>[{"bbox_2d": [300, 40, 100, 20], "point_2d": [150.4, 30.6],},]</answer>'
     p = parse_answer(text)
     assert p.status is Status.OK
-    # values as written: no rounding in the 840 frame, corners not reordered (as the reference)
-    assert p.objects == (ObjectPrompt((300, 40, 100, 20), ((150.4, 30.6),)),)
+    # values as written: no rounding of resize coordinates, corners not reordered (as the reference)
+    assert p.objects == (AnswerObject((300, 40, 100, 20), ((150.4, 30.6),)),)
     assert parse_answer(text, strict=True).status is Status.UNPARSEABLE  # Seg-Zero's rule
 
 
 def test_mapping_back_is_the_reference_formula_unclamped() -> None:
-    objs = [ObjectPrompt((0, 420, 839, 900), ((-5, 420),))]
-    (o,) = to_image_frame(objs, (480, 640))
+    objs = [AnswerObject((0, 420, 839, 900), ((-5, 420),))]
+    (o,) = to_image_pixels(objs, (480, 640))
     # x * (640 / 840), y * (480 / 840), int(v * f + 0.5) (infer_multi_object.py), no clamping
     assert o.box == (0, int(420 * 480 / 840 + 0.5), int(839 * 640 / 840 + 0.5), 514)
     assert o.points == ((-3, 240),)
-    (same,) = to_image_frame([ObjectPrompt((1, 2, 3, 4), ((5, 6),))], (840, 840))
-    assert same == ObjectPrompt((1, 2, 3, 4), ((5, 6),))
+    (same,) = to_image_pixels([AnswerObject((1, 2, 3, 4), ((5, 6),))], (840, 840))
+    assert same == ObjectPrompt((1, 2, 3, 4), ((5, 6),))  # image pixels: the other type
 
 
 coord = st.integers(min_value=0, max_value=839)
 
 
 @st.composite
-def objects(draw: st.DrawFn) -> ObjectPrompt:
+def objects(draw: st.DrawFn) -> AnswerObject:
     x1, x2 = sorted((draw(coord), draw(coord)))
     y1, y2 = sorted((draw(coord), draw(coord)))
-    return ObjectPrompt((x1, y1, x2, y2), ((draw(coord), draw(coord)),))
+    return AnswerObject((x1, y1, x2, y2), ((draw(coord), draw(coord)),))
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(objects(), min_size=1, max_size=6), st.text(max_size=200))
-def test_well_formed_answers_round_trip(objs: list[ObjectPrompt], think: str) -> None:
+def test_well_formed_answers_round_trip(objs: list[AnswerObject], think: str) -> None:
     think = think.replace("</think>", "").replace("<answer>", "").replace("</answer>", "")
     p = parse_answer(format_list_answer(objs, think))
     assert p.status is Status.OK
     assert list(p.objects) == objs
-    assert to_image_frame(p.objects, (840, 840)) == objs
+    assert to_image_pixels(p.objects, (840, 840)) == [ObjectPrompt(o.box, o.points) for o in objs]
 
 
 @settings(max_examples=500, deadline=None)

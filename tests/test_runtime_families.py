@@ -49,7 +49,7 @@ def runtime_objects(family: str, text: str, hw: tuple[int, int]) -> list[Any]:
     parsed = parse_answer(text)
     assert parsed.status is Status.OK, parsed
     return [
-        (list(o.box), [list(p) for p in o.points]) for o in fam.to_image_frame(parsed.objects, hw)
+        (list(o.box), [list(p) for p in o.points]) for o in fam.to_image_pixels(parsed.objects, hw)
     ]
 
 
@@ -190,7 +190,7 @@ def test_sam2_gets_the_reference_points_and_labels(
     hw = case.image.shape[:2]
     want = reference_sam2_inputs(sam2_predictor, family, text, case.image)
     seg = RecordingSegmenter(ort_segmenter)
-    objects = fam.to_image_frame(parse_answer(text).objects, hw)
+    objects = fam.to_image_pixels(parse_answer(text).objects, hw)
     decoded = decode_objects(objects, fam.sam2, backend_decoder(seg, emb, hw))
     assert len(seg.calls) == len(want) == len(decoded.masks)
     assert seg.n_batches == 1  # every object of the answer in one decoder call
@@ -287,7 +287,12 @@ def test_micro_family_declares_a_336_frame_with_840_coordinates() -> None:
 
     fam = get_family("micro-scene")
     assert fam is MICRO_SCENE and FAMILIES["micro-scene"] is fam
-    assert (fam.frame, fam.patch_merge, fam.image_tokens, fam.coord_frame) == (336, 28, 144, 840)
+    assert (fam.resize_size, fam.patch_merge, fam.image_tokens, fam.coord_span) == (
+        336,
+        28,
+        144,
+        840,
+    )
     assert fam.architecture == MULTI_OBJECT.architecture and fam.schema == "list"
     assert len(fam.build_prompt("the red cup")) < len(MULTI_OBJECT.build_prompt("the red cup")) / 2
     text = multi_text([([0, 0, 840, 840], [420, 420]), ([84, 168, 420, 504], [210, 336])])
@@ -296,4 +301,4 @@ def test_micro_family_declares_a_336_frame_with_840_coordinates() -> None:
         assert got == REFERENCE["micro-scene"].objects(text, hw)
         assert got[0][0] == [0, 0, hw[1], hw[0]]  # 840 is the image's far edge, not 336
     image = np.zeros((336, 448, 3), np.uint8)
-    assert preprocess_reasoner(image, fam.frame).shape == (336, 336, 3)
+    assert preprocess_reasoner(image, fam.resize_size).shape == (336, 336, 3)

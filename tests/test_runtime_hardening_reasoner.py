@@ -62,7 +62,7 @@ def whole_text_tokens(r: LlamaCppReasoner, prompt: str) -> list[int]:
 
     mtmd = r.engine.mtmd
     blank = np.zeros((840, 840, 3), np.uint8)
-    with MtmdBitmap(blank, r.patch_merge, r.frame) as bmp, MtmdChunks() as chunks:
+    with MtmdBitmap(blank, r.patch_merge, r.resize_size) as bmp, MtmdChunks() as chunks:
         text = mt.mtmd_input_text()
         raw = chat_prompt(prompt, mtmd.marker).encode()
         text.text, text.text_len = raw, len(raw)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from segzero_edge import SegZeroEdge, Status
+from segzero_edge.answer import AnswerObject
 from segzero_edge.tracker import TrackedSegmentation
-from segzero_edge.types import ObjectPrompt
 from tests.fixtures.tracking import (
     QUERY,
     SHORT_CLIP,
@@ -29,7 +29,7 @@ def test_objects_are_tracked_independently(
     """Two objects: the first one's masks and scores are those of tracking it alone (SAM2's
     per-object inference); the second has its own."""
     frames = synthetic_clip(SHORT_CLIP)[:2]
-    second = ObjectPrompt(box=(600, 100, 800, 300), points=((700, 200),))
+    second = AnswerObject(box=(600, 100, 800, 300), points=((700, 200),))
     reasoner = ScriptedReasoner([seed_prompt(SHORT_CLIP), second])
     model = SegZeroEdge(reasoner, ort_segmenter, family="multi-object", memory=ort_memory)
     tracker = model.track(frames[0], QUERY, num_frames=SHORT_CLIP)

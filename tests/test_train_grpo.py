@@ -111,12 +111,11 @@ def test_resume_finds_the_latest_checkpoint(tmp_path: Path) -> None:
 
 
 def test_reward_adapters_wrap_the_rewards() -> None:
-    from segzero_edge.answer import format_list_answer
-    from segzero_edge.types import ObjectPrompt
+    from segzero_edge.answer import AnswerObject, format_list_answer
     from segzero_train.rewards import GroundTruth, segzero_rewards
 
     boxes, points = [[100, 120, 300, 330]], [[200, 220]]
-    good = format_list_answer([ObjectPrompt(box=(100, 120, 300, 330), points=((200, 220),))], "ok")
+    good = format_list_answer([AnswerObject(box=(100, 120, 300, 330), points=((200, 220),))], "ok")
     bad = "<think>no idea"
     funcs = reward_funcs("segzero-v1")
     assert [f.__name__ for f in funcs] == reward_terms("segzero-v1")

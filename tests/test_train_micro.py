@@ -22,7 +22,7 @@ def test_grpo_stage_arguments_parse_into_the_micro_family_recipe(tmp_path: Path)
     argv = micro.grpo_argv(r, tmp_path / "sft", tmp_path / "data", tmp_path / "grpo")
     script, cfg = parse_args(argv, world_size=1)
     assert script.reward == "multi-object" and script.model_family is MICRO_SCENE
-    assert script.image_size == r.image_size == MICRO_SCENE.frame == 336
+    assert script.image_size == r.image_size == MICRO_SCENE.resize_size == 336
     assert cfg.max_steps == r.grpo_steps and cfg.save_steps == r.grpo_save_steps
     assert cfg.num_generations == r.num_generations
     assert cfg.gradient_accumulation_steps == 1  # one optimizer step per prompts_per_step batch
@@ -152,7 +152,7 @@ def test_micro_bundle_is_scored_by_eval_on_the_scene_task(tmp_path: Path) -> Non
     )
     image = np.asarray(Image.open(sorted(data.glob("*.jpg"))[0]).convert("RGB"))
     with SegZeroEdge.from_bundle(bundle, n_threads=2, max_new_tokens=16) as model:
-        assert model.family.name == "micro-scene" and model.reasoner.frame == 336
+        assert model.family.name == "micro-scene" and model.reasoner.resize_size == 336
         model.segment(image, "the knife")
         assert model.reasoner.last_stats.n_image_tokens == 144
 

@@ -283,7 +283,7 @@ def parse_args(argv: list[str] | None = None, world_size: int | None = None) -> 
     parser.set_defaults(gradient_accumulation_steps=ga)
     script, cfg = parser.parse_args_and_config(argv)
     if script.image_size is None:
-        script.image_size = script.model_family.frame
+        script.image_size = script.model_family.resize_size
     if not cfg.output_dir:
         raise ValueError("--output_dir is required")
     # The reward functions read the ground-truth columns: TRL must keep them.

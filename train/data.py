@@ -7,8 +7,8 @@
   front of the text);
 - ``image``: the picture shown to the model, ``image_size`` x ``image_size`` RGB (PIL bilinear,
   as the runtime resizes to 840; the released sets are stored at 840 x 840 already);
-- ``gt_boxes`` / ``gt_points``: the ground truth in the frame the family's answers use
-  (``ModelFamily.coord_frame``: the 840 x 840 pixel frame for Qwen2.5-VL, Qwen3-VL's 0-1000
+- ``gt_boxes`` / ``gt_points``: the ground truth in the coordinates the family's answers use
+  (``ModelFamily.coord_span``: pixels of the 840 x 840 resize for Qwen2.5-VL, Qwen3-VL's 0-1000
   grid per axis; int32 lists), which is where the rewards compare it with the answer;
 - ``query``; and with ``completion=True`` (SFT) the assistant turn ``completion`` holding the
   answer built from the ground truth in the family's format (:func:`target_text`), with the
@@ -178,7 +178,7 @@ def target_text(
     points (``ValueError`` when the ground truth has fewer, as the sets built from masks here,
     one point per object, do; Seg-Zero's released RefCOCOg sets have two).
     """
-    from segzero_edge.types import ObjectPrompt
+    from segzero_edge.answer import AnswerObject
 
     fam = get_family(family)
     if fam.schema == "object":
@@ -187,7 +187,7 @@ def target_text(
                 f"a {fam.name} answer needs a box and two points; the ground truth has "
                 f"{len(gt.boxes)} box(es) and {len(gt.points)} point(s)"
             )
-        obj = ObjectPrompt(
+        obj = AnswerObject(
             box=tuple(gt.boxes[0]), points=(tuple(gt.points[0]), tuple(gt.points[1]))
         )  # type: ignore[arg-type]
         return fam.format_answer([obj], reasoning)
@@ -196,7 +196,7 @@ def target_text(
         point = gt.points[k] if k < len(gt.points) and len(gt.points) == len(gt.boxes) else None
         if point is None:
             point = gt.points[0] if gt.points else ((box[0] + box[2]) // 2, (box[1] + box[3]) // 2)
-        objects.append(ObjectPrompt(box=tuple(box), points=(tuple(point),)))  # type: ignore[arg-type]
+        objects.append(AnswerObject(box=tuple(box), points=(tuple(point),)))  # type: ignore[arg-type]
     return fam.format_answer(objects, reasoning)
 
 
@@ -301,8 +301,8 @@ def training_dataset(
     coord_step: int = 1,
 ) -> Any:
     """The training rows of ``data`` as a ``datasets.Dataset`` (see the module docstring), with
-    ``family``'s prompt (and answer format for ``completion``), the ground truth in the frame of
-    ``family``'s answers (``coord_frame``).
+    ``family``'s prompt (and answer format for ``completion``), the ground truth in the
+    coordinates of ``family``'s answers (``coord_span``).
 
     ``per_instance``: one box/point per instance (the multi-object reward) instead of the whole
     target as one object. Samples without a target are left out (``keep_empty``: kept, their
@@ -323,7 +323,7 @@ def training_dataset(
     source = data if isinstance(data, TrainingSource) else open_source(data, split)
     if families is not None:
         source = _only_families(source, families)
-    rows = _ground_truth_rows(source, per_instance, max_samples, fam.coord_frame, keep_empty)
+    rows = _ground_truth_rows(source, per_instance, max_samples, fam.coord_span, keep_empty)
     if processor is not None and max_prompt_length is not None:
         n_image = image_token_count(processor, image_size)
         kept = [
@@ -361,7 +361,7 @@ def training_dataset(
                 {
                     "role": "assistant",
                     "content": target_text(
-                        coarse_ground_truth(gt, coord_step, fam.coord_frame),
+                        coarse_ground_truth(gt, coord_step, fam.coord_span),
                         _thinking(why, think),
                         family,
                     ),

@@ -72,7 +72,7 @@ CONVENTIONS = {
 def segzero_answer_objects(
     text: str, image_hw: tuple[int, int], family: str | ModelFamily
 ) -> list[ObjectPrompt] | None:
-    """Image-frame objects of a generation by the ``family``'s reference evaluation script,
+    """Objects (image pixels) of a generation by the ``family``'s reference evaluation script,
     ``None`` where that script scores a parse failure.
 
     ``ModelFamily.evaluation_objects``: the one parser's strict rule for the family's answer
@@ -264,7 +264,7 @@ class HFPredictor:
             raise FileNotFoundError(f"SAM2 checkpoint not found: {sam2_checkpoint}")
         self.family = get_family(family)
         if image_size is None:
-            image_size = self.family.frame
+            image_size = self.family.resize_size
         if image_size < PATCH_MERGE or image_size % PATCH_MERGE:
             raise ValueError(f"image_size must be a multiple of {PATCH_MERGE}, got {image_size}")
         self.image_size = int(image_size)
@@ -332,8 +332,8 @@ class HFPredictor:
         return out
 
     def masks_for(self, image: np.ndarray, objects: list[Any]) -> tuple[np.ndarray, list[float]]:
-        """OR of SAM2's best mask per object (image-frame ``ObjectPrompt``s), through the one
-        object loop with the family's SAM2 prompt."""
+        """OR of SAM2's best mask per object (``ObjectPrompt`` objects in image pixels), through
+        the one object loop with the family's SAM2 prompt."""
         from segzero_edge.segmenter.decode import decode_objects
 
         h, w = image.shape[:2]
@@ -348,7 +348,7 @@ class HFPredictor:
         return mask, decoded.scores
 
     def segment_objects(self, sample: SegSample, objects: list[ObjectPrompt]) -> np.ndarray:
-        """Mask for image-frame objects (the ``segzero`` protocol's), with the family's SAM2
+        """Mask for objects in image pixels (the ``segzero`` protocol's), with the family's SAM2
         prompt."""
         return self.masks_for(sample.load_image(), objects)[0]
 
@@ -358,7 +358,7 @@ class HFPredictor:
         from segzero_edge.answer import parse_answer
 
         parsed = parse_answer(text, truncated=truncated)
-        objects = self.family.to_image_frame(parsed.objects, image.shape[:2])
+        objects = self.family.to_image_pixels(parsed.objects, image.shape[:2])
         mask, _ = self.masks_for(image, objects)
         return Prediction(
             mask=mask,

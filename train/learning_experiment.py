@@ -133,7 +133,7 @@ class BoxMaskPredictor:
         text = self.answers[sample.name]
         parsed = parse_answer(text)
         w, h = sample.size
-        objects = MULTI_OBJECT.to_image_frame(parsed.objects, (h, w))
+        objects = MULTI_OBJECT.to_image_pixels(parsed.objects, (h, w))
         mask = np.zeros((h, w), bool)
         for o in objects:
             x1, y1, x2, y2 = o.box

@@ -50,7 +50,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from segzero_edge.families import MICRO_FRAME, MICRO_SCENE
+from segzero_edge.families import MICRO_RESIZE_SIZE, MICRO_SCENE
 
 DATA_SEED = 0
 """Seed of the scene task's data (the run seed only seeds the models' training)."""
@@ -93,7 +93,7 @@ class Recipe:
     seed: int = 0
     train_size: int = 2000
     heldout_size: int = 300
-    image_size: int = MICRO_FRAME
+    image_size: int = MICRO_RESIZE_SIZE
     sft_steps: int = 400
     sft_batch: int = 8
     sft_lr: float = 1e-3

@@ -96,8 +96,8 @@ def box_scores(
     from .scene_controls import QueryOnlyControl
 
     fam = get_family(FAMILY)
-    size = fam.frame if image_size is None else int(image_size)
-    frame = fam.coord_frame
+    size = fam.resize_size if image_size is None else int(image_size)
+    frame = fam.coord_span
     samples = []
     for s in iter_reasonseg(Path(heldout_dir)):
         if len(samples) >= n:
@@ -188,7 +188,7 @@ def image_dependence(
     from .data import training_dataset
 
     fam = get_family(FAMILY)
-    size = fam.frame if image_size is None else int(image_size)
+    size = fam.resize_size if image_size is None else int(image_size)
     processor = AutoProcessor.from_pretrained(model_dir)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
     model.eval()

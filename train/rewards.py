@@ -2,13 +2,13 @@
 multi-object set.
 
 Every function takes the generated text and a :class:`GroundTruth` in the frame the model's
-answers use (the 840 x 840 pixel frame for Qwen2.5-VL; Qwen3-VL's 0-1000 grid per axis) and
+answers use (pixels of the 840 x 840 resize for Qwen2.5-VL; Qwen3-VL's 0-1000 grid per axis) and
 returns floats; malformed, truncated or empty generations give 0 for the terms they affect and
 never raise.
 
 The distance thresholds (box L1 < 10, point distance < 100 or < 30) are pixels of the model's
-frame. Answers on a grid that is not the frame's pixels pass ``units_per_pixel`` (answer units per
-pixel of the frame, ``ModelFamily.coord_frame / ModelFamily.frame``: 1000 / 832 for the
+resize. Answers on a grid that is not the resize's pixels pass ``units_per_pixel`` (answer units
+per pixel of the resize, ``ModelFamily.coord_span / ModelFamily.resize_size``: 1000 / 832 for the
 ``qwen3vl-grounding`` family, 1 for Qwen2.5-VL) and every threshold is scaled by it, so it keeps
 its meaning in pixels. The IoU threshold has no unit.
 
@@ -56,8 +56,8 @@ from typing import Any
 
 import numpy as np
 
-from segzero_edge.answer import answer_body, answer_json, numbers, parse_answer
-from segzero_edge.types import ObjectPrompt, Status
+from segzero_edge.answer import AnswerObject, answer_body, answer_json, numbers, parse_answer
+from segzero_edge.types import Status
 
 Box = tuple[float, float, float, float]
 Point = tuple[float, float]
@@ -113,7 +113,7 @@ class GroundTruth:
 # the first <answer> body through json.loads, as Seg-Zero's reward code reads it.
 
 
-def predicted_objects(text: str) -> list[ObjectPrompt] | None:
+def predicted_objects(text: str) -> list[AnswerObject] | None:
     """Objects of the first ``<answer>`` JSON (list or single dict); ``None`` when it does not
     parse (``segzero_edge.answer.parse_answer`` with ``strict=True``).
 

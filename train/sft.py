@@ -88,7 +88,7 @@ def train_sft(
         raise FileExistsError(f"output folder already exists: {output_dir}")
     fam = get_family(family)
     check_family_architecture(model_dir, fam)
-    image_size = fam.frame if image_size is None else image_size
+    image_size = fam.resize_size if image_size is None else image_size
     if image_size < fam.patch_merge or image_size % fam.patch_merge:
         raise ValueError(
             f"image_size must be a multiple of {fam.patch_merge} for the {fam.name} family, "

@@ -285,7 +285,7 @@ class SegZeroEdge:
         parsed = parse_answer(out.text, truncated=out.truncated)
         objects = [
             ObjectPrompt(box=normalize_box(o.box, (h, w)), points=o.points)  # type: ignore[arg-type]
-            for o in self.family.to_image_frame(parsed.objects[: self.max_objects], (h, w))
+            for o in self.family.to_image_pixels(parsed.objects[: self.max_objects], (h, w))
         ]
         object_masks = np.zeros((0, h, w), dtype=bool)
         scores: list[float] = []

@@ -68,19 +68,20 @@ class PixelPath:
                 ) from e
 
     def reasoner_input(self, frame: Frame, family: ModelFamily) -> np.ndarray:
-        """The reasoner's input picture of ``frame`` for ``family`` (its ``frame`` size,
-        PIL bilinear), H x W x 3 uint8 on the host. The kernel runs on its own stream and lock,
-        beside an encode in progress.
+        """The reasoner's input picture of ``frame`` for ``family`` (resized to its
+        ``resize_size`` square, PIL bilinear), H x W x 3 uint8 on the host. The kernel runs on
+        its own stream and lock, beside an encode in progress.
 
         Raises:
-            ValueError: An NV12 frame in device memory for a family whose frame is not 840.
+            ValueError: An NV12 frame in device memory for a family whose ``resize_size`` is
+                not 840.
         """
-        size = family.frame
-        if size != REASONER_SIZE:  # the CUDA and native kernels serve the 840 frame only
+        size = family.resize_size
+        if size != REASONER_SIZE:  # the CUDA and native kernels serve the 840 resize only
             if isinstance(frame, NV12Frame) and frame.on_device:
                 raise ValueError(
-                    f"an NV12 frame in device memory needs the 840 reasoner frame; family "
-                    f"{family.name!r} uses {size}: pass a host frame"
+                    f"an NV12 frame in device memory needs the reasoner's 840 x 840 resize; "
+                    f"family {family.name!r} uses {size}: pass a host frame"
                 )
             return pixels.preprocess_reasoner(frame, size)
         if self.cuda is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..layout import IMAGE_TOKENS, PATCH_MERGE, QWEN3VL_FRAME, QWEN3VL_PATCH_MERGE
+from ..layout import IMAGE_TOKENS, PATCH_MERGE, QWEN3VL_PATCH_MERGE, QWEN3VL_RESIZE_SIZE
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 
@@ -30,7 +30,9 @@ BACKBONES: dict[str, Backbone] = {
     # Qwen2.5-VL-Instruct's template adds "You are a helpful assistant." when no system turn
     "qwen2vl": Backbone(SYSTEM_PROMPT, PATCH_MERGE, IMAGE_TOKENS),
     # Qwen3-VL-Instruct's template adds no system turn
-    "qwen3vl": Backbone(None, QWEN3VL_PATCH_MERGE, (QWEN3VL_FRAME // QWEN3VL_PATCH_MERGE) ** 2),
+    "qwen3vl": Backbone(
+        None, QWEN3VL_PATCH_MERGE, (QWEN3VL_RESIZE_SIZE // QWEN3VL_PATCH_MERGE) ** 2
+    ),
 }
 """GGUF ``general.architecture`` -> :class:`Backbone`."""
 

@@ -23,10 +23,10 @@ class MtmdBitmap(CObject):
     """An RGB image as libmtmd's ``mtmd_bitmap`` (a copy of the pixels).
 
     ``image``: H x W x 3 uint8 RGB, H and W multiples of ``patch_merge`` (the reasoner's input
-    is ``frame`` x ``frame``). Raises ``ValueError`` for any other array.
+    is ``resize_size`` x ``resize_size``). Raises ``ValueError`` for any other array.
     """
 
-    def __init__(self, image: np.ndarray, patch_merge: int, frame: int) -> None:
+    def __init__(self, image: np.ndarray, patch_merge: int, resize_size: int) -> None:
         super().__init__()
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3:
             raise ValueError("image must be an H x W x 3 uint8 numpy array")
@@ -34,7 +34,7 @@ class MtmdBitmap(CObject):
         if c != 3 or h % patch_merge or w % patch_merge:
             raise ValueError(
                 f"image must be H x W x 3 with H, W multiples of {patch_merge} "
-                f"(the reasoner input is {frame} x {frame}); got {image.shape}"
+                f"(the reasoner input is {resize_size} x {resize_size}); got {image.shape}"
             )
         data = np.ascontiguousarray(image).tobytes()
         bmp = mtmd_cpp.mtmd_bitmap_init(w, h, (ctypes.c_ubyte * len(data)).from_buffer_copy(data))

@@ -6,10 +6,10 @@ One user turn (image, then the prompt) under the backbone's chat template
 read from the text GGUF's ``general.architecture`` (:data:`~.chat.BACKBONES`): ``qwen2vl``
 (Qwen2.5-VL) has the default system prompt and 28-pixel image tokens, ``qwen3vl``
 (Qwen3-VL-Instruct's template) no system turn and 32-pixel tokens. The 840 x 840 Qwen2.5-VL
-image gives exactly 900 image tokens (60 x 60 patches merged 2 x 2); a Qwen3-VL family's frame
-(832 x 832 for ``qwen3vl-grounding``) gives ``(frame / 32) ** 2``: the mtmd context is created
-with ``image_min_tokens = image_max_tokens = image_tokens`` so llama.cpp neither up- nor
-down-scales it.
+image gives exactly 900 image tokens (60 x 60 patches merged 2 x 2); a Qwen3-VL family's
+resize (832 x 832 for ``qwen3vl-grounding``) gives ``(resize_size / 32) ** 2``: the mtmd
+context is created with ``image_min_tokens = image_max_tokens = image_tokens`` so llama.cpp
+neither up- nor down-scales it.
 
 The caller's prompt is tokenized as plain text (:mod:`~.llama_chunks`): only the chat
 template's own markers become special tokens (``<|im_end|>`` typed in a query stays text), and
@@ -111,8 +111,8 @@ class LlamaCppReasoner:
         ``image_tokens`` pins libmtmd's min = max image tokens, a square number (the model
         family's ``image_tokens``: 900 for Qwen2.5-VL at 840 x 840, 676 for Qwen3-VL at
         832 x 832); ``None``: the backbone's default (:data:`~.chat.BACKBONES`). Images passed
-        in must then be ``frame`` x ``frame`` (``sqrt(image_tokens) * patch_merge`` pixels) or
-        at least multiples of ``patch_merge``.
+        in must then be ``resize_size`` x ``resize_size`` (``sqrt(image_tokens) *
+        patch_merge`` pixels) or at least multiples of ``patch_merge``.
         ``n_gpu_layers=-1`` offloads everything when llama.cpp was built with CUDA; 0 = CPU.
         ``warmup=False`` skips libmtmd's warm-up encode (faster start, first image slower).
         ``verbose`` prints the llama.cpp log (it is always kept in ``load_log`` for the
@@ -216,8 +216,9 @@ class LlamaCppReasoner:
         self.system_prompt = engine.backbone.system_prompt
         self.patch_merge = engine.backbone.patch_merge
         self.image_tokens = engine.image_tokens
-        self.frame = engine.frame
-        """Side (pixels) of the square image that gives exactly ``image_tokens`` tokens."""
+        self.resize_size = engine.resize_size
+        """Side (pixels) of the square image that gives exactly ``image_tokens`` tokens (the
+        family's ``resize_size``)."""
         self.n_vocab = engine.model.n_vocab
         self.n_batch = engine.n_batch
         self.n_ctx = engine.n_ctx
@@ -263,8 +264,8 @@ class LlamaCppReasoner:
         is ``-1``. Its length is the number of KV cells the prompt takes."""
         with self._lock, interruptible():
             engine = self.engine
-            blank = np.zeros((self.frame, self.frame, 3), np.uint8)
-            with MtmdBitmap(blank, self.patch_merge, self.frame) as bmp:
+            blank = np.zeros((self.resize_size, self.resize_size, 3), np.uint8)
+            with MtmdBitmap(blank, self.patch_merge, self.resize_size) as bmp:
                 chunks = tokenize_prompt(engine.mtmd, bmp, prompt, self.system_prompt)
             with chunks:
                 return [t for c in chunks.read() for t in c.ids]
@@ -298,7 +299,7 @@ class LlamaCppReasoner:
         if not isinstance(prompt, str):
             raise ValueError(f"prompt must be a str, got {type(prompt).__name__}")
         engine = self.engine
-        with MtmdBitmap(image, self.patch_merge, self.frame) as bmp:
+        with MtmdBitmap(image, self.patch_merge, self.resize_size) as bmp:
             chunks = tokenize_prompt(engine.mtmd, bmp, prompt, self.system_prompt)
         with chunks:
             parts = chunks.read()
@@ -333,8 +334,8 @@ class LlamaCppReasoner:
     ) -> ReasonerOutput:
         """Greedy generation for one image + prompt (see the module docstring).
 
-        ``image``: ``frame`` x ``frame`` x 3 uint8 RGB (840 for Qwen2.5-VL). ``frame_key``
-        names the frame's content for the prefix cache (the pipeline passes
+        ``image``: ``resize_size`` x ``resize_size`` x 3 uint8 RGB (840 for Qwen2.5-VL).
+        ``frame_key`` names the frame's content for the prefix cache (the pipeline passes
         :func:`segzero_edge.image.frame_key` of the original frame); without it the key is
         computed from ``image``. ``timings`` holds seconds for ``vision_encode``, ``prefill``
         (including a prefix restore), ``decode``, and ``reasoner_cache_hit`` (1.0 when the

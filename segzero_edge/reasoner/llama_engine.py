@@ -84,8 +84,9 @@ class Engine:
                 )
             self.backbone: Backbone = BACKBONES[self.arch]
             self.image_tokens = int(params.image_tokens or self.backbone.default_image_tokens)
-            self.frame = math.isqrt(self.image_tokens) * self.backbone.patch_merge
-            """Side (pixels) of the square image that gives exactly ``image_tokens`` tokens."""
+            self.resize_size = math.isqrt(self.image_tokens) * self.backbone.patch_merge
+            """Side (pixels) of the square image that gives exactly ``image_tokens`` tokens (the
+            family's ``resize_size``)."""
             self.ctx = stack.enter_context(LlamaContext(self.model, _context_params(params)))
             self.n_ctx = self.ctx.n_ctx
             mparams = mtmd_cpp.mtmd_context_params_default()

@@ -61,7 +61,8 @@ def best_mask_index(scores: np.ndarray) -> int:
 def decode_objects(
     objects: Sequence[ObjectPrompt], rule: Sam2PromptRule, decode: DecodeFn
 ) -> DecodedObjects:
-    """Decode every object (image-frame pixels) of one answer with ``decode``.
+    """Decode every object (image pixels, :class:`~segzero_edge.types.ObjectPrompt`) of one
+    answer with ``decode``.
 
     Raises ``ValueError`` when ``decode`` returns a different number of results than prompts;
     errors of ``decode`` itself propagate.

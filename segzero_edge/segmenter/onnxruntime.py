@@ -156,11 +156,11 @@ class OrtSegmenter:
     ) -> tuple[np.ndarray, np.ndarray]:
         """B prompts on one image -> low-res logits ``[B, 4, 256, 256]`` and IoU ``[B, 4]``.
 
-        ``point_coords [B, P, 2]`` float32 in the 1024 frame and ``point_labels [B, P]`` (see
-        :class:`~segzero_edge.backends.Segmenter`): one decoder call for the batch, giving per
-        prompt what a call with that prompt alone gives. ``mask_input`` (optional,
-        ``[1, 1, 256, 256]`` logits) is a previous low-res mask, applied to every prompt.
-        Raises ``ValueError`` for badly shaped prompts.
+        ``point_coords [B, P, 2]`` float32 scaled to the 1024 x 1024 input and
+        ``point_labels [B, P]`` (see :class:`~segzero_edge.backends.Segmenter`): one decoder
+        call for the batch, giving per prompt what a call with that prompt alone gives.
+        ``mask_input`` (optional, ``[1, 1, 256, 256]`` logits) is a previous low-res mask,
+        applied to every prompt. Raises ``ValueError`` for badly shaped prompts.
         """
         coords, labels = check_prompt_batch(point_coords, point_labels)
         mask, has_mask = mask_prompt(mask_input)

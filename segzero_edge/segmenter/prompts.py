@@ -1,7 +1,8 @@
 """SAM2 prompts: a family's rule (which points, which labels), the arrays SAM2 gets, and their
 batching (several prompts on one image in one decoder call).
 
-A prompt is a box as two labelled corners, then the points, in the 1024 frame, as
+A prompt is a box as two labelled corners, then the points, scaled to SAM2's 1024 x 1024
+input, as
 ``SAM2ImagePredictor.predict(point_coords, point_labels, box)`` builds them (sam2
 ``sam2/sam2_image_predictor.py``: ``_prep_prompts`` then the box corners first in ``_predict``).
 """
@@ -27,7 +28,7 @@ def prompt_arrays(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(point_coords [1, P, 2] float32, point_labels [1, P] float32)`` as SAM2 builds them.
 
-    Coordinates are original-image pixels; they are scaled into the 1024 frame
+    Coordinates are original-image pixels; they are scaled to SAM2's 1024 x 1024 input
     (SAM2ImagePredictor's ``normalize_coords=True``: ``x / W * 1024``). The box corners come first.
     """
     h, w = image_hw
@@ -181,7 +182,7 @@ class Sam2PromptRule:
     box: bool = True
 
     def for_object(self, obj: ObjectPrompt) -> ObjectSamPrompt:
-        """The SAM2 prompt of one image-frame object."""
+        """The SAM2 prompt of one object (image pixels: ``to_image_pixels``' output)."""
         points = tuple((p[0], p[1]) for p in obj.points[: len(self.point_labels)])
         box = tuple(obj.box) if self.box and obj.box is not None else None
         return ObjectSamPrompt(box, points, self.point_labels[: len(points)])  # type: ignore[arg-type]

@@ -177,9 +177,10 @@ class TensorRTSegmenter(TrtEngines):
         *,
         mask_input: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """B prompts in the 1024 frame -> low-res logits ``[B, 4, 256, 256]``, IoU ``[B, 4]``.
+        """B prompts -> low-res logits ``[B, 4, 256, 256]``, IoU ``[B, 4]``.
 
-        ``point_coords [B, P, 2]``, ``point_labels [B, P]``: one engine call per
+        ``point_coords [B, P, 2]`` (scaled to SAM2's 1024 x 1024 input), ``point_labels
+        [B, P]``: one engine call per
         :attr:`max_prompts` prompts. ``mask_input`` ``[1, 1, 256, 256]`` applies to every
         prompt. Raises ``ValueError`` for bad shapes or more points than the engine profile.
         """

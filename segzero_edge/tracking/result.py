@@ -32,7 +32,8 @@ class TrackedSegmentation(Segmentation):
 
     Per tracked object ``i`` (the reasoner's ``i``-th object of the last reasoning), the same
     names as :class:`Segmentation`: ``object_masks[i]`` (H x W bool, empty when lost),
-    ``objects[i]`` (``box`` the tight box of that mask in the box convention of
+    ``objects[i]`` (an :class:`~segzero_edge.types.ObjectPrompt` in image pixels that
+    prompted nothing: ``box`` the tight box of that mask in the box convention of
     :mod:`segzero_edge.types`, ``None`` when the mask is empty; no points),
     ``iou_predictions[i]`` (the decoder's IoU prediction of the chosen mask), and
     ``object_score_logits[i]`` (SAM2's object score logit, ``object_score_logits`` of
