@@ -76,7 +76,7 @@ class SegZeroArguments:
         default=None,
         metadata={
             "help": "side of the square image shown to the model, a multiple of the family's "
-            "patch_merge (28 for Qwen2.5-VL, 32 for Qwen3-VL); default: the family's frame "
+            "patch_merge (28 for Qwen2.5-VL, 32 for Qwen3-VL); default: the family's resize_size "
             "(840, or 832 for qwen3vl-grounding)"
         },
     )
@@ -130,7 +130,8 @@ class SegZeroArguments:
 
 def check_family_architecture(model_dir: Path, family: Any) -> None:
     """Raise ``ValueError`` when the checkpoint's ``architectures`` (``config.json``) is not the
-    family's (a Qwen3-VL model with a Qwen2.5-VL family would be scored in the wrong frame)."""
+    family's (a Qwen3-VL model with a Qwen2.5-VL family would be scored in the wrong
+    coordinates)."""
     import json
 
     try:

@@ -246,8 +246,8 @@ class HFPredictor:
     ) -> None:
         """``family``: the checkpoint's model family; ``max_new_tokens``: default the family's
         budget (1024). ``image_size``: the square side the reasoner sees (a multiple of 28;
-        default the family's ``frame``: 840 as the references, 336 for ``micro-scene``; a model
-        trained on another size is shown its own size, while its coordinates stay in the
+        default the family's ``resize_size``: 840 as the references, 336 for ``micro-scene``; a
+        model trained on another size is shown its own size, while its coordinates stay in the
         family's coordinate range). ``sam2_model``: an already built SAM2 (e.g.
         :func:`segzero_export.micro_sam2.build_micro_sam2`) instead of ``sam2_checkpoint``,
         which may then be ``None``."""

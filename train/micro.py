@@ -12,7 +12,7 @@ stopped; GRPO and SAM2 also resume inside their stage from their last checkpoint
    vocabulary trained on the task's words, :func:`segzero_export.tiny_qwen.build_tiny_qwen25vl`);
 3. ``sft/``: :func:`segzero_train.sft.train_sft` on the think + answer targets, one object per
    target instance and ``[]`` for a query with none (the
-   ``micro-scene`` family: the image shown at ``image_size``, its 336 frame by default;
+   ``micro-scene`` family: the image shown at ``image_size``, its 336 resize by default;
    coordinates in the 840 range, rounded to ``coord_step``); with ``name_steps`` > 0 it starts
    from ``sft_names/``: that many steps on the name queries alone, the answer alone as target;
 4. ``grpo/``: :func:`segzero_train.grpo.train_grpo` with Seg-Zero's multi-object reward
@@ -58,7 +58,7 @@ DATA_SEED = 0
 SCENE_SIZE = (448, 336)
 
 FAMILY = "micro-scene"
-"""The micro reasoner's model family (:data:`segzero_edge.families.MICRO_SCENE`: 336 frame,
+"""The micro reasoner's model family (:data:`segzero_edge.families.MICRO_SCENE`: 336 resize,
 short prompt, multi-object answers in the 840 coordinate range)."""
 
 

@@ -52,11 +52,11 @@ def train_sft(
     """Fine-tune on the ground-truth answers of ``data``; write model + processor to ``output_dir``.
 
     ``image_size``: side of the square image shown, a multiple of the family's ``patch_merge``
-    (default: the family's frame, 840 or 832 for ``qwen3vl-grounding``); the answers are in the
-    family's frame (Qwen3-VL: the ground truth on the 0-1000 grid). The model's architecture must
-    be the family's. Returns ``{"first_loss", "last_loss", "steps"}`` (mean of the first / last
-    10 logged losses). The output folder is written to a temp dir next to it, then renamed.
-    Raises ``ValueError`` for a bad model folder, family, data or image size,
+    (default: the family's ``resize_size``, 840 or 832 for ``qwen3vl-grounding``); the answers
+    are in the family's coordinates (Qwen3-VL: the ground truth on the 0-1000 grid). The model's
+    architecture must be the family's. Returns ``{"first_loss", "last_loss", "steps"}`` (mean of
+    the first / last 10 logged losses). The output folder is written to a temp dir next to it,
+    then renamed. Raises ``ValueError`` for a bad model folder, family, data or image size,
     ``FileExistsError`` when ``output_dir`` exists.
 
     ``per_instance``: one object per target instance in the answer (the multi-object form; else
@@ -178,7 +178,8 @@ def _parser() -> argparse.ArgumentParser:
         "--image-size",
         type=int,
         default=None,
-        help="square image side (x28 for Qwen2.5-VL, x32 for Qwen3-VL; default the family's frame)",
+        help="square image side (x28 for Qwen2.5-VL, x32 for Qwen3-VL; "
+        "default the family's resize_size)",
     )
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--lr", type=float, default=1e-3)
