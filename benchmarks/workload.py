@@ -86,9 +86,9 @@ class BenchInputs:
     def __post_init__(self) -> None:
         self.queries = tuple(self.queries)
         self.workloads = tuple(self.workloads)
-        if get_family(self.family).schema == "object":  # one object per answer
-            self.workloads = tuple(w for w in self.workloads if OBJECTS[w] == 1)
         bad = [w for w in self.workloads if w not in WORKLOADS]
+        if get_family(self.family).schema == "object" and not bad:  # one object per answer
+            self.workloads = tuple(w for w in self.workloads if OBJECTS[w] == 1)
         if bad or not self.workloads:
             raise ValueError(f"unknown workload(s) {bad}; choose from {', '.join(WORKLOADS)}")
         if len(self.queries) < max(CALLS[w] for w in self.workloads):

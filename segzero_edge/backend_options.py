@@ -181,9 +181,8 @@ def backend_keywords(fn: F) -> F:
         raise TypeError(f"{fn.__name__} takes no **options for the backend keywords")
     known = BackendOptions.__annotations__
     defaults: Mapping[str, object] = BACKEND_DEFAULTS
-    explicit = {
-        name for name, p in own.parameters.items() if p.kind is not inspect.Parameter.VAR_KEYWORD
-    }
+    by_keyword = (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.POSITIONAL_ONLY)
+    explicit = {name for name, p in own.parameters.items() if p.kind not in by_keyword}
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from .backend_options import BackendOptions, backend_keywords
+from .backend_options import BackendOptions, backend_keywords, check_backend_options
 from .backends import Reasoner, Segmenter
 from .errors import BundleError
 from .families import FAMILIES, ModelFamily, get_family
@@ -213,7 +213,7 @@ def open_backends(
     Args:
         path: The bundle folder (holds ``manifest.json``).
         **options: The keywords :meth:`segzero_edge.pipeline.SegZeroEdge.from_bundle` passes on
-            (:class:`~segzero_edge.backend_options.BackendOptions`; not checked here):
+            (:class:`~segzero_edge.backend_options.BackendOptions`), checked as it checks them:
 
     Returns:
         The reasoner, the segmenter and the model family.
@@ -222,6 +222,7 @@ def open_backends(
         TypeError: An unknown keyword.
         BundleError, BackendError, ValueError: As ``from_bundle``.
     """
+    check_backend_options(options)
     bundle = load_bundle(path, verify_hashes=options["verify_hashes"])
     fam = bundle_family(bundle, options["family"])
     import llama_cpp

@@ -157,12 +157,14 @@ def main(argv: list[str] | None = None) -> int:
             # a library may catch the raised Terminated and raise an error of its own
             return EXIT_TERMINATED if terminated.is_set() else fail(message)
 
-        code = _run(args, fail_unless_terminated)
+        code = _run(args, fail_unless_terminated, terminated)
         return EXIT_TERMINATED if terminated.is_set() else code
 
 
-def _run(args: argparse.Namespace, fail: Callable[[str], int]) -> int:
-    """Run the chosen command; every way it can end becomes an exit code (module docstring)."""
+def _run(args: argparse.Namespace, fail: Callable[[str], int], terminated: threading.Event) -> int:
+    """Run the chosen command; every way it can end becomes an exit code (module docstring).
+    ``terminated``: set once SIGTERM arrived (no traceback then, even with the debug switch)."""
+    debug = bool(os.environ.get(DEBUG_ENV))
     try:
         code = int(args.func(args) or 0)
         stuck = _flush_stdout()  # a full disk behind stdout is an error of this command
@@ -171,7 +173,7 @@ def _run(args: argparse.Namespace, fail: Callable[[str], int]) -> int:
         _flush_stdout()
         return fail(one_line(e))
     except ImportError as e:  # an optional dependency: name the extra that brings it
-        if os.environ.get(DEBUG_ENV):
+        if debug and not terminated.is_set():
             raise
         if (extra := missing_extra(e, args.command)) is None:
             return fail(f"{one_line(e)} (set {DEBUG_ENV}=1 for the traceback)")
@@ -181,7 +183,7 @@ def _run(args: argparse.Namespace, fail: Callable[[str], int]) -> int:
     except Terminated:
         return EXIT_TERMINATED
     except Exception as e:
-        if os.environ.get(DEBUG_ENV):
+        if debug and not terminated.is_set():
             raise
         return fail(
             f"unexpected {type(e).__name__}: {one_line(e)} (set {DEBUG_ENV}=1 for the traceback)"

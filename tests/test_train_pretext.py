@@ -95,3 +95,20 @@ def test_mismatched_tokens_and_grids_are_refused() -> None:
         heads(hidden, ids, 7, torch.tensor([[1, 4, 4]]))
     with pytest.raises(ValueError, match="larger than the heads"):
         heads(torch.zeros(1, 6, 8), torch.tensor([[7] * 6]), 7, torch.tensor([[1, 4, 6]]))
+    with pytest.raises(ValueError, match="needs image tokens"):
+        heads(hidden, torch.ones(1, 5, dtype=torch.long), 7, torch.zeros(0, 3, dtype=torch.long))
+    four = torch.tensor([[7, 7, 7, 7, 1]])
+    with pytest.raises(ValueError, match="cover has 3 labels for 4"):
+        heads(hidden, four, 7, torch.tensor([[1, 4, 4]]), torch.tensor([1, 0, 1]))
+
+
+def test_cover_head_adds_its_cross_entropy() -> None:
+    torch.manual_seed(0)
+    heads = PositionPretext(8, 2, 2)
+    hidden, ids = torch.randn(1, 5, 8), torch.tensor([[7, 7, 7, 7, 1]])
+    grid = torch.tensor([[1, 4, 4]])
+    cover = torch.tensor([1, 0, 0, 1])
+    without, with_cover = heads(hidden, ids, 7, grid), heads(hidden, ids, 7, grid, cover)
+    h = hidden[0, :4]
+    expected = torch.nn.functional.cross_entropy(heads.cover(h), cover)
+    assert torch.allclose(with_cover - without, expected)

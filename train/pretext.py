@@ -84,9 +84,13 @@ class PositionPretext(nn.Module):
                 order as the tokens), or ``None`` to leave that head out.
 
         Raises:
-            ValueError: when the image tokens in ``input_ids`` do not match ``image_grid_thw``.
+            ValueError: when there are no image tokens, when they do not match
+                ``image_grid_thw``, when a grid is larger than the heads, or when ``cover`` has
+                another length.
         """
         h = hidden_states[input_ids == image_token_id]
+        if len(h) == 0 or len(image_grid_thw) == 0:
+            raise ValueError("the pretext needs image tokens: none in input_ids or image_grid_thw")
         rows, cols = grid_labels(image_grid_thw.cpu(), self.merge_size)
         if len(rows) != len(h):
             raise ValueError(
