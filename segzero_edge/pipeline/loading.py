@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..backend_options import BackendOptions, backend_keywords, check_backend_options
+from ..backend_options import BackendOptions, backend_keywords
 from ..options import whole_number
 from .embedding_cache import DEFAULT_CACHE_FRAMES
 
@@ -62,10 +62,9 @@ def from_bundle(
     """
     from ..bundle import open_backends
 
-    # every option is checked before the backends load
+    # every option is checked before the backends load (the backend ones by open_backends)
     cache_frames = whole_number("cache_frames", cache_frames, minimum=0)
     options["max_objects"] = whole_number("max_objects", options["max_objects"], minimum=1)
-    check_backend_options(options)
     t0 = time.perf_counter()
     reasoner, segmenter, fam = open_backends(path, **options)
     model = cls(
