@@ -161,13 +161,15 @@ def main() -> None:
             labels[i, :n] = -100
         return enc, labels
 
-    def token_loss(enc: Any, labels: Any) -> tuple[Any, Any, Any]:
-        logits = model(**enc).logits[:, :-1]
+    def token_loss(enc: Any, labels: Any, layer: int | None = None) -> tuple[Any, Any, Any, Any]:
+        """Per-token cross-entropy, its mask, the targets, and the hidden states after
+        ``layer`` (``None``: not kept)."""
+        out = model(**enc, output_hidden_states=layer is not None)
         target = labels[:, 1:]
         ce = torch.nn.functional.cross_entropy(
-            logits.transpose(1, 2), target.clamp(min=0), reduction="none"
+            out.logits[:, :-1].transpose(1, 2), target.clamp(min=0), reduction="none"
         )
-        return ce, target != -100, target
+        return ce, target != -100, target, None if layer is None else out.hidden_states[layer]
 
     def dependence() -> dict[str, float]:
         model.eval()
@@ -176,7 +178,7 @@ def main() -> None:
         grey = [Image.new("RGB", (SIZE, SIZE), GREY)] * len(rows)
         for name, ims in (("own", images), ("rolled", images[1:] + images[:1]), ("flat", grey)):
             with torch.no_grad():
-                ce, mask, target = token_loss(*batch_of(rows, ims))
+                ce, mask, target, _ = token_loss(*batch_of(rows, ims))
             digit = torch.tensor(
                 [[tok.decode([max(int(t), 0)]).strip().isdigit() for t in row] for row in target]
             )
@@ -214,14 +216,9 @@ def main() -> None:
         idx, order = order[:BATCH], order[BATCH:]
         rows = [train[i] for i in idx]
         enc, labels = batch_of(rows, [r[1] for r in rows])
-        out = model(**enc, output_hidden_states=bool(a.aux_weight))
-        target = labels[:, 1:]
-        mask = target != -100
-        ce = torch.nn.functional.cross_entropy(
-            out.logits[:, :-1].transpose(1, 2), target.clamp(min=0), reduction="none"
-        )
+        ce, mask, _, hidden = token_loss(enc, labels, a.aux_layer if a.aux_weight else None)
         loss = (ce * mask).sum() / mask.sum()
-        aux = pretext_loss(enc, out.hidden_states[a.aux_layer], rows) if a.aux_weight else None
+        aux = None if hidden is None else pretext_loss(enc, hidden, rows)
         total = loss if aux is None else loss + a.aux_weight * aux
         opt.zero_grad()
         total.backward()
